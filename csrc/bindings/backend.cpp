@@ -1,0 +1,37 @@
+// Bindings for ISA dispatch, thread control and build information.
+#include <omp.h>
+
+#include "bindings/common.h"
+#include "core/runtime.h"
+#include "dispatch.h"
+
+namespace pcn::bind {
+
+void bind_backend(py::module_& m) {
+  m.def("isa", [] { return isa_name(current_isa()); });
+  m.def("set_isa", [](const std::string& name) { set_isa(isa_from_name(name)); }, py::arg("name"));
+  m.def("available_isas", [] {
+    std::vector<std::string> names;
+    for (Isa isa : available_isas()) names.push_back(isa_name(isa));
+    return names;
+  });
+  m.def("isa_choice_reason", &isa_choice_reason);
+  m.def("isa_flags", [](const std::string& name) { return isa_flags(isa_from_name(name)); }, py::arg("name"));
+  m.def("get_num_threads", &num_threads);
+  m.def(
+      "set_num_threads",
+      [](int threads) {
+        if (threads < 1) throw py::value_error("set_num_threads: threads must be >= 1, got " + std::to_string(threads));
+        set_num_threads(threads);
+      },
+      py::arg("threads"));
+  py::dict build;
+  build["version"] = PCN_VERSION;
+  build["compiler"] = PCN_COMPILER;
+  build["flags"] = PCN_BUILD_FLAGS;
+  build["openmp"] = _OPENMP;
+  build["cuda"] = false;
+  m.attr("build_info") = build;
+}
+
+}  // namespace pcn::bind

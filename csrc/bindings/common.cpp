@@ -1,0 +1,63 @@
+// Argument conversion helpers for the bindings; see common.h.
+#include "bindings/common.h"
+
+namespace pcn::bind {
+namespace {
+
+std::string describe_type(const py::handle& obj) {
+  if (py::isinstance<py::array>(obj)) return "numpy array of dtype " + std::string(py::str(obj.attr("dtype")));
+  return "object of type " + std::string(py::str(py::type::handle_of(obj).attr("__name__")));
+}
+
+template <class T>
+py::array_t<T, py::array::c_style> typed_input(const py::handle& obj, const char* op, const char* name,
+                                               const char* dtype_name) {
+  // dtype equality is byte-order aware: a big-endian float32 array is rejected, not misread.
+  if (!py::isinstance<py::array>(obj) || !py::reinterpret_borrow<py::array>(obj).dtype().equal(py::dtype::of<T>()))
+    throw py::type_error(std::string(op) + ": " + name + " must be a " + dtype_name + " array, got " +
+                         describe_type(obj));
+  return py::array_t<T, py::array::c_style>::ensure(obj);
+}
+
+}  // namespace
+
+FloatArray float_input(const py::handle& obj, const char* op, const char* name) {
+  return typed_input<float>(obj, op, name, "float32");
+}
+
+IndexArray index_input(const py::handle& obj, const char* op, const char* name) {
+  return typed_input<int64_t>(obj, op, name, "int64");
+}
+
+std::vector<int64_t> shape_of(const py::array& array) {
+  return std::vector<int64_t>(array.shape(), array.shape() + array.ndim());
+}
+
+void expect_ndim(const py::array& array, int ndim, const char* op, const char* name, const char* layout) {
+  if (array.ndim() != ndim)
+    throw py::value_error(std::string(op) + ": " + name + " must be " + std::to_string(ndim) + "-D " + layout +
+                          ", got shape " + shape_str(shape_of(array)));
+}
+
+void expect_shape(const py::array& array, const std::vector<int64_t>& shape, const char* op, const char* name) {
+  if (shape_of(array) != shape)
+    throw py::value_error(std::string(op) + ": " + name + " must have shape " + shape_str(shape) + ", got " +
+                          shape_str(shape_of(array)));
+}
+
+FloatArray empty_float(const std::vector<int64_t>& shape) {
+  checked_numel(shape, "output");
+  return FloatArray(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+}
+
+IndexArray empty_index(const std::vector<int64_t>& shape) {
+  checked_numel(shape, "output");
+  return IndexArray(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+}
+
+float* writable(FloatArray& array, const char* op, const char* name) {
+  if (!array.writeable()) throw py::value_error(std::string(op) + ": " + name + " must be writable");
+  return array.mutable_data();
+}
+
+}  // namespace pcn::bind

@@ -1,0 +1,132 @@
+// Bindings for conv2d forward and backward.
+#include "bindings/common.h"
+#include "dispatch.h"
+
+namespace pcn::bind {
+namespace {
+
+Conv2dDesc conv_desc(const FloatArray& x, const std::vector<int64_t>& w_shape, Pair stride, Pair padding,
+                     Pair dilation, int64_t groups) {
+  Conv2dDesc d;
+  d.batch = x.shape(0);
+  d.in_channels = x.shape(1);
+  d.in_h = x.shape(2);
+  d.in_w = x.shape(3);
+  d.out_channels = w_shape[0];
+  d.kernel_h = w_shape[2];
+  d.kernel_w = w_shape[3];
+  d.stride_h = stride[0];
+  d.stride_w = stride[1];
+  d.pad_h = padding[0];
+  d.pad_w = padding[1];
+  d.dilation_h = dilation[0];
+  d.dilation_w = dilation[1];
+  d.groups = groups;
+  if (groups > 0 && checked_mul(w_shape[1], groups, "conv2d: weight") != d.in_channels)
+    throw py::value_error("conv2d: weight of shape " + shape_str(w_shape) + " with groups=" + std::to_string(groups) +
+                          " expects " + std::to_string(w_shape[1] * groups) + " input channels, got input of shape " +
+                          shape_str(shape_of(x)));
+  validate(d);
+  return d;
+}
+
+FloatArray conv_input(const py::handle& obj, const char* name) {
+  FloatArray a = float_input(obj, "conv2d", name);
+  expect_ndim(a, 4, "conv2d", name, "(N, C, H, W)");
+  return a;
+}
+
+FloatArray weight_input(const py::handle& obj) {
+  FloatArray w = float_input(obj, "conv2d", "weight");
+  expect_ndim(w, 4, "conv2d", "weight", "(out_channels, in_channels/groups, kH, kW)");
+  return w;
+}
+
+void expect_grad_output(const FloatArray& dy, const Conv2dDesc& d) {
+  expect_shape(dy, {d.batch, d.out_channels, d.out_h, d.out_w}, "conv2d backward", "grad_output");
+}
+
+}  // namespace
+
+void bind_conv(py::module_& m) {
+  m.def(
+      "conv2d_forward",
+      [](const py::handle& x_obj, const py::handle& w_obj, const py::handle& b_obj, Pair stride, Pair padding,
+         Pair dilation, int64_t groups) {
+        FloatArray x = conv_input(x_obj, "input"), w = weight_input(w_obj);
+        Conv2dDesc d = conv_desc(x, shape_of(w), stride, padding, dilation, groups);
+        FloatArray b;
+        if (!b_obj.is_none()) {
+          b = float_input(b_obj, "conv2d", "bias");
+          expect_shape(b, {d.out_channels}, "conv2d", "bias");
+        }
+        FloatArray y = empty_float({d.batch, d.out_channels, d.out_h, d.out_w});
+        const float* bias = b_obj.is_none() ? nullptr : b.data();
+        float* y_data = y.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          kernels().conv2d_forward(y_data, x.data(), w.data(), bias, d);
+        }
+        return y;
+      },
+      py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"),
+      py::arg("dilation"), py::arg("groups"));
+  m.def(
+      "conv2d_backward_data",
+      [](const py::handle& dy_obj, const py::handle& w_obj, std::vector<int64_t> input_shape, Pair stride,
+         Pair padding, Pair dilation, int64_t groups) {
+        FloatArray dy = conv_input(dy_obj, "grad_output"), w = weight_input(w_obj);
+        if (input_shape.size() != 4)
+          throw py::value_error("conv2d backward: input_shape must have 4 entries, got " + shape_str(input_shape));
+        FloatArray dx = empty_float(input_shape);
+        Conv2dDesc d = conv_desc(dx, shape_of(w), stride, padding, dilation, groups);
+        expect_grad_output(dy, d);
+        float* dx_data = dx.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          kernels().conv2d_backward_data(dx_data, dy.data(), w.data(), d);
+        }
+        return dx;
+      },
+      py::arg("grad_output"), py::arg("weight"), py::arg("input_shape"), py::arg("stride"), py::arg("padding"),
+      py::arg("dilation"), py::arg("groups"));
+  m.def(
+      "conv2d_backward_weight",
+      [](const py::handle& dy_obj, const py::handle& x_obj, std::vector<int64_t> weight_shape, Pair stride,
+         Pair padding, Pair dilation, int64_t groups) {
+        FloatArray dy = conv_input(dy_obj, "grad_output"), x = conv_input(x_obj, "input");
+        if (weight_shape.size() != 4)
+          throw py::value_error("conv2d backward: weight_shape must have 4 entries, got " + shape_str(weight_shape));
+        Conv2dDesc d = conv_desc(x, weight_shape, stride, padding, dilation, groups);
+        expect_grad_output(dy, d);
+        FloatArray dw = empty_float(weight_shape);
+        float* dw_data = dw.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          kernels().conv2d_backward_weight(dw_data, dy.data(), x.data(), d);
+        }
+        return dw;
+      },
+      py::arg("grad_output"), py::arg("input"), py::arg("weight_shape"), py::arg("stride"), py::arg("padding"),
+      py::arg("dilation"), py::arg("groups"));
+  m.def(
+      "conv2d_backward_bias",
+      [](const py::handle& dy_obj) {
+        FloatArray dy = conv_input(dy_obj, "grad_output");
+        Conv2dDesc d;  // only the output geometry matters for the bias gradient
+        d.batch = dy.shape(0);
+        d.out_channels = dy.shape(1);
+        d.out_h = dy.shape(2);
+        d.out_w = dy.shape(3);
+        FloatArray db = empty_float({d.out_channels});
+        float* db_data = db.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          kernels().conv2d_backward_bias(db_data, dy.data(), d);
+        }
+        return db;
+      },
+      py::arg("grad_output"));
+}
+
+}  // namespace pcn::bind

@@ -1,0 +1,9 @@
+// The compiled extension pyconvnet._C: one bind_* call per kernel family.
+#include "bindings/common.h"
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "pyconvnet's compiled kernels (private: use pyconvnet.nn.functional and pyconvnet.backend)";
+  pcn::bind::bind_backend(m);
+  pcn::bind::bind_gemm(m);
+  pcn::bind::bind_conv(m);
+}

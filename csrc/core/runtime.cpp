@@ -1,0 +1,54 @@
+// Thread count and per-thread scratch memory; see runtime.h.
+#include "core/runtime.h"
+
+#include <omp.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <new>
+
+namespace pcn {
+namespace {
+
+std::atomic<int> g_threads{0};
+
+struct ScratchBuffer {
+  float* data = nullptr;
+  int64_t capacity = 0;
+  ~ScratchBuffer() { std::free(data); }
+};
+
+}  // namespace
+
+int num_threads() {
+  int threads = g_threads.load(std::memory_order_relaxed);
+  if (threads <= 0) {
+    threads = omp_get_max_threads();
+    g_threads.store(threads, std::memory_order_relaxed);
+  }
+  return threads;
+}
+
+void set_num_threads(int threads) { g_threads.store(threads, std::memory_order_relaxed); }
+
+float* thread_scratch(Scratch slot, int64_t count) {
+  thread_local ScratchBuffer buffers[static_cast<int>(Scratch::count_)];
+  ScratchBuffer& buffer = buffers[static_cast<int>(slot)];
+  if (count > buffer.capacity) {
+    std::free(buffer.data);
+    buffer.data = nullptr;
+    buffer.capacity = 0;
+    const size_t bytes = ((static_cast<size_t>(count) * sizeof(float) + 63) / 64) * 64;
+    buffer.data = static_cast<float*>(std::aligned_alloc(64, bytes));
+    if (!buffer.data) throw std::bad_alloc();
+    buffer.capacity = count;
+  }
+  return buffer.data;
+}
+
+int64_t* thread_scratch_i64(Scratch slot, int64_t count) {
+  static_assert(sizeof(int64_t) == 2 * sizeof(float), "index tables take two float slots per entry");
+  return reinterpret_cast<int64_t*>(thread_scratch(slot, 2 * count));
+}
+
+}  // namespace pcn

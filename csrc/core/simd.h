@@ -1,0 +1,42 @@
+// Small helpers for kernel sources, compiled per ISA (see Note [ISA namespaces]).
+// Vector types use GNU vector extensions so that one source gives SSE2, AVX2 or AVX-512 code
+// depending on the ISA's flags: kVecFloats is the float count of the widest register.
+#pragma once
+#include <omp.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "core/isa_namespace.h"
+#include "core/runtime.h"
+
+PCN_ISA_BEGIN
+
+#if defined(PCN_ISA_IS_avx512)
+constexpr int kVecFloats = 16;
+#elif defined(PCN_ISA_IS_avx2)
+constexpr int kVecFloats = 8;
+#else
+constexpr int kVecFloats = 4;
+#endif
+
+typedef float vfloat __attribute__((vector_size(kVecFloats * sizeof(float))));
+// Same type with 4-byte alignment, for loads and stores at any float address.
+typedef float vfloat_u __attribute__((vector_size(kVecFloats * sizeof(float)), aligned(4)));
+
+static inline vfloat vload(const float* p) { return *reinterpret_cast<const vfloat_u*>(p); }
+static inline void vstore(float* p, vfloat v) { *reinterpret_cast<vfloat_u*>(p) = v; }
+static inline vfloat vbroadcast(float x) { return vfloat{} + x; }
+
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+static inline float minf(float a, float b) { return a < b ? a : b; }
+static inline float maxf(float a, float b) { return a > b ? a : b; }
+
+// Threads for a loop of `work_items` independent items: no more threads than items.
+static inline int threads_for(int64_t work_items) {
+  const int threads = num_threads();
+  return work_items < threads ? static_cast<int>(work_items < 1 ? 1 : work_items) : threads;
+}
+
+PCN_ISA_END

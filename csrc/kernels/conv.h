@@ -1,0 +1,28 @@
+// conv2d, float32 NCHW, forward and backward side by side.
+//   x  (batch, in_channels, in_h, in_w)
+//   w  (out_channels, in_channels / groups, kernel_h, kernel_w)
+//   y  (batch, out_channels, out_h, out_w)
+// Zero padding, stride, dilation and groups follow torch.nn.functional.conv2d. Weight and bias
+// gradients are written (not accumulated) and are summed over the batch.
+#pragma once
+#include <cstdint>
+
+namespace pcn {
+
+struct Conv2dDesc {
+  int64_t batch = 0, in_channels = 0, in_h = 0, in_w = 0;
+  int64_t out_channels = 0, kernel_h = 0, kernel_w = 0;
+  int64_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dilation_h = 1, dilation_w = 1, groups = 1;
+  int64_t out_h = 0, out_w = 0;  // filled by validate()
+};
+
+// Checks every field against the others and fills out_h/out_w (ValueError naming the argument).
+void validate(Conv2dDesc& desc);
+
+#define PCN_CONV_KERNELS(X)                                                                            \
+  X(conv2d_forward, (float* y, const float* x, const float* w, const float* bias, const Conv2dDesc& d)) \
+  X(conv2d_backward_data, (float* dx, const float* dy, const float* w, const Conv2dDesc& d))            \
+  X(conv2d_backward_weight, (float* dw, const float* dy, const float* x, const Conv2dDesc& d))          \
+  X(conv2d_backward_bias, (float* db, const float* dy, const Conv2dDesc& d))
+
+}  // namespace pcn

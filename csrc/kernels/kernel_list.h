@@ -1,0 +1,10 @@
+// The kernel table's single list: every kernel the dispatcher can call, by family. Each family
+// header defines PCN_<FAMILY>_KERNELS(X) as X(name, (parameters)) entries (all return void); the
+// table (dispatch.h), the per-ISA declarations and the reference set are all generated from it.
+#pragma once
+#include "kernels/conv.h"
+#include "kernels/gemm.h"
+
+#define PCN_KERNEL_LIST(X) \
+  PCN_GEMM_KERNELS(X)      \
+  PCN_CONV_KERNELS(X)

@@ -1,0 +1,73 @@
+"""Control of the compiled backend: which ISA's kernels run, how many threads, build facts.
+
+The newest instruction set the CPU supports is chosen at import (``avx512`` > ``avx2`` >
+``generic``); ``PYCONVNET_ISA=generic`` in the environment or ``set_isa("generic")`` at run time
+forces a lower one, and ``"reference"`` selects the plain-loop kernels of ``csrc/ref`` (slow; for
+tests and debugging). Threads default to OpenMP's default, which honours ``OMP_NUM_THREADS``.
+"""
+
+from . import _C
+
+__all__ = [
+    "isa",
+    "set_isa",
+    "available_isas",
+    "isa_choice_reason",
+    "get_num_threads",
+    "set_num_threads",
+    "sgemm",
+    "info",
+]
+
+sgemm = _C.sgemm
+
+
+def isa():
+    """Name of the instruction set whose kernels are in use."""
+    return _C.isa()
+
+
+def available_isas():
+    """ISAs this build contains and this CPU can run, oldest first (``reference`` first)."""
+    return list(_C.available_isas())
+
+
+def set_isa(name):
+    """Use the kernels compiled for ``name``; ValueError if this build or CPU cannot run them."""
+    if not isinstance(name, str):
+        raise TypeError(f"set_isa: name must be a str, got {type(name).__name__}")
+    _C.set_isa(name)
+
+
+def isa_choice_reason():
+    """Why the ISA in use at import was chosen."""
+    return _C.isa_choice_reason()
+
+
+def get_num_threads():
+    """Threads every kernel uses."""
+    return _C.get_num_threads()
+
+
+def set_num_threads(threads):
+    """Set the threads every kernel uses (>= 1); applies to calls from any Python thread."""
+    if isinstance(threads, bool) or not isinstance(threads, int):
+        raise TypeError(f"set_num_threads: threads must be an int, got {type(threads).__name__}")
+    _C.set_num_threads(threads)
+
+
+def info():
+    """Build and run-time facts as a dict (what ``pyconvnet info`` prints)."""
+    build = dict(_C.build_info)
+    return {
+        "version": build["version"],
+        "isa": isa(),
+        "isa_reason": isa_choice_reason(),
+        "available_isas": available_isas(),
+        "isa_flags": {name: _C.isa_flags(name) for name in available_isas()},
+        "threads": get_num_threads(),
+        "compiler": build["compiler"],
+        "build_flags": build["flags"],
+        "openmp": build["openmp"],
+        "cuda": build["cuda"],
+    }

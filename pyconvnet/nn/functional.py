@@ -1,0 +1,6 @@
+"""Stateless network ops with ``torch.nn.functional``'s names, argument order and defaults.
+
+Each family lives in ``pyconvnet.ops``; this module is the public face that gathers them.
+"""
+
+from ..ops.conv import *  # noqa: F401,F403  conv2d, linear, pad

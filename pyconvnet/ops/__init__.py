@@ -1,0 +1,6 @@
+"""Differentiable operations, one module per kernel family.
+
+Each module holds the ``Function`` subclasses that call the compiled kernels (``pyconvnet._C``)
+and the PyTorch-style functions that ``pyconvnet.nn.functional`` re-exports; argument parsing
+and PyTorch-compatible defaults live here, shape checks in the C++ descriptors.
+"""

@@ -1,0 +1,136 @@
+"""Convolution and fully connected layers: conv2d, linear, and zero padding (pad)."""
+
+import numpy as np
+
+from .. import _C
+from ..autograd import Function
+from ._args import pair
+
+__all__ = ["conv2d", "linear", "pad"]
+
+
+class Conv2dFunction(Function):
+    @staticmethod
+    def forward(ctx, input, weight, bias, stride, padding, dilation, groups):
+        ctx.save_for_backward(input, weight)
+        ctx.geometry = (stride, padding, dilation, groups)
+        return _C.conv2d_forward(input, weight, bias, stride, padding, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        input, weight = ctx.saved_tensors
+        geometry = ctx.geometry
+        needs_input, needs_weight, needs_bias = ctx.needs_input_grad[:3]
+        grad_input = grad_weight = grad_bias = None
+        if needs_input:
+            grad_input = _C.conv2d_backward_data(grad_output, weight, list(input.shape), *geometry)
+        if needs_weight:
+            grad_weight = _C.conv2d_backward_weight(grad_output, input, list(weight.shape), *geometry)
+        if needs_bias:
+            grad_bias = _C.conv2d_backward_bias(grad_output)
+        return grad_input, grad_weight, grad_bias
+
+
+def _same_padding(weight_shape, stride, dilation):
+    """Per-axis (before, after) zero padding that keeps the output size equal to the input's."""
+    if stride != (1, 1):
+        raise ValueError(f"conv2d: padding='same' is not supported for strided convolutions (stride={stride})")
+    totals = [dilation[i] * (weight_shape[2 + i] - 1) for i in range(2)]
+    return [(total // 2, total - total // 2) for total in totals]
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D convolution over an (N, C, H, W) input, as ``torch.nn.functional.conv2d``.
+
+    ``padding`` is an int, a pair, ``'valid'`` (none) or ``'same'`` (output size = input size,
+    stride 1 only; an odd total padding puts the extra row/column at the bottom/right, as PyTorch).
+    """
+    stride = pair(stride, "stride", "conv2d")
+    dilation = pair(dilation, "dilation", "conv2d")
+    if isinstance(groups, bool) or not isinstance(groups, int):
+        raise TypeError(f"conv2d: groups must be an int, got {type(groups).__name__}")
+    if isinstance(padding, str):
+        if padding == "valid":
+            padding = (0, 0)
+        elif padding == "same":
+            (top, bottom), (left, right) = _same_padding(tuple(weight.shape), stride, dilation)
+            if (top, left) != (bottom, right):
+                input = pad(input, (0, right - left, 0, bottom - top))  # the extra row/column only
+            padding = (top, left)
+        else:
+            raise ValueError(f"conv2d: padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
+    else:
+        padding = pair(padding, "padding", "conv2d")
+    return Conv2dFunction.apply(input, weight, bias, stride, padding, dilation, groups)
+
+
+class LinearFunction(Function):
+    @staticmethod
+    def forward(ctx, input, weight, bias):
+        rows = input.reshape(-1, input.shape[-1])
+        ctx.save_for_backward(rows, weight)
+        ctx.input_shape = input.shape
+        if bias is None:
+            out = _C.sgemm(rows, weight, trans_b=True)
+        else:
+            out = np.empty((rows.shape[0], weight.shape[0]), dtype=np.float32)
+            out[...] = bias
+            _C.sgemm(rows, weight, trans_b=True, beta=1.0, out=out)
+        return out.reshape(*input.shape[:-1], weight.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        rows, weight = ctx.saved_tensors
+        grad_rows = np.ascontiguousarray(grad_output, dtype=np.float32).reshape(-1, weight.shape[0])
+        grad_input = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_input = _C.sgemm(grad_rows, weight).reshape(ctx.input_shape)
+        if ctx.needs_input_grad[1]:
+            grad_weight = _C.sgemm(grad_rows, rows, trans_a=True)
+        if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2]:
+            grad_bias = grad_rows.sum(axis=0, dtype=np.float64).astype(np.float32)
+        return grad_input, grad_weight, grad_bias
+
+
+def linear(input, weight, bias=None):
+    """``input @ weight.T + bias`` over the last dimension, as ``torch.nn.functional.linear``.
+
+    Runs on the library's packed SGEMM (``pyconvnet.backend.sgemm``).
+    """
+    if weight.ndim != 2:
+        raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got shape {tuple(weight.shape)}")
+    if input.ndim < 1 or input.shape[-1] != weight.shape[1]:
+        raise ValueError(
+            f"linear: input shape {tuple(input.shape)} does not match weight shape {tuple(weight.shape)} "
+            f"(the last dimension of input must be in_features={weight.shape[1]})"
+        )
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        raise ValueError(f"linear: bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
+    return LinearFunction.apply(input, weight, bias)
+
+
+class ConstantPadFunction(Function):
+    @staticmethod
+    def forward(ctx, input, widths, value):
+        ctx.region = tuple(slice(before, before + size) for (before, _), size in zip(widths, input.shape))
+        return np.pad(input, widths, mode="constant", constant_values=value)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return np.ascontiguousarray(grad_output[ctx.region]), None, None
+
+
+def pad(input, pad, mode="constant", value=0.0):
+    """Constant padding, as ``torch.nn.functional.pad``: ``pad`` lists (before, after) amounts
+    starting from the last dimension, e.g. ``(left, right, top, bottom)``. Only non-negative
+    amounts and ``mode='constant'`` are supported."""
+    if mode != "constant":
+        raise ValueError(f"pad: only mode='constant' is supported, got {mode!r}")
+    if len(pad) % 2 or len(pad) // 2 > input.ndim:
+        raise ValueError(f"pad: pad must hold (before, after) pairs for at most {input.ndim} dimensions, got {pad!r}")
+    if any(int(p) != p or p < 0 for p in pad):
+        raise ValueError(f"pad: amounts must be non-negative ints, got {pad!r}")
+    widths = [(0, 0)] * input.ndim
+    for i in range(len(pad) // 2):
+        widths[input.ndim - 1 - i] = (int(pad[2 * i]), int(pad[2 * i + 1]))
+    return ConstantPadFunction.apply(input, tuple(widths), float(value))

@@ -1,0 +1,237 @@
+"""conv2d, linear and pad: forward and every backward against a float64 numpy reference and
+against PyTorch, on every ISA; bad arguments raise clear errors."""
+
+import numpy as np
+import pytest
+
+import pyconvnet as pcn
+import pyconvnet.nn.functional as F
+from support import assert_close, random_array
+
+
+# ------------------------------------------------------------------ float64 numpy reference
+def _windows(xp, kernel, stride, dilation, out_size):
+    """Slices of the padded input that tap (r, s) reads for every output position."""
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_size
+    for r in range(kh):
+        for s in range(kw):
+            yield r, s, (slice(None), slice(None), slice(r * dh, r * dh + sh * (oh - 1) + 1, sh),
+                         slice(s * dw, s * dw + sw * (ow - 1) + 1, sw))
+
+
+def conv2d_reference(x, w, b, gy, stride, padding, dilation, groups):
+    """Output and the gradients of sum(y * gy) with respect to x, w, b, all in float64."""
+    x, w, gy = (a.astype(np.float64) for a in (x, w, gy))
+    (ph, pw) = padding
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    n, c, h, wd = xp.shape
+    o, cg, kh, kw = w.shape
+    og = o // groups
+    oh = (h - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (wd - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    cols = np.zeros((n, c, kh, kw, oh, ow))
+    for r, s, window in _windows(xp, (kh, kw), stride, dilation, (oh, ow)):
+        cols[:, :, r, s] = xp[window]
+    y = np.zeros((n, o, oh, ow))
+    dcols = np.zeros_like(cols)
+    dw = np.zeros_like(w)
+    for g in range(groups):
+        ci, co = slice(g * cg, (g + 1) * cg), slice(g * og, (g + 1) * og)
+        y[:, co] = np.einsum("ncrsyx,ocrs->noyx", cols[:, ci], w[co])
+        dcols[:, ci] = np.einsum("noyx,ocrs->ncrsyx", gy[:, co], w[co])
+        dw[co] = np.einsum("noyx,ncrsyx->ocrs", gy[:, co], cols[:, ci])
+    dxp = np.zeros_like(xp)
+    for r, s, window in _windows(xp, (kh, kw), stride, dilation, (oh, ow)):
+        dxp[window] += dcols[:, :, r, s]
+    dx = dxp[:, :, ph : h - ph, pw : wd - pw]
+    if b is not None:
+        y += b.astype(np.float64)[None, :, None, None]
+    db = gy.sum(axis=(0, 2, 3))
+    return y, dx, dw, db
+
+
+# (batch, in_channels, H, W, out_channels, kernel, stride, padding, dilation, groups)
+CONV_CASES = [
+    (2, 3, 8, 8, 4, (3, 3), (1, 1), (1, 1), (1, 1), 1),  # ordinary 3x3
+    (1, 1, 1, 1, 1, (1, 1), (1, 1), (0, 0), (1, 1), 1),  # batch 1, 1x1 image
+    (3, 5, 7, 9, 6, (3, 2), (2, 2), (1, 1), (2, 2), 1),  # odd sizes, rectangular kernel, dilation 2
+    (2, 6, 10, 10, 6, (3, 3), (1, 1), (1, 1), (1, 1), 6),  # depthwise: groups = channels
+    (4, 8, 5, 5, 12, (1, 1), (1, 1), (0, 0), (1, 1), 2),  # pointwise GEMM path, grouped
+    (4, 3, 11, 11, 7, (5, 5), (3, 3), (2, 2), (3, 3), 1),  # stride > 1 with dilation 3
+    (2, 4, 6, 6, 4, (6, 6), (1, 1), (0, 0), (1, 1), 2),  # kernel = padded input
+    (1, 2, 5, 5, 3, (2, 2), (4, 4), (1, 1), (1, 1), 1),  # stride larger than the kernel
+    (3, 17, 9, 9, 19, (3, 3), (1, 1), (1, 1), (1, 1), 1),  # channels not a multiple of 8/16
+    (2, 3, 28, 28, 6, (5, 5), (1, 1), (2, 2), (1, 1), 1),  # LeNet's first layer
+    (1, 16, 14, 14, 40, (3, 3), (2, 2), (1, 1), (1, 1), 1),  # single image: the team-parallel path
+]
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: "x".join(map(str, c[:5])) + f"-k{c[5][0]}s{c[6][0]}g{c[9]}")
+def test_conv2d_matches_float64_reference(isa, case):
+    n, c, h, w, o, kernel, stride, padding, dilation, groups = case
+    rng = np.random.default_rng(0)
+    x = random_array(rng, n, c, h, w)
+    weight = random_array(rng, o, c // groups, *kernel)
+    bias = random_array(rng, o)
+    xt = pcn.tensor(x, requires_grad=True)
+    wt = pcn.tensor(weight, requires_grad=True)
+    bt = pcn.tensor(bias, requires_grad=True)
+    y = F.conv2d(xt, wt, bt, stride, padding, dilation, groups)
+    gy = random_array(rng, *y.shape)
+    (y * pcn.tensor(gy)).sum().backward()
+    ref_y, ref_dx, ref_dw, ref_db = conv2d_reference(x, weight, bias, gy, stride, padding, dilation, groups)
+    assert_close(y.detach().numpy(), ref_y, what="output")
+    assert_close(xt.grad.numpy(), ref_dx, what="grad_input")
+    assert_close(wt.grad.numpy(), ref_dw, what="grad_weight")
+    assert_close(bt.grad.numpy(), ref_db, what="grad_bias")
+
+
+@pytest.mark.parametrize("case", CONV_CASES[:6], ids=str)
+def test_conv2d_matches_torch(isa, case):
+    torch = pytest.importorskip("torch")
+    n, c, h, w, o, kernel, stride, padding, dilation, groups = case
+    rng = np.random.default_rng(1)
+    x, weight = random_array(rng, n, c, h, w), random_array(rng, o, c // groups, *kernel)
+    xt, wt = pcn.tensor(x, requires_grad=True), pcn.tensor(weight, requires_grad=True)
+    y = F.conv2d(xt, wt, None, stride, padding, dilation, groups)
+    gy = random_array(rng, *y.shape)
+    (y * pcn.tensor(gy)).sum().backward()
+    tx = torch.tensor(x, requires_grad=True)
+    tw = torch.tensor(weight, requires_grad=True)
+    ty = torch.nn.functional.conv2d(tx, tw, None, stride, padding, dilation, groups)
+    ty.backward(torch.tensor(gy))
+    assert_close(y.detach().numpy(), ty.detach().numpy(), what="output")
+    assert_close(xt.grad.numpy(), tx.grad.numpy(), what="grad_input")
+    assert_close(wt.grad.numpy(), tw.grad.numpy(), what="grad_weight")
+
+
+@pytest.mark.parametrize("kernel,dilation", [((3, 3), (1, 1)), ((4, 4), (1, 1)), ((2, 3), (2, 1)), ((1, 1), (1, 1))])
+def test_conv2d_padding_same_and_valid(kernel, dilation):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(2)
+    x, weight = random_array(rng, 2, 3, 7, 8), random_array(rng, 4, 3, *kernel)
+    for mode in ("same", "valid"):
+        xt, wt = pcn.tensor(x, requires_grad=True), pcn.tensor(weight, requires_grad=True)
+        y = F.conv2d(xt, wt, padding=mode, dilation=dilation)
+        y.sum().backward()
+        tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(weight, requires_grad=True)
+        ty = torch.nn.functional.conv2d(tx, tw, padding=mode, dilation=dilation)
+        ty.sum().backward()
+        assert_close(y.detach().numpy(), ty.detach().numpy(), what=f"{mode} output")
+        assert_close(xt.grad.numpy(), tx.grad.numpy(), what=f"{mode} grad_input")
+        assert_close(wt.grad.numpy(), tw.grad.numpy(), what=f"{mode} grad_weight")
+
+
+def test_conv2d_is_deterministic_for_fixed_threads():
+    rng = np.random.default_rng(3)
+    x, weight = random_array(rng, 6, 8, 12, 12), random_array(rng, 16, 8, 3, 3)
+    results = []
+    for _ in range(2):
+        xt, wt = pcn.tensor(x, requires_grad=True), pcn.tensor(weight, requires_grad=True)
+        F.conv2d(xt, wt, padding=1).sum().backward()
+        results.append((xt.grad.numpy().copy(), wt.grad.numpy().copy()))
+    for first, second in zip(*results):
+        assert np.array_equal(first, second)
+
+
+# (in_features, out_features, leading shape)
+LINEAR_CASES = [(1, 1, (1,)), (7, 5, (3,)), (120, 84, (64,)), (33, 17, (2, 5)), (300, 130, (9,))]
+
+
+@pytest.mark.parametrize("case", LINEAR_CASES, ids=str)
+def test_linear_matches_float64_reference_and_torch(isa, case):
+    in_features, out_features, lead = case
+    rng = np.random.default_rng(4)
+    x, weight, bias = random_array(rng, *lead, in_features), random_array(rng, out_features, in_features), random_array(rng, out_features)
+    xt, wt, bt = (pcn.tensor(a, requires_grad=True) for a in (x, weight, bias))
+    y = F.linear(xt, wt, bt)
+    gy = random_array(rng, *y.shape)
+    (y * pcn.tensor(gy)).sum().backward()
+    x64, w64, gy64 = x.astype(np.float64), weight.astype(np.float64), gy.astype(np.float64)
+    assert_close(y.detach().numpy(), x64 @ w64.T + bias, what="output")
+    assert_close(xt.grad.numpy(), gy64 @ w64, what="grad_input")
+    assert_close(wt.grad.numpy(), gy64.reshape(-1, out_features).T @ x64.reshape(-1, in_features), what="grad_weight")
+    assert_close(bt.grad.numpy(), gy64.reshape(-1, out_features).sum(0), what="grad_bias")
+    torch = pytest.importorskip("torch")
+    ty = torch.nn.functional.linear(torch.tensor(x), torch.tensor(weight), torch.tensor(bias))
+    assert_close(y.detach().numpy(), ty.numpy(), what="output vs torch")
+
+
+@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (5, 7, 3), (6, 16, 256), (13, 33, 257), (130, 70, 600), (300, 2100, 20)])
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True), (True, True)])
+def test_sgemm_matches_float64(isa, m, n, k, trans_a, trans_b):
+    rng = np.random.default_rng(5)
+    a = random_array(rng, *((k, m) if trans_a else (m, k)))
+    b = random_array(rng, *((n, k) if trans_b else (k, n)))
+    c0 = random_array(rng, m, n)
+    out = c0.copy()
+    pcn.backend.sgemm(a, b, trans_a=trans_a, trans_b=trans_b, alpha=0.5, beta=2.0, out=out)
+    op_a = (a.T if trans_a else a).astype(np.float64)
+    op_b = (b.T if trans_b else b).astype(np.float64)
+    assert_close(out, 0.5 * op_a @ op_b + 2.0 * c0, what="sgemm")
+
+
+def test_sgemm_beta_zero_ignores_nan_in_out():
+    a, b = np.ones((3, 4), np.float32), np.ones((4, 5), np.float32)
+    out = np.full((3, 5), np.nan, np.float32)
+    pcn.backend.sgemm(a, b, out=out)
+    assert np.array_equal(out, np.full((3, 5), 4.0, np.float32))
+
+
+def test_pad_matches_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(6)
+    x = random_array(rng, 2, 3, 4, 5)
+    xt = pcn.tensor(x, requires_grad=True)
+    y = F.pad(xt, (1, 2, 0, 3), value=0.5)
+    gy = random_array(rng, *y.shape)
+    (y * pcn.tensor(gy)).sum().backward()
+    tx = torch.tensor(x, requires_grad=True)
+    ty = torch.nn.functional.pad(tx, (1, 2, 0, 3), value=0.5)
+    ty.backward(torch.tensor(gy))
+    assert np.array_equal(y.detach().numpy(), ty.detach().numpy())
+    assert np.array_equal(xt.grad.numpy(), tx.grad.numpy())
+
+
+# ------------------------------------------------------------------ bad input
+def _conv(x_shape=(2, 3, 8, 8), w_shape=(4, 3, 3, 3), **kw):
+    return F.conv2d(pcn.zeros(*x_shape), pcn.zeros(*w_shape), **kw)
+
+
+@pytest.mark.parametrize(
+    "call,error,match",
+    [
+        (lambda: F.conv2d(pcn.zeros(2, 3, 8, 8).long(), pcn.zeros(4, 3, 3, 3)), TypeError, "input must be a float32"),
+        (lambda: _conv(x_shape=(3, 8, 8)), ValueError, r"input must be 4-D .*\[3, 8, 8\]"),
+        (lambda: _conv(w_shape=(4, 2, 3, 3)), ValueError, r"weight of shape \[4, 2, 3, 3\].*input of shape \[2, 3, 8, 8\]"),
+        (lambda: _conv(stride=0), ValueError, "stride must be positive"),
+        (lambda: _conv(stride=(1, -2)), ValueError, "stride must be positive"),
+        (lambda: _conv(padding=-1), ValueError, "padding must be non-negative"),
+        (lambda: _conv(dilation=0), ValueError, "dilation must be positive"),
+        (lambda: _conv(w_shape=(4, 3, 11, 3)), ValueError, r"larger than the padded input height \(8 \+ 2\*0 = 8\)"),
+        (lambda: _conv(x_shape=(2, 6, 8, 8), w_shape=(4, 3, 3, 3), groups=4), ValueError, "groups=4"),
+        (lambda: _conv(x_shape=(2, 6, 8, 8), w_shape=(5, 3, 3, 3), groups=2), ValueError, "must divide"),
+        (lambda: _conv(groups=0), ValueError, "groups must be positive"),
+        (lambda: _conv(padding="full"), ValueError, "padding must be"),
+        (lambda: _conv(stride=2, padding="same"), ValueError, "'same'"),
+        (lambda: _conv(stride=1.5), TypeError, "stride must be an int"),
+        (lambda: F.conv2d(pcn.zeros(2, 3, 8, 8), pcn.zeros(4, 3, 3, 3), pcn.zeros(5)), ValueError, r"bias must have shape \[4\]"),
+        (lambda: F.linear(pcn.zeros(4, 5), pcn.zeros(3, 6)), ValueError, r"input shape \(4, 5\) does not match weight shape \(3, 6\)"),
+        (lambda: F.linear(pcn.zeros(4, 5), pcn.zeros(3, 5), pcn.zeros(4)), ValueError, "bias must have shape"),
+        (lambda: pcn.backend.sgemm(np.zeros((2, 3), np.float32), np.zeros((4, 5), np.float32)), ValueError, "inner dimensions"),
+        (lambda: pcn.backend.sgemm(np.zeros((2, 3)), np.zeros((3, 5), np.float32)), TypeError, "float32"),
+    ],
+)
+def test_bad_arguments_raise_clear_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_sizes_that_overflow_are_rejected_before_allocation():
+    from pyconvnet import _C
+
+    huge = [2**40, 2**40, 1, 1]
+    with pytest.raises(ValueError, match="too large|negative"):
+        _C.conv2d_backward_data(np.zeros((1, 1, 1, 1), np.float32), np.zeros((1, 1, 1, 1), np.float32), huge, (1, 1), (0, 0), (1, 1), 1)
+    with pytest.raises(ValueError, match="too large"):
+        _C.conv2d_backward_weight(np.zeros((1, 1, 1, 1), np.float32), np.zeros((1, 1, 1, 1), np.float32), [2**62, 1, 1, 1], (1, 1), (0, 0), (1, 1), 1)
