@@ -41,5 +41,6 @@ float* writable(FloatArray& array, const char* op, const char* name);
 void bind_backend(py::module_& m);
 void bind_gemm(py::module_& m);
 void bind_conv(py::module_& m);
+void bind_pool(py::module_& m);
 
 }  // namespace pcn::bind

@@ -6,4 +6,5 @@ PYBIND11_MODULE(_C, m) {
   pcn::bind::bind_backend(m);
   pcn::bind::bind_gemm(m);
   pcn::bind::bind_conv(m);
+  pcn::bind::bind_pool(m);
 }

@@ -4,7 +4,9 @@
 #pragma once
 #include "kernels/conv.h"
 #include "kernels/gemm.h"
+#include "kernels/pool.h"
 
 #define PCN_KERNEL_LIST(X) \
   PCN_GEMM_KERNELS(X)      \
-  PCN_CONV_KERNELS(X)
+  PCN_CONV_KERNELS(X)      \
+  PCN_POOL_KERNELS(X)

@@ -4,3 +4,4 @@ Each family lives in ``pyconvnet.ops``; this module is the public face that gath
 """
 
 from ..ops.conv import *  # noqa: F401,F403  conv2d, linear, pad
+from ..ops.pooling import *  # noqa: F401,F403  max_pool2d, avg_pool2d, adaptive_*_pool2d
