@@ -130,6 +130,7 @@ MAX_CASES = [
     (1, 17, 27, 27, 3, 2, 0, 1, True),  # AlexNet-like, ceil_mode, odd channel count
     (3, 2, 9, 10, 3, 2, 1, 1, True),  # ceil_mode: last window starts in the input, overhangs padding
     (1, 2, 5, 5, 2, 2, 1, 1, True),  # ceil_mode last-window drop rule (would start in right padding)
+    (2, 3, 6, 6, 3, 2, 1, 1, True),  # ceil_mode last window runs through the padding and beyond it
     (2, 3, 6, 7, (2, 3), (3, 2), (1, 1), 1, True),  # rectangular kernel, ceil
     (1, 1, 1, 1, 1, 1, 0, 1, False),  # batch 1, 1x1 image
     (2, 3, 2, 2, 4, 1, 1, 1, False),  # kernel equal to the padded input
@@ -216,6 +217,7 @@ AVG_CASES = [
     (2, 3, 7, 7, 3, 2, 1, True, True, None),  # ceil window beyond the padded input: not counted
     (2, 3, 7, 7, 3, 2, 1, True, False, None),  # count_include_pad False
     (1, 5, 5, 5, 2, 2, 1, True, True, None),  # last-window drop rule
+    (2, 3, 6, 6, 3, 2, 1, True, True, None),  # last window: input, padding, then beyond the padded input
     (2, 3, 6, 5, (3, 2), (2, 3), (1, 1), False, False, None),  # rectangular, stride > kernel along W
     (2, 3, 6, 6, 3, 2, 1, False, True, 5),  # divisor_override
     (2, 3, 6, 6, 3, 2, 1, True, False, 1),  # divisor_override wins over count_include_pad

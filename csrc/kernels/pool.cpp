@@ -94,7 +94,7 @@ void max_row_interior(float* __restrict y, int64_t* __restrict idx, const float*
       const float* src = plane + offset;
       for (int64_t ow = lo; ow < hi; ++ow) {
         const float v = src[ow * sw];
-        const bool take = v > y[ow] || v != v;
+        const bool take = replaces(v, y[ow]);
         y[ow] = take ? v : y[ow];
         idx[ow] = take ? offset + ow * sw : idx[ow];
       }
