@@ -3,8 +3,14 @@
 // table (dispatch.h), the per-ISA declarations and the reference set are all generated from it.
 #pragma once
 #include "kernels/conv.h"
+#include "kernels/eltwise.h"
+#include "kernels/loss.h"
+#include "kernels/optim.h"
 #include "kernels/gemm.h"
 
 #define PCN_KERNEL_LIST(X) \
   PCN_GEMM_KERNELS(X)      \
-  PCN_CONV_KERNELS(X)
+  PCN_CONV_KERNELS(X)      \
+  PCN_LOSS_KERNELS(X)      \
+  PCN_OPTIM_KERNELS(X)     \
+  PCN_ELTWISE_KERNELS(X)

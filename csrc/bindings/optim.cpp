@@ -1,0 +1,95 @@
+// Bindings for the in-place optimiser updates. Parameters and state must be writable,
+// C-contiguous float32 arrays (they are updated in place, never copied); the gradient may be any
+// float32 array of the parameter's shape.
+#include "bindings/common.h"
+#include "dispatch.h"
+
+namespace pcn::bind {
+namespace {
+
+// The array itself as a writable float32 buffer of `shape` (the parameter's when given).
+float* state_buffer(const py::handle& obj, const char* op, const char* name, const std::vector<int64_t>* shape,
+                    FloatArray& keep) {
+  keep = float_input(obj, op, name);
+  if (keep.ptr() != obj.ptr())
+    throw py::value_error(std::string(op) + ": " + name + " must be a C-contiguous array (it is updated in place)");
+  if (shape) expect_shape(keep, *shape, op, name);
+  return writable(keep, op, name);
+}
+
+}  // namespace
+
+void bind_optim(py::module_& m) {
+  m.def(
+      "sgd_update",
+      [](const py::handle& param_obj, const py::handle& grad_obj, const py::handle& buf_obj, double lr, double momentum,
+         double dampening, double weight_decay, bool nesterov, bool maximize, bool first_step) {
+        const char* op = "sgd_update";
+        FloatArray param, buf;
+        float* p = state_buffer(param_obj, op, "param", nullptr, param);
+        const std::vector<int64_t> shape = shape_of(param);
+        FloatArray grad = float_input(grad_obj, op, "grad");
+        expect_shape(grad, shape, op, "grad");
+        SgdDesc d;
+        d.count = param.size();
+        d.lr = lr;
+        d.momentum = momentum;
+        d.dampening = dampening;
+        d.weight_decay = weight_decay;
+        d.nesterov = nesterov;
+        d.maximize = maximize;
+        d.first_step = first_step;
+        validate(d);
+        float* b = nullptr;
+        if (momentum != 0.0) {
+          if (buf_obj.is_none()) throw py::value_error("sgd_update: momentum_buffer is required when momentum != 0");
+          b = state_buffer(buf_obj, op, "momentum_buffer", &shape, buf);
+        }
+        {
+          py::gil_scoped_release nogil;
+          kernels().sgd_update(p, b, grad.data(), d);
+        }
+      },
+      py::arg("param"), py::arg("grad"), py::arg("momentum_buffer"), py::arg("lr"), py::arg("momentum"),
+      py::arg("dampening"), py::arg("weight_decay"), py::arg("nesterov"), py::arg("maximize"), py::arg("first_step"));
+  m.def(
+      "adam_update",
+      [](const py::handle& param_obj, const py::handle& grad_obj, const py::handle& avg_obj, const py::handle& sq_obj,
+         const py::handle& max_obj, int64_t step, double lr, double beta1, double beta2, double eps, double weight_decay,
+         bool amsgrad, bool maximize, bool decoupled_weight_decay) {
+        const char* op = "adam_update";
+        FloatArray param, avg, sq, max_sq;
+        float* p = state_buffer(param_obj, op, "param", nullptr, param);
+        const std::vector<int64_t> shape = shape_of(param);
+        FloatArray grad = float_input(grad_obj, op, "grad");
+        expect_shape(grad, shape, op, "grad");
+        float* a = state_buffer(avg_obj, op, "exp_avg", &shape, avg);
+        float* s = state_buffer(sq_obj, op, "exp_avg_sq", &shape, sq);
+        AdamDesc d;
+        d.count = param.size();
+        d.lr = lr;
+        d.beta1 = beta1;
+        d.beta2 = beta2;
+        d.eps = eps;
+        d.weight_decay = weight_decay;
+        d.step = step;
+        d.amsgrad = amsgrad;
+        d.maximize = maximize;
+        d.decoupled_weight_decay = decoupled_weight_decay;
+        validate(d);
+        float* mx = nullptr;
+        if (amsgrad) {
+          if (max_obj.is_none()) throw py::value_error("adam_update: max_exp_avg_sq is required when amsgrad=True");
+          mx = state_buffer(max_obj, op, "max_exp_avg_sq", &shape, max_sq);
+        }
+        {
+          py::gil_scoped_release nogil;
+          kernels().adam_update(p, a, s, mx, grad.data(), d);
+        }
+      },
+      py::arg("param"), py::arg("grad"), py::arg("exp_avg"), py::arg("exp_avg_sq"), py::arg("max_exp_avg_sq"),
+      py::arg("step"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"),
+      py::arg("amsgrad"), py::arg("maximize"), py::arg("decoupled_weight_decay"));
+}
+
+}  // namespace pcn::bind
