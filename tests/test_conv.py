@@ -105,6 +105,7 @@ def test_conv2d_matches_torch(isa, case):
     assert_close(wt.grad.numpy(), tw.grad.numpy(), what="grad_weight")
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning")  # torch's note about its own copy
 @pytest.mark.parametrize("kernel,dilation", [((3, 3), (1, 1)), ((4, 4), (1, 1)), ((2, 3), (2, 1)), ((1, 1), (1, 1))])
 def test_conv2d_padding_same_and_valid(kernel, dilation):
     torch = pytest.importorskip("torch")

@@ -1,0 +1,509 @@
+"""Reverse-mode autograd: grad mode, the ``Function`` base class and the backward engine.
+
+Every differentiable op is a ``Function`` subclass whose ``forward``/``backward`` work on
+numpy arrays (the C++ kernels' currency), not on Tensors::
+
+    class Scale(Function):
+        @staticmethod
+        def forward(ctx, x, factor):        # x: np.ndarray, factor: as given
+            ctx.factor = factor
+            return x * factor
+        @staticmethod
+        def backward(ctx, grad_out):        # one array per output
+            return grad_out * ctx.factor, None
+
+    y = Scale.apply(x_tensor, 2.0)
+
+``apply`` unwraps Tensor arguments, runs ``forward`` and, when grad mode is on and some
+Tensor argument requires grad, records the call: the ``ctx`` object becomes the outputs'
+``grad_fn`` node. ``Tensor.backward`` walks those nodes in topological order without
+recursion, so graphs thousands of ops deep are fine.
+
+Differences from torch, by design: forward/backward see arrays, so a backward graph cannot
+be differentiated again (no ``create_graph``); there are no hooks and no in-place version
+counters.
+"""
+
+import functools
+import threading
+
+import numpy as np
+
+__all__ = [
+    "Function",
+    "FunctionCtx",
+    "backward",
+    "no_grad",
+    "enable_grad",
+    "set_grad_enabled",
+    "is_grad_enabled",
+]
+
+_FLOAT32 = np.dtype(np.float32)
+
+# Marks a positional forward argument that was not a Tensor, so it may not get a gradient.
+_NOT_A_TENSOR = object()
+
+_FREED_GRAPH_MESSAGE = (
+    "Trying to backward through the graph a second time (or directly access saved tensors "
+    "after they have already been freed). Saved intermediate values of the graph are freed "
+    "when you call .backward(). Specify retain_graph=True if you need to backward through "
+    "the graph a second time or if you need to access saved tensors after calling backward."
+)
+
+
+# ----------------------------------------------------------------------------- grad mode
+# Thread-local like torch: each thread starts with grad mode on.
+_grad_mode = threading.local()
+
+
+def is_grad_enabled():
+    """True when ops record the graph for backward (the default)."""
+    return getattr(_grad_mode, "enabled", True)
+
+
+def _set_grad_mode(enabled):
+    _grad_mode.enabled = enabled
+
+
+class _GradModeContext:
+    """Sets grad mode inside a ``with`` block or a decorated function, then restores it."""
+
+    _enabled = True
+
+    def __new__(cls, orig_func=None):
+        # Bare ``@no_grad`` (no parentheses) hands us the function directly.
+        if orig_func is None:
+            return super().__new__(cls)
+        if not callable(orig_func):
+            raise TypeError(f"{cls.__name__}() takes no arguments")
+        return cls()(orig_func)
+
+    def __init__(self, orig_func=None):
+        self._previous = []
+
+    def __enter__(self):
+        self._previous.append(is_grad_enabled())
+        _set_grad_mode(self._enabled)
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        _set_grad_mode(self._previous.pop())
+
+    def __call__(self, func):
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            with type(self)():  # a fresh context per call keeps threads and recursion apart
+                return func(*args, **kwargs)
+
+        return wrapper
+
+
+class no_grad(_GradModeContext):
+    """Context manager and decorator that turns graph recording off (torch.no_grad)."""
+
+    _enabled = False
+
+
+class enable_grad(_GradModeContext):
+    """Context manager and decorator that turns graph recording on (torch.enable_grad)."""
+
+    _enabled = True
+
+
+class set_grad_enabled:
+    """Set grad mode now; used as a context manager, restore the previous mode on exit."""
+
+    def __init__(self, mode):
+        if not isinstance(mode, bool):
+            raise TypeError(f"set_grad_enabled expected a bool, got {type(mode).__name__}")
+        self._previous = is_grad_enabled()
+        _set_grad_mode(mode)
+
+    def __enter__(self):
+        pass
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        _set_grad_mode(self._previous)
+
+
+# ----------------------------------------------------------------------------- graph nodes
+class FunctionCtx:
+    """The ``ctx`` handed to ``forward``/``backward``; once recorded, also the ``grad_fn`` node.
+
+    Public: ``save_for_backward``, ``saved_tensors``, ``needs_input_grad``,
+    ``mark_non_differentiable`` and any attribute you set. After a backward pass without
+    ``retain_graph`` the node is released: saved arrays and your attributes are dropped.
+    """
+
+    # Engine bookkeeping lives in slots so user attributes (in __dict__) cannot clash with it
+    # and can be dropped wholesale on release.
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "needs_input_grad",
+        "_function",
+        "_saved",
+        "_non_differentiable",
+        "_edges",
+        "_input_shapes",
+        "_output_shapes",
+        "_released",
+    )
+
+    def __init__(self, function, needs_input_grad):
+        self._function = function
+        self.needs_input_grad = needs_input_grad
+        self._saved = ()
+        self._non_differentiable = ()
+        self._released = False
+
+    def save_for_backward(self, *arrays):
+        """Keep arrays (or None) for ``backward``; read them back from ``saved_tensors``."""
+        self._saved = arrays
+
+    @property
+    def saved_tensors(self):
+        if self._released:
+            raise RuntimeError(_FREED_GRAPH_MESSAGE)
+        return self._saved
+
+    def mark_non_differentiable(self, *outputs):
+        """Mark output arrays (the very objects ``forward`` returns) as not differentiable."""
+        self._non_differentiable = outputs
+
+    def name(self):
+        return self._function.__name__ + "Backward"
+
+    @property
+    def next_functions(self):
+        """Per positional input: ``(node, output_index)``, ``(AccumulateGrad, 0)`` for a leaf,
+        or ``(None, 0)``."""
+        functions = []
+        for edge in self._edges:
+            if edge is None:
+                functions.append((None, 0))
+            elif isinstance(edge[0], FunctionCtx):
+                functions.append(edge)
+            else:
+                functions.append((AccumulateGrad(edge[0]), 0))
+        return tuple(functions)
+
+    def _release(self):
+        self._saved = ()
+        self.__dict__.clear()
+        self._released = True
+
+    def __repr__(self):
+        return f"<{self.name()} object at {id(self):#x}>"
+
+
+class AccumulateGrad:
+    """What ``next_functions`` shows for a leaf: the tensor whose ``.grad`` receives gradient."""
+
+    __slots__ = ("variable",)
+
+    def __init__(self, variable):
+        self.variable = variable
+
+    def name(self):
+        return "AccumulateGrad"
+
+    def __repr__(self):
+        return f"<AccumulateGrad object at {id(self):#x}>"
+
+
+class Function:
+    """Base class for differentiable ops; subclass and define static forward/backward.
+
+    Contract:
+      * ``forward(ctx, *args, **kwargs)``: Tensor arguments arrive as their C-contiguous
+        storage arrays (treat them as read-only), everything else as given. Return one
+        np.ndarray or a tuple of them. Float outputs are differentiable unless passed to
+        ``ctx.mark_non_differentiable``; int64/bool outputs never are. float64 results are
+        stored as float32.
+      * ``backward(ctx, *grad_outputs)``: one C-contiguous float32 array per output (zeros
+        when an output received no gradient), read-only because it may be shared.
+        Return one gradient (or None) per positional forward argument; a shorter tuple means
+        the missing trailing entries are None. Only Tensor arguments may get a gradient. A
+        gradient whose shape broadcasts to the argument's shape is summed down to it.
+      * ``ctx.needs_input_grad[i]`` says whether argument ``i`` needs a gradient; skip the
+        work for those that do not.
+    """
+
+    def __init__(self, *args, **kwargs):
+        name = type(self).__name__
+        raise RuntimeError(f"{name} is not instantiated; call {name}.apply(...)")
+
+    @staticmethod
+    def forward(ctx, *args, **kwargs):
+        raise NotImplementedError("Function subclasses must implement forward")
+
+    @staticmethod
+    def backward(ctx, *grad_outputs):
+        raise NotImplementedError("Function subclasses must implement backward")
+
+    @classmethod
+    def apply(cls, *args, **kwargs):
+        tensor_type = _tensor.Tensor
+        grad_mode = is_grad_enabled()
+        record = False
+        arrays, needs_input_grad, edges, input_shapes = [], [], [], []
+        for arg in args:
+            if not isinstance(arg, tensor_type):
+                arrays.append(arg)
+                needs_input_grad.append(False)
+                edges.append(None)
+                input_shapes.append(_NOT_A_TENSOR)
+            elif grad_mode and arg._requires_grad:
+                record = True
+                arrays.append(arg._array)
+                needs_input_grad.append(True)
+                edges.append(_edge_to(arg))
+                input_shapes.append(arg._array.shape)
+            else:
+                arrays.append(arg._array)
+                needs_input_grad.append(False)
+                edges.append(None)
+                input_shapes.append(None)
+        ctx = FunctionCtx(cls, tuple(needs_input_grad))
+
+        raw = cls.forward(ctx, *arrays, **kwargs)
+        single = not isinstance(raw, tuple)
+        raw_outputs = (raw,) if single else raw
+        non_differentiable = {id(a) for a in ctx._non_differentiable} if record else ()
+        outputs = []
+        for index, raw_output in enumerate(raw_outputs):
+            array = _tensor._as_storage(raw_output)
+            differentiable = (
+                record and array.dtype == _FLOAT32 and id(raw_output) not in non_differentiable
+            )
+            output = tensor_type._wrap(array, differentiable)
+            if differentiable:
+                output._grad_fn = ctx
+                output._output_nr = index
+            outputs.append(output)
+
+        if record:
+            ctx._edges = tuple(edges)
+            ctx._input_shapes = tuple(input_shapes)
+            ctx._output_shapes = tuple(o._array.shape for o in outputs)
+        return outputs[0] if single else tuple(outputs)
+
+
+def _edge_to(tensor):
+    """Where gradient for ``tensor`` goes: its producer's output slot, or the leaf itself."""
+    if tensor._grad_fn is not None:
+        return (tensor._grad_fn, tensor._output_nr)
+    return (tensor, 0)
+
+
+# ----------------------------------------------------------------------------- engine
+def sum_to_shape(grad, shape):
+    """Sum ``grad`` over broadcast dimensions so it has ``shape``; None if it cannot."""
+    if grad.shape == shape:
+        return grad
+    try:
+        if np.broadcast_shapes(shape, grad.shape) != grad.shape:
+            return None
+    except ValueError:
+        return None
+    lead = grad.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, size in enumerate(shape) if size == 1 and grad.shape[lead + i] != 1
+    )
+    return grad.sum(axis=axes, keepdims=True).reshape(shape)
+
+
+def backward(tensors, grad_tensors=None, retain_graph=None):
+    """Accumulate d(tensors)/d(leaf) into every leaf's ``.grad`` (torch.autograd.backward).
+
+    ``grad_tensors`` holds one gradient per tensor (None only for single-element tensors,
+    meaning 1). ``retain_graph=None`` means False: the graph's saved arrays are freed.
+    """
+    tensor_type = _tensor.Tensor
+    tensors = (tensors,) if isinstance(tensors, tensor_type) else tuple(tensors)
+    if grad_tensors is None:
+        grad_tensors = (None,) * len(tensors)
+    elif isinstance(grad_tensors, (list, tuple)):
+        grad_tensors = tuple(grad_tensors)
+    else:
+        grad_tensors = (grad_tensors,)
+    if len(grad_tensors) != len(tensors):
+        raise ValueError(
+            f"grad_tensors has {len(grad_tensors)} entries but tensors has {len(tensors)}"
+        )
+    roots = []
+    for index, (root, gradient) in enumerate(zip(tensors, grad_tensors)):
+        if not root._requires_grad:
+            raise RuntimeError(
+                f"element {index} of tensors does not require grad and does not have a grad_fn"
+            )
+        roots.append((root, _root_gradient(index, root, gradient)))
+    _run_backward(roots, bool(retain_graph))
+
+
+def _root_gradient(index, root, gradient):
+    """The seed gradient for one root as a float32 array of the root's shape."""
+    shape = root._array.shape
+    if gradient is None:
+        if root._array.size != 1:
+            raise RuntimeError("grad can be implicitly created only for scalar outputs")
+        return np.ones(shape, dtype=_FLOAT32)
+    array = gradient._array if isinstance(gradient, _tensor.Tensor) else np.asarray(gradient)
+    if array.dtype.kind not in "fiub":
+        raise TypeError(f"gradient must be a real number array, got dtype {array.dtype}")
+    if array.shape != shape:
+        raise ValueError(
+            f"Mismatch in shape: gradient has a shape of {list(array.shape)} and "
+            f"output[{index}] has a shape of {list(shape)}"
+        )
+    return np.ascontiguousarray(array, dtype=_FLOAT32)
+
+
+class _InputBuffer:
+    """Gradients arriving at one node, summed per output slot.
+
+    The first gradient for a slot is kept as is (it may be shared with other nodes); a
+    second one creates a fresh sum that later arrivals are added into in place.
+    """
+
+    __slots__ = ("grads", "owned")
+
+    def __init__(self, n_outputs):
+        self.grads = [None] * n_outputs
+        self.owned = [False] * n_outputs
+
+    def add(self, index, grad):
+        current = self.grads[index]
+        if current is None:
+            self.grads[index] = grad
+        elif self.owned[index]:
+            np.add(current, grad, out=current)
+        else:
+            self.grads[index] = current + grad
+            self.owned[index] = True
+
+
+def _run_backward(roots, retain_graph):
+    # Pass 1: count, for every node reachable from the roots, the edges that point at it.
+    dependencies = {}
+    root_nodes = []
+    for root, _ in roots:
+        node = root._grad_fn
+        if node is not None and node not in dependencies:
+            dependencies[node] = 0
+            root_nodes.append(node)
+    stack = list(root_nodes)
+    while stack:
+        node = stack.pop()
+        if node._released:
+            raise RuntimeError(_FREED_GRAPH_MESSAGE)
+        for edge in node._edges:
+            if edge is not None and isinstance(edge[0], FunctionCtx):
+                child = edge[0]
+                if child in dependencies:
+                    dependencies[child] += 1
+                else:
+                    dependencies[child] = 1
+                    stack.append(child)
+
+    # Pass 2: run each node once all its consumers have run (Kahn's algorithm).
+    buffers = {}
+    for root, gradient in roots:
+        node = root._grad_fn
+        if node is None:
+            _accumulate_leaf(root, gradient)
+        else:
+            _buffer_for(buffers, node).add(root._output_nr, gradient)
+    ready = [node for node in root_nodes if dependencies[node] == 0]
+    while ready:
+        node = ready.pop()
+        input_grads = _call_backward(node, buffers.pop(node, None))
+        for index, edge in enumerate(node._edges):
+            grad = input_grads[index]
+            if edge is None:
+                if grad is not None and node._input_shapes[index] is _NOT_A_TENSOR:
+                    raise RuntimeError(
+                        f"function {node.name()} returned a gradient different than None at "
+                        f"position {index + 1}, but the corresponding forward input was not "
+                        f"a Tensor"
+                    )
+                continue
+            if grad is not None:
+                grad = _checked_input_grad(node, index, grad)
+            target, output_nr = edge
+            if isinstance(target, FunctionCtx):
+                if grad is not None:
+                    _buffer_for(buffers, target).add(output_nr, grad)
+                dependencies[target] -= 1
+                if dependencies[target] == 0:
+                    ready.append(target)
+            elif grad is not None:
+                _accumulate_leaf(target, grad)
+        if not retain_graph:
+            node._release()
+
+
+def _buffer_for(buffers, node):
+    buffer = buffers.get(node)
+    if buffer is None:
+        buffer = buffers[node] = _InputBuffer(len(node._output_shapes))
+    return buffer
+
+
+def _call_backward(node, buffer):
+    """Run ``node``'s backward; returns one gradient (or None) per positional input."""
+    n_inputs = len(node._edges)
+    if buffer is None:
+        # No gradient reached any output (an upstream backward returned None): nothing flows.
+        return (None,) * n_inputs
+    grad_outputs = [
+        _read_only(np.zeros(shape, dtype=_FLOAT32) if grad is None else grad)
+        for grad, shape in zip(buffer.grads, node._output_shapes)
+    ]
+    result = node._function.backward(node, *grad_outputs)
+    if not isinstance(result, tuple):
+        result = (result,)
+    if len(result) < n_inputs:
+        result += (None,) * (n_inputs - len(result))
+    elif len(result) > n_inputs and any(grad is not None for grad in result[n_inputs:]):
+        raise RuntimeError(
+            f"function {node.name()} returned an incorrect number of gradients "
+            f"(expected {n_inputs}, got {len(result)})"
+        )
+    return result
+
+
+def _read_only(grad):
+    """A C-contiguous read-only view: one gradient array may feed several branches, so a
+    backward that wrote into its ``grad_output`` would corrupt the others."""
+    view = np.ascontiguousarray(grad).view()
+    view.flags.writeable = False
+    return view
+
+
+def _checked_input_grad(node, index, grad):
+    """One gradient from ``node``'s backward, as float32 with exactly the input's shape."""
+    expected = node._input_shapes[index]
+    grad = np.asarray(grad, dtype=_FLOAT32)
+    reduced = sum_to_shape(grad, expected)
+    if reduced is None:
+        raise RuntimeError(
+            f"function {node.name()} returned an invalid gradient at index {index} - got "
+            f"{list(grad.shape)} but expected shape compatible with {list(expected)}"
+        )
+    return reduced
+
+
+def _accumulate_leaf(leaf, grad):
+    if not leaf._requires_grad:
+        return
+    if leaf._grad is None:
+        # Copy: the engine's arrays may be shared with other leaves or with the caller.
+        leaf._grad = _tensor.Tensor._wrap(np.array(grad, dtype=_FLOAT32, order="C", copy=True))
+    else:
+        np.add(leaf._grad._array, grad, out=leaf._grad._array)
+
+
+# Imported last: tensor.py imports this module, so either may be imported first.
+from . import tensor as _tensor  # noqa: E402

@@ -1,0 +1,1276 @@
+"""The Tensor class, its differentiable ops and the creation functions (tensor, zeros, ...).
+
+A Tensor wraps one numpy array, its storage, which is always C-contiguous, native-endian
+and float32, int64 or bool: exactly what the C++ kernels take. The API mirrors torch's
+names, argument order, defaults and semantics. Where it differs, by design:
+
+  * permute/transpose/t/expand and non-contiguous indexing return copies, not views,
+    because storage is always C-contiguous (reshape/view/flatten/squeeze/unsqueeze and
+    contiguous slices still share memory, as in torch);
+  * in-place ops refuse any Tensor that requires grad while grad mode is on (torch
+    allows it on non-leaves); ``x += y`` on such a tensor rebinds ``x`` to ``x + y``;
+  * ``dtype`` is a numpy dtype and ``device`` is the string ``'cpu'``.
+
+Each differentiable op is a small ``autograd.Function``; binary ops rely on the engine to
+sum broadcast gradients back to each input's shape.
+"""
+
+import math
+import warnings
+from collections import namedtuple
+
+import numpy as np
+
+from . import _C
+from . import random as _random
+from .autograd import Function, backward as _autograd_backward, is_grad_enabled, sum_to_shape
+
+__all__ = [
+    "Tensor",
+    "Size",
+    "float32",
+    "int64",
+    "bool_",
+    "tensor",
+    "from_numpy",
+    "zeros",
+    "ones",
+    "empty",
+    "rand",
+    "randn",
+    "zeros_like",
+    "ones_like",
+]
+
+float32 = np.dtype(np.float32)
+int64 = np.dtype(np.int64)
+bool_ = np.dtype(np.bool_)
+_STORAGE_DTYPES = (float32, int64, bool_)
+_INT64_MAX = np.iinfo(np.int64).max
+
+# What max(dim)/min(dim) return, like torch.return_types.max.
+MaxMinResult = namedtuple("MaxMinResult", ["values", "indices"])
+
+
+class Size(tuple):
+    """A tensor's shape: a tuple of ints (torch.Size)."""
+
+    def numel(self):
+        return math.prod(self)
+
+    def __repr__(self):
+        return f"pyconvnet.Size({list(self)})"
+
+
+# ----------------------------------------------------------------------------- conversions
+def _storage_dtype(source_dtype, requested):
+    """The storage dtype for converting an array of ``source_dtype`` (TypeError if none)."""
+    if requested is not None:
+        return _resolve_dtype(requested)
+    kind = source_dtype.kind
+    if kind == "f":
+        return float32
+    if kind in "iu":
+        return int64
+    if kind == "b":
+        return bool_
+    raise TypeError(
+        f"can't convert np.ndarray of type numpy.{source_dtype.type.__name__}. The only "
+        f"supported types are: float16, float32, float64, int8, int16, int32, int64, uint8, "
+        f"uint16, uint32, uint64 and bool."
+    )
+
+
+def _resolve_dtype(dtype):
+    """Validate a user-given dtype; pyconvnet stores float32, int64 and bool."""
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be pyconvnet.float32, int64 or bool, got {dtype!r}") from None
+    if resolved not in _STORAGE_DTYPES:
+        raise TypeError(f"pyconvnet tensors are float32, int64 or bool, got dtype {resolved}")
+    return resolved
+
+
+def _convert(data, dtype=None):
+    """A fresh C-contiguous, native, writable storage array holding ``data``."""
+    array = data._array if isinstance(data, Tensor) else np.asarray(data)
+    target = _storage_dtype(array.dtype, dtype)
+    if array.dtype == np.uint64 and array.size and array.max() > _INT64_MAX:
+        raise OverflowError("uint64 value does not fit in int64")
+    with np.errstate(invalid="ignore"):  # NaN -> int casts are undefined in torch too
+        return np.array(array, dtype=target, order="C", copy=True)
+
+
+def _as_storage(value):
+    """``value`` if it is already valid storage, else a converted copy (Function outputs)."""
+    if (
+        type(value) is np.ndarray
+        and value.dtype in _STORAGE_DTYPES
+        and value.flags.c_contiguous
+        and value.flags.writeable
+    ):
+        return value
+    return _convert(value)
+
+
+def _operand(value):
+    """The other operand of an arithmetic op: Tensors and Python numbers pass through
+    (numbers stay weakly typed, so float32 stays float32); anything else becomes a
+    constant Tensor."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (Tensor, int, float)):
+        return value
+    return Tensor._wrap(_convert(value))
+
+
+def _array_of(value):
+    """The storage array of a Tensor operand, or the number itself."""
+    value = _operand(value)
+    return value._array if isinstance(value, Tensor) else value
+
+
+def _check_device(device):
+    if device is not None and str(device).split(":")[0] != "cpu":
+        raise RuntimeError(f"pyconvnet has no device {str(device)!r}; only 'cpu' is available")
+
+
+# ----------------------------------------------------------------------------- argument parsing
+def _size_args(size, name):
+    """``f(2, 3)`` or ``f((2, 3))`` -> (2, 3), checking every entry is a non-negative int."""
+    if len(size) == 1 and isinstance(size[0], (tuple, list)):
+        size = tuple(size[0])
+    for entry in size:
+        if isinstance(entry, bool) or not isinstance(entry, (int, np.integer)):
+            raise TypeError(f"{name}: size must be a sequence of ints, got {list(size)}")
+        if entry < 0:
+            raise ValueError(f"{name}: negative dimension {entry} in size {list(size)}")
+    return tuple(int(entry) for entry in size)
+
+
+def _shape_args(shape, name):
+    """Like ``_size_args`` but allowing -1 (reshape, view, expand)."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    for entry in shape:
+        if isinstance(entry, bool) or not isinstance(entry, (int, np.integer)):
+            raise TypeError(f"{name}: shape must be a sequence of ints, got {list(shape)}")
+    return tuple(int(entry) for entry in shape)
+
+
+def _wrap_dim(dim, ndim):
+    """Map a possibly negative dim into [0, ndim); a 0-d tensor accepts 0 and -1."""
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"dim must be an int, got {type(dim).__name__}")
+    low, high = (-1, 0) if ndim == 0 else (-ndim, ndim - 1)
+    if not low <= dim <= high:
+        raise IndexError(
+            f"Dimension out of range (expected to be in range of [{low}, {high}], but got {dim})"
+        )
+    return int(dim) % max(ndim, 1)
+
+
+def _reduction_axes(dim, ndim):
+    """numpy ``axis`` for a reduction over ``dim`` (None: all; an int, tuple or list)."""
+    if dim is None:
+        return None
+    dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+    axes = tuple(_wrap_dim(d, ndim) for d in dims)
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"dim {list(dims)} names a dimension more than once")
+    return () if ndim == 0 else tuple(sorted(axes))
+
+
+def _index_key(key):
+    """Replace Tensors inside an indexing key by their arrays (numpy indexes the rest)."""
+    if isinstance(key, tuple):
+        return tuple(_index_key(k) for k in key)
+    if isinstance(key, Tensor):
+        if key.dtype == float32:
+            raise IndexError("tensors used as indices must be long or bool tensors")
+        return key._array
+    return key
+
+
+def _is_basic_key(key):
+    """True if ``key`` uses only basic indexing (no entry selects an element twice)."""
+    entries = key if isinstance(key, tuple) else (key,)
+    return all(
+        entry is None or entry is Ellipsis or isinstance(entry, (slice, int, np.integer))
+        for entry in entries
+    )
+
+
+# ----------------------------------------------------------------------------- the Tensor
+class Tensor:
+    """An n-dimensional float32/int64/bool array with reverse-mode autograd (torch.Tensor).
+
+    ``Tensor(data)`` copies ``data`` as float32 and ``Tensor(*sizes)`` is uninitialised
+    float32, like torch's legacy constructor; prefer ``pyconvnet.tensor`` and friends.
+    """
+
+    # Make numpy's binary operators (ndarray + Tensor) defer to Tensor's reflected ones.
+    __array_priority__ = 1000
+
+    def __init__(self, *args):
+        if args and all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in args):
+            array = np.empty(_size_args(args, "Tensor"), dtype=float32)
+        elif len(args) == 1:
+            array = _convert(args[0], float32)
+        elif not args:
+            array = np.empty((0,), dtype=float32)
+        else:
+            raise TypeError("Tensor(data) or Tensor(*sizes) expected")
+        self._init(array, False)
+
+    def _init(self, array, requires_grad):
+        self._array = array
+        self._requires_grad = requires_grad
+        self._grad = None
+        self._grad_fn = None
+        self._output_nr = 0
+
+    @classmethod
+    def _wrap(cls, array, requires_grad=False):
+        """A Tensor adopting ``array`` (valid storage, not copied) as its storage."""
+        tensor = object.__new__(cls)
+        tensor._init(array, requires_grad)
+        return tensor
+
+    # --------------------------------------------------------------- properties
+    @property
+    def data(self):
+        """A Tensor sharing this one's storage, outside the graph."""
+        return Tensor._wrap(self._array)
+
+    @data.setter
+    def data(self, value):
+        if not isinstance(value, Tensor):
+            raise TypeError(f"data must be a Tensor, got {type(value).__name__}")
+        self._array = value._array
+
+    @property
+    def shape(self):
+        return Size(self._array.shape)
+
+    def size(self, dim=None):
+        if dim is None:
+            return Size(self._array.shape)
+        if self._array.ndim == 0:
+            raise IndexError(f"dimension specified as {dim} but tensor has no dimensions")
+        return self._array.shape[_wrap_dim(dim, self._array.ndim)]
+
+    @property
+    def ndim(self):
+        return self._array.ndim
+
+    def dim(self):
+        return self._array.ndim
+
+    def numel(self):
+        return self._array.size
+
+    @property
+    def dtype(self):
+        return self._array.dtype
+
+    @property
+    def device(self):
+        return "cpu"
+
+    @property
+    def grad_fn(self):
+        return self._grad_fn
+
+    @property
+    def is_leaf(self):
+        return self._grad_fn is None
+
+    @property
+    def requires_grad(self):
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value):
+        if self._grad_fn is not None:
+            raise RuntimeError(
+                "you can only change requires_grad flags of leaf variables. If you want to use "
+                "a computed variable in a subgraph that doesn't require differentiation use "
+                "var_no_grad = var.detach()."
+            )
+        if value and self._array.dtype != float32:
+            raise RuntimeError("only Tensors of floating point dtype can require gradients")
+        self._requires_grad = bool(value)
+
+    def requires_grad_(self, requires_grad=True):
+        self.requires_grad = requires_grad
+        return self
+
+    @property
+    def grad(self):
+        if self._grad_fn is not None:
+            warnings.warn(
+                "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed. "
+                "Its .grad attribute won't be populated during autograd.backward().",
+                UserWarning,
+                stacklevel=2,
+            )
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        if value is not None:
+            if not isinstance(value, Tensor):
+                raise TypeError(
+                    "assigned grad expected to be a Tensor or None but got grad of type "
+                    f"{type(value).__name__}"
+                )
+            if value._array.shape != self._array.shape:
+                raise ValueError(
+                    f"attempting to assign a gradient of size {list(value.shape)} to a tensor "
+                    f"of size {list(self.shape)}"
+                )
+            if value._array.dtype != self._array.dtype:
+                raise TypeError(
+                    f"attempting to assign a gradient with dtype {value.dtype} to a tensor "
+                    f"with dtype {self.dtype}"
+                )
+        self._grad = value
+
+    # --------------------------------------------------------------- autograd
+    def backward(self, gradient=None, retain_graph=None):
+        """Accumulate d(self)/d(leaf) into the leaves' ``.grad``; see ``autograd.backward``."""
+        _autograd_backward((self,), (gradient,), retain_graph)
+
+    def detach(self):
+        return Tensor._wrap(self._array)
+
+    def detach_(self):
+        self._grad_fn = None
+        self._requires_grad = False
+        return self
+
+    def clone(self):
+        return Clone.apply(self)
+
+    # --------------------------------------------------------------- conversion
+    def numpy(self):
+        """The storage array itself (shared, like torch)."""
+        if self._requires_grad:
+            raise RuntimeError(
+                "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() "
+                "instead."
+            )
+        return self._array
+
+    def __array__(self, dtype=None, copy=None):
+        array = self.numpy()
+        if dtype is not None and np.dtype(dtype) != array.dtype:
+            if copy is False:
+                raise ValueError(f"converting a {array.dtype} Tensor to {dtype} needs a copy")
+            return array.astype(dtype)
+        return array.copy() if copy else array
+
+    def item(self):
+        if self._array.size != 1:
+            raise RuntimeError(
+                f"a Tensor with {self._array.size} elements cannot be converted to Scalar"
+            )
+        return self._array.item()
+
+    def tolist(self):
+        return self._array.tolist()
+
+    def contiguous(self):
+        return self
+
+    def is_contiguous(self):
+        return True
+
+    def to(self, *args, dtype=None, device=None, non_blocking=False, copy=False):
+        """``to(dtype)``, ``to(device)``, ``to(other)``; only the cpu device exists."""
+        for arg in args:
+            if isinstance(arg, Tensor):
+                dtype = arg.dtype
+            elif isinstance(arg, str):
+                device = arg
+            else:
+                dtype = arg
+        _check_device(device)
+        result = self if dtype is None else self._cast(dtype)
+        return result.clone() if copy and result is self else result
+
+    def cpu(self):
+        return self
+
+    def float(self):
+        return self._cast(float32)
+
+    def long(self):
+        return self._cast(int64)
+
+    def _cast(self, dtype):
+        dtype = _resolve_dtype(dtype)
+        if dtype == self._array.dtype:
+            return self
+        # Only one float dtype exists, so every real cast leaves the graph.
+        with np.errstate(invalid="ignore"):
+            return Tensor._wrap(self._array.astype(dtype))
+
+    # --------------------------------------------------------------- Python protocols
+    __hash__ = object.__hash__
+
+    def __len__(self):
+        if self._array.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self._array.shape[0]
+
+    def __iter__(self):
+        if self._array.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self._array.shape[0]))
+
+    def __bool__(self):
+        if self._array.size != 1:
+            raise RuntimeError("Boolean value of Tensor with more than one value is ambiguous")
+        return bool(self._array.item())
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __index__(self):
+        if self._array.dtype == float32 or self._array.size != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self._array.item())
+
+    def __repr__(self):
+        return _format_tensor(self)
+
+    # --------------------------------------------------------------- shape ops
+    def reshape(self, *shape):
+        return Reshape.apply(self, _shape_args(shape, "reshape"))
+
+    def view(self, *shape):
+        """Same as reshape: storage is always contiguous, so every view is possible."""
+        return Reshape.apply(self, _shape_args(shape, "view"))
+
+    def view_as(self, other):
+        return Reshape.apply(self, other._array.shape)
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        shape = self._array.shape
+        if not shape:
+            return Reshape.apply(self, (1,))
+        start, end = _wrap_dim(start_dim, len(shape)), _wrap_dim(end_dim, len(shape))
+        if start > end:
+            raise ValueError("flatten() has invalid args: start_dim cannot come after end_dim")
+        flat = shape[:start] + (math.prod(shape[start : end + 1]),) + shape[end + 1 :]
+        return Reshape.apply(self, flat)
+
+    def unsqueeze(self, dim):
+        shape = self._array.shape
+        dim = _wrap_dim(dim, len(shape) + 1)
+        return Reshape.apply(self, shape[:dim] + (1,) + shape[dim:])
+
+    def squeeze(self, dim=None):
+        shape = self._array.shape
+        if dim is None:
+            dims = range(len(shape))
+        else:
+            dims = _reduction_axes(dim, len(shape))
+        drop = {d for d in dims if shape[d] == 1}
+        return Reshape.apply(self, tuple(s for d, s in enumerate(shape) if d not in drop))
+
+    def permute(self, *dims):
+        dims = _shape_args(dims, "permute")
+        ndim = self._array.ndim
+        if len(dims) != ndim:
+            raise ValueError(
+                f"permute: dims {list(dims)} must list each of the tensor's {ndim} dimensions once"
+            )
+        axes = tuple(_wrap_dim(d, ndim) for d in dims)
+        if sorted(axes) != list(range(ndim)):
+            raise ValueError(f"permute: dims {list(dims)} repeat a dimension")
+        return Permute.apply(self, axes)
+
+    def transpose(self, dim0, dim1):
+        ndim = self._array.ndim
+        dim0, dim1 = _wrap_dim(dim0, ndim), _wrap_dim(dim1, ndim)
+        axes = list(range(ndim))
+        if ndim:
+            axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
+        return Permute.apply(self, tuple(axes))
+
+    def t(self):
+        if self._array.ndim > 2:
+            raise ValueError(
+                f"t() expects a tensor with <= 2 dimensions, but self is {self._array.ndim}D"
+            )
+        return self.transpose(0, -1) if self._array.ndim == 2 else self
+
+    def expand(self, *sizes):
+        sizes = _shape_args(sizes, "expand")
+        shape = self._array.shape
+        lead = len(sizes) - len(shape)
+        if lead < 0:
+            raise ValueError(
+                f"expand: the number of sizes provided ({len(sizes)}) must be greater or equal "
+                f"to the number of dimensions in the tensor ({len(shape)})"
+            )
+        target = tuple(
+            shape[i - lead] if size == -1 and i >= lead else size for i, size in enumerate(sizes)
+        )
+        if any(size < 0 for size in target):
+            raise ValueError(
+                f"expand: invalid sizes {list(sizes)} for a tensor of shape {list(shape)}"
+            )
+        return Expand.apply(self, target)
+
+    def __getitem__(self, key):
+        return Index.apply(self, _index_key(key))
+
+    def __setitem__(self, key, value):
+        self._check_inplace(value)
+        self._array[_index_key(key)] = _array_of(value)
+
+    # --------------------------------------------------------------- arithmetic
+    def __add__(self, other):
+        return Add.apply(self, _operand(other))
+
+    def __radd__(self, other):
+        return Add.apply(_operand(other), self)
+
+    def __sub__(self, other):
+        return Sub.apply(self, _operand(other))
+
+    def __rsub__(self, other):
+        return Sub.apply(_operand(other), self)
+
+    def __mul__(self, other):
+        return Mul.apply(self, _operand(other))
+
+    def __rmul__(self, other):
+        return Mul.apply(_operand(other), self)
+
+    def __truediv__(self, other):
+        return Div.apply(self, _operand(other))
+
+    def __rtruediv__(self, other):
+        return Div.apply(_operand(other), self)
+
+    def __pow__(self, exponent):
+        return Pow.apply(self, _operand(exponent))
+
+    def __rpow__(self, base):
+        return Pow.apply(_operand(base), self)
+
+    def __matmul__(self, other):
+        return MatMul.apply(self, _operand(other))
+
+    def __rmatmul__(self, other):
+        return MatMul.apply(_operand(other), self)
+
+    def __neg__(self):
+        return Neg.apply(self)
+
+    def __abs__(self):
+        return Abs.apply(self)
+
+    def add(self, other):
+        return self + other
+
+    def sub(self, other):
+        return self - other
+
+    def mul(self, other):
+        return self * other
+
+    def div(self, other):
+        return self / other
+
+    def pow(self, exponent):
+        return self**exponent
+
+    def matmul(self, other):
+        return self @ other
+
+    def neg(self):
+        return Neg.apply(self)
+
+    def abs(self):
+        return Abs.apply(self)
+
+    def exp(self):
+        return Exp.apply(self)
+
+    def log(self):
+        return Log.apply(self)
+
+    def sqrt(self):
+        return Sqrt.apply(self)
+
+    def clamp(self, min=None, max=None):
+        if min is None and max is None:
+            raise ValueError("clamp: at least one of 'min' or 'max' must not be None")
+        return Clamp.apply(self, min, max)
+
+    # --------------------------------------------------------------- reductions
+    def sum(self, dim=None, keepdim=False):
+        return Sum.apply(self, _reduction_axes(dim, self._array.ndim), keepdim)
+
+    def mean(self, dim=None, keepdim=False):
+        if self._array.dtype != float32:
+            raise TypeError(
+                f"mean(): input dtype must be floating point, got {self._array.dtype}"
+            )
+        return Mean.apply(self, _reduction_axes(dim, self._array.ndim), keepdim)
+
+    def max(self, dim=None, keepdim=False):
+        """No dim: the largest element. With dim: ``(values, indices)`` along ``dim``."""
+        return self._extremum(dim, keepdim, largest=True)
+
+    def min(self, dim=None, keepdim=False):
+        """No dim: the smallest element. With dim: ``(values, indices)`` along ``dim``."""
+        return self._extremum(dim, keepdim, largest=False)
+
+    def _extremum(self, dim, keepdim, largest):
+        if dim is None:
+            return Extremum.apply(self, largest)
+        if self._array.ndim == 0:
+            _wrap_dim(dim, 0)
+            values, indices = ExtremumAlongDim.apply(self.reshape(1), 0, False, largest)
+        else:
+            dim = _wrap_dim(dim, self._array.ndim)
+            values, indices = ExtremumAlongDim.apply(self, dim, keepdim, largest)
+        return MaxMinResult(values, indices)
+
+    def argmax(self, dim=None, keepdim=False):
+        return Tensor._wrap(_arg_extremum(self._array, dim, keepdim, np.argmax))
+
+    def argmin(self, dim=None, keepdim=False):
+        return Tensor._wrap(_arg_extremum(self._array, dim, keepdim, np.argmin))
+
+    # --------------------------------------------------------------- comparisons
+    def _compare(self, ufunc, other):
+        return Tensor._wrap(np.asarray(ufunc(self._array, _array_of(other))))
+
+    def eq(self, other):
+        return self._compare(np.equal, other)
+
+    def ne(self, other):
+        return self._compare(np.not_equal, other)
+
+    def lt(self, other):
+        return self._compare(np.less, other)
+
+    def le(self, other):
+        return self._compare(np.less_equal, other)
+
+    def gt(self, other):
+        return self._compare(np.greater, other)
+
+    def ge(self, other):
+        return self._compare(np.greater_equal, other)
+
+    def __eq__(self, other):
+        return False if other is None else self.eq(other)
+
+    def __ne__(self, other):
+        return True if other is None else self.ne(other)
+
+    __lt__ = lt
+    __le__ = le
+    __gt__ = gt
+    __ge__ = ge
+
+    # --------------------------------------------------------------- in-place updates
+    def _check_inplace(self, *others):
+        """In-place writes are not recorded, so refuse them where a gradient would be wrong."""
+        if not is_grad_enabled():
+            return
+        if self._requires_grad:
+            if self._grad_fn is None:
+                raise RuntimeError(
+                    "a leaf Variable that requires grad is being used in an in-place operation."
+                )
+            raise RuntimeError(
+                "pyconvnet does not record in-place operations on a Tensor that requires grad; "
+                "use the out-of-place op (x = x + y) instead"
+            )
+        if any(isinstance(o, Tensor) and o._requires_grad for o in others):
+            raise RuntimeError(
+                "an in-place operation would drop the gradient of an operand that requires "
+                "grad; use the out-of-place op or wrap the update in pyconvnet.no_grad()"
+            )
+
+    def fill_(self, value):
+        self._check_inplace(value)
+        self._array[...] = _array_of(value)
+        return self
+
+    def zero_(self):
+        return self.fill_(0)
+
+    def copy_(self, src):
+        self._check_inplace(src)
+        np.copyto(self._array, _array_of(src), casting="unsafe")
+        return self
+
+    def add_(self, other, *, alpha=1):
+        self._check_inplace(other)
+        other = _array_of(other)
+        np.add(self._array, other if alpha == 1 else other * alpha, out=self._array)
+        return self
+
+    def sub_(self, other, *, alpha=1):
+        self._check_inplace(other)
+        other = _array_of(other)
+        np.subtract(self._array, other if alpha == 1 else other * alpha, out=self._array)
+        return self
+
+    def mul_(self, other):
+        self._check_inplace(other)
+        np.multiply(self._array, _array_of(other), out=self._array)
+        return self
+
+    def div_(self, other):
+        self._check_inplace(other)
+        np.divide(self._array, _array_of(other), out=self._array)
+        return self
+
+    def addcmul_(self, tensor1, tensor2, *, value=1):
+        """self += value * tensor1 * tensor2 (used by optimisers)."""
+        self._check_inplace(tensor1, tensor2)
+        product = np.multiply(_array_of(tensor1), _array_of(tensor2))
+        np.add(self._array, product if value == 1 else product * value, out=self._array)
+        return self
+
+    def addcdiv_(self, tensor1, tensor2, *, value=1):
+        """self += value * tensor1 / tensor2 (used by optimisers)."""
+        self._check_inplace(tensor1, tensor2)
+        quotient = np.divide(_array_of(tensor1), _array_of(tensor2))
+        np.add(self._array, quotient if value == 1 else quotient * value, out=self._array)
+        return self
+
+    def _inplace_or_rebind(self, other, inplace, out_of_place):
+        # With grad tracking needed, `x += y` rebinds x to the recorded `x + y`: the same
+        # result torch gives, except that other references to the old x do not change.
+        if is_grad_enabled() and (
+            self._requires_grad or (isinstance(other, Tensor) and other._requires_grad)
+        ):
+            if self._requires_grad and self._grad_fn is None:
+                self._check_inplace()
+            return out_of_place(self, other)
+        return inplace(self, other)
+
+    def __iadd__(self, other):
+        return self._inplace_or_rebind(other, Tensor.add_, Tensor.__add__)
+
+    def __isub__(self, other):
+        return self._inplace_or_rebind(other, Tensor.sub_, Tensor.__sub__)
+
+    def __imul__(self, other):
+        return self._inplace_or_rebind(other, Tensor.mul_, Tensor.__mul__)
+
+    def __itruediv__(self, other):
+        return self._inplace_or_rebind(other, Tensor.div_, Tensor.__truediv__)
+
+
+def _arg_extremum(array, dim, keepdim, arg_function):
+    """argmax/argmin as int64; dim=None indexes the flattened tensor."""
+    if dim is None:
+        index = np.asarray(arg_function(array), dtype=int64)
+        return index.reshape((1,) * array.ndim) if keepdim else index
+    dim = _wrap_dim(dim, array.ndim)
+    if array.ndim == 0:
+        return np.zeros((), dtype=int64)
+    return np.asarray(arg_function(array, axis=dim, keepdims=keepdim), dtype=int64)
+
+
+# ----------------------------------------------------------------------------- repr
+def _format_tensor(tensor):
+    array = tensor._array
+    if array.dtype == float32 and array.size:
+        formatter = {"float_kind": _float_formatter(array)}
+    else:
+        formatter = None
+    body = np.array2string(
+        array, separator=", ", prefix="tensor(", formatter=formatter, threshold=1000, edgeitems=3
+    ).replace(", ..., ", ",  ..., ")  # torch pads the in-row ellipsis by one space
+    extras = []
+    if array.size == 0 and array.ndim != 1:
+        extras.append(f"size={array.shape}")
+    if tensor._grad_fn is not None:
+        extras.append(f"grad_fn=<{tensor._grad_fn.name()}>")
+    elif tensor._requires_grad:
+        extras.append("requires_grad=True")
+    return "tensor(" + ", ".join([body] + extras) + ")"
+
+
+def _float_formatter(array):
+    """torch's print style: '1.' for integral values, else 4 decimals or 4-digit scientific."""
+    is_finite = np.isfinite(array)
+    finite = array[is_finite].astype(np.float64)
+    magnitudes = np.abs(finite[finite != 0])
+    integral = bool(np.all(finite == np.round(finite)))
+    scientific = False
+    if magnitudes.size:
+        largest, smallest = magnitudes.max(), magnitudes.min()
+        scientific = (
+            largest / smallest > 1000 or largest > 1e8 or (not integral and smallest < 1e-4)
+        )
+    if scientific:
+        pattern = "{:.4e}"
+    elif integral:
+        pattern = "{:.0f}."
+    else:
+        pattern = "{:.4f}"
+
+    def format_value(value):
+        return pattern.format(value) if np.isfinite(value) else str(value)
+
+    # Right-align to the widest string, which comes from an extreme or a non-finite value.
+    samples = list(np.unique(array[~is_finite]))
+    if finite.size:
+        samples += [finite.max(), finite.min()]
+    width = max(len(format_value(v)) for v in samples)
+    return lambda value: format_value(value).rjust(width)
+
+
+# ----------------------------------------------------------------------------- ops: shape
+class Reshape(Function):
+    @staticmethod
+    def forward(ctx, a, shape):
+        ctx.input_shape = a.shape
+        return a.reshape(shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.reshape(ctx.input_shape), None
+
+
+class Permute(Function):
+    @staticmethod
+    def forward(ctx, a, axes):
+        ctx.axes = axes
+        return np.ascontiguousarray(a.transpose(axes))
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.transpose(np.argsort(ctx.axes)), None
+
+
+class Expand(Function):
+    @staticmethod
+    def forward(ctx, a, shape):
+        return np.array(np.broadcast_to(a, shape))
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None  # the engine sums it back to the input's shape
+
+
+class Index(Function):
+    @staticmethod
+    def forward(ctx, a, key):
+        ctx.key = key
+        ctx.input_shape = a.shape
+        return a[key]
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad_input = np.zeros(ctx.input_shape, dtype=float32)
+        if _is_basic_key(ctx.key):
+            grad_input[ctx.key] = grad
+        else:
+            np.add.at(grad_input, ctx.key, grad)  # advanced keys may repeat an element
+        return grad_input, None
+
+
+class Clone(Function):
+    @staticmethod
+    def forward(ctx, a):
+        return a.copy()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+# ----------------------------------------------------------------------------- ops: arithmetic
+class Add(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        return np.add(a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        needs_a, needs_b = ctx.needs_input_grad
+        return (grad if needs_a else None), (grad if needs_b else None)
+
+
+class Sub(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        return np.subtract(a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        needs_a, needs_b = ctx.needs_input_grad
+        return (grad if needs_a else None), (-grad if needs_b else None)
+
+
+class Mul(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return np.multiply(a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        needs_a, needs_b = ctx.needs_input_grad
+        return (grad * b if needs_a else None), (grad * a if needs_b else None)
+
+
+class Div(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = np.true_divide(a, b)
+        ctx.save_for_backward(b, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        b, out = ctx.saved_tensors
+        needs_a, needs_b = ctx.needs_input_grad
+        with np.errstate(divide="ignore", invalid="ignore"):
+            grad_a = grad / b if needs_a else None
+            grad_b = -grad * out / b if needs_b else None
+        return grad_a, grad_b
+
+
+class Neg(Function):
+    @staticmethod
+    def forward(ctx, a):
+        return np.negative(a)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -grad
+
+
+class Pow(Function):
+    @staticmethod
+    def forward(ctx, base, exponent):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            out = np.power(base, exponent)
+        ctx.save_for_backward(base, exponent, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        base, exponent, out = ctx.saved_tensors
+        needs_base, needs_exponent = ctx.needs_input_grad
+        grad_base = grad_exponent = None
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            if needs_base:
+                # d/db b**e = e * b**(e-1), defined as 0 where e == 0 (as torch does).
+                local = np.where(exponent == 0, 0.0, exponent * np.power(base, exponent - 1))
+                grad_base = grad * local.astype(float32, copy=False)
+            if needs_exponent:
+                # d/de b**e = b**e * log(b), defined as 0 where b == 0 and e >= 0.
+                local = np.where((base == 0) & (exponent >= 0), 0.0, out * np.log(base))
+                grad_exponent = grad * local.astype(float32, copy=False)
+        return grad_base, grad_exponent
+
+
+def _matmul(a, b, transpose_a=False, transpose_b=False):
+    """op(a) @ op(b): 2-D float32 products run on the library's packed SGEMM (multi-threaded,
+    deterministic); batched, 1-D and integer products fall back to numpy."""
+    if a.ndim == 2 and b.ndim == 2 and a.dtype == float32 and b.dtype == float32:
+        return _C.sgemm(np.ascontiguousarray(a), np.ascontiguousarray(b), trans_a=transpose_a, trans_b=transpose_b)
+    return np.matmul(np.swapaxes(a, -1, -2) if transpose_a else a, np.swapaxes(b, -1, -2) if transpose_b else b)
+
+
+class MatMul(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        if np.ndim(a) == 0 or np.ndim(b) == 0:
+            raise ValueError(
+                f"both arguments to matmul need to be at least 1D, but they are "
+                f"{np.ndim(a)}D and {np.ndim(b)}D"
+            )
+        if np.shape(a)[-1] != np.shape(b)[0 if np.ndim(b) == 1 else -2]:
+            raise ValueError(f"matmul: shapes {np.shape(a)} and {np.shape(b)} cannot be multiplied")
+        ctx.save_for_backward(a, b)
+        return _matmul(a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        needs_a, needs_b = ctx.needs_input_grad
+        # Treat 1-D operands as (1, K) and (K, 1) matrices, as matmul itself does.
+        a2 = a[np.newaxis, :] if a.ndim == 1 else a
+        b2 = b[:, np.newaxis] if b.ndim == 1 else b
+        if b.ndim == 1:
+            grad = grad[..., np.newaxis]
+        if a.ndim == 1:
+            grad = grad[..., np.newaxis, :]
+        grad_a = grad_b = None
+        if needs_a:
+            grad_a = sum_to_shape(_matmul(grad, b2, transpose_b=True), a2.shape)
+            grad_a = grad_a.reshape(a.shape)
+        if needs_b:
+            grad_b = sum_to_shape(_matmul(a2, grad, transpose_a=True), b2.shape)
+            grad_b = grad_b.reshape(b.shape)
+        return grad_a, grad_b
+
+
+# ----------------------------------------------------------------------------- ops: elementwise
+class Exp(Function):
+    @staticmethod
+    def forward(ctx, a):
+        with np.errstate(over="ignore"):
+            out = np.exp(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad * out
+
+
+class Log(Function):
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.log(a)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (a,) = ctx.saved_tensors
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return grad / a
+
+
+class Sqrt(Function):
+    @staticmethod
+    def forward(ctx, a):
+        with np.errstate(invalid="ignore"):
+            out = np.sqrt(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return grad / (2 * out)
+
+
+class Abs(Function):
+    @staticmethod
+    def forward(ctx, a):
+        ctx.save_for_backward(a)
+        return np.abs(a)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (a,) = ctx.saved_tensors
+        return grad * np.sign(a)
+
+
+class Clamp(Function):
+    @staticmethod
+    def forward(ctx, a, min, max):
+        ctx.save_for_backward(a)
+        ctx.bounds = (min, max)
+        return np.clip(a, min, max)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (a,) = ctx.saved_tensors
+        low, high = ctx.bounds
+        inside = np.ones(a.shape, dtype=bool)
+        if low is not None:
+            inside &= a >= low
+        if high is not None:
+            inside &= a <= high
+        return grad * inside, None, None
+
+
+# ----------------------------------------------------------------------------- ops: reductions
+def _expand_reduced(grad, ctx):
+    """Broadcast the gradient of a reduction back over the reduced axes."""
+    if ctx.axes is None:
+        return np.broadcast_to(grad, ctx.input_shape)
+    if not ctx.keepdim:
+        grad = np.expand_dims(grad, ctx.axes)
+    return np.broadcast_to(grad, ctx.input_shape)
+
+
+class Sum(Function):
+    @staticmethod
+    def forward(ctx, a, axes, keepdim):
+        ctx.input_shape, ctx.axes, ctx.keepdim = a.shape, axes, keepdim
+        if a.dtype == bool_:
+            return np.sum(a, axis=axes, keepdims=keepdim, dtype=int64)  # torch sums bools to int64
+        return np.sum(a, axis=axes, keepdims=keepdim)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _expand_reduced(grad, ctx), None, None
+
+
+class Mean(Function):
+    @staticmethod
+    def forward(ctx, a, axes, keepdim):
+        ctx.input_shape, ctx.axes, ctx.keepdim = a.shape, axes, keepdim
+        reduced = a.shape if axes is None else [a.shape[i] for i in axes]
+        ctx.count = np.float32(math.prod(reduced))
+        with np.errstate(invalid="ignore"):  # the mean of nothing is NaN, silently as in torch
+            return np.sum(a, axis=axes, keepdims=keepdim) / ctx.count
+
+    @staticmethod
+    def backward(ctx, grad):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return _expand_reduced(grad / ctx.count, ctx), None, None
+
+
+class Extremum(Function):
+    """max() / min() over all elements; ties share the gradient equally, as in torch."""
+
+    @staticmethod
+    def forward(ctx, a, largest):
+        if a.size == 0:
+            raise ValueError(
+                "max()/min() of an empty tensor: specify the reduction dim with the 'dim' argument"
+            )
+        out = np.asarray(a.max() if largest else a.min())
+        ctx.save_for_backward(a, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, out = ctx.saved_tensors
+        hits = a == out  # all False when the extremum is NaN: no gradient flows
+        return hits * (grad / np.float32(max(np.count_nonzero(hits), 1))), None
+
+
+class ExtremumAlongDim(Function):
+    """max(dim) / min(dim): (values, int64 indices); the gradient goes to the index taken."""
+
+    @staticmethod
+    def forward(ctx, a, dim, keepdim, largest):
+        if a.shape[dim] == 0:
+            raise ValueError(f"max()/min(): expected reduction dim {dim} to have non-zero size")
+        arg_function = np.argmax if largest else np.argmin
+        indices = arg_function(a, axis=dim, keepdims=True).astype(int64, copy=False)
+        values = np.take_along_axis(a, indices, axis=dim)
+        ctx.save_for_backward(indices)
+        ctx.input_shape, ctx.dim, ctx.keepdim = a.shape, dim, keepdim
+        if not keepdim:
+            values, indices = values.squeeze(dim), indices.squeeze(dim)
+        ctx.mark_non_differentiable(indices)
+        return values, indices
+
+    @staticmethod
+    def backward(ctx, grad_values, grad_indices):
+        (indices,) = ctx.saved_tensors
+        if not ctx.keepdim:
+            grad_values = np.expand_dims(grad_values, ctx.dim)
+        grad_input = np.zeros(ctx.input_shape, dtype=float32)
+        np.put_along_axis(grad_input, indices, grad_values, axis=ctx.dim)
+        return grad_input, None, None, None
+
+
+# ----------------------------------------------------------------------------- creation
+def _new_leaf(array, requires_grad):
+    result = Tensor._wrap(array)
+    if requires_grad:
+        result.requires_grad_()
+    return result
+
+
+def tensor(data, dtype=None, device=None, requires_grad=False):
+    """A new leaf Tensor holding a copy of ``data`` (a number, nested list, array or Tensor).
+
+    Without ``dtype``: floats become float32, integers int64, bools bool. The copy is always
+    C-contiguous and native-endian, whatever the layout or byte order of ``data``.
+    """
+    _check_device(device)
+    return _new_leaf(_convert(data, dtype), requires_grad)
+
+
+def from_numpy(ndarray):
+    """A Tensor sharing ``ndarray``'s memory when it already is C-contiguous, native float32,
+    int64 or bool.
+
+    Unlike torch, other numeric dtypes (float64, int32, ...) and other layouts are copied
+    into float32/int64/bool storage, since pyconvnet computes in float32; so
+    ``from_numpy(x).float()`` ports unchanged. Non-numeric dtypes raise TypeError.
+    """
+    if not isinstance(ndarray, np.ndarray):
+        raise TypeError(f"expected np.ndarray (got {type(ndarray).__name__})")
+    if ndarray.dtype in _STORAGE_DTYPES and ndarray.flags.c_contiguous:
+        # A subclass (np.memmap, np.matrix) is shared through a plain-ndarray view.
+        return Tensor._wrap(ndarray if type(ndarray) is np.ndarray else ndarray.view(np.ndarray))
+    return Tensor._wrap(_convert(ndarray))
+
+
+def _filled(size, name, dtype, device, requires_grad, fill):
+    _check_device(device)
+    shape = _size_args(size, name)
+    dtype = float32 if dtype is None else _resolve_dtype(dtype)
+    return _new_leaf(fill(shape, dtype), requires_grad)
+
+
+def zeros(*size, dtype=None, device=None, requires_grad=False):
+    return _filled(size, "zeros", dtype, device, requires_grad, np.zeros)
+
+
+def ones(*size, dtype=None, device=None, requires_grad=False):
+    return _filled(size, "ones", dtype, device, requires_grad, np.ones)
+
+
+def empty(*size, dtype=None, device=None, requires_grad=False):
+    """Uninitialised storage."""
+    return _filled(size, "empty", dtype, device, requires_grad, np.empty)
+
+
+def _random_float32(size, name, generator, dtype, device, requires_grad, method):
+    if dtype is not None and _resolve_dtype(dtype) != float32:
+        raise TypeError(f"{name}: random floats need dtype float32, got {np.dtype(dtype)}")
+    generator = _random.default_generator() if generator is None else generator
+    draw = getattr(generator, method)
+    return _filled(size, name, None, device, requires_grad, lambda shape, dt: draw(shape, dtype=dt))
+
+
+def rand(*size, generator=None, dtype=None, device=None, requires_grad=False):
+    """Uniform samples in [0, 1) from the global generator (or a numpy ``generator``)."""
+    return _random_float32(size, "rand", generator, dtype, device, requires_grad, "random")
+
+
+def randn(*size, generator=None, dtype=None, device=None, requires_grad=False):
+    """Standard normal samples from the global generator (or a numpy ``generator``)."""
+    return _random_float32(
+        size, "randn", generator, dtype, device, requires_grad, "standard_normal"
+    )
+
+
+def zeros_like(input, dtype=None, device=None, requires_grad=False):
+    dtype = input.dtype if dtype is None else dtype
+    return zeros(input._array.shape, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def ones_like(input, dtype=None, device=None, requires_grad=False):
+    dtype = input.dtype if dtype is None else dtype
+    return ones(input._array.shape, dtype=dtype, device=device, requires_grad=requires_grad)

@@ -1,0 +1,92 @@
+"""Run-time dispatch, thread control and `pyconvnet info`."""
+
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import pyconvnet as pcn
+from pyconvnet import backend
+
+
+def _run_python(code, **env):
+    environment = dict(os.environ, **env)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_newest_available_isa_is_chosen_at_import():
+    available = backend.available_isas()
+    assert available[:2] == ["reference", "generic"]
+    env = {k: v for k, v in os.environ.items() if k != "PYCONVNET_ISA"}
+    chosen = subprocess.run([sys.executable, "-c", "from pyconvnet import backend; print(backend.isa())"],
+                            capture_output=True, text=True, env=env, timeout=120).stdout.strip()
+    assert chosen == available[-1]
+
+
+@pytest.mark.parametrize("name", backend.available_isas())
+def test_environment_variable_forces_an_isa(name):
+    out = _run_python("from pyconvnet import backend; print(backend.isa(), '|', backend.isa_choice_reason())", PYCONVNET_ISA=name)
+    isa, reason = out.split(" | ")
+    assert isa == name
+    assert "PYCONVNET_ISA" in reason
+
+
+def test_unknown_isa_in_environment_falls_back_and_says_why():
+    out = _run_python("from pyconvnet import backend; print(backend.isa(), '|', backend.isa_choice_reason())", PYCONVNET_ISA="sse9")
+    isa, reason = out.split(" | ")
+    assert isa == backend.available_isas()[-1]
+    assert "sse9" in reason
+
+
+def test_set_isa_switches_kernels_and_rejects_unknown_or_unavailable():
+    previous = backend.isa()
+    try:
+        for name in backend.available_isas():
+            backend.set_isa(name)
+            assert backend.isa() == name
+    finally:
+        backend.set_isa(previous)
+    with pytest.raises(ValueError, match="unknown ISA"):
+        backend.set_isa("avx1024")
+    missing = [n for n in ("generic", "avx2", "avx512") if n not in backend.available_isas()]
+    for name in missing:
+        with pytest.raises(ValueError, match="not available"):
+            backend.set_isa(name)
+    with pytest.raises(TypeError):
+        backend.set_isa(2)
+
+
+def test_threads_default_follows_omp_num_threads_and_can_be_set():
+    assert _run_python("from pyconvnet import backend; print(backend.get_num_threads())", OMP_NUM_THREADS="1") == "1"
+    previous = backend.get_num_threads()
+    try:
+        backend.set_num_threads(1)
+        assert backend.get_num_threads() == 1
+        x = np.random.default_rng(0).standard_normal((4, 3, 9, 9)).astype(np.float32)
+        w = np.ones((2, 3, 3, 3), np.float32)
+        one = pcn.nn.functional.conv2d(pcn.tensor(x), pcn.tensor(w)).numpy()
+        backend.set_num_threads(3)
+        three = pcn.nn.functional.conv2d(pcn.tensor(x), pcn.tensor(w)).numpy()
+        np.testing.assert_allclose(one, three, rtol=1e-6, atol=1e-6)
+    finally:
+        backend.set_num_threads(previous)
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        backend.set_num_threads(0)
+    with pytest.raises(TypeError):
+        backend.set_num_threads(1.5)
+
+
+def test_info_command_tells_the_truth():
+    out = subprocess.run([sys.executable, "-m", "pyconvnet", "info"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    fields = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in out.stdout.splitlines())
+    assert fields["pyconvnet"] == pcn.__version__
+    assert fields["isa"] == f"{backend.isa()} ({backend.isa_choice_reason()})"
+    assert fields["available isas"] == ", ".join(backend.available_isas())
+    assert fields["threads"] == str(backend.get_num_threads())
+    assert fields["cuda"] == "not built"
