@@ -211,6 +211,36 @@ def test_all_ignored_mean_is_nan_with_zero_gradient_like_torch(isa, op):
     assert np.isnan(tl.item()) and np.array_equal(tx.grad.numpy(), np.zeros_like(x))
 
 
+@pytest.mark.parametrize("shape", [(4, 10), (2, 5, 3, 3)], ids=str)
+@pytest.mark.parametrize("weighted,reduction,smoothing", [(False, "mean", 0.0), (True, "sum", 0.2), (True, "none", 0.1), (False, "mean", 0.3)])
+def test_cross_entropy_with_class_probabilities_matches_torch(isa, shape, weighted, reduction, smoothing):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(10)
+    x = random_array(rng, *shape)
+    probs = rng.uniform(size=shape)
+    probs = (probs / probs.sum(axis=1, keepdims=True)).astype(np.float32)
+    weight = rng.uniform(0.2, 2.0, shape[1]).astype(np.float32) if weighted else None
+    gy = upstream(rng, reduction, (shape[0],) + shape[2:])
+    xt = pcn.tensor(x, requires_grad=True)
+    loss = F.cross_entropy(xt, pcn.tensor(probs), None if weight is None else pcn.tensor(weight),
+                           reduction=reduction, label_smoothing=smoothing)
+    backward_with(loss, gy)
+    tx = torch.tensor(x, requires_grad=True)
+    tl = torch.nn.functional.cross_entropy(tx, torch.tensor(probs), None if weight is None else torch.tensor(weight),
+                                           reduction=reduction, label_smoothing=smoothing)
+    tl.backward(torch.tensor(np.asarray(gy, np.float32)))
+    assert loss.shape == tuple(tl.shape)
+    assert_close(loss.detach().numpy(), tl.detach().numpy(), what="loss vs torch")
+    assert_close(xt.grad.numpy(), tx.grad.numpy(), what="grad_input vs torch")
+    # float64 reference: -sum_c w[c] * t[c] * log_softmax(x)[c]
+    lp = log_softmax_reference(x, 1)
+    mixed = probs * (1 - smoothing) + smoothing / shape[1]
+    w = np.ones(shape[1]) if weight is None else weight.astype(np.float64)
+    per = -(mixed * w.reshape((1, -1) + (1,) * (len(shape) - 2)) * lp).sum(axis=1)
+    ref = {"none": per, "sum": per.sum(), "mean": per.mean()}[reduction]
+    assert_close(loss.detach().numpy(), np.asarray(ref), what="loss vs float64")
+
+
 @pytest.mark.parametrize("ignore_index", [0, 3, -1])
 def test_custom_ignore_index_matches_torch(isa, ignore_index):
     torch = pytest.importorskip("torch")
@@ -330,7 +360,8 @@ def _ce(x_shape=(4, 5), target=None, **kw):
         (lambda: _ce(target=np.array([0, 1, 7, 3], np.int64)), ValueError, "target value 7 is out of bounds for 5 classes"),
         (lambda: _ce(target=np.array([0, -3, 1, 2], np.int64)), ValueError, "target value -3 is out of bounds"),
         (lambda: _ce(target=np.array([0, 1, 2], np.int64)), ValueError, r"target must have shape \[4\] for input of shape \[4, 5\], got \[3\]"),
-        (lambda: _ce(target=np.zeros(4, np.float32)), TypeError, "target must be a int64"),
+        (lambda: F.cross_entropy(pcn.zeros(4, 5), np.zeros(4, np.int32)), TypeError, "target must be a int64"),
+        (lambda: _ce(target=np.zeros(4, np.float32)), ValueError, r"class-probability target must have the input's shape \(4, 5\), got \(4,\)"),
         (lambda: F.cross_entropy(pcn.zeros(4, 5).long(), pcn.tensor(np.zeros(4, np.int64))), TypeError, "input must be a float32"),
         (lambda: _ce(weight=pcn.zeros(4)), ValueError, r"weight must have shape \[5\], got \[4\]"),
         (lambda: _ce(reduction="avg"), ValueError, "'avg' is not a valid value for reduction"),

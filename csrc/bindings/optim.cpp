@@ -17,6 +17,31 @@ float* state_buffer(const py::handle& obj, const char* op, const char* name, con
   return writable(keep, op, name);
 }
 
+// The parameter (updated in place) and its gradient, which must have the parameter's shape.
+struct ParamAndGrad {
+  FloatArray param, grad;
+  float* data;
+  std::vector<int64_t> shape;
+};
+
+ParamAndGrad param_and_grad(const py::handle& param_obj, const py::handle& grad_obj, const char* op) {
+  ParamAndGrad pg;
+  pg.data = state_buffer(param_obj, op, "param", nullptr, pg.param);
+  pg.shape = shape_of(pg.param);
+  pg.grad = float_input(grad_obj, op, "grad");
+  expect_shape(pg.grad, pg.shape, op, "grad");
+  return pg;
+}
+
+// A state buffer the update uses only when `needed` (nullptr otherwise); None is a ValueError
+// naming `condition` when it is needed.
+float* optional_state(const py::handle& obj, bool needed, const char* op, const char* name, const char* condition,
+                      const std::vector<int64_t>& shape, FloatArray& keep) {
+  if (!needed) return nullptr;
+  if (obj.is_none()) throw py::value_error(std::string(op) + ": " + name + " is required when " + condition);
+  return state_buffer(obj, op, name, &shape, keep);
+}
+
 }  // namespace
 
 void bind_optim(py::module_& m) {
@@ -25,13 +50,9 @@ void bind_optim(py::module_& m) {
       [](const py::handle& param_obj, const py::handle& grad_obj, const py::handle& buf_obj, double lr, double momentum,
          double dampening, double weight_decay, bool nesterov, bool maximize, bool first_step) {
         const char* op = "sgd_update";
-        FloatArray param, buf;
-        float* p = state_buffer(param_obj, op, "param", nullptr, param);
-        const std::vector<int64_t> shape = shape_of(param);
-        FloatArray grad = float_input(grad_obj, op, "grad");
-        expect_shape(grad, shape, op, "grad");
+        ParamAndGrad pg = param_and_grad(param_obj, grad_obj, op);
         SgdDesc d;
-        d.count = param.size();
+        d.count = pg.param.size();
         d.lr = lr;
         d.momentum = momentum;
         d.dampening = dampening;
@@ -40,14 +61,11 @@ void bind_optim(py::module_& m) {
         d.maximize = maximize;
         d.first_step = first_step;
         validate(d);
-        float* b = nullptr;
-        if (momentum != 0.0) {
-          if (buf_obj.is_none()) throw py::value_error("sgd_update: momentum_buffer is required when momentum != 0");
-          b = state_buffer(buf_obj, op, "momentum_buffer", &shape, buf);
-        }
+        FloatArray buf;
+        float* b = optional_state(buf_obj, momentum != 0.0, op, "momentum_buffer", "momentum != 0", pg.shape, buf);
         {
           py::gil_scoped_release nogil;
-          kernels().sgd_update(p, b, grad.data(), d);
+          kernels().sgd_update(pg.data, b, pg.grad.data(), d);
         }
       },
       py::arg("param"), py::arg("grad"), py::arg("momentum_buffer"), py::arg("lr"), py::arg("momentum"),
@@ -58,15 +76,12 @@ void bind_optim(py::module_& m) {
          const py::handle& max_obj, int64_t step, double lr, double beta1, double beta2, double eps, double weight_decay,
          bool amsgrad, bool maximize, bool decoupled_weight_decay) {
         const char* op = "adam_update";
-        FloatArray param, avg, sq, max_sq;
-        float* p = state_buffer(param_obj, op, "param", nullptr, param);
-        const std::vector<int64_t> shape = shape_of(param);
-        FloatArray grad = float_input(grad_obj, op, "grad");
-        expect_shape(grad, shape, op, "grad");
-        float* a = state_buffer(avg_obj, op, "exp_avg", &shape, avg);
-        float* s = state_buffer(sq_obj, op, "exp_avg_sq", &shape, sq);
+        ParamAndGrad pg = param_and_grad(param_obj, grad_obj, op);
+        FloatArray avg, sq, max_sq;
+        float* a = state_buffer(avg_obj, op, "exp_avg", &pg.shape, avg);
+        float* s = state_buffer(sq_obj, op, "exp_avg_sq", &pg.shape, sq);
         AdamDesc d;
-        d.count = param.size();
+        d.count = pg.param.size();
         d.lr = lr;
         d.beta1 = beta1;
         d.beta2 = beta2;
@@ -77,14 +92,10 @@ void bind_optim(py::module_& m) {
         d.maximize = maximize;
         d.decoupled_weight_decay = decoupled_weight_decay;
         validate(d);
-        float* mx = nullptr;
-        if (amsgrad) {
-          if (max_obj.is_none()) throw py::value_error("adam_update: max_exp_avg_sq is required when amsgrad=True");
-          mx = state_buffer(max_obj, op, "max_exp_avg_sq", &shape, max_sq);
-        }
+        float* mx = optional_state(max_obj, amsgrad, op, "max_exp_avg_sq", "amsgrad=True", pg.shape, max_sq);
         {
           py::gil_scoped_release nogil;
-          kernels().adam_update(p, a, s, mx, grad.data(), d);
+          kernels().adam_update(pg.data, a, s, mx, pg.grad.data(), d);
         }
       },
       py::arg("param"), py::arg("grad"), py::arg("exp_avg"), py::arg("exp_avg_sq"), py::arg("max_exp_avg_sq"),

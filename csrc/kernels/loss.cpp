@@ -117,42 +117,8 @@ float loss_grad_scale(const float* dloss, int64_t i, double mean_divisor, int re
   return dloss[0];
 }
 
-}  // namespace
-
-void softmax_forward(float* y, const float* x, const SoftmaxDesc& d) {
-  if (d.classes == 0) return;  // empty output
-  const Items items = items_of(d.outer, d.inner);
-#pragma omp parallel for num_threads(threads_for(items.count)) schedule(static)
-  for (int64_t item = 0; item < items.count; ++item) {
-    const Columns cols = columns_of(items, item, d.classes, d.inner);
-    float lse[kColumns];
-    columns_logsumexp(lse, x + cols.offset, d.classes, d.inner, cols.width);
-    for (int64_t c = 0; c < d.classes; ++c) {
-      const float* src = x + cols.offset + c * d.inner;
-      float* dst = y + cols.offset + c * d.inner;
-      for (int64_t j = 0; j < cols.width; ++j) dst[j] = expf(src[j] - lse[j]);
-    }
-  }
-}
-
-void softmax_backward(float* dx, const float* dy, const float* y, const SoftmaxDesc& d) {
-  if (d.classes == 0) return;  // empty output
-  const Items items = items_of(d.outer, d.inner);
-#pragma omp parallel for num_threads(threads_for(items.count)) schedule(static)
-  for (int64_t item = 0; item < items.count; ++item) {
-    const Columns cols = columns_of(items, item, d.classes, d.inner);
-    double dot[kColumns];
-    columns_sum(dot, dy + cols.offset, y + cols.offset, d.classes, d.inner, cols.width);
-    float dotf[kColumns];
-    for (int64_t j = 0; j < cols.width; ++j) dotf[j] = static_cast<float>(dot[j]);
-    for (int64_t c = 0; c < d.classes; ++c) {
-      const int64_t base = cols.offset + c * d.inner;
-      for (int64_t j = 0; j < cols.width; ++j) dx[base + j] = y[base + j] * (dy[base + j] - dotf[j]);
-    }
-  }
-}
-
-void log_softmax_forward(float* y, const float* x, const SoftmaxDesc& d) {
+// Softmax (log_output false) or log-softmax (true) forward over every item.
+void softmax_family_forward(float* y, const float* x, const SoftmaxDesc& d, bool log_output) {
   if (d.classes == 0) return;  // empty output
   const Items items = items_of(d.outer, d.inner);
 #pragma omp parallel for num_threads(threads_for(items.count)) schedule(static)
@@ -161,24 +127,49 @@ void log_softmax_forward(float* y, const float* x, const SoftmaxDesc& d) {
     float lse[kColumns];
     columns_logsumexp(lse, x + cols.offset, d.classes, d.inner, cols.width);
     columns_log_softmax(y + cols.offset, x + cols.offset, lse, d.classes, d.inner, cols.width);
+    if (log_output) continue;
+    for (int64_t c = 0; c < d.classes; ++c) {
+      float* row = y + cols.offset + c * d.inner;
+      for (int64_t j = 0; j < cols.width; ++j) row[j] = expf(row[j]);
+    }
   }
 }
 
-void log_softmax_backward(float* dx, const float* dy, const float* y, const SoftmaxDesc& d) {
+// Backward of either, from the output y:
+//   softmax      dx = y * (dy - sum_c dy * y)
+//   log-softmax  dx = dy - exp(y) * sum_c dy
+void softmax_family_backward(float* dx, const float* dy, const float* y, const SoftmaxDesc& d, bool log_output) {
   if (d.classes == 0) return;  // empty output
   const Items items = items_of(d.outer, d.inner);
 #pragma omp parallel for num_threads(threads_for(items.count)) schedule(static)
   for (int64_t item = 0; item < items.count; ++item) {
     const Columns cols = columns_of(items, item, d.classes, d.inner);
     double total[kColumns];
-    columns_sum(total, dy + cols.offset, nullptr, d.classes, d.inner, cols.width);
+    columns_sum(total, dy + cols.offset, log_output ? nullptr : y + cols.offset, d.classes, d.inner, cols.width);
     float totalf[kColumns];
     for (int64_t j = 0; j < cols.width; ++j) totalf[j] = static_cast<float>(total[j]);
     for (int64_t c = 0; c < d.classes; ++c) {
       const int64_t base = cols.offset + c * d.inner;
-      for (int64_t j = 0; j < cols.width; ++j) dx[base + j] = dy[base + j] - expf(y[base + j]) * totalf[j];
+      if (log_output)
+        for (int64_t j = 0; j < cols.width; ++j) dx[base + j] = dy[base + j] - expf(y[base + j]) * totalf[j];
+      else
+        for (int64_t j = 0; j < cols.width; ++j) dx[base + j] = y[base + j] * (dy[base + j] - totalf[j]);
     }
   }
+}
+
+}  // namespace
+
+void softmax_forward(float* y, const float* x, const SoftmaxDesc& d) { softmax_family_forward(y, x, d, false); }
+
+void softmax_backward(float* dx, const float* dy, const float* y, const SoftmaxDesc& d) {
+  softmax_family_backward(dx, dy, y, d, false);
+}
+
+void log_softmax_forward(float* y, const float* x, const SoftmaxDesc& d) { softmax_family_forward(y, x, d, true); }
+
+void log_softmax_backward(float* dx, const float* dy, const float* y, const SoftmaxDesc& d) {
+  softmax_family_backward(dx, dy, y, d, true);
 }
 
 void cross_entropy_forward(float* loss, float* log_probs, const float* logits, const int64_t* target,

@@ -46,44 +46,33 @@ def _check_dtype(dtype, op):
 
 
 class SoftmaxFunction(Function):
+    """softmax, or log_softmax when ``log`` is true; backward works from the saved output."""
+
     @staticmethod
-    def forward(ctx, input, dim):
-        output = _C.softmax_forward(input, dim)
+    def forward(ctx, input, dim, log):
+        output = (_C.log_softmax_forward if log else _C.softmax_forward)(input, dim)
         ctx.save_for_backward(output)
-        ctx.dim = dim
+        ctx.dim, ctx.log = dim, log
         return output
 
     @staticmethod
     def backward(ctx, grad_output):
         (output,) = ctx.saved_tensors
-        return _C.softmax_backward(grad_output, output, ctx.dim), None
-
-
-class LogSoftmaxFunction(Function):
-    @staticmethod
-    def forward(ctx, input, dim):
-        output = _C.log_softmax_forward(input, dim)
-        ctx.save_for_backward(output)
-        ctx.dim = dim
-        return output
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        (output,) = ctx.saved_tensors
-        return _C.log_softmax_backward(grad_output, output, ctx.dim), None
+        backward = _C.log_softmax_backward if ctx.log else _C.softmax_backward
+        return backward(grad_output, output, ctx.dim), None, None
 
 
 def softmax(input, dim=None, _stacklevel=3, dtype=None):
     """Softmax along ``dim`` (any dim, negative allowed), max-subtracted, as
     ``torch.nn.functional.softmax``. ``dim=None`` uses torch's deprecated implicit choice."""
     _check_dtype(dtype, "softmax")
-    return SoftmaxFunction.apply(input, _softmax_dim(dim, input.ndim, "softmax", _stacklevel))
+    return SoftmaxFunction.apply(input, _softmax_dim(dim, input.ndim, "softmax", _stacklevel), False)
 
 
 def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
     """Log-softmax along ``dim`` (any dim, negative allowed), as ``torch.nn.functional.log_softmax``."""
     _check_dtype(dtype, "log_softmax")
-    return LogSoftmaxFunction.apply(input, _softmax_dim(dim, input.ndim, "log_softmax", _stacklevel))
+    return SoftmaxFunction.apply(input, _softmax_dim(dim, input.ndim, "log_softmax", _stacklevel), True)
 
 
 def _batched(input, target):
@@ -131,6 +120,41 @@ class NllLossFunction(Function):
         return grad_input.reshape(input_shape), None, None
 
 
+class SoftTargetCrossEntropyFunction(Function):
+    """Cross-entropy against class probabilities (a float target shaped like the input), as torch:
+    smoothing mixes the target with the uniform distribution; mean divides by the element count
+    without the class axis (class weights do not enter the divisor)."""
+
+    @staticmethod
+    def forward(ctx, input, target, weight, reduction, label_smoothing):
+        if target.shape != input.shape:
+            raise ValueError(
+                f"cross_entropy: a class-probability target must have the input's shape {tuple(input.shape)}, "
+                f"got {tuple(target.shape)}"
+            )
+        log_probs = _C.log_softmax_forward(input, 1)
+        classes = input.shape[1]
+        mixed = target * (1.0 - label_smoothing) + label_smoothing / classes if label_smoothing else target
+        scale = mixed if weight is None else mixed * weight.reshape((1, classes) + (1,) * (input.ndim - 2))
+        per_element = -(scale.astype(np.float64) * log_probs).sum(axis=1)
+        ctx.save_for_backward(log_probs, scale)
+        ctx.reduction, ctx.count = reduction, per_element.size
+        if reduction == 0:
+            return per_element.astype(np.float32)
+        total = per_element.sum()
+        return np.float32(total / per_element.size if reduction == 1 else total)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        log_probs, scale = ctx.saved_tensors
+        if ctx.reduction == 0:
+            grad = np.expand_dims(grad_output.reshape(log_probs.shape[:1] + log_probs.shape[2:]), 1)
+        else:
+            grad = float(grad_output.reshape(())) / (ctx.count if ctx.reduction == 1 else 1)
+        grad_log_probs = np.ascontiguousarray(-grad * scale, dtype=np.float32)
+        return _C.log_softmax_backward(grad_log_probs, log_probs, 1), None, None
+
+
 def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
     """Negative log-likelihood of ``target`` class indices under log-probabilities ``input``, as
     ``torch.nn.functional.nll_loss`` (weights, ignore_index, mean divides by the summed weights)."""
@@ -142,9 +166,12 @@ def cross_entropy(
     input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean", label_smoothing=0.0
 ):
     """Fused log-softmax + NLL over dim 1, as ``torch.nn.functional.cross_entropy``, with class
-    ``weight``, ``ignore_index`` and ``label_smoothing``. Targets are int64 class indices (class
-    probability targets are not supported)."""
+    ``weight``, ``ignore_index`` and ``label_smoothing``. Targets are int64 class indices (the fused
+    kernel) or float32 class probabilities shaped like the input (numpy; ignore_index unused, and
+    no gradient flows to the target)."""
     code = _reduction_code(reduction, size_average, reduce, "cross_entropy")
+    if np.dtype(target.dtype) == np.float32 and input.ndim >= 2:
+        return SoftTargetCrossEntropyFunction.apply(input, target, weight, code, float(label_smoothing))
     return CrossEntropyFunction.apply(input, target, weight, int(ignore_index), code, float(label_smoothing))
 
 
