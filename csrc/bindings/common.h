@@ -42,5 +42,8 @@ void bind_backend(py::module_& m);
 void bind_gemm(py::module_& m);
 void bind_conv(py::module_& m);
 void bind_pool(py::module_& m);
+void bind_loss(py::module_& m);
+void bind_optim(py::module_& m);
+void bind_eltwise(py::module_& m);
 
 }  // namespace pcn::bind

@@ -3,10 +3,16 @@
 // table (dispatch.h), the per-ISA declarations and the reference set are all generated from it.
 #pragma once
 #include "kernels/conv.h"
+#include "kernels/eltwise.h"
 #include "kernels/gemm.h"
+#include "kernels/loss.h"
+#include "kernels/optim.h"
 #include "kernels/pool.h"
 
 #define PCN_KERNEL_LIST(X) \
   PCN_GEMM_KERNELS(X)      \
   PCN_CONV_KERNELS(X)      \
-  PCN_POOL_KERNELS(X)
+  PCN_POOL_KERNELS(X)      \
+  PCN_LOSS_KERNELS(X)      \
+  PCN_OPTIM_KERNELS(X)     \
+  PCN_ELTWISE_KERNELS(X)
