@@ -4,7 +4,11 @@
 #pragma once
 #include "kernels/conv.h"
 #include "kernels/gemm.h"
+#include "kernels/norm.h"
+#include "kernels/activation.h"
 
 #define PCN_KERNEL_LIST(X) \
   PCN_GEMM_KERNELS(X)      \
-  PCN_CONV_KERNELS(X)
+  PCN_CONV_KERNELS(X)      \
+  PCN_NORM_KERNELS(X)      \
+  PCN_ACTIVATION_KERNELS(X)
