@@ -69,7 +69,7 @@ def _run_batch_norm(x, weight, bias, gy, training, running_mean=None, running_va
 
 # (input shape) for batch norm: batch 1 with spatial > 1, (N, C) input, channels 1 and 3, odd
 # sizes, channel counts that are not multiples of 8/16, 1x1 images.
-BN_SHAPES = [(4, 3, 5, 5), (1, 3, 4, 4), (8, 5), (2, 1, 7), (3, 17, 3, 3), (5, 3, 1, 1), (2, 20, 9, 11), (1, 2, 70, 70)]
+BN_SHAPES = [(4, 3, 5, 5), (1, 3, 4, 4), (8, 5), (130, 7), (2, 1, 7), (3, 17, 3, 3), (5, 3, 1, 1), (2, 20, 9, 11), (1, 2, 70, 70)]
 
 
 @pytest.mark.parametrize("shape", BN_SHAPES, ids=str)
@@ -201,10 +201,11 @@ def test_batch_norm_is_deterministic_for_fixed_threads():
         assert np.array_equal(a, b)
 
 
-def test_batch_norm_does_not_depend_on_thread_count():
+@pytest.mark.parametrize("shape", [(6, 5, 33, 17), (300, 37)], ids=str)
+def test_batch_norm_does_not_depend_on_thread_count(shape):
     rng = np.random.default_rng(5)
-    x, gy = random_array(rng, 6, 5, 33, 17), random_array(rng, 6, 5, 33, 17)
-    weight, bias = random_array(rng, 5), random_array(rng, 5)
+    x, gy = random_array(rng, *shape), random_array(rng, *shape)
+    weight, bias = random_array(rng, shape[1]), random_array(rng, shape[1])
     threads = pcn.backend.get_num_threads()
     try:
         results = []

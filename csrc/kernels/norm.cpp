@@ -1,6 +1,8 @@
 // Batch norm and LRN kernels (see norm.h).
-// Batch norm works plane by plane ((n, c) planes of `spatial` floats): per-plane sums go to a
-// double table (threads own whole planes), then each channel adds its N entries in order, so
+// Batch norm reduces per channel into a table of double partials that threads fill without
+// sharing, then adds them in a fixed order: one pair per (n, c) plane (each plane summed in float
+// lanes over short blocks, block totals in double), or, for (N, C) inputs (spatial == 1), one
+// pair of channel rows per chunk of batch rows. The layout and order depend on the shape only, so
 // results are the same for any thread count. Statistics take two passes over x: the plain sum
 // for a first mean, then sum(x - m) and sum((x - m)^2) around that mean, which stays exact for
 // data far from zero (x = 1000 + noise). The mean is applied as a float pair (hi + lo) so that
@@ -17,6 +19,7 @@ PCN_ISA_BEGIN
 namespace {
 
 constexpr int64_t kSumBlock = 64 * kVecFloats;  // floats summed in float lanes before going to double
+constexpr int64_t kRowChunks = 16;              // batch-row chunks of an (N, C) input
 
 double lane_total(vfloat v) {
   double total = 0.0;
@@ -24,23 +27,8 @@ double lane_total(vfloat v) {
   return total;
 }
 
-// sum(p[0..n)): float lanes over short blocks, block totals in double.
-double plane_sum(const float* p, int64_t n) {
-  double total = 0.0;
-  const int64_t vec_end = n - n % kVecFloats;
-  int64_t i = 0;
-  while (i < vec_end) {
-    const int64_t block_end = min64(vec_end, i + kSumBlock);
-    vfloat acc = {};
-    for (; i < block_end; i += kVecFloats) acc += vload(p + i);
-    total += lane_total(acc);
-  }
-  for (; i < n; ++i) total += p[i];
-  return total;
-}
-
-// Two sums over one plane of n elements, blocked like plane_sum: vector_terms(i, &a, &b) gives
-// the terms of elements [i, i + kVecFloats), scalar_terms(i, &a, &b) those of a tail element.
+// Two sums over one plane of n elements: vector_terms(i, &a, &b) gives the terms of elements
+// [i, i + kVecFloats), scalar_terms(i, &a, &b) those of one tail element.
 template <class VectorTerms, class ScalarTerms>
 void plane_sum_pair(int64_t n, VectorTerms vector_terms, ScalarTerms scalar_terms, double* sum0, double* sum1) {
   double s0 = 0.0, s1 = 0.0;
@@ -68,58 +56,73 @@ void plane_sum_pair(int64_t n, VectorTerms vector_terms, ScalarTerms scalar_term
   *sum1 = s1;
 }
 
-// sum(p - m) and sum((p - m)^2) over p[0..n).
-void plane_deviation_sums(const float* p, int64_t n, float m, double* sum_dev, double* sum_sq) {
-  const vfloat vm = vbroadcast(m);
-  plane_sum_pair(
-      n,
-      [=](int64_t i, vfloat* dev, vfloat* sq) {
-        *dev = vload(p + i) - vm;
-        *sq = *dev * *dev;
-      },
-      [=](int64_t i, double* dev, double* sq) {
-        *dev = static_cast<double>(p[i]) - m;
-        *sq = *dev * *dev;
-      },
-      sum_dev, sum_sq);
+int64_t row_chunks(const BatchNormDesc& d) { return max64(1, min64(d.batch, kRowChunks)); }
+
+int64_t partial_doubles(const BatchNormDesc& d) {
+  return 2 * d.channels * (d.spatial == 1 ? row_chunks(d) : d.batch);
 }
 
-// sum(dy) and sum(dy * (x - m)) over one plane.
-void plane_gradient_sums(const float* dy, const float* x, int64_t n, float m, double* sum_dy, double* sum_dy_dev) {
-  const vfloat vm = vbroadcast(m);
-  plane_sum_pair(
-      n,
-      [=](int64_t i, vfloat* g, vfloat* g_dev) {
-        *g = vload(dy + i);
-        *g_dev = *g * (vload(x + i) - vm);
-      },
-      [=](int64_t i, double* g, double* g_dev) {
-        *g = dy[i];
-        *g_dev = *g * (static_cast<double>(x[i]) - m);
-      },
-      sum_dy, sum_dy_dev);
+// total0[c], total1[c]: two per-channel sums over every element of channel c. The terms of
+// element i (flat index into x) of channel c come from vector_terms(i, c, &a, &b) (kVecFloats
+// elements of one plane) or scalar_terms(i, c, &a, &b) (one element, in double).
+template <class VectorTerms, class ScalarTerms>
+void channel_sums(double* table, double* total0, double* total1, const BatchNormDesc& d, VectorTerms vector_terms,
+                  ScalarTerms scalar_terms) {
+  const int64_t channels = d.channels, s = d.spatial;
+  const int64_t parts = s == 1 ? row_chunks(d) : d.batch;  // partial pairs per channel
+  if (s == 1) {
+    const int64_t rows = (d.batch + parts - 1) / parts;
+#pragma omp parallel for num_threads(threads_for(parts * channels / 4096 + 1)) schedule(static)
+    for (int64_t k = 0; k < parts; ++k) {
+      double *s0 = table + 2 * k * channels, *s1 = s0 + channels;
+      for (int64_t c = 0; c < channels; ++c) s0[c] = s1[c] = 0.0;
+      for (int64_t n = k * rows; n < min64(d.batch, (k + 1) * rows); ++n)
+        for (int64_t c = 0; c < channels; ++c) {
+          double t0, t1;
+          scalar_terms(n * channels + c, c, &t0, &t1);
+          s0[c] += t0;
+          s1[c] += t1;
+        }
+    }
+  } else {
+    const int64_t planes = d.batch * channels;
+#pragma omp parallel for num_threads(threads_for(planes * s / 4096 + 1)) schedule(static)
+    for (int64_t p = 0; p < planes; ++p) {
+      const int64_t c = p % channels, base = p * s;
+      double* pair = table + 2 * (p / channels) * channels;
+      plane_sum_pair(
+          s, [&](int64_t i, vfloat* a, vfloat* b) { vector_terms(base + i, c, a, b); },
+          [&](int64_t i, double* a, double* b) { scalar_terms(base + i, c, a, b); }, pair + c, pair + channels + c);
+    }
+  }
+  // Partial k of channel c sits at table[2 * k * channels + c] (second sum: + channels).
+  for (int64_t c = 0; c < channels; ++c) total0[c] = total1[c] = 0.0;
+  for (int64_t k = 0; k < parts; ++k) {
+    const double *s0 = table + 2 * k * channels, *s1 = s0 + channels;
+    for (int64_t c = 0; c < channels; ++c) {
+      total0[c] += s0[c];
+      total1[c] += s1[c];
+    }
+  }
 }
 
 // Per-channel constants of y = ((x - mean_hi) - mean_lo) * scale + shift.
 struct ChannelAffine {
-  float* mean_hi;
-  float* mean_lo;
-  float* scale;
-  float* shift;
+  float *mean_hi, *mean_lo, *scale, *shift;
 };
 
-// Layout of the per-call scratch: a pair of doubles per plane, then four floats per channel.
+// Layout of the per-call scratch: the partial table, two per-channel totals, the affine constants.
 struct NormScratch {
-  double* planes;  // [n * channels + c] -> 2 doubles
+  double *table, *total0, *total1;
   ChannelAffine affine;
 };
 
 NormScratch norm_scratch(const BatchNormDesc& d) {
-  const int64_t planes = d.batch * d.channels;
-  float* base = thread_scratch(Scratch::partial, 4 * planes + 4 * d.channels);
-  float* coef = base + 4 * planes;
-  const int64_t c = d.channels;
-  return {reinterpret_cast<double*>(base), {coef, coef + c, coef + 2 * c, coef + 3 * c}};
+  const int64_t c = d.channels, doubles = partial_doubles(d) + 2 * c;
+  float* base = thread_scratch(Scratch::partial, 2 * doubles + 4 * c);
+  double* table = reinterpret_cast<double*>(base);
+  float* coef = base + 2 * doubles;
+  return {table, table + partial_doubles(d), table + partial_doubles(d) + c, {coef, coef + c, coef + 2 * c, coef + 3 * c}};
 }
 
 void set_affine(const ChannelAffine& a, int64_t c, double mean, double invstd, const float* weight,
@@ -131,24 +134,28 @@ void set_affine(const ChannelAffine& a, int64_t c, double mean, double invstd, c
   a.shift[c] = bias ? bias[c] : 0.0f;
 }
 
-// y = ((x - mean_hi) - mean_lo) * scale + shift on every plane.
-void apply_affine(float* y, const float* x, const ChannelAffine& a, const BatchNormDesc& d) {
+// Calls f(begin, count, c) on every run of `count` contiguous elements of one channel
+// c: whole planes, or for spatial == 1 single elements of a row (f then sees count == 1 but is
+// called from a loop over c that the compiler can vectorise when f is simple).
+template <class F>
+void for_each_plane(const BatchNormDesc& d, F f) {
   const int64_t planes = d.batch * d.channels, s = d.spatial;
+  if (s == 1) {
+#pragma omp parallel for num_threads(threads_for(planes / 4096 + 1)) schedule(static)
+    for (int64_t n = 0; n < d.batch; ++n)
+      for (int64_t c = 0; c < d.channels; ++c) f(n * d.channels + c, int64_t(1), c);
+  } else {
 #pragma omp parallel for num_threads(threads_for(planes * s / 4096 + 1)) schedule(static)
-  for (int64_t p = 0; p < planes; ++p) {
-    const int64_t c = p % d.channels;
-    const float hi = a.mean_hi[c], lo = a.mean_lo[c], scale = a.scale[c], shift = a.shift[c];
-    const float* xp = x + p * s;
-    float* yp = y + p * s;
-    for (int64_t i = 0; i < s; ++i) yp[i] = ((xp[i] - hi) - lo) * scale + shift;
+    for (int64_t p = 0; p < planes; ++p) f(p * s, s, p % d.channels);
   }
 }
 
-// Adds the batch entries of a per-plane table for channel c, in batch order.
-double channel_total(const double* table, int64_t c, int pair, const BatchNormDesc& d) {
-  double total = 0.0;
-  for (int64_t n = 0; n < d.batch; ++n) total += table[2 * (n * d.channels + c) + pair];
-  return total;
+// y = ((x - mean_hi) - mean_lo) * scale + shift.
+void apply_affine(float* y, const float* x, const ChannelAffine& a, const BatchNormDesc& d) {
+  for_each_plane(d, [&](int64_t begin, int64_t count, int64_t c) {
+    const float hi = a.mean_hi[c], lo = a.mean_lo[c], scale = a.scale[c], shift = a.shift[c];
+    for (int64_t i = begin; i < begin + count; ++i) y[i] = ((x[i] - hi) - lo) * scale + shift;
+  });
 }
 
 // LRN works on chunks of kLrnChunk spatial positions of one image, all channels.
@@ -181,51 +188,63 @@ void add_gradient_terms(double* window, const float* dy, const float* y, const f
 void batch_norm_forward_train(float* y, float* save_mean, float* save_invstd, float* running_mean,
                               float* running_var, const float* x, const float* weight, const float* bias,
                               const BatchNormDesc& d) {
-  const int64_t planes = d.batch * d.channels, s = d.spatial, count = d.batch * d.spatial;
+  const int64_t count = d.batch * d.spatial;
   if (count == 0) {  // empty batch: nothing to normalise, running statistics unchanged (as torch)
     for (int64_t c = 0; c < d.channels; ++c) save_mean[c] = save_invstd[c] = 0.0f;
     return;
   }
-  const NormScratch scratch = norm_scratch(d);
-  double* table = scratch.planes;
-  const int plane_threads = threads_for(planes * s / 4096 + 1);
-#pragma omp parallel for num_threads(plane_threads) schedule(static)
-  for (int64_t p = 0; p < planes; ++p) table[2 * p] = plane_sum(x + p * s, s);
-#pragma omp parallel for num_threads(threads_for(d.channels / 64 + 1)) schedule(static)
-  for (int64_t c = 0; c < d.channels; ++c) scratch.affine.mean_hi[c] = static_cast<float>(channel_total(table, c, 0, d) / count);
-#pragma omp parallel for num_threads(plane_threads) schedule(static)
-  for (int64_t p = 0; p < planes; ++p)
-    plane_deviation_sums(x + p * s, s, scratch.affine.mean_hi[p % d.channels], &table[2 * p], &table[2 * p + 1]);
+  const NormScratch t = norm_scratch(d);
+  channel_sums(
+      t.table, t.total0, t.total1, d,
+      [=](int64_t i, int64_t, vfloat* sum, vfloat* none) {
+        *sum = vload(x + i);
+        *none = vfloat{};
+      },
+      [=](int64_t i, int64_t, double* sum, double* none) {
+        *sum = x[i];
+        *none = 0.0;
+      });
+  float* first_mean = t.affine.mean_hi;
+  for (int64_t c = 0; c < d.channels; ++c) first_mean[c] = static_cast<float>(t.total0[c] / count);
+  channel_sums(
+      t.table, t.total0, t.total1, d,
+      [=](int64_t i, int64_t c, vfloat* dev, vfloat* sq) {
+        *dev = vload(x + i) - first_mean[c];
+        *sq = *dev * *dev;
+      },
+      [=](int64_t i, int64_t c, double* dev, double* sq) {
+        *dev = static_cast<double>(x[i]) - first_mean[c];
+        *sq = *dev * *dev;
+      });
   const double unbias = count > 1 ? static_cast<double>(count) / (count - 1) : 0.0;
   const double momentum = d.momentum;
   for (int64_t c = 0; c < d.channels; ++c) {
-    const double shift_mean = channel_total(table, c, 0, d) / count;
-    const double var = std::fmax(channel_total(table, c, 1, d) / count - shift_mean * shift_mean, 0.0);
-    const double mean = scratch.affine.mean_hi[c] + shift_mean;
+    const double shift_mean = t.total0[c] / count;
+    const double var = std::fmax(t.total1[c] / count - shift_mean * shift_mean, 0.0);
+    const double mean = first_mean[c] + shift_mean;
     const double invstd = 1.0 / std::sqrt(var + d.eps);
     save_mean[c] = static_cast<float>(mean);
     save_invstd[c] = static_cast<float>(invstd);
     if (running_mean) running_mean[c] = static_cast<float>((1.0 - momentum) * running_mean[c] + momentum * mean);
     if (running_var) running_var[c] = static_cast<float>((1.0 - momentum) * running_var[c] + momentum * var * unbias);
-    set_affine(scratch.affine, c, mean, invstd, weight, bias);
+    set_affine(t.affine, c, mean, invstd, weight, bias);
   }
-  apply_affine(y, x, scratch.affine, d);
+  apply_affine(y, x, t.affine, d);
 }
 
 void batch_norm_forward_eval(float* y, const float* x, const float* running_mean, const float* running_var,
                              const float* weight, const float* bias, const BatchNormDesc& d) {
   if (d.batch * d.spatial == 0) return;
-  const NormScratch scratch = norm_scratch(d);
+  const NormScratch t = norm_scratch(d);
   for (int64_t c = 0; c < d.channels; ++c)
-    set_affine(scratch.affine, c, running_mean[c], 1.0 / std::sqrt(static_cast<double>(running_var[c]) + d.eps),
-               weight, bias);
-  apply_affine(y, x, scratch.affine, d);
+    set_affine(t.affine, c, running_mean[c], 1.0 / std::sqrt(static_cast<double>(running_var[c]) + d.eps), weight,
+               bias);
+  apply_affine(y, x, t.affine, d);
 }
 
 void batch_norm_backward(float* dx, float* dweight, float* dbias, const float* dy, const float* x,
                          const float* mean, const float* invstd, const float* weight, const BatchNormDesc& d) {
-  const int64_t planes = d.batch * d.channels, s = d.spatial, count = d.batch * d.spatial;
-  const bool need_sums = d.training ? dx != nullptr : false;
+  const int64_t count = d.batch * d.spatial;
   if (count == 0) {
     for (int64_t c = 0; c < d.channels; ++c) {
       if (dweight) dweight[c] = 0.0f;
@@ -233,22 +252,24 @@ void batch_norm_backward(float* dx, float* dweight, float* dbias, const float* d
     }
     return;
   }
-  const NormScratch scratch = norm_scratch(d);
-  double* table = scratch.planes;
-  const int plane_threads = threads_for(planes * s / 4096 + 1);
-  if (need_sums || dweight || dbias) {
-#pragma omp parallel for num_threads(plane_threads) schedule(static)
-    for (int64_t p = 0; p < planes; ++p)
-      plane_gradient_sums(dy + p * s, x + p * s, s, mean[p % d.channels], &table[2 * p], &table[2 * p + 1]);
-  }
+  const NormScratch t = norm_scratch(d);
+  const bool need_sums = (d.training && dx) || dweight || dbias;
+  if (need_sums)
+    channel_sums(
+        t.table, t.total0, t.total1, d,
+        [=](int64_t i, int64_t c, vfloat* g, vfloat* g_dev) {
+          *g = vload(dy + i);
+          *g_dev = *g * (vload(x + i) - mean[c]);
+        },
+        [=](int64_t i, int64_t c, double* g, double* g_dev) {
+          *g = dy[i];
+          *g_dev = *g * (static_cast<double>(x[i]) - mean[c]);
+        });
   // dx = ((dy - mean(dy)) - (x - mean) * k) * a, with a = weight * invstd and, in training,
   // k = invstd^2 * mean(dy * (x - mean)); in eval the statistics are constants: dx = dy * a.
-  float* dy_mean = scratch.affine.mean_lo;
-  float* k = scratch.affine.shift;
-  float* a = scratch.affine.scale;
+  float *dy_mean = t.affine.mean_lo, *k = t.affine.shift, *a = t.affine.scale;
   for (int64_t c = 0; c < d.channels; ++c) {
-    const double sum_dy = need_sums || dbias ? channel_total(table, c, 0, d) : 0.0;
-    const double sum_dy_dev = need_sums || dweight ? channel_total(table, c, 1, d) : 0.0;
+    const double sum_dy = need_sums ? t.total0[c] : 0.0, sum_dy_dev = need_sums ? t.total1[c] : 0.0;
     const double is = invstd[c];
     if (dweight) dweight[c] = static_cast<float>(sum_dy_dev * is);
     if (dbias) dbias[c] = static_cast<float>(sum_dy);
@@ -257,18 +278,14 @@ void batch_norm_backward(float* dx, float* dweight, float* dbias, const float* d
     k[c] = d.training ? static_cast<float>(is * is * sum_dy_dev / count) : 0.0f;
   }
   if (!dx) return;
-#pragma omp parallel for num_threads(plane_threads) schedule(static)
-  for (int64_t p = 0; p < planes; ++p) {
-    const int64_t c = p % d.channels;
+  for_each_plane(d, [&](int64_t begin, int64_t n, int64_t c) {
     const float m = mean[c], gm = dy_mean[c], kc = k[c], ac = a[c];
-    const float *dyp = dy + p * s, *xp = x + p * s;
-    float* dxp = dx + p * s;
     if (d.training) {
-      for (int64_t i = 0; i < s; ++i) dxp[i] = ((dyp[i] - gm) - (xp[i] - m) * kc) * ac;
+      for (int64_t i = begin; i < begin + n; ++i) dx[i] = ((dy[i] - gm) - (x[i] - m) * kc) * ac;
     } else {
-      for (int64_t i = 0; i < s; ++i) dxp[i] = dyp[i] * ac;
+      for (int64_t i = begin; i < begin + n; ++i) dx[i] = dy[i] * ac;
     }
-  }
+  });
 }
 
 void lrn_forward(float* y, float* scale, const float* x, const LrnDesc& d) {
