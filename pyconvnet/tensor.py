@@ -21,6 +21,7 @@ from collections import namedtuple
 
 import numpy as np
 
+from . import _C
 from . import random as _random
 from .autograd import Function, backward as _autograd_backward, is_grad_enabled, sum_to_shape
 
@@ -989,6 +990,14 @@ class Pow(Function):
         return grad_base, grad_exponent
 
 
+def _matmul(a, b, transpose_a=False, transpose_b=False):
+    """op(a) @ op(b): 2-D float32 products run on the library's packed SGEMM (multi-threaded,
+    deterministic); batched, 1-D and integer products fall back to numpy."""
+    if a.ndim == 2 and b.ndim == 2 and a.dtype == float32 and b.dtype == float32:
+        return _C.sgemm(np.ascontiguousarray(a), np.ascontiguousarray(b), trans_a=transpose_a, trans_b=transpose_b)
+    return np.matmul(np.swapaxes(a, -1, -2) if transpose_a else a, np.swapaxes(b, -1, -2) if transpose_b else b)
+
+
 class MatMul(Function):
     @staticmethod
     def forward(ctx, a, b):
@@ -997,8 +1006,10 @@ class MatMul(Function):
                 f"both arguments to matmul need to be at least 1D, but they are "
                 f"{np.ndim(a)}D and {np.ndim(b)}D"
             )
+        if np.shape(a)[-1] != np.shape(b)[0 if np.ndim(b) == 1 else -2]:
+            raise ValueError(f"matmul: shapes {np.shape(a)} and {np.shape(b)} cannot be multiplied")
         ctx.save_for_backward(a, b)
-        return np.matmul(a, b)
+        return _matmul(a, b)
 
     @staticmethod
     def backward(ctx, grad):
@@ -1013,10 +1024,10 @@ class MatMul(Function):
             grad = grad[..., np.newaxis, :]
         grad_a = grad_b = None
         if needs_a:
-            grad_a = sum_to_shape(np.matmul(grad, np.swapaxes(b2, -1, -2)), a2.shape)
+            grad_a = sum_to_shape(_matmul(grad, b2, transpose_b=True), a2.shape)
             grad_a = grad_a.reshape(a.shape)
         if needs_b:
-            grad_b = sum_to_shape(np.matmul(np.swapaxes(a2, -1, -2), grad), b2.shape)
+            grad_b = sum_to_shape(_matmul(a2, grad, transpose_a=True), b2.shape)
             grad_b = grad_b.reshape(b.shape)
         return grad_a, grad_b
 

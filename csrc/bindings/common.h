@@ -44,6 +44,7 @@ FloatArray inplace_float(const py::handle& obj, const std::vector<int64_t>& shap
 void bind_backend(py::module_& m);
 void bind_gemm(py::module_& m);
 void bind_conv(py::module_& m);
+void bind_pool(py::module_& m);
 void bind_norm(py::module_& m);
 void bind_activation(py::module_& m);
 

@@ -6,6 +6,7 @@ PYBIND11_MODULE(_C, m) {
   pcn::bind::bind_backend(m);
   pcn::bind::bind_gemm(m);
   pcn::bind::bind_conv(m);
+  pcn::bind::bind_pool(m);
   pcn::bind::bind_norm(m);
   pcn::bind::bind_activation(m);
 }

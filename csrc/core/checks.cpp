@@ -48,7 +48,7 @@ int64_t window_output_size(const char* op, const char* axis, int64_t input, int6
   else if (kernel > kMaxElements || stride > kMaxElements || padding > kMaxElements || dilation > kMaxElements)
     out << "kernel/stride/padding/dilation along " << axis << " is too large";
   else {
-    const int64_t span = dilation * (kernel - 1) + 1;  // extent of the dilated window
+    const int64_t span = checked_mul(dilation, kernel - 1, op) + 1;  // extent of the dilated window
     const int64_t padded = input + 2 * padding;
     if (span > padded) {
       out << "kernel (" << kernel << ", dilation " << dilation << ", spanning " << span << ") is larger than the padded input "

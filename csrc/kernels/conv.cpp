@@ -33,66 +33,70 @@ ConvGeometry geometry(const Conv2dDesc& d) {
   return g;
 }
 
-// Index tables that map a patch row k = (c, r, s) and an output position p = (oh, ow) to the
-// input element x[c][oh*stride_h - pad_h + r*dilation_h][ow*stride_w - pad_w + s*dilation_w].
-struct PatchTables {
-  const int64_t *k_offset, *k_row, *k_col;  // c*H*W + r*dh*W + s*dw, r*dh, s*dw
-  const int64_t *p_base, *p_row, *p_col;    // row0*W + col0, row0, col0 (top-left of the window)
-  int64_t in_h, in_w;
-
-  float at(const float* x, int64_t k, int64_t p) const {
-    const int64_t row = p_row[p] + k_row[k], col = p_col[p] + k_col[k];
-    const bool inside = static_cast<uint64_t>(row) < static_cast<uint64_t>(in_h) &&
-                        static_cast<uint64_t>(col) < static_cast<uint64_t>(in_w);
-    return inside ? x[k_offset[k] + p_base[p]] : 0.0f;
-  }
+// Patch row k = (c, r, s) of the implicit im2col matrix: input channel c, kernel tap (r, s).
+struct Tap {
+  int64_t c, r, s;
 };
 
-// Builds the tables in the calling thread's index scratch.
-PatchTables patch_tables(const Conv2dDesc& d, const ConvGeometry& g) {
-  int64_t* buf = thread_scratch_i64(Scratch::indices, 3 * (g.k + g.p));
-  int64_t *k_offset = buf, *k_row = buf + g.k, *k_col = buf + 2 * g.k;
-  int64_t *p_base = buf + 3 * g.k, *p_row = p_base + g.p, *p_col = p_base + 2 * g.p;
-  int64_t k = 0;
-  for (int64_t c = 0; c < g.cin_g; ++c)
-    for (int64_t r = 0; r < d.kernel_h; ++r)
-      for (int64_t s = 0; s < d.kernel_w; ++s, ++k) {
-        k_row[k] = r * d.dilation_h;
-        k_col[k] = s * d.dilation_w;
-        k_offset[k] = c * g.in_plane + k_row[k] * d.in_w + k_col[k];
-      }
-  for (int64_t oh = 0, p = 0; oh < d.out_h; ++oh)
-    for (int64_t ow = 0; ow < d.out_w; ++ow, ++p) {
-      p_row[p] = oh * d.stride_h - d.pad_h;
-      p_col[p] = ow * d.stride_w - d.pad_w;
-      p_base[p] = p_row[p] * d.in_w + p_col[p];
+static inline Tap tap_of(const Conv2dDesc& d, int64_t k) {
+  const int64_t taps = d.kernel_h * d.kernel_w;
+  return {k / taps, (k % taps) / d.kernel_w, k % d.kernel_w};
+}
+
+// Walks output positions p in [p0, p0 + count) for tap t, one output row at a time, and calls
+// visit(i, input_index_or_-1) per position i = p - p0; -1 marks a tap that falls in the padding.
+// Rows are split into the zero-padded edges and the in-bounds middle analytically so the middle
+// is a plain strided loop (contiguous for stride 1).
+template <class Visit>
+static inline void for_each_patch_value(const Conv2dDesc& d, Tap t, int64_t p0, int64_t count, Visit&& visit) {
+  int64_t oh = p0 / d.out_w, ow = p0 % d.out_w;
+  const int64_t plane = d.in_h * d.in_w;
+  for (int64_t i = 0; i < count; oh += 1, ow = 0) {
+    const int64_t run = min64(count - i, d.out_w - ow);
+    const int64_t ih = oh * d.stride_h - d.pad_h + t.r * d.dilation_h;
+    if (ih < 0 || ih >= d.in_h) {
+      for (int64_t j = 0; j < run; ++j) visit(i + j, int64_t(-1));
+    } else {
+      const int64_t iw0 = ow * d.stride_w - d.pad_w + t.s * d.dilation_w;
+      // In-bounds positions j satisfy 0 <= iw0 + j*stride_w < in_w.
+      const int64_t lo = iw0 >= 0 ? 0 : min64(run, (-iw0 + d.stride_w - 1) / d.stride_w);
+      const int64_t hi = iw0 >= d.in_w ? lo : max64(lo, min64(run, (d.in_w - 1 - iw0) / d.stride_w + 1));
+      const int64_t base = t.c * plane + ih * d.in_w + iw0;
+      for (int64_t j = 0; j < lo; ++j) visit(i + j, int64_t(-1));
+      for (int64_t j = lo; j < hi; ++j) visit(i + j, base + j * d.stride_w);
+      for (int64_t j = hi; j < run; ++j) visit(i + j, int64_t(-1));
     }
-  return {k_offset, k_row, k_col, p_base, p_row, p_col, d.in_h, d.in_w};
+    i += run;
+  }
 }
 
 // B = patches (K x P) of one image/group, for the forward GEMM.
 struct PatchPackB {
   const float* x;
-  const PatchTables* t;
+  const Conv2dDesc* d;
   void operator()(float* out, int64_t k0, int64_t kc, int64_t p0, int64_t cols) const {
+    const float* src = x;
     for (int64_t kk = 0; kk < kc; ++kk) {
       float* row = out + kk * kGemmNR;
-      for (int64_t j = 0; j < cols; ++j) row[j] = t->at(x, k0 + kk, p0 + j);
+      for_each_patch_value(*d, tap_of(*d, k0 + kk), p0, cols,
+                           [&](int64_t j, int64_t index) { row[j] = index < 0 ? 0.0f : src[index]; });
       for (int64_t j = cols; j < kGemmNR; ++j) row[j] = 0.0f;
     }
   }
 };
 
-// B = patches^T (P x K) of one image/group, for the backward-weight GEMM.
+// B = patches^T (P x K) of one image/group, for the backward-weight GEMM: filled one patch row
+// (a run along P) at a time, which reads the input contiguously.
 struct PatchTransposedPackB {
   const float* x;
-  const PatchTables* t;
+  const Conv2dDesc* d;
   void operator()(float* out, int64_t p0, int64_t pc, int64_t k0, int64_t cols) const {
-    for (int64_t pp = 0; pp < pc; ++pp) {
-      float* row = out + pp * kGemmNR;
-      for (int64_t j = 0; j < cols; ++j) row[j] = t->at(x, k0 + j, p0 + pp);
-      for (int64_t j = cols; j < kGemmNR; ++j) row[j] = 0.0f;
-    }
+    const float* src = x;
+    for (int64_t j = 0; j < cols; ++j)
+      for_each_patch_value(*d, tap_of(*d, k0 + j), p0, pc,
+                           [&](int64_t pp, int64_t index) { out[pp * kGemmNR + j] = index < 0 ? 0.0f : src[index]; });
+    for (int64_t pp = 0; pp < pc; ++pp)
+      for (int64_t j = cols; j < kGemmNR; ++j) out[pp * kGemmNR + j] = 0.0f;
   }
 };
 
@@ -109,7 +113,6 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
   const int64_t a_floats = packed_a_floats(g.cout_g, g.k), b_floats = packed_b_floats(g.p, g.k);
   float* packed_w = thread_scratch(Scratch::pack_a, g.groups * a_floats);
   float* b_bufs = thread_scratch(Scratch::pack_b, b_floats * (by_image ? threads : 1));
-  const PatchTables tables = patch_tables(d, g);
   const int64_t items = d.batch * g.groups;
 #pragma omp parallel num_threads(threads)
   {
@@ -128,7 +131,7 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
       if (g.pointwise)
         gemm_packed(g.cout_g, g.p, g.k, ag, MatrixPackB{xg, g.in_plane, false}, yg, g.p, 1.0f, 0.0f, bg, b_buf, team);
       else
-        gemm_packed(g.cout_g, g.p, g.k, ag, PatchPackB{xg, &tables}, yg, g.p, 1.0f, 0.0f, bg, b_buf, team);
+        gemm_packed(g.cout_g, g.p, g.k, ag, PatchPackB{xg, &d}, yg, g.p, 1.0f, 0.0f, bg, b_buf, team);
     }
   }
 }
@@ -146,7 +149,6 @@ void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv
   float* packed_wt = thread_scratch(Scratch::pack_a, g.groups * a_floats);
   float* b_bufs = thread_scratch(Scratch::pack_b, b_floats * slots);
   float* col_bufs = thread_scratch(Scratch::columns, col_floats * slots);
-  const PatchTables tables = patch_tables(d, g);
   const int64_t items = d.batch * g.groups;
 #pragma omp parallel num_threads(threads)
   {
@@ -179,13 +181,9 @@ void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv
         // Rows of one input channel only touch that channel of dx: channels split the team.
         for (int64_t k = c_begin * taps; k < c_end * taps; ++k) {
           const float* col = cols + k * pc;
-          for (int64_t j = 0; j < pc; ++j) {
-            const int64_t p = p0 + j;
-            const int64_t row = tables.p_row[p] + tables.k_row[k], column = tables.p_col[p] + tables.k_col[k];
-            if (static_cast<uint64_t>(row) < static_cast<uint64_t>(d.in_h) &&
-                static_cast<uint64_t>(column) < static_cast<uint64_t>(d.in_w))
-              dxg[tables.k_offset[k] + tables.p_base[p]] += col[j];
-          }
+          for_each_patch_value(d, tap_of(d, k), p0, pc, [&](int64_t j, int64_t index) {
+            if (index >= 0) dxg[index] += col[j];
+          });
         }
         team_barrier(team);  // cols is rewritten by the next chunk
       }
@@ -203,7 +201,6 @@ void conv2d_backward_weight(float* dw, const float* dy, const float* x, const Co
   float* a_bufs = thread_scratch(Scratch::pack_a, a_floats * slots);
   float* b_bufs = thread_scratch(Scratch::pack_b, b_floats * slots);
   float* partials = by_image ? thread_scratch(Scratch::partial, w_floats * threads) : nullptr;
-  const PatchTables tables = patch_tables(d, g);
   const int64_t items = d.batch * g.groups;
 #pragma omp parallel num_threads(threads)
   {
@@ -227,7 +224,7 @@ void conv2d_backward_weight(float* dw, const float* dy, const float* x, const Co
         gemm_packed(g.cout_g, g.k, g.p, a_buf, MatrixPackB{xg, g.in_plane, true}, dwg, g.k, 1.0f, 1.0f, nullptr, b_buf,
                     team);
       else
-        gemm_packed(g.cout_g, g.k, g.p, a_buf, PatchTransposedPackB{xg, &tables}, dwg, g.k, 1.0f, 1.0f, nullptr,
+        gemm_packed(g.cout_g, g.k, g.p, a_buf, PatchTransposedPackB{xg, &d}, dwg, g.k, 1.0f, 1.0f, nullptr,
                     b_buf, team);
     }
     if (by_image) {

@@ -4,11 +4,13 @@
 #pragma once
 #include "kernels/conv.h"
 #include "kernels/gemm.h"
+#include "kernels/pool.h"
 #include "kernels/norm.h"
 #include "kernels/activation.h"
 
 #define PCN_KERNEL_LIST(X) \
   PCN_GEMM_KERNELS(X)      \
   PCN_CONV_KERNELS(X)      \
+  PCN_POOL_KERNELS(X)      \
   PCN_NORM_KERNELS(X)      \
   PCN_ACTIVATION_KERNELS(X)

@@ -1,0 +1,353 @@
+// Pooling kernels (see pool.h). Forward passes split the work over (plane, output row) pairs;
+// backward passes over planes, so each thread owns whole dx planes (zeroed, then scatter-added:
+// no races, deterministic). Within an output row, the "interior" columns, whose windows lie
+// wholly inside the input, run as vectorisable loops over output columns, one window tap at a
+// time; the few border columns (padding, ceil_mode overhang) take a bounds-checked scalar path.
+// Stride-2 rows (the 2x2/s2 and 3x3/s2 layers of the classic CNNs) get a compile-time stride so
+// the strided loads become shuffles.
+#include "kernels/pool.h"
+
+#include <cmath>
+
+#include "core/simd.h"
+
+PCN_ISA_BEGIN
+namespace {
+
+constexpr float kNegInf = -HUGE_VALF;
+
+// Output positions [lo, hi) along one axis whose taps start..start+(kernel-1)*dilation all lie in
+// [0, in), with start = o * stride - pad.
+void interior_range(int64_t out, int64_t in, int64_t kernel, int64_t stride, int64_t pad, int64_t dilation,
+                    int64_t* lo, int64_t* hi) {
+  const int64_t last_start = in - 1 - (kernel - 1) * dilation + pad;  // largest o * stride allowed
+  *hi = last_start < 0 ? 0 : min64(out, last_start / stride + 1);
+  *lo = min64((pad + stride - 1) / stride, *hi);
+}
+
+// Taps [begin, end) of a dilated window starting at `start` that land in [0, in).
+void valid_taps(int64_t start, int64_t in, int64_t kernel, int64_t dilation, int64_t* begin, int64_t* end) {
+  *begin = start < 0 ? (-start + dilation - 1) / dilation : 0;
+  *end = start > in - 1 ? 0 : min64(kernel, (in - 1 - start) / dilation + 1);
+  if (*begin > *end) *begin = *end;
+}
+
+// Calls body(ColumnStride<s>{}) with s = the column stride when it is 1 or 2 (compile-time
+// strides turn strided loads into shuffles), else with s = 0 (read the stride at run time).
+template <int kStride>
+struct ColumnStride {
+  static constexpr int value = kStride;
+};
+
+template <class Body>
+void with_column_stride(int64_t stride, Body&& body) {
+  if (stride == 2)
+    body(ColumnStride<2>{});
+  else if (stride == 1)
+    body(ColumnStride<1>{});
+  else
+    body(ColumnStride<0>{});
+}
+
+// torch's max rule: a larger value or any NaN replaces the running maximum.
+static inline bool replaces(float value, float best) { return value > best || value != value; }
+
+// One bounds-checked max window over rows [r0, r1) of taps; -inf and index -1 when it is empty.
+void max_window(const float* plane, const Pool2dDesc& d, int64_t h0, int64_t r0, int64_t r1, int64_t ow, float* value,
+                int64_t* index) {
+  const int64_t w0 = ow * d.stride_w - d.pad_w;
+  int64_t s0, s1;
+  valid_taps(w0, d.in_w, d.kernel_w, d.dilation_w, &s0, &s1);
+  float best = kNegInf;
+  int64_t best_index = -1;
+  for (int64_t r = r0; r < r1; ++r)
+    for (int64_t s = s0; s < s1; ++s) {
+      const int64_t at = (h0 + r * d.dilation_h) * d.in_w + w0 + s * d.dilation_w;
+      if (best_index < 0 || replaces(plane[at], best)) {
+        best = plane[at];
+        best_index = at;
+      }
+    }
+  *value = best;
+  *index = best_index;
+}
+
+// Interior columns [lo, hi) of one output row, every tap inside the plane. kStride > 0 fixes the
+// column stride at compile time; 0 reads it from d.
+template <int kStride>
+void max_row_interior(float* __restrict y, int64_t* __restrict idx, const float* __restrict plane,
+                      const Pool2dDesc& d, int64_t h0, int64_t r0, int64_t r1, int64_t lo, int64_t hi) {
+  const int64_t sw = kStride > 0 ? kStride : d.stride_w;
+  const int64_t w_base = -d.pad_w;
+  {
+    const int64_t row = (h0 + r0 * d.dilation_h) * d.in_w;
+    const float* src = plane + row + w_base;
+    for (int64_t ow = lo; ow < hi; ++ow) {
+      y[ow] = src[ow * sw];
+      idx[ow] = row + w_base + ow * sw;
+    }
+  }
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t row = (h0 + r * d.dilation_h) * d.in_w;
+    for (int64_t s = (r == r0 ? 1 : 0); s < d.kernel_w; ++s) {
+      const int64_t offset = row + w_base + s * d.dilation_w;
+      const float* src = plane + offset;
+      for (int64_t ow = lo; ow < hi; ++ow) {
+        const float v = src[ow * sw];
+        const bool take = replaces(v, y[ow]);
+        y[ow] = take ? v : y[ow];
+        idx[ow] = take ? offset + ow * sw : idx[ow];
+      }
+    }
+  }
+}
+
+// Max-pool backward: each plane of dx zeroed, then dy added at the stored argmax (negative
+// indices mark empty windows and are skipped). One thread per plane: no races.
+void scatter_to_argmax(float* dx, const float* dy, const int64_t* indices, int64_t planes, int64_t in_plane,
+                       int64_t out_plane) {
+#pragma omp parallel for num_threads(threads_for(planes)) schedule(static)
+  for (int64_t p = 0; p < planes; ++p) {
+    float* dst = dx + p * in_plane;
+    const float* grad = dy + p * out_plane;
+    const int64_t* idx = indices + p * out_plane;
+    for (int64_t i = 0; i < in_plane; ++i) dst[i] = 0.0f;
+    for (int64_t o = 0; o < out_plane; ++o)
+      if (idx[o] >= 0) dst[idx[o]] += grad[o];
+  }
+}
+
+}  // namespace
+
+void max_pool2d_forward(float* y, int64_t* indices, const float* x, const Pool2dDesc& d) {
+  const int64_t planes = d.batch * d.channels, rows = planes * d.out_h;
+  const int64_t in_plane = d.in_h * d.in_w, out_plane = d.out_h * d.out_w;
+  int64_t lo, hi;
+  interior_range(d.out_w, d.in_w, d.kernel_w, d.stride_w, d.pad_w, d.dilation_w, &lo, &hi);
+#pragma omp parallel for num_threads(threads_for(rows)) schedule(static)
+  for (int64_t item = 0; item < rows; ++item) {
+    const int64_t p = item / d.out_h, oh = item % d.out_h;
+    const float* plane = x + p * in_plane;
+    float* y_row = y + p * out_plane + oh * d.out_w;
+    int64_t* i_row = indices + p * out_plane + oh * d.out_w;
+    const int64_t h0 = oh * d.stride_h - d.pad_h;
+    int64_t r0, r1;
+    valid_taps(h0, d.in_h, d.kernel_h, d.dilation_h, &r0, &r1);
+    const int64_t row_lo = r0 < r1 ? lo : 0, row_hi = r0 < r1 ? hi : 0;  // no rows: all "border"
+    for (int64_t ow = 0; ow < row_lo; ++ow) max_window(plane, d, h0, r0, r1, ow, y_row + ow, i_row + ow);
+    with_column_stride(d.stride_w, [&](auto stride) {
+      max_row_interior<decltype(stride)::value>(y_row, i_row, plane, d, h0, r0, r1, row_lo, row_hi);
+    });
+    for (int64_t ow = row_hi > row_lo ? row_hi : row_lo; ow < d.out_w; ++ow)
+      max_window(plane, d, h0, r0, r1, ow, y_row + ow, i_row + ow);
+  }
+}
+
+void max_pool2d_backward(float* dx, const float* dy, const int64_t* indices, const Pool2dDesc& d) {
+  scatter_to_argmax(dx, dy, indices, d.batch * d.channels, d.in_h * d.in_w, d.out_h * d.out_w);
+}
+
+namespace {
+
+// Rows [h0, h1) actually summed and the divisor of every window in output row/column terms:
+// torch clips a window to the padded input (pool extent) before clipping it to the input.
+struct AvgSpan {
+  int64_t begin, end, pool;  // input range [begin, end) and the extent counted with padding
+};
+
+AvgSpan avg_span(int64_t o, int64_t in, int64_t kernel, int64_t stride, int64_t pad) {
+  const int64_t start = o * stride - pad;
+  const int64_t stop = min64(start + kernel, in + pad);
+  return {max64(start, 0), min64(stop, in), stop - start};
+}
+
+float avg_divisor(const Pool2dDesc& d, const AvgSpan& rows, const AvgSpan& cols) {
+  if (d.divisor_override != 0) return static_cast<float>(d.divisor_override);
+  if (d.count_include_pad) return static_cast<float>(rows.pool * cols.pool);
+  return static_cast<float>((rows.end - rows.begin) * (cols.end - cols.begin));
+}
+
+// One bounds-checked average window (0 when it holds no input element, as torch).
+float avg_window(const float* plane, const Pool2dDesc& d, const AvgSpan& hs, int64_t ow) {
+  const AvgSpan ws = avg_span(ow, d.in_w, d.kernel_w, d.stride_w, d.pad_w);
+  if (hs.begin >= hs.end || ws.begin >= ws.end) return 0.0f;
+  float sum = 0.0f;
+  for (int64_t h = hs.begin; h < hs.end; ++h)
+    for (int64_t w = ws.begin; w < ws.end; ++w) sum += plane[h * d.in_w + w];
+  return sum / avg_divisor(d, hs, ws);
+}
+
+// Spreads one output's gradient over its (bounds-checked) window.
+void avg_window_backward(float* dst, const Pool2dDesc& d, const AvgSpan& hs, int64_t ow, float grad) {
+  const AvgSpan ws = avg_span(ow, d.in_w, d.kernel_w, d.stride_w, d.pad_w);
+  if (hs.begin >= hs.end || ws.begin >= ws.end) return;
+  const float g = grad / avg_divisor(d, hs, ws);
+  for (int64_t h = hs.begin; h < hs.end; ++h)
+    for (int64_t w = ws.begin; w < ws.end; ++w) dst[h * d.in_w + w] += g;
+}
+
+// Interior columns [lo, hi) of one output row: full-width windows sharing one divisor. kStride > 0
+// fixes the column stride at compile time; 0 reads it from d.
+template <int kStride>
+void avg_forward_interior(float* __restrict y, const float* __restrict plane, const Pool2dDesc& d, const AvgSpan& hs,
+                          int64_t lo, int64_t hi, float divisor) {
+  const int64_t sw = kStride > 0 ? kStride : d.stride_w;
+  for (int64_t ow = lo; ow < hi; ++ow) y[ow] = 0.0f;
+  for (int64_t h = hs.begin; h < hs.end; ++h)
+    for (int64_t s = 0; s < d.kernel_w; ++s) {
+      const float* src = plane + h * d.in_w - d.pad_w + s;
+      for (int64_t ow = lo; ow < hi; ++ow) y[ow] += src[ow * sw];
+    }
+  for (int64_t ow = lo; ow < hi; ++ow) y[ow] /= divisor;
+}
+
+template <int kStride>
+void avg_backward_interior(float* __restrict dst, const float* __restrict grad, const Pool2dDesc& d, const AvgSpan& hs,
+                           int64_t lo, int64_t hi, float divisor) {
+  const int64_t sw = kStride > 0 ? kStride : d.stride_w;
+  for (int64_t h = hs.begin; h < hs.end; ++h)
+    for (int64_t s = 0; s < d.kernel_w; ++s) {
+      float* row = dst + h * d.in_w - d.pad_w + s;
+      for (int64_t ow = lo; ow < hi; ++ow) row[ow * sw] += grad[ow] / divisor;
+    }
+}
+
+}  // namespace
+
+void avg_pool2d_forward(float* y, const float* x, const Pool2dDesc& d) {
+  const int64_t planes = d.batch * d.channels, rows = planes * d.out_h;
+  const int64_t in_plane = d.in_h * d.in_w, out_plane = d.out_h * d.out_w;
+  int64_t lo, hi;
+  interior_range(d.out_w, d.in_w, d.kernel_w, d.stride_w, d.pad_w, 1, &lo, &hi);
+#pragma omp parallel for num_threads(threads_for(rows)) schedule(static)
+  for (int64_t item = 0; item < rows; ++item) {
+    const int64_t p = item / d.out_h, oh = item % d.out_h;
+    const float* plane = x + p * in_plane;
+    float* y_row = y + p * out_plane + oh * d.out_w;
+    const AvgSpan hs = avg_span(oh, d.in_h, d.kernel_h, d.stride_h, d.pad_h);
+    for (int64_t ow = 0; ow < lo; ++ow) y_row[ow] = avg_window(plane, d, hs, ow);
+    const float divisor = avg_divisor(d, hs, {0, d.kernel_w, d.kernel_w});
+    with_column_stride(d.stride_w, [&](auto stride) {
+      avg_forward_interior<decltype(stride)::value>(y_row, plane, d, hs, lo, hi, divisor);
+    });
+    for (int64_t ow = hi > lo ? hi : lo; ow < d.out_w; ++ow) y_row[ow] = avg_window(plane, d, hs, ow);
+  }
+}
+
+void avg_pool2d_backward(float* dx, const float* dy, const Pool2dDesc& d) {
+  const int64_t planes = d.batch * d.channels;
+  const int64_t in_plane = d.in_h * d.in_w, out_plane = d.out_h * d.out_w;
+  int64_t lo, hi;
+  interior_range(d.out_w, d.in_w, d.kernel_w, d.stride_w, d.pad_w, 1, &lo, &hi);
+#pragma omp parallel for num_threads(threads_for(planes)) schedule(static)
+  for (int64_t p = 0; p < planes; ++p) {
+    float* dst = dx + p * in_plane;
+    for (int64_t i = 0; i < in_plane; ++i) dst[i] = 0.0f;
+    for (int64_t oh = 0; oh < d.out_h; ++oh) {
+      const AvgSpan hs = avg_span(oh, d.in_h, d.kernel_h, d.stride_h, d.pad_h);
+      const float* grad = dy + p * out_plane + oh * d.out_w;
+      for (int64_t ow = 0; ow < lo; ++ow) avg_window_backward(dst, d, hs, ow, grad[ow]);
+      const float divisor = avg_divisor(d, hs, {0, d.kernel_w, d.kernel_w});
+      with_column_stride(d.stride_w, [&](auto stride) {
+        avg_backward_interior<decltype(stride)::value>(dst, grad, d, hs, lo, hi, divisor);
+      });
+      for (int64_t ow = hi > lo ? hi : lo; ow < d.out_w; ++ow) avg_window_backward(dst, d, hs, ow, grad[ow]);
+    }
+  }
+}
+
+namespace {
+
+// Adaptive window along one axis: [floor(o * in / out), ceil((o + 1) * in / out)).
+int64_t adaptive_begin(int64_t o, int64_t in, int64_t out) { return o * in / out; }
+int64_t adaptive_end(int64_t o, int64_t in, int64_t out) { return ((o + 1) * in + out - 1) / out; }
+
+// Calls window(plane, output offset, h0, h1, w0, w1) for every output, in parallel over
+// (plane, output row) pairs.
+template <class Window>
+void for_each_adaptive_output(const AdaptivePool2dDesc& d, Window&& window) {
+  const int64_t rows = d.batch * d.channels * d.out_h;
+#pragma omp parallel for num_threads(threads_for(rows)) schedule(static)
+  for (int64_t item = 0; item < rows; ++item) {
+    const int64_t p = item / d.out_h, oh = item % d.out_h;
+    const int64_t h0 = adaptive_begin(oh, d.in_h, d.out_h), h1 = adaptive_end(oh, d.in_h, d.out_h);
+    for (int64_t ow = 0; ow < d.out_w; ++ow)
+      window(p, item * d.out_w + ow, h0, h1, adaptive_begin(ow, d.in_w, d.out_w), adaptive_end(ow, d.in_w, d.out_w));
+  }
+}
+
+// Sum of n contiguous floats in vector-wide partial sums, combined in a fixed order.
+float sum_contiguous(const float* src, int64_t n) {
+  vfloat acc0 = vbroadcast(0.0f), acc1 = vbroadcast(0.0f);
+  int64_t i = 0;
+  for (; i + 2 * kVecFloats <= n; i += 2 * kVecFloats) {
+    acc0 += vload(src + i);
+    acc1 += vload(src + i + kVecFloats);
+  }
+  if (i + kVecFloats <= n) {
+    acc0 += vload(src + i);
+    i += kVecFloats;
+  }
+  acc0 += acc1;
+  float sum = 0.0f;
+  for (int lane = 0; lane < kVecFloats; ++lane) sum += acc0[lane];
+  for (; i < n; ++i) sum += src[i];
+  return sum;
+}
+
+}  // namespace
+
+void adaptive_avg_pool2d_forward(float* y, const float* x, const AdaptivePool2dDesc& d) {
+  for_each_adaptive_output(d, [&](int64_t p, int64_t o, int64_t h0, int64_t h1, int64_t w0, int64_t w1) {
+    const float* plane = x + p * d.in_h * d.in_w;
+    float sum = 0.0f;
+    if (w0 == 0 && w1 == d.in_w)  // whole rows (global pooling): one contiguous run
+      sum = sum_contiguous(plane + h0 * d.in_w, (h1 - h0) * d.in_w);
+    else
+      for (int64_t h = h0; h < h1; ++h) sum += sum_contiguous(plane + h * d.in_w + w0, w1 - w0);
+    y[o] = sum / static_cast<float>((h1 - h0) * (w1 - w0));
+  });
+}
+
+void adaptive_avg_pool2d_backward(float* dx, const float* dy, const AdaptivePool2dDesc& d) {
+  const int64_t planes = d.batch * d.channels;
+  const int64_t in_plane = d.in_h * d.in_w, out_plane = d.out_h * d.out_w;
+#pragma omp parallel for num_threads(threads_for(planes)) schedule(static)
+  for (int64_t p = 0; p < planes; ++p) {
+    float* dst = dx + p * in_plane;
+    for (int64_t i = 0; i < in_plane; ++i) dst[i] = 0.0f;
+    for (int64_t oh = 0; oh < d.out_h; ++oh) {
+      const int64_t h0 = adaptive_begin(oh, d.in_h, d.out_h), h1 = adaptive_end(oh, d.in_h, d.out_h);
+      for (int64_t ow = 0; ow < d.out_w; ++ow) {
+        const int64_t w0 = adaptive_begin(ow, d.in_w, d.out_w), w1 = adaptive_end(ow, d.in_w, d.out_w);
+        const float g = dy[p * out_plane + oh * d.out_w + ow] / static_cast<float>((h1 - h0) * (w1 - w0));
+        for (int64_t h = h0; h < h1; ++h) {
+          float* dst_row = dst + h * d.in_w;
+          for (int64_t w = w0; w < w1; ++w) dst_row[w] += g;
+        }
+      }
+    }
+  }
+}
+
+void adaptive_max_pool2d_forward(float* y, int64_t* indices, const float* x, const AdaptivePool2dDesc& d) {
+  for_each_adaptive_output(d, [&](int64_t p, int64_t o, int64_t h0, int64_t h1, int64_t w0, int64_t w1) {
+    const float* plane = x + p * d.in_h * d.in_w;
+    float best = plane[h0 * d.in_w + w0];
+    int64_t best_index = h0 * d.in_w + w0;
+    for (int64_t h = h0; h < h1; ++h)
+      for (int64_t w = w0; w < w1; ++w)
+        if (replaces(plane[h * d.in_w + w], best)) {
+          best = plane[h * d.in_w + w];
+          best_index = h * d.in_w + w;
+        }
+    y[o] = best;
+    indices[o] = best_index;
+  });
+}
+
+void adaptive_max_pool2d_backward(float* dx, const float* dy, const int64_t* indices, const AdaptivePool2dDesc& d) {
+  scatter_to_argmax(dx, dy, indices, d.batch * d.channels, d.in_h * d.in_w, d.out_h * d.out_w);
+}
+
+PCN_ISA_END
