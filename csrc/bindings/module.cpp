@@ -10,4 +10,6 @@ PYBIND11_MODULE(_C, m) {
   pcn::bind::bind_loss(m);
   pcn::bind::bind_optim(m);
   pcn::bind::bind_eltwise(m);
+  pcn::bind::bind_norm(m);
+  pcn::bind::bind_activation(m);
 }
