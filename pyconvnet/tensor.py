@@ -40,6 +40,7 @@ __all__ = [
     "randn",
     "zeros_like",
     "ones_like",
+    "flatten",
 ]
 
 float32 = np.dtype(np.float32)
@@ -1291,3 +1292,8 @@ def zeros_like(input, dtype=None, device=None, requires_grad=False):
 def ones_like(input, dtype=None, device=None, requires_grad=False):
     dtype = input.dtype if dtype is None else dtype
     return ones(input._array.shape, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def flatten(input, start_dim=0, end_dim=-1):
+    """``torch.flatten``: the same as ``input.flatten(start_dim, end_dim)``."""
+    return input.flatten(start_dim, end_dim)
