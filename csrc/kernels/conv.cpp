@@ -3,7 +3,8 @@
 //   forward          y[oc x P]  = w[oc x K] * patches[K x P]     (patches packed straight into B panels)
 //   backward-data    cols[K x P] = w^T * dy[oc x P], then scatter-added into dx (col2im), in P chunks
 //   backward-weight  dw[oc x K] += dy[oc x P] * patches^T[P x K]
-// A 1x1, stride-1, unpadded convolution reads x/dx directly as the GEMM operand.
+// A 1x1, stride-1, unpadded convolution reads x/dx directly as the GEMM operand; patches of at
+// most kDirectMaxTaps taps (small-channel first layers, depthwise) run as direct loops instead.
 // Threads take whole images when there are enough of them (each with its own scratch and, for
 // backward-weight, its own partial sum reduced in thread order: deterministic for a fixed thread
 // count); otherwise the whole team shares each image's GEMM.
@@ -103,11 +104,86 @@ struct PatchTransposedPackB {
 // Images are shared out whole when there are at least as many (image, group) items as threads.
 bool parallel_over_images(const Conv2dDesc& d) { return d.batch * d.groups >= num_threads() && num_threads() > 1; }
 
+// Small-channel path: when a patch has few taps (first layers on 1-3 channel images, depthwise
+// 3x3) the GEMM would spend its time packing patches that each feed only a few multiply-adds.
+// Direct loops instead: each tap adds weight * (a shifted input row) to an output row, a
+// contiguous vector loop when stride_w == 1.
+constexpr int64_t kDirectMaxTaps = 32;
+
+bool use_direct(const Conv2dDesc& d, const ConvGeometry& g) {
+  return d.stride_w == 1 && g.k <= kDirectMaxTaps && !g.pointwise;
+}
+
+// Output columns [*lo, *hi) whose tap s reads inside the input row (stride_w == 1).
+static inline void valid_columns(const Conv2dDesc& d, int64_t s, int64_t* lo, int64_t* hi) {
+  const int64_t shift = s * d.dilation_w - d.pad_w;  // iw = ow + shift
+  *lo = min64(d.out_w, max64(0, -shift));
+  *hi = max64(*lo, min64(d.out_w, d.in_w - shift));
+}
+
+// One output plane y[oc] (out_h x out_w) of one image/group.
+void direct_forward_plane(float* y, const float* xg, const float* w, float bias, const Conv2dDesc& d,
+                          const ConvGeometry& g) {
+  for (int64_t oh = 0; oh < d.out_h; ++oh) {
+    float* out = y + oh * d.out_w;
+    for (int64_t ow = 0; ow < d.out_w; ++ow) out[ow] = bias;
+    for (int64_t c = 0; c < g.cin_g; ++c)
+      for (int64_t r = 0; r < d.kernel_h; ++r) {
+        const int64_t ih = oh * d.stride_h - d.pad_h + r * d.dilation_h;
+        if (ih < 0 || ih >= d.in_h) continue;
+        const float* row = xg + (c * d.in_h + ih) * d.in_w;
+        for (int64_t s = 0; s < d.kernel_w; ++s) {
+          const float weight = w[(c * d.kernel_h + r) * d.kernel_w + s];
+          const float* src = row + s * d.dilation_w - d.pad_w;
+          int64_t lo, hi;
+          valid_columns(d, s, &lo, &hi);
+          for (int64_t ow = lo; ow < hi; ++ow) out[ow] += weight * src[ow];
+        }
+      }
+  }
+}
+
+// dw[oc][c][:][:] for one (oc, c) pair, summed over the batch in a fixed order.
+void direct_backward_weight_taps(float* dw, const float* dy, const float* x, int64_t oc, int64_t c,
+                                 const Conv2dDesc& d, const ConvGeometry& g) {
+  const int64_t group = oc / g.cout_g;
+  for (int64_t r = 0; r < d.kernel_h; ++r)
+    for (int64_t s = 0; s < d.kernel_w; ++s) {
+      int64_t lo, hi;
+      valid_columns(d, s, &lo, &hi);
+      double total = 0.0;
+      for (int64_t n = 0; n < d.batch; ++n) {
+        const float* dy_plane = dy + (n * d.out_channels + oc) * g.out_plane;
+        const float* x_plane = x + (n * d.in_channels + group * g.cin_g + c) * g.in_plane;
+        float sum = 0.0f;
+        for (int64_t oh = 0; oh < d.out_h; ++oh) {
+          const int64_t ih = oh * d.stride_h - d.pad_h + r * d.dilation_h;
+          if (ih < 0 || ih >= d.in_h) continue;
+          const float* grad = dy_plane + oh * d.out_w;
+          const float* src = x_plane + ih * d.in_w + s * d.dilation_w - d.pad_w;
+          for (int64_t ow = lo; ow < hi; ++ow) sum += grad[ow] * src[ow];
+        }
+        total += sum;
+      }
+      dw[(c * d.kernel_h + r) * d.kernel_w + s] = static_cast<float>(total);
+    }
+}
+
 }  // namespace
 
 void conv2d_forward(float* y, const float* x, const float* w, const float* bias, const Conv2dDesc& d) {
   const ConvGeometry g = geometry(d);
   if (d.batch == 0) return;
+  if (use_direct(d, g)) {
+    const int64_t planes = d.batch * d.out_channels;
+#pragma omp parallel for num_threads(threads_for(planes)) schedule(static)
+    for (int64_t plane = 0; plane < planes; ++plane) {
+      const int64_t n = plane / d.out_channels, oc = plane % d.out_channels, group = oc / g.cout_g;
+      direct_forward_plane(y + plane * g.out_plane, x + (n * d.in_channels + group * g.cin_g) * g.in_plane,
+                           w + oc * g.k, bias ? bias[oc] : 0.0f, d, g);
+    }
+    return;
+  }
   const int threads = num_threads();
   const bool by_image = parallel_over_images(d);
   const int64_t a_floats = packed_a_floats(g.cout_g, g.k), b_floats = packed_b_floats(g.p, g.k);
@@ -193,6 +269,15 @@ void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv
 
 void conv2d_backward_weight(float* dw, const float* dy, const float* x, const Conv2dDesc& d) {
   const ConvGeometry g = geometry(d);
+  if (use_direct(d, g)) {
+    const int64_t pairs = d.out_channels * g.cin_g;
+#pragma omp parallel for num_threads(threads_for(pairs)) schedule(static)
+    for (int64_t pair = 0; pair < pairs; ++pair) {
+      const int64_t oc = pair / g.cin_g, c = pair % g.cin_g;
+      direct_backward_weight_taps(dw + oc * g.k, dy, x, oc, c, d, g);
+    }
+    return;
+  }
   const int64_t w_floats = d.out_channels * g.k;
   const int threads = num_threads();
   const bool by_image = parallel_over_images(d);
