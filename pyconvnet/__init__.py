@@ -12,6 +12,7 @@ from .tensor import (
     Tensor,
     bool_,
     empty,
+    flatten,
     float32,
     from_numpy,
     int64,
@@ -24,6 +25,7 @@ from .tensor import (
     zeros_like,
 )
 from . import nn  # noqa: E402  (after Tensor: nn's ops build on it)
+from .ops.elementwise import cat  # noqa: E402
 from . import optim
 
 # torch's dtype aliases (they shadow the builtins only inside this namespace, as in torch).

@@ -40,6 +40,7 @@ __all__ = [
     "randn",
     "zeros_like",
     "ones_like",
+    "flatten",
 ]
 
 float32 = np.dtype(np.float32)
@@ -902,10 +903,25 @@ class Clone(Function):
 
 
 # ----------------------------------------------------------------------------- ops: arithmetic
+def _same_shape_float32(a, b):
+    return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == float32
+            and b.dtype == float32 and a.shape == b.shape and a.ndim > 0)
+
+
+# Same-shape float32 operands (residual adds, gradient products) run on the OpenMP kernels;
+# broadcasting and other dtypes are numpy's job.
+def _add(a, b):
+    return _C.add(a, b) if _same_shape_float32(a, b) else np.add(a, b)
+
+
+def _multiply(a, b):
+    return _C.mul(a, b) if _same_shape_float32(a, b) else np.multiply(a, b)
+
+
 class Add(Function):
     @staticmethod
     def forward(ctx, a, b):
-        return np.add(a, b)
+        return _add(a, b)
 
     @staticmethod
     def backward(ctx, grad):
@@ -928,13 +944,13 @@ class Mul(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return np.multiply(a, b)
+        return _multiply(a, b)
 
     @staticmethod
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
         needs_a, needs_b = ctx.needs_input_grad
-        return (grad * b if needs_a else None), (grad * a if needs_b else None)
+        return (_multiply(grad, b) if needs_a else None), (_multiply(grad, a) if needs_b else None)
 
 
 class Div(Function):
@@ -1123,6 +1139,8 @@ class Sum(Function):
         ctx.input_shape, ctx.axes, ctx.keepdim = a.shape, axes, keepdim
         if a.dtype == bool_:
             return np.sum(a, axis=axes, keepdims=keepdim, dtype=int64)  # torch sums bools to int64
+        if axes is None and not keepdim and a.dtype == float32:
+            return _C.sum(a)  # double accumulation, threaded, deterministic
         return np.sum(a, axis=axes, keepdims=keepdim)
 
     @staticmethod
@@ -1274,3 +1292,8 @@ def zeros_like(input, dtype=None, device=None, requires_grad=False):
 def ones_like(input, dtype=None, device=None, requires_grad=False):
     dtype = input.dtype if dtype is None else dtype
     return ones(input._array.shape, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def flatten(input, start_dim=0, end_dim=-1):
+    """``torch.flatten``: the same as ``input.flatten(start_dim, end_dim)``."""
+    return input.flatten(start_dim, end_dim)

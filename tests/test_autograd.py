@@ -615,3 +615,22 @@ def test_manual_sgd_loop_fits_a_linear_model():
     assert loss.item() < 1e-6
     np.testing.assert_allclose(w.detach().numpy(), true_w.numpy(), atol=1e-3)
     np.testing.assert_allclose(b.detach().numpy(), [0.25], atol=1e-3)
+
+
+def test_scalar_outputs_receive_zero_dimensional_gradients():
+    seen = []
+
+    class Total(pcn.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return np.asarray(x.sum(), dtype=np.float32)
+
+        @staticmethod
+        def backward(ctx, grad):
+            seen.append(grad.shape)
+            return np.full((3,), grad, np.float32)
+
+    x = pcn.ones(3, requires_grad=True)
+    Total.apply(x).backward()
+    (Total.apply(x) * 2.0).backward()
+    assert seen == [(), ()]

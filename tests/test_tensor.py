@@ -631,3 +631,13 @@ def test_from_numpy_shares_subclass_memory_as_plain_ndarray(tmp_path):
     mapped[0, 0] = 3
     assert t.tolist()[0][0] == 3
     del t, mapped
+
+
+def test_module_level_flatten_and_cat_mirror_torch():
+    x = pcn.tensor(np.arange(24, dtype=np.float32).reshape(2, 3, 4), requires_grad=True)
+    flat = pcn.flatten(x, 1)
+    assert flat.shape == (2, 12)
+    joined = pcn.cat([x, x], dim=1)
+    assert joined.shape == (2, 6, 4)
+    (flat.sum() + joined.sum()).backward()
+    assert np.array_equal(x.grad.numpy(), np.full((2, 3, 4), 3.0, np.float32))

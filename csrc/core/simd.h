@@ -3,6 +3,9 @@
 // depending on the ISA's flags: kVecFloats is the float count of the widest register.
 #pragma once
 #include <omp.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 #include <cstdint>
 #include <cstring>
@@ -26,7 +29,21 @@ typedef float vfloat_u __attribute__((vector_size(kVecFloats * sizeof(float)), a
 
 static inline vfloat vload(const float* p) { return *reinterpret_cast<const vfloat_u*>(p); }
 static inline void vstore(float* p, vfloat v) { *reinterpret_cast<vfloat_u*>(p) = v; }
-static inline vfloat vbroadcast(float x) { return vfloat{} + x; }
+// One broadcast instruction. (vfloat{} + x would keep an add of +0.0, which is not an identity
+// for -0.0, and a lane-by-lane fill is not always recognised.)
+static inline vfloat vbroadcast(float x) {
+#if defined(PCN_ISA_IS_avx512)
+  return reinterpret_cast<vfloat>(_mm512_set1_ps(x));
+#elif defined(PCN_ISA_IS_avx2)
+  return reinterpret_cast<vfloat>(_mm256_set1_ps(x));
+#elif defined(__SSE2__)
+  return reinterpret_cast<vfloat>(_mm_set1_ps(x));
+#else
+  vfloat v;
+  for (int i = 0; i < kVecFloats; ++i) v[i] = x;
+  return v;
+#endif
+}
 
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }

@@ -12,7 +12,7 @@ void sgemm(float* c, const float* a, const float* b, const GemmDesc& d) {
   const MatrixPackB pack_b{b, d.ldb, d.trans_b};
   // Enough work per thread to pay for the team's barriers; small products run single-threaded.
   const int64_t flops = d.m * d.n * (d.k + 1);
-  const int threads = flops < (int64_t(1) << 17) ? 1 : num_threads();
+  const int threads = flops < (int64_t(1) << 20) ? 1 : num_threads();
 #pragma omp parallel num_threads(threads)
   {
     pack_a_matrix(packed_a, a, d.lda, d.trans_a, d.m, d.k, true);

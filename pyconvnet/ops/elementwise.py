@@ -1,5 +1,5 @@
-"""Same-shape element-wise ops and concatenation: cat, add_relu, and the differentiable add and
-mul that Tensor ``+``/``*`` use for same-shape float32 operands (broadcasting is numpy's job)."""
+"""Concatenation and the fused residual add + ReLU (cat, add_relu). Tensor ``+``/``*``/``sum``
+call the element-wise kernels (``_C.add``, ``_C.mul``, ``_C.sum``) directly, in tensor.py."""
 
 import numpy as np
 
@@ -9,30 +9,6 @@ from ..autograd import Function
 __all__ = ["cat", "add_relu"]
 
 _FLOAT32 = np.dtype(np.float32)
-
-
-class AddFunction(Function):
-    @staticmethod
-    def forward(ctx, a, b):
-        return _C.add(a, b)
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        return grad_output, grad_output
-
-
-class MulFunction(Function):
-    @staticmethod
-    def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
-        return _C.mul(a, b)
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        a, b = ctx.saved_tensors
-        grad_a = _C.mul(grad_output, b) if ctx.needs_input_grad[0] else None
-        grad_b = _C.mul(grad_output, a) if ctx.needs_input_grad[1] else None
-        return grad_a, grad_b
 
 
 class AddReluFunction(Function):
@@ -47,16 +23,6 @@ class AddReluFunction(Function):
         (output,) = ctx.saved_tensors
         grad = grad_output * (output > 0)
         return grad, grad
-
-
-def add(input, other):
-    """``input + other`` for two float32 tensors of the same shape, differentiable."""
-    return AddFunction.apply(input, other)
-
-
-def mul(input, other):
-    """``input * other`` for two float32 tensors of the same shape, differentiable."""
-    return MulFunction.apply(input, other)
 
 
 def add_relu(input, other):
