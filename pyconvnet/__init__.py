@@ -26,6 +26,7 @@ from .tensor import (
 )
 from . import nn  # noqa: E402  (after Tensor: nn's ops build on it)
 from .ops.elementwise import cat  # noqa: E402
+from . import optim
 
 # torch's dtype aliases (they shadow the builtins only inside this namespace, as in torch).
 float = float32
