@@ -6,48 +6,8 @@ import pytest
 
 import pyconvnet as pcn
 import pyconvnet.nn.functional as F
+from references import conv2d_reference
 from support import assert_close, random_array
-
-
-# ------------------------------------------------------------------ float64 numpy reference
-def _windows(xp, kernel, stride, dilation, out_size):
-    """Slices of the padded input that tap (r, s) reads for every output position."""
-    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_size
-    for r in range(kh):
-        for s in range(kw):
-            yield r, s, (slice(None), slice(None), slice(r * dh, r * dh + sh * (oh - 1) + 1, sh),
-                         slice(s * dw, s * dw + sw * (ow - 1) + 1, sw))
-
-
-def conv2d_reference(x, w, b, gy, stride, padding, dilation, groups):
-    """Output and the gradients of sum(y * gy) with respect to x, w, b, all in float64."""
-    x, w, gy = (a.astype(np.float64) for a in (x, w, gy))
-    (ph, pw) = padding
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    n, c, h, wd = xp.shape
-    o, cg, kh, kw = w.shape
-    og = o // groups
-    oh = (h - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    ow = (wd - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-    cols = np.zeros((n, c, kh, kw, oh, ow))
-    for r, s, window in _windows(xp, (kh, kw), stride, dilation, (oh, ow)):
-        cols[:, :, r, s] = xp[window]
-    y = np.zeros((n, o, oh, ow))
-    dcols = np.zeros_like(cols)
-    dw = np.zeros_like(w)
-    for g in range(groups):
-        ci, co = slice(g * cg, (g + 1) * cg), slice(g * og, (g + 1) * og)
-        y[:, co] = np.einsum("ncrsyx,ocrs->noyx", cols[:, ci], w[co])
-        dcols[:, ci] = np.einsum("noyx,ocrs->ncrsyx", gy[:, co], w[co])
-        dw[co] = np.einsum("noyx,ncrsyx->ocrs", gy[:, co], cols[:, ci])
-    dxp = np.zeros_like(xp)
-    for r, s, window in _windows(xp, (kh, kw), stride, dilation, (oh, ow)):
-        dxp[window] += dcols[:, :, r, s]
-    dx = dxp[:, :, ph : h - ph, pw : wd - pw]
-    if b is not None:
-        y += b.astype(np.float64)[None, :, None, None]
-    db = gy.sum(axis=(0, 2, 3))
-    return y, dx, dw, db
 
 
 # (batch, in_channels, H, W, out_channels, kernel, stride, padding, dilation, groups)

@@ -7,54 +7,8 @@ import pytest
 import pyconvnet as pcn
 import pyconvnet.nn.functional as F
 from pyconvnet import _C
+from references import batch_norm_reference, lrn_reference
 from support import assert_close, random_array
-
-
-# ------------------------------------------------------------------ float64 numpy references
-def batch_norm_reference(x, weight, bias, gy, eps, training, running_mean=None, running_var=None):
-    """Output and the gradients of sum(y * gy) for x, weight, bias; also the batch mean and
-    biased variance (training) so callers can check running-stat updates."""
-    x, gy = x.astype(np.float64), gy.astype(np.float64)
-    channels = x.shape[1]
-    axes = (0,) + tuple(range(2, x.ndim))
-    per_channel = (1, channels) + (1,) * (x.ndim - 2)
-    count = x.size // channels
-    if training:
-        mean, var = x.mean(axis=axes), x.var(axis=axes)
-    else:
-        mean, var = running_mean.astype(np.float64), running_var.astype(np.float64)
-    invstd = 1.0 / np.sqrt(var + eps)
-    w = np.ones(channels) if weight is None else weight.astype(np.float64)
-    b = np.zeros(channels) if bias is None else bias.astype(np.float64)
-    xhat = (x - mean.reshape(per_channel)) * invstd.reshape(per_channel)
-    y = xhat * w.reshape(per_channel) + b.reshape(per_channel)
-    dbias = gy.sum(axis=axes)
-    dweight = (gy * xhat).sum(axis=axes)
-    scale = (w * invstd).reshape(per_channel)
-    if training:
-        dx = scale * (gy - dbias.reshape(per_channel) / count - xhat * dweight.reshape(per_channel) / count)
-    else:
-        dx = gy * scale
-    return y, dx, dweight, dbias, mean, var
-
-
-def lrn_reference(x, gy, size, alpha, beta, k):
-    """local_response_norm output and input gradient, in float64, straight from the definition."""
-    x, gy = x.astype(np.float64), gy.astype(np.float64)
-    channels = x.shape[1]
-    before, after = size // 2, (size - 1) // 2
-    window_sum = np.zeros_like(x)
-    for c in range(channels):
-        window_sum[:, c] = (x[:, max(0, c - before) : c + after + 1] ** 2).sum(axis=1)
-    scale = k + alpha / size * window_sum
-    y = x * scale**-beta
-    # d y_j / d x_c = [j == c] scale_c^-beta - 2 alpha beta / size * x_j x_c scale_j^(-beta-1), c in window(j)
-    term = gy * x * scale ** (-beta - 1)
-    gathered = np.zeros_like(x)
-    for c in range(channels):
-        gathered[:, c] = term[:, max(0, c - after) : c + before + 1].sum(axis=1)
-    dx = gy * scale**-beta - 2 * alpha * beta / size * x * gathered
-    return y, dx
 
 
 def _run_batch_norm(x, weight, bias, gy, training, running_mean=None, running_var=None, momentum=0.1, eps=1e-5):

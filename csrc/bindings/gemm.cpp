@@ -1,4 +1,6 @@
 // Binding for the library's SGEMM (pyconvnet.backend.sgemm).
+#include <algorithm>
+
 #include "bindings/common.h"
 #include "dispatch.h"
 
@@ -22,9 +24,10 @@ void bind_gemm(py::module_& m) {
         if (b_k != d.k)
           throw py::value_error("sgemm: inner dimensions differ: op(a) is " + shape_str({d.m, d.k}) + ", op(b) is " +
                                 shape_str({b_k, d.n}));
-        d.lda = a.shape(1);
-        d.ldb = b.shape(1);
-        d.ldc = d.n;
+        // BLAS leading dimensions are at least 1, also for a matrix with no columns (k = 0 or n = 0).
+        d.lda = std::max<int64_t>(a.shape(1), 1);
+        d.ldb = std::max<int64_t>(b.shape(1), 1);
+        d.ldc = std::max<int64_t>(d.n, 1);
         d.alpha = alpha;
         d.beta = beta;
         validate(d);
@@ -33,7 +36,7 @@ void bind_gemm(py::module_& m) {
           if (beta != 0.0f) throw py::value_error("sgemm: beta != 0 needs out= holding C");
           c = empty_float({d.m, d.n});
         } else {
-          if (!py::isinstance<FloatArray>(out_obj) || !py::reinterpret_borrow<py::array>(out_obj).dtype().equal(py::dtype::of<float>()))
+          if (!py::isinstance<py::array>(out_obj) || !py::reinterpret_borrow<py::array>(out_obj).dtype().equal(py::dtype::of<float>()))
             throw py::type_error("sgemm: out must be a float32 array");
           c = py::reinterpret_borrow<FloatArray>(out_obj);
           if (!(c.flags() & py::array::c_style)) throw py::value_error("sgemm: out must be C-contiguous");

@@ -2,6 +2,7 @@
 #include "core/runtime.h"
 
 #include <omp.h>
+#include <pthread.h>
 
 #include <atomic>
 #include <cstdlib>
@@ -11,6 +12,18 @@ namespace pcn {
 namespace {
 
 std::atomic<int> g_threads{0};
+// Note [fork]: GNU libgomp's thread pool does not survive fork(). In a child forked after the
+// parent ran a parallel region, a region with more than one thread waits forever for pool
+// threads that do not exist there. So once more than one thread has been handed out, a forked
+// child runs every kernel on one thread (as PyTorch does), whatever set_num_threads() says.
+std::atomic<bool> g_pool_may_exist{false};
+std::atomic<bool> g_single_threaded_child{false};
+
+void after_fork_in_child() {
+  if (g_pool_may_exist.load(std::memory_order_relaxed)) g_single_threaded_child.store(true, std::memory_order_relaxed);
+}
+
+const int g_fork_handler_registered = pthread_atfork(nullptr, nullptr, after_fork_in_child);
 
 struct ScratchBuffer {
   float* data = nullptr;
@@ -21,11 +34,14 @@ struct ScratchBuffer {
 }  // namespace
 
 int num_threads() {
+  if (g_single_threaded_child.load(std::memory_order_relaxed)) return 1;
   int threads = g_threads.load(std::memory_order_relaxed);
   if (threads <= 0) {
     threads = omp_get_max_threads();
     g_threads.store(threads, std::memory_order_relaxed);
   }
+  if (threads > 1 && !g_pool_may_exist.load(std::memory_order_relaxed))
+    g_pool_may_exist.store(true, std::memory_order_relaxed);
   return threads;
 }
 

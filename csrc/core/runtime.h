@@ -7,7 +7,8 @@ namespace pcn {
 
 // Threads used by every OpenMP region (num_threads clause). Starts at omp_get_max_threads(),
 // which honours OMP_NUM_THREADS; kept here rather than in OpenMP's per-thread ICV so that a
-// change made from one Python thread applies to kernels called from any other.
+// change made from one Python thread applies to kernels called from any other. Always 1 in a
+// child forked after the parent used more than one thread (Note [fork] in runtime.cpp).
 int num_threads();
 void set_num_threads(int threads);
 

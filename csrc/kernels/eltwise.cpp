@@ -47,7 +47,7 @@ void add_relu_forward(float* y, const float* a, const float* b, const EltwiseDes
     const int64_t begin = chunk * kChunk, end = min64(d.count, begin + kChunk);
     for (int64_t i = begin; i < end; ++i) {
       const float s = a[i] + b[i];
-      y[i] = s > 0.0f ? s : 0.0f;
+      y[i] = s < 0.0f ? 0.0f : s;  // NaN propagates, as relu
     }
   }
 }

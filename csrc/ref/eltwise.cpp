@@ -15,7 +15,7 @@ void mul_forward(float* y, const float* a, const float* b, const EltwiseDesc& d)
 void add_relu_forward(float* y, const float* a, const float* b, const EltwiseDesc& d) {
   for (int64_t i = 0; i < d.count; ++i) {
     const float s = a[i] + b[i];
-    y[i] = s > 0.0f ? s : 0.0f;
+    y[i] = s < 0.0f ? 0.0f : s;  // NaN propagates, as relu
   }
 }
 

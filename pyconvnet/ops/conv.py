@@ -1,5 +1,7 @@
 """Convolution and fully connected layers: conv2d, linear, and zero padding (pad)."""
 
+import math
+
 import numpy as np
 
 from .. import _C
@@ -67,7 +69,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 class LinearFunction(Function):
     @staticmethod
     def forward(ctx, input, weight, bias):
-        rows = input.reshape(-1, input.shape[-1])
+        rows = input.reshape(math.prod(input.shape[:-1]), input.shape[-1])  # -1 is ambiguous for 0 features
         ctx.save_for_backward(rows, weight)
         ctx.input_shape = input.shape
         if bias is None:
@@ -81,7 +83,7 @@ class LinearFunction(Function):
     @staticmethod
     def backward(ctx, grad_output):
         rows, weight = ctx.saved_tensors
-        grad_rows = np.ascontiguousarray(grad_output, dtype=np.float32).reshape(-1, weight.shape[0])
+        grad_rows = np.ascontiguousarray(grad_output, dtype=np.float32).reshape(rows.shape[0], weight.shape[0])
         grad_input = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
             grad_input = _C.sgemm(grad_rows, weight).reshape(ctx.input_shape)
