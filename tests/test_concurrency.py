@@ -251,6 +251,8 @@ def test_forked_child_runs_kernels_on_one_thread_without_hanging():
     threaded kernels runs them on one thread (Note [fork] in csrc/core/runtime.cpp), with
     correct results, instead of hanging. Runs in its own interpreter; the parent kills a child
     that does not finish (exit 124)."""
-    result = subprocess.run([sys.executable, "-c", FORK_SCRIPT], capture_output=True, text=True, timeout=300)
+    # Started in tests/ so that `python -c` imports the installed package, not the source tree.
+    result = subprocess.run([sys.executable, "-c", FORK_SCRIPT], capture_output=True, text=True, timeout=300,
+                            cwd=os.path.dirname(os.path.abspath(__file__)))
     outcome = {0: "ok", 3: "wrong results", 4: "more than one thread", 124: "child hung"}
     assert result.returncode == 0, f"{outcome.get(result.returncode, result.returncode)}: {result.stderr}"

@@ -55,14 +55,16 @@ def run_property(profile, strategy, check):
     property_holds()
 
 
-def assert_close(actual, expected, what, magnitude=0.0):
+def assert_close(actual, expected, what, magnitude=0.0, condition=1.0):
     """Max error within RTOL of the larger of the reference's scale and ``magnitude`` (the size
-    of the terms a result is summed from, for results that cancel to near zero)."""
+    of the terms a result is summed from, for results that cancel to near zero). ``condition``
+    widens the bound for ill-conditioned inputs by what float32 rounding of them alone costs."""
     actual = np.asarray(actual)
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != expected {expected.shape}"
     scale = max(float(np.abs(expected).max(initial=0.0)), magnitude, 1e-6)
     error = float(np.abs(actual.astype(np.float64) - expected).max(initial=0.0)) / scale
-    assert error <= RTOL, f"{what}: relative error {error:.3g} > {RTOL:g}"
+    bound = max(RTOL, 8 * float(np.finfo(np.float32).eps) * condition)
+    assert error <= bound, f"{what}: relative error {error:.3g} > {bound:g}"
 
 
 def _rng(seed):
@@ -243,11 +245,15 @@ def check_batch_norm(case):
     xhat_max = float((np.abs(x - mean.reshape(per_channel)) / np.sqrt(var + case["eps"]).reshape(per_channel)).max())
     gain_max = float((np.ones(channels) if weight is None else np.abs(weight)).max() / np.sqrt(var + case["eps"]).min())
     gy_max = float(np.abs(gy).max())
-    assert_close(y.detach().numpy(), ref_y, "output", magnitude=xhat_max)
-    assert_close(xt.grad.numpy(), ref_dx, "grad_input", magnitude=gain_max * gy_max)
+    # x - mean loses the digits that the offset takes: a channel whose spread is small against its
+    # values is ill-conditioned in float32 (batch 2 at offset 100 is).
+    axes = (0,) + tuple(range(2, x.ndim))
+    condition = float((np.abs(x).max(axis=axes) / np.sqrt(var + case["eps"])).max())
+    assert_close(y.detach().numpy(), ref_y, "output", magnitude=xhat_max, condition=condition)
+    assert_close(xt.grad.numpy(), ref_dx, "grad_input", magnitude=gain_max * gy_max, condition=condition)
     count = x.size // channels
     if weight is not None:
-        assert_close(wt.grad.numpy(), ref_dw, "grad_weight", magnitude=gy_max * xhat_max * count)
+        assert_close(wt.grad.numpy(), ref_dw, "grad_weight", magnitude=gy_max * xhat_max * count, condition=condition)
         assert_close(bt.grad.numpy(), ref_db, "grad_bias", magnitude=gy_max * count)
     if case["training"]:
         assert_close(rm_t.numpy(), (1 - momentum) * running_mean + momentum * mean, "running_mean",

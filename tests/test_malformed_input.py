@@ -260,7 +260,7 @@ def test_nan_and_inf_propagate_at_least_as_in_torch(name, special):
     assert not extra.any(), f"{name}: {int(extra.sum())} NaN outputs where torch has finite values"
 
 
-def test_nan_in_sgemm_propagates_and_beta_zero_ignores_out():
+def test_nan_in_sgemm_propagates_to_its_row():
     a = np.ones((3, 4), np.float32)
     a[1, 2] = np.nan
     y = backend.sgemm(a, np.ones((4, 2), np.float32))
