@@ -357,7 +357,7 @@ def _root_gradient(index, root, gradient):
             f"Mismatch in shape: gradient has a shape of {list(array.shape)} and "
             f"output[{index}] has a shape of {list(shape)}"
         )
-    return np.ascontiguousarray(array, dtype=_FLOAT32)
+    return np.asarray(array, dtype=_FLOAT32, order="C")  # keeps 0-d shapes (ascontiguousarray does not)
 
 
 class _InputBuffer:
@@ -477,7 +477,7 @@ def _call_backward(node, buffer):
 def _read_only(grad):
     """A C-contiguous read-only view: one gradient array may feed several branches, so a
     backward that wrote into its ``grad_output`` would corrupt the others."""
-    view = np.ascontiguousarray(grad).view()
+    view = np.asarray(grad, order="C").view()  # 0-d stays 0-d
     view.flags.writeable = False
     return view
 

@@ -60,4 +60,13 @@ float* writable(FloatArray& array, const char* op, const char* name) {
   return array.mutable_data();
 }
 
+FloatArray inplace_float(const py::handle& obj, const std::vector<int64_t>& shape, const char* op, const char* name) {
+  FloatArray array = float_input(obj, op, name);  // TypeError unless float32
+  if (!array.is(obj) || !(array.flags() & py::array::c_style))
+    throw py::value_error(std::string(op) + ": " + name + " must be C-contiguous to be updated in place");
+  expect_shape(array, shape, op, name);
+  writable(array, op, name);
+  return array;
+}
+
 }  // namespace pcn::bind

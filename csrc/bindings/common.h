@@ -37,10 +37,18 @@ FloatArray empty_float(const std::vector<int64_t>& shape);
 IndexArray empty_index(const std::vector<int64_t>& shape);
 // ValueError unless the array is writable (for in-place outputs such as running statistics).
 float* writable(FloatArray& array, const char* op, const char* name);
+// An array the kernel writes in place (running statistics, out=): must already be a writable,
+// C-contiguous float32 array of exactly `shape` (no conversion copy that would lose the writes).
+FloatArray inplace_float(const py::handle& obj, const std::vector<int64_t>& shape, const char* op, const char* name);
 
 void bind_backend(py::module_& m);
 void bind_gemm(py::module_& m);
 void bind_conv(py::module_& m);
 void bind_pool(py::module_& m);
+void bind_loss(py::module_& m);
+void bind_optim(py::module_& m);
+void bind_eltwise(py::module_& m);
+void bind_norm(py::module_& m);
+void bind_activation(py::module_& m);
 
 }  // namespace pcn::bind

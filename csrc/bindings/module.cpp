@@ -7,4 +7,9 @@ PYBIND11_MODULE(_C, m) {
   pcn::bind::bind_gemm(m);
   pcn::bind::bind_conv(m);
   pcn::bind::bind_pool(m);
+  pcn::bind::bind_loss(m);
+  pcn::bind::bind_optim(m);
+  pcn::bind::bind_eltwise(m);
+  pcn::bind::bind_norm(m);
+  pcn::bind::bind_activation(m);
 }

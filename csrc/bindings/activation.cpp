@@ -1,0 +1,144 @@
+// Bindings for the element-wise activations and dropout (kernels/activation.h). Arrays of any
+// shape; forward kernels take an optional out= (a writable C-contiguous float32 array of the
+// input's shape, which may be the input itself: in-place).
+#include "bindings/common.h"
+#include "dispatch.h"
+
+namespace pcn::bind {
+namespace {
+
+using MaskArray = py::array_t<uint8_t, py::array::c_style>;
+using ForwardKernel = void (*)(float*, const float*, const ActivationDesc&);
+using BackwardKernel = void (*)(float*, const float*, const float*, const ActivationDesc&);
+
+ActivationDesc activation_desc(const FloatArray& x, double negative_slope) {
+  ActivationDesc d;
+  d.count = checked_numel(shape_of(x), "activation: input");
+  d.negative_slope = static_cast<float>(negative_slope);
+  validate(d);
+  return d;
+}
+
+// out= if given (checked), else a fresh array shaped like x.
+FloatArray output_like(const FloatArray& x, const py::handle& out_obj, const char* op) {
+  if (out_obj.is_none()) return empty_float(shape_of(x));
+  return inplace_float(out_obj, shape_of(x), op, "out");
+}
+
+FloatArray run_forward(ForwardKernel KernelTable::*kernel, const py::handle& x_obj, const py::handle& out_obj,
+                       double negative_slope, const char* op) {
+  FloatArray x = float_input(x_obj, op, "input");
+  const ActivationDesc d = activation_desc(x, negative_slope);
+  FloatArray y = output_like(x, out_obj, op);
+  float* y_data = y.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    (kernels().*kernel)(y_data, x.data(), d);
+  }
+  return y;
+}
+
+FloatArray run_backward(BackwardKernel KernelTable::*kernel, const py::handle& dy_obj, const py::handle& v_obj,
+                        const char* v_name, double negative_slope, const char* op) {
+  FloatArray v = float_input(v_obj, op, v_name), dy = float_input(dy_obj, op, "grad_output");
+  expect_shape(dy, shape_of(v), op, "grad_output");
+  const ActivationDesc d = activation_desc(v, negative_slope);
+  FloatArray dx = empty_float(shape_of(v));
+  float* dx_data = dx.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    (kernels().*kernel)(dx_data, dy.data(), v.data(), d);
+  }
+  return dx;
+}
+
+MaskArray mask_input(const py::handle& obj, const char* op) {
+  if (!py::isinstance<py::array>(obj) || !py::reinterpret_borrow<py::array>(obj).dtype().equal(py::dtype::of<uint8_t>()))
+    throw py::type_error(std::string(op) + ": mask must be a uint8 array");
+  return MaskArray::ensure(obj);
+}
+
+DropoutDesc dropout_desc(const FloatArray& x, double p, uint64_t seed) {
+  DropoutDesc d;
+  d.count = checked_numel(shape_of(x), "dropout: input");
+  d.p = static_cast<float>(p);
+  d.seed = seed;
+  if (!(p >= 0.0 && p <= 1.0)) d.p = -1.0f;  // let validate() report it, whatever float rounding does
+  validate(d);
+  return d;
+}
+
+}  // namespace
+
+void bind_activation(py::module_& m) {
+  const auto forward = [&m](const char* name, ForwardKernel KernelTable::*kernel, const char* op) {
+    m.def(
+        name,
+        [kernel, op](const py::handle& x, const py::handle& out) { return run_forward(kernel, x, out, 0.0, op); },
+        py::arg("input"), py::arg("out") = py::none());
+  };
+  const auto backward = [&m](const char* name, BackwardKernel KernelTable::*kernel, const char* op) {
+    m.def(
+        name,
+        [kernel, op](const py::handle& dy, const py::handle& y) {
+          return run_backward(kernel, dy, y, "output", 0.0, op);
+        },
+        py::arg("grad_output"), py::arg("output"));
+  };
+  forward("relu_forward", &KernelTable::relu_forward, "relu");
+  backward("relu_backward", &KernelTable::relu_backward, "relu backward");
+  forward("sigmoid_forward", &KernelTable::sigmoid_forward, "sigmoid");
+  backward("sigmoid_backward", &KernelTable::sigmoid_backward, "sigmoid backward");
+  forward("tanh_forward", &KernelTable::tanh_forward, "tanh");
+  backward("tanh_backward", &KernelTable::tanh_backward, "tanh backward");
+  m.def(
+      "leaky_relu_forward",
+      [](const py::handle& x, double negative_slope, const py::handle& out) {
+        return run_forward(&KernelTable::leaky_relu_forward, x, out, negative_slope, "leaky_relu");
+      },
+      py::arg("input"), py::arg("negative_slope"), py::arg("out") = py::none());
+  m.def(
+      "leaky_relu_backward",
+      [](const py::handle& dy, const py::handle& v, double negative_slope) {
+        return run_backward(&KernelTable::leaky_relu_backward, dy, v, "input", negative_slope, "leaky_relu backward");
+      },
+      py::arg("grad_output"), py::arg("input"), py::arg("negative_slope"),
+      "Gradient from the input, or from the output when negative_slope >= 0 (same sign).");
+  m.def(
+      "dropout_forward",
+      [](const py::handle& x_obj, double p, uint64_t seed, const py::handle& out_obj) {
+        FloatArray x = float_input(x_obj, "dropout", "input");
+        const DropoutDesc d = dropout_desc(x, p, seed);
+        FloatArray y = output_like(x, out_obj, "dropout");
+        MaskArray mask(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+        float* y_data = y.mutable_data();
+        uint8_t* mask_data = mask.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          kernels().dropout_forward(y_data, mask_data, x.data(), d);
+        }
+        return py::make_tuple(y, mask);
+      },
+      py::arg("input"), py::arg("p"), py::arg("seed"), py::arg("out") = py::none(),
+      "Returns (output, mask); mask is uint8 (1 = kept), a function of (seed, element index) only.");
+  m.def(
+      "dropout_backward",
+      [](const py::handle& dy_obj, const py::handle& mask_obj, double p) {
+        FloatArray dy = float_input(dy_obj, "dropout backward", "grad_output");
+        MaskArray mask = mask_input(mask_obj, "dropout backward");
+        if (shape_of(mask) != shape_of(dy))
+          throw py::value_error("dropout backward: mask shape " + shape_str(shape_of(mask)) +
+                                " does not match grad_output shape " + shape_str(shape_of(dy)));
+        const DropoutDesc d = dropout_desc(dy, p, 0);
+        FloatArray dx = empty_float(shape_of(dy));
+        float* dx_data = dx.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          kernels().dropout_backward(dx_data, dy.data(), mask.data(), d);
+        }
+        return dx;
+      },
+      py::arg("grad_output"), py::arg("mask"), py::arg("p"));
+}
+
+}  // namespace pcn::bind

@@ -1,0 +1,246 @@
+// Bindings for softmax / log_softmax and the losses (cross_entropy, nll_loss, mse_loss).
+// Losses return a 0-d array for reduction mean/sum and a target-shaped array for none.
+#include "bindings/common.h"
+#include "dispatch.h"
+
+namespace pcn::bind {
+namespace {
+
+SoftmaxDesc softmax_desc(const py::array& x, int64_t dim, const char* op) {
+  const int64_t ndim = x.ndim();
+  if (ndim == 0 ? (dim != 0 && dim != -1) : (dim < -ndim || dim >= ndim))
+    throw py::value_error(std::string(op) + ": dim " + std::to_string(dim) + " is out of range for input of shape " +
+                          shape_str(shape_of(x)));
+  if (dim < 0) dim += ndim;
+  SoftmaxDesc d;
+  d.outer = 1;
+  d.classes = ndim == 0 ? 1 : x.shape(dim);
+  d.inner = 1;
+  for (int64_t i = 0; i < dim; ++i) d.outer *= x.shape(i);
+  for (int64_t i = dim + 1; i < ndim; ++i) d.inner *= x.shape(i);
+  validate(d);
+  return d;
+}
+
+using SoftmaxKernel = void (*)(float*, const float*, const SoftmaxDesc&);
+using SoftmaxBackwardKernel = void (*)(float*, const float*, const float*, const SoftmaxDesc&);
+
+FloatArray softmax_call(const py::handle& x_obj, int64_t dim, const char* op, SoftmaxKernel KernelTable::*kernel) {
+  FloatArray x = float_input(x_obj, op, "input");
+  const SoftmaxDesc d = softmax_desc(x, dim, op);
+  FloatArray y = empty_float(shape_of(x));
+  float* y_data = y.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    (kernels().*kernel)(y_data, x.data(), d);
+  }
+  return y;
+}
+
+FloatArray softmax_backward_call(const py::handle& dy_obj, const py::handle& y_obj, int64_t dim, const char* op,
+                                 SoftmaxBackwardKernel KernelTable::*kernel) {
+  FloatArray dy = float_input(dy_obj, op, "grad_output"), y = float_input(y_obj, op, "output");
+  expect_shape(dy, shape_of(y), op, "grad_output");
+  const SoftmaxDesc d = softmax_desc(y, dim, op);
+  FloatArray dx = empty_float(shape_of(y));
+  float* dx_data = dx.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    (kernels().*kernel)(dx_data, dy.data(), y.data(), d);
+  }
+  return dx;
+}
+
+// Input (N, C, d1, ...) and target (N, d1, ...): fills the descriptor, checks shapes and every
+// target value, and returns the optional class weights (nullptr when None).
+struct ClassTask {
+  LossDesc d;
+  FloatArray input;
+  IndexArray target;
+  FloatArray weight;
+  const float* weight_data = nullptr;
+  std::vector<int64_t> target_shape;
+};
+
+ClassTask class_task(const py::handle& input_obj, const std::vector<int64_t>& input_shape, const py::handle& target_obj,
+                     const py::handle& weight_obj, int64_t ignore_index, int reduction, float label_smoothing,
+                     const char* op) {
+  ClassTask task;
+  task.target = index_input(target_obj, op, "target");
+  if (input_shape.size() < 2)
+    throw py::value_error(std::string(op) + ": input must be (N, C) or (N, C, d1, ...), got shape " +
+                          shape_str(input_shape));
+  task.target_shape = input_shape;
+  task.target_shape.erase(task.target_shape.begin() + 1);
+  if (shape_of(task.target) != task.target_shape)
+    throw py::value_error(std::string(op) + ": target must have shape " + shape_str(task.target_shape) +
+                          " for input of shape " + shape_str(input_shape) + ", got " + shape_str(shape_of(task.target)));
+  LossDesc& d = task.d;
+  d.batch = input_shape[0];
+  d.classes = input_shape[1];
+  d.inner = 1;
+  for (size_t i = 2; i < input_shape.size(); ++i) d.inner = checked_mul(d.inner, input_shape[i], op);
+  d.ignore_index = ignore_index;
+  d.reduction = reduction;
+  d.label_smoothing = label_smoothing;
+  validate(d, op);
+  if (!weight_obj.is_none()) {
+    task.weight = float_input(weight_obj, op, "weight");
+    expect_shape(task.weight, {d.classes}, op, "weight");
+    task.weight_data = task.weight.data();
+  }
+  const int64_t* t = task.target.data();
+  for (int64_t i = 0, count = d.batch * d.inner; i < count; ++i)
+    if (t[i] != ignore_index && (t[i] < 0 || t[i] >= d.classes))
+      throw py::value_error(std::string(op) + ": target value " + std::to_string(t[i]) + " is out of bounds for " +
+                            std::to_string(d.classes) + " classes (valid: 0 to " + std::to_string(d.classes - 1) +
+                            ", or ignore_index=" + std::to_string(ignore_index) + ")");
+  if (!input_obj.is_none()) {
+    task.input = float_input(input_obj, op, "input");
+    expect_shape(task.input, input_shape, op, "input");
+  }
+  return task;
+}
+
+std::vector<int64_t> loss_shape(const LossDesc& d, const std::vector<int64_t>& per_element) {
+  return d.reduction == kReductionNone ? per_element : std::vector<int64_t>{};
+}
+
+FloatArray grad_loss_input(const py::handle& obj, const LossDesc& d, const std::vector<int64_t>& per_element,
+                           const char* op) {
+  FloatArray g = float_input(obj, op, "grad_output");
+  expect_shape(g, loss_shape(d, per_element), op, "grad_output");
+  return g;
+}
+
+}  // namespace
+
+void bind_loss(py::module_& m) {
+  m.def("softmax_forward", [](const py::handle& x, int64_t dim) {
+    return softmax_call(x, dim, "softmax", &KernelTable::softmax_forward);
+  }, py::arg("input"), py::arg("dim"));
+  m.def("log_softmax_forward", [](const py::handle& x, int64_t dim) {
+    return softmax_call(x, dim, "log_softmax", &KernelTable::log_softmax_forward);
+  }, py::arg("input"), py::arg("dim"));
+  m.def("softmax_backward", [](const py::handle& dy, const py::handle& y, int64_t dim) {
+    return softmax_backward_call(dy, y, dim, "softmax backward", &KernelTable::softmax_backward);
+  }, py::arg("grad_output"), py::arg("output"), py::arg("dim"));
+  m.def("log_softmax_backward", [](const py::handle& dy, const py::handle& y, int64_t dim) {
+    return softmax_backward_call(dy, y, dim, "log_softmax backward", &KernelTable::log_softmax_backward);
+  }, py::arg("grad_output"), py::arg("output"), py::arg("dim"));
+
+  m.def(
+      "cross_entropy_forward",
+      [](const py::handle& input_obj, const py::handle& target_obj, const py::handle& weight_obj, int64_t ignore_index,
+         int reduction, float label_smoothing) {
+        FloatArray input = float_input(input_obj, "cross_entropy", "input");
+        ClassTask task = class_task(input, shape_of(input), target_obj, weight_obj, ignore_index, reduction,
+                                    label_smoothing, "cross_entropy");
+        FloatArray loss = empty_float(loss_shape(task.d, task.target_shape));
+        FloatArray log_probs = empty_float(shape_of(input));
+        float *loss_data = loss.mutable_data(), *lp_data = log_probs.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          kernels().cross_entropy_forward(loss_data, lp_data, task.input.data(), task.target.data(), task.weight_data,
+                                          task.d);
+        }
+        return py::make_tuple(loss, log_probs);
+      },
+      py::arg("input"), py::arg("target"), py::arg("weight"), py::arg("ignore_index"), py::arg("reduction"),
+      py::arg("label_smoothing"));
+  m.def(
+      "cross_entropy_backward",
+      [](const py::handle& grad_obj, const py::handle& lp_obj, const py::handle& target_obj, const py::handle& weight_obj,
+         int64_t ignore_index, int reduction, float label_smoothing) {
+        FloatArray log_probs = float_input(lp_obj, "cross_entropy backward", "log_probs");
+        ClassTask task = class_task(log_probs, shape_of(log_probs), target_obj, weight_obj, ignore_index, reduction,
+                                    label_smoothing, "cross_entropy backward");
+        FloatArray grad = grad_loss_input(grad_obj, task.d, task.target_shape, "cross_entropy backward");
+        FloatArray dlogits = empty_float(shape_of(log_probs));
+        float* out = dlogits.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          kernels().cross_entropy_backward(out, grad.data(), task.input.data(), task.target.data(), task.weight_data,
+                                           task.d);
+        }
+        return dlogits;
+      },
+      py::arg("grad_output"), py::arg("log_probs"), py::arg("target"), py::arg("weight"), py::arg("ignore_index"),
+      py::arg("reduction"), py::arg("label_smoothing"));
+  m.def(
+      "nll_loss_forward",
+      [](const py::handle& input_obj, const py::handle& target_obj, const py::handle& weight_obj, int64_t ignore_index,
+         int reduction) {
+        FloatArray input = float_input(input_obj, "nll_loss", "input");
+        ClassTask task =
+            class_task(input, shape_of(input), target_obj, weight_obj, ignore_index, reduction, 0.0f, "nll_loss");
+        FloatArray loss = empty_float(loss_shape(task.d, task.target_shape));
+        float* loss_data = loss.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          kernels().nll_loss_forward(loss_data, task.input.data(), task.target.data(), task.weight_data, task.d);
+        }
+        return loss;
+      },
+      py::arg("input"), py::arg("target"), py::arg("weight"), py::arg("ignore_index"), py::arg("reduction"));
+  m.def(
+      "nll_loss_backward",
+      [](const py::handle& grad_obj, const py::handle& target_obj, const py::handle& weight_obj,
+         std::vector<int64_t> input_shape, int64_t ignore_index, int reduction) {
+        ClassTask task = class_task(py::none(), input_shape, target_obj, weight_obj, ignore_index, reduction, 0.0f,
+                                    "nll_loss backward");
+        FloatArray grad = grad_loss_input(grad_obj, task.d, task.target_shape, "nll_loss backward");
+        FloatArray dinput = empty_float(input_shape);
+        float* out = dinput.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          kernels().nll_loss_backward(out, grad.data(), task.target.data(), task.weight_data, task.d);
+        }
+        return dinput;
+      },
+      py::arg("grad_output"), py::arg("target"), py::arg("weight"), py::arg("input_shape"), py::arg("ignore_index"),
+      py::arg("reduction"));
+
+  m.def(
+      "mse_loss_forward",
+      [](const py::handle& input_obj, const py::handle& target_obj, int reduction) {
+        FloatArray input = float_input(input_obj, "mse_loss", "input"), target = float_input(target_obj, "mse_loss", "target");
+        expect_shape(target, shape_of(input), "mse_loss", "target");
+        LossDesc d;
+        d.batch = input.size();
+        d.classes = d.inner = 1;
+        d.reduction = reduction;
+        validate(d, "mse_loss");
+        FloatArray loss = empty_float(loss_shape(d, shape_of(input)));
+        float* loss_data = loss.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          kernels().mse_loss_forward(loss_data, input.data(), target.data(), d);
+        }
+        return loss;
+      },
+      py::arg("input"), py::arg("target"), py::arg("reduction"));
+  m.def(
+      "mse_loss_backward",
+      [](const py::handle& grad_obj, const py::handle& input_obj, const py::handle& target_obj, int reduction) {
+        const char* op = "mse_loss backward";
+        FloatArray input = float_input(input_obj, op, "input"), target = float_input(target_obj, op, "target");
+        expect_shape(target, shape_of(input), op, "target");
+        LossDesc d;
+        d.batch = input.size();
+        d.classes = d.inner = 1;
+        d.reduction = reduction;
+        validate(d, op);
+        FloatArray grad = grad_loss_input(grad_obj, d, shape_of(input), op);
+        FloatArray dinput = empty_float(shape_of(input));
+        float* out = dinput.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          kernels().mse_loss_backward(out, grad.data(), input.data(), target.data(), d);
+        }
+        return dinput;
+      },
+      py::arg("grad_output"), py::arg("input"), py::arg("target"), py::arg("reduction"));
+}
+
+}  // namespace pcn::bind

@@ -1,0 +1,175 @@
+// Bindings for batch norm and local response norm (kernels/norm.h). Inputs are (N, C, *):
+// everything after the channel axis is flattened into `spatial`.
+#include "bindings/common.h"
+#include "dispatch.h"
+
+namespace pcn::bind {
+namespace {
+
+// (batch, channels, spatial) of an (N, C, *) array with at least `min_ndim` dimensions.
+std::array<int64_t, 3> ncs_shape(const FloatArray& a, int min_ndim, const char* op, const char* name) {
+  if (a.ndim() < min_ndim)
+    throw py::value_error(std::string(op) + ": " + name + " must have at least " + std::to_string(min_ndim) +
+                          " dimensions (N, C, ...), got shape " + shape_str(shape_of(a)));
+  int64_t spatial = 1;
+  for (py::ssize_t i = 2; i < a.ndim(); ++i) spatial = checked_mul(spatial, a.shape(i), op);
+  return {a.shape(0), a.shape(1), spatial};
+}
+
+BatchNormDesc bn_desc(const FloatArray& x, double eps, double momentum, bool training) {
+  const auto [batch, channels, spatial] = ncs_shape(x, 2, "batch_norm", "input");
+  BatchNormDesc d;
+  d.batch = batch;
+  d.channels = channels;
+  d.spatial = spatial;
+  d.eps = static_cast<float>(eps);
+  d.momentum = static_cast<float>(momentum);
+  d.training = training;
+  validate(d);
+  return d;
+}
+
+// A (C,) float32 parameter or statistic; null for None.
+const float* channel_vector(const py::handle& obj, FloatArray& holder, const BatchNormDesc& d, const char* name) {
+  if (obj.is_none()) return nullptr;
+  holder = float_input(obj, "batch_norm", name);
+  expect_shape(holder, {d.channels}, "batch_norm", name);
+  return holder.data();
+}
+
+LrnDesc lrn_desc(const FloatArray& x, int64_t size, double alpha, double beta, double k) {
+  const auto [batch, channels, spatial] = ncs_shape(x, 3, "local_response_norm", "input");
+  LrnDesc d;
+  d.batch = batch;
+  d.channels = channels;
+  d.spatial = spatial;
+  d.size = size;
+  d.alpha = static_cast<float>(alpha);
+  d.beta = static_cast<float>(beta);
+  d.k = static_cast<float>(k);
+  validate(d);
+  return d;
+}
+
+FloatArray same_shape_input(const py::handle& obj, const FloatArray& like, const char* op, const char* name) {
+  FloatArray a = float_input(obj, op, name);
+  expect_shape(a, shape_of(like), op, name);
+  return a;
+}
+
+py::object optional(const FloatArray& a, bool present) { return present ? py::object(a) : py::object(py::none()); }
+
+}  // namespace
+
+void bind_norm(py::module_& m) {
+  m.def(
+      "batch_norm_forward_train",
+      [](const py::handle& x_obj, const py::handle& rm_obj, const py::handle& rv_obj, const py::handle& w_obj,
+         const py::handle& b_obj, double momentum, double eps) {
+        FloatArray x = float_input(x_obj, "batch_norm", "input");
+        const BatchNormDesc d = bn_desc(x, eps, momentum, true);
+        FloatArray rm, rv, w, b;
+        float* rm_data = rm_obj.is_none() ? nullptr : (rm = inplace_float(rm_obj, {d.channels}, "batch_norm", "running_mean")).mutable_data();
+        float* rv_data = rv_obj.is_none() ? nullptr : (rv = inplace_float(rv_obj, {d.channels}, "batch_norm", "running_var")).mutable_data();
+        const float* weight = channel_vector(w_obj, w, d, "weight");
+        const float* bias = channel_vector(b_obj, b, d, "bias");
+        FloatArray y = empty_float(shape_of(x)), mean = empty_float({d.channels}), invstd = empty_float({d.channels});
+        float *y_data = y.mutable_data(), *mean_data = mean.mutable_data(), *invstd_data = invstd.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          kernels().batch_norm_forward_train(y_data, mean_data, invstd_data, rm_data, rv_data, x.data(), weight, bias, d);
+        }
+        return py::make_tuple(y, mean, invstd);
+      },
+      py::arg("input"), py::arg("running_mean"), py::arg("running_var"), py::arg("weight"), py::arg("bias"),
+      py::arg("momentum"), py::arg("eps"),
+      "Batch-statistics batch norm: returns (output, save_mean, save_invstd); updates the running "
+      "statistics (float32, C-contiguous, or None) in place.");
+  m.def(
+      "batch_norm_forward_eval",
+      [](const py::handle& x_obj, const py::handle& rm_obj, const py::handle& rv_obj, const py::handle& w_obj,
+         const py::handle& b_obj, double eps) {
+        FloatArray x = float_input(x_obj, "batch_norm", "input");
+        const BatchNormDesc d = bn_desc(x, eps, 0.0, false);
+        FloatArray rm, rv, w, b;
+        const float* mean = channel_vector(rm_obj, rm, d, "running_mean");
+        const float* var = channel_vector(rv_obj, rv, d, "running_var");
+        if (!mean || !var) throw py::value_error("batch_norm: running_mean and running_var are required when training=False");
+        const float* weight = channel_vector(w_obj, w, d, "weight");
+        const float* bias = channel_vector(b_obj, b, d, "bias");
+        FloatArray y = empty_float(shape_of(x));
+        float* y_data = y.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          kernels().batch_norm_forward_eval(y_data, x.data(), mean, var, weight, bias, d);
+        }
+        return y;
+      },
+      py::arg("input"), py::arg("running_mean"), py::arg("running_var"), py::arg("weight"), py::arg("bias"),
+      py::arg("eps"));
+  m.def(
+      "batch_norm_backward",
+      [](const py::handle& dy_obj, const py::handle& x_obj, const py::handle& mean_obj, const py::handle& invstd_obj,
+         const py::handle& w_obj, bool training, std::array<bool, 3> output_mask) {
+        FloatArray x = float_input(x_obj, "batch_norm backward", "input");
+        FloatArray dy = same_shape_input(dy_obj, x, "batch_norm backward", "grad_output");
+        // training=false here only selects the gradient formula; the size rule is the forward's.
+        const BatchNormDesc d = bn_desc(x, 0.0, 0.0, false);
+        BatchNormDesc kd = d;
+        kd.training = training;
+        FloatArray mean_a, invstd_a, w;
+        const float* mean = channel_vector(mean_obj, mean_a, d, "mean");
+        const float* invstd = channel_vector(invstd_obj, invstd_a, d, "invstd");
+        if (!mean || !invstd) throw py::value_error("batch_norm backward: mean and invstd are required");
+        const float* weight = channel_vector(w_obj, w, d, "weight");
+        FloatArray dx = empty_float(output_mask[0] ? shape_of(x) : std::vector<int64_t>{0});
+        FloatArray dw = empty_float({output_mask[1] ? d.channels : 0}), db = empty_float({output_mask[2] ? d.channels : 0});
+        float* dx_data = output_mask[0] ? dx.mutable_data() : nullptr;
+        float* dw_data = output_mask[1] ? dw.mutable_data() : nullptr;
+        float* db_data = output_mask[2] ? db.mutable_data() : nullptr;
+        {
+          py::gil_scoped_release nogil;
+          kernels().batch_norm_backward(dx_data, dw_data, db_data, dy.data(), x.data(), mean, invstd, weight, kd);
+        }
+        return py::make_tuple(optional(dx, output_mask[0]), optional(dw, output_mask[1]), optional(db, output_mask[2]));
+      },
+      py::arg("grad_output"), py::arg("input"), py::arg("mean"), py::arg("invstd"), py::arg("weight"),
+      py::arg("training"), py::arg("output_mask"),
+      "Gradients (input, weight, bias) of batch norm, each None unless output_mask asks for it.");
+  m.def(
+      "lrn_forward",
+      [](const py::handle& x_obj, int64_t size, double alpha, double beta, double k) {
+        FloatArray x = float_input(x_obj, "local_response_norm", "input");
+        const LrnDesc d = lrn_desc(x, size, alpha, beta, k);
+        FloatArray y = empty_float(shape_of(x)), scale = empty_float(shape_of(x));
+        float *y_data = y.mutable_data(), *scale_data = scale.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          kernels().lrn_forward(y_data, scale_data, x.data(), d);
+        }
+        return py::make_tuple(y, scale);
+      },
+      py::arg("input"), py::arg("size"), py::arg("alpha"), py::arg("beta"), py::arg("k"),
+      "Local response norm across channels: returns (output, scale).");
+  m.def(
+      "lrn_backward",
+      [](const py::handle& dy_obj, const py::handle& x_obj, const py::handle& y_obj, const py::handle& scale_obj,
+         int64_t size, double alpha, double beta, double k) {
+        const char* op = "local_response_norm backward";
+        FloatArray x = float_input(x_obj, op, "input");
+        FloatArray dy = same_shape_input(dy_obj, x, op, "grad_output"), y = same_shape_input(y_obj, x, op, "output"),
+                   scale = same_shape_input(scale_obj, x, op, "scale");
+        const LrnDesc d = lrn_desc(x, size, alpha, beta, k);
+        FloatArray dx = empty_float(shape_of(x));
+        float* dx_data = dx.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          kernels().lrn_backward(dx_data, dy.data(), x.data(), y.data(), scale.data(), d);
+        }
+        return dx;
+      },
+      py::arg("grad_output"), py::arg("input"), py::arg("output"), py::arg("scale"), py::arg("size"),
+      py::arg("alpha"), py::arg("beta"), py::arg("k"));
+}
+
+}  // namespace pcn::bind

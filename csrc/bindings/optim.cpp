@@ -1,0 +1,106 @@
+// Bindings for the in-place optimiser updates. Parameters and state must be writable,
+// C-contiguous float32 arrays (they are updated in place, never copied); the gradient may be any
+// float32 array of the parameter's shape.
+#include "bindings/common.h"
+#include "dispatch.h"
+
+namespace pcn::bind {
+namespace {
+
+// The array itself as a writable float32 buffer of `shape` (the parameter's when given).
+float* state_buffer(const py::handle& obj, const char* op, const char* name, const std::vector<int64_t>* shape,
+                    FloatArray& keep) {
+  keep = float_input(obj, op, name);
+  if (keep.ptr() != obj.ptr())
+    throw py::value_error(std::string(op) + ": " + name + " must be a C-contiguous array (it is updated in place)");
+  if (shape) expect_shape(keep, *shape, op, name);
+  return writable(keep, op, name);
+}
+
+// The parameter (updated in place) and its gradient, which must have the parameter's shape.
+struct ParamAndGrad {
+  FloatArray param, grad;
+  float* data;
+  std::vector<int64_t> shape;
+};
+
+ParamAndGrad param_and_grad(const py::handle& param_obj, const py::handle& grad_obj, const char* op) {
+  ParamAndGrad pg;
+  pg.data = state_buffer(param_obj, op, "param", nullptr, pg.param);
+  pg.shape = shape_of(pg.param);
+  pg.grad = float_input(grad_obj, op, "grad");
+  expect_shape(pg.grad, pg.shape, op, "grad");
+  return pg;
+}
+
+// A state buffer the update uses only when `needed` (nullptr otherwise); None is a ValueError
+// naming `condition` when it is needed.
+float* optional_state(const py::handle& obj, bool needed, const char* op, const char* name, const char* condition,
+                      const std::vector<int64_t>& shape, FloatArray& keep) {
+  if (!needed) return nullptr;
+  if (obj.is_none()) throw py::value_error(std::string(op) + ": " + name + " is required when " + condition);
+  return state_buffer(obj, op, name, &shape, keep);
+}
+
+}  // namespace
+
+void bind_optim(py::module_& m) {
+  m.def(
+      "sgd_update",
+      [](const py::handle& param_obj, const py::handle& grad_obj, const py::handle& buf_obj, double lr, double momentum,
+         double dampening, double weight_decay, bool nesterov, bool maximize, bool first_step) {
+        const char* op = "sgd_update";
+        ParamAndGrad pg = param_and_grad(param_obj, grad_obj, op);
+        SgdDesc d;
+        d.count = pg.param.size();
+        d.lr = lr;
+        d.momentum = momentum;
+        d.dampening = dampening;
+        d.weight_decay = weight_decay;
+        d.nesterov = nesterov;
+        d.maximize = maximize;
+        d.first_step = first_step;
+        validate(d);
+        FloatArray buf;
+        float* b = optional_state(buf_obj, momentum != 0.0, op, "momentum_buffer", "momentum != 0", pg.shape, buf);
+        {
+          py::gil_scoped_release nogil;
+          kernels().sgd_update(pg.data, b, pg.grad.data(), d);
+        }
+      },
+      py::arg("param"), py::arg("grad"), py::arg("momentum_buffer"), py::arg("lr"), py::arg("momentum"),
+      py::arg("dampening"), py::arg("weight_decay"), py::arg("nesterov"), py::arg("maximize"), py::arg("first_step"));
+  m.def(
+      "adam_update",
+      [](const py::handle& param_obj, const py::handle& grad_obj, const py::handle& avg_obj, const py::handle& sq_obj,
+         const py::handle& max_obj, int64_t step, double lr, double beta1, double beta2, double eps, double weight_decay,
+         bool amsgrad, bool maximize, bool decoupled_weight_decay) {
+        const char* op = "adam_update";
+        ParamAndGrad pg = param_and_grad(param_obj, grad_obj, op);
+        FloatArray avg, sq, max_sq;
+        float* a = state_buffer(avg_obj, op, "exp_avg", &pg.shape, avg);
+        float* s = state_buffer(sq_obj, op, "exp_avg_sq", &pg.shape, sq);
+        AdamDesc d;
+        d.count = pg.param.size();
+        d.lr = lr;
+        d.beta1 = beta1;
+        d.beta2 = beta2;
+        d.eps = eps;
+        d.weight_decay = weight_decay;
+        d.step = step;
+        d.amsgrad = amsgrad;
+        d.maximize = maximize;
+        d.decoupled_weight_decay = decoupled_weight_decay;
+        validate(d);
+        float* mx = optional_state(max_obj, amsgrad, op, "max_exp_avg_sq", "amsgrad=True", pg.shape, max_sq);
+        {
+          py::gil_scoped_release nogil;
+          kernels().adam_update(pg.data, a, s, mx, pg.grad.data(), d);
+        }
+      },
+      py::arg("param"), py::arg("grad"), py::arg("exp_avg"), py::arg("exp_avg_sq"), py::arg("max_exp_avg_sq"),
+      py::arg("step"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"),
+      py::arg("amsgrad"), py::arg("maximize"), py::arg("decoupled_weight_decay"));
+}
+
+}  // namespace pcn::bind

@@ -1,0 +1,92 @@
+// Element-wise add / mul / fused add+ReLU, a deterministic sum, and concat/split (see eltwise.h).
+// Element-wise loops run over chunks of kChunk elements shared out to threads; the sum reduces
+// each fixed chunk in double and adds the chunk totals in chunk order, so its result is the same
+// for any thread count.
+#include "kernels/eltwise.h"
+
+#include "core/simd.h"
+
+PCN_ISA_BEGIN
+namespace {
+
+constexpr int64_t kChunk = 16384;
+
+int64_t chunks_of(int64_t count) { return (count + kChunk - 1) / kChunk; }
+
+// starts[i] = channel offset of input i in the concatenated axis, in index scratch.
+const int64_t* part_starts(const int64_t* extents, int64_t inputs) {
+  int64_t* starts = thread_scratch_i64(Scratch::indices, max64(inputs, 1));
+  for (int64_t i = 0, offset = 0; i < inputs; offset += extents[i], ++i) starts[i] = offset;
+  return starts;
+}
+
+}  // namespace
+
+void add_forward(float* y, const float* a, const float* b, const EltwiseDesc& d) {
+  const int64_t chunks = chunks_of(d.count);
+#pragma omp parallel for num_threads(threads_for(chunks)) schedule(static)
+  for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+    const int64_t begin = chunk * kChunk, end = min64(d.count, begin + kChunk);
+    for (int64_t i = begin; i < end; ++i) y[i] = a[i] + b[i];
+  }
+}
+
+void mul_forward(float* y, const float* a, const float* b, const EltwiseDesc& d) {
+  const int64_t chunks = chunks_of(d.count);
+#pragma omp parallel for num_threads(threads_for(chunks)) schedule(static)
+  for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+    const int64_t begin = chunk * kChunk, end = min64(d.count, begin + kChunk);
+    for (int64_t i = begin; i < end; ++i) y[i] = a[i] * b[i];
+  }
+}
+
+void add_relu_forward(float* y, const float* a, const float* b, const EltwiseDesc& d) {
+  const int64_t chunks = chunks_of(d.count);
+#pragma omp parallel for num_threads(threads_for(chunks)) schedule(static)
+  for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+    const int64_t begin = chunk * kChunk, end = min64(d.count, begin + kChunk);
+    for (int64_t i = begin; i < end; ++i) {
+      const float s = a[i] + b[i];
+      y[i] = s > 0.0f ? s : 0.0f;
+    }
+  }
+}
+
+void sum_forward(float* out, const float* x, const EltwiseDesc& d) {
+  const int64_t chunks = chunks_of(d.count);
+  double* partials = reinterpret_cast<double*>(thread_scratch(Scratch::partial, 2 * max64(chunks, 1)));
+#pragma omp parallel for num_threads(threads_for(chunks)) schedule(static)
+  for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+    const int64_t begin = chunk * kChunk, end = min64(d.count, begin + kChunk);
+    double total = 0.0;
+#pragma omp simd reduction(+ : total)
+    for (int64_t i = begin; i < end; ++i) total += x[i];
+    partials[chunk] = total;
+  }
+  double total = 0.0;
+  for (int64_t chunk = 0; chunk < chunks; ++chunk) total += partials[chunk];
+  out[0] = static_cast<float>(total);
+}
+
+// One item per (row, input): each copies one contiguous run of extent * inner floats.
+void concat_forward(float* y, const float* const* inputs, const int64_t* extents, const ConcatDesc& d) {
+  const int64_t items = d.outer * d.inputs;
+  const int64_t* starts = part_starts(extents, d.inputs);
+#pragma omp parallel for num_threads(threads_for(items)) schedule(static)
+  for (int64_t item = 0; item < items; ++item) {
+    const int64_t row = item / d.inputs, i = item % d.inputs, floats = extents[i] * d.inner;
+    if (floats > 0) memcpy(y + (row * d.total + starts[i]) * d.inner, inputs[i] + row * floats, floats * sizeof(float));
+  }
+}
+
+void split_forward(float* const* outputs, const float* y, const int64_t* extents, const ConcatDesc& d) {
+  const int64_t items = d.outer * d.inputs;
+  const int64_t* starts = part_starts(extents, d.inputs);
+#pragma omp parallel for num_threads(threads_for(items)) schedule(static)
+  for (int64_t item = 0; item < items; ++item) {
+    const int64_t row = item / d.inputs, i = item % d.inputs, floats = extents[i] * d.inner;
+    if (floats > 0) memcpy(outputs[i] + row * floats, y + (row * d.total + starts[i]) * d.inner, floats * sizeof(float));
+  }
+}
+
+PCN_ISA_END

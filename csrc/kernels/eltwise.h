@@ -1,0 +1,36 @@
+// Element-wise ops and concatenation, float32, C-contiguous.
+//   add/mul/add_relu   y, a, b: (count); y may alias a or b. add_relu: y = max(a + b, 0), the
+//                      residual block's fused add and ReLU.
+//   sum                out: 1 value = sum of x (count), accumulated in double over fixed blocks,
+//                      so the result does not depend on the thread count.
+//   concat             inputs i viewed as (outer, extents[i], inner), y as (outer, sum extents, inner):
+//                      for NCHW channel concat outer = N, inner = H*W. split is its backward: it
+//                      copies the slices of y back into per-input outputs.
+#pragma once
+#include <cstdint>
+
+namespace pcn {
+
+struct EltwiseDesc {
+  int64_t count = 0;
+};
+
+struct ConcatDesc {
+  int64_t outer = 0, inner = 0;
+  int64_t inputs = 0;
+  int64_t total = 0;  // sum of the extents: filled by validate()
+};
+
+void validate(EltwiseDesc& desc);
+// Checks the extents (non-negative) and fills total.
+void validate(ConcatDesc& desc, const int64_t* extents);
+
+#define PCN_ELTWISE_KERNELS(X)                                                                       \
+  X(add_forward, (float* y, const float* a, const float* b, const EltwiseDesc& d))                   \
+  X(mul_forward, (float* y, const float* a, const float* b, const EltwiseDesc& d))                   \
+  X(add_relu_forward, (float* y, const float* a, const float* b, const EltwiseDesc& d))              \
+  X(sum_forward, (float* out, const float* x, const EltwiseDesc& d))                                 \
+  X(concat_forward, (float* y, const float* const* inputs, const int64_t* extents, const ConcatDesc& d)) \
+  X(split_forward, (float* const* outputs, const float* y, const int64_t* extents, const ConcatDesc& d))
+
+}  // namespace pcn

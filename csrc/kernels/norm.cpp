@@ -1,0 +1,341 @@
+// Batch norm and LRN kernels (see norm.h).
+// Batch norm reduces per channel into a table of double partials that threads fill without
+// sharing, then adds them in a fixed order: one pair per (n, c) plane (each plane summed in float
+// lanes over short blocks, block totals in double), or, for (N, C) inputs (spatial == 1), one
+// pair of channel rows per chunk of batch rows. The layout and order depend on the shape only, so
+// results are the same for any thread count. Statistics take two passes over x: the plain sum
+// for a first mean, then sum(x - m) and sum((x - m)^2) around that mean, which stays exact for
+// data far from zero (x = 1000 + noise). The mean is applied as a float pair (hi + lo) so that
+// x - mean keeps full precision when |mean| >> std.
+// LRN keeps, for a chunk of spatial positions, a running double sum along channels: one add
+// and one subtract per channel whatever the window size.
+#include "kernels/norm.h"
+
+#include <cmath>
+
+#include "core/simd.h"
+
+PCN_ISA_BEGIN
+namespace {
+
+constexpr int64_t kSumBlock = 64 * kVecFloats;  // floats summed in float lanes before going to double
+constexpr int64_t kRowChunks = 16;              // batch-row chunks of an (N, C) input
+
+double lane_total(vfloat v) {
+  double total = 0.0;
+  for (int i = 0; i < kVecFloats; ++i) total += v[i];
+  return total;
+}
+
+// Two sums over one plane of n elements: vector_terms(i, &a, &b) gives the terms of elements
+// [i, i + kVecFloats), scalar_terms(i, &a, &b) those of one tail element.
+template <class VectorTerms, class ScalarTerms>
+void plane_sum_pair(int64_t n, VectorTerms vector_terms, ScalarTerms scalar_terms, double* sum0, double* sum1) {
+  double s0 = 0.0, s1 = 0.0;
+  const int64_t vec_end = n - n % kVecFloats;
+  int64_t i = 0;
+  while (i < vec_end) {
+    const int64_t block_end = min64(vec_end, i + kSumBlock);
+    vfloat acc0 = {}, acc1 = {};
+    for (; i < block_end; i += kVecFloats) {
+      vfloat t0, t1;
+      vector_terms(i, &t0, &t1);
+      acc0 += t0;
+      acc1 += t1;
+    }
+    s0 += lane_total(acc0);
+    s1 += lane_total(acc1);
+  }
+  for (; i < n; ++i) {
+    double t0, t1;
+    scalar_terms(i, &t0, &t1);
+    s0 += t0;
+    s1 += t1;
+  }
+  *sum0 = s0;
+  *sum1 = s1;
+}
+
+int64_t row_chunks(const BatchNormDesc& d) { return max64(1, min64(d.batch, kRowChunks)); }
+
+int64_t partial_doubles(const BatchNormDesc& d) {
+  return 2 * d.channels * (d.spatial == 1 ? row_chunks(d) : d.batch);
+}
+
+// total0[c], total1[c]: two per-channel sums over every element of channel c. The terms of
+// element i (flat index into x) of channel c come from vector_terms(i, c, &a, &b) (kVecFloats
+// elements of one plane) or scalar_terms(i, c, &a, &b) (one element, in double).
+template <class VectorTerms, class ScalarTerms>
+void channel_sums(double* table, double* total0, double* total1, const BatchNormDesc& d, VectorTerms vector_terms,
+                  ScalarTerms scalar_terms) {
+  const int64_t channels = d.channels, s = d.spatial;
+  const int64_t parts = s == 1 ? row_chunks(d) : d.batch;  // partial pairs per channel
+  if (s == 1) {
+    const int64_t rows = (d.batch + parts - 1) / parts;
+#pragma omp parallel for num_threads(threads_for(parts * channels / 4096 + 1)) schedule(static)
+    for (int64_t k = 0; k < parts; ++k) {
+      double *s0 = table + 2 * k * channels, *s1 = s0 + channels;
+      for (int64_t c = 0; c < channels; ++c) s0[c] = s1[c] = 0.0;
+      for (int64_t n = k * rows; n < min64(d.batch, (k + 1) * rows); ++n)
+        for (int64_t c = 0; c < channels; ++c) {
+          double t0, t1;
+          scalar_terms(n * channels + c, c, &t0, &t1);
+          s0[c] += t0;
+          s1[c] += t1;
+        }
+    }
+  } else {
+    const int64_t planes = d.batch * channels;
+#pragma omp parallel for num_threads(threads_for(planes * s / 4096 + 1)) schedule(static)
+    for (int64_t p = 0; p < planes; ++p) {
+      const int64_t c = p % channels, base = p * s;
+      double* pair = table + 2 * (p / channels) * channels;
+      plane_sum_pair(
+          s, [&](int64_t i, vfloat* a, vfloat* b) { vector_terms(base + i, c, a, b); },
+          [&](int64_t i, double* a, double* b) { scalar_terms(base + i, c, a, b); }, pair + c, pair + channels + c);
+    }
+  }
+  // Partial k of channel c sits at table[2 * k * channels + c] (second sum: + channels).
+  for (int64_t c = 0; c < channels; ++c) total0[c] = total1[c] = 0.0;
+  for (int64_t k = 0; k < parts; ++k) {
+    const double *s0 = table + 2 * k * channels, *s1 = s0 + channels;
+    for (int64_t c = 0; c < channels; ++c) {
+      total0[c] += s0[c];
+      total1[c] += s1[c];
+    }
+  }
+}
+
+// Per-channel constants of y = ((x - mean_hi) - mean_lo) * scale + shift.
+struct ChannelAffine {
+  float *mean_hi, *mean_lo, *scale, *shift;
+};
+
+// Layout of the per-call scratch: the partial table, two per-channel totals, the affine constants.
+struct NormScratch {
+  double *table, *total0, *total1;
+  ChannelAffine affine;
+};
+
+NormScratch norm_scratch(const BatchNormDesc& d) {
+  const int64_t c = d.channels, doubles = partial_doubles(d) + 2 * c;
+  float* base = thread_scratch(Scratch::partial, 2 * doubles + 4 * c);
+  double* table = reinterpret_cast<double*>(base);
+  float* coef = base + 2 * doubles;
+  return {table, table + partial_doubles(d), table + partial_doubles(d) + c, {coef, coef + c, coef + 2 * c, coef + 3 * c}};
+}
+
+void set_affine(const ChannelAffine& a, int64_t c, double mean, double invstd, const float* weight,
+                const float* bias) {
+  const float hi = static_cast<float>(mean);
+  a.mean_hi[c] = hi;
+  a.mean_lo[c] = static_cast<float>(mean - hi);
+  a.scale[c] = static_cast<float>(invstd * (weight ? weight[c] : 1.0f));
+  a.shift[c] = bias ? bias[c] : 0.0f;
+}
+
+// Calls f(begin, count, c) on every run of `count` contiguous elements of one channel
+// c: whole planes, or for spatial == 1 single elements of a row (f then sees count == 1 but is
+// called from a loop over c that the compiler can vectorise when f is simple).
+template <class F>
+void for_each_plane(const BatchNormDesc& d, F f) {
+  const int64_t planes = d.batch * d.channels, s = d.spatial;
+  if (s == 1) {
+#pragma omp parallel for num_threads(threads_for(planes / 4096 + 1)) schedule(static)
+    for (int64_t n = 0; n < d.batch; ++n)
+      for (int64_t c = 0; c < d.channels; ++c) f(n * d.channels + c, int64_t(1), c);
+  } else {
+#pragma omp parallel for num_threads(threads_for(planes * s / 4096 + 1)) schedule(static)
+    for (int64_t p = 0; p < planes; ++p) f(p * s, s, p % d.channels);
+  }
+}
+
+// y = ((x - mean_hi) - mean_lo) * scale + shift.
+void apply_affine(float* y, const float* x, const ChannelAffine& a, const BatchNormDesc& d) {
+  for_each_plane(d, [&](int64_t begin, int64_t count, int64_t c) {
+    const float hi = a.mean_hi[c], lo = a.mean_lo[c], scale = a.scale[c], shift = a.shift[c];
+    for (int64_t i = begin; i < begin + count; ++i) y[i] = ((x[i] - hi) - lo) * scale + shift;
+  });
+}
+
+// LRN works on chunks of kLrnChunk spatial positions of one image, all channels.
+constexpr int64_t kLrnChunk = 256;
+
+// out[i] = s[i]^-beta; beta = 0.75 (the default) through square roots.
+void inverse_power(float* out, const float* s, int64_t n, float beta) {
+  if (beta == 0.75f) {
+    for (int64_t i = 0; i < n; ++i) {
+      const float root = std::sqrt(s[i]);
+      out[i] = 1.0f / (root * std::sqrt(root));
+    }
+  } else {
+    for (int64_t i = 0; i < n; ++i) out[i] = std::pow(s[i], -beta);
+  }
+}
+
+// window[i] += sign * v[i]^2 (in double: the square of a float is exact there).
+void add_squares(double* window, const float* v, int64_t n, double sign) {
+  for (int64_t i = 0; i < n; ++i) window[i] += sign * (static_cast<double>(v[i]) * v[i]);
+}
+
+// window[i] += sign * dy[i] * y[i] / scale[i].
+void add_gradient_terms(double* window, const float* dy, const float* y, const float* scale, int64_t n, double sign) {
+  for (int64_t i = 0; i < n; ++i) window[i] += sign * (static_cast<double>(dy[i]) * y[i] / scale[i]);
+}
+
+}  // namespace
+
+void batch_norm_forward_train(float* y, float* save_mean, float* save_invstd, float* running_mean,
+                              float* running_var, const float* x, const float* weight, const float* bias,
+                              const BatchNormDesc& d) {
+  const int64_t count = d.batch * d.spatial;
+  if (count == 0) {  // empty batch: nothing to normalise, running statistics unchanged (as torch)
+    for (int64_t c = 0; c < d.channels; ++c) save_mean[c] = save_invstd[c] = 0.0f;
+    return;
+  }
+  const NormScratch t = norm_scratch(d);
+  channel_sums(
+      t.table, t.total0, t.total1, d,
+      [=](int64_t i, int64_t, vfloat* sum, vfloat* none) {
+        *sum = vload(x + i);
+        *none = vfloat{};
+      },
+      [=](int64_t i, int64_t, double* sum, double* none) {
+        *sum = x[i];
+        *none = 0.0;
+      });
+  float* first_mean = t.affine.mean_hi;
+  for (int64_t c = 0; c < d.channels; ++c) first_mean[c] = static_cast<float>(t.total0[c] / count);
+  channel_sums(
+      t.table, t.total0, t.total1, d,
+      [=](int64_t i, int64_t c, vfloat* dev, vfloat* sq) {
+        *dev = vload(x + i) - first_mean[c];
+        *sq = *dev * *dev;
+      },
+      [=](int64_t i, int64_t c, double* dev, double* sq) {
+        *dev = static_cast<double>(x[i]) - first_mean[c];
+        *sq = *dev * *dev;
+      });
+  const double unbias = count > 1 ? static_cast<double>(count) / (count - 1) : 0.0;
+  const double momentum = d.momentum;
+  for (int64_t c = 0; c < d.channels; ++c) {
+    const double shift_mean = t.total0[c] / count;
+    const double var = std::fmax(t.total1[c] / count - shift_mean * shift_mean, 0.0);
+    const double mean = first_mean[c] + shift_mean;
+    const double invstd = 1.0 / std::sqrt(var + d.eps);
+    save_mean[c] = static_cast<float>(mean);
+    save_invstd[c] = static_cast<float>(invstd);
+    if (running_mean) running_mean[c] = static_cast<float>((1.0 - momentum) * running_mean[c] + momentum * mean);
+    if (running_var) running_var[c] = static_cast<float>((1.0 - momentum) * running_var[c] + momentum * var * unbias);
+    set_affine(t.affine, c, mean, invstd, weight, bias);
+  }
+  apply_affine(y, x, t.affine, d);
+}
+
+void batch_norm_forward_eval(float* y, const float* x, const float* running_mean, const float* running_var,
+                             const float* weight, const float* bias, const BatchNormDesc& d) {
+  if (d.batch * d.spatial == 0) return;
+  const NormScratch t = norm_scratch(d);
+  for (int64_t c = 0; c < d.channels; ++c)
+    set_affine(t.affine, c, running_mean[c], 1.0 / std::sqrt(static_cast<double>(running_var[c]) + d.eps), weight,
+               bias);
+  apply_affine(y, x, t.affine, d);
+}
+
+void batch_norm_backward(float* dx, float* dweight, float* dbias, const float* dy, const float* x,
+                         const float* mean, const float* invstd, const float* weight, const BatchNormDesc& d) {
+  const int64_t count = d.batch * d.spatial;
+  if (count == 0) {
+    for (int64_t c = 0; c < d.channels; ++c) {
+      if (dweight) dweight[c] = 0.0f;
+      if (dbias) dbias[c] = 0.0f;
+    }
+    return;
+  }
+  const NormScratch t = norm_scratch(d);
+  const bool need_sums = (d.training && dx) || dweight || dbias;
+  if (need_sums)
+    channel_sums(
+        t.table, t.total0, t.total1, d,
+        [=](int64_t i, int64_t c, vfloat* g, vfloat* g_dev) {
+          *g = vload(dy + i);
+          *g_dev = *g * (vload(x + i) - mean[c]);
+        },
+        [=](int64_t i, int64_t c, double* g, double* g_dev) {
+          *g = dy[i];
+          *g_dev = *g * (static_cast<double>(x[i]) - mean[c]);
+        });
+  // dx = ((dy - mean(dy)) - (x - mean) * k) * a, with a = weight * invstd and, in training,
+  // k = invstd^2 * mean(dy * (x - mean)); in eval the statistics are constants: dx = dy * a.
+  float *dy_mean = t.affine.mean_lo, *k = t.affine.shift, *a = t.affine.scale;
+  for (int64_t c = 0; c < d.channels; ++c) {
+    const double sum_dy = need_sums ? t.total0[c] : 0.0, sum_dy_dev = need_sums ? t.total1[c] : 0.0;
+    const double is = invstd[c];
+    if (dweight) dweight[c] = static_cast<float>(sum_dy_dev * is);
+    if (dbias) dbias[c] = static_cast<float>(sum_dy);
+    a[c] = static_cast<float>(is * (weight ? weight[c] : 1.0f));
+    dy_mean[c] = d.training ? static_cast<float>(sum_dy / count) : 0.0f;
+    k[c] = d.training ? static_cast<float>(is * is * sum_dy_dev / count) : 0.0f;
+  }
+  if (!dx) return;
+  for_each_plane(d, [&](int64_t begin, int64_t n, int64_t c) {
+    const float m = mean[c], gm = dy_mean[c], kc = k[c], ac = a[c];
+    if (d.training) {
+      for (int64_t i = begin; i < begin + n; ++i) dx[i] = ((dy[i] - gm) - (x[i] - m) * kc) * ac;
+    } else {
+      for (int64_t i = begin; i < begin + n; ++i) dx[i] = dy[i] * ac;
+    }
+  });
+}
+
+void lrn_forward(float* y, float* scale, const float* x, const LrnDesc& d) {
+  const int64_t c_count = d.channels, s = d.spatial;
+  const int64_t before = d.size / 2, after = (d.size - 1) / 2;
+  const int64_t chunks = (s + kLrnChunk - 1) / kLrnChunk, items = d.batch * chunks;
+  const double coef = static_cast<double>(d.alpha) / d.size;
+#pragma omp parallel for num_threads(threads_for(items * c_count / 64 + 1)) schedule(static)
+  for (int64_t item = 0; item < items; ++item) {
+    const int64_t n = item / chunks, offset = n * c_count * s + (item % chunks) * kLrnChunk;
+    const int64_t w = min64(kLrnChunk, s - (item % chunks) * kLrnChunk);
+    double window[kLrnChunk];  // sum of x^2 over channel c's window, per position
+    for (int64_t i = 0; i < w; ++i) window[i] = 0.0;
+    for (int64_t j = 0; j <= after && j < c_count; ++j) add_squares(window, x + offset + j * s, w, 1.0);
+    for (int64_t c = 0; c < c_count; ++c) {
+      const int64_t at = offset + c * s;
+      for (int64_t i = 0; i < w; ++i) scale[at + i] = static_cast<float>(d.k + coef * window[i]);
+      inverse_power(y + at, scale + at, w, d.beta);
+      for (int64_t i = 0; i < w; ++i) y[at + i] *= x[at + i];
+      if (c + 1 + after < c_count) add_squares(window, x + at + (1 + after) * s, w, 1.0);
+      if (c - before >= 0) add_squares(window, x + at - before * s, w, -1.0);
+    }
+  }
+}
+
+void lrn_backward(float* dx, const float* dy, const float* x, const float* y, const float* scale, const LrnDesc& d) {
+  const int64_t c_count = d.channels, s = d.spatial;
+  const int64_t before = d.size / 2, after = (d.size - 1) / 2;
+  const int64_t chunks = (s + kLrnChunk - 1) / kLrnChunk, items = d.batch * chunks;
+  const double coef = 2.0 * d.alpha * d.beta / d.size;
+#pragma omp parallel for num_threads(threads_for(items * c_count / 64 + 1)) schedule(static)
+  for (int64_t item = 0; item < items; ++item) {
+    const int64_t n = item / chunks, offset = n * c_count * s + (item % chunks) * kLrnChunk;
+    const int64_t w = min64(kLrnChunk, s - (item % chunks) * kLrnChunk);
+    // Channel c's gradient gathers dy_j * y_j / scale_j over the j whose window holds c:
+    // j in [c - after, c + before].
+    double window[kLrnChunk];
+    for (int64_t i = 0; i < w; ++i) window[i] = 0.0;
+    for (int64_t j = 0; j <= before && j < c_count; ++j)
+      add_gradient_terms(window, dy + offset + j * s, y + offset + j * s, scale + offset + j * s, w, 1.0);
+    for (int64_t c = 0; c < c_count; ++c) {
+      const int64_t at = offset + c * s;
+      inverse_power(dx + at, scale + at, w, d.beta);
+      for (int64_t i = 0; i < w; ++i)
+        dx[at + i] = static_cast<float>(static_cast<double>(dy[at + i]) * dx[at + i] - coef * x[at + i] * window[i]);
+      const int64_t add = at + (1 + before) * s, drop = at - after * s;
+      if (c + 1 + before < c_count) add_gradient_terms(window, dy + add, y + add, scale + add, w, 1.0);
+      if (c - after >= 0) add_gradient_terms(window, dy + drop, y + drop, scale + drop, w, -1.0);
+    }
+  }
+}
+
+PCN_ISA_END

@@ -1,0 +1,44 @@
+// Reference element-wise ops, sum and concat/split: plain loops (sum in double). Test oracle.
+
+#include "kernels/eltwise.h"
+
+namespace pcn::reference {
+
+void add_forward(float* y, const float* a, const float* b, const EltwiseDesc& d) {
+  for (int64_t i = 0; i < d.count; ++i) y[i] = a[i] + b[i];
+}
+
+void mul_forward(float* y, const float* a, const float* b, const EltwiseDesc& d) {
+  for (int64_t i = 0; i < d.count; ++i) y[i] = a[i] * b[i];
+}
+
+void add_relu_forward(float* y, const float* a, const float* b, const EltwiseDesc& d) {
+  for (int64_t i = 0; i < d.count; ++i) {
+    const float s = a[i] + b[i];
+    y[i] = s > 0.0f ? s : 0.0f;
+  }
+}
+
+void sum_forward(float* out, const float* x, const EltwiseDesc& d) {
+  double total = 0.0;
+  for (int64_t i = 0; i < d.count; ++i) total += x[i];
+  out[0] = static_cast<float>(total);
+}
+
+void concat_forward(float* y, const float* const* inputs, const int64_t* extents, const ConcatDesc& d) {
+  for (int64_t n = 0; n < d.outer; ++n)
+    for (int64_t i = 0, offset = 0; i < d.inputs; offset += extents[i], ++i)
+      for (int64_t c = 0; c < extents[i]; ++c)
+        for (int64_t j = 0; j < d.inner; ++j)
+          y[(n * d.total + offset + c) * d.inner + j] = inputs[i][(n * extents[i] + c) * d.inner + j];
+}
+
+void split_forward(float* const* outputs, const float* y, const int64_t* extents, const ConcatDesc& d) {
+  for (int64_t n = 0; n < d.outer; ++n)
+    for (int64_t i = 0, offset = 0; i < d.inputs; offset += extents[i], ++i)
+      for (int64_t c = 0; c < extents[i]; ++c)
+        for (int64_t j = 0; j < d.inner; ++j)
+          outputs[i][(n * extents[i] + c) * d.inner + j] = y[(n * d.total + offset + c) * d.inner + j];
+}
+
+}  // namespace pcn::reference

@@ -1,0 +1,104 @@
+"""Same-shape element-wise ops and concatenation: cat, add_relu, and the differentiable add and
+mul that Tensor ``+``/``*`` use for same-shape float32 operands (broadcasting is numpy's job)."""
+
+import numpy as np
+
+from .. import _C
+from ..autograd import Function
+
+__all__ = ["cat", "add_relu"]
+
+_FLOAT32 = np.dtype(np.float32)
+
+
+class AddFunction(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        return _C.add(a, b)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return grad_output, grad_output
+
+
+class MulFunction(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return _C.mul(a, b)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        a, b = ctx.saved_tensors
+        grad_a = _C.mul(grad_output, b) if ctx.needs_input_grad[0] else None
+        grad_b = _C.mul(grad_output, a) if ctx.needs_input_grad[1] else None
+        return grad_a, grad_b
+
+
+class AddReluFunction(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        output = _C.add_relu(a, b)
+        ctx.save_for_backward(output)
+        return output
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (output,) = ctx.saved_tensors
+        grad = grad_output * (output > 0)
+        return grad, grad
+
+
+def add(input, other):
+    """``input + other`` for two float32 tensors of the same shape, differentiable."""
+    return AddFunction.apply(input, other)
+
+
+def mul(input, other):
+    """``input * other`` for two float32 tensors of the same shape, differentiable."""
+    return MulFunction.apply(input, other)
+
+
+def add_relu(input, other):
+    """``relu(input + other)`` in one pass (a residual block's shortcut add), same shapes."""
+    return AddReluFunction.apply(input, other)
+
+
+class CatFunction(Function):
+    @staticmethod
+    def forward(ctx, dim, *tensors):
+        ctx.extents = [t.shape[dim] for t in tensors]
+        ctx.dim = dim
+        if all(t.dtype == _FLOAT32 for t in tensors):
+            return _C.concat(list(tensors), dim)
+        return np.concatenate(tensors, axis=dim)  # int64 or mixed dtypes: numpy, promoted as torch
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return (None, *_C.split(grad_output, ctx.extents, ctx.dim))
+
+
+def cat(tensors, dim=0):
+    """Concatenates tensors along ``dim`` (negative allowed), as ``torch.cat``: every other
+    dimension must match. float32 runs the parallel kernel (differentiable); other dtypes go
+    through numpy."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("cat: expected a non-empty list of tensors")
+    ndim = tensors[0].ndim
+    if ndim == 0:
+        raise ValueError("cat: zero-dimensional tensor (at position 0) cannot be concatenated")
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"cat: dim must be an int, got {type(dim).__name__}")
+    if not -ndim <= dim < ndim:
+        raise ValueError(f"cat: dim {dim} is out of range for {ndim}-D tensors of shape {tuple(tensors[0].shape)}")
+    dim = int(dim) % ndim
+    first = tuple(tensors[0].shape)
+    for i, t in enumerate(tensors):
+        shape = tuple(t.shape)
+        if len(shape) != ndim or any(a != b for k, (a, b) in enumerate(zip(shape, first)) if k != dim):
+            raise ValueError(
+                f"cat: sizes of tensors must match except in dimension {dim}: tensors[0] has shape {first} "
+                f"but tensors[{i}] has shape {shape}"
+            )
+    return CatFunction.apply(dim, *tensors)

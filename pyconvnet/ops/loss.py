@@ -1,0 +1,200 @@
+"""Softmax, log-softmax and the losses: softmax, log_softmax, nll_loss, cross_entropy, mse_loss.
+
+Class-index losses take (N, C) or (N, C, d1, ...) inputs (or an unbatched (C,) input) with int64
+class-index targets; the reduction runs over dim 1 as in ``torch.nn.functional``.
+"""
+
+import warnings
+
+import numpy as np
+
+from .. import _C
+from ..autograd import Function
+
+__all__ = ["softmax", "log_softmax", "nll_loss", "cross_entropy", "mse_loss"]
+
+_REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
+
+
+def _reduction_code(reduction, size_average, reduce, op):
+    """torch's reduction string (or the legacy size_average/reduce pair) as the kernels' code."""
+    if size_average is not None or reduce is not None:
+        size_average = True if size_average is None else size_average
+        reduce = True if reduce is None else reduce
+        reduction = "none" if not reduce else ("mean" if size_average else "sum")
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"{op}: {reduction!r} is not a valid value for reduction (choose 'none', 'mean' or 'sum')")
+    return _REDUCTIONS[reduction]
+
+
+def _softmax_dim(dim, ndim, op, stacklevel):
+    """``dim``, or torch's legacy implicit choice (with its deprecation warning) when None."""
+    if dim is None:
+        warnings.warn(
+            f"Implicit dimension choice for {op} has been deprecated. Change the call to include dim=X as an argument.",
+            stacklevel=stacklevel,
+        )
+        return 0 if ndim in (0, 1, 3) else 1
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"{op}: dim must be an int, got {type(dim).__name__}")
+    return int(dim)
+
+
+def _check_dtype(dtype, op):
+    if dtype is not None and np.dtype(dtype) != np.float32:
+        raise ValueError(f"{op}: only dtype=float32 is supported, got {dtype}")
+
+
+class SoftmaxFunction(Function):
+    """softmax, or log_softmax when ``log`` is true; backward works from the saved output."""
+
+    @staticmethod
+    def forward(ctx, input, dim, log):
+        output = (_C.log_softmax_forward if log else _C.softmax_forward)(input, dim)
+        ctx.save_for_backward(output)
+        ctx.dim, ctx.log = dim, log
+        return output
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        (output,) = ctx.saved_tensors
+        backward = _C.log_softmax_backward if ctx.log else _C.softmax_backward
+        return backward(grad_output, output, ctx.dim), None, None
+
+
+def softmax(input, dim=None, _stacklevel=3, dtype=None):
+    """Softmax along ``dim`` (any dim, negative allowed), max-subtracted, as
+    ``torch.nn.functional.softmax``. ``dim=None`` uses torch's deprecated implicit choice."""
+    _check_dtype(dtype, "softmax")
+    return SoftmaxFunction.apply(input, _softmax_dim(dim, input.ndim, "softmax", _stacklevel), False)
+
+
+def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
+    """Log-softmax along ``dim`` (any dim, negative allowed), as ``torch.nn.functional.log_softmax``."""
+    _check_dtype(dtype, "log_softmax")
+    return SoftmaxFunction.apply(input, _softmax_dim(dim, input.ndim, "log_softmax", _stacklevel), True)
+
+
+def _batched(input, target):
+    """An unbatched (C,) input with a 0-d target as a batch of one; flag says to undo it."""
+    if input.ndim == 1 and target.ndim == 0:
+        return input.reshape(1, -1), target.reshape(1), True
+    return input, target, False
+
+
+class CrossEntropyFunction(Function):
+    @staticmethod
+    def forward(ctx, input, target, weight, ignore_index, reduction, label_smoothing):
+        logits, target, unbatched = _batched(input, target)
+        loss, log_probs = _C.cross_entropy_forward(logits, target, weight, ignore_index, reduction, label_smoothing)
+        ctx.save_for_backward(log_probs, target, weight)
+        ctx.options = (ignore_index, reduction, label_smoothing)
+        ctx.input_shape = input.shape
+        return loss.reshape(()) if unbatched else loss
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        log_probs, target, weight = ctx.saved_tensors
+        grad = grad_output.reshape(target.shape if ctx.options[1] == 0 else ())
+        grad_input = _C.cross_entropy_backward(grad, log_probs, target, weight, *ctx.options)
+        return grad_input.reshape(ctx.input_shape), None, None
+
+
+class NllLossFunction(Function):
+    @staticmethod
+    def forward(ctx, input, target, weight, ignore_index, reduction):
+        log_probs, target, unbatched = _batched(input, target)
+        loss = _C.nll_loss_forward(log_probs, target, weight, ignore_index, reduction)
+        ctx.save_for_backward(target, weight)
+        ctx.options = (ignore_index, reduction)
+        ctx.shapes = (input.shape, log_probs.shape)
+        return loss.reshape(()) if unbatched else loss
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        target, weight = ctx.saved_tensors
+        ignore_index, reduction = ctx.options
+        input_shape, batched_shape = ctx.shapes
+        grad = grad_output.reshape(target.shape if reduction == 0 else ())
+        grad_input = _C.nll_loss_backward(grad, target, weight, list(batched_shape), ignore_index, reduction)
+        return grad_input.reshape(input_shape), None, None
+
+
+class SoftTargetCrossEntropyFunction(Function):
+    """Cross-entropy against class probabilities (a float target shaped like the input), as torch:
+    smoothing mixes the target with the uniform distribution; mean divides by the element count
+    without the class axis (class weights do not enter the divisor)."""
+
+    @staticmethod
+    def forward(ctx, input, target, weight, reduction, label_smoothing):
+        if target.shape != input.shape:
+            raise ValueError(
+                f"cross_entropy: a class-probability target must have the input's shape {tuple(input.shape)}, "
+                f"got {tuple(target.shape)}"
+            )
+        log_probs = _C.log_softmax_forward(input, 1)
+        classes = input.shape[1]
+        mixed = target * (1.0 - label_smoothing) + label_smoothing / classes if label_smoothing else target
+        scale = mixed if weight is None else mixed * weight.reshape((1, classes) + (1,) * (input.ndim - 2))
+        per_element = -(scale.astype(np.float64) * log_probs).sum(axis=1)
+        ctx.save_for_backward(log_probs, scale)
+        ctx.reduction, ctx.count = reduction, per_element.size
+        if reduction == 0:
+            return per_element.astype(np.float32)
+        total = per_element.sum()
+        return np.float32(total / per_element.size if reduction == 1 else total)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        log_probs, scale = ctx.saved_tensors
+        if ctx.reduction == 0:
+            grad = np.expand_dims(grad_output.reshape(log_probs.shape[:1] + log_probs.shape[2:]), 1)
+        else:
+            grad = float(grad_output.reshape(())) / (ctx.count if ctx.reduction == 1 else 1)
+        grad_log_probs = np.ascontiguousarray(-grad * scale, dtype=np.float32)
+        return _C.log_softmax_backward(grad_log_probs, log_probs, 1), None, None
+
+
+def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
+    """Negative log-likelihood of ``target`` class indices under log-probabilities ``input``, as
+    ``torch.nn.functional.nll_loss`` (weights, ignore_index, mean divides by the summed weights)."""
+    code = _reduction_code(reduction, size_average, reduce, "nll_loss")
+    return NllLossFunction.apply(input, target, weight, int(ignore_index), code)
+
+
+def cross_entropy(
+    input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean", label_smoothing=0.0
+):
+    """Fused log-softmax + NLL over dim 1, as ``torch.nn.functional.cross_entropy``, with class
+    ``weight``, ``ignore_index`` and ``label_smoothing``. Targets are int64 class indices (the fused
+    kernel) or float32 class probabilities shaped like the input (numpy; ignore_index unused, and
+    no gradient flows to the target)."""
+    code = _reduction_code(reduction, size_average, reduce, "cross_entropy")
+    if np.dtype(target.dtype) == np.float32 and input.ndim >= 2:
+        return SoftTargetCrossEntropyFunction.apply(input, target, weight, code, float(label_smoothing))
+    return CrossEntropyFunction.apply(input, target, weight, int(ignore_index), code, float(label_smoothing))
+
+
+class MseLossFunction(Function):
+    @staticmethod
+    def forward(ctx, input, target, reduction):
+        ctx.save_for_backward(input, target)
+        ctx.reduction = reduction
+        return _C.mse_loss_forward(input, target, reduction)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        input, target = ctx.saved_tensors
+        grad = grad_output.reshape(input.shape if ctx.reduction == 0 else ())
+        grad_input = _C.mse_loss_backward(grad, input, target, ctx.reduction)
+        grad_target = -grad_input if ctx.needs_input_grad[1] else None
+        return grad_input, grad_target, None
+
+
+def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
+    """Mean squared error, as ``torch.nn.functional.mse_loss``. ``input`` and ``target`` must have
+    the same shape (no broadcasting); element ``weight`` is not supported."""
+    if weight is not None:
+        raise NotImplementedError("mse_loss: weight is not supported")
+    code = _reduction_code(reduction, size_average, reduce, "mse_loss")
+    return MseLossFunction.apply(input, target, code)

@@ -1,0 +1,88 @@
+"""Normalisation layers' functional forms: batch_norm and local_response_norm."""
+
+import math
+import numbers
+
+import numpy as np
+
+from .. import _C
+from ..autograd import Function
+
+__all__ = ["batch_norm", "local_response_norm"]
+
+
+def _array_or_none(value):
+    """The numpy array behind a Tensor (shared, so in-place updates reach it), an array, or None."""
+    if value is None or isinstance(value, np.ndarray):
+        return value
+    return value.detach().numpy()
+
+
+class BatchNormFunction(Function):
+    @staticmethod
+    def forward(ctx, input, weight, bias, running_mean, running_var, training, momentum, eps):
+        if training:
+            output, mean, invstd = _C.batch_norm_forward_train(input, running_mean, running_var, weight, bias, momentum, eps)
+        else:
+            output = _C.batch_norm_forward_eval(input, running_mean, running_var, weight, bias, eps)
+            # Snapshot the statistics used, so a later update of the buffers cannot change the gradient.
+            mean = np.array(running_mean, dtype=np.float32)
+            invstd = (1.0 / np.sqrt(running_var.astype(np.float64) + eps)).astype(np.float32)
+        ctx.save_for_backward(input, weight, mean, invstd)
+        ctx.training = training
+        return output
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        input, weight, mean, invstd = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        mask = (needs[0], needs[1] and weight is not None, needs[2])
+        grad_input, grad_weight, grad_bias = _C.batch_norm_backward(grad_output, input, mean, invstd, weight, ctx.training, mask)
+        return grad_input, grad_weight, grad_bias, None, None, None, None, None
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-05):
+    """Batch normalisation over an (N, C, *) input, as ``torch.nn.functional.batch_norm``.
+
+    ``training=True`` normalises with the batch statistics (biased variance) and, when the
+    running statistics are given, updates them in place with
+    ``running = (1 - momentum) * running + momentum * batch_stat`` (unbiased variance for
+    ``running_var``). ``training=False`` normalises with ``running_mean``/``running_var``.
+    ``weight``/``bias`` may be None (no affine transform).
+    """
+    if training and input.ndim >= 2:
+        values_per_channel = math.prod(input.shape) // max(input.shape[1], 1)
+        if values_per_channel == 1:
+            raise ValueError(f"Expected more than 1 value per channel when training, got input size {tuple(input.shape)}")
+    if momentum is None or not isinstance(momentum, numbers.Real):
+        raise TypeError(f"batch_norm: momentum must be a float, got {type(momentum).__name__}")
+    return BatchNormFunction.apply(
+        input, weight, bias, _array_or_none(running_mean), _array_or_none(running_var), bool(training), float(momentum), float(eps)
+    )
+
+
+class LocalResponseNormFunction(Function):
+    @staticmethod
+    def forward(ctx, input, size, alpha, beta, k):
+        output, scale = _C.lrn_forward(input, size, alpha, beta, k)
+        ctx.save_for_backward(input, output, scale)
+        ctx.params = (size, alpha, beta, k)
+        return output
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        input, output, scale = ctx.saved_tensors
+        return _C.lrn_backward(grad_output, input, output, scale, *ctx.params), None, None, None, None
+
+
+def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
+    """Local response normalisation across channels of an (N, C, *) input, as
+    ``torch.nn.functional.local_response_norm``:
+    ``output = input / (k + alpha / size * sum of input^2 over the channel window) ** beta``,
+    the window running from ``c - size // 2`` to ``c + (size - 1) // 2`` (zero outside).
+    """
+    if input.ndim < 3:
+        raise ValueError(f"local_response_norm: Expected 3D or higher dimensionality input (got {input.ndim} dimensions)")
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral):
+        raise TypeError(f"local_response_norm: size must be an int, got {type(size).__name__}")
+    return LocalResponseNormFunction.apply(input, int(size), float(alpha), float(beta), float(k))
