@@ -6,6 +6,7 @@ public names below mirror torch's.
 
 from . import backend
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .checkpoint import load, save
 from .random import manual_seed
 from .tensor import (
     Size,
