@@ -176,7 +176,7 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
   if (d.batch == 0) return;
   if (use_direct(d, g)) {
     const int64_t planes = d.batch * d.out_channels;
-#pragma omp parallel for num_threads(threads_for(planes)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(planes, planes * g.out_plane * g.k)) schedule(static)
     for (int64_t plane = 0; plane < planes; ++plane) {
       const int64_t n = plane / d.out_channels, oc = plane % d.out_channels, group = oc / g.cout_g;
       direct_forward_plane(y + plane * g.out_plane, x + (n * d.in_channels + group * g.cin_g) * g.in_plane,
@@ -271,7 +271,7 @@ void conv2d_backward_weight(float* dw, const float* dy, const float* x, const Co
   const ConvGeometry g = geometry(d);
   if (use_direct(d, g)) {
     const int64_t pairs = d.out_channels * g.cin_g;
-#pragma omp parallel for num_threads(threads_for(pairs)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(pairs, d.batch * d.out_channels * g.out_plane * g.k)) schedule(static)
     for (int64_t pair = 0; pair < pairs; ++pair) {
       const int64_t oc = pair / g.cin_g, c = pair % g.cin_g;
       direct_backward_weight_taps(dw + oc * g.k, dy, x, oc, c, d, g);
@@ -326,7 +326,7 @@ void conv2d_backward_weight(float* dw, const float* dy, const float* x, const Co
 
 void conv2d_backward_bias(float* db, const float* dy, const Conv2dDesc& d) {
   const int64_t plane = d.out_h * d.out_w;
-#pragma omp parallel for num_threads(threads_for(d.out_channels)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(d.out_channels, d.batch * d.out_channels * plane)) schedule(static)
   for (int64_t c = 0; c < d.out_channels; ++c) {
     double total = 0.0;
     for (int64_t n = 0; n < d.batch; ++n) {
