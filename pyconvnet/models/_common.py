@@ -12,8 +12,7 @@ class ImageClassifier(nn.Module):
 
     def __init__(self, num_classes, in_channels):
         super().__init__()
-        _check_positive_int("num_classes", num_classes)
-        _check_positive_int("in_channels", in_channels)
+        check_arguments(num_classes, in_channels)
         self.in_channels = in_channels
 
     def forward(self, x):
@@ -35,13 +34,17 @@ def _describe_failure(model, x, error):
     """Rerun ``model._forward`` on ``x`` in eval mode under no_grad with pre/post hooks on every
     submodule; the innermost module entered but not left is where ``error`` comes from."""
     stack = []
+
+    def leave(module, args, output):
+        stack.pop()
+
     handles = []
     for name, module in model.named_modules():
         if module is model:
             continue
         handles.append(module.register_forward_pre_hook(
             lambda m, args, name=name: stack.append((name, m, tuple(args[0].shape)))))
-        handles.append(module.register_forward_hook(lambda m, args, output: stack.pop()))
+        handles.append(module.register_forward_hook(leave))
     modes = [(module, module.training) for module in model.modules()]
     model.eval()
     try:
@@ -65,8 +68,10 @@ def _describe_failure(model, x, error):
     )
 
 
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be positive, got {value}")
+def check_arguments(num_classes, in_channels):
+    """TypeError/ValueError unless both are positive ints."""
+    for name, value in (("num_classes", num_classes), ("in_channels", in_channels)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        if value < 1:
+            raise ValueError(f"{name} must be positive, got {value}")
