@@ -1,5 +1,59 @@
-"""Neural-network building blocks; ``pyconvnet.nn.functional`` holds the stateless ops."""
+"""Neural-network building blocks with torch.nn's names: ``Module``, ``Parameter``, containers,
+layers and losses; ``functional`` holds the stateless ops and ``init`` the initialisers."""
 
-from . import functional
+from . import functional, init
+from .modules import (
+    AdaptiveAvgPool2d,
+    AdaptiveMaxPool2d,
+    AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv2d,
+    CrossEntropyLoss,
+    Dropout,
+    Flatten,
+    Identity,
+    LeakyReLU,
+    Linear,
+    LocalResponseNorm,
+    MaxPool2d,
+    Module,
+    ModuleDict,
+    ModuleList,
+    MSELoss,
+    NLLLoss,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    Tanh,
+)
+from .parameter import Parameter
 
-__all__ = ["functional"]
+__all__ = [
+    "functional",
+    "init",
+    "Module",
+    "Parameter",
+    "Sequential",
+    "ModuleList",
+    "ModuleDict",
+    "Conv2d",
+    "Linear",
+    "Identity",
+    "ReLU",
+    "LeakyReLU",
+    "Sigmoid",
+    "Tanh",
+    "MaxPool2d",
+    "AvgPool2d",
+    "AdaptiveAvgPool2d",
+    "AdaptiveMaxPool2d",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "LocalResponseNorm",
+    "Dropout",
+    "Flatten",
+    "CrossEntropyLoss",
+    "NLLLoss",
+    "MSELoss",
+]

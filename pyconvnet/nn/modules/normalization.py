@@ -1,0 +1,119 @@
+"""Normalisation layers: ``BatchNorm1d``, ``BatchNorm2d`` and ``LocalResponseNorm``."""
+
+from .. import functional as F
+from .. import init
+from ..parameter import Parameter
+from ...tensor import empty, int64, ones, tensor, zeros
+from .module import Module
+
+__all__ = ["BatchNorm1d", "BatchNorm2d", "LocalResponseNorm"]
+
+
+class _BatchNorm(Module):
+    """Batch normalisation over channel dim 1, with torch's parameters, buffers and update rule.
+
+    ``bias=False`` (keyword-only, as in torch) keeps the scale but drops the shift.
+    Training normalises with the batch statistics and, with ``track_running_stats``, updates
+    ``running_mean``/``running_var`` (unbiased) by ``momentum``, or by the cumulative average
+    1/num_batches_tracked when ``momentum`` is None. Evaluation uses the running statistics
+    (the batch statistics when they are not tracked).
+    """
+
+    _input_ndims = ()
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, *, bias=True):
+        super().__init__()
+        self.num_features = num_features
+        self.eps = eps
+        self.momentum = momentum
+        self.affine = affine
+        self.track_running_stats = track_running_stats
+        if affine:
+            self.weight = Parameter(empty(num_features))
+        else:
+            self.register_parameter("weight", None)
+        if affine and bias:
+            self.bias = Parameter(empty(num_features))
+        else:
+            self.register_parameter("bias", None)
+        if track_running_stats:
+            self.register_buffer("running_mean", zeros(num_features))
+            self.register_buffer("running_var", ones(num_features))
+            self.register_buffer("num_batches_tracked", tensor(0, dtype=int64))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+        self.reset_parameters()
+
+    def reset_running_stats(self):
+        if self.track_running_stats:
+            self.running_mean.zero_()
+            self.running_var.fill_(1)
+            self.num_batches_tracked.zero_()
+
+    def reset_parameters(self):
+        self.reset_running_stats()
+        if self.affine:
+            init.ones_(self.weight)
+        if self.bias is not None:
+            init.zeros_(self.bias)
+
+    def forward(self, input):
+        shape = input.shape
+        if len(shape) not in self._input_ndims:
+            expected = " or ".join(f"{n}D" for n in self._input_ndims)
+            raise ValueError(f"expected {expected} input (got {len(shape)}D input)")
+        if shape[1] != self.num_features:
+            raise ValueError(f"expected {self.num_features} channels in dim 1, got {shape[1]}")
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+            if self.momentum is None:
+                factor = 1.0 / float(self.num_batches_tracked)
+        # Batch statistics in training, and in evaluation when no running ones exist.
+        use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
+        track = not self.training or self.track_running_stats
+        return F.batch_norm(
+            input,
+            self.running_mean if track else None,
+            self.running_var if track else None,
+            self.weight,
+            self.bias,
+            use_batch_stats,
+            factor,
+            self.eps,
+        )
+
+    def extra_repr(self):
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+                f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalisation of (N, C) or (N, C, L) input (torch.nn.BatchNorm1d)."""
+
+    _input_ndims = (2, 3)
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalisation of (N, C, H, W) input (torch.nn.BatchNorm2d)."""
+
+    _input_ndims = (4,)
+
+
+class LocalResponseNorm(Module):
+    """Normalisation across ``size`` neighbouring channels (torch.nn.LocalResponseNorm; AlexNet)."""
+
+    def __init__(self, size, alpha=1e-4, beta=0.75, k=1.0):
+        super().__init__()
+        self.size = size
+        self.alpha = alpha
+        self.beta = beta
+        self.k = k
+
+    def forward(self, input):
+        return F.local_response_norm(input, self.size, self.alpha, self.beta, self.k)
+
+    def extra_repr(self):
+        return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
