@@ -24,6 +24,8 @@ from .tensor import (
     zeros_like,
 )
 from . import nn  # noqa: E402  (after Tensor: nn's ops build on it)
+from . import models
+from .summary import summary
 
 # torch's dtype aliases (they shadow the builtins only inside this namespace, as in torch).
 float = float32
