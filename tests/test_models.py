@@ -634,7 +634,7 @@ def test_wrong_input_channels():
 
 def test_too_small_input_names_the_layer():
     model = models.vgg11(num_classes=10)
-    with pytest.raises(ValueError, match=r"layer 'features\.\d+' \(MaxPool2d\).*shape \(1, 512, 1, 1\)"):
+    with pytest.raises(ValueError, match=r"layer .features\.\d+. \(MaxPool2d\) got input of shape \(1, 512, 1, 1\)"):
         model(pcn.zeros(1, 3, 16, 16))
     model = models.alexnet(num_classes=10)
     with pytest.raises(ValueError, match=r"layer 'features\.\d+'.*\(1, 3, 8, 8\)"):

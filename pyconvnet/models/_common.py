@@ -18,16 +18,22 @@ class ImageClassifier(nn.Module):
     def forward(self, x):
         shape = tuple(x.shape)
         if len(shape) != 4 or shape[1] != self.in_channels:
-            raise ValueError(
-                f"{type(self).__name__}: expected input of shape (N, {self.in_channels}, H, W), got {shape}"
-            )
+            raise _named(self, f"{type(self).__name__}: expected input of shape (N, {self.in_channels}, H, W), got {shape}")
         try:
             return self._forward(x)
         except ValueError as error:
             message = _describe_failure(self, x, error)
             if message is None:
                 raise
-            raise ValueError(message) from error
+            raise _named(self, message) from error
+
+
+def _named(model, message):
+    """A ValueError marked (``module``) as already naming its layer, so the enclosing
+    ``Module.__call__`` does not prefix it again."""
+    error = ValueError(message)
+    error.module = model
+    return error
 
 
 def _describe_failure(model, x, error):
@@ -63,8 +69,8 @@ def _describe_failure(model, x, error):
         return None
     name, module, shape = stack[-1]
     return (
-        f"{type(model).__name__}: layer '{name}' ({type(module).__name__}) cannot take its input of "
-        f"shape {shape} (model input {tuple(x.shape)}): {error}"
+        f"{type(model).__name__}: layer '{name}' ({type(module).__name__}) got input of shape {shape} "
+        f"(model input {tuple(x.shape)}): {error}"
     )
 
 
