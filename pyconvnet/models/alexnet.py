@@ -26,19 +26,23 @@ class AlexNet(ImageClassifier):
         if cifar:
             stem = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1)
             conv2 = nn.Conv2d(64, 192, kernel_size=3, padding=1)
-            pool, pooled = (lambda: nn.MaxPool2d(kernel_size=2, stride=2)), 4
+            pool_kernel, pooled = 2, 4
         else:
             stem = nn.Conv2d(in_channels, 64, kernel_size=11, stride=4, padding=2)
             conv2 = nn.Conv2d(64, 192, kernel_size=5, padding=2)
-            pool, pooled = (lambda: nn.MaxPool2d(kernel_size=3, stride=2)), 6
-        norm = (lambda: [nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)]) if lrn else list
+            pool_kernel, pooled = 3, 6
+
+        def after_relu():
+            norm = [nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)] if lrn else []
+            return [nn.ReLU(inplace=True), *norm, nn.MaxPool2d(kernel_size=pool_kernel, stride=2)]
+
         self.features = nn.Sequential(
-            stem, nn.ReLU(inplace=True), *norm(), pool(),
-            conv2, nn.ReLU(inplace=True), *norm(), pool(),
+            stem, *after_relu(),
+            conv2, *after_relu(),
             nn.Conv2d(192, 384, kernel_size=3, padding=1), nn.ReLU(inplace=True),
             nn.Conv2d(384, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True),
             nn.Conv2d(256, 256, kernel_size=3, padding=1), nn.ReLU(inplace=True),
-            pool(),
+            nn.MaxPool2d(kernel_size=pool_kernel, stride=2),
         )
         self.avgpool = nn.AdaptiveAvgPool2d((pooled, pooled))
         self.classifier = nn.Sequential(

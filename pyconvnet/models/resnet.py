@@ -134,6 +134,8 @@ class ShortcutA(nn.Module):
     """He et al.'s option-A shortcut: subsample by ``stride`` and zero-pad the channels
     (half the extra channels before, half after); no parameters."""
 
+    kernel_size = 1  # for summary's receptive field: it samples single pixels
+
     def __init__(self, stride, extra_channels):
         super().__init__()
         self.stride = stride

@@ -3,7 +3,7 @@ batch norm, in torchvision's layout (``features``, ``avgpool``, ``classifier``) 
 initialisation, plus small-input (``cifar=True``) variants."""
 
 from .. import nn
-from ._common import ImageClassifier
+from ._common import ImageClassifier, check_arguments
 
 __all__ = [
     "VGG", "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
@@ -76,6 +76,7 @@ class VGG(ImageClassifier):
 
 
 def _vgg(depth, batch_norm, num_classes, in_channels, dropout, cifar):
+    check_arguments(num_classes, in_channels)
     features = make_features(CONFIGS[depth], in_channels, batch_norm)
     return VGG(features, num_classes, in_channels, dropout, cifar)
 
