@@ -6,6 +6,7 @@ public names below mirror torch's.
 
 from . import backend
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .checkpoint import load, save
 from .random import manual_seed
 from .tensor import (
     Size,
@@ -24,9 +25,10 @@ from .tensor import (
     zeros,
     zeros_like,
 )
-from . import nn  # noqa: E402  (after Tensor: nn's ops build on it)
+# After Tensor: these build on it.
+from . import models, nn, optim  # noqa: E402
 from .ops.elementwise import cat  # noqa: E402
-from . import optim
+from .summary import summary  # noqa: E402
 
 # torch's dtype aliases (they shadow the builtins only inside this namespace, as in torch).
 float = float32

@@ -3,6 +3,8 @@
 import argparse
 import sys
 
+_INTERRUPTED = 130  # the shell's status for a run stopped by SIGINT
+
 
 def _info(args):
     from . import backend
@@ -25,11 +27,120 @@ def _info(args):
     return 0
 
 
+def _train(args):
+    from . import train
+
+    settings = {name: getattr(args, name) for name in (
+        "model", "dataset", "epochs", "batch_size", "lr", "optimizer", "scheduler", "weight_decay", "momentum",
+        "label_smoothing", "augment", "seed", "limit_train", "limit_test")}
+    try:
+        accuracy = train.train(settings, out_dir=args.out, resume=args.resume, data_dir=args.data_dir,
+                               threads=args.threads)
+    except (train.TrainingStopped, ValueError, FileExistsError, FileNotFoundError) as error:
+        print(f"pyconvnet train: error: {error}", file=sys.stderr)
+        return 1
+    return 0 if accuracy is not None else _INTERRUPTED
+
+
+def _eval(args):
+    from . import train
+
+    try:
+        loss, accuracy = train.evaluate_checkpoint(args.checkpoint, args.data_dir, args.limit_test, args.threads)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"pyconvnet eval: error: {error}", file=sys.stderr)
+        return 1
+    print(f"test loss: {loss:.4f}")
+    print(f"test accuracy: {accuracy:.4f}")
+    return 0
+
+
+def _add_train_parser(commands):
+    parser = commands.add_parser(
+        "train", help="train a model (LeNet-5 on Fashion-MNIST by default)",
+        description="Train one of pyconvnet.models on a dataset. Settings left out come from the model's "
+                    "recipe; the run directory gets metrics.jsonl, last.safetensors and best.safetensors.")
+    # Defaults are None so that the recipe, or the resumed checkpoint, decides what is not given.
+    parser.add_argument("--model", default=None, help="a name from pyconvnet.models.list_models() (default lenet5)")
+    parser.add_argument("--dataset", default=None, choices=["fashion-mnist", "mnist", "cifar10"],
+                        help="default fashion-mnist")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr", type=float, help="learning rate (the peak one for onecycle)")
+    parser.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
+    parser.add_argument("--scheduler", choices=["none", "step", "multistep", "cosine", "onecycle"],
+                        help="stepped every batch: step = /10 at each third of the run, multistep = /10 at 50%% "
+                             "and 75%%, cosine to 0, onecycle")
+    parser.add_argument("--weight-decay", type=float)
+    parser.add_argument("--momentum", type=float, help="SGD momentum")
+    parser.add_argument("--label-smoothing", type=float)
+    parser.add_argument("--augment", action=argparse.BooleanOptionalAction,
+                        help="random crop (padded) and, where mirror images are plausible, horizontal flip")
+    parser.add_argument("--seed", type=int, help="default 0")
+    parser.add_argument("--threads", type=int, help="kernel threads (default: OpenMP's)")
+    parser.add_argument("--data-dir", help="where the dataset is (default: $PYCONVNET_DATA, the cache, "
+                                           "/usr/share/datasets)")
+    parser.add_argument("--out", metavar="DIR", help="run directory (default runs/MODEL-DATASET-TIMESTAMP; with "
+                                                     "--resume, the checkpoint's directory)")
+    parser.add_argument("--resume", metavar="PATH", help="continue the run saved in this checkpoint")
+    parser.add_argument("--limit-train", type=int, metavar="N", help="train on the first N images only")
+    parser.add_argument("--limit-test", type=int, metavar="N", help="evaluate on the first N test images only")
+    parser.set_defaults(handler=_train)
+
+
+def _add_eval_parser(commands):
+    parser = commands.add_parser("eval", help="test loss and accuracy of a saved checkpoint",
+                                 description="Rebuild the model saved in CKPT and evaluate it on its dataset's test split.")
+    parser.add_argument("checkpoint", metavar="CKPT")
+    parser.add_argument("--data-dir")
+    parser.add_argument("--limit-test", type=int, metavar="N")
+    parser.add_argument("--threads", type=int)
+    parser.set_defaults(handler=_eval)
+
+
+def _input_shape(text):
+    """'3x224x224' -> (3, 224, 224)."""
+    try:
+        shape = tuple(int(part) for part in text.lower().split("x"))
+    except ValueError:
+        shape = ()
+    if not shape or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"expected sizes joined by 'x' such as 3x224x224, got {text!r}")
+    return shape
+
+
+def _summary(args):
+    from . import models
+    from .summary import summary
+
+    options = {"in_channels": args.input[0]}
+    if args.num_classes is not None:
+        options["num_classes"] = args.num_classes
+    if args.cifar:
+        options["cifar"] = True
+    try:
+        model = models.get_model(args.model, **options)
+        print(summary(model, args.input))
+    except (TypeError, ValueError) as error:
+        print(f"pyconvnet summary: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="pyconvnet", description="Fast CPU training of classic CNNs.")
     commands = parser.add_subparsers(dest="command", required=True)
     info = commands.add_parser("info", help="version, chosen ISA and why, threads, build flags")
     info.set_defaults(handler=_info)
+    _add_train_parser(commands)
+    _add_eval_parser(commands)
+    table = commands.add_parser("summary", help="layer table of a model: shapes, parameters, mult-adds, receptive field")
+    table.add_argument("model", help="a name from pyconvnet.models.list_models(), e.g. resnet18")
+    table.add_argument("--input", type=_input_shape, default=(3, 224, 224),
+                       help="one sample's shape as CxHxW (default 3x224x224)")
+    table.add_argument("--num-classes", type=int, default=None, help="classifier outputs (default: the model's)")
+    table.add_argument("--cifar", action="store_true", help="the model's small-input variant")
+    table.set_defaults(handler=_summary)
     return parser
 
 

@@ -12,15 +12,10 @@ import pyconvnet as pcn
 from pyconvnet import backend
 
 
-# Subprocesses start in tests/ so that `python -c`/`-m` (which put the working directory first on
-# sys.path) import the installed package, not the source tree's copy without its extension.
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
 def _run_python(code, **env):
     environment = dict(os.environ, **env)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=environment,
-                            timeout=120, cwd=HERE)
+                            timeout=120)
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 
@@ -30,7 +25,7 @@ def test_newest_available_isa_is_chosen_at_import():
     assert available[:2] == ["reference", "generic"]
     env = {k: v for k, v in os.environ.items() if k != "PYCONVNET_ISA"}
     chosen = subprocess.run([sys.executable, "-c", "from pyconvnet import backend; print(backend.isa())"],
-                            capture_output=True, text=True, env=env, timeout=120, cwd=HERE).stdout.strip()
+                            capture_output=True, text=True, env=env, timeout=120).stdout.strip()
     assert chosen == available[-1]
 
 
@@ -88,8 +83,7 @@ def test_threads_default_follows_omp_num_threads_and_can_be_set():
 
 
 def test_info_command_tells_the_truth():
-    out = subprocess.run([sys.executable, "-m", "pyconvnet", "info"], capture_output=True, text=True, timeout=120,
-                         cwd=HERE)
+    out = subprocess.run([sys.executable, "-m", "pyconvnet", "info"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     fields = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in out.stdout.splitlines())
     assert fields["pyconvnet"] == pcn.__version__

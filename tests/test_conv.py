@@ -23,6 +23,8 @@ CONV_CASES = [
     (3, 17, 9, 9, 19, (3, 3), (1, 1), (1, 1), (1, 1), 1),  # channels not a multiple of 8/16
     (2, 3, 28, 28, 6, (5, 5), (1, 1), (2, 2), (1, 1), 1),  # LeNet's first layer
     (1, 16, 14, 14, 40, (3, 3), (2, 2), (1, 1), (1, 1), 1),  # single image: the team-parallel path
+    (4, 1, 28, 28, 6, (5, 5), (1, 1), (2, 2), (1, 1), 1),  # small-channel direct path (LeNet conv1)
+    (2, 2, 9, 7, 3, (3, 3), (2, 1), (2, 1), (2, 2), 1),  # direct path with stride_h 2, dilation 2
 ]
 
 

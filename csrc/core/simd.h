@@ -50,10 +50,15 @@ static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 static inline float minf(float a, float b) { return a < b ? a : b; }
 static inline float maxf(float a, float b) { return a > b ? a : b; }
 
-// Threads for a loop of `work_items` independent items: no more threads than items.
-static inline int threads_for(int64_t work_items) {
-  const int threads = num_threads();
-  return work_items < threads ? static_cast<int>(work_items < 1 ? 1 : work_items) : threads;
+// Threads for a loop of `items` independent items that together touch about `elements` floats:
+// no more threads than items, and one thread when the loop is too small to pay for waking a
+// team (on a busy machine a team also waits for its slowest member to be scheduled).
+constexpr int64_t kMinElementsPerThread = int64_t(1) << 15;
+
+static inline int threads_for(int64_t items, int64_t elements) {
+  const int64_t by_size = elements / kMinElementsPerThread;
+  const int64_t limit = min64(min64(items, by_size), num_threads());
+  return static_cast<int>(limit < 1 ? 1 : limit);
 }
 
 PCN_ISA_END

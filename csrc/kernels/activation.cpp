@@ -17,7 +17,7 @@ typedef int32_t vint __attribute__((vector_size(kVecFloats * sizeof(int32_t))));
 template <class F>
 void map_unary(float* y, const float* x, int64_t count, F f) {
   const int64_t blocks = (count + kBlock - 1) / kBlock;
-#pragma omp parallel for num_threads(threads_for(blocks)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(blocks, count)) schedule(static)
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t begin = b * kBlock, end = min64(count, begin + kBlock);
     int64_t i = begin;
@@ -35,7 +35,7 @@ void map_unary(float* y, const float* x, int64_t count, F f) {
 template <class F>
 void map_binary(float* dx, const float* dy, const float* v, int64_t count, F f) {
   const int64_t blocks = (count + kBlock - 1) / kBlock;
-#pragma omp parallel for num_threads(threads_for(blocks)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(blocks, count)) schedule(static)
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t begin = b * kBlock, end = min64(count, begin + kBlock);
     int64_t i = begin;
@@ -139,7 +139,7 @@ void dropout_forward(float* y, uint8_t* mask, const float* x, const DropoutDesc&
   const uint64_t key = mix64(d.seed + kGolden), threshold = drop_threshold(d.p);
   const float keep_scale = d.p < 1.0f ? 1.0f / (1.0f - d.p) : 0.0f;
   const int64_t blocks = (d.count + kBlock - 1) / kBlock;
-#pragma omp parallel for num_threads(threads_for(blocks)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(blocks, d.count)) schedule(static)
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t end = min64(d.count, (b + 1) * kBlock);
     for (int64_t i = b * kBlock; i < end; ++i) {
@@ -153,7 +153,7 @@ void dropout_forward(float* y, uint8_t* mask, const float* x, const DropoutDesc&
 void dropout_backward(float* dx, const float* dy, const uint8_t* mask, const DropoutDesc& d) {
   const float keep_scale = d.p < 1.0f ? 1.0f / (1.0f - d.p) : 0.0f;
   const int64_t blocks = (d.count + kBlock - 1) / kBlock;
-#pragma omp parallel for num_threads(threads_for(blocks)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(blocks, d.count)) schedule(static)
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t end = min64(d.count, (b + 1) * kBlock);
     for (int64_t i = b * kBlock; i < end; ++i) dx[i] = dy[i] * (mask[i] ? keep_scale : 0.0f);

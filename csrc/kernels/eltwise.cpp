@@ -24,7 +24,7 @@ const int64_t* part_starts(const int64_t* extents, int64_t inputs) {
 
 void add_forward(float* y, const float* a, const float* b, const EltwiseDesc& d) {
   const int64_t chunks = chunks_of(d.count);
-#pragma omp parallel for num_threads(threads_for(chunks)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(chunks, d.count)) schedule(static)
   for (int64_t chunk = 0; chunk < chunks; ++chunk) {
     const int64_t begin = chunk * kChunk, end = min64(d.count, begin + kChunk);
     for (int64_t i = begin; i < end; ++i) y[i] = a[i] + b[i];
@@ -33,7 +33,7 @@ void add_forward(float* y, const float* a, const float* b, const EltwiseDesc& d)
 
 void mul_forward(float* y, const float* a, const float* b, const EltwiseDesc& d) {
   const int64_t chunks = chunks_of(d.count);
-#pragma omp parallel for num_threads(threads_for(chunks)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(chunks, d.count)) schedule(static)
   for (int64_t chunk = 0; chunk < chunks; ++chunk) {
     const int64_t begin = chunk * kChunk, end = min64(d.count, begin + kChunk);
     for (int64_t i = begin; i < end; ++i) y[i] = a[i] * b[i];
@@ -42,7 +42,7 @@ void mul_forward(float* y, const float* a, const float* b, const EltwiseDesc& d)
 
 void add_relu_forward(float* y, const float* a, const float* b, const EltwiseDesc& d) {
   const int64_t chunks = chunks_of(d.count);
-#pragma omp parallel for num_threads(threads_for(chunks)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(chunks, d.count)) schedule(static)
   for (int64_t chunk = 0; chunk < chunks; ++chunk) {
     const int64_t begin = chunk * kChunk, end = min64(d.count, begin + kChunk);
     for (int64_t i = begin; i < end; ++i) {
@@ -55,7 +55,7 @@ void add_relu_forward(float* y, const float* a, const float* b, const EltwiseDes
 void sum_forward(float* out, const float* x, const EltwiseDesc& d) {
   const int64_t chunks = chunks_of(d.count);
   double* partials = reinterpret_cast<double*>(thread_scratch(Scratch::partial, 2 * max64(chunks, 1)));
-#pragma omp parallel for num_threads(threads_for(chunks)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(chunks, d.count)) schedule(static)
   for (int64_t chunk = 0; chunk < chunks; ++chunk) {
     const int64_t begin = chunk * kChunk, end = min64(d.count, begin + kChunk);
     double total = 0.0;
@@ -72,7 +72,7 @@ void sum_forward(float* out, const float* x, const EltwiseDesc& d) {
 void concat_forward(float* y, const float* const* inputs, const int64_t* extents, const ConcatDesc& d) {
   const int64_t items = d.outer * d.inputs;
   const int64_t* starts = part_starts(extents, d.inputs);
-#pragma omp parallel for num_threads(threads_for(items)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(items, d.outer * d.total * d.inner)) schedule(static)
   for (int64_t item = 0; item < items; ++item) {
     const int64_t row = item / d.inputs, i = item % d.inputs, floats = extents[i] * d.inner;
     if (floats > 0) memcpy(y + (row * d.total + starts[i]) * d.inner, inputs[i] + row * floats, floats * sizeof(float));
@@ -82,7 +82,7 @@ void concat_forward(float* y, const float* const* inputs, const int64_t* extents
 void split_forward(float* const* outputs, const float* y, const int64_t* extents, const ConcatDesc& d) {
   const int64_t items = d.outer * d.inputs;
   const int64_t* starts = part_starts(extents, d.inputs);
-#pragma omp parallel for num_threads(threads_for(items)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(items, d.outer * d.total * d.inner)) schedule(static)
   for (int64_t item = 0; item < items; ++item) {
     const int64_t row = item / d.inputs, i = item % d.inputs, floats = extents[i] * d.inner;
     if (floats > 0) memcpy(outputs[i] + row * floats, y + (row * d.total + starts[i]) * d.inner, floats * sizeof(float));

@@ -67,14 +67,20 @@ struct MatrixPackB {
   bool trans_b;
   // Writes the kc x NR panel of columns [j0, j0 + cols) for rows [p0, p0 + kc), zero-padded.
   void operator()(float* out, int64_t p0, int64_t kc, int64_t j0, int64_t cols) const {
+    if (trans_b) {
+      // Read each stored row of B contiguously; the strided writes stay inside the L1-sized panel.
+      for (int64_t j = 0; j < cols; ++j) {
+        const float* src = b + (j0 + j) * ldb + p0;
+        for (int64_t p = 0; p < kc; ++p) out[p * kGemmNR + j] = src[p];
+      }
+      for (int64_t p = 0; p < kc; ++p)
+        for (int64_t j = cols; j < kGemmNR; ++j) out[p * kGemmNR + j] = 0.0f;
+      return;
+    }
     for (int64_t p = 0; p < kc; ++p) {
       float* row = out + p * kGemmNR;
-      if (trans_b) {
-        for (int64_t j = 0; j < cols; ++j) row[j] = b[(j0 + j) * ldb + p0 + p];
-      } else {
-        const float* src = b + (p0 + p) * ldb + j0;
-        for (int64_t j = 0; j < cols; ++j) row[j] = src[j];
-      }
+      const float* src = b + (p0 + p) * ldb + j0;
+      for (int64_t j = 0; j < cols; ++j) row[j] = src[j];
       for (int64_t j = cols; j < kGemmNR; ++j) row[j] = 0.0f;
     }
   }

@@ -121,7 +121,7 @@ float loss_grad_scale(const float* dloss, int64_t i, double mean_divisor, int re
 void softmax_family_forward(float* y, const float* x, const SoftmaxDesc& d, bool log_output) {
   if (d.classes == 0) return;  // empty output
   const Items items = items_of(d.outer, d.inner);
-#pragma omp parallel for num_threads(threads_for(items.count)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(items.count, d.outer * d.classes * d.inner)) schedule(static)
   for (int64_t item = 0; item < items.count; ++item) {
     const Columns cols = columns_of(items, item, d.classes, d.inner);
     float lse[kColumns];
@@ -141,7 +141,7 @@ void softmax_family_forward(float* y, const float* x, const SoftmaxDesc& d, bool
 void softmax_family_backward(float* dx, const float* dy, const float* y, const SoftmaxDesc& d, bool log_output) {
   if (d.classes == 0) return;  // empty output
   const Items items = items_of(d.outer, d.inner);
-#pragma omp parallel for num_threads(threads_for(items.count)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(items.count, d.outer * d.classes * d.inner)) schedule(static)
   for (int64_t item = 0; item < items.count; ++item) {
     const Columns cols = columns_of(items, item, d.classes, d.inner);
     double total[kColumns];
@@ -179,7 +179,7 @@ void cross_entropy_forward(float* loss, float* log_probs, const float* logits, c
   const float smoothing = d.label_smoothing, nll_share = 1.0f - smoothing;
   const float smooth_share = d.classes > 0 ? smoothing / static_cast<float>(d.classes) : 0.0f;
   double* partials = reduction == kReductionNone ? nullptr : item_partials(items.count);
-#pragma omp parallel for num_threads(threads_for(items.count)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(items.count, d.batch * d.classes * d.inner)) schedule(static)
   for (int64_t item = 0; item < items.count; ++item) {
     const Columns cols = columns_of(items, item, d.classes, d.inner);
     float lse[kColumns];
@@ -222,7 +222,7 @@ void cross_entropy_backward(float* dlogits, const float* dloss, const float* log
   const float smooth_share = d.classes > 0 ? smoothing / static_cast<float>(d.classes) : 0.0f;
   double weight_sum = 0.0;
   for (int64_t c = 0; c < d.classes; ++c) weight_sum += class_weight_at(class_weight, c);
-#pragma omp parallel for num_threads(threads_for(items.count)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(items.count, d.batch * d.classes * d.inner)) schedule(static)
   for (int64_t item = 0; item < items.count; ++item) {
     const Columns cols = columns_of(items, item, d.classes, d.inner);
     // d(loss)/d(log_prob[c]) = -g * (smooth_share * w[c] + nll_share * w[t] * [c == t]); with the
@@ -253,7 +253,7 @@ void nll_loss_forward(float* loss, const float* log_probs, const int64_t* target
                       const LossDesc& d) {
   const Items items = items_of(d.batch, d.inner);
   double* partials = d.reduction == kReductionNone ? nullptr : item_partials(items.count);
-#pragma omp parallel for num_threads(threads_for(items.count)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(items.count, d.batch * d.inner)) schedule(static)
   for (int64_t item = 0; item < items.count; ++item) {
     const Columns cols = columns_of(items, item, d.classes, d.inner);
     double item_total = 0.0;
@@ -278,7 +278,7 @@ void nll_loss_backward(float* dlog_probs, const float* dloss, const int64_t* tar
                        const LossDesc& d) {
   const Items items = items_of(d.batch, d.inner);
   const double divisor = d.reduction == kReductionMean ? target_weight_total(target, class_weight, d) : 1.0;
-#pragma omp parallel for num_threads(threads_for(items.count)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(items.count, d.batch * d.inner)) schedule(static)
   for (int64_t item = 0; item < items.count; ++item) {
     const Columns cols = columns_of(items, item, d.classes, d.inner);
     for (int64_t c = 0; c < d.classes; ++c) {
@@ -300,7 +300,7 @@ constexpr int64_t kMseBlock = 4096;
 void mse_loss_forward(float* loss, const float* input, const float* target, const LossDesc& d) {
   const int64_t count = d.batch, blocks = (count + kMseBlock - 1) / kMseBlock;
   double* partials = d.reduction == kReductionNone ? nullptr : item_partials(blocks);
-#pragma omp parallel for num_threads(threads_for(blocks)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(blocks, count)) schedule(static)
   for (int64_t block = 0; block < blocks; ++block) {
     const int64_t begin = block * kMseBlock, end = min64(count, begin + kMseBlock);
     if (!partials) {
@@ -329,7 +329,7 @@ void mse_loss_backward(float* dinput, const float* dloss, const float* input, co
   const float scale = per_element ? 2.0f
                                   : static_cast<float>(2.0 * dloss[0] /
                                                        (d.reduction == kReductionMean ? static_cast<double>(count) : 1.0));
-#pragma omp parallel for num_threads(threads_for(blocks)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(blocks, count)) schedule(static)
   for (int64_t block = 0; block < blocks; ++block) {
     const int64_t begin = block * kMseBlock, end = min64(count, begin + kMseBlock);
     if (per_element)

@@ -72,7 +72,7 @@ void channel_sums(double* table, double* total0, double* total1, const BatchNorm
   const int64_t parts = s == 1 ? row_chunks(d) : d.batch;  // partial pairs per channel
   if (s == 1) {
     const int64_t rows = (d.batch + parts - 1) / parts;
-#pragma omp parallel for num_threads(threads_for(parts * channels / 4096 + 1)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(parts, parts * channels)) schedule(static)
     for (int64_t k = 0; k < parts; ++k) {
       double *s0 = table + 2 * k * channels, *s1 = s0 + channels;
       for (int64_t c = 0; c < channels; ++c) s0[c] = s1[c] = 0.0;
@@ -86,7 +86,7 @@ void channel_sums(double* table, double* total0, double* total1, const BatchNorm
     }
   } else {
     const int64_t planes = d.batch * channels;
-#pragma omp parallel for num_threads(threads_for(planes * s / 4096 + 1)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(planes, planes * s)) schedule(static)
     for (int64_t p = 0; p < planes; ++p) {
       const int64_t c = p % channels, base = p * s;
       double* pair = table + 2 * (p / channels) * channels;
@@ -141,11 +141,11 @@ template <class F>
 void for_each_plane(const BatchNormDesc& d, F f) {
   const int64_t planes = d.batch * d.channels, s = d.spatial;
   if (s == 1) {
-#pragma omp parallel for num_threads(threads_for(planes / 4096 + 1)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(d.batch, planes)) schedule(static)
     for (int64_t n = 0; n < d.batch; ++n)
       for (int64_t c = 0; c < d.channels; ++c) f(n * d.channels + c, int64_t(1), c);
   } else {
-#pragma omp parallel for num_threads(threads_for(planes * s / 4096 + 1)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(planes, planes * s)) schedule(static)
     for (int64_t p = 0; p < planes; ++p) f(p * s, s, p % d.channels);
   }
 }
@@ -293,7 +293,7 @@ void lrn_forward(float* y, float* scale, const float* x, const LrnDesc& d) {
   const int64_t before = d.size / 2, after = (d.size - 1) / 2;
   const int64_t chunks = (s + kLrnChunk - 1) / kLrnChunk, items = d.batch * chunks;
   const double coef = static_cast<double>(d.alpha) / d.size;
-#pragma omp parallel for num_threads(threads_for(items * c_count / 64 + 1)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(items, items * c_count * kLrnChunk)) schedule(static)
   for (int64_t item = 0; item < items; ++item) {
     const int64_t n = item / chunks, offset = n * c_count * s + (item % chunks) * kLrnChunk;
     const int64_t w = min64(kLrnChunk, s - (item % chunks) * kLrnChunk);
@@ -316,7 +316,7 @@ void lrn_backward(float* dx, const float* dy, const float* x, const float* y, co
   const int64_t before = d.size / 2, after = (d.size - 1) / 2;
   const int64_t chunks = (s + kLrnChunk - 1) / kLrnChunk, items = d.batch * chunks;
   const double coef = 2.0 * d.alpha * d.beta / d.size;
-#pragma omp parallel for num_threads(threads_for(items * c_count / 64 + 1)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(items, items * c_count * kLrnChunk)) schedule(static)
   for (int64_t item = 0; item < items; ++item) {
     const int64_t n = item / chunks, offset = n * c_count * s + (item % chunks) * kLrnChunk;
     const int64_t w = min64(kLrnChunk, s - (item % chunks) * kLrnChunk);

@@ -78,7 +78,7 @@ void sgd_update(float* param, float* momentum_buffer, const float* grad, const S
   const float sign = d.maximize ? -1.0f : 1.0f;
   const bool use_momentum = d.momentum != 0.0, first = d.first_step, nesterov = d.nesterov;
   const int64_t chunks = chunks_of(d.count);
-#pragma omp parallel for num_threads(threads_for(chunks)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(chunks, d.count)) schedule(static)
   for (int64_t chunk = 0; chunk < chunks; ++chunk) {
     const int64_t begin = chunk * kChunk, end = min64(d.count, begin + kChunk);
 #pragma omp simd
@@ -114,7 +114,7 @@ void adam_update(float* param, float* exp_avg, float* exp_avg_sq, float* max_exp
   s.coupled = !d.decoupled_weight_decay && d.weight_decay != 0.0;
   s.amsgrad = d.amsgrad;
   const int64_t chunks = chunks_of(d.count);
-#pragma omp parallel for num_threads(threads_for(chunks)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(chunks, d.count)) schedule(static)
   for (int64_t chunk = 0; chunk < chunks; ++chunk) {
     const int64_t begin = chunk * kChunk, end = min64(d.count, begin + kChunk);
     int64_t i = begin;

@@ -106,7 +106,7 @@ void max_row_interior(float* __restrict y, int64_t* __restrict idx, const float*
 // indices mark empty windows and are skipped). One thread per plane: no races.
 void scatter_to_argmax(float* dx, const float* dy, const int64_t* indices, int64_t planes, int64_t in_plane,
                        int64_t out_plane) {
-#pragma omp parallel for num_threads(threads_for(planes)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(planes, planes * in_plane)) schedule(static)
   for (int64_t p = 0; p < planes; ++p) {
     float* dst = dx + p * in_plane;
     const float* grad = dy + p * out_plane;
@@ -124,7 +124,7 @@ void max_pool2d_forward(float* y, int64_t* indices, const float* x, const Pool2d
   const int64_t in_plane = d.in_h * d.in_w, out_plane = d.out_h * d.out_w;
   int64_t lo, hi;
   interior_range(d.out_w, d.in_w, d.kernel_w, d.stride_w, d.pad_w, d.dilation_w, &lo, &hi);
-#pragma omp parallel for num_threads(threads_for(rows)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(rows, planes * in_plane)) schedule(static)
   for (int64_t item = 0; item < rows; ++item) {
     const int64_t p = item / d.out_h, oh = item % d.out_h;
     const float* plane = x + p * in_plane;
@@ -219,7 +219,7 @@ void avg_pool2d_forward(float* y, const float* x, const Pool2dDesc& d) {
   const int64_t in_plane = d.in_h * d.in_w, out_plane = d.out_h * d.out_w;
   int64_t lo, hi;
   interior_range(d.out_w, d.in_w, d.kernel_w, d.stride_w, d.pad_w, 1, &lo, &hi);
-#pragma omp parallel for num_threads(threads_for(rows)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(rows, planes * in_plane)) schedule(static)
   for (int64_t item = 0; item < rows; ++item) {
     const int64_t p = item / d.out_h, oh = item % d.out_h;
     const float* plane = x + p * in_plane;
@@ -239,7 +239,7 @@ void avg_pool2d_backward(float* dx, const float* dy, const Pool2dDesc& d) {
   const int64_t in_plane = d.in_h * d.in_w, out_plane = d.out_h * d.out_w;
   int64_t lo, hi;
   interior_range(d.out_w, d.in_w, d.kernel_w, d.stride_w, d.pad_w, 1, &lo, &hi);
-#pragma omp parallel for num_threads(threads_for(planes)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(planes, planes * in_plane)) schedule(static)
   for (int64_t p = 0; p < planes; ++p) {
     float* dst = dx + p * in_plane;
     for (int64_t i = 0; i < in_plane; ++i) dst[i] = 0.0f;
@@ -267,7 +267,7 @@ int64_t adaptive_end(int64_t o, int64_t in, int64_t out) { return ((o + 1) * in 
 template <class Window>
 void for_each_adaptive_output(const AdaptivePool2dDesc& d, Window&& window) {
   const int64_t rows = d.batch * d.channels * d.out_h;
-#pragma omp parallel for num_threads(threads_for(rows)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(rows, d.batch * d.channels * d.in_h * d.in_w)) schedule(static)
   for (int64_t item = 0; item < rows; ++item) {
     const int64_t p = item / d.out_h, oh = item % d.out_h;
     const int64_t h0 = adaptive_begin(oh, d.in_h, d.out_h), h1 = adaptive_end(oh, d.in_h, d.out_h);
@@ -312,7 +312,7 @@ void adaptive_avg_pool2d_forward(float* y, const float* x, const AdaptivePool2dD
 void adaptive_avg_pool2d_backward(float* dx, const float* dy, const AdaptivePool2dDesc& d) {
   const int64_t planes = d.batch * d.channels;
   const int64_t in_plane = d.in_h * d.in_w, out_plane = d.out_h * d.out_w;
-#pragma omp parallel for num_threads(threads_for(planes)) schedule(static)
+#pragma omp parallel for num_threads(threads_for(planes, planes * in_plane)) schedule(static)
   for (int64_t p = 0; p < planes; ++p) {
     float* dst = dx + p * in_plane;
     for (int64_t i = 0; i < in_plane; ++i) dst[i] = 0.0f;

@@ -1,0 +1,51 @@
+"""The classic CNNs: LeNet-5, AlexNet, VGG, GoogLeNet and ResNet.
+
+The torchvision architectures keep torchvision's module names, parameter shapes, forward
+semantics and default initialisation, so a torchvision state_dict (converted to arrays) loads
+with ``load_state_dict`` and gives the same logits. Every builder takes ``num_classes`` and
+``in_channels``; initialisation draws from pyconvnet's global generator, so
+``pyconvnet.manual_seed`` makes a model reproducible. ``get_model(name, **kwargs)`` builds one
+by name; ``list_models()`` lists the names.
+"""
+
+from .alexnet import AlexNet, alexnet
+from .googlenet import GoogLeNet, GoogLeNetOutputs, googlenet
+from .lenet import ClassicLeNet5, LeNet5, lenet5
+from .resnet import (
+    BasicBlock, Bottleneck, CifarResNet, ResNet,
+    resnet18, resnet20, resnet32, resnet34, resnet44, resnet50, resnet56, resnet101, resnet110, resnet152,
+)
+from .vgg import VGG, vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19, vgg19_bn
+
+_BUILDERS = {
+    builder.__name__: builder
+    for builder in (
+        lenet5, alexnet, googlenet,
+        vgg11, vgg13, vgg16, vgg19, vgg11_bn, vgg13_bn, vgg16_bn, vgg19_bn,
+        resnet18, resnet34, resnet50, resnet101, resnet152,
+        resnet20, resnet32, resnet44, resnet56, resnet110,
+    )
+}
+
+__all__ = [
+    "get_model", "list_models",
+    "AlexNet", "GoogLeNet", "GoogLeNetOutputs", "LeNet5", "ClassicLeNet5",
+    "ResNet", "CifarResNet", "BasicBlock", "Bottleneck", "VGG",
+    *_BUILDERS,
+]
+
+
+def list_models():
+    """The names ``get_model`` accepts, sorted."""
+    return sorted(_BUILDERS)
+
+
+def get_model(name, **kwargs):
+    """The model called ``name`` (e.g. ``'resnet18'``), built with ``kwargs`` (``num_classes``,
+    ``in_channels``, ``cifar``, ...). ValueError for an unknown name."""
+    if not isinstance(name, str):
+        raise TypeError(f"get_model: name must be a str, got {type(name).__name__}")
+    builder = _BUILDERS.get(name.lower())
+    if builder is None:
+        raise ValueError(f"get_model: unknown model {name!r}; valid names are: {', '.join(list_models())}")
+    return builder(**kwargs)

@@ -1,0 +1,236 @@
+"""ResNets: torchvision's ImageNet ResNet-18/34/50/101/152 (v1.5: a bottleneck's stride sits on
+its 3x3 convolution) and the CIFAR ResNet-20/32/44/56/110 of He et al. 2016.
+
+The ImageNet models have torchvision's module names, so its state_dicts load unchanged, and
+its initialisation (kaiming-normal fan_out convolutions, batch norm weight 1 and bias 0,
+optional ``zero_init_residual``). A block's shortcut addition and final ReLU run as one fused
+``add_relu``.
+"""
+
+from .. import nn
+from ..nn import functional as F
+from ._common import ImageClassifier
+
+__all__ = [
+    "ResNet", "BasicBlock", "Bottleneck", "CifarResNet",
+    "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+    "resnet20", "resnet32", "resnet44", "resnet56", "resnet110",
+]
+
+
+def conv3x3(in_planes, out_planes, stride=1):
+    return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, bias=False)
+
+
+def conv1x1(in_planes, out_planes, stride=1):
+    return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with batch norm; the shortcut is ``downsample`` (or the identity)."""
+
+    expansion = 1
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None):
+        super().__init__()
+        self.conv1 = conv3x3(inplanes, planes, stride)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        return F.add_relu(self.bn2(self.conv2(out)), identity)
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce, 3x3 (strided), 1x1 expand by 4, each with batch norm (torchvision v1.5)."""
+
+    expansion = 4
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None):
+        super().__init__()
+        self.conv1 = conv1x1(inplanes, planes)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = conv3x3(planes, planes, stride)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = conv1x1(planes, planes * self.expansion)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        return F.add_relu(self.bn3(self.conv3(out)), identity)
+
+
+def _init_resnet(model, zero_init_residual):
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+    if zero_init_residual:  # each residual branch starts as zero, so each block as the identity
+        for module in model.modules():
+            if isinstance(module, Bottleneck):
+                nn.init.zeros_(module.bn3.weight)
+            elif isinstance(module, BasicBlock):
+                nn.init.zeros_(module.bn2.weight)
+
+
+class ResNet(ImageClassifier):
+    """torchvision's ResNet: 7x7/2 stem, 3x3/2 max-pool, four stages (64..512 planes, the
+    last three starting with stride 2), global average pool, ``fc``.
+
+    ``cifar=True`` is the small-input variant for 28-32 pixel images: a 3x3 stride-1 stem and
+    no max-pool (``maxpool`` is an Identity), so the stages see 32, 16, 8 and 4 pixel maps;
+    the classifier is unchanged (global pooling makes it size-independent)."""
+
+    def __init__(self, block, layers, num_classes=1000, in_channels=3, zero_init_residual=False, cifar=False):
+        super().__init__(num_classes, in_channels)
+        self.inplanes = 64
+        if cifar:
+            self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        else:
+            self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.Identity() if cifar else nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = self._make_layer(block, 64, layers[0])
+        self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
+        self.layer3 = self._make_layer(block, 256, layers[2], stride=2)
+        self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(512 * block.expansion, num_classes)
+        _init_resnet(self, zero_init_residual)
+
+    def _make_layer(self, block, planes, blocks, stride=1):
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = nn.Sequential(
+                conv1x1(self.inplanes, planes * block.expansion, stride),
+                nn.BatchNorm2d(planes * block.expansion),
+            )
+        layers = [block(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes * block.expansion
+        layers += [block(self.inplanes, planes) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def _forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(self.avgpool(x).flatten(1))
+
+
+class ShortcutA(nn.Module):
+    """He et al.'s option-A shortcut: subsample by ``stride`` and zero-pad the channels
+    (half the extra channels before, half after); no parameters."""
+
+    kernel_size = 1  # for summary's receptive field: it samples single pixels
+
+    def __init__(self, stride, extra_channels):
+        super().__init__()
+        self.stride = stride
+        self.extra_channels = extra_channels
+
+    def forward(self, x):
+        x = x[:, :, :: self.stride, :: self.stride]
+        before = self.extra_channels // 2
+        return F.pad(x, (0, 0, 0, 0, before, self.extra_channels - before))
+
+    def extra_repr(self):
+        return f"stride={self.stride}, extra_channels={self.extra_channels}"
+
+
+class CifarResNet(ImageClassifier):
+    """The CIFAR-10 ResNet of He et al. 2016 (section 4.2): a 3x3 convolution to 16 maps, three
+    stages of ``n`` basic blocks on 16, 32 and 64 maps (32, 16, 8 pixels for a 32x32 input),
+    global average pool, ``fc``: 6n + 2 weighted layers. Shortcuts that change shape use
+    option A (parameter-free). Initialised as the ImageNet ResNets."""
+
+    def __init__(self, n, num_classes=10, in_channels=3, zero_init_residual=False):
+        super().__init__(num_classes, in_channels)
+        self.conv1 = conv3x3(in_channels, 16)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.relu = nn.ReLU(inplace=True)
+        self.inplanes = 16
+        self.layer1 = self._make_layer(16, n, 1)
+        self.layer2 = self._make_layer(32, n, 2)
+        self.layer3 = self._make_layer(64, n, 2)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(64, num_classes)
+        _init_resnet(self, zero_init_residual)
+
+    def _make_layer(self, planes, blocks, stride):
+        layers = []
+        for index in range(blocks):
+            block_stride = stride if index == 0 else 1
+            downsample = None
+            if block_stride != 1 or self.inplanes != planes:
+                downsample = ShortcutA(block_stride, planes - self.inplanes)
+            layers.append(BasicBlock(self.inplanes, planes, block_stride, downsample))
+            self.inplanes = planes
+        return nn.Sequential(*layers)
+
+    def _forward(self, x):
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(self.avgpool(x).flatten(1))
+
+
+def resnet18(num_classes=1000, in_channels=3, zero_init_residual=False, cifar=False):
+    """ResNet-18 (11,689,512 parameters for 1000 classes); ``cifar=True``: see ``ResNet``."""
+    return ResNet(BasicBlock, [2, 2, 2, 2], num_classes, in_channels, zero_init_residual, cifar)
+
+
+def resnet34(num_classes=1000, in_channels=3, zero_init_residual=False, cifar=False):
+    """ResNet-34 (21,797,672 parameters); ``cifar=True``: see ``ResNet``."""
+    return ResNet(BasicBlock, [3, 4, 6, 3], num_classes, in_channels, zero_init_residual, cifar)
+
+
+def resnet50(num_classes=1000, in_channels=3, zero_init_residual=False, cifar=False):
+    """ResNet-50 (25,557,032 parameters); ``cifar=True``: see ``ResNet``."""
+    return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, in_channels, zero_init_residual, cifar)
+
+
+def resnet101(num_classes=1000, in_channels=3, zero_init_residual=False):
+    """ResNet-101 (44,549,160 parameters)."""
+    return ResNet(Bottleneck, [3, 4, 23, 3], num_classes, in_channels, zero_init_residual)
+
+
+def resnet152(num_classes=1000, in_channels=3, zero_init_residual=False):
+    """ResNet-152 (60,192,808 parameters)."""
+    return ResNet(Bottleneck, [3, 8, 36, 3], num_classes, in_channels, zero_init_residual)
+
+
+def resnet20(num_classes=10, in_channels=3, zero_init_residual=False):
+    """CIFAR ResNet-20 (n=3; 269,722 parameters for 10 classes)."""
+    return CifarResNet(3, num_classes, in_channels, zero_init_residual)
+
+
+def resnet32(num_classes=10, in_channels=3, zero_init_residual=False):
+    """CIFAR ResNet-32 (n=5; 464,154 parameters)."""
+    return CifarResNet(5, num_classes, in_channels, zero_init_residual)
+
+
+def resnet44(num_classes=10, in_channels=3, zero_init_residual=False):
+    """CIFAR ResNet-44 (n=7; 658,586 parameters)."""
+    return CifarResNet(7, num_classes, in_channels, zero_init_residual)
+
+
+def resnet56(num_classes=10, in_channels=3, zero_init_residual=False):
+    """CIFAR ResNet-56 (n=9; 853,018 parameters)."""
+    return CifarResNet(9, num_classes, in_channels, zero_init_residual)
+
+
+def resnet110(num_classes=10, in_channels=3, zero_init_residual=False):
+    """CIFAR ResNet-110 (n=18; 1,727,962 parameters)."""
+    return CifarResNet(18, num_classes, in_channels, zero_init_residual)

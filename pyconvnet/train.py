@@ -1,0 +1,514 @@
+"""The trainer behind ``pyconvnet train`` and ``pyconvnet eval``: recipes, the loop, metrics, resume.
+
+A run trains one of ``pyconvnet.models`` on one dataset and leaves in its directory
+``metrics.jsonl`` (one JSON object per epoch), ``last.safetensors`` (written at every epoch's
+end, and on Ctrl-C) and ``best.safetensors`` (the epoch with the best test accuracy). Both
+checkpoints hold everything a resumed run needs: weights, optimiser and scheduler state, the
+position (epoch and step within it), the global generator's state, the shuffling generator's
+state at the start of the epoch in progress, the partial epoch's running sums and the metrics
+so far. So a run resumed from any checkpoint, interrupted mid-epoch or not, continues exactly
+as the uninterrupted run would have: bit-identical weights for the same thread count.
+
+Settings left out come from the model's recipe (``RECIPES``), tuned for Fashion-MNIST.
+"""
+
+import dataclasses
+import datetime
+import inspect
+import json
+import math
+import os
+import signal
+import sys
+import threading
+import time
+
+import numpy as np
+
+from . import backend, checkpoint, data, models, optim
+from . import nn
+from . import random as _random
+from .autograd import no_grad
+
+__all__ = ["DATASETS", "RECIPES", "Config", "recipe_for", "resolve_config", "train", "evaluate_checkpoint"]
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULERS = ("none", "step", "multistep", "cosine", "onecycle")
+# The schedulers step once per batch; "step" divides the rate by 10 at each third of the run,
+# "multistep" at 50% and 75% of it.
+_STEP_GAMMA = 0.1
+_MULTISTEP_MILESTONES = (0.5, 0.75)
+_EVAL_BATCH_SIZE = 500
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """How to build one dataset: its class, per-channel mean/std of the training images (in
+    [0, 1] units), the padding of its random crop and whether mirror images are plausible."""
+
+    cls: str
+    mean: tuple
+    std: tuple
+    channels: int
+    crop_padding: int
+    flip: bool
+
+
+DATASETS = {
+    "fashion-mnist": DatasetSpec("FashionMNIST", (0.2860,), (0.3530,), 1, 2, True),
+    "mnist": DatasetSpec("MNIST", (0.1307,), (0.3081,), 1, 2, False),  # a mirrored digit is another glyph
+    "cifar10": DatasetSpec("CIFAR10", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 3, 4, True),
+}
+
+# The defaults per model family (the longest matching name prefix wins).
+_SGD = {"optimizer": "sgd", "momentum": 0.9, "scheduler": "cosine", "batch_size": 128, "label_smoothing": 0.0}
+RECIPES = {
+    "lenet5": {**_SGD, "epochs": 8, "lr": 0.05, "weight_decay": 5e-4, "augment": False},
+    "resnet": {**_SGD, "epochs": 30, "lr": 0.1, "weight_decay": 5e-4, "augment": True},
+    "vgg": {**_SGD, "epochs": 30, "lr": 0.05, "weight_decay": 5e-4, "augment": True},
+    "googlenet": {**_SGD, "epochs": 30, "lr": 0.05, "weight_decay": 5e-4, "augment": True},
+    "alexnet": {**_SGD, "epochs": 30, "lr": 0.01, "weight_decay": 5e-4, "augment": True},
+}
+# Settings a resumed run may change: they do not alter what a step or an epoch is.
+RESUME_OVERRIDABLE = ("epochs", "lr", "scheduler", "weight_decay", "momentum", "label_smoothing")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """A run's resolved settings (what ``pyconvnet train``'s flags set; see ``cli``)."""
+
+    model: str
+    dataset: str
+    epochs: int
+    batch_size: int
+    lr: float
+    optimizer: str
+    scheduler: str
+    weight_decay: float
+    momentum: float
+    label_smoothing: float
+    augment: bool
+    seed: int
+    limit_train: int | None
+    limit_test: int | None
+
+
+def recipe_for(model):
+    """The default settings for ``model`` (a name from ``models.list_models()``)."""
+    families = [family for family in RECIPES if model.startswith(family)]
+    if not families:
+        raise ValueError(f"no training recipe for model {model!r}; recipes exist for: {', '.join(RECIPES)}")
+    return RECIPES[max(families, key=len)]
+
+
+def resolve_config(**settings):
+    """A Config from ``settings`` (Config field names; None or absent: not given) and the model's
+    recipe; the model defaults to lenet5, the dataset to fashion-mnist, the seed to 0."""
+    given = {key: value for key, value in settings.items() if value is not None}
+    model = given.pop("model", "lenet5")
+    dataset = given.pop("dataset", "fashion-mnist")
+    if model not in models.list_models():
+        raise ValueError(f"unknown model {model!r}; choose one of: {', '.join(models.list_models())}")
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of: {', '.join(DATASETS)}")
+    defaults = {"seed": 0, "limit_train": None, "limit_test": None, **recipe_for(model)}
+    config = Config(model=model, dataset=dataset, **{**defaults, **given})
+    _check_config(config)
+    return config
+
+
+def _check_config(config):
+    if config.optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {config.optimizer!r}")
+    if config.scheduler not in SCHEDULERS:
+        raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {config.scheduler!r}")
+    for name in ("epochs", "batch_size"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
+    for name in ("limit_train", "limit_test"):
+        if getattr(config, name) is not None and getattr(config, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
+    if not config.lr > 0:
+        raise ValueError(f"lr must be > 0, got {config.lr}")
+    if config.weight_decay < 0 or config.momentum < 0:
+        raise ValueError("weight_decay and momentum must be >= 0")
+    if not 0 <= config.label_smoothing < 1:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {config.label_smoothing}")
+
+
+# ----------------------------------------------------------------------------- building blocks
+
+
+def model_kwargs(model, dataset):
+    """The builder arguments that fit ``model`` to ``dataset``: 10 classes, its channel count,
+    and the small-input stem where the model has one."""
+    kwargs = {"num_classes": 10, "in_channels": DATASETS[dataset].channels}
+    if "cifar" in inspect.signature(getattr(models, model)).parameters:
+        kwargs["cifar"] = True
+    return kwargs
+
+
+def _dataset(name, train, augment, data_dir, limit):
+    spec = DATASETS[name]
+    steps = []
+    if train and augment:
+        steps.append(data.transforms.RandomCrop(32 if spec.channels == 3 else 28, padding=spec.crop_padding))
+        if spec.flip:
+            steps.append(data.transforms.RandomHorizontalFlip())
+    steps.append(data.transforms.Normalize(spec.mean, spec.std))
+    dataset = getattr(data, spec.cls)(root=data_dir, train=train, transform=data.transforms.Compose(steps),
+                                      download=True)
+    if limit is not None and limit < len(dataset):
+        dataset = data.Subset(dataset, np.arange(limit))
+    return dataset
+
+
+def _optimizer(config, parameters):
+    if config.optimizer == "sgd":
+        return optim.SGD(parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    cls = optim.Adam if config.optimizer == "adam" else optim.AdamW
+    return cls(parameters, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _scheduler(config, optimizer, total_steps):
+    schedules = optim.lr_scheduler
+    if config.scheduler == "none":
+        return None
+    if config.scheduler == "step":
+        return schedules.StepLR(optimizer, step_size=max(1, total_steps // 3), gamma=_STEP_GAMMA)
+    if config.scheduler == "multistep":
+        milestones = [max(1, int(total_steps * share)) for share in _MULTISTEP_MILESTONES]
+        return schedules.MultiStepLR(optimizer, milestones=milestones, gamma=_STEP_GAMMA)
+    if config.scheduler == "cosine":
+        return schedules.CosineAnnealingLR(optimizer, T_max=total_steps)
+    cycle_momentum = config.optimizer != "sgd" or config.momentum > 0
+    return schedules.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total_steps, cycle_momentum=cycle_momentum)
+
+
+class _Interrupt:
+    """Turns the first SIGINT into a flag the loop checks between steps; a second one raises
+    KeyboardInterrupt as usual. Installed only in the main thread."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+class _Progress:
+    """A tqdm bar with loss, accuracy, images/s and ETA on a terminal; nothing otherwise (the
+    epoch's summary line is printed either way)."""
+
+    def __init__(self, total, epoch, epochs, done):
+        self._bar = None
+        if sys.stdout.isatty():
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, initial=done, desc=f"epoch {epoch}/{epochs}", file=sys.stdout,
+                             leave=False, unit="batch", dynamic_ncols=True)
+
+    def update(self, loss, accuracy, images_per_s):
+        if self._bar is not None:
+            self._bar.set_postfix(loss=f"{loss:.4f}", acc=f"{accuracy:.4f}", img_s=f"{images_per_s:.0f}", refresh=False)
+            self._bar.update(1)
+
+    def close(self):
+        if self._bar is not None:
+            self._bar.close()
+
+
+class TrainingStopped(Exception):
+    """The run stopped before its last epoch: a non-finite loss (message says where)."""
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+class _Run:
+    """One training run's state: what a checkpoint saves and restores."""
+
+    def __init__(self, config, out_dir, data_dir, log):
+        self.config = config
+        self.out_dir = out_dir
+        self.log = log
+        _random.manual_seed(config.seed)
+        self.loader_generator = np.random.Generator(np.random.PCG64(config.seed))
+        self.train_set = _dataset(config.dataset, True, config.augment, data_dir, config.limit_train)
+        self.test_set = _dataset(config.dataset, False, False, data_dir, config.limit_test)
+        self.train_loader = data.DataLoader(self.train_set, batch_size=config.batch_size, shuffle=True,
+                                            generator=self.loader_generator)
+        self.model_kwargs = model_kwargs(config.model, config.dataset)
+        self.model = models.get_model(config.model, **self.model_kwargs)
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        self.optimizer = _optimizer(config, self.model.parameters())
+        self.steps_per_epoch = len(self.train_loader)
+        self.scheduler = _scheduler(config, self.optimizer, config.epochs * self.steps_per_epoch)
+        self.epoch = 0  # epochs completed
+        self.step_in_epoch = 0  # steps completed of the epoch in progress
+        self.epoch_loader_state = self.loader_generator.bit_generator.state
+        self.partial = _EpochSums()
+        self.metrics = []
+        self.best_test_acc = -1.0
+        self.last_lr = config.lr  # the rate of the latest step, reported per epoch
+
+    # -- checkpoints
+    def state(self):
+        return {
+            "model_name": self.config.model,
+            "model_kwargs": self.model_kwargs,
+            "dataset": self.config.dataset,
+            "config": dataclasses.asdict(self.config),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "rng": {"global": _random.default_generator().bit_generator.state, "loader": self.epoch_loader_state},
+            "partial_epoch": dataclasses.asdict(self.partial),
+            "metrics": self.metrics,
+            "best_test_acc": self.best_test_acc,
+        }
+
+    def restore(self, state, schedule_changed):
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch = state["epoch"]
+        self.step_in_epoch = state["step_in_epoch"]
+        self.partial = _EpochSums(**state["partial_epoch"])
+        self.metrics = state["metrics"]
+        self.best_test_acc = state["best_test_acc"]
+        _random.default_generator().bit_generator.state = state["rng"]["global"]
+        self.loader_generator.bit_generator.state = state["rng"]["loader"]
+        self.epoch_loader_state = state["rng"]["loader"]
+        if schedule_changed:
+            self._apply_new_schedule()
+        elif self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+
+    def _apply_new_schedule(self):
+        """Settings changed on resume: the optimiser takes the new hyperparameters and the
+        schedule restarts as if the run had begun with them, fast-forwarded to this step."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.lr
+            group["weight_decay"] = self.config.weight_decay
+            if "momentum" in group:
+                group["momentum"] = self.config.momentum
+            for key in ("initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum"):
+                group.pop(key, None)
+        self.scheduler = _scheduler(self.config, self.optimizer, self.config.epochs * self.steps_per_epoch)
+        if self.scheduler is not None:
+            for _ in range(self.epoch * self.steps_per_epoch + self.step_in_epoch):
+                self.scheduler.step()
+
+    def save(self, name):
+        checkpoint.save(self.state(), os.path.join(self.out_dir, name))
+
+    # -- the loop
+    def run(self, interrupt):
+        """Train to the configured epoch count; False when stopped by Ctrl-C (after saving)."""
+        while self.epoch < self.config.epochs:
+            started = time.perf_counter() - self.partial.train_seconds
+            if not self._train_epoch(interrupt):
+                self.save("last.safetensors")
+                self.log(f"interrupted in epoch {self.epoch + 1} after step {self.step_in_epoch}; saved "
+                         f"{os.path.join(self.out_dir, 'last.safetensors')} (continue with --resume)")
+                return False
+            test_loss, test_acc = evaluate(self.model, self.test_set)
+            if not math.isfinite(test_loss):
+                raise TrainingStopped(f"test loss is {test_loss} after epoch {self.epoch + 1} (the last steps "
+                                      f"diverged); {self._kept()}")
+            self._finish_epoch(test_loss, test_acc, time.perf_counter() - started)
+            if interrupt.requested and self.epoch < self.config.epochs:
+                self.log(f"interrupted after epoch {self.epoch}; saved {os.path.join(self.out_dir, 'last.safetensors')}"
+                         " (continue with --resume)")
+                return False
+        return True
+
+    def _train_epoch(self, interrupt):
+        """The remaining steps of the epoch in progress; False if Ctrl-C stopped it."""
+        self.model.train()
+        self.loader_generator.bit_generator.state = self.epoch_loader_state
+        batches = iter(self.train_loader)
+        for _ in range(self.step_in_epoch):  # resuming mid-epoch: the same order, its first batches done
+            next(batches)
+        progress = _Progress(self.steps_per_epoch, self.epoch + 1, self.config.epochs, self.step_in_epoch)
+        sums = self.partial
+        try:
+            clock = time.perf_counter() - sums.train_seconds
+            for images, labels in batches:
+                if interrupt.requested:
+                    return False
+                logits = self.model(images)
+                loss = self.criterion(logits, labels)
+                loss_value = loss.item()
+                if not math.isfinite(loss_value):
+                    raise TrainingStopped(f"loss is {loss_value} in epoch {self.epoch + 1} at step "
+                                          f"{self.step_in_epoch + 1}; {self._kept()}")
+                self.optimizer.zero_grad()
+                loss.backward()
+                self.last_lr = self.optimizer.param_groups[0]["lr"]
+                self.optimizer.step()
+                if self.scheduler is not None:
+                    self.scheduler.step()
+                count = len(labels)
+                sums.add(loss_value * count, int((logits.detach().numpy().argmax(1) == labels.numpy()).sum()), count)
+                sums.train_seconds = time.perf_counter() - clock
+                self.step_in_epoch += 1
+                progress.update(sums.loss_sum / sums.seen, sums.correct / sums.seen, sums.seen / max(sums.train_seconds, 1e-9))
+        finally:
+            progress.close()
+            batches.close()
+        return True
+
+    def _finish_epoch(self, test_loss, test_acc, seconds):
+        sums = self.partial
+        self.epoch += 1
+        record = {
+            "epoch": self.epoch,
+            "train_loss": sums.loss_sum / sums.seen,
+            "train_acc": sums.correct / sums.seen,
+            "test_loss": test_loss,
+            "test_acc": test_acc,
+            "lr": self.last_lr,
+            "seconds": seconds,
+            "images_per_s": sums.seen / max(sums.train_seconds, 1e-9),
+        }
+        self.metrics.append(record)
+        self.step_in_epoch = 0
+        self.epoch_loader_state = self.loader_generator.bit_generator.state
+        self.partial = _EpochSums()
+        self.write_metrics()
+        if test_acc > self.best_test_acc:
+            self.best_test_acc = test_acc
+            self.save("best.safetensors")
+        self.save("last.safetensors")
+        self.log(f"epoch {self.epoch}/{self.config.epochs}  train loss {record['train_loss']:.4f} "
+                 f"acc {record['train_acc']:.4f}  test loss {test_loss:.4f} acc {test_acc:.4f}  "
+                 f"lr {record['lr']:.4g}  {seconds:.1f}s  {record['images_per_s']:.0f} img/s")
+
+    def write_metrics(self):
+        with open(os.path.join(self.out_dir, "metrics.jsonl"), "w") as file:
+            file.writelines(json.dumps(record) + "\n" for record in self.metrics)
+
+    def _kept(self):
+        if self.epoch == 0:
+            return "no checkpoint was written"
+        return f"{os.path.join(self.out_dir, 'last.safetensors')} keeps the state after epoch {self.epoch}"
+
+
+@dataclasses.dataclass
+class _EpochSums:
+    """Running sums of the epoch in progress (saved with mid-epoch checkpoints)."""
+
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    train_seconds: float = 0.0
+
+    def add(self, loss_sum, correct, count):
+        self.loss_sum += loss_sum
+        self.correct += correct
+        self.seen += count
+
+
+def evaluate(model, dataset, batch_size=_EVAL_BATCH_SIZE):
+    """(mean cross-entropy, accuracy) of ``model`` over ``dataset``, in eval mode without autograd."""
+    model.eval()
+    # Its own generator: evaluation must not draw from the global one, which resume restores.
+    loader = data.DataLoader(dataset, batch_size=batch_size, generator=np.random.Generator(np.random.PCG64(0)))
+    criterion = nn.CrossEntropyLoss(reduction="sum")
+    loss_sum, correct = 0.0, 0
+    with no_grad():
+        for images, labels in loader:
+            logits = model(images)
+            loss_sum += criterion(logits, labels).item()
+            correct += int((logits.numpy().argmax(1) == labels.numpy()).sum())
+    return loss_sum / len(dataset), correct / len(dataset)
+
+
+# ----------------------------------------------------------------------------- entry points
+
+
+def default_out_dir(config):
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return os.path.join("runs", f"{config.model}-{config.dataset}-{stamp}")
+
+
+def train(settings, out_dir=None, resume=None, data_dir=None, threads=None, log=print):
+    """Run training; returns the final test accuracy, or None when Ctrl-C stopped the run.
+
+    ``settings`` maps Config field names to values (None: not given). With ``resume`` (a
+    checkpoint path) the saved settings are used; given settings may only change those in
+    ``RESUME_OVERRIDABLE``, and then the run is no longer bit-identical to an uninterrupted one.
+    Raises TrainingStopped on a non-finite loss, FileExistsError for a fresh run into a
+    directory that already holds one.
+    """
+    if threads is not None:
+        backend.set_num_threads(threads)
+    state = None
+    if resume is not None:
+        state = checkpoint.load(resume)
+        config, changed = _resumed_config(state["config"], settings, resume)
+        out_dir = out_dir or os.path.dirname(os.path.abspath(resume))
+    else:
+        config, changed = resolve_config(**settings), ()
+        out_dir = out_dir or default_out_dir(config)
+        if os.path.exists(os.path.join(out_dir, "last.safetensors")):
+            raise FileExistsError(f"{out_dir} already holds a run (last.safetensors); continue it with "
+                                  f"--resume {os.path.join(out_dir, 'last.safetensors')} or choose another --out")
+    os.makedirs(out_dir, exist_ok=True)
+    run = _Run(config, out_dir, data_dir, log)
+    if state is not None:
+        run.restore(state, schedule_changed=bool(changed))
+        run.write_metrics()
+        log(f"resumed {resume} at epoch {run.epoch + 1}, step {run.step_in_epoch}"
+            + (f" with new {', '.join(changed)}" if changed else ""))
+    log(f"training {config.model} on {config.dataset} ({len(run.train_set)} train / {len(run.test_set)} test "
+        f"images, {backend.get_num_threads()} threads) into {out_dir}")
+    with _Interrupt() as interrupt:
+        if not run.run(interrupt):
+            return None
+    if run.metrics:
+        best = max(run.metrics, key=lambda record: record["test_acc"])
+        log(f"best test accuracy: {best['test_acc']:.4f} (epoch {best['epoch']})")
+        final = run.metrics[-1]["test_acc"]
+        log(f"final test accuracy: {final:.4f}")
+        return final
+    return None
+
+
+def _resumed_config(saved, settings, path):
+    given = {key: value for key, value in settings.items() if value is not None}
+    fixed = sorted(key for key in given if key not in RESUME_OVERRIDABLE and given[key] != saved[key])
+    if fixed:
+        raise ValueError(f"cannot change {', '.join('--' + key.replace('_', '-') for key in fixed)} when resuming "
+                         f"{path} (saved: {', '.join(f'{key}={saved[key]!r}' for key in fixed)}); start a new run")
+    changed = sorted(key for key in given if given[key] != saved[key])
+    config = Config(**{**saved, **given})
+    _check_config(config)
+    return config, tuple(changed)
+
+
+def evaluate_checkpoint(path, data_dir=None, limit_test=None, threads=None):
+    """(test loss, test accuracy) of the model saved in checkpoint ``path`` on its dataset's test split."""
+    if threads is not None:
+        backend.set_num_threads(threads)
+    state = checkpoint.load(path)
+    for key in ("model_name", "model_kwargs", "dataset", "model"):
+        if key not in state:
+            raise ValueError(f"{path}: not a training checkpoint (no {key!r})")
+    model = models.get_model(state["model_name"], **state["model_kwargs"])
+    model.load_state_dict(state["model"])
+    return evaluate(model, _dataset(state["dataset"], False, False, data_dir, limit_test))
