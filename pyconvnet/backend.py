@@ -50,7 +50,12 @@ def get_num_threads():
 
 
 def set_num_threads(threads):
-    """Set the threads every kernel uses (>= 1); applies to calls from any Python thread."""
+    """Set the threads every kernel uses (>= 1); applies to calls from any Python thread.
+
+    A process forked after kernels ran on several threads (``os.fork``, multiprocessing's
+    ``fork`` start method) runs every kernel on one thread whatever is set here: GNU OpenMP's
+    thread pool does not survive fork, and using it in the child would hang.
+    """
     if isinstance(threads, bool) or not isinstance(threads, int):
         raise TypeError(f"set_num_threads: threads must be an int, got {type(threads).__name__}")
     _C.set_num_threads(threads)
