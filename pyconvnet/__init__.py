@@ -35,4 +35,4 @@ float = float32
 long = int64
 bool = bool_
 
-__version__ = "0.1.0"
+__version__ = backend.info()["version"]  # pyproject.toml's, recorded in the extension at build time
