@@ -121,25 +121,50 @@ static inline void valid_columns(const Conv2dDesc& d, int64_t s, int64_t* lo, in
   *hi = max64(*lo, min64(d.out_w, d.in_w - shift));
 }
 
-// One output plane y[oc] (out_h x out_w) of one image/group.
-void direct_forward_plane(float* y, const float* xg, const float* w, float bias, const Conv2dDesc& d,
-                          const ConvGeometry& g) {
-  for (int64_t oh = 0; oh < d.out_h; ++oh) {
-    float* out = y + oh * d.out_w;
-    for (int64_t ow = 0; ow < d.out_w; ++ow) out[ow] = bias;
-    for (int64_t c = 0; c < g.cin_g; ++c)
-      for (int64_t r = 0; r < d.kernel_h; ++r) {
-        const int64_t ih = oh * d.stride_h - d.pad_h + r * d.dilation_h;
-        if (ih < 0 || ih >= d.in_h) continue;
-        const float* row = xg + (c * d.in_h + ih) * d.in_w;
-        for (int64_t s = 0; s < d.kernel_w; ++s) {
-          const float weight = w[(c * d.kernel_h + r) * d.kernel_w + s];
-          const float* src = row + s * d.dilation_w - d.pad_w;
-          int64_t lo, hi;
-          valid_columns(d, s, &lo, &hi);
-          for (int64_t ow = lo; ow < hi; ++ow) out[ow] += weight * src[ow];
+// Zero-padded copy of one image/group's input channels: rows of padded_width floats, with
+// kVecFloats of slack after each row so full-vector loads at the end of an output row stay inside.
+struct PaddedInput {
+  int64_t height, width, row_floats;
+};
+
+PaddedInput padded_shape(const Conv2dDesc& d) {
+  return {d.in_h + 2 * d.pad_h, d.in_w + 2 * d.pad_w, d.in_w + 2 * d.pad_w + kVecFloats};
+}
+
+void pad_input(float* padded, const float* xg, const Conv2dDesc& d, const ConvGeometry& g, const PaddedInput& p) {
+  for (int64_t c = 0; c < g.cin_g; ++c)
+    for (int64_t row = 0; row < p.height; ++row) {
+      float* dst = padded + (c * p.height + row) * p.row_floats;
+      const int64_t ih = row - d.pad_h;
+      for (int64_t i = 0; i < p.row_floats; ++i) dst[i] = 0.0f;
+      if (ih >= 0 && ih < d.in_h)
+        for (int64_t i = 0; i < d.in_w; ++i) dst[d.pad_w + i] = xg[(c * d.in_h + ih) * d.in_w + i];
+    }
+}
+
+// Every output plane of one image/group from its padded input: each output vector keeps its sum
+// in a register across all taps (bias first, then taps in (c, r, s) order).
+void direct_forward_image(float* yg, const float* padded, const float* wg, const float* bias, const Conv2dDesc& d,
+                          const ConvGeometry& g, const PaddedInput& p) {
+  for (int64_t oc = 0; oc < g.cout_g; ++oc) {
+    const float* w = wg + oc * g.k;
+    for (int64_t oh = 0; oh < d.out_h; ++oh) {
+      float* out = yg + (oc * d.out_h + oh) * d.out_w;
+      for (int64_t ow = 0; ow < d.out_w; ow += kVecFloats) {
+        vfloat acc = vbroadcast(bias ? bias[oc] : 0.0f);
+        for (int64_t c = 0; c < g.cin_g; ++c)
+          for (int64_t r = 0; r < d.kernel_h; ++r) {
+            const float* src = padded + (c * p.height + oh * d.stride_h + r * d.dilation_h) * p.row_floats + ow;
+            const float* taps = w + (c * d.kernel_h + r) * d.kernel_w;
+            for (int64_t s = 0; s < d.kernel_w; ++s) acc += vbroadcast(taps[s]) * vload(src + s * d.dilation_w);
+          }
+        if (ow + kVecFloats <= d.out_w) {
+          vstore(out + ow, acc);
+        } else {
+          for (int64_t lane = 0; lane < d.out_w - ow; ++lane) out[ow + lane] = acc[lane];
         }
       }
+    }
   }
 }
 
@@ -181,12 +206,18 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
   const ConvGeometry g = geometry(d);
   if (d.batch == 0) return;
   if (use_direct(d, g)) {
-    const int64_t planes = d.batch * d.out_channels;
-#pragma omp parallel for num_threads(threads_for(planes, planes * g.out_plane * g.k)) schedule(static)
-    for (int64_t plane = 0; plane < planes; ++plane) {
-      const int64_t n = plane / d.out_channels, oc = plane % d.out_channels, group = oc / g.cout_g;
-      direct_forward_plane(y + plane * g.out_plane, x + (n * d.in_channels + group * g.cin_g) * g.in_plane,
-                           w + oc * g.k, bias ? bias[oc] : 0.0f, d, g);
+    const int64_t items = d.batch * g.groups;
+    const PaddedInput p = padded_shape(d);
+    const int64_t padded_floats = g.cin_g * p.height * p.row_floats;
+    const int threads = threads_for(items, d.batch * d.out_channels * g.out_plane * g.k);
+    float* padded_bufs = thread_scratch(Scratch::columns, padded_floats * threads);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t item = 0; item < items; ++item) {
+      const int64_t n = item / g.groups, group = item % g.groups;
+      float* padded = padded_bufs + omp_get_thread_num() * padded_floats;
+      pad_input(padded, x + (n * d.in_channels + group * g.cin_g) * g.in_plane, d, g, p);
+      direct_forward_image(y + (n * d.out_channels + group * g.cout_g) * g.out_plane, padded, w + group * g.cout_g * g.k,
+                           bias ? bias + group * g.cout_g : nullptr, d, g, p);
     }
     return;
   }
