@@ -44,30 +44,29 @@ static inline Tap tap_of(const Conv2dDesc& d, int64_t k) {
   return {k / taps, (k % taps) / d.kernel_w, k % d.kernel_w};
 }
 
-// Walks output positions p in [p0, p0 + count) for tap t, one output row at a time, and calls
-// visit(i, input_index_or_-1) per position i = p - p0; -1 marks a tap that falls in the padding.
-// Rows are split into the zero-padded edges and the in-bounds middle analytically so the middle
-// is a plain strided loop (contiguous for stride 1).
-template <class Visit>
-static inline void for_each_patch_value(const Conv2dDesc& d, Tap t, int64_t p0, int64_t count, Visit&& visit) {
+// Walks output positions p in [p0, p0 + count) for tap t, one output row at a time, split
+// analytically into the zero-padded edges and the in-bounds middle: zeros(i, n) for n positions
+// from i = p - p0 that read padding, run(i, index, n) for n positions reading the input at
+// index, index + stride_w, ... (contiguous for stride 1), so callers' loops are plain copies.
+template <class Zeros, class Run>
+static inline void for_each_patch_run(const Conv2dDesc& d, Tap t, int64_t p0, int64_t count, Zeros&& zeros, Run&& run) {
   int64_t oh = p0 / d.out_w, ow = p0 % d.out_w;
   const int64_t plane = d.in_h * d.in_w;
   for (int64_t i = 0; i < count; oh += 1, ow = 0) {
-    const int64_t run = min64(count - i, d.out_w - ow);
+    const int64_t width = min64(count - i, d.out_w - ow);
     const int64_t ih = oh * d.stride_h - d.pad_h + t.r * d.dilation_h;
     if (ih < 0 || ih >= d.in_h) {
-      for (int64_t j = 0; j < run; ++j) visit(i + j, int64_t(-1));
+      zeros(i, width);
     } else {
       const int64_t iw0 = ow * d.stride_w - d.pad_w + t.s * d.dilation_w;
       // In-bounds positions j satisfy 0 <= iw0 + j*stride_w < in_w.
-      const int64_t lo = iw0 >= 0 ? 0 : min64(run, (-iw0 + d.stride_w - 1) / d.stride_w);
-      const int64_t hi = iw0 >= d.in_w ? lo : max64(lo, min64(run, (d.in_w - 1 - iw0) / d.stride_w + 1));
-      const int64_t base = t.c * plane + ih * d.in_w + iw0;
-      for (int64_t j = 0; j < lo; ++j) visit(i + j, int64_t(-1));
-      for (int64_t j = lo; j < hi; ++j) visit(i + j, base + j * d.stride_w);
-      for (int64_t j = hi; j < run; ++j) visit(i + j, int64_t(-1));
+      const int64_t lo = iw0 >= 0 ? 0 : min64(width, (-iw0 + d.stride_w - 1) / d.stride_w);
+      const int64_t hi = iw0 >= d.in_w ? lo : max64(lo, min64(width, (d.in_w - 1 - iw0) / d.stride_w + 1));
+      if (lo > 0) zeros(i, lo);
+      if (hi > lo) run(i + lo, t.c * plane + ih * d.in_w + iw0 + lo * d.stride_w, hi - lo);
+      if (width > hi) zeros(i + hi, width - hi);
     }
-    i += run;
+    i += width;
   }
 }
 
@@ -79,8 +78,16 @@ struct PatchPackB {
     const float* src = x;
     for (int64_t kk = 0; kk < kc; ++kk) {
       float* row = out + kk * kGemmNR;
-      for_each_patch_value(*d, tap_of(*d, k0 + kk), p0, cols,
-                           [&](int64_t j, int64_t index) { row[j] = index < 0 ? 0.0f : src[index]; });
+      const int64_t stride = d->stride_w;
+      for_each_patch_run(
+          *d, tap_of(*d, k0 + kk), p0, cols,
+          [&](int64_t i, int64_t n) {
+            for (int64_t j = 0; j < n; ++j) row[i + j] = 0.0f;
+          },
+          [&](int64_t i, int64_t index, int64_t n) {
+            const float* in = src + index;
+            for (int64_t j = 0; j < n; ++j) row[i + j] = in[j * stride];
+          });
       for (int64_t j = cols; j < kGemmNR; ++j) row[j] = 0.0f;
     }
   }
@@ -94,8 +101,15 @@ struct PatchTransposedPackB {
   void operator()(float* out, int64_t p0, int64_t pc, int64_t k0, int64_t cols) const {
     const float* src = x;
     for (int64_t j = 0; j < cols; ++j)
-      for_each_patch_value(*d, tap_of(*d, k0 + j), p0, pc,
-                           [&](int64_t pp, int64_t index) { out[pp * kGemmNR + j] = index < 0 ? 0.0f : src[index]; });
+      for_each_patch_run(
+          *d, tap_of(*d, k0 + j), p0, pc,
+          [&](int64_t i, int64_t n) {
+            for (int64_t pp = i; pp < i + n; ++pp) out[pp * kGemmNR + j] = 0.0f;
+          },
+          [&](int64_t i, int64_t index, int64_t n) {
+            const float* in = src + index;
+            for (int64_t m = 0; m < n; ++m) out[(i + m) * kGemmNR + j] = in[m * d->stride_w];
+          });
     for (int64_t pp = 0; pp < pc; ++pp)
       for (int64_t j = cols; j < kGemmNR; ++j) out[pp * kGemmNR + j] = 0.0f;
   }
@@ -294,9 +308,12 @@ void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv
         // Rows of one input channel only touch that channel of dx: channels split the team.
         for (int64_t k = c_begin * taps; k < c_end * taps; ++k) {
           const float* col = cols + k * pc;
-          for_each_patch_value(d, tap_of(d, k), p0, pc, [&](int64_t j, int64_t index) {
-            if (index >= 0) dxg[index] += col[j];
-          });
+          for_each_patch_run(
+              d, tap_of(d, k), p0, pc, [](int64_t, int64_t) {},
+              [&](int64_t i, int64_t index, int64_t n) {
+                float* dst = dxg + index;
+                for (int64_t m = 0; m < n; ++m) dst[m * d.stride_w] += col[i + m];
+              });
         }
         team_barrier(team);  // cols is rewritten by the next chunk
       }
