@@ -55,6 +55,21 @@ def _eval(args):
     return 0
 
 
+def _plot(args):
+    from . import backend, viz
+
+    if args.threads is not None:
+        backend.set_num_threads(args.threads)
+    try:
+        paths = viz.plot_run(args.run_dir, data_dir=args.data_dir, limit_test=args.limit_test)
+    except (ImportError, ValueError, FileNotFoundError) as error:
+        print(f"pyconvnet plot: error: {error}", file=sys.stderr)
+        return 1
+    for path in paths:
+        print(path)
+    return 0
+
+
 def _add_train_parser(commands):
     parser = commands.add_parser(
         "train", help="train a model (LeNet-5 on Fashion-MNIST by default)",
@@ -98,6 +113,19 @@ def _add_eval_parser(commands):
     parser.set_defaults(handler=_eval)
 
 
+def _add_plot_parser(commands):
+    parser = commands.add_parser(
+        "plot", help="pictures of a training run: curves, first-layer kernels, feature maps, confusion matrix",
+        description="Write curves.png, kernels.png, feature_maps.png and confusion.png into RUN_DIR (a directory "
+                    "written by pyconvnet train), from its metrics.jsonl and best checkpoint. Needs matplotlib: "
+                    "pip install 'pyconvnet[viz]'.")
+    parser.add_argument("run_dir", metavar="RUN_DIR")
+    parser.add_argument("--data-dir")
+    parser.add_argument("--limit-test", type=int, metavar="N", help="default: the run's own --limit-test")
+    parser.add_argument("--threads", type=int)
+    parser.set_defaults(handler=_plot)
+
+
 def _input_shape(text):
     """'3x224x224' -> (3, 224, 224)."""
     try:
@@ -134,6 +162,7 @@ def build_parser():
     info.set_defaults(handler=_info)
     _add_train_parser(commands)
     _add_eval_parser(commands)
+    _add_plot_parser(commands)
     table = commands.add_parser("summary", help="layer table of a model: shapes, parameters, mult-adds, receptive field")
     table.add_argument("model", help="a name from pyconvnet.models.list_models(), e.g. resnet18")
     table.add_argument("--input", type=_input_shape, default=(3, 224, 224),

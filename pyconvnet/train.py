@@ -2,12 +2,13 @@
 
 A run trains one of ``pyconvnet.models`` on one dataset and leaves in its directory
 ``metrics.jsonl`` (one JSON object per epoch), ``last.safetensors`` (written at every epoch's
-end, and on Ctrl-C) and ``best.safetensors`` (the epoch with the best test accuracy). Both
-checkpoints hold everything a resumed run needs: weights, optimiser and scheduler state, the
-position (epoch and step within it), the global generator's state, the shuffling generator's
-state at the start of the epoch in progress, the partial epoch's running sums and the metrics
-so far. So a run resumed from any checkpoint, interrupted mid-epoch or not, continues exactly
-as the uninterrupted run would have: bit-identical weights for the same thread count.
+end, and on Ctrl-C), ``best.safetensors`` (the epoch with the best test accuracy) and, with
+matplotlib installed, the PNG pictures of ``pyconvnet.viz``. Both checkpoints hold everything a
+resumed run needs: weights, optimiser and scheduler state, the position (epoch and step within
+it), the global generator's state, the shuffling generator's state at the start of the epoch in
+progress, the partial epoch's running sums and the metrics so far. So a run resumed from any
+checkpoint, interrupted mid-epoch or not, continues exactly as the uninterrupted run would have:
+bit-identical weights for the same thread count.
 
 Settings left out come from the model's recipe (``RECIPES``), tuned for Fashion-MNIST.
 """
@@ -30,7 +31,8 @@ from . import nn
 from . import random as _random
 from .autograd import no_grad
 
-__all__ = ["DATASETS", "RECIPES", "Config", "recipe_for", "resolve_config", "train", "evaluate_checkpoint"]
+__all__ = ["DATASETS", "RECIPES", "Config", "recipe_for", "resolve_config", "train", "evaluate_checkpoint",
+           "load_model"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("none", "step", "multistep", "cosine", "onecycle")
@@ -480,6 +482,7 @@ def train(settings, out_dir=None, resume=None, data_dir=None, threads=None, log=
     with _Interrupt() as interrupt:
         if not run.run(interrupt):
             return None
+    _write_pictures(out_dir, data_dir, log)
     if run.metrics:
         best = max(run.metrics, key=lambda record: record["test_acc"])
         log(f"best test accuracy: {best['test_acc']:.4f} (epoch {best['epoch']})")
@@ -487,6 +490,14 @@ def train(settings, out_dir=None, resume=None, data_dir=None, threads=None, log=
         log(f"final test accuracy: {final:.4f}")
         return final
     return None
+
+
+def _write_pictures(out_dir, data_dir, log):
+    """The run's pictures (see ``pyconvnet.viz``), when matplotlib is installed."""
+    from . import viz
+
+    if viz.available():
+        log(f"pictures: {', '.join(os.path.basename(path) for path in viz.plot_run(out_dir, data_dir))}")
 
 
 def _resumed_config(saved, settings, path):
@@ -505,10 +516,17 @@ def evaluate_checkpoint(path, data_dir=None, limit_test=None, threads=None):
     """(test loss, test accuracy) of the model saved in checkpoint ``path`` on its dataset's test split."""
     if threads is not None:
         backend.set_num_threads(threads)
+    model, state = load_model(path)
+    return evaluate(model, _dataset(state["dataset"], False, False, data_dir, limit_test))
+
+
+def load_model(path):
+    """(model, state): the model saved in training checkpoint ``path``, rebuilt with its weights,
+    and the checkpoint's whole state."""
     state = checkpoint.load(path)
     for key in ("model_name", "model_kwargs", "dataset", "model"):
         if key not in state:
             raise ValueError(f"{path}: not a training checkpoint (no {key!r})")
     model = models.get_model(state["model_name"], **state["model_kwargs"])
     model.load_state_dict(state["model"])
-    return evaluate(model, _dataset(state["dataset"], False, False, data_dir, limit_test))
+    return model, state
