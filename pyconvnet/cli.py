@@ -70,6 +70,20 @@ def _plot(args):
     return 0
 
 
+def _export(args):
+    from . import onnx, train
+
+    try:
+        model, state = train.load_model(args.checkpoint)
+        spec = train.DATASETS[state["dataset"]]
+        onnx.export(model, args.input or (spec.channels, spec.image_size, spec.image_size), args.onnx)
+    except (ImportError, TypeError, ValueError, FileNotFoundError) as error:
+        print(f"pyconvnet export: error: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.onnx}")
+    return 0
+
+
 def _add_train_parser(commands):
     parser = commands.add_parser(
         "train", help="train a model (LeNet-5 on Fashion-MNIST by default)",
@@ -126,6 +140,17 @@ def _add_plot_parser(commands):
     parser.set_defaults(handler=_plot)
 
 
+def _add_export_parser(commands):
+    parser = commands.add_parser("export", help="write a saved checkpoint's model as an ONNX file",
+                                 description="Rebuild the model saved in CKPT and write it as ONNX (opset 17, dynamic "
+                                             "batch; input 'input', output 'logits'). Needs the onnx extra.")
+    parser.add_argument("checkpoint", metavar="CKPT")
+    parser.add_argument("--onnx", required=True, metavar="OUT", help="the .onnx file to write")
+    parser.add_argument("--input", type=_input_shape, default=None,
+                        help="one sample's shape as CxHxW (default: the checkpoint dataset's image shape)")
+    parser.set_defaults(handler=_export)
+
+
 def _input_shape(text):
     """'3x224x224' -> (3, 224, 224)."""
     try:
@@ -163,6 +188,7 @@ def build_parser():
     _add_train_parser(commands)
     _add_eval_parser(commands)
     _add_plot_parser(commands)
+    _add_export_parser(commands)
     table = commands.add_parser("summary", help="layer table of a model: shapes, parameters, mult-adds, receptive field")
     table.add_argument("model", help="a name from pyconvnet.models.list_models(), e.g. resnet18")
     table.add_argument("--input", type=_input_shape, default=(3, 224, 224),

@@ -46,20 +46,22 @@ _EVAL_BATCH_SIZE = 500
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:
     """How to build one dataset: its class, per-channel mean/std of the training images (in
-    [0, 1] units), the padding of its random crop and whether mirror images are plausible."""
+    [0, 1] units), its channel count and image side, the padding of its random crop and whether
+    mirror images are plausible."""
 
     cls: str
     mean: tuple
     std: tuple
     channels: int
+    image_size: int
     crop_padding: int
     flip: bool
 
 
 DATASETS = {
-    "fashion-mnist": DatasetSpec("FashionMNIST", (0.2860,), (0.3530,), 1, 2, True),
-    "mnist": DatasetSpec("MNIST", (0.1307,), (0.3081,), 1, 2, False),  # a mirrored digit is another glyph
-    "cifar10": DatasetSpec("CIFAR10", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 3, 4, True),
+    "fashion-mnist": DatasetSpec("FashionMNIST", (0.2860,), (0.3530,), 1, 28, 2, True),
+    "mnist": DatasetSpec("MNIST", (0.1307,), (0.3081,), 1, 28, 2, False),  # a mirrored digit is another glyph
+    "cifar10": DatasetSpec("CIFAR10", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 3, 32, 4, True),
 }
 
 # The defaults per model family (the longest matching name prefix wins).
@@ -154,7 +156,7 @@ def _dataset(name, train, augment, data_dir, limit):
     spec = DATASETS[name]
     steps = []
     if train and augment:
-        steps.append(data.transforms.RandomCrop(32 if spec.channels == 3 else 28, padding=spec.crop_padding))
+        steps.append(data.transforms.RandomCrop(spec.image_size, padding=spec.crop_padding))
         if spec.flip:
             steps.append(data.transforms.RandomHorizontalFlip())
     steps.append(data.transforms.Normalize(spec.mean, spec.std))
