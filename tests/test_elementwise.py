@@ -151,3 +151,10 @@ def test_cat_and_split_are_deterministic():
 def test_bad_arguments_raise_clear_errors(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_add_relu_passes_the_gradient_where_the_output_is_nan_as_relu_does():
+    a = pcn.tensor(np.array([np.nan, -1.0, 2.0], np.float32), requires_grad=True)
+    b = pcn.tensor(np.zeros(3, np.float32), requires_grad=True)
+    F.add_relu(a, b).sum().backward()
+    assert np.array_equal(a.grad.numpy(), np.array([1.0, 0.0, 1.0], np.float32))

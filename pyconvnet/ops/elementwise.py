@@ -21,7 +21,7 @@ class AddReluFunction(Function):
     @staticmethod
     def backward(ctx, grad_output):
         (output,) = ctx.saved_tensors
-        grad = grad_output * (output > 0)
+        grad = np.where(output <= 0, np.float32(0), grad_output)  # a NaN output passes the gradient, as relu
         return grad, grad
 
 
