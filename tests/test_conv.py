@@ -179,6 +179,7 @@ def _conv(x_shape=(2, 3, 8, 8), w_shape=(4, 3, 3, 3), **kw):
         (lambda: _conv(stride=2, padding="same"), ValueError, "'same'"),
         (lambda: _conv(stride=1.5), TypeError, "stride must be an int"),
         (lambda: _conv(stride=2**64), ValueError, "stride value 18446744073709551616 does not fit in a 64-bit integer"),
+        (lambda: _conv(groups=2**64), ValueError, "groups value 18446744073709551616 does not fit"),
         (lambda: F.conv2d(pcn.zeros(2, 3, 8, 8), pcn.zeros(4, 3, 3, 3), pcn.zeros(5)), ValueError, r"bias must have shape \[4\]"),
         (lambda: F.linear(pcn.zeros(4, 5), pcn.zeros(3, 6)), ValueError, r"input shape \(4, 5\) does not match weight shape \(3, 6\)"),
         (lambda: F.linear(pcn.zeros(4, 5), pcn.zeros(3, 5), pcn.zeros(4)), ValueError, "bias must have shape"),

@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import _C
 from ..autograd import Function
-from ._args import pair
+from ._args import int64, pair
 
 __all__ = ["conv2d", "linear", "pad"]
 
@@ -51,6 +51,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     dilation = pair(dilation, "dilation", "conv2d")
     if isinstance(groups, bool) or not isinstance(groups, int):
         raise TypeError(f"conv2d: groups must be an int, got {type(groups).__name__}")
+    groups = int64(groups, "groups", "conv2d")
     if isinstance(padding, str):
         if padding == "valid":
             padding = (0, 0)
