@@ -1155,6 +1155,8 @@ class Mean(Function):
         reduced = a.shape if axes is None else [a.shape[i] for i in axes]
         ctx.count = np.float32(math.prod(reduced))
         with np.errstate(invalid="ignore"):  # the mean of nothing is NaN, silently as in torch
+            if axes is None and not keepdim and a.dtype == float32:
+                return _C.sum(a) / ctx.count  # the same threaded, deterministic kernel as sum()
             return np.sum(a, axis=axes, keepdims=keepdim) / ctx.count
 
     @staticmethod

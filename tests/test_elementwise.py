@@ -51,6 +51,8 @@ def test_same_shape_float32_arithmetic_runs_on_the_kernels(monkeypatch):
     ((a + b) * b).sum().backward()
     assert calls == ["add", "mul", "sum", "mul"]
     assert np.array_equal(a.grad.numpy(), np.ones((3, 4), np.float32))
+    calls.clear()
+    assert a.mean().item() == 1.0 and calls == ["sum"]
 
 
 # ------------------------------------------------------------------ sum
