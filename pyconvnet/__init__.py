@@ -4,7 +4,7 @@
 public names below mirror torch's.
 """
 
-from . import backend
+from . import _C, backend
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .checkpoint import load, save
 from .random import manual_seed
@@ -35,4 +35,4 @@ float = float32
 long = int64
 bool = bool_
 
-__version__ = backend.info()["version"]  # pyproject.toml's, recorded in the extension at build time
+__version__ = _C.build_info["version"]  # pyproject.toml's, recorded in the extension at build time

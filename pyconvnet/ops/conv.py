@@ -90,7 +90,7 @@ class LinearFunction(Function):
             grad_input = _C.sgemm(grad_rows, weight).reshape(ctx.input_shape)
         if ctx.needs_input_grad[1]:
             grad_weight = _C.sgemm(grad_rows, rows, trans_a=True)
-        if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2]:
+        if ctx.needs_input_grad[2]:
             grad_bias = grad_rows.sum(axis=0, dtype=np.float64).astype(np.float32)
         return grad_input, grad_weight, grad_bias
 
