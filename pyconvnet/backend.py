@@ -14,6 +14,8 @@ __all__ = [
     "available_isas",
     "isa_choice_reason",
     "get_num_threads",
+    "buffer_cache_stats",
+    "empty_buffer_cache",
     "set_num_threads",
     "sgemm",
     "info",
@@ -59,6 +61,21 @@ def set_num_threads(threads):
     if isinstance(threads, bool) or not isinstance(threads, int):
         raise TypeError(f"set_num_threads: threads must be an int, got {type(threads).__name__}")
     _C.set_num_threads(threads)
+
+
+def buffer_cache_stats():
+    """Kernel outputs of 256 KiB or more come from a cache that keeps their memory when the
+    array dies and hands it to the next output of the same size (a training step allocates the
+    same shapes every step, and fresh memory costs a page fault per 4 KiB on first write).
+    Returns a dict: ``cached_bytes`` (free memory held now), ``limit_bytes`` (the cap on it, a
+    quarter of physical memory), ``hits`` and ``misses`` (cacheable requests served from the
+    cache / freshly allocated)."""
+    return dict(_C.buffer_cache_stats())
+
+
+def empty_buffer_cache():
+    """Return every free buffer the cache holds to the system (``buffer_cache_stats``)."""
+    _C.empty_buffer_cache()
 
 
 def info():

@@ -91,3 +91,36 @@ def test_info_command_tells_the_truth():
     assert fields["available isas"] == ", ".join(backend.available_isas())
     assert fields["threads"] == str(backend.get_num_threads())
     assert fields["cuda"] == "not built"
+
+
+def test_large_outputs_reuse_cached_buffers():
+    backend.empty_buffer_cache()
+    x = pcn.tensor(np.linspace(-1.0, 1.0, 1 << 17, dtype=np.float32).reshape(2, 4, 128, 128))  # 512 KiB
+    first = pcn.nn.functional.relu(x)
+    address = first.numpy().ctypes.data
+    assert backend.buffer_cache_stats()["cached_bytes"] == 0
+    view = first.numpy()[1]
+    del first
+    assert backend.buffer_cache_stats()["cached_bytes"] == 0, "a live view keeps the buffer"
+    expected = np.maximum(x.numpy()[1], 0)
+    np.testing.assert_array_equal(view, expected)
+    del view
+    stats = backend.buffer_cache_stats()
+    assert stats["cached_bytes"] >= x.numpy().nbytes
+    second = pcn.nn.functional.relu(x)  # same size: the same memory, refilled
+    assert second.numpy().ctypes.data == address
+    np.testing.assert_array_equal(second.numpy(), np.maximum(x.numpy(), 0))
+    assert second.numpy().flags.writeable and second.numpy().ctypes.data % 64 == 0
+    assert backend.buffer_cache_stats()["hits"] == stats["hits"] + 1
+    del second
+    backend.empty_buffer_cache()
+    assert backend.buffer_cache_stats()["cached_bytes"] == 0
+
+
+def test_small_outputs_bypass_the_cache():
+    backend.empty_buffer_cache()
+    before = backend.buffer_cache_stats()
+    small = pcn.nn.functional.relu(pcn.ones(4, 4))  # 64 bytes
+    del small
+    after = backend.buffer_cache_stats()
+    assert (after["cached_bytes"], after["hits"], after["misses"]) == (0, before["hits"], before["misses"])

@@ -2,6 +2,7 @@
 #include <omp.h>
 
 #include "bindings/common.h"
+#include "core/buffer_cache.h"
 #include "core/runtime.h"
 #include "dispatch.h"
 
@@ -25,6 +26,16 @@ void bind_backend(py::module_& m) {
         set_num_threads(threads);
       },
       py::arg("threads"));
+  m.def("buffer_cache_stats", [] {
+    const BufferCacheStats stats = buffer_cache_stats();
+    py::dict out;
+    out["cached_bytes"] = stats.cached_bytes;
+    out["limit_bytes"] = stats.limit_bytes;
+    out["hits"] = stats.hits;
+    out["misses"] = stats.misses;
+    return out;
+  });
+  m.def("empty_buffer_cache", &empty_buffer_cache);
   py::dict build;
   build["version"] = PCN_VERSION;
   build["compiler"] = PCN_COMPILER;

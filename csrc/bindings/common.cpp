@@ -1,6 +1,8 @@
 // Argument conversion helpers for the bindings; see common.h.
 #include "bindings/common.h"
 
+#include "core/buffer_cache.h"
+
 namespace pcn::bind {
 namespace {
 
@@ -45,15 +47,26 @@ void expect_shape(const py::array& array, const std::vector<int64_t>& shape, con
                           shape_str(shape_of(array)));
 }
 
-FloatArray empty_float(const std::vector<int64_t>& shape) {
-  checked_numel(shape, "output");
-  return FloatArray(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+// Outputs live in buffers from the cache (core/buffer_cache.h); the array's base is a capsule
+// that hands the buffer back when the last view of it dies.
+template <class T>
+py::array_t<T, py::array::c_style> empty_cached(const std::vector<int64_t>& shape) {
+  const int64_t numel = checked_numel(shape, "output");
+  void* data = acquire_buffer(size_t(numel) * sizeof(T));
+  py::capsule owner;
+  try {
+    owner = py::capsule(data, [](void* ptr) { release_buffer(ptr); });
+  } catch (...) {
+    release_buffer(data);
+    throw;
+  }
+  return py::array_t<T, py::array::c_style>(std::vector<py::ssize_t>(shape.begin(), shape.end()),
+                                             static_cast<T*>(data), owner);
 }
 
-IndexArray empty_index(const std::vector<int64_t>& shape) {
-  checked_numel(shape, "output");
-  return IndexArray(std::vector<py::ssize_t>(shape.begin(), shape.end()));
-}
+FloatArray empty_float(const std::vector<int64_t>& shape) { return empty_cached<float>(shape); }
+
+IndexArray empty_index(const std::vector<int64_t>& shape) { return empty_cached<int64_t>(shape); }
 
 float* writable(FloatArray& array, const char* op, const char* name) {
   if (!array.writeable()) throw py::value_error(std::string(op) + ": " + name + " must be writable");

@@ -1,0 +1,117 @@
+// See buffer_cache.h.
+#include "core/buffer_cache.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <mutex>
+#include <new>
+#include <unordered_map>
+#include <vector>
+
+namespace pcn {
+namespace {
+
+constexpr size_t kAlignment = 64;
+constexpr size_t kPage = 4096;
+
+// Each block starts with a header recording its capacity; the caller's memory follows it, so
+// release_buffer needs only the pointer.
+struct Header {
+  size_t capacity;
+};
+static_assert(sizeof(Header) <= kAlignment);
+
+struct Cache {
+  std::mutex mutex;
+  std::unordered_map<size_t, std::vector<void*>> free_blocks;  // capacity -> blocks (headers)
+  size_t cached_bytes = 0;
+  size_t limit_bytes = 0;
+  int64_t hits = 0, misses = 0;
+
+  Cache() {
+    const long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGE_SIZE);
+    limit_bytes = pages > 0 && page_size > 0 ? size_t(pages) * size_t(page_size) / 4 : size_t{1} << 30;
+  }
+
+  void free_all() {  // caller holds the mutex
+    for (auto& entry : free_blocks)
+      for (void* block : entry.second) std::free(block);
+    free_blocks.clear();
+    cached_bytes = 0;
+  }
+};
+
+// Never destroyed: arrays may release buffers while the interpreter shuts down.
+Cache& cache() {
+  static Cache* instance = new Cache;
+  return *instance;
+}
+
+void* user_pointer(void* block) { return static_cast<char*>(block) + kAlignment; }
+void* block_of(void* ptr) { return static_cast<char*>(ptr) - kAlignment; }
+
+void* allocate_block(size_t capacity) {
+  void* block = std::aligned_alloc(kAlignment, capacity + kAlignment);
+  if (block) static_cast<Header*>(block)->capacity = capacity;
+  return block;
+}
+
+}  // namespace
+
+void* acquire_buffer(size_t bytes) {
+  if (bytes > SIZE_MAX - 2 * kPage) throw std::bad_alloc();
+  const bool cacheable = bytes >= kCachedMinBytes;
+  const size_t capacity = cacheable ? (bytes + kPage - 1) / kPage * kPage : (bytes + kAlignment - 1) / kAlignment * kAlignment;
+  Cache& c = cache();
+  if (cacheable) {
+    std::lock_guard<std::mutex> lock(c.mutex);
+    auto found = c.free_blocks.find(capacity);
+    if (found != c.free_blocks.end() && !found->second.empty()) {
+      void* block = found->second.back();
+      found->second.pop_back();
+      c.cached_bytes -= capacity;
+      ++c.hits;
+      return user_pointer(block);
+    }
+    ++c.misses;
+  }
+  void* block = allocate_block(capacity);
+  if (!block && cacheable) {  // the cache may be what is holding the memory
+    std::lock_guard<std::mutex> lock(c.mutex);
+    c.free_all();
+    block = allocate_block(capacity);
+  }
+  if (!block) throw std::bad_alloc();
+  return user_pointer(block);
+}
+
+void release_buffer(void* ptr) {
+  if (!ptr) return;
+  void* block = block_of(ptr);
+  const size_t capacity = static_cast<Header*>(block)->capacity;
+  if (capacity >= kCachedMinBytes) {
+    Cache& c = cache();
+    std::lock_guard<std::mutex> lock(c.mutex);
+    if (c.cached_bytes + capacity <= c.limit_bytes) {
+      c.free_blocks[capacity].push_back(block);
+      c.cached_bytes += capacity;
+      return;
+    }
+  }
+  std::free(block);
+}
+
+BufferCacheStats buffer_cache_stats() {
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  return {int64_t(c.cached_bytes), int64_t(c.limit_bytes), c.hits, c.misses};
+}
+
+void empty_buffer_cache() {
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  c.free_all();
+}
+
+}  // namespace pcn
