@@ -23,8 +23,16 @@ CONV_CASES = [
     (3, 17, 9, 9, 19, (3, 3), (1, 1), (1, 1), (1, 1), 1),  # channels not a multiple of 8/16
     (2, 3, 28, 28, 6, (5, 5), (1, 1), (2, 2), (1, 1), 1),  # LeNet's first layer
     (1, 16, 14, 14, 40, (3, 3), (2, 2), (1, 1), (1, 1), 1),  # single image: the team-parallel path
-    (4, 1, 28, 28, 6, (5, 5), (1, 1), (2, 2), (1, 1), 1),  # small-channel direct path (LeNet conv1)
-    (2, 2, 9, 7, 3, (3, 3), (2, 1), (2, 1), (2, 2), 1),  # direct path with stride_h 2, dilation 2
+    (4, 1, 28, 28, 6, (5, 5), (1, 1), (2, 2), (1, 1), 1),  # one input channel (LeNet conv1)
+    (2, 2, 9, 7, 3, (3, 3), (2, 1), (2, 1), (2, 2), 1),  # stride_h 2, stride_w 1, dilation 2
+    (1, 8, 12, 10, 20, (3, 3), (1, 1), (1, 1), (1, 1), 1),  # stride 1, one image: the team shares windows
+    (2, 4, 7, 6, 5, (3, 3), (1, 1), (3, 2), (1, 1), 1),  # padding beyond kernel - 1: GEMM backward-data
+    (2, 3, 9, 9, 4, (1, 1), (1, 1), (1, 1), (1, 1), 1),  # 1x1 with padding: not a plain GEMM
+    (2, 4, 10, 11, 6, (3, 3), (1, 2), (1, 1), (1, 1), 2),  # stride_w 2, grouped
+    (2, 4, 9, 9, 8, (3, 3), (1, 1), (2, 2), (2, 2), 2),  # stride 1, dilation 2, grouped
+    (2, 5, 40, 40, 13, (3, 3), (1, 1), (1, 1), (1, 1), 1),  # more positions than one dot-product pass
+    (1, 200, 6, 6, 70, (3, 3), (1, 1), (1, 1), (1, 1), 1),  # weights in several L2 blocks, odd panels
+    (5, 8, 6, 6, 10, (3, 3), (1, 1), (1, 1), (1, 1), 1),  # small images bundled, the last bundle partial
 ]
 
 

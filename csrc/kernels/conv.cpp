@@ -3,13 +3,14 @@
 //   forward          y[oc x P]  = w[oc x K] * patches[K x P]     (patches packed straight into B panels)
 //   backward-data    cols[K x P] = w^T * dy[oc x P], then scatter-added into dx (col2im), in P chunks
 //   backward-weight  dw[oc x K] += dy[oc x P] * patches^T[P x K]
-// A 1x1, stride-1, unpadded convolution reads x/dx directly as the GEMM operand; patches of at
-// most kDirectMaxTaps taps (small-channel first layers, depthwise) run as direct loops instead.
+// A 1x1, stride-1, unpadded convolution reads x/dx directly as the GEMM operand; every other
+// stride-1 convolution runs on sliding windows over a padded image instead (conv_window.h).
 // Threads take whole images when there are enough of them (each with its own scratch and, for
 // backward-weight, its own partial sum reduced in thread order: deterministic for a fixed thread
 // count); otherwise the whole team shares each image's GEMM.
 #include "kernels/conv.h"
 
+#include "kernels/conv_window.h"
 #include "kernels/gemm_driver.h"
 
 PCN_ISA_BEGIN
@@ -118,123 +119,12 @@ struct PatchTransposedPackB {
 // Images are shared out whole when there are at least as many (image, group) items as threads.
 bool parallel_over_images(const Conv2dDesc& d) { return d.batch * d.groups >= num_threads() && num_threads() > 1; }
 
-// Small-channel path: when a patch has few taps (first layers on 1-3 channel images, depthwise
-// 3x3) the GEMM would spend its time packing patches that each feed only a few multiply-adds.
-// Direct loops instead: each tap adds weight * (a shifted input row) to an output row, a
-// contiguous vector loop when stride_w == 1.
-constexpr int64_t kDirectMaxTaps = 32;
-
-bool use_direct(const Conv2dDesc& d, const ConvGeometry& g) {
-  return d.stride_w == 1 && g.k <= kDirectMaxTaps && !g.pointwise;
-}
-
-// Output columns [*lo, *hi) whose tap s reads inside the input row (stride_w == 1).
-static inline void valid_columns(const Conv2dDesc& d, int64_t s, int64_t* lo, int64_t* hi) {
-  const int64_t shift = s * d.dilation_w - d.pad_w;  // iw = ow + shift
-  *lo = min64(d.out_w, max64(0, -shift));
-  *hi = max64(*lo, min64(d.out_w, d.in_w - shift));
-}
-
-// Zero-padded copy of one image/group's input channels: rows of padded_width floats, with
-// kVecFloats of slack after each row so full-vector loads at the end of an output row stay inside.
-struct PaddedInput {
-  int64_t height, width, row_floats;
-};
-
-PaddedInput padded_shape(const Conv2dDesc& d) {
-  return {d.in_h + 2 * d.pad_h, d.in_w + 2 * d.pad_w, d.in_w + 2 * d.pad_w + kVecFloats};
-}
-
-void pad_input(float* padded, const float* xg, const Conv2dDesc& d, const ConvGeometry& g, const PaddedInput& p) {
-  for (int64_t c = 0; c < g.cin_g; ++c)
-    for (int64_t row = 0; row < p.height; ++row) {
-      float* dst = padded + (c * p.height + row) * p.row_floats;
-      const int64_t ih = row - d.pad_h;
-      for (int64_t i = 0; i < p.row_floats; ++i) dst[i] = 0.0f;
-      if (ih >= 0 && ih < d.in_h)
-        for (int64_t i = 0; i < d.in_w; ++i) dst[d.pad_w + i] = xg[(c * d.in_h + ih) * d.in_w + i];
-    }
-}
-
-// Every output plane of one image/group from its padded input: each output vector keeps its sum
-// in a register across all taps (bias first, then taps in (c, r, s) order).
-void direct_forward_image(float* yg, const float* padded, const float* wg, const float* bias, const Conv2dDesc& d,
-                          const ConvGeometry& g, const PaddedInput& p) {
-  for (int64_t oc = 0; oc < g.cout_g; ++oc) {
-    const float* w = wg + oc * g.k;
-    for (int64_t oh = 0; oh < d.out_h; ++oh) {
-      float* out = yg + (oc * d.out_h + oh) * d.out_w;
-      for (int64_t ow = 0; ow < d.out_w; ow += kVecFloats) {
-        vfloat acc = vbroadcast(bias ? bias[oc] : 0.0f);
-        for (int64_t c = 0; c < g.cin_g; ++c)
-          for (int64_t r = 0; r < d.kernel_h; ++r) {
-            const float* src = padded + (c * p.height + oh * d.stride_h + r * d.dilation_h) * p.row_floats + ow;
-            const float* taps = w + (c * d.kernel_h + r) * d.kernel_w;
-            for (int64_t s = 0; s < d.kernel_w; ++s) acc += vbroadcast(taps[s]) * vload(src + s * d.dilation_w);
-          }
-        if (ow + kVecFloats <= d.out_w) {
-          vstore(out + ow, acc);
-        } else {
-          for (int64_t lane = 0; lane < d.out_w - ow; ++lane) out[ow + lane] = acc[lane];
-        }
-      }
-    }
-  }
-}
-
-// dw[oc][c][:][:] for one (oc, c) pair, summed over the batch in a fixed order: per image the
-// products gather in vector lanes (float reductions do not auto-vectorise), then go to double.
-void direct_backward_weight_taps(float* dw, const float* dy, const float* x, int64_t oc, int64_t c,
-                                 const Conv2dDesc& d, const ConvGeometry& g) {
-  const int64_t group = oc / g.cout_g;
-  for (int64_t r = 0; r < d.kernel_h; ++r)
-    for (int64_t s = 0; s < d.kernel_w; ++s) {
-      int64_t lo, hi;
-      valid_columns(d, s, &lo, &hi);
-      const int64_t vec_hi = lo + (hi - lo) / kVecFloats * kVecFloats;
-      double total = 0.0;
-      for (int64_t n = 0; n < d.batch; ++n) {
-        const float* dy_plane = dy + (n * d.out_channels + oc) * g.out_plane;
-        const float* x_plane = x + (n * d.in_channels + group * g.cin_g + c) * g.in_plane;
-        vfloat lanes = vbroadcast(0.0f);
-        float tail = 0.0f;
-        for (int64_t oh = 0; oh < d.out_h; ++oh) {
-          const int64_t ih = oh * d.stride_h - d.pad_h + r * d.dilation_h;
-          if (ih < 0 || ih >= d.in_h) continue;
-          const float* grad = dy_plane + oh * d.out_w;
-          const float* src = x_plane + ih * d.in_w + s * d.dilation_w - d.pad_w;
-          for (int64_t ow = lo; ow < vec_hi; ow += kVecFloats) lanes += vload(grad + ow) * vload(src + ow);
-          for (int64_t ow = vec_hi; ow < hi; ++ow) tail += grad[ow] * src[ow];
-        }
-        double sum = tail;
-        for (int lane = 0; lane < kVecFloats; ++lane) sum += lanes[lane];
-        total += sum;
-      }
-      dw[(c * d.kernel_h + r) * d.kernel_w + s] = static_cast<float>(total);
-    }
-}
-
 }  // namespace
 
 void conv2d_forward(float* y, const float* x, const float* w, const float* bias, const Conv2dDesc& d) {
   const ConvGeometry g = geometry(d);
   if (d.batch == 0) return;
-  if (use_direct(d, g)) {
-    const int64_t items = d.batch * g.groups;
-    const PaddedInput p = padded_shape(d);
-    const int64_t padded_floats = g.cin_g * p.height * p.row_floats;
-    const int threads = threads_for(items, d.batch * d.out_channels * g.out_plane * g.k);
-    float* padded_bufs = thread_scratch(Scratch::columns, padded_floats * threads);
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t item = 0; item < items; ++item) {
-      const int64_t n = item / g.groups, group = item % g.groups;
-      float* padded = padded_bufs + omp_get_thread_num() * padded_floats;
-      pad_input(padded, x + (n * d.in_channels + group * g.cin_g) * g.in_plane, d, g, p);
-      direct_forward_image(y + (n * d.out_channels + group * g.cout_g) * g.out_plane, padded, w + group * g.cout_g * g.k,
-                           bias ? bias + group * g.cout_g : nullptr, d, g, p);
-    }
-    return;
-  }
+  if (window_forward_applies(d)) return window_forward(y, x, w, bias, d);
   const int threads = num_threads();
   const bool by_image = parallel_over_images(d);
   const int64_t a_floats = packed_a_floats(g.cout_g, g.k), b_floats = packed_b_floats(g.p, g.k);
@@ -266,6 +156,7 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
 void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv2dDesc& d) {
   const ConvGeometry g = geometry(d);
   if (d.batch == 0) return;
+  if (window_backward_data_applies(d)) return window_backward_data(dx, dy, w, d);
   const int threads = num_threads();
   const bool by_image = parallel_over_images(d);
   // Column chunks keep the K x chunk buffer near 16 MB whatever the image size.
@@ -323,15 +214,7 @@ void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv
 
 void conv2d_backward_weight(float* dw, const float* dy, const float* x, const Conv2dDesc& d) {
   const ConvGeometry g = geometry(d);
-  if (use_direct(d, g)) {
-    const int64_t pairs = d.out_channels * g.cin_g;
-#pragma omp parallel for num_threads(threads_for(pairs, d.batch * d.out_channels * g.out_plane * g.k)) schedule(static)
-    for (int64_t pair = 0; pair < pairs; ++pair) {
-      const int64_t oc = pair / g.cin_g, c = pair % g.cin_g;
-      direct_backward_weight_taps(dw + oc * g.k, dy, x, oc, c, d, g);
-    }
-    return;
-  }
+  if (window_backward_weight_applies(d)) return window_backward_weight(dw, dy, x, d);
   const int64_t w_floats = d.out_channels * g.k;
   const int threads = num_threads();
   const bool by_image = parallel_over_images(d);
