@@ -17,7 +17,7 @@ void set_num_threads(int threads);
 // shrink) so hot paths do not allocate; contents are unspecified.
 // Call it only outside OpenMP parallel regions (it may throw std::bad_alloc, which must not cross
 // a region): size it for all threads at once and hand each thread its slice.
-enum class Scratch : int { pack_a = 0, pack_b, columns, partial, indices, count_ };
+enum class Scratch : int { pack_a = 0, pack_b, columns, partial, indices, weights, count_ };
 float* thread_scratch(Scratch slot, int64_t count);
 // The same memory viewed as int64 index tables.
 int64_t* thread_scratch_i64(Scratch slot, int64_t count);
