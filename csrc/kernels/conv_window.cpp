@@ -323,6 +323,53 @@ static inline void dot_tile(float* out, int64_t ldo, const float* const (&rows)[
     for (int j = 0; j < cols_used; ++j) out[i * ldo + j] += lane_sum(acc[i][j]);
 }
 
+// Maps with fewer positions than this (per image) and layers with more than
+// kDirectMaxChannels output channels form the weight gradient as a GEMM instead of dot products:
+// dw (out_channels x k) = dy (out_channels x columns) * B, with B[column][kk] the transposed
+// window matrix (the same columns as the forward GEMM's), which wastes nothing on the
+// padded-width positions that dominate small maps.
+constexpr int64_t kDotMinPositions = 1024;
+
+struct WindowTransposedPackB {
+  const float* padded;
+  const int64_t* offsets;
+  const Window* win;
+  // Rows [p0, p0 + pc) (columns of the forward matrix), taps [j0, j0 + cols), zero-padded to NR.
+  void operator()(float* out, int64_t p0, int64_t pc, int64_t j0, int64_t cols) const {
+    int64_t run_source[kGemmKC + 1], run_row[kGemmKC + 1], run_length[kGemmKC + 1];
+    int runs = 0;
+    for (int64_t i = 0; i < pc; ++runs) {
+      const int64_t column = p0 + i, g = column / win->out_plane, p = column % win->out_plane;
+      const int64_t oh = p / win->out_w, ow = p % win->out_w, length = min64(win->out_w - ow, pc - i);
+      run_source[runs] = g * win->plane + oh * win->padded_w + ow;
+      run_row[runs] = i;
+      run_length[runs] = length;
+      i += length;
+    }
+    for (int64_t j = 0; j < cols; ++j) {
+      const float* base = padded + offsets[j0 + j];
+      for (int run = 0; run < runs; ++run) {
+        const float* src = base + run_source[run];
+        float* dst = out + run_row[run] * kGemmNR + j;
+        for (int64_t t = 0; t < run_length[run]; ++t) dst[t * kGemmNR] = src[t];
+      }
+    }
+    for (int64_t i = 0; i < pc; ++i)
+      for (int64_t j = cols; j < kGemmNR; ++j) out[i * kGemmNR + j] = 0.0f;
+  }
+};
+
+// dy rows [oc_begin, oc_end) of `count` images (dy planes image_stride floats apart) side by
+// side: row oc holds image g's plane at g * out_plane.
+void gather_rows(float* dst, const float* dy, int64_t image_stride, int64_t count, const Window& win,
+                 int64_t oc_begin, int64_t oc_end) {
+  const int64_t columns = count * win.out_plane;
+  for (int64_t oc = oc_begin; oc < oc_end; ++oc)
+    for (int64_t g = 0; g < count; ++g)
+      std::memcpy(dst + oc * columns + g * win.out_plane, dy + g * image_stride + oc * win.out_plane,
+                  sizeof(float) * win.out_plane);
+}
+
 }  // namespace
 
 bool window_forward_applies(const Conv2dDesc& d) { return stride_one(d); }
@@ -373,14 +420,22 @@ void window_backward_weight(float* dw, const float* dy, const float* x, const Co
     return;
   }
   const int threads = num_threads();
-  // Reads run to the last position rounded up to a vector, shifted by the farthest tap.
-  const int64_t slack = (d.kernel_h - 1) * d.dilation_h * win.padded_w + (d.kernel_w - 1) * d.dilation_w + kVecFloats;
-  const Bundle bundle = make_bundle(win, d.batch, threads, win.plane, kDotChunk, slack);
-  const int64_t row_floats = round_up(bundle.stride, kVecFloats), items = bundle.count * d.groups;
+  const bool use_gemm = cout_g > kDirectMaxChannels && out_plane < kDotMinPositions;
+  // Dot products read to the last position rounded up to a vector, shifted by the farthest tap.
+  const int64_t dot_slack =
+      (d.kernel_h - 1) * d.dilation_h * win.padded_w + (d.kernel_w - 1) * d.dilation_w + kVecFloats;
+  const Bundle bundle = use_gemm ? make_bundle(win, d.batch, threads, out_plane, kWindowColumns, 0)
+                                 : make_bundle(win, d.batch, threads, win.plane, kDotChunk, dot_slack);
+  const int64_t row_floats = use_gemm ? bundle.images * out_plane : round_up(bundle.stride, kVecFloats);
+  const int64_t items = bundle.count * d.groups;
   const bool by_bundle = items >= threads && threads > 1;
   const int slots = by_bundle ? threads : 1;
+  const int64_t a_floats = use_gemm ? packed_a_floats(cout_g, row_floats) : 0;
+  const int64_t b_floats = use_gemm ? packed_b_floats(win.k, row_floats) : 0;
   float* pads = thread_scratch(Scratch::columns, bundle.floats * slots);
-  float* spread = thread_scratch(Scratch::pack_b, cout_g * row_floats * slots);
+  float* dy_bufs = thread_scratch(Scratch::weights, cout_g * row_floats * slots);
+  float* a_bufs = thread_scratch(Scratch::pack_a, a_floats * slots);
+  float* b_bufs = thread_scratch(Scratch::pack_b, b_floats * slots);
   float* partials = by_bundle ? thread_scratch(Scratch::partial, w_floats * threads) : nullptr;
   int64_t* offsets = thread_scratch_i64(Scratch::indices, win.k);
   tap_offsets(offsets, win, bundle);
@@ -390,7 +445,7 @@ void window_backward_weight(float* dw, const float* dy, const float* x, const Co
     const bool team = !by_bundle;
     const int slot = by_bundle ? omp_get_thread_num() : 0;
     float* padded = pads + slot * bundle.floats;
-    float* dy_rows = spread + slot * cout_g * row_floats;
+    float* dy_rows = dy_bufs + slot * cout_g * row_floats;
     float* out = by_bundle ? partials + slot * w_floats : dw;
     int64_t begin, end;
     team_range(w_floats, team, &begin, &end);
@@ -400,15 +455,25 @@ void window_backward_weight(float* dw, const float* dy, const float* x, const Co
     for (int64_t item = begin; item < end; ++item) {
       const int64_t n0 = (item / d.groups) * bundle.images, group = item % d.groups;
       const int64_t count = min64(bundle.images, d.batch - n0);
+      const float* dyg = dy + n0 * d.out_channels * out_plane + group * cout_g * out_plane;
+      float* dwg = out + group * cout_g * win.k;
       int64_t lo, hi;
       team_range(cin_g, team, &lo, &hi);
       pad_bundle(padded, x + n0 * d.in_channels * in_plane + group * cin_g * in_plane, d.in_channels * in_plane, count,
                  win, bundle, lo, hi, !team || omp_get_thread_num() == 0);
       team_range(cout_g, team, &lo, &hi);
-      spread_rows(dy_rows, dy + n0 * d.out_channels * out_plane + group * cout_g * out_plane,
-                  d.out_channels * out_plane, count, win, row_floats, lo, hi);
+      if (use_gemm) {
+        gather_rows(dy_rows, dyg, d.out_channels * out_plane, count, win, lo, hi);
+        team_barrier(team);
+        const int64_t columns = count * out_plane;
+        float* a_buf = a_bufs + slot * a_floats;
+        pack_a_matrix(a_buf, dy_rows, columns, false, cout_g, columns, team);
+        gemm_packed(cout_g, win.k, columns, a_buf, WindowTransposedPackB{padded, offsets, &win}, dwg, win.k, 1.0f, 1.0f,
+                    nullptr, b_bufs + slot * b_floats, team);
+        continue;  // gemm_packed ends with a barrier in a team
+      }
+      spread_rows(dy_rows, dyg, d.out_channels * out_plane, count, win, row_floats, lo, hi);
       team_barrier(team);
-      float* dwg = out + group * cout_g * win.k;
       int64_t t_begin, t_end;  // in a team, each thread owns whole tiles of output channels
       team_range(row_tiles, team, &t_begin, &t_end);
       for (int64_t q0 = 0; q0 < row_floats; q0 += kDotChunk) {
