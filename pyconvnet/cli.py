@@ -193,7 +193,7 @@ def _summary(args):
 
 
 def _bench(args):
-    from .bench import models, suite
+    from .bench import suite
     from .bench.timing import thread_environment
 
     # numpy's BLAS read its thread count when `import pyconvnet` loaded numpy, before these
@@ -203,7 +203,7 @@ def _bench(args):
         return subprocess.run([sys.executable, "-m", "pyconvnet", *args.argv], env={**os.environ, **wanted},
                               check=False).returncode
     try:
-        suite.run(args.models or list(models.MODEL_CASES), layers=args.layers, quick=args.quick,
+        suite.run(args.models, layers=args.layers, quick=args.quick,
                   threads=args.threads, repeats=args.repeats, batch=args.batch, json_path=args.json)
     except ImportError as error:
         print(f"pyconvnet bench: error: {error}", file=sys.stderr)

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from pyconvnet import _C, backend, cli
+from pyconvnet import _C, backend, cli, nn
 from pyconvnet.bench import layers, models, suite
 from pyconvnet.bench.timing import compare
 
@@ -30,12 +30,10 @@ def test_fma_peak_rejects_bad_arguments():
         backend.fma_peak_gflops(seconds=0)
 
 
-def test_cli_writes_tables_and_json(tmp_path, monkeypatch, capsys):
+def test_cli_writes_tables_and_json(tmp_path, capsys):
     pytest.importorskip("torch")
-    monkeypatch.setattr(layers, "GEMM_CASES", [("tiny", 8, 12, 16)])
     path = tmp_path / "out" / "bench.json"
-    argv = ["bench", "--quick", "--models", "lenet5", "--batch", "2", "--repeats", "1", "--layers",
-            "--json", str(path)]
+    argv = ["bench", "--quick", "--models", "lenet5", "--batch", "2", "--repeats", "1", "--json", str(path)]
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert "FMA peak" in printed and "lenet5" in printed and f"wrote {path}" in printed
@@ -43,15 +41,31 @@ def test_cli_writes_tables_and_json(tmp_path, monkeypatch, capsys):
     machine = record["machine"]
     assert machine["isa"] == backend.isa() and machine["threads"] >= 1 and machine["fma_peak_gflops"] > 0
     assert {"cpu", "torch", "pyconvnet", "numpy", "git_commit", "date"} <= set(machine)
+    assert record["settings"]["repeats"] == 1 and "layers" not in record
     (row,) = record["models"]
-    assert row["name"] == "lenet5" and row["batch"] == 2
+    assert row["name"] == "lenet5" and row["batch"] == 2 and row["gflop_per_step"] > 0
     for side in ("pyconvnet", "torch"):
         assert row[f"{side}_ms"] > 0 and row[f"{side}_gflops"] > 0 and row[f"{side}_images_per_s"] > 0
         assert row[f"{side}_memory_mib"] >= 0  # freed import-time memory may hold a tiny model
-    kinds = {(r["kind"], r["op"]) for r in record["layers"]}
-    assert {("conv", "fwd"), ("conv", "bwd-data"), ("conv", "bwd-weight"), ("max_pool", "fwd+bwd"),
-            ("sgemm", "tiny")} == kinds
-    assert all(r["ratio"] > 0 and r["pyconvnet_ms"] > 0 and r["baseline_ms"] > 0 for r in record["layers"])
+
+
+def test_layer_suite_times_every_kind_of_layer():
+    pytest.importorskip("torch")
+    tiny = models.ModelCase("tiny", "conv-bn-pool", 2, (3, 9, 9), 4,
+                            lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.MaxPool2d(2)), None)
+    reported = []
+    rows = layers.run_layer_suite([tiny], peak_gflops=100.0, gemm_cases=[("tiny gemm", 8, 12, 16)], repeats=1,
+                                  warmup=0, report=reported.append)
+    assert rows == reported
+    assert [(r["kind"], r["op"]) for r in rows] == [
+        ("conv", "fwd"), ("conv", "bwd-data"), ("conv", "bwd-weight"), ("max_pool", "fwd+bwd"),
+        ("batch_norm", "fwd+bwd"), ("sgemm", "tiny gemm")]
+    conv, gemm = rows[0], rows[-1]
+    assert conv["shape"] == "2x3x9x9 -> 4 k3x3 s1 p0" and conv["models"] == "tiny" and conv["baseline"] == "torch"
+    assert conv["gflop"] == pytest.approx(2 * 2 * 4 * 7 * 7 * 3 * 3 * 3 / 1e9)
+    assert gemm["baseline"] == "numpy" and gemm["gflop"] == pytest.approx(2 * 8 * 12 * 16 / 1e9)
+    assert all(r["pyconvnet_ms"] > 0 and r["baseline_ms"] > 0 and r["ratio"] > 0 for r in rows)
+    assert rows[3]["pyconvnet_gflops"] is None  # no FLOP count for pooling and normalisation
 
 
 def test_memory_is_measured_in_a_subprocess():

@@ -14,7 +14,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from .. import _C, backend, manual_seed, nn, no_grad, tensor, zeros
+from .. import _C, backend, nn, no_grad, tensor, zeros
 from ..nn import functional
 from .timing import compare, require_torch
 
@@ -43,35 +43,41 @@ def _pair(value):
     return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
 
 
+def _conv_shape(conv, input_shape):
+    return ConvShape(input_shape, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                     conv.groups)
+
+
+def _pool_shape(pool, input_shape):
+    return PoolShape(input_shape, _pair(pool.kernel_size), _pair(pool.stride), _pair(pool.padding),
+                     _pair(pool.dilation), pool.ceil_mode)
+
+
+def _norm_shape(norm, input_shape):
+    return NormShape(input_shape, norm.eps)
+
+
+_SHAPE_OF = {nn.Conv2d: _conv_shape, nn.MaxPool2d: _pool_shape, nn.BatchNorm2d: _norm_shape}
+
+
 def collect_layers(cases):
     """{shape: [case names using it, one entry per use]} for the conv, pool and norm layers of
     ``cases`` (ModelCase), each shape with the case's batch size."""
     layers = {}
 
-    def record(case, shape_of):
+    def recorder(case, shape_of):
         def hook(module, args, output):
             shape = shape_of(module, (case.batch, *args[0].shape[1:]))
             layers.setdefault(shape, []).append(case.name)
 
         return hook
 
-    def conv_shape(m, shape):
-        return ConvShape(shape, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation, m.groups)
-
-    def pool_shape(m, shape):
-        return PoolShape(shape, _pair(m.kernel_size), _pair(m.stride), _pair(m.padding), _pair(m.dilation), m.ceil_mode)
-
-    def norm_shape(m, shape):
-        return NormShape(shape, m.eps)
-
-    hooked = ((nn.Conv2d, conv_shape), (nn.MaxPool2d, pool_shape), (nn.BatchNorm2d, norm_shape))
     for case in cases:
-        manual_seed(0)
         model = case.build().eval()
         for module in model.modules():
-            for kind, shape_of in hooked:
+            for kind, shape_of in _SHAPE_OF.items():
                 if isinstance(module, kind):
-                    module.register_forward_hook(record(case, shape_of))
+                    module.register_forward_hook(recorder(case, shape_of))
         with no_grad():
             model(zeros(1, *case.input_shape))
     return layers
@@ -82,7 +88,7 @@ def _used_by(names):
     return ", ".join(name if count == 1 else f"{name} x{count}" for name, count in counts.items())
 
 
-def _conv_rows(shape, used_by, rng, torch, compare_sides):
+def _time_conv(shape, used_by, rng, torch, compare_sides):
     x = rng.standard_normal(shape.input, dtype=np.float32)
     w = rng.standard_normal((shape.out_channels, shape.input[1] // shape.groups, *shape.kernel), dtype=np.float32)
     geometry = (shape.stride, shape.padding, shape.dilation, shape.groups)
@@ -108,7 +114,7 @@ def _conv_rows(shape, used_by, rng, torch, compare_sides):
                       lambda: torch_backward([False, True, False]))
 
 
-def _pool_row(shape, used_by, rng, torch, compare_sides):
+def _time_pool(shape, used_by, rng, torch, compare_sides):
     x = rng.standard_normal(shape.input, dtype=np.float32)
     ours_x, torch_x = tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
     window = {"kernel_size": shape.kernel, "stride": shape.stride, "padding": shape.padding,
@@ -116,11 +122,11 @@ def _pool_row(shape, used_by, rng, torch, compare_sides):
     label = (f"{'x'.join(map(str, shape.input))} k{shape.kernel[0]} s{shape.stride[0]} p{shape.padding[0]}"
              + (" ceil" if shape.ceil_mode else ""))
     compare_sides("max_pool", "fwd+bwd", label, used_by, None,
-                         lambda: functional.max_pool2d(ours_x, **window).sum().backward(),
-                         lambda: torch.nn.functional.max_pool2d(torch_x, **window).sum().backward())
+                  lambda: functional.max_pool2d(ours_x, **window).sum().backward(),
+                  lambda: torch.nn.functional.max_pool2d(torch_x, **window).sum().backward())
 
 
-def _norm_row(shape, used_by, rng, torch, compare_sides):
+def _time_norm(shape, used_by, rng, torch, compare_sides):
     channels = shape.input[1]
     x = rng.standard_normal(shape.input, dtype=np.float32)
     ours = [tensor(x, requires_grad=True), zeros(channels), tensor(np.ones(channels, np.float32)),
@@ -128,16 +134,16 @@ def _norm_row(shape, used_by, rng, torch, compare_sides):
     theirs = [torch.tensor(x, requires_grad=True), torch.zeros(channels), torch.ones(channels),
               torch.ones(channels, requires_grad=True), torch.zeros(channels, requires_grad=True)]
     compare_sides("batch_norm", "fwd+bwd", "x".join(map(str, shape.input)), used_by, None,
-                         lambda: functional.batch_norm(*ours, training=True, eps=shape.eps).sum().backward(),
-                         lambda: torch.nn.functional.batch_norm(*theirs, training=True, eps=shape.eps).sum().backward())
+                  lambda: functional.batch_norm(*ours, training=True, eps=shape.eps).sum().backward(),
+                  lambda: torch.nn.functional.batch_norm(*theirs, training=True, eps=shape.eps).sum().backward())
 
 
-def _gemm_row(case, rng, compare_sides):
+def _time_gemm(case, rng, compare_sides):
     name, m, n, k = case
     a = rng.standard_normal((m, k), dtype=np.float32)
     b = rng.standard_normal((k, n), dtype=np.float32)
-    compare_sides("sgemm", name, f"{m}x{n}x{k}", "", 2.0 * m * n * k,
-                         lambda: backend.sgemm(a, b), lambda: a @ b, baseline="numpy")
+    compare_sides("sgemm", name, f"{m}x{n}x{k}", "", 2.0 * m * n * k, lambda: backend.sgemm(a, b), lambda: a @ b,
+                  baseline="numpy")
 
 
 def run_layer_suite(cases, peak_gflops, gemm_cases=GEMM_CASES, repeats=7, warmup=2, report=print):
@@ -159,12 +165,12 @@ def run_layer_suite(cases, peak_gflops, gemm_cases=GEMM_CASES, repeats=7, warmup
         rows.append(row)
         report(row)
 
-    timers = {ConvShape: _conv_rows, PoolShape: _pool_row, NormShape: _norm_row}
+    timers = {ConvShape: _time_conv, PoolShape: _time_pool, NormShape: _time_norm}
     layers = collect_layers(cases)
     for kind in (ConvShape, PoolShape, NormShape):  # all convolutions first, then pools, then norms
         for shape, names in layers.items():
             if isinstance(shape, kind):
                 timers[kind](shape, _used_by(names), rng, torch, compare_sides)
     for case in gemm_cases:
-        _gemm_row(case, rng, compare_sides)
+        _time_gemm(case, rng, compare_sides)
     return rows

@@ -54,20 +54,24 @@ class ModelCase:
         return replace(self, batch=batch)
 
 
-def _vgg11_cifar_mirror(torch_models):
-    return torch_models.TorchVGG(VGG_CONFIGS[11], True, 10, 0.5, True)
+def _pyconvnet_model(name, **options):
+    return partial(models.get_model, name, **options)
 
 
+# Input sizes and batches of issue 5; the 224x224 models keep their 1000 ImageNet classes.
 MODEL_CASES = {case.name: case for case in (
-    ModelCase("lenet5", "LeNet-5", 64, (1, 28, 28), 10, partial(models.get_model, "lenet5"), lambda tm: tm.TorchLeNet5(10)),
-    ModelCase("resnet20", "CIFAR ResNet-20", 64, (3, 32, 32), 10, partial(models.get_model, "resnet20"),
+    ModelCase("lenet5", "LeNet-5", 64, (1, 28, 28), 10, _pyconvnet_model("lenet5"),
+              lambda tm: tm.TorchLeNet5(10)),
+    ModelCase("resnet20", "CIFAR ResNet-20", 64, (3, 32, 32), 10, _pyconvnet_model("resnet20"),
               lambda tm: tm.TorchCifarResNet(3)),
     ModelCase("vgg11-cifar", "VGG-11-BN, 32x32 variant", 64, (3, 32, 32), 10,
-              partial(models.get_model, "vgg11_bn", num_classes=10, cifar=True), _vgg11_cifar_mirror),
-    ModelCase("resnet18", "ResNet-18", 16, (3, 224, 224), 1000, partial(models.get_model, "resnet18"),
+              _pyconvnet_model("vgg11_bn", num_classes=10, cifar=True),
+              lambda tm: tm.TorchVGG(VGG_CONFIGS[11], True, 10, 0.5, True)),
+    ModelCase("resnet18", "ResNet-18", 16, (3, 224, 224), 1000, _pyconvnet_model("resnet18"),
               lambda tm: tm.TorchResNet(tm.TorchBasicBlock, [2, 2, 2, 2], 1000)),
-    ModelCase("alexnet", "AlexNet", 16, (3, 224, 224), 1000, partial(models.get_model, "alexnet"), lambda tm: tm.TorchAlexNet(1000, 0.5)),
-    ModelCase("googlenet", "GoogLeNet, no aux heads", 16, (3, 224, 224), 1000, partial(models.get_model, "googlenet"),
+    ModelCase("alexnet", "AlexNet", 16, (3, 224, 224), 1000, _pyconvnet_model("alexnet"),
+              lambda tm: tm.TorchAlexNet(1000, 0.5)),
+    ModelCase("googlenet", "GoogLeNet, no aux heads", 16, (3, 224, 224), 1000, _pyconvnet_model("googlenet"),
               lambda tm: tm.TorchGoogLeNet(1000, False, False, 0.2)),
 )}
 
