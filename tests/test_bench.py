@@ -1,9 +1,11 @@
-"""pyconvnet bench: the FMA peak probe on every ISA, the suites' plumbing on a tiny LeNet-5 case
-(CLI, JSON record, memory subprocess, layer discovery) and the error without torch. Timing
+"""pyconvnet bench: the FMA peak probe on every ISA; the suites' plumbing on tiny cases (CLI and
+JSON record on LeNet-5 at batch 2, layer discovery and the layer suite, the memory subprocess);
+argument errors; the error without torch, and torch staying out of ``import pyconvnet``. Timing
 itself is never asserted here: it lives in the benchmark."""
 
 import json
 import math
+import subprocess
 import sys
 
 import pytest
@@ -108,3 +110,9 @@ def test_without_torch_the_error_says_how_to_install_it(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` raise ImportError
     assert cli.main(["bench", "--models", "lenet5"]) == 1
     assert "pip install torch" in capsys.readouterr().err
+
+
+def test_importing_the_package_and_its_cli_does_not_import_torch():
+    code = ("import sys, pyconvnet, pyconvnet.cli, pyconvnet.bench.suite; "
+            "sys.exit('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
