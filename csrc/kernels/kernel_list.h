@@ -12,13 +12,13 @@
 #include "kernels/peak.h"
 #include "kernels/pool.h"
 
-#define PCN_KERNEL_LIST(X)  \
-  PCN_GEMM_KERNELS(X)       \
-  PCN_CONV_KERNELS(X)       \
-  PCN_POOL_KERNELS(X)       \
-  PCN_LOSS_KERNELS(X)       \
-  PCN_OPTIM_KERNELS(X)      \
-  PCN_ELTWISE_KERNELS(X)    \
-  PCN_NORM_KERNELS(X)       \
-  PCN_ACTIVATION_KERNELS(X) \
-  PCN_PEAK_KERNELS(X)
+#define PCN_KERNEL_LIST(X) \
+  PCN_GEMM_KERNELS(X)      \
+  PCN_CONV_KERNELS(X)      \
+  PCN_POOL_KERNELS(X)      \
+  PCN_LOSS_KERNELS(X)      \
+  PCN_OPTIM_KERNELS(X)     \
+  PCN_ELTWISE_KERNELS(X)   \
+  PCN_NORM_KERNELS(X)      \
+  PCN_PEAK_KERNELS(X)      \
+  PCN_ACTIVATION_KERNELS(X)
