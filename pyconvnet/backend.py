@@ -6,6 +6,8 @@ forces a lower one, and ``"reference"`` selects the plain-loop kernels of ``csrc
 tests and debugging). Threads default to OpenMP's default, which honours ``OMP_NUM_THREADS``.
 """
 
+import time
+
 from . import _C
 
 __all__ = [
@@ -18,6 +20,7 @@ __all__ = [
     "empty_buffer_cache",
     "set_num_threads",
     "sgemm",
+    "fma_peak_gflops",
     "info",
 ]
 
@@ -76,6 +79,29 @@ def buffer_cache_stats():
 def empty_buffer_cache():
     """Return every free buffer the cache holds to the system (``buffer_cache_stats``)."""
     _C.empty_buffer_cache()
+
+
+def fma_peak_gflops(repeats=5, seconds=0.05):
+    """The float32 multiply-add rate the kernels in use reach on ``get_num_threads()`` threads,
+    in GFLOP/s (a multiply-add counts 2): the best of ``repeats`` runs of independent vector FMA
+    chains on every thread, each run lasting at least ``seconds / 2``. The ``reference`` ISA runs
+    scalar chains on one thread."""
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"fma_peak_gflops: repeats must be an int >= 1, got {repeats!r}")
+    if not seconds > 0:
+        raise ValueError(f"fma_peak_gflops: seconds must be positive, got {seconds!r}")
+    iterations, best, timed = 1 << 12, 0.0, 0
+    while timed < repeats:
+        start = time.perf_counter()
+        flops, _checksum = _C.fma_peak(iterations)
+        elapsed = time.perf_counter() - start
+        # Short runs only size the next one (and warm the cores up): on a busy machine a thread
+        # descheduled for a time slice would make a short run's rate meaningless.
+        if elapsed >= seconds / 2:
+            best = max(best, flops / elapsed / 1e9)
+            timed += 1
+        iterations = max(iterations, min(16 * iterations, int(iterations * seconds / max(elapsed, 1e-9))))
+    return best
 
 
 def info():

@@ -1,6 +1,8 @@
 """The ``pyconvnet`` command line (also ``python -m pyconvnet``)."""
 
 import argparse
+import os
+import subprocess
 import sys
 
 _INTERRUPTED = 130  # the shell's status for a run stopped by SIGINT
@@ -151,6 +153,16 @@ def _add_export_parser(commands):
     parser.set_defaults(handler=_export)
 
 
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def _input_shape(text):
     """'3x224x224' -> (3, 224, 224)."""
     try:
@@ -180,6 +192,46 @@ def _summary(args):
     return 0
 
 
+def _bench(args):
+    from .bench import suite
+    from .bench.timing import thread_environment
+
+    # numpy's BLAS read its thread count when `import pyconvnet` loaded numpy, before these
+    # arguments were parsed: run the command again in a process whose environment says --threads.
+    wanted = thread_environment(args.threads) if args.threads is not None else {}
+    if any(os.environ.get(name) != value for name, value in wanted.items()):
+        return subprocess.run([sys.executable, "-m", "pyconvnet", *args.argv], env={**os.environ, **wanted},
+                              check=False).returncode
+    try:
+        suite.run(args.models, layers=args.layers, quick=args.quick,
+                  threads=args.threads, repeats=args.repeats, batch=args.batch, json_path=args.json)
+    except ImportError as error:
+        print(f"pyconvnet bench: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_bench_parser(commands):
+    from .bench.models import MODEL_CASES
+
+    parser = commands.add_parser(
+        "bench", help="time training steps (and layers) against PyTorch on this machine",
+        description="Time one training step of each classic network in pyconvnet and in PyTorch (same weights, "
+                    "batch, SGD with momentum, threads), alternating; report ms, images/s, GFLOP/s, share of the "
+                    "measured FMA peak and each side's peak memory. Writes the results as JSON. Needs torch.")
+    parser.add_argument("--models", nargs="+", choices=list(MODEL_CASES), metavar="NAME",
+                        help=f"cases to run (default all: {' '.join(MODEL_CASES)})")
+    parser.add_argument("--layers", action="store_true",
+                        help="also time every conv, max-pool and batch-norm layer of those models, and sgemm")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and warm-ups: a smoke run")
+    parser.add_argument("--threads", type=_positive_int, help="threads for both libraries (default: all cores)")
+    parser.add_argument("--repeats", type=_positive_int, help="timed repeats per measurement (default 7, --quick 3)")
+    parser.add_argument("--batch", type=_positive_int, help="override every model's batch size")
+    parser.add_argument("--json", metavar="PATH",
+                        help="where to write the results (default bench/results/DATE-TIME-CPU.json)")
+    parser.set_defaults(handler=_bench)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="pyconvnet", description="Fast CPU training of classic CNNs.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -189,6 +241,7 @@ def build_parser():
     _add_eval_parser(commands)
     _add_plot_parser(commands)
     _add_export_parser(commands)
+    _add_bench_parser(commands)
     table = commands.add_parser("summary", help="layer table of a model: shapes, parameters, mult-adds, receptive field")
     table.add_argument("model", help="a name from pyconvnet.models.list_models(), e.g. resnet18")
     table.add_argument("--input", type=_input_shape, default=(3, 224, 224),
@@ -200,7 +253,9 @@ def build_parser():
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # for a command that must run itself again in a fresh process
     return args.handler(args)
 
 

@@ -50,5 +50,6 @@ void bind_optim(py::module_& m);
 void bind_eltwise(py::module_& m);
 void bind_norm(py::module_& m);
 void bind_activation(py::module_& m);
+void bind_peak(py::module_& m);
 
 }  // namespace pcn::bind

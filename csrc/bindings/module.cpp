@@ -12,4 +12,5 @@ PYBIND11_MODULE(_C, m) {
   pcn::bind::bind_eltwise(m);
   pcn::bind::bind_norm(m);
   pcn::bind::bind_activation(m);
+  pcn::bind::bind_peak(m);
 }

@@ -9,6 +9,7 @@
 #include "kernels/loss.h"
 #include "kernels/norm.h"
 #include "kernels/optim.h"
+#include "kernels/peak.h"
 #include "kernels/pool.h"
 
 #define PCN_KERNEL_LIST(X) \
@@ -19,4 +20,5 @@
   PCN_OPTIM_KERNELS(X)     \
   PCN_ELTWISE_KERNELS(X)   \
   PCN_NORM_KERNELS(X)      \
+  PCN_PEAK_KERNELS(X)      \
   PCN_ACTIVATION_KERNELS(X)

@@ -1,0 +1,125 @@
+"""``pyconvnet bench``: probes the FMA peak, runs the training-step suite (and, on request, the
+layer suite), prints their tables and writes everything as one JSON record."""
+
+import datetime
+import json
+import platform
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__, backend
+from . import layers as layer_suite
+from . import models as model_suite
+from .timing import cpu_name, default_threads, format_table, require_torch
+
+QUICK = {"repeats": 3, "warmup": 1, "memory_steps": 2}
+FULL = {"repeats": 7, "warmup": 2, "memory_steps": 3}
+RESULTS_DIR = Path("bench") / "results"
+
+
+def _git_commit():
+    """``git describe`` of the source tree pyconvnet runs from (an editable install), else None."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None
+    try:
+        result = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty", "--abbrev=12"],
+                                capture_output=True, text=True, check=False)
+    except OSError:
+        return None
+    return result.stdout.strip() or None
+
+
+def machine_facts(threads, peak_gflops, torch):
+    return {
+        "cpu": cpu_name(), "isa": backend.isa(), "threads": threads, "fma_peak_gflops": peak_gflops,
+        "pyconvnet": __version__, "git_commit": _git_commit(), "torch": torch.__version__,
+        "numpy": np.__version__, "python": platform.python_version(),
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+
+
+def default_json_path(cpu, now):
+    """bench/results/YYYY-MM-DD-HHMM-<cpu>.json under the current directory."""
+    short_cpu = re.sub(r"[^a-z0-9]+", "-", cpu.lower()).strip("-")[:32] or "cpu"
+    return RESULTS_DIR / f"{now:%Y-%m-%d-%H%M}-{short_cpu}.json"
+
+
+def _number(value, digits):
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def model_table(rows):
+    headers = ["model", "batch", "pcn ms", "torch ms", "ratio", "pcn img/s", "torch img/s", "pcn GF/s",
+               "torch GF/s", "pcn %pk", "torch %pk", "pcn MiB", "torch MiB"]
+    return format_table(headers, [
+        (r["name"], r["batch"], _number(r["pyconvnet_ms"], 2), _number(r["torch_ms"], 2), _number(r["ratio"], 2),
+         _number(r["pyconvnet_images_per_s"], 0), _number(r["torch_images_per_s"], 0),
+         _number(r["pyconvnet_gflops"], 1), _number(r["torch_gflops"], 1), _number(r["pyconvnet_peak_percent"], 0),
+         _number(r["torch_peak_percent"], 0), _number(r["pyconvnet_memory_mib"], 0),
+         _number(r["torch_memory_mib"], 0))
+        for r in rows])
+
+
+def layer_table(rows):
+    headers = ["layer", "op", "shape", "vs", "pcn ms", "their ms", "ratio", "pcn GF/s", "their GF/s", "pcn %pk",
+               "their %pk", "models"]
+    return format_table(headers, [
+        (r["kind"], r["op"], r["shape"], r["baseline"], _number(r["pyconvnet_ms"], 3), _number(r["baseline_ms"], 3),
+         _number(r["ratio"], 2), _number(r["pyconvnet_gflops"], 1), _number(r["baseline_gflops"], 1),
+         _number(r["pyconvnet_peak_percent"], 0), _number(r["baseline_peak_percent"], 0), r["models"])
+        for r in rows])
+
+
+def _report_model(row):
+    print(f"  {row['name']}: pyconvnet {row['pyconvnet_ms']:.2f} ms, torch {row['torch_ms']:.2f} ms, "
+          f"ratio {row['ratio']:.2f}", file=sys.stderr, flush=True)
+
+
+def _report_layer(row):
+    print(f"  {row['kind']} {row['op']} {row['shape']}: ratio {row['ratio']:.2f}", file=sys.stderr, flush=True)
+
+
+def run(model_names=None, layers=False, quick=False, threads=None, repeats=None, batch=None, json_path=None):
+    """Runs the suites, prints the tables and writes the JSON record; returns the record.
+
+    ``model_names``: cases of pyconvnet.bench.models.MODEL_CASES (default all); ``layers``: also
+    the layer suite over those models' layers and layers.GEMM_CASES; ``quick``: fewer repeats and
+    warm-ups (a smoke run); ``threads``: both libraries' thread count (default: this process's
+    cores; numpy's BLAS keeps what OPENBLAS_NUM_THREADS said when it loaded); ``repeats``
+    overrides the timed repeats; ``batch`` every case's batch size; ``json_path`` the record's
+    path (default ``default_json_path``)."""
+    cases = model_suite.select_cases(model_names, batch)
+    settings = dict(QUICK if quick else FULL)
+    if repeats is not None:
+        if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+            raise ValueError(f"repeats must be a positive int, got {repeats!r}")
+        settings["repeats"] = repeats
+    torch = require_torch()
+    threads = default_threads() if threads is None else threads
+    backend.set_num_threads(threads)
+    torch.set_num_threads(threads)
+    peak = backend.fma_peak_gflops()
+    facts = machine_facts(threads, peak, torch)
+    print(f"pyconvnet {facts['pyconvnet']} (isa {facts['isa']}) vs torch {facts['torch']}  |  {facts['cpu']}  |  "
+          f"{threads} threads  |  FMA peak {peak:.1f} GFLOP/s", flush=True)
+
+    record = {"machine": facts, "settings": {**settings, "quick": quick, "batch": batch}}
+    record["models"] = model_suite.run_model_suite(cases, threads, peak, report=_report_model, **settings)
+    print("\nTraining step (ratio = torch time / pyconvnet time; above 1: pyconvnet is faster)")
+    print(model_table(record["models"]))
+    if layers:
+        layer_settings = {key: settings[key] for key in ("repeats", "warmup")}
+        record["layers"] = layer_suite.run_layer_suite(cases, peak, layer_suite.GEMM_CASES, report=_report_layer,
+                                                       **layer_settings)
+        print("\nLayers (ratio = their time / pyconvnet time; conv GFLOP/s count direct-convolution FLOPs)")
+        print(layer_table(record["layers"]))
+    path = Path(json_path) if json_path is not None else default_json_path(facts["cpu"], datetime.datetime.now())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"\nwrote {path}")
+    return record

@@ -1,0 +1,89 @@
+"""Side-by-side timing shared by every suite (see DESIGN.md, "Benchmark protocol").
+
+Both contenders run in the same process on the same inputs, alternating, after a warm-up; each
+repeat times one call of each, and the ratio is taken pair by pair before the median so that
+machine noise hits both sides alike.
+"""
+
+import os
+import platform
+import statistics
+import time
+from collections import namedtuple
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+Timing = namedtuple("Timing", ["ours_ms", "theirs_ms", "ratio"])
+Timing.__doc__ = "Median milliseconds of each side and the median of the pairwise ratios theirs / ours."
+
+
+def require_torch():
+    """The torch module, or an ImportError that says how to install it."""
+    try:
+        import torch
+    except ImportError as error:
+        raise ImportError(
+            "pyconvnet bench compares against PyTorch, which is not installed: pip install torch "
+            "(or pip install 'pyconvnet[bench]')") from error
+    return torch
+
+
+def default_threads():
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def thread_environment(threads):
+    """Environment variables giving OpenMP and BLAS libraries ``threads`` threads. They are read
+    when a library loads, so they must be set before numpy, torch or pyconvnet is imported."""
+    return {name: str(threads) for name in THREAD_VARIABLES}
+
+
+def compare(ours, theirs, repeats=7, warmup=2, min_seconds=0.02):
+    """Times two zero-argument callables; returns a ``Timing`` (a ratio above 1 means ours is
+    faster). Calls are batched so that each timed sample lasts at least ``min_seconds``."""
+    if repeats < 1:
+        raise ValueError(f"compare: repeats must be >= 1, got {repeats}")
+    for _ in range(warmup):
+        ours()
+        theirs()
+    calls = 1
+    elapsed = _seconds_per_call(ours, 1)
+    if elapsed < min_seconds:
+        calls = max(1, int(min_seconds / max(elapsed, 1e-7)))
+    our_times, their_times, ratios = [], [], []
+    for _ in range(repeats):
+        our_times.append(_seconds_per_call(ours, calls))
+        their_times.append(_seconds_per_call(theirs, calls))
+        ratios.append(their_times[-1] / our_times[-1])
+    return Timing(1e3 * statistics.median(our_times), 1e3 * statistics.median(their_times),
+                  statistics.median(ratios))
+
+
+def _seconds_per_call(fn, calls):
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - start) / calls
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def format_table(headers, rows):
+    """Right-aligned columns, one line per row."""
+    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)]
+    lines = ["  ".join(str(h).rjust(w) for h, w in zip(headers, widths))]
+    lines += ["  ".join(str(v).rjust(w) for v, w in zip(row, widths)) for row in rows]
+    return "\n".join(lines)

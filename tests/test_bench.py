@@ -1,0 +1,118 @@
+"""pyconvnet bench: the FMA peak probe on every ISA; the suites' plumbing on tiny cases (CLI and
+JSON record on LeNet-5 at batch 2, layer discovery and the layer suite, the memory subprocess);
+argument errors; the error without torch, and torch staying out of ``import pyconvnet``. Timing
+itself is never asserted here: it lives in the benchmark."""
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from pyconvnet import _C, backend, cli, nn
+from pyconvnet.bench import layers, models, suite
+from pyconvnet.bench.timing import compare
+
+
+def test_fma_peak_probe(isa):
+    flops, checksum = _C.fma_peak(1000)
+    assert flops > 0 and flops % 2000 == 0  # 2 flops per lane, chain and iteration on each thread
+    assert math.isfinite(checksum) and checksum > 0
+    gflops = backend.fma_peak_gflops(repeats=1, seconds=0.01)
+    assert math.isfinite(gflops) and 0 < gflops < 1e6
+
+
+def test_fma_peak_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="iterations must be >= 1"):
+        _C.fma_peak(0)
+    with pytest.raises(ValueError, match="repeats"):
+        backend.fma_peak_gflops(repeats=0)
+    with pytest.raises(ValueError, match="seconds"):
+        backend.fma_peak_gflops(seconds=0)
+
+
+def test_cli_writes_tables_and_json(tmp_path, capsys):
+    pytest.importorskip("torch")
+    path = tmp_path / "out" / "bench.json"
+    argv = ["bench", "--quick", "--models", "lenet5", "--batch", "2", "--repeats", "1", "--json", str(path)]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "FMA peak" in printed and "lenet5" in printed and f"wrote {path}" in printed
+    record = json.loads(path.read_text())
+    machine = record["machine"]
+    assert machine["isa"] == backend.isa() and machine["threads"] >= 1 and machine["fma_peak_gflops"] > 0
+    assert {"cpu", "torch", "pyconvnet", "numpy", "git_commit", "date"} <= set(machine)
+    assert record["settings"]["repeats"] == 1 and "layers" not in record
+    (row,) = record["models"]
+    assert row["name"] == "lenet5" and row["batch"] == 2 and row["gflop_per_step"] > 0
+    for side in ("pyconvnet", "torch"):
+        assert row[f"{side}_ms"] > 0 and row[f"{side}_gflops"] > 0 and row[f"{side}_images_per_s"] > 0
+        assert row[f"{side}_memory_mib"] >= 0  # freed import-time memory may hold a tiny model
+
+
+def test_layer_suite_times_every_kind_of_layer():
+    pytest.importorskip("torch")
+    tiny = models.ModelCase("tiny", "conv-bn-pool", 2, (3, 9, 9), 4,
+                            lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.MaxPool2d(2)), None)
+    reported = []
+    rows = layers.run_layer_suite([tiny], peak_gflops=100.0, gemm_cases=[("tiny gemm", 8, 12, 16)], repeats=1,
+                                  warmup=0, report=reported.append)
+    assert rows == reported
+    assert [(r["kind"], r["op"]) for r in rows] == [
+        ("conv", "fwd"), ("conv", "bwd-data"), ("conv", "bwd-weight"), ("max_pool", "fwd+bwd"),
+        ("batch_norm", "fwd+bwd"), ("sgemm", "tiny gemm")]
+    conv, gemm = rows[0], rows[-1]
+    assert conv["shape"] == "2x3x9x9 -> 4 k3x3 s1 p0" and conv["models"] == "tiny" and conv["baseline"] == "torch"
+    assert conv["gflop"] == pytest.approx(2 * 2 * 4 * 7 * 7 * 3 * 3 * 3 / 1e9)
+    assert gemm["baseline"] == "numpy" and gemm["gflop"] == pytest.approx(2 * 8 * 12 * 16 / 1e9)
+    assert all(r["pyconvnet_ms"] > 0 and r["baseline_ms"] > 0 and r["ratio"] > 0 for r in rows)
+    assert rows[3]["pyconvnet_gflops"] is None  # no FLOP count for pooling and normalisation
+
+
+def test_memory_is_measured_in_a_subprocess():
+    # (the CLI test runs the torch side)
+    (case,) = models.select_cases(["resnet20"], batch=2)
+    peak_mib = models.measure_memory(case, "pyconvnet", threads=1, steps=2)
+    assert isinstance(peak_mib, float) and peak_mib > 3 * 269_722 * 4 / 2**20  # weights, grads, momentum
+
+
+def test_layers_are_found_by_walking_the_models():
+    found = layers.collect_layers(models.select_cases(["lenet5", "resnet20"], batch=3))
+    convs = [shape for shape in found if isinstance(shape, layers.ConvShape)]
+    assert layers.ConvShape((3, 1, 32, 32), 6, (5, 5), (1, 1), (0, 0), (1, 1), 1) in convs
+    assert layers.ConvShape((3, 16, 32, 32), 32, (3, 3), (2, 2), (1, 1), (1, 1), 1) in convs  # resnet20 stage 2
+    assert found[layers.ConvShape((3, 16, 32, 32), 16, (3, 3), (1, 1), (1, 1), (1, 1), 1)] == ["resnet20"] * 6
+    assert layers.PoolShape((3, 6, 28, 28), (2, 2), (2, 2), (0, 0), (1, 1), False) in found
+    assert layers.NormShape((3, 64, 8, 8), 1e-5) in found
+
+
+def test_bad_arguments_name_themselves(capsys):
+    with pytest.raises(ValueError, match="unknown case"):
+        models.select_cases(["resnet19"])
+    with pytest.raises(ValueError, match="batch"):
+        models.select_cases(["lenet5"], batch=0)
+    with pytest.raises(ValueError, match="repeats"):
+        compare(lambda: None, lambda: None, repeats=0)
+    with pytest.raises(SystemExit):  # argparse: "--batch: expected a positive integer, got '-1'"
+        cli.main(["bench", "--models", "lenet5", "--batch", "-1"])
+    assert "--batch: expected a positive integer" in capsys.readouterr().err
+
+
+def test_default_json_path_is_dated_and_names_the_cpu():
+    import datetime
+
+    path = suite.default_json_path("AMD EPYC 9654 96-Core Processor", datetime.datetime(2026, 11, 25, 9, 5))
+    assert path.as_posix() == "bench/results/2026-11-25-0905-amd-epyc-9654-96-core-processor.json"
+
+
+def test_without_torch_the_error_says_how_to_install_it(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` raise ImportError
+    assert cli.main(["bench", "--models", "lenet5"]) == 1
+    assert "pip install torch" in capsys.readouterr().err
+
+
+def test_importing_the_package_and_its_cli_does_not_import_torch():
+    code = ("import sys, pyconvnet, pyconvnet.cli, pyconvnet.bench.suite; "
+            "sys.exit('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
