@@ -267,9 +267,14 @@ void conv2d_backward_bias(float* db, const float* dy, const Conv2dDesc& d) {
   for (int64_t c = 0; c < d.out_channels; ++c) {
     double total = 0.0;
     for (int64_t n = 0; n < d.batch; ++n) {
+      // Per image: vector lanes (a float reduction does not auto-vectorise), then the tail.
       const float* src = dy + (n * d.out_channels + c) * plane;
+      vfloat lanes = vfloat{};
+      int64_t i = 0;
+      for (; i + kVecFloats <= plane; i += kVecFloats) lanes += vload(src + i);
       float sum = 0.0f;
-      for (int64_t i = 0; i < plane; ++i) sum += src[i];
+      for (int lane = 0; lane < kVecFloats; ++lane) sum += lanes[lane];
+      for (; i < plane; ++i) sum += src[i];
       total += sum;
     }
     db[c] = static_cast<float>(total);
