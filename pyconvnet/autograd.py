@@ -361,27 +361,21 @@ def _root_gradient(index, root, gradient):
 
 
 class _InputBuffer:
-    """Gradients arriving at one node, summed per output slot.
+    """Gradients arriving at one node, summed per output slot. Sums are fresh arrays, never
+    written in place: an arriving gradient may be shared with other nodes. Same-shape float32
+    sums run on the threaded add kernel, whose output memory comes from the buffer cache."""
 
-    The first gradient for a slot is kept as is (it may be shared with other nodes); a
-    second one creates a fresh sum that later arrivals are added into in place.
-    """
-
-    __slots__ = ("grads", "owned")
+    __slots__ = ("grads",)
 
     def __init__(self, n_outputs):
         self.grads = [None] * n_outputs
-        self.owned = [False] * n_outputs
 
     def add(self, index, grad):
         current = self.grads[index]
         if current is None:
             self.grads[index] = grad
-        elif self.owned[index]:
-            np.add(current, grad, out=current)
         else:
-            self.grads[index] = current + grad
-            self.owned[index] = True
+            self.grads[index] = _tensor._add(current, grad)
 
 
 def _run_backward(roots, retain_graph):
