@@ -18,7 +18,8 @@ import numpy as np
 
 from . import nn
 from .autograd import no_grad
-from .models import lenet, resnet
+from .models import lenet, resnet, vgg
+from .models._common import padding_to_size
 from .models.alexnet import AlexNet
 from .models.googlenet import _IMAGENET_MEAN, _IMAGENET_STD, BasicConv2d, GoogLeNet, Inception
 from .models.vgg import VGG
@@ -292,11 +293,16 @@ def _classic_lenet5(graph, model, x):
 
 
 def _to_32x32(graph, model, x):
-    """LeNet-5's zero padding of 28x28 inputs to 32x32 (``lenet._to_32x32``)."""
-    padded = lenet._to_32x32(x.tensor, type(model).__name__)
-    if padded is x.tensor:
-        return x
-    return _pad(graph, x, model, (2, 2, 2, 2))
+    """LeNet-5's zero padding of 28x28 inputs to 32x32 (``lenet._to_32x32``, which also checks
+    the size)."""
+    lenet._to_32x32(x.tensor, type(model).__name__)
+    return _pad_to_size(graph, x, model, 32)
+
+
+def _pad_to_size(graph, x, model, size):
+    """``models._common.pad_to_size``: centred zero padding up to ``size`` x ``size``."""
+    amounts = padding_to_size(x.tensor.shape, size)
+    return x if amounts is None else _pad(graph, x, model, amounts)
 
 
 def _squash(graph, squash, x):
@@ -334,6 +340,8 @@ def _rbf_output(graph, layer, x):
 
 
 def _alexnet_or_vgg(graph, model, x):
+    if isinstance(model, VGG) and model.cifar:
+        x = _pad_to_size(graph, x, model, vgg.CIFAR_INPUT_SIZE)
     x = graph.convert(model.avgpool, graph.convert(model.features, x))
     return graph.convert(model.classifier, _flatten(graph, x, model))
 

@@ -197,18 +197,34 @@ BEYOND_INT64 = [2**63, 2**64]  # cannot reach the kernels: the argument conversi
 
 
 def _huge_calls(value):
+    """(argument, call) pairs: window and size arguments of ``value``."""
     x, w = _x(), pcn.tensor(WEIGHT)
     return [
-        lambda: F.conv2d(x, w, padding=value),
-        lambda: F.conv2d(x, pcn.zeros(1, 3, 1, 1), padding=value),
-        lambda: F.conv2d(x, w, dilation=value),
-        lambda: F.conv2d(x, w, groups=value),
-        lambda: F.max_pool2d(x, value),
-        lambda: F.max_pool2d(x, 2, 1, 0, dilation=value),
-        lambda: F.avg_pool2d(x, value),
-        lambda: F.avg_pool2d(x, (2, value), 1),
-        lambda: F.adaptive_avg_pool2d(x, (value, value)),
-        lambda: F.adaptive_max_pool2d(x, (value, value)),
+        ("padding", lambda: F.conv2d(x, w, padding=value)),
+        ("padding", lambda: F.conv2d(x, pcn.zeros(1, 3, 1, 1), padding=value)),
+        ("dilation", lambda: F.conv2d(x, w, dilation=value)),
+        ("groups", lambda: F.conv2d(x, w, groups=value)),
+        ("kernel_size", lambda: F.max_pool2d(x, value)),
+        ("dilation", lambda: F.max_pool2d(x, 2, 1, 0, dilation=value)),
+        ("kernel_size", lambda: F.avg_pool2d(x, value)),
+        ("kernel_size", lambda: F.avg_pool2d(x, (2, value), 1)),
+        ("output_size", lambda: F.adaptive_avg_pool2d(x, (value, value))),
+        ("output_size", lambda: F.adaptive_max_pool2d(x, (value, value))),
+    ]
+
+
+def _other_int_calls(value):
+    """(argument, call) pairs: the integer arguments outside the int-or-pair parser."""
+    x, labels = _x(), pcn.tensor([0, 1, 2, 0])
+    return [
+        ("dim", lambda: F.softmax(x, value)),
+        ("dim", lambda: F.log_softmax(x, value)),
+        ("dim", lambda: F.cat([x, x], value)),
+        ("size", lambda: F.local_response_norm(x, value)),
+        ("divisor_override", lambda: F.avg_pool2d(x, 2, divisor_override=value)),
+        ("ignore_index", lambda: F.cross_entropy(pcn.randn(4, 3), labels, ignore_index=value)),
+        ("ignore_index", lambda: F.nll_loss(pcn.randn(4, 3), labels, ignore_index=value)),
+        ("pad", lambda: F.pad(x, (value, 0))),
     ]
 
 
@@ -217,21 +233,44 @@ def _huge_calls(value):
 def test_huge_and_negative_sizes_are_refused_before_allocation(index, value):
     """Sizes whose products pass 2^31 or 2^63 are checked in 64-bit before anything is
     allocated: ValueError."""
+    _, call = _huge_calls(value)[index]
     with pytest.raises(ValueError):
-        _huge_calls(value)[index]()
+        call()
 
 
 @pytest.mark.parametrize("value", BEYOND_INT64 + [-(2**63) - 1])
-@pytest.mark.parametrize("index", range(len(_huge_calls(1))))
-def test_sizes_beyond_int64_are_refused(index, value):
-    with pytest.raises((TypeError, ValueError, OverflowError)):
-        _huge_calls(value)[index]()
+@pytest.mark.parametrize("index", range(len(_huge_calls(1)) + len(_other_int_calls(1))))
+def test_int_arguments_beyond_int64_are_value_errors_naming_the_argument(index, value):
+    """Python ints that no 64-bit integer holds never reach the bindings (where pybind11 would
+    answer with its generic "incompatible function arguments" TypeError)."""
+    argument, call = (_huge_calls(value) + _other_int_calls(value))[index]
+    with pytest.raises(ValueError, match=argument):
+        call()
 
 
-@pytest.mark.parametrize("amount", [-1, 2**62, 2**63])
-def test_pad_refuses_negative_and_impossible_amounts(amount):
-    with pytest.raises((TypeError, ValueError, OverflowError)):
+@pytest.mark.parametrize("amount,error", [(-1, ValueError), (2**62, ValueError), (2**63, ValueError), (2**40, MemoryError)])
+def test_pad_refuses_negative_and_impossible_amounts(amount, error):
+    with pytest.raises(error, match="^pad: "):
         F.pad(_x(), (amount, 0))
+
+
+@pytest.mark.parametrize(
+    "call,shape,size",
+    [
+        (lambda: F.conv2d(pcn.randn(1, 1, 2, 2), pcn.randn(1, 1, 1, 1), padding=2**20), "1, 1, 2097154, 2097154",
+         "16.0 TiB"),
+        (lambda: F.adaptive_max_pool2d(_x(), (2**20, 2**21)), "2, 3, 1048576, 2097152", "48.0 TiB"),
+        (lambda: F.linear(pcn.ones(2**21, 1), pcn.ones(2**21, 1)), "2097152, 2097152", "16.0 TiB"),
+        (lambda: F.pad(pcn.randn(1, 1, 2, 2), (2**41, 0)), "1, 1, 2, 2199023255554", "16.0 TiB"),
+    ],
+)
+def test_outputs_larger_than_memory_are_memory_errors_naming_shape_and_bytes(call, shape, size):
+    """Within the kernels' 2^46-element index limit yet beyond any machine's memory: refused
+    before allocating (Linux could overcommit such an allocation and then kill the process
+    while the kernel writes it), with the shape and the bytes it would take."""
+    with pytest.raises(MemoryError, match=rf"output of shape \[{shape}\] \(float32\) needs {size} \(\d+ bytes\), "
+                                          r"more than this machine's .* of physical memory"):
+        call()
 
 
 def test_huge_but_valid_stride_and_window_sizes_work():

@@ -27,7 +27,7 @@ SMALL_INPUT = {
     "lenet5": (1, 28, 28),
     **{name: (3, 8, 8) for name in ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110")},
     **{name: (3, 16, 16) for name in ("resnet18", "resnet34", "resnet50", "googlenet", "alexnet")},
-    **{name: (3, 16, 16) for name in ("resnet101", "resnet152")},  # ImageNet stem only
+    **{name: (3, 8, 8) for name in ("resnet101", "resnet152")},  # small-input stem: 8 -> 4 -> 2 -> 1
     **{name: (3, 32, 32) for name in models.list_models() if name.startswith("vgg")},  # five pools
 }
 
@@ -37,6 +37,7 @@ VARIANTS = [
     pytest.param("lenet5", {}, (1, 32, 32), id="lenet5-32x32"),
     pytest.param("alexnet", {"lrn": True}, (3, 64, 64), id="alexnet-imagenet-lrn"),
     pytest.param("vgg11_bn", {}, (3, 32, 32), id="vgg11_bn-imagenet", marks=pytest.mark.slow),  # 133M parameters
+    pytest.param("vgg11_bn", {"cifar": True, "in_channels": 1}, (1, 28, 28), id="vgg11_bn-28x28-padded"),
     pytest.param("resnet18", {}, (3, 64, 64), id="resnet18-imagenet"),
     pytest.param("googlenet", {"transform_input": True, "init_weights": False}, (3, 64, 64),
                  id="googlenet-imagenet-transform_input"),

@@ -1,11 +1,15 @@
 """Training-level guarantees: the same seed and thread count give bit-identical weights, and
-memory stays flat over thousands of steps (workspaces are reused, graphs are freed)."""
+memory stays flat over thousands of steps (workspaces are reused, graphs are freed) and over
+thousands of calls that fail after allocating (what was allocated is freed)."""
+
+import tracemalloc
 
 import numpy as np
+import pytest
 
 import pyconvnet as pcn
 import pyconvnet.nn.functional as F
-from pyconvnet import backend, nn, optim
+from pyconvnet import _C, backend, nn, optim
 
 
 def _small_cnn():
@@ -67,3 +71,74 @@ def test_memory_stays_flat_over_two_thousand_lenet5_steps():
     finally:
         backend.set_num_threads(threads)
     assert growth < 16 * 2**20, f"resident memory grew by {growth / 2**20:.1f} MiB over 1800 steps"
+
+
+# Calls that raise after memory was allocated for them, each holding about 1 MiB or more when it
+# fails (so a leak of any of it shows within a few hundred calls). No kernel raises once it has
+# started: arguments are validated first, so the failures come after inputs were copied, outputs
+# allocated or earlier ops of a graph ran. name -> () -> (call, expected exception type).
+def _bad_label_after_a_forward_pass():
+    pcn.manual_seed(0)
+    model = pcn.models.lenet5()
+    images = pcn.randn(64, 1, 28, 28)
+    labels = pcn.tensor(np.r_[np.zeros(63, np.int64), 10])  # class 10 of 10: found by the loss binding
+    return lambda: F.cross_entropy(model(images), labels), ValueError
+
+
+def _layer_failing_mid_forward():
+    pcn.manual_seed(0)
+    layers = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1),
+                           nn.MaxPool2d(64))  # the pool's window is larger than the 32x32 maps it gets
+    images = pcn.randn(16, 3, 32, 32)
+    return lambda: layers(images), ValueError
+
+
+def _binding_failing_after_its_output():
+    """conv2d_backward_data allocates grad_input (1 MiB) before it finds grad_output's shape wrong."""
+    grad_output, weight = np.ones((16, 8, 32, 32), np.float32), np.ones((8, 16, 3, 3), np.float32)
+    return lambda: _C.conv2d_backward_data(grad_output, weight, [16, 16, 30, 30], (1, 1), (1, 1), (1, 1), 1), ValueError
+
+
+def _binding_failing_after_an_input_copy():
+    """A Fortran-ordered input is copied to C order (2 MiB) before the weight's channels are found wrong."""
+    images, weight = pcn.tensor(np.asfortranarray(np.ones((32, 16, 32, 32), np.float32))), pcn.ones(8, 4, 3, 3)
+    return lambda: F.conv2d(images, weight), ValueError
+
+
+def _output_larger_than_memory():
+    images = pcn.randn(1, 16, 32, 32)
+    return lambda: F.adaptive_avg_pool2d(images, (2**20, 2**21)), MemoryError  # 128 TiB
+
+
+FAILING_CALLS = {
+    "bad label after a forward pass": _bad_label_after_a_forward_pass,
+    "layer failing mid-forward": _layer_failing_mid_forward,
+    "binding failing after its output": _binding_failing_after_its_output,
+    "binding failing after an input copy": _binding_failing_after_an_input_copy,
+    "output larger than memory": _output_larger_than_memory,
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAILING_CALLS))
+def test_failing_calls_free_what_they_allocated(name):
+    """Resident memory stays flat over 500 failing calls, and tracemalloc (which sees numpy's
+    array memory, so every tensor and kernel output) finds nothing of 100 more still held."""
+    call, error = FAILING_CALLS[name]()
+
+    def fail(times):
+        for _ in range(times):
+            with pytest.raises(error):
+                call()
+
+    fail(20)  # warm-up: workspaces and allocator pools reach their size
+    before = _resident_bytes()
+    fail(500)
+    growth = _resident_bytes() - before
+    assert growth < 16 * 2**20, f"resident memory grew by {growth / 2**20:.1f} MiB over 500 failing calls"
+    tracemalloc.start()
+    try:
+        fail(100)
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 256 * 2**10, f"{held / 2**10:.0f} KiB allocated by 100 failing calls is still held"

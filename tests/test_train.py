@@ -1,6 +1,7 @@
 """``pyconvnet train`` / ``pyconvnet eval``: outputs, exact resume, Ctrl-C, NaN stop, on tiny generated IDX data."""
 
 import json
+import math
 import os
 import re
 import signal
@@ -11,7 +12,8 @@ import numpy as np
 import pytest
 
 import pyconvnet
-from pyconvnet import backend, cli
+from pyconvnet import backend, cli, viz
+from pyconvnet.train import recipe_for
 
 REAL_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 
@@ -197,3 +199,23 @@ def test_lenet5_learns_real_fashion_mnist(capsys, tmp_path):
     assert status == 0
     accuracy = float(re.fullmatch(r"final test accuracy: (\S+)", out.strip().splitlines()[-1]).group(1))
     assert accuracy > 0.5, out  # chance is 0.1
+
+
+# The deep bottleneck ResNets in their small-input variant: over ten seconds even for two steps.
+_SLOW_TO_TRAIN = {"resnet101", "resnet152"}
+
+
+@pytest.mark.parametrize("model", [pytest.param(name, marks=[pytest.mark.slow] * (name in _SLOW_TO_TRAIN))
+                                   for name in pyconvnet.models.list_models()])
+def test_every_model_trains_on_28x28_images_with_its_recipe(capsys, data_dir, tmp_path, model, monkeypatch):
+    """Each recipe fits its model to Fashion-MNIST's 1x28x28 images (VGG's five pools, for one,
+    need the 32x32 its small-input variant pads to); two steps of four images and the
+    evaluation give finite losses. The batch is the recipe's only setting overridden; the
+    pictures, seconds of matplotlib per run, are test_viz's subject and left out here."""
+    monkeypatch.setattr(viz, "available", lambda: False)
+    status, _, err = _train(capsys, *_args(data_dir, tmp_path / "run", "--model", model, "--epochs", 1,
+                                           "--limit-train", 8, "--batch-size", 4, "--limit-test", 4))
+    assert status == 0, err
+    (record,) = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert math.isfinite(record["train_loss"]) and math.isfinite(record["test_loss"]), record
+    assert pyconvnet.load(tmp_path / "run" / "last.safetensors")["config"]["lr"] == recipe_for(model)["lr"]

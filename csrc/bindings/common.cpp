@@ -1,10 +1,51 @@
 // Argument conversion helpers for the bindings; see common.h.
 #include "bindings/common.h"
 
+#include <cstdio>
+#if __has_include(<unistd.h>)
+#include <unistd.h>
+#endif
+
 #include "core/buffer_cache.h"
 
 namespace pcn::bind {
 namespace {
+
+// The machine's physical memory in bytes; 0 where the OS does not tell.
+int64_t physical_memory_bytes() {
+#if defined(_SC_PHYS_PAGES) && defined(_SC_PAGE_SIZE)
+  const long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGE_SIZE);
+  if (pages > 0 && page_size > 0) return int64_t(pages) * page_size;
+#endif
+  return 0;
+}
+
+// "16.0 TiB"
+std::string human_bytes(int64_t bytes) {
+  const char* units[] = {"bytes", "KiB", "MiB", "GiB", "TiB"};
+  double value = double(bytes);
+  int unit = 0;
+  while (value >= 1024.0 && unit < 4) value /= 1024.0, ++unit;
+  char text[32];
+  std::snprintf(text, sizeof text, unit ? "%.1f %s" : "%.0f %s", value, units[unit]);
+  return text;
+}
+
+// Note [outputs larger than memory]: an output within kMaxElements can still be far larger than
+// the machine. Linux overcommits, so such an allocation may succeed and the kernel writing it is
+// then killed by the OOM killer: a crash, not an exception. Anything larger than physical memory
+// is refused before allocating, as a MemoryError naming the shape and the bytes it needs.
+void check_fits_in_memory(const std::vector<int64_t>& shape, int64_t element_size, const char* dtype) {
+  const int64_t bytes = checked_numel(shape, "output") * element_size;  // <= 2^46 * 8: no overflow
+  static const int64_t physical = physical_memory_bytes();
+  if (physical > 0 && bytes > physical) {
+    const std::string message = "output of shape " + shape_str(shape) + " (" + dtype + ") needs " + human_bytes(bytes) +
+                                " (" + std::to_string(bytes) + " bytes), more than this machine's " +
+                                human_bytes(physical) + " of physical memory";
+    PyErr_SetString(PyExc_MemoryError, message.c_str());
+    throw py::error_already_set();
+  }
+}
 
 std::string describe_type(const py::handle& obj) {
   if (py::isinstance<py::array>(obj)) return "numpy array of dtype " + std::string(py::str(obj.attr("dtype")));
@@ -50,9 +91,9 @@ void expect_shape(const py::array& array, const std::vector<int64_t>& shape, con
 // Outputs live in buffers from the cache (core/buffer_cache.h); the array's base is a capsule
 // that hands the buffer back when the last view of it dies.
 template <class T>
-py::array_t<T, py::array::c_style> empty_cached(const std::vector<int64_t>& shape) {
-  const int64_t numel = checked_numel(shape, "output");
-  void* data = acquire_buffer(size_t(numel) * sizeof(T));
+py::array_t<T, py::array::c_style> empty_cached(const std::vector<int64_t>& shape, const char* dtype) {
+  check_fits_in_memory(shape, sizeof(T), dtype);
+  void* data = acquire_buffer(size_t(checked_numel(shape, "output")) * sizeof(T));
   py::capsule owner;
   try {
     owner = py::capsule(data, [](void* ptr) { release_buffer(ptr); });
@@ -64,9 +105,9 @@ py::array_t<T, py::array::c_style> empty_cached(const std::vector<int64_t>& shap
                                              static_cast<T*>(data), owner);
 }
 
-FloatArray empty_float(const std::vector<int64_t>& shape) { return empty_cached<float>(shape); }
+FloatArray empty_float(const std::vector<int64_t>& shape) { return empty_cached<float>(shape, "float32"); }
 
-IndexArray empty_index(const std::vector<int64_t>& shape) { return empty_cached<int64_t>(shape); }
+IndexArray empty_index(const std::vector<int64_t>& shape) { return empty_cached<int64_t>(shape, "int64"); }
 
 float* writable(FloatArray& array, const char* op, const char* name) {
   if (!array.writeable()) throw py::value_error(std::string(op) + ": " + name + " must be writable");

@@ -32,7 +32,8 @@ void expect_ndim(const py::array& array, int ndim, const char* op, const char* n
 // ValueError unless `array` has exactly `shape`.
 void expect_shape(const py::array& array, const std::vector<int64_t>& shape, const char* op, const char* name);
 std::vector<int64_t> shape_of(const py::array& array);
-// Uninitialised C-contiguous outputs.
+// Uninitialised C-contiguous outputs. ValueError past kMaxElements; MemoryError, naming the shape
+// and bytes, when larger than the machine's physical memory (Note [outputs larger than memory]).
 FloatArray empty_float(const std::vector<int64_t>& shape);
 IndexArray empty_index(const std::vector<int64_t>& shape);
 // ValueError unless the array is writable (for in-place outputs such as running statistics).

@@ -1,8 +1,9 @@
-"""What every model in ``pyconvnet.models`` shares: the input check and the error that names
-the layer a too-small or wrongly shaped input fails in."""
+"""What every model in ``pyconvnet.models`` shares: the input check, the error that names
+the layer a too-small or wrongly shaped input fails in, and the zero-padding of small images."""
 
 from .. import nn
 from ..autograd import no_grad
+from ..nn import functional as F
 
 
 class ImageClassifier(nn.Module):
@@ -81,3 +82,20 @@ def check_arguments(num_classes, in_channels):
             raise TypeError(f"{name} must be an int, got {type(value).__name__}")
         if value < 1:
             raise ValueError(f"{name} must be positive, got {value}")
+
+
+def padding_to_size(shape, size):
+    """``F.pad``'s (left, right, top, bottom) amounts that zero-pad an (N, C, H, W) ``shape`` to
+    at least ``size`` x ``size``, centred (an odd remainder goes to the bottom and right); None
+    when it is already that large."""
+    height, width = shape[2:]
+    extra_h, extra_w = max(0, size - height), max(0, size - width)
+    if not extra_h and not extra_w:
+        return None
+    return (extra_w // 2, extra_w - extra_w // 2, extra_h // 2, extra_h - extra_h // 2)
+
+
+def pad_to_size(x, size):
+    """``x`` zero-padded as ``padding_to_size`` says; ``x`` itself when no padding is needed."""
+    amounts = padding_to_size(x.shape, size)
+    return x if amounts is None else F.pad(x, amounts)

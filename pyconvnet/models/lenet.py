@@ -11,7 +11,7 @@ from .. import nn
 from ..nn import functional as F
 from ..autograd import no_grad
 from ..tensor import from_numpy, ones, zeros
-from ._common import ImageClassifier
+from ._common import ImageClassifier, pad_to_size
 
 __all__ = ["LeNet5", "ClassicLeNet5", "lenet5"]
 
@@ -29,12 +29,9 @@ SQUASH_SLOPE = 2.0 / 3.0
 
 def _to_32x32(x, model):
     """``x`` zero-padded from 28x28 to 32x32; 32x32 passes; any other size is a ValueError."""
-    size = tuple(x.shape[2:])
-    if size == (28, 28):
-        return F.pad(x, (2, 2, 2, 2))
-    if size != (32, 32):
+    if tuple(x.shape[2:]) not in ((28, 28), (32, 32)):
         raise ValueError(f"{model}: expected 32x32 or 28x28 images, got input of shape {tuple(x.shape)}")
-    return x
+    return pad_to_size(x, 32)
 
 
 class LeNet5(ImageClassifier):

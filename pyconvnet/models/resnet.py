@@ -201,14 +201,14 @@ def resnet50(num_classes=1000, in_channels=3, zero_init_residual=False, cifar=Fa
     return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, in_channels, zero_init_residual, cifar)
 
 
-def resnet101(num_classes=1000, in_channels=3, zero_init_residual=False):
-    """ResNet-101 (44,549,160 parameters)."""
-    return ResNet(Bottleneck, [3, 4, 23, 3], num_classes, in_channels, zero_init_residual)
+def resnet101(num_classes=1000, in_channels=3, zero_init_residual=False, cifar=False):
+    """ResNet-101 (44,549,160 parameters); ``cifar=True``: see ``ResNet``."""
+    return ResNet(Bottleneck, [3, 4, 23, 3], num_classes, in_channels, zero_init_residual, cifar)
 
 
-def resnet152(num_classes=1000, in_channels=3, zero_init_residual=False):
-    """ResNet-152 (60,192,808 parameters)."""
-    return ResNet(Bottleneck, [3, 8, 36, 3], num_classes, in_channels, zero_init_residual)
+def resnet152(num_classes=1000, in_channels=3, zero_init_residual=False, cifar=False):
+    """ResNet-152 (60,192,808 parameters); ``cifar=True``: see ``ResNet``."""
+    return ResNet(Bottleneck, [3, 8, 36, 3], num_classes, in_channels, zero_init_residual, cifar)
 
 
 def resnet20(num_classes=10, in_channels=3, zero_init_residual=False):

@@ -3,12 +3,14 @@ batch norm, in torchvision's layout (``features``, ``avgpool``, ``classifier``) 
 initialisation, plus small-input (``cifar=True``) variants."""
 
 from .. import nn
-from ._common import ImageClassifier, check_arguments
+from ._common import ImageClassifier, check_arguments, pad_to_size
 
 __all__ = [
     "VGG", "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
 ]
 
+# The smallest input of the small-input variant: five 2x2 pools take 32 pixels down to 1.
+CIFAR_INPUT_SIZE = 32
 # Output channels of each 3x3 convolution; "M" is a 2x2 max-pool.
 CONFIGS = {
     11: [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
@@ -38,14 +40,17 @@ class VGG(ImageClassifier):
     Dropout, Linear(4096, num_classes). Convolutions are kaiming-normal (fan_out), linears
     normal(0, 0.01), biases zero, batch norm weight 1 and bias 0.
 
-    ``cifar=True`` is the small-input variant for 32x32 images: the five pools leave a 1x1x512
-    map, so ``avgpool`` is a global average pool (the identity at 32x32) and ``classifier`` a
-    single Linear(512, num_classes) (state_dict keys ``classifier.weight``/``classifier.bias``);
-    ``dropout`` is then unused."""
+    ``cifar=True`` is the small-input variant for 28-32 pixel images: an input smaller than
+    32x32 is zero-padded (centred) to 32x32 first, as LeNet-5 pads 28x28 digits, since the
+    five pools would otherwise run out of pixels (28 -> 14 -> 7 -> 3 -> 1 -> none); they leave
+    a 1x1x512 map, so ``avgpool`` is a global average pool (the identity at 32x32) and
+    ``classifier`` a single Linear(512, num_classes) (state_dict keys
+    ``classifier.weight``/``classifier.bias``); ``dropout`` is then unused."""
 
     def __init__(self, features, num_classes=1000, in_channels=3, dropout=0.5, cifar=False):
         super().__init__(num_classes, in_channels)
         self.features = features
+        self.cifar = cifar
         if cifar:
             self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
             self.classifier = nn.Linear(512, num_classes)
@@ -72,6 +77,8 @@ class VGG(ImageClassifier):
                 nn.init.zeros_(module.bias)
 
     def _forward(self, x):
+        if self.cifar:
+            x = pad_to_size(x, CIFAR_INPUT_SIZE)
         return self.classifier(self.avgpool(self.features(x)).flatten(1))
 
 

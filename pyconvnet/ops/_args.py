@@ -1,8 +1,14 @@
-"""Argument normalisation shared by the op modules (PyTorch's int-or-pair conventions)."""
+"""Argument normalisation shared by the op modules (PyTorch's int-or-pair conventions), and the
+output-size check of the ops whose outputs numpy allocates."""
 
+import math
 import numbers
+import os
+
+import numpy as np
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_MAX_ELEMENTS = 2**46  # csrc/core/checks.h: kMaxElements
 
 
 def int64(value, name, op):
@@ -25,3 +31,31 @@ def pair(value, name, op):
     if isinstance(value, (tuple, list)):
         raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
     raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {type(value).__name__}")
+
+
+def _physical_memory_bytes():
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system, or it does not tell
+        return 0
+
+
+def _human_bytes(count):
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if count < 1024:
+            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} TiB"
+
+
+def check_output_fits(shape, dtype, op):
+    """The kernels' output rules (Note [outputs larger than memory] in csrc/bindings/common.cpp)
+    for an output numpy allocates: ValueError past 2^46 elements, MemoryError naming the shape
+    and bytes when larger than the machine's physical memory."""
+    count = math.prod(shape)
+    if count > _MAX_ELEMENTS:
+        raise ValueError(f"{op}: output of shape {list(shape)} is too large (limit {_MAX_ELEMENTS} elements)")
+    size, physical = count * np.dtype(dtype).itemsize, _physical_memory_bytes()
+    if physical and size > physical:
+        raise MemoryError(f"{op}: output of shape {list(shape)} ({np.dtype(dtype).name}) needs {_human_bytes(size)} "
+                          f"({size} bytes), more than this machine's {_human_bytes(physical)} of physical memory")

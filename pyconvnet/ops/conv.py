@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import _C
 from ..autograd import Function
-from ._args import int64, pair
+from ._args import check_output_fits, int64, pair
 
 __all__ = ["conv2d", "linear", "pad"]
 
@@ -133,7 +133,9 @@ def pad(input, pad, mode="constant", value=0.0):
         raise ValueError(f"pad: pad must hold (before, after) pairs for at most {input.ndim} dimensions, got {pad!r}")
     if any(int(p) != p or p < 0 for p in pad):
         raise ValueError(f"pad: amounts must be non-negative ints, got {pad!r}")
+    amounts = [int64(p, "pad", "pad") for p in pad]
     widths = [(0, 0)] * input.ndim
-    for i in range(len(pad) // 2):
-        widths[input.ndim - 1 - i] = (int(pad[2 * i]), int(pad[2 * i + 1]))
+    for i in range(len(amounts) // 2):
+        widths[input.ndim - 1 - i] = (amounts[2 * i], amounts[2 * i + 1])
+    check_output_fits([size + before + after for size, (before, after) in zip(input.shape, widths)], input.dtype, "pad")
     return ConstantPadFunction.apply(input, tuple(widths), float(value))

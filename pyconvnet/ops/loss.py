@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import _C
 from ..autograd import Function
+from ._args import int64
 
 __all__ = ["softmax", "log_softmax", "nll_loss", "cross_entropy", "mse_loss"]
 
@@ -37,7 +38,7 @@ def _softmax_dim(dim, ndim, op, stacklevel):
         return 0 if ndim in (0, 1, 3) else 1
     if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
         raise TypeError(f"{op}: dim must be an int, got {type(dim).__name__}")
-    return int(dim)
+    return int64(dim, "dim", op)
 
 
 def _check_dtype(dtype, op):
@@ -159,7 +160,7 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     """Negative log-likelihood of ``target`` class indices under log-probabilities ``input``, as
     ``torch.nn.functional.nll_loss`` (weights, ignore_index, mean divides by the summed weights)."""
     code = _reduction_code(reduction, size_average, reduce, "nll_loss")
-    return NllLossFunction.apply(input, target, weight, int(ignore_index), code)
+    return NllLossFunction.apply(input, target, weight, int64(ignore_index, "ignore_index", "nll_loss"), code)
 
 
 def cross_entropy(
@@ -172,7 +173,8 @@ def cross_entropy(
     code = _reduction_code(reduction, size_average, reduce, "cross_entropy")
     if np.dtype(target.dtype) == np.float32 and input.ndim >= 2:
         return SoftTargetCrossEntropyFunction.apply(input, target, weight, code, float(label_smoothing))
-    return CrossEntropyFunction.apply(input, target, weight, int(ignore_index), code, float(label_smoothing))
+    ignore_index = int64(ignore_index, "ignore_index", "cross_entropy")
+    return CrossEntropyFunction.apply(input, target, weight, ignore_index, code, float(label_smoothing))
 
 
 class MseLossFunction(Function):

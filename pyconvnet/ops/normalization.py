@@ -7,6 +7,7 @@ import numpy as np
 
 from .. import _C
 from ..autograd import Function
+from ._args import int64
 
 __all__ = ["batch_norm", "local_response_norm"]
 
@@ -85,4 +86,5 @@ def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
         raise ValueError(f"local_response_norm: Expected 3D or higher dimensionality input (got {input.ndim} dimensions)")
     if isinstance(size, bool) or not isinstance(size, numbers.Integral):
         raise TypeError(f"local_response_norm: size must be an int, got {type(size).__name__}")
-    return LocalResponseNormFunction.apply(input, int(size), float(alpha), float(beta), float(k))
+    return LocalResponseNormFunction.apply(input, int64(size, "size", "local_response_norm"), float(alpha), float(beta),
+                                           float(k))

@@ -11,7 +11,7 @@ import numbers
 
 from .. import _C
 from ..autograd import Function
-from ._args import pair
+from ._args import int64, pair
 
 __all__ = ["max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d"]
 
@@ -100,7 +100,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     if divisor_override is None:
         divisor = 0
     elif isinstance(divisor_override, numbers.Integral) and not isinstance(divisor_override, bool):
-        divisor = int(divisor_override)
+        divisor = int64(divisor_override, "divisor_override", "avg_pool2d")
         if divisor == 0:
             raise ValueError("avg_pool2d: divisor_override must be non-zero, got 0")
     else:
