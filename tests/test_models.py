@@ -16,6 +16,7 @@ from pyconvnet.models.vgg import CONFIGS as VGG_CONFIGS  # plain lists of widths
 
 torch = pytest.importorskip("torch")
 tnn = torch.nn
+TF = torch.nn.functional
 
 from pyconvnet.bench.torch_models import (  # noqa: E402  (after the torch importorskip)
     REPLAYED_ARGMAX,
