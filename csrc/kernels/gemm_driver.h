@@ -61,30 +61,178 @@ static inline void pack_a_matrix(float* dst, const float* a, int64_t lda, bool t
 }
 
 // Packer for an ordinary matrix op(B) (k x n): op(B)[p][j] = trans_b ? b[j * ldb + p] : b[p * ldb + j].
+// Packing is memory-bound when B is read once (small m): both layouts read every row of B they
+// touch concurrently and prefetch kPackPrefetchRows rows / floats ahead so many misses overlap.
 struct MatrixPackB {
   const float* b;
   int64_t ldb;
   bool trans_b;
+  static constexpr int64_t kPackPrefetch = 16;
   // Writes the kc x NR panel of columns [j0, j0 + cols) for rows [p0, p0 + kc), zero-padded.
   void operator()(float* out, int64_t p0, int64_t kc, int64_t j0, int64_t cols) const {
     if (trans_b) {
-      // Read each stored row of B contiguously; the strided writes stay inside the L1-sized panel.
-      for (int64_t j = 0; j < cols; ++j) {
-        const float* src = b + (j0 + j) * ldb + p0;
-        for (int64_t p = 0; p < kc; ++p) out[p * kGemmNR + j] = src[p];
-      }
-      for (int64_t p = 0; p < kc; ++p)
-        for (int64_t j = cols; j < kGemmNR; ++j) out[p * kGemmNR + j] = 0.0f;
+      pack_transposed(out, p0, kc, j0, cols);
       return;
     }
-    for (int64_t p = 0; p < kc; ++p) {
+    const float* src = b + p0 * ldb + j0;
+    if (cols == kGemmNR) {
+      for (int64_t p = 0; p < kc; ++p, src += ldb) {
+        if (p + kPackPrefetch < kc) __builtin_prefetch(src + kPackPrefetch * ldb);
+        for (int j = 0; j < kGemmNRVecs; ++j) vstore(out + p * kGemmNR + j * kVecFloats, vload(src + j * kVecFloats));
+      }
+      return;
+    }
+    for (int64_t p = 0; p < kc; ++p, src += ldb) {
       float* row = out + p * kGemmNR;
-      const float* src = b + (p0 + p) * ldb + j0;
       for (int64_t j = 0; j < cols; ++j) row[j] = src[j];
       for (int64_t j = cols; j < kGemmNR; ++j) row[j] = 0.0f;
     }
   }
+
+ private:
+  // op(B) rows [p0, p0 + kc) of columns [j0, j0 + cols) are the stored rows j0.. of B, read
+  // along p: transpose them 8 x 8 at a time where AVX is available.
+  void pack_transposed(float* out, int64_t p0, int64_t kc, int64_t j0, int64_t cols) const {
+    const float* src = b + j0 * ldb + p0;
+    int64_t p = 0;
+#if defined(__AVX2__)
+    if (cols == kGemmNR) {
+      for (; p + 8 <= kc; p += 8) {
+        for (int j = 0; j < kGemmNR; j += 8) {
+          const float* s = src + j * ldb + p;
+          if ((p & 15) == 0)
+            for (int r = 0; r < 8; ++r) __builtin_prefetch(s + r * ldb + 4 * kPackPrefetch);
+          transpose8x8(out + p * kGemmNR + j, kGemmNR, s, ldb);
+        }
+      }
+    }
+#endif
+    for (; p < kc; ++p) {
+      for (int64_t j = 0; j < cols; ++j) out[p * kGemmNR + j] = src[j * ldb + p];
+      for (int64_t j = cols; j < kGemmNR; ++j) out[p * kGemmNR + j] = 0.0f;
+    }
+  }
+#if defined(__AVX2__)
+  // dst[q * ld_dst + r] = s[r * ld_src + q] for r, q < 8.
+  static void transpose8x8(float* dst, int64_t ld_dst, const float* s, int64_t ld_src) {
+    __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + ld_src), r2 = _mm256_loadu_ps(s + 2 * ld_src),
+           r3 = _mm256_loadu_ps(s + 3 * ld_src), r4 = _mm256_loadu_ps(s + 4 * ld_src),
+           r5 = _mm256_loadu_ps(s + 5 * ld_src), r6 = _mm256_loadu_ps(s + 6 * ld_src),
+           r7 = _mm256_loadu_ps(s + 7 * ld_src);
+    const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
+                 t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+                 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    r0 = _mm256_shuffle_ps(t0, t2, 0x44);
+    r1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    r2 = _mm256_shuffle_ps(t1, t3, 0x44);
+    r3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    r4 = _mm256_shuffle_ps(t4, t6, 0x44);
+    r5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    r6 = _mm256_shuffle_ps(t5, t7, 0x44);
+    r7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_storeu_ps(dst, _mm256_permute2f128_ps(r0, r4, 0x20));
+    _mm256_storeu_ps(dst + ld_dst, _mm256_permute2f128_ps(r1, r5, 0x20));
+    _mm256_storeu_ps(dst + 2 * ld_dst, _mm256_permute2f128_ps(r2, r6, 0x20));
+    _mm256_storeu_ps(dst + 3 * ld_dst, _mm256_permute2f128_ps(r3, r7, 0x20));
+    _mm256_storeu_ps(dst + 4 * ld_dst, _mm256_permute2f128_ps(r0, r4, 0x31));
+    _mm256_storeu_ps(dst + 5 * ld_dst, _mm256_permute2f128_ps(r1, r5, 0x31));
+    _mm256_storeu_ps(dst + 6 * ld_dst, _mm256_permute2f128_ps(r2, r6, 0x31));
+    _mm256_storeu_ps(dst + 7 * ld_dst, _mm256_permute2f128_ps(r3, r7, 0x31));
+  }
+#endif
 };
+
+// Packs `panels` consecutive B panels (columns [j0, j0 + cols), the last one possibly partial)
+// for rows [p0, p0 + kc) into out, panel after panel (kc * NR floats each). The generic version
+// packs panel by panel; packers that read faster row by row across panels overload it.
+template <class PackB>
+void pack_b_panels(const PackB& pack_b, float* out, int64_t p0, int64_t kc, int64_t j0, int64_t cols) {
+  for (int64_t j = 0; j < cols; j += kGemmNR)
+    pack_b(out + (j / kGemmNR) * kc * kGemmNR, p0, kc, j0 + j, min64(kGemmNR, cols - j));
+}
+
+static inline void pack_b_panels(const MatrixPackB& pack_b, float* out, int64_t p0, int64_t kc, int64_t j0,
+                                 int64_t cols) {
+  if (pack_b.trans_b || cols % kGemmNR != 0) {
+    pack_b_panels<MatrixPackB>(pack_b, out, p0, kc, j0, cols);
+    return;
+  }
+  // Row by row across all panels: each stored row is read as one contiguous run.
+  const int64_t panels = cols / kGemmNR;
+  const float* src = pack_b.b + p0 * pack_b.ldb + j0;
+  for (int64_t p = 0; p < kc; ++p, src += pack_b.ldb) {
+    for (int64_t q = 0; q < panels; ++q) {
+      float* dst = out + q * kc * kGemmNR + p * kGemmNR;
+      for (int j = 0; j < kGemmNRVecs; ++j) vstore(dst + j * kVecFloats, vload(src + q * kGemmNR + j * kVecFloats));
+    }
+  }
+}
+
+// Hint that pack_b_panels(pack_b, ., p0, kc, j0, cols) comes next: fetch part `part` of `parts`
+// of its source into L2, so the memory reads overlap the multiply of the current panels. No-op
+// unless the packer knows its source layout.
+template <class PackB>
+void prefetch_b_panels(const PackB&, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t) {}
+
+static inline void prefetch_b_panels(const MatrixPackB& pack_b, int64_t p0, int64_t kc, int64_t j0, int64_t cols,
+                                     int64_t part, int64_t parts) {
+  if (pack_b.trans_b) {  // stored rows j0.., each read along p
+    for (int64_t j = cols * part / parts; j < cols * (part + 1) / parts; ++j)
+      for (int64_t p = 0; p < kc; p += 16) __builtin_prefetch(pack_b.b + (j0 + j) * pack_b.ldb + p0 + p, 0, 2);
+    return;
+  }
+  for (int64_t p = kc * part / parts; p < kc * (part + 1) / parts; ++p)
+    for (int64_t j = 0; j < cols; j += 16) __builtin_prefetch(pack_b.b + (p0 + p) * pack_b.ldb + j0 + j, 0, 2);
+}
+
+// Panels a thread packs at once on the small-m path: kGemmKC x 8 * NR floats (128 KiB for AVX2)
+// stays in L2 and gives contiguous 512-byte runs of row-major B.
+constexpr int64_t kGemmSmallMGroup = 8;
+
+// gemm_packed for an A that is a single row block (m <= MC, e.g. fully connected layers with a
+// batch of rows): each thread owns a range of B columns for the whole k loop and packs a group of
+// panels right before multiplying it into every A panel, so B is read from memory once, packed
+// data is used while in cache, and threads never wait on each other. Returns false (nothing done)
+// for shapes it does not take.
+template <class PackB>
+bool gemm_small_m(int64_t m, int64_t n, int64_t k, const float* packed_a, const PackB& pack_b, float* c, int64_t ldc,
+                  float alpha, float beta, const float* row_bias, float* b_buf, bool team) {
+  const int64_t m_pad = round_up(m, kGemmMR), n_panels = (n + kGemmNR - 1) / kGemmNR;
+  const int64_t threads = team ? omp_get_num_threads() : 1;
+  // b_buf holds packed_b_floats(n, k): min(NC, n) / NR panels of min(KC, k) rows, shared out.
+  const int64_t group = min64(kGemmSmallMGroup, min64(n_panels, kGemmNC / kGemmNR) / threads);
+  if (m_pad > kGemmMC || group < 1) return false;
+  const int64_t slot = min64(kGemmKC, k) * kGemmNR * group;
+  float* my_buf = b_buf + (team ? omp_get_thread_num() : 0) * slot;
+  int64_t begin, end;
+  team_range(n_panels, team, &begin, &end);
+  for (int64_t g0 = begin; g0 < end; g0 += group) {
+    const int64_t j0 = g0 * kGemmNR, cols = min64(min64(end, g0 + group) * kGemmNR, n) - j0;
+    for (int64_t pc = 0; pc < k; pc += kGemmKC) {
+      const int64_t kc = min64(kGemmKC, k - pc);
+      const float block_beta = pc == 0 ? beta : 1.0f;
+      const float* block_bias = pc == 0 ? row_bias : nullptr;
+      const float* a_block = packed_a + pc * m_pad;
+      pack_b_panels(pack_b, my_buf, pc, kc, j0, cols);
+      // The block packed next: the following k block of these columns, or the next group's first.
+      const bool last_k = pc + kGemmKC >= k;
+      const int64_t next_g0 = last_k ? g0 + group : g0, next_pc = last_k ? 0 : pc + kGemmKC;
+      const int64_t next_j0 = next_g0 * kGemmNR, next_kc = min64(kGemmKC, k - next_pc);
+      const int64_t next_cols = next_g0 < end ? min64(min64(end, next_g0 + group) * kGemmNR, n) - next_j0 : 0;
+      const int64_t panels = (cols + kGemmNR - 1) / kGemmNR;
+      for (int64_t jr = 0; jr < cols; jr += kGemmNR) {
+        if (next_cols > 0) prefetch_b_panels(pack_b, next_pc, next_kc, next_j0, next_cols, jr / kGemmNR, panels);
+        const float* b_panel = my_buf + (jr / kGemmNR) * kc * kGemmNR;
+        for (int64_t ir = 0; ir < m; ir += kGemmMR)
+          gemm_ukernel(kc, a_block + ir * kc, b_panel, c + ir * ldc + j0 + jr, ldc,
+                       static_cast<int>(min64(kGemmMR, m - ir)), static_cast<int>(min64(kGemmNR, cols - jr)), alpha,
+                       block_beta, block_bias ? block_bias + ir : nullptr);
+      }
+    }
+  }
+  team_barrier(team);
+  return true;
+}
 
 // C (m x n, row stride ldc) = alpha * A * B + beta * C (+ row_bias[i] per row), A packed by
 // pack_a_matrix, B packed block by block by pack_b into b_buf (packed_b_floats(n, k) floats,
@@ -102,6 +250,7 @@ void gemm_packed(int64_t m, int64_t n, int64_t k, const float* packed_a, const P
     team_barrier(team);
     return;
   }
+  if (gemm_small_m(m, n, k, packed_a, pack_b, c, ldc, alpha, beta, row_bias, b_buf, team)) return;
   for (int64_t jc = 0; jc < n; jc += kGemmNC) {
     const int64_t nc = min64(kGemmNC, n - jc), n_panels = (nc + kGemmNR - 1) / kGemmNR;
     for (int64_t pc = 0; pc < k; pc += kGemmKC) {
