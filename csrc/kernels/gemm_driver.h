@@ -185,48 +185,66 @@ static inline void prefetch_b_panels(const MatrixPackB& pack_b, int64_t p0, int6
     for (int64_t j = 0; j < cols; j += 16) __builtin_prefetch(pack_b.b + (p0 + p) * pack_b.ldb + j0 + j, 0, 2);
 }
 
-// Panels a thread packs at once on the small-m path: kGemmKC x 8 * NR floats (128 KiB for AVX2)
-// stays in L2 and gives contiguous 512-byte runs of row-major B.
+// Column-split blocking: panels of B a thread packs at once. With A a single row block (small m)
+// the group is kGemmKC x 8 * NR floats (128 KiB for AVX2), which stays in L2 next to the
+// prefetched next group; otherwise it is as wide as b_buf allows (the BLIS KC x NC block in L3),
+// so each A block is reused across as many panels as possible.
 constexpr int64_t kGemmSmallMGroup = 8;
+// Fewer B panels per thread than this and the team splits tiles of one shared B block instead,
+// so that m is shared out too.
+constexpr int64_t kGemmMinPanelsPerThread = 4;
 
-// gemm_packed for an A that is a single row block (m <= MC, e.g. fully connected layers with a
-// batch of rows): each thread owns a range of B columns for the whole k loop and packs a group of
-// panels right before multiplying it into every A panel, so B is read from memory once, packed
-// data is used while in cache, and threads never wait on each other. Returns false (nothing done)
-// for shapes it does not take.
+// gemm_packed with the team split by columns: each thread owns a range of B panels for the whole
+// k loop, packs them into its own slice of b_buf and multiplies them by every A block, so there is
+// no barrier inside the loops. B is read from memory once. Returns false (nothing done) for shapes
+// too narrow to split this way.
 template <class PackB>
-bool gemm_small_m(int64_t m, int64_t n, int64_t k, const float* packed_a, const PackB& pack_b, float* c, int64_t ldc,
-                  float alpha, float beta, const float* row_bias, float* b_buf, bool team) {
+bool gemm_by_columns(int64_t m, int64_t n, int64_t k, const float* packed_a, const PackB& pack_b, float* c,
+                     int64_t ldc, float alpha, float beta, const float* row_bias, float* b_buf, bool team) {
   const int64_t m_pad = round_up(m, kGemmMR), n_panels = (n + kGemmNR - 1) / kGemmNR;
   const int64_t threads = team ? omp_get_num_threads() : 1;
-  // b_buf holds packed_b_floats(n, k): min(NC, n) / NR panels of min(KC, k) rows, shared out.
-  const int64_t group = min64(kGemmSmallMGroup, min64(n_panels, kGemmNC / kGemmNR) / threads);
-  if (m_pad > kGemmMC || group < 1) return false;
-  const int64_t slot = min64(kGemmKC, k) * kGemmNR * group;
-  float* my_buf = b_buf + (team ? omp_get_thread_num() : 0) * slot;
+  const bool one_row_block = m_pad <= kGemmMC;
+  // b_buf holds packed_b_floats(n, k) = min(KC, k) * NR * min(n_panels, NC / NR) floats.
+  const int64_t fit = min64(n_panels, kGemmNC / kGemmNR) / threads;
+  const int64_t group = one_row_block ? min64(kGemmSmallMGroup, fit) : fit;
+  if (group < 1 || (!one_row_block && n_panels < kGemmMinPanelsPerThread * threads)) return false;
+  const int64_t tid = team ? omp_get_thread_num() : 0;
+  float* my_buf = b_buf + tid * min64(kGemmKC, k) * kGemmNR * group;
   int64_t begin, end;
   team_range(n_panels, team, &begin, &end);
+  // Columns [*j0, *j0 + *cols) of the group starting at panel g0 (none past `end`).
+  auto group_cols = [&](int64_t g0, int64_t* j0, int64_t* cols) {
+    *j0 = g0 * kGemmNR;
+    *cols = g0 < end ? min64(min64(end, g0 + group) * kGemmNR, n) - *j0 : 0;
+  };
   for (int64_t g0 = begin; g0 < end; g0 += group) {
-    const int64_t j0 = g0 * kGemmNR, cols = min64(min64(end, g0 + group) * kGemmNR, n) - j0;
+    int64_t j0, cols;
+    group_cols(g0, &j0, &cols);
+    const int64_t panels = (cols + kGemmNR - 1) / kGemmNR;
     for (int64_t pc = 0; pc < k; pc += kGemmKC) {
       const int64_t kc = min64(kGemmKC, k - pc);
       const float block_beta = pc == 0 ? beta : 1.0f;
       const float* block_bias = pc == 0 ? row_bias : nullptr;
       const float* a_block = packed_a + pc * m_pad;
       pack_b_panels(pack_b, my_buf, pc, kc, j0, cols);
-      // The block packed next: the following k block of these columns, or the next group's first.
-      const bool last_k = pc + kGemmKC >= k;
-      const int64_t next_g0 = last_k ? g0 + group : g0, next_pc = last_k ? 0 : pc + kGemmKC;
-      const int64_t next_j0 = next_g0 * kGemmNR, next_kc = min64(kGemmKC, k - next_pc);
-      const int64_t next_cols = next_g0 < end ? min64(min64(end, next_g0 + group) * kGemmNR, n) - next_j0 : 0;
-      const int64_t panels = (cols + kGemmNR - 1) / kGemmNR;
-      for (int64_t jr = 0; jr < cols; jr += kGemmNR) {
-        if (next_cols > 0) prefetch_b_panels(pack_b, next_pc, next_kc, next_j0, next_cols, jr / kGemmNR, panels);
-        const float* b_panel = my_buf + (jr / kGemmNR) * kc * kGemmNR;
-        for (int64_t ir = 0; ir < m; ir += kGemmMR)
-          gemm_ukernel(kc, a_block + ir * kc, b_panel, c + ir * ldc + j0 + jr, ldc,
-                       static_cast<int>(min64(kGemmMR, m - ir)), static_cast<int>(min64(kGemmNR, cols - jr)), alpha,
-                       block_beta, block_bias ? block_bias + ir : nullptr);
+      // With small m the multiply is short, so fetch the block packed next (the following k block
+      // of these columns, or the next group's first) into cache meanwhile.
+      int64_t next_pc = pc + kGemmKC, next_j0 = j0, next_cols = 0;
+      if (one_row_block) {
+        if (next_pc < k) next_cols = cols;
+        else group_cols(g0 + group, &next_j0, &next_cols), next_pc = 0;
+      }
+      for (int64_t ic = 0; ic < m; ic += kGemmMC) {
+        const int64_t ic_end = min64(m, ic + kGemmMC);
+        for (int64_t jr = 0; jr < cols; jr += kGemmNR) {  // one B panel stays in L1 across the A panels
+          if (next_cols > 0)
+            prefetch_b_panels(pack_b, next_pc, min64(kGemmKC, k - next_pc), next_j0, next_cols, jr / kGemmNR, panels);
+          const float* b_panel = my_buf + (jr / kGemmNR) * kc * kGemmNR;
+          for (int64_t ir = ic; ir < ic_end; ir += kGemmMR)
+            gemm_ukernel(kc, a_block + ir * kc, b_panel, c + ir * ldc + j0 + jr, ldc,
+                         static_cast<int>(min64(kGemmMR, m - ir)), static_cast<int>(min64(kGemmNR, cols - jr)), alpha,
+                         block_beta, block_bias ? block_bias + ir : nullptr);
+        }
       }
     }
   }
@@ -250,7 +268,8 @@ void gemm_packed(int64_t m, int64_t n, int64_t k, const float* packed_a, const P
     team_barrier(team);
     return;
   }
-  if (gemm_small_m(m, n, k, packed_a, pack_b, c, ldc, alpha, beta, row_bias, b_buf, team)) return;
+  if (gemm_by_columns(m, n, k, packed_a, pack_b, c, ldc, alpha, beta, row_bias, b_buf, team)) return;
+  // Too few columns to share out: the team packs each B block together and splits its tiles.
   for (int64_t jc = 0; jc < n; jc += kGemmNC) {
     const int64_t nc = min64(kGemmNC, n - jc), n_panels = (nc + kGemmNR - 1) / kGemmNR;
     for (int64_t pc = 0; pc < k; pc += kGemmKC) {
