@@ -172,18 +172,20 @@ static inline void pack_b_panels(const MatrixPackB& pack_b, float* out, int64_t 
 }
 
 // Whether the column-split driver should run the k blocks in its outer loop (read B block row by
-// row) rather than the column groups (finish each group's columns over all k first).
+// row) rather than the column groups (finish each group's columns over all k first, which keeps
+// that part of C in cache: measured 1.3-1.8x faster for the convolution backward-weight packers).
 template <class PackB>
 constexpr bool pack_b_k_outer(const PackB&) {
-  return true;
+  return false;
 }
 static inline bool pack_b_k_outer(const MatrixPackB& pack_b) { return !pack_b.trans_b; }
 
 // Column-split blocking: panels of B a thread packs at once. With A a single row block (small m)
-// the group is kGemmKC x 8 * NR floats (128 KiB for AVX2), which stays in L2; otherwise it is as
-// wide as b_buf allows (the BLIS KC x NC block, in L3), so each A block serves as many panels as
-// possible.
-constexpr int64_t kGemmSmallMGroup = 8;
+// the group is KC x 16 * NR floats (256 KiB for AVX2; measured ~10% faster than 8 panels for
+// m = 16 row-major B) or 8 panels when each packed panel reads its own stored rows of B (trans_b:
+// 16 was slower); it stays in L2. Otherwise the group is as wide as b_buf allows (the BLIS
+// KC x NC block, in L3), so each A block serves as many panels as possible.
+constexpr int64_t kGemmSmallMGroupRows = 16, kGemmSmallMGroupColumns = 8;
 // Fewer B panels per thread than this and the team splits tiles of one shared B block instead,
 // so that m is shared out too.
 constexpr int64_t kGemmMinPanelsPerThread = 4;
@@ -197,10 +199,10 @@ bool gemm_by_columns(int64_t m, int64_t n, int64_t k, const float* packed_a, con
                      int64_t ldc, float alpha, float beta, const float* row_bias, float* b_buf, bool team) {
   const int64_t m_pad = round_up(m, kGemmMR), n_panels = (n + kGemmNR - 1) / kGemmNR;
   const int64_t threads = team ? omp_get_num_threads() : 1;
-  const bool one_row_block = m_pad <= kGemmMC;
+  const bool one_row_block = m_pad <= kGemmMC, k_outer = pack_b_k_outer(pack_b);
   // b_buf holds packed_b_floats(n, k) = min(KC, k) * NR * min(n_panels, NC / NR) floats.
   const int64_t fit = min64(n_panels, kGemmNC / kGemmNR) / threads;
-  const int64_t group = one_row_block ? min64(kGemmSmallMGroup, fit) : fit;
+  const int64_t group = one_row_block ? min64(k_outer ? kGemmSmallMGroupRows : kGemmSmallMGroupColumns, fit) : fit;
   if (group < 1 || (!one_row_block && n_panels < kGemmMinPanelsPerThread * threads)) return false;
   const int64_t tid = team ? omp_get_thread_num() : 0;
   float* my_buf = b_buf + tid * min64(kGemmKC, k) * kGemmNR * group;
@@ -211,18 +213,8 @@ bool gemm_by_columns(int64_t m, int64_t n, int64_t k, const float* packed_a, con
     *j0 = g0 * kGemmNR;
     *cols = g0 < end ? min64(min64(end, g0 + group) * kGemmNR, n) - *j0 : 0;
   };
-  // Blocks (pc, g0) in the packer's preferred order: k outer reads row-major B row by row across
-  // all of this thread's columns; groups outer reads each stored row of a transposed B end to end.
-  const bool k_outer = pack_b_k_outer(pack_b);
-  auto advance = [&](int64_t* pc, int64_t* g0) {  // false once past the last block
-    if (k_outer) {
-      if ((*g0 += group) >= end) *g0 = begin, *pc += kGemmKC;
-      return *pc < k;
-    }
-    if ((*pc += kGemmKC) >= k) *pc = 0, *g0 += group;
-    return *g0 < end;
-  };
-  for (int64_t pc = 0, g0 = begin; g0 < end;) {
+  // Multiplies the k block at pc into the columns of the group starting at panel g0.
+  auto block = [&](int64_t pc, int64_t g0) {
     int64_t j0, cols;
     group_cols(g0, &j0, &cols);
     const int64_t kc = min64(kGemmKC, k - pc);
@@ -240,7 +232,15 @@ bool gemm_by_columns(int64_t m, int64_t n, int64_t k, const float* packed_a, con
                        block_beta, block_bias ? block_bias + ir : nullptr);
       }
     }
-    if (!advance(&pc, &g0)) break;
+  };
+  // k blocks outermost read row-major B row by row across all of this thread's columns; groups
+  // outermost read each stored row of a transposed B end to end and keep the group's C in cache.
+  if (k_outer) {
+    for (int64_t pc = 0; pc < k; pc += kGemmKC)
+      for (int64_t g0 = begin; g0 < end; g0 += group) block(pc, g0);
+  } else {
+    for (int64_t g0 = begin; g0 < end; g0 += group)
+      for (int64_t pc = 0; pc < k; pc += kGemmKC) block(pc, g0);
   }
   team_barrier(team);
   return true;
