@@ -3,11 +3,9 @@
 // block along k; B is packed one KC x NC block at a time by a caller-supplied packer, which is how
 // convolution feeds image patches straight into the panel without an im2col buffer.
 //
-// "team" mode: called by every thread of an OpenMP team with identical arguments. Normally each
-// thread takes a range of C's columns and packs its own B blocks (gemm_by_columns: no barrier
-// until the end); when there are too few columns, the team packs each B block together and shares
-// out its tiles, with barriers between the phases. Otherwise the calling thread does all the work
-// alone (used when the caller already parallelises over images).
+// "team" mode: called by every thread of an OpenMP team with identical arguments; packing and
+// tiles are shared out and barriers separate the phases. Otherwise the calling thread does all
+// the work alone (used when the caller already parallelises over images).
 #pragma once
 #include "core/simd.h"
 #include "ukernels/gemm_ukernel.h"
@@ -63,9 +61,8 @@ static inline void pack_a_matrix(float* dst, const float* a, int64_t lda, bool t
 }
 
 // Packer for an ordinary matrix op(B) (k x n): op(B)[p][j] = trans_b ? b[j * ldb + p] : b[p * ldb + j].
-// Packing is memory-bound when B is read once (small m): both layouts read the rows of B they
-// touch side by side and prefetch kPackPrefetch rows (or 4 * kPackPrefetch floats) ahead so that
-// many cache misses overlap.
+// Packing is memory-bound when B is read once (small m): both layouts read every row of B they
+// touch concurrently and prefetch kPackPrefetchRows rows / floats ahead so many misses overlap.
 struct MatrixPackB {
   const float* b;
   int64_t ldb;
@@ -171,21 +168,28 @@ static inline void pack_b_panels(const MatrixPackB& pack_b, float* out, int64_t 
   }
 }
 
-// Whether the column-split driver should run the k blocks in its outer loop (read B block row by
-// row) rather than the column groups (finish each group's columns over all k first, which keeps
-// that part of C in cache: measured 1.3-1.8x faster for the convolution backward-weight packers).
+// Hint that pack_b_panels(pack_b, ., p0, kc, j0, cols) comes next: fetch part `part` of `parts`
+// of its source into L2, so the memory reads overlap the multiply of the current panels. No-op
+// unless the packer knows its source layout.
 template <class PackB>
-constexpr bool pack_b_k_outer(const PackB&) {
-  return false;
+void prefetch_b_panels(const PackB&, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t) {}
+
+static inline void prefetch_b_panels(const MatrixPackB& pack_b, int64_t p0, int64_t kc, int64_t j0, int64_t cols,
+                                     int64_t part, int64_t parts) {
+  if (pack_b.trans_b) {  // stored rows j0.., each read along p
+    for (int64_t j = cols * part / parts; j < cols * (part + 1) / parts; ++j)
+      for (int64_t p = 0; p < kc; p += 16) __builtin_prefetch(pack_b.b + (j0 + j) * pack_b.ldb + p0 + p, 0, 2);
+    return;
+  }
+  for (int64_t p = kc * part / parts; p < kc * (part + 1) / parts; ++p)
+    for (int64_t j = 0; j < cols; j += 16) __builtin_prefetch(pack_b.b + (p0 + p) * pack_b.ldb + j0 + j, 0, 2);
 }
-static inline bool pack_b_k_outer(const MatrixPackB& pack_b) { return !pack_b.trans_b; }
 
 // Column-split blocking: panels of B a thread packs at once. With A a single row block (small m)
-// the group is KC x 16 * NR floats (256 KiB for AVX2; measured ~10% faster than 8 panels for
-// m = 16 row-major B) or 8 panels when each packed panel reads its own stored rows of B (trans_b:
-// 16 was slower); it stays in L2. Otherwise the group is as wide as b_buf allows (the BLIS
-// KC x NC block, in L3), so each A block serves as many panels as possible.
-constexpr int64_t kGemmSmallMGroupRows = 16, kGemmSmallMGroupColumns = 8;
+// the group is kGemmKC x 8 * NR floats (128 KiB for AVX2), which stays in L2 next to the
+// prefetched next group; otherwise it is as wide as b_buf allows (the BLIS KC x NC block in L3),
+// so each A block is reused across as many panels as possible.
+constexpr int64_t kGemmSmallMGroup = 8;
 // Fewer B panels per thread than this and the team splits tiles of one shared B block instead,
 // so that m is shared out too.
 constexpr int64_t kGemmMinPanelsPerThread = 4;
@@ -199,10 +203,10 @@ bool gemm_by_columns(int64_t m, int64_t n, int64_t k, const float* packed_a, con
                      int64_t ldc, float alpha, float beta, const float* row_bias, float* b_buf, bool team) {
   const int64_t m_pad = round_up(m, kGemmMR), n_panels = (n + kGemmNR - 1) / kGemmNR;
   const int64_t threads = team ? omp_get_num_threads() : 1;
-  const bool one_row_block = m_pad <= kGemmMC, k_outer = pack_b_k_outer(pack_b);
+  const bool one_row_block = m_pad <= kGemmMC;
   // b_buf holds packed_b_floats(n, k) = min(KC, k) * NR * min(n_panels, NC / NR) floats.
   const int64_t fit = min64(n_panels, kGemmNC / kGemmNR) / threads;
-  const int64_t group = one_row_block ? min64(k_outer ? kGemmSmallMGroupRows : kGemmSmallMGroupColumns, fit) : fit;
+  const int64_t group = one_row_block ? min64(kGemmSmallMGroup, fit) : fit;
   if (group < 1 || (!one_row_block && n_panels < kGemmMinPanelsPerThread * threads)) return false;
   const int64_t tid = team ? omp_get_thread_num() : 0;
   float* my_buf = b_buf + tid * min64(kGemmKC, k) * kGemmNR * group;
@@ -213,34 +217,36 @@ bool gemm_by_columns(int64_t m, int64_t n, int64_t k, const float* packed_a, con
     *j0 = g0 * kGemmNR;
     *cols = g0 < end ? min64(min64(end, g0 + group) * kGemmNR, n) - *j0 : 0;
   };
-  // Multiplies the k block at pc into the columns of the group starting at panel g0.
-  auto block = [&](int64_t pc, int64_t g0) {
+  for (int64_t g0 = begin; g0 < end; g0 += group) {
     int64_t j0, cols;
     group_cols(g0, &j0, &cols);
-    const int64_t kc = min64(kGemmKC, k - pc);
-    const float block_beta = pc == 0 ? beta : 1.0f;
-    const float* block_bias = pc == 0 ? row_bias : nullptr;
-    const float* a_block = packed_a + pc * m_pad;
-    pack_b_panels(pack_b, my_buf, pc, kc, j0, cols);
-    for (int64_t ic = 0; ic < m; ic += kGemmMC) {
-      const int64_t ic_end = min64(m, ic + kGemmMC);
-      for (int64_t jr = 0; jr < cols; jr += kGemmNR) {  // one B panel stays in L1 across the A panels
-        const float* b_panel = my_buf + (jr / kGemmNR) * kc * kGemmNR;
-        for (int64_t ir = ic; ir < ic_end; ir += kGemmMR)
-          gemm_ukernel(kc, a_block + ir * kc, b_panel, c + ir * ldc + j0 + jr, ldc,
-                       static_cast<int>(min64(kGemmMR, m - ir)), static_cast<int>(min64(kGemmNR, cols - jr)), alpha,
-                       block_beta, block_bias ? block_bias + ir : nullptr);
+    const int64_t panels = (cols + kGemmNR - 1) / kGemmNR;
+    for (int64_t pc = 0; pc < k; pc += kGemmKC) {
+      const int64_t kc = min64(kGemmKC, k - pc);
+      const float block_beta = pc == 0 ? beta : 1.0f;
+      const float* block_bias = pc == 0 ? row_bias : nullptr;
+      const float* a_block = packed_a + pc * m_pad;
+      pack_b_panels(pack_b, my_buf, pc, kc, j0, cols);
+      // With small m the multiply is short, so fetch the block packed next (the following k block
+      // of these columns, or the next group's first) into cache meanwhile.
+      int64_t next_pc = pc + kGemmKC, next_j0 = j0, next_cols = 0;
+      if (one_row_block) {
+        if (next_pc < k) next_cols = cols;
+        else group_cols(g0 + group, &next_j0, &next_cols), next_pc = 0;
+      }
+      for (int64_t ic = 0; ic < m; ic += kGemmMC) {
+        const int64_t ic_end = min64(m, ic + kGemmMC);
+        for (int64_t jr = 0; jr < cols; jr += kGemmNR) {  // one B panel stays in L1 across the A panels
+          if (next_cols > 0)
+            prefetch_b_panels(pack_b, next_pc, min64(kGemmKC, k - next_pc), next_j0, next_cols, jr / kGemmNR, panels);
+          const float* b_panel = my_buf + (jr / kGemmNR) * kc * kGemmNR;
+          for (int64_t ir = ic; ir < ic_end; ir += kGemmMR)
+            gemm_ukernel(kc, a_block + ir * kc, b_panel, c + ir * ldc + j0 + jr, ldc,
+                         static_cast<int>(min64(kGemmMR, m - ir)), static_cast<int>(min64(kGemmNR, cols - jr)), alpha,
+                         block_beta, block_bias ? block_bias + ir : nullptr);
+        }
       }
     }
-  };
-  // k blocks outermost read row-major B row by row across all of this thread's columns; groups
-  // outermost read each stored row of a transposed B end to end and keep the group's C in cache.
-  if (k_outer) {
-    for (int64_t pc = 0; pc < k; pc += kGemmKC)
-      for (int64_t g0 = begin; g0 < end; g0 += group) block(pc, g0);
-  } else {
-    for (int64_t g0 = begin; g0 < end; g0 += group)
-      for (int64_t pc = 0; pc < k; pc += kGemmKC) block(pc, g0);
   }
   team_barrier(team);
   return true;
