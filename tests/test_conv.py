@@ -128,7 +128,12 @@ def test_linear_matches_float64_reference_and_torch(isa, case):
     assert_close(y.detach().numpy(), ty.numpy(), what="output vs torch")
 
 
-@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (5, 7, 3), (6, 16, 256), (13, 33, 257), (130, 70, 600), (300, 2100, 20)])
+# Shapes cover both driver paths (m <= MC: one row block, B packed in groups of panels; larger m:
+# shared B blocks), k below/at/above the k block, n not a multiple of the tile and over NC.
+@pytest.mark.parametrize(
+    "m,n,k",
+    [(1, 1, 1), (5, 7, 3), (6, 16, 256), (13, 33, 257), (16, 1000, 601), (2, 4100, 3), (130, 70, 600), (300, 2100, 20)],
+)
 @pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True), (True, True)])
 def test_sgemm_matches_float64(isa, m, n, k, trans_a, trans_b):
     rng = np.random.default_rng(5)

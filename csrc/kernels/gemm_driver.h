@@ -61,30 +61,196 @@ static inline void pack_a_matrix(float* dst, const float* a, int64_t lda, bool t
 }
 
 // Packer for an ordinary matrix op(B) (k x n): op(B)[p][j] = trans_b ? b[j * ldb + p] : b[p * ldb + j].
+// Packing is memory-bound when B is read once (small m): both layouts read every row of B they
+// touch concurrently and prefetch kPackPrefetchRows rows / floats ahead so many misses overlap.
 struct MatrixPackB {
   const float* b;
   int64_t ldb;
   bool trans_b;
+  static constexpr int64_t kPackPrefetch = 16;
   // Writes the kc x NR panel of columns [j0, j0 + cols) for rows [p0, p0 + kc), zero-padded.
   void operator()(float* out, int64_t p0, int64_t kc, int64_t j0, int64_t cols) const {
     if (trans_b) {
-      // Read each stored row of B contiguously; the strided writes stay inside the L1-sized panel.
-      for (int64_t j = 0; j < cols; ++j) {
-        const float* src = b + (j0 + j) * ldb + p0;
-        for (int64_t p = 0; p < kc; ++p) out[p * kGemmNR + j] = src[p];
-      }
-      for (int64_t p = 0; p < kc; ++p)
-        for (int64_t j = cols; j < kGemmNR; ++j) out[p * kGemmNR + j] = 0.0f;
+      pack_transposed(out, p0, kc, j0, cols);
       return;
     }
-    for (int64_t p = 0; p < kc; ++p) {
+    const float* src = b + p0 * ldb + j0;
+    if (cols == kGemmNR) {
+      for (int64_t p = 0; p < kc; ++p, src += ldb) {
+        if (p + kPackPrefetch < kc) __builtin_prefetch(src + kPackPrefetch * ldb);
+        for (int j = 0; j < kGemmNRVecs; ++j) vstore(out + p * kGemmNR + j * kVecFloats, vload(src + j * kVecFloats));
+      }
+      return;
+    }
+    for (int64_t p = 0; p < kc; ++p, src += ldb) {
       float* row = out + p * kGemmNR;
-      const float* src = b + (p0 + p) * ldb + j0;
       for (int64_t j = 0; j < cols; ++j) row[j] = src[j];
       for (int64_t j = cols; j < kGemmNR; ++j) row[j] = 0.0f;
     }
   }
+
+ private:
+  // op(B) rows [p0, p0 + kc) of columns [j0, j0 + cols) are the stored rows j0.. of B, read
+  // along p: transpose them 8 x 8 at a time where AVX is available.
+  void pack_transposed(float* out, int64_t p0, int64_t kc, int64_t j0, int64_t cols) const {
+    const float* src = b + j0 * ldb + p0;
+    int64_t p = 0;
+#if defined(__AVX2__)
+    if (cols == kGemmNR) {
+      for (; p + 8 <= kc; p += 8) {
+        for (int j = 0; j < kGemmNR; j += 8) {
+          const float* s = src + j * ldb + p;
+          if ((p & 15) == 0)
+            for (int r = 0; r < 8; ++r) __builtin_prefetch(s + r * ldb + 4 * kPackPrefetch);
+          transpose8x8(out + p * kGemmNR + j, kGemmNR, s, ldb);
+        }
+      }
+    }
+#endif
+    for (; p < kc; ++p) {
+      for (int64_t j = 0; j < cols; ++j) out[p * kGemmNR + j] = src[j * ldb + p];
+      for (int64_t j = cols; j < kGemmNR; ++j) out[p * kGemmNR + j] = 0.0f;
+    }
+  }
+#if defined(__AVX2__)
+  // dst[q * ld_dst + r] = s[r * ld_src + q] for r, q < 8.
+  static void transpose8x8(float* dst, int64_t ld_dst, const float* s, int64_t ld_src) {
+    __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + ld_src), r2 = _mm256_loadu_ps(s + 2 * ld_src),
+           r3 = _mm256_loadu_ps(s + 3 * ld_src), r4 = _mm256_loadu_ps(s + 4 * ld_src),
+           r5 = _mm256_loadu_ps(s + 5 * ld_src), r6 = _mm256_loadu_ps(s + 6 * ld_src),
+           r7 = _mm256_loadu_ps(s + 7 * ld_src);
+    const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
+                 t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+                 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    r0 = _mm256_shuffle_ps(t0, t2, 0x44);
+    r1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    r2 = _mm256_shuffle_ps(t1, t3, 0x44);
+    r3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    r4 = _mm256_shuffle_ps(t4, t6, 0x44);
+    r5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    r6 = _mm256_shuffle_ps(t5, t7, 0x44);
+    r7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_storeu_ps(dst, _mm256_permute2f128_ps(r0, r4, 0x20));
+    _mm256_storeu_ps(dst + ld_dst, _mm256_permute2f128_ps(r1, r5, 0x20));
+    _mm256_storeu_ps(dst + 2 * ld_dst, _mm256_permute2f128_ps(r2, r6, 0x20));
+    _mm256_storeu_ps(dst + 3 * ld_dst, _mm256_permute2f128_ps(r3, r7, 0x20));
+    _mm256_storeu_ps(dst + 4 * ld_dst, _mm256_permute2f128_ps(r0, r4, 0x31));
+    _mm256_storeu_ps(dst + 5 * ld_dst, _mm256_permute2f128_ps(r1, r5, 0x31));
+    _mm256_storeu_ps(dst + 6 * ld_dst, _mm256_permute2f128_ps(r2, r6, 0x31));
+    _mm256_storeu_ps(dst + 7 * ld_dst, _mm256_permute2f128_ps(r3, r7, 0x31));
+  }
+#endif
 };
+
+// Packs `panels` consecutive B panels (columns [j0, j0 + cols), the last one possibly partial)
+// for rows [p0, p0 + kc) into out, panel after panel (kc * NR floats each). The generic version
+// packs panel by panel; packers that read faster row by row across panels overload it.
+template <class PackB>
+void pack_b_panels(const PackB& pack_b, float* out, int64_t p0, int64_t kc, int64_t j0, int64_t cols) {
+  for (int64_t j = 0; j < cols; j += kGemmNR)
+    pack_b(out + (j / kGemmNR) * kc * kGemmNR, p0, kc, j0 + j, min64(kGemmNR, cols - j));
+}
+
+static inline void pack_b_panels(const MatrixPackB& pack_b, float* out, int64_t p0, int64_t kc, int64_t j0,
+                                 int64_t cols) {
+  if (pack_b.trans_b || cols % kGemmNR != 0) {
+    pack_b_panels<MatrixPackB>(pack_b, out, p0, kc, j0, cols);
+    return;
+  }
+  // Row by row across all panels: each stored row is read as one contiguous run.
+  const int64_t panels = cols / kGemmNR;
+  const float* src = pack_b.b + p0 * pack_b.ldb + j0;
+  for (int64_t p = 0; p < kc; ++p, src += pack_b.ldb) {
+    for (int64_t q = 0; q < panels; ++q) {
+      float* dst = out + q * kc * kGemmNR + p * kGemmNR;
+      for (int j = 0; j < kGemmNRVecs; ++j) vstore(dst + j * kVecFloats, vload(src + q * kGemmNR + j * kVecFloats));
+    }
+  }
+}
+
+// Hint that pack_b_panels(pack_b, ., p0, kc, j0, cols) comes next: fetch part `part` of `parts`
+// of its source into L2, so the memory reads overlap the multiply of the current panels. No-op
+// unless the packer knows its source layout.
+template <class PackB>
+void prefetch_b_panels(const PackB&, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t) {}
+
+static inline void prefetch_b_panels(const MatrixPackB& pack_b, int64_t p0, int64_t kc, int64_t j0, int64_t cols,
+                                     int64_t part, int64_t parts) {
+  if (pack_b.trans_b) {  // stored rows j0.., each read along p
+    for (int64_t j = cols * part / parts; j < cols * (part + 1) / parts; ++j)
+      for (int64_t p = 0; p < kc; p += 16) __builtin_prefetch(pack_b.b + (j0 + j) * pack_b.ldb + p0 + p, 0, 2);
+    return;
+  }
+  for (int64_t p = kc * part / parts; p < kc * (part + 1) / parts; ++p)
+    for (int64_t j = 0; j < cols; j += 16) __builtin_prefetch(pack_b.b + (p0 + p) * pack_b.ldb + j0 + j, 0, 2);
+}
+
+// Column-split blocking: panels of B a thread packs at once. With A a single row block (small m)
+// the group is kGemmKC x 8 * NR floats (128 KiB for AVX2), which stays in L2 next to the
+// prefetched next group; otherwise it is as wide as b_buf allows (the BLIS KC x NC block in L3),
+// so each A block is reused across as many panels as possible.
+constexpr int64_t kGemmSmallMGroup = 8;
+// Fewer B panels per thread than this and the team splits tiles of one shared B block instead,
+// so that m is shared out too.
+constexpr int64_t kGemmMinPanelsPerThread = 4;
+
+// gemm_packed with the team split by columns: each thread owns a range of B panels for the whole
+// k loop, packs them into its own slice of b_buf and multiplies them by every A block, so there is
+// no barrier inside the loops. B is read from memory once. Returns false (nothing done) for shapes
+// too narrow to split this way.
+template <class PackB>
+bool gemm_by_columns(int64_t m, int64_t n, int64_t k, const float* packed_a, const PackB& pack_b, float* c,
+                     int64_t ldc, float alpha, float beta, const float* row_bias, float* b_buf, bool team) {
+  const int64_t m_pad = round_up(m, kGemmMR), n_panels = (n + kGemmNR - 1) / kGemmNR;
+  const int64_t threads = team ? omp_get_num_threads() : 1;
+  const bool one_row_block = m_pad <= kGemmMC;
+  // b_buf holds packed_b_floats(n, k) = min(KC, k) * NR * min(n_panels, NC / NR) floats.
+  const int64_t fit = min64(n_panels, kGemmNC / kGemmNR) / threads;
+  const int64_t group = one_row_block ? min64(kGemmSmallMGroup, fit) : fit;
+  if (group < 1 || (!one_row_block && n_panels < kGemmMinPanelsPerThread * threads)) return false;
+  const int64_t tid = team ? omp_get_thread_num() : 0;
+  float* my_buf = b_buf + tid * min64(kGemmKC, k) * kGemmNR * group;
+  int64_t begin, end;
+  team_range(n_panels, team, &begin, &end);
+  // Columns [*j0, *j0 + *cols) of the group starting at panel g0 (none past `end`).
+  auto group_cols = [&](int64_t g0, int64_t* j0, int64_t* cols) {
+    *j0 = g0 * kGemmNR;
+    *cols = g0 < end ? min64(min64(end, g0 + group) * kGemmNR, n) - *j0 : 0;
+  };
+  for (int64_t g0 = begin; g0 < end; g0 += group) {
+    int64_t j0, cols;
+    group_cols(g0, &j0, &cols);
+    const int64_t panels = (cols + kGemmNR - 1) / kGemmNR;
+    for (int64_t pc = 0; pc < k; pc += kGemmKC) {
+      const int64_t kc = min64(kGemmKC, k - pc);
+      const float block_beta = pc == 0 ? beta : 1.0f;
+      const float* block_bias = pc == 0 ? row_bias : nullptr;
+      const float* a_block = packed_a + pc * m_pad;
+      pack_b_panels(pack_b, my_buf, pc, kc, j0, cols);
+      // With small m the multiply is short, so fetch the block packed next (the following k block
+      // of these columns, or the next group's first) into cache meanwhile.
+      int64_t next_pc = pc + kGemmKC, next_j0 = j0, next_cols = 0;
+      if (one_row_block) {
+        if (next_pc < k) next_cols = cols;
+        else group_cols(g0 + group, &next_j0, &next_cols), next_pc = 0;
+      }
+      for (int64_t ic = 0; ic < m; ic += kGemmMC) {
+        const int64_t ic_end = min64(m, ic + kGemmMC);
+        for (int64_t jr = 0; jr < cols; jr += kGemmNR) {  // one B panel stays in L1 across the A panels
+          if (next_cols > 0)
+            prefetch_b_panels(pack_b, next_pc, min64(kGemmKC, k - next_pc), next_j0, next_cols, jr / kGemmNR, panels);
+          const float* b_panel = my_buf + (jr / kGemmNR) * kc * kGemmNR;
+          for (int64_t ir = ic; ir < ic_end; ir += kGemmMR)
+            gemm_ukernel(kc, a_block + ir * kc, b_panel, c + ir * ldc + j0 + jr, ldc,
+                         static_cast<int>(min64(kGemmMR, m - ir)), static_cast<int>(min64(kGemmNR, cols - jr)), alpha,
+                         block_beta, block_bias ? block_bias + ir : nullptr);
+        }
+      }
+    }
+  }
+  team_barrier(team);
+  return true;
+}
 
 // C (m x n, row stride ldc) = alpha * A * B + beta * C (+ row_bias[i] per row), A packed by
 // pack_a_matrix, B packed block by block by pack_b into b_buf (packed_b_floats(n, k) floats,
@@ -102,6 +268,8 @@ void gemm_packed(int64_t m, int64_t n, int64_t k, const float* packed_a, const P
     team_barrier(team);
     return;
   }
+  if (gemm_by_columns(m, n, k, packed_a, pack_b, c, ldc, alpha, beta, row_bias, b_buf, team)) return;
+  // Too few columns to share out: the team packs each B block together and splits its tiles.
   for (int64_t jc = 0; jc < n; jc += kGemmNC) {
     const int64_t nc = min64(kGemmNC, n - jc), n_panels = (nc + kGemmNR - 1) / kGemmNR;
     for (int64_t pc = 0; pc < k; pc += kGemmKC) {
