@@ -124,3 +124,13 @@ def test_small_outputs_bypass_the_cache():
     del small
     after = backend.buffer_cache_stats()
     assert (after["cached_bytes"], after["hits"], after["misses"]) == (0, before["hits"], before["misses"])
+
+
+def test_a_cache_miss_frees_cached_memory_instead_of_adding_to_it():
+    backend.empty_buffer_cache()
+    small = pcn.nn.functional.relu(pcn.ones(2, 4, 128, 128))  # 512 KiB
+    del small
+    assert backend.buffer_cache_stats()["cached_bytes"] == 512 * 1024
+    large = pcn.nn.functional.relu(pcn.ones(4, 4, 128, 128))  # 1 MiB: a miss
+    assert backend.buffer_cache_stats()["cached_bytes"] == 0, "the older, smaller block paid for the new one"
+    np.testing.assert_array_equal(large.numpy(), 1.0)

@@ -6,7 +6,6 @@
 #include <cstdlib>
 #include <mutex>
 #include <new>
-#include <unordered_map>
 #include <vector>
 
 namespace pcn {
@@ -22,9 +21,11 @@ struct Header {
 };
 static_assert(sizeof(Header) <= kAlignment);
 
+size_t capacity_of(void* block) { return static_cast<Header*>(block)->capacity; }
+
 struct Cache {
   std::mutex mutex;
-  std::unordered_map<size_t, std::vector<void*>> free_blocks;  // capacity -> blocks (headers)
+  std::vector<void*> free_blocks;  // headers, oldest first
   size_t cached_bytes = 0;
   size_t limit_bytes = 0;
   int64_t hits = 0, misses = 0;
@@ -35,10 +36,25 @@ struct Cache {
   }
 
   void free_all() {  // caller holds the mutex
-    for (auto& entry : free_blocks)
-      for (void* block : entry.second) std::free(block);
+    for (void* block : free_blocks) std::free(block);
     free_blocks.clear();
     cached_bytes = 0;
+  }
+
+  // Frees the oldest blocks until `bytes` have gone back to the system (or none are left).
+  void evict(size_t bytes) {  // caller holds the mutex
+    size_t freed = 0, kept = 0;
+    for (size_t i = 0; i < free_blocks.size(); ++i) {
+      void* block = free_blocks[i];
+      if (freed < bytes) {
+        freed += capacity_of(block);
+        std::free(block);
+      } else {
+        free_blocks[kept++] = block;
+      }
+    }
+    free_blocks.resize(kept);
+    cached_bytes -= freed;
   }
 };
 
@@ -66,15 +82,16 @@ void* acquire_buffer(size_t bytes) {
   Cache& c = cache();
   if (cacheable) {
     std::lock_guard<std::mutex> lock(c.mutex);
-    auto found = c.free_blocks.find(capacity);
-    if (found != c.free_blocks.end() && !found->second.empty()) {
-      void* block = found->second.back();
-      found->second.pop_back();
+    for (size_t i = c.free_blocks.size(); i-- > 0;) {  // the newest block of this size
+      void* block = c.free_blocks[i];
+      if (capacity_of(block) != capacity) continue;
+      c.free_blocks.erase(c.free_blocks.begin() + i);
       c.cached_bytes -= capacity;
       ++c.hits;
       return user_pointer(block);
     }
     ++c.misses;
+    c.evict(capacity);  // memory for the new block comes out of the cache, not on top of it
   }
   void* block = allocate_block(capacity);
   if (!block && cacheable) {  // the cache may be what is holding the memory
@@ -94,7 +111,7 @@ void release_buffer(void* ptr) {
     Cache& c = cache();
     std::lock_guard<std::mutex> lock(c.mutex);
     if (c.cached_bytes + capacity <= c.limit_bytes) {
-      c.free_blocks[capacity].push_back(block);
+      c.free_blocks.push_back(block);
       c.cached_bytes += capacity;
       return;
     }

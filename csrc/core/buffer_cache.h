@@ -5,9 +5,12 @@
 // page fault: for a 50 MB activation that costs more than the kernel that fills it (measured:
 // a ReLU over a fresh 51 MB output spent ~3/4 of its time faulting). Buffers of at least
 // kCachedMinBytes are therefore kept when their array dies and handed out again for a request
-// of the same page-rounded size. Smaller ones go straight to malloc, which recycles them itself.
-// Free bytes held are capped (a quarter of physical memory); empty_buffer_cache() returns them
-// all to the system. Thread-safe; all memory is 64-byte aligned.
+// of the same page-rounded size. A request the cache cannot serve first frees the oldest cached
+// blocks, as many bytes as it allocates, so that reuse does not add to the process's peak
+// (GoogLeNet's training step: 1180 -> 888 MiB, speed within noise). Smaller buffers go straight
+// to malloc, which recycles them itself. Free bytes held are capped (a quarter of physical
+// memory); empty_buffer_cache() returns them all to the system. Thread-safe; all memory is
+// 64-byte aligned.
 #pragma once
 #include <cstddef>
 #include <cstdint>
