@@ -634,3 +634,39 @@ def test_scalar_outputs_receive_zero_dimensional_gradients():
     Total.apply(x).backward()
     (Total.apply(x) * 2.0).backward()
     assert seen == [(), ()]
+
+
+def test_leaf_gradients_never_alias_arrays_someone_else_holds():
+    """Fresh kernel outputs become .grad without a copy; anything else is copied."""
+    kept = np.ones(3, dtype=np.float32)
+
+    class Shared(pcn.autograd.Function):
+        @staticmethod
+        def forward(ctx, a, b):
+            return a + b
+
+        @staticmethod
+        def backward(ctx, grad_output):
+            same = np.full(3, 2.0, dtype=np.float32)
+            return same, same  # one array for both inputs
+
+    class External(pcn.autograd.Function):
+        @staticmethod
+        def forward(ctx, a):
+            return a * 1
+
+        @staticmethod
+        def backward(ctx, grad_output):
+            return kept  # an array the caller also holds
+
+    a, b, c = (pcn.zeros(3, requires_grad=True) for _ in range(3))
+    (Shared.apply(a, b).sum() + External.apply(c).sum()).backward()
+    a.grad.numpy()[0] = 7.0
+    c.grad.numpy()[0] = 7.0
+    np.testing.assert_array_equal(b.grad.numpy(), [2.0, 2.0, 2.0])
+    np.testing.assert_array_equal(kept, [1.0, 1.0, 1.0])
+    assert not np.shares_memory(a.grad.numpy(), b.grad.numpy())
+
+    conv = pcn.nn.Conv2d(1, 2, 3)
+    conv(pcn.ones(1, 1, 5, 5)).sum().backward()
+    assert not conv.weight.grad.numpy().flags.owndata, "a fresh kernel output is taken as is"
