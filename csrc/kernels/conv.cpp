@@ -231,10 +231,8 @@ void conv2d_backward_weight(float* dw, const float* dy, const float* x, const Co
     float* a_buf = a_bufs + slot * a_floats;
     float* b_buf = b_bufs + slot * b_floats;
     float* out = by_image ? partials + slot * w_floats : dw;
+    zero_shared(out, w_floats, team);
     int64_t begin, end;
-    team_range(w_floats, team, &begin, &end);
-    for (int64_t i = begin; i < end; ++i) out[i] = 0.0f;
-    team_barrier(team);
     team_range(items, by_image, &begin, &end);
     for (int64_t item = begin; item < end; ++item) {
       const int64_t n = item / g.groups, group = item % g.groups;
@@ -249,15 +247,7 @@ void conv2d_backward_weight(float* dw, const float* dy, const float* x, const Co
         gemm_packed(g.cout_g, g.k, g.p, a_buf, PatchTransposedPackB{xg, &d}, dwg, g.k, 1.0f, 1.0f, nullptr,
                     b_buf, team);
     }
-    if (by_image) {
-#pragma omp barrier
-#pragma omp for schedule(static)
-      for (int64_t i = 0; i < w_floats; ++i) {
-        float sum = 0.0f;
-        for (int t = 0; t < threads; ++t) sum += partials[t * w_floats + i];
-        dw[i] = sum;
-      }
-    }
+    if (by_image) reduce_thread_partials(dw, partials, w_floats, threads);
   }
 }
 

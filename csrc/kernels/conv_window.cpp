@@ -85,6 +85,22 @@ void tap_offsets(int64_t* offsets, const Window& win, const Bundle& bundle) {
   }
 }
 
+// Splits `count` consecutive GEMM columns from `first` (output positions in bundle order: image,
+// output row, column) into runs along output rows: run r starts at padded-bundle offset
+// source[r], at column start[r] of the range, and is length[r] long. Returns the run count.
+int position_runs(const Window& win, int64_t first, int64_t count, int64_t* source, int64_t* start, int64_t* length) {
+  int runs = 0;
+  for (int64_t i = 0; i < count; ++runs) {
+    const int64_t column = first + i, g = column / win.out_plane, p = column % win.out_plane;
+    const int64_t oh = p / win.out_w, ow = p % win.out_w;
+    source[runs] = g * win.plane + oh * win.padded_w + ow;
+    start[runs] = i;
+    length[runs] = min64(win.out_w - ow, count - i);
+    i += length[runs];
+  }
+  return runs;
+}
+
 // ---------------------------------------------------------------- forward and backward-data
 // C (out_channels x columns) = A (out_channels x k weights) * B, where the columns are the output
 // positions of the bundle's images in order (g, oh, ow) and B[kk][column] = the input that tap kk
@@ -96,15 +112,7 @@ struct WindowPackB {
   const Window* win;
   void operator()(float* out, int64_t k0, int64_t kc, int64_t j0, int64_t cols) const {
     int64_t run_source[kGemmNR], run_column[kGemmNR], run_length[kGemmNR];
-    int runs = 0;
-    for (int64_t j = 0; j < cols; ++runs) {
-      const int64_t column = j0 + j, g = column / win->out_plane, p = column % win->out_plane;
-      const int64_t oh = p / win->out_w, ow = p % win->out_w, length = min64(win->out_w - ow, cols - j);
-      run_source[runs] = g * win->plane + oh * win->padded_w + ow;
-      run_column[runs] = j;
-      run_length[runs] = length;
-      j += length;
-    }
+    const int runs = position_runs(*win, j0, cols, run_source, run_column, run_length);
     for (int64_t kk = 0; kk < kc; ++kk) {
       float* row = out + kk * kGemmNR;
       const float* base = padded + offsets[k0 + kk];
@@ -336,16 +344,8 @@ struct WindowTransposedPackB {
   const Window* win;
   // Rows [p0, p0 + pc) (columns of the forward matrix), taps [j0, j0 + cols), zero-padded to NR.
   void operator()(float* out, int64_t p0, int64_t pc, int64_t j0, int64_t cols) const {
-    int64_t run_source[kGemmKC + 1], run_row[kGemmKC + 1], run_length[kGemmKC + 1];
-    int runs = 0;
-    for (int64_t i = 0; i < pc; ++runs) {
-      const int64_t column = p0 + i, g = column / win->out_plane, p = column % win->out_plane;
-      const int64_t oh = p / win->out_w, ow = p % win->out_w, length = min64(win->out_w - ow, pc - i);
-      run_source[runs] = g * win->plane + oh * win->padded_w + ow;
-      run_row[runs] = i;
-      run_length[runs] = length;
-      i += length;
-    }
+    int64_t run_source[kGemmKC], run_row[kGemmKC], run_length[kGemmKC];
+    const int runs = position_runs(*win, p0, pc, run_source, run_row, run_length);
     for (int64_t j = 0; j < cols; ++j) {
       const float* base = padded + offsets[j0 + j];
       for (int run = 0; run < runs; ++run) {
@@ -447,10 +447,8 @@ void window_backward_weight(float* dw, const float* dy, const float* x, const Co
     float* padded = pads + slot * bundle.floats;
     float* dy_rows = dy_bufs + slot * cout_g * row_floats;
     float* out = by_bundle ? partials + slot * w_floats : dw;
+    zero_shared(out, w_floats, team);
     int64_t begin, end;
-    team_range(w_floats, team, &begin, &end);
-    for (int64_t i = begin; i < end; ++i) out[i] = 0.0f;
-    team_barrier(team);
     team_range(items, by_bundle, &begin, &end);
     for (int64_t item = begin; item < end; ++item) {
       const int64_t n0 = (item / d.groups) * bundle.images, group = item % d.groups;
@@ -493,15 +491,7 @@ void window_backward_weight(float* dw, const float* dy, const float* x, const Co
       }
       team_barrier(team);  // the buffers are rewritten for the next item
     }
-    if (by_bundle) {
-#pragma omp barrier
-#pragma omp for schedule(static)
-      for (int64_t i = 0; i < w_floats; ++i) {
-        float sum = 0.0f;
-        for (int t = 0; t < threads; ++t) sum += partials[t * w_floats + i];
-        dw[i] = sum;
-      }
-    }
+    if (by_bundle) reduce_thread_partials(dw, partials, w_floats, threads);
   }
 }
 

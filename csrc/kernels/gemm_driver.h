@@ -38,6 +38,26 @@ static inline void team_barrier(bool team) {
   }
 }
 
+// Zeroes `count` floats, shared out over the team, then waits for all of it.
+static inline void zero_shared(float* out, int64_t count, bool team) {
+  int64_t begin, end;
+  team_range(count, team, &begin, &end);
+  for (int64_t i = begin; i < end; ++i) out[i] = 0.0f;
+  team_barrier(team);
+}
+
+// dst[i] = the sum over threads t of partials[t * count + i], added in thread order so the
+// result does not depend on scheduling. Called by the whole team once every partial is written.
+static inline void reduce_thread_partials(float* dst, const float* partials, int64_t count, int threads) {
+#pragma omp barrier
+#pragma omp for schedule(static)
+  for (int64_t i = 0; i < count; ++i) {
+    float sum = 0.0f;
+    for (int t = 0; t < threads; ++t) sum += partials[t * count + i];
+    dst[i] = sum;
+  }
+}
+
 // Packs op(A) (m x k) as: for each k-block of KC, ceil(m/MR) panels of kc x MR, zero-padded rows.
 // op(A)[i][p] = trans_a ? a[p * lda + i] : a[i * lda + p].
 static inline void pack_a_matrix(float* dst, const float* a, int64_t lda, bool trans_a, int64_t m, int64_t k,
