@@ -1,14 +1,17 @@
 // Stride-1 convolutions as sliding windows over a zero-padded copy of each image.
 //
-// With stride 1, kernel tap (r, s) of input channel c reads the padded image shifted by
-// c * plane + r * dilation_h * padded_w + s * dilation_w floats. Counting output positions in
-// padded-width coordinates (q = oh * padded_w + ow, ow < padded_w, of which the last
-// padded_w - out_w per row are discarded), every tap's operand row is a contiguous run of the
-// padded image: no patch matrix is packed at all. That makes the GEMM-style register tile read
-// its B operand straight from the padded copy (forward, and backward-data as a forward
-// convolution of dy with the flipped, transposed weights) and lets backward-weight form each
-// weight gradient as a dot product of two contiguous rows. The price is the discarded columns:
-// (padded_w - out_w) / padded_w of the work, 6 % on 32-wide maps, 20 % on 8-wide ones.
+// With stride 1, kernel tap (r, s) of input channel c reads the padded image shifted by a fixed
+// c * plane + r * dilation_h * padded_w + s * dilation_w floats, so every row of the patch matrix
+// is made of contiguous runs of the padded image, one per output row. Three ways to use that,
+// chosen per layer (bench/NOTES.md has the measurements):
+// - forward, and backward-data as the forward convolution of dy with the flipped, transposed
+//   weights: the shared GEMM driver with a B packer that copies those runs (no bounds logic),
+//   several small images side by side in one GEMM;
+// - at most 16 output channels: no packing at all. Register tiles read B straight from the padded
+//   image, counting positions in padded-width coordinates (q = oh * padded_w + ow) so that each
+//   tile's inputs are one run; the padded_w - out_w extra columns per row are computed and dropped;
+// - backward-weight: dot products of two contiguous rows (dy spread to padded-width rows) on large
+//   maps, a GEMM with the transposed window matrix on small ones.
 #pragma once
 #include "kernels/conv.h"
 #include "core/isa_namespace.h"
