@@ -188,27 +188,10 @@ static inline void pack_b_panels(const MatrixPackB& pack_b, float* out, int64_t 
   }
 }
 
-// Hint that pack_b_panels(pack_b, ., p0, kc, j0, cols) comes next: fetch part `part` of `parts`
-// of its source into L2, so the memory reads overlap the multiply of the current panels. No-op
-// unless the packer knows its source layout.
-template <class PackB>
-void prefetch_b_panels(const PackB&, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t) {}
-
-static inline void prefetch_b_panels(const MatrixPackB& pack_b, int64_t p0, int64_t kc, int64_t j0, int64_t cols,
-                                     int64_t part, int64_t parts) {
-  if (pack_b.trans_b) {  // stored rows j0.., each read along p
-    for (int64_t j = cols * part / parts; j < cols * (part + 1) / parts; ++j)
-      for (int64_t p = 0; p < kc; p += 16) __builtin_prefetch(pack_b.b + (j0 + j) * pack_b.ldb + p0 + p, 0, 2);
-    return;
-  }
-  for (int64_t p = kc * part / parts; p < kc * (part + 1) / parts; ++p)
-    for (int64_t j = 0; j < cols; j += 16) __builtin_prefetch(pack_b.b + (p0 + p) * pack_b.ldb + j0 + j, 0, 2);
-}
-
 // Column-split blocking: panels of B a thread packs at once. With A a single row block (small m)
-// the group is kGemmKC x 8 * NR floats (128 KiB for AVX2), which stays in L2 next to the
-// prefetched next group; otherwise it is as wide as b_buf allows (the BLIS KC x NC block in L3),
-// so each A block is reused across as many panels as possible.
+// the group is kGemmKC x 8 * NR floats (128 KiB for AVX2), which stays in L2; otherwise it is as
+// wide as b_buf allows (the BLIS KC x NC block in L3), so each A block is reused across as many
+// panels as possible.
 constexpr int64_t kGemmSmallMGroup = 8;
 // Fewer B panels per thread than this and the team splits tiles of one shared B block instead,
 // so that m is shared out too.
@@ -232,33 +215,17 @@ bool gemm_by_columns(int64_t m, int64_t n, int64_t k, const float* packed_a, con
   float* my_buf = b_buf + tid * min64(kGemmKC, k) * kGemmNR * group;
   int64_t begin, end;
   team_range(n_panels, team, &begin, &end);
-  // Columns [*j0, *j0 + *cols) of the group starting at panel g0 (none past `end`).
-  auto group_cols = [&](int64_t g0, int64_t* j0, int64_t* cols) {
-    *j0 = g0 * kGemmNR;
-    *cols = g0 < end ? min64(min64(end, g0 + group) * kGemmNR, n) - *j0 : 0;
-  };
-  for (int64_t g0 = begin; g0 < end; g0 += group) {
-    int64_t j0, cols;
-    group_cols(g0, &j0, &cols);
-    const int64_t panels = (cols + kGemmNR - 1) / kGemmNR;
+  for (int64_t g0 = begin; g0 < end; g0 += group) {  // columns [j0, j0 + cols) of this group
+    const int64_t j0 = g0 * kGemmNR, cols = min64(min64(end, g0 + group) * kGemmNR, n) - j0;
     for (int64_t pc = 0; pc < k; pc += kGemmKC) {
       const int64_t kc = min64(kGemmKC, k - pc);
       const float block_beta = pc == 0 ? beta : 1.0f;
       const float* block_bias = pc == 0 ? row_bias : nullptr;
       const float* a_block = packed_a + pc * m_pad;
       pack_b_panels(pack_b, my_buf, pc, kc, j0, cols);
-      // With small m the multiply is short, so fetch the block packed next (the following k block
-      // of these columns, or the next group's first) into cache meanwhile.
-      int64_t next_pc = pc + kGemmKC, next_j0 = j0, next_cols = 0;
-      if (one_row_block) {
-        if (next_pc < k) next_cols = cols;
-        else group_cols(g0 + group, &next_j0, &next_cols), next_pc = 0;
-      }
       for (int64_t ic = 0; ic < m; ic += kGemmMC) {
         const int64_t ic_end = min64(m, ic + kGemmMC);
         for (int64_t jr = 0; jr < cols; jr += kGemmNR) {  // one B panel stays in L1 across the A panels
-          if (next_cols > 0)
-            prefetch_b_panels(pack_b, next_pc, min64(kGemmKC, k - next_pc), next_j0, next_cols, jr / kGemmNR, panels);
           const float* b_panel = my_buf + (jr / kGemmNR) * kc * kGemmNR;
           for (int64_t ir = ic; ir < ic_end; ir += kGemmMR)
             gemm_ukernel(kc, a_block + ir * kc, b_panel, c + ir * ldc + j0 + jr, ldc,
