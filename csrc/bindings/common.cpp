@@ -2,23 +2,12 @@
 #include "bindings/common.h"
 
 #include <cstdio>
-#if __has_include(<unistd.h>)
-#include <unistd.h>
-#endif
 
 #include "core/buffer_cache.h"
+#include "core/runtime.h"
 
 namespace pcn::bind {
 namespace {
-
-// The machine's physical memory in bytes; 0 where the OS does not tell.
-int64_t physical_memory_bytes() {
-#if defined(_SC_PHYS_PAGES) && defined(_SC_PAGE_SIZE)
-  const long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGE_SIZE);
-  if (pages > 0 && page_size > 0) return int64_t(pages) * page_size;
-#endif
-  return 0;
-}
 
 // "16.0 TiB"
 std::string human_bytes(int64_t bytes) {

@@ -1,12 +1,12 @@
 // See buffer_cache.h.
 #include "core/buffer_cache.h"
 
-#include <unistd.h>
-
 #include <cstdlib>
 #include <mutex>
 #include <new>
 #include <vector>
+
+#include "core/runtime.h"
 
 namespace pcn {
 namespace {
@@ -31,8 +31,8 @@ struct Cache {
   int64_t hits = 0, misses = 0;
 
   Cache() {
-    const long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGE_SIZE);
-    limit_bytes = pages > 0 && page_size > 0 ? size_t(pages) * size_t(page_size) / 4 : size_t{1} << 30;
+    const int64_t physical = physical_memory_bytes();
+    limit_bytes = physical > 0 ? size_t(physical) / 4 : size_t{1} << 30;
   }
 
   void free_all() {  // caller holds the mutex

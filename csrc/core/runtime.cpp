@@ -3,6 +3,9 @@
 
 #include <omp.h>
 #include <pthread.h>
+#if __has_include(<unistd.h>)
+#include <unistd.h>
+#endif
 
 #include <atomic>
 #include <cstdlib>
@@ -46,6 +49,14 @@ int num_threads() {
 }
 
 void set_num_threads(int threads) { g_threads.store(threads, std::memory_order_relaxed); }
+
+int64_t physical_memory_bytes() {
+#if defined(_SC_PHYS_PAGES) && defined(_SC_PAGE_SIZE)
+  const long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGE_SIZE);
+  if (pages > 0 && page_size > 0) return int64_t(pages) * page_size;
+#endif
+  return 0;
+}
 
 float* thread_scratch(Scratch slot, int64_t count) {
   thread_local ScratchBuffer buffers[static_cast<int>(Scratch::count_)];

@@ -12,6 +12,9 @@ namespace pcn {
 int num_threads();
 void set_num_threads(int threads);
 
+// The machine's physical memory in bytes; 0 where the OS does not tell.
+int64_t physical_memory_bytes();
+
 // Scratch memory owned by the calling thread, 64-byte aligned, at least `count` floats. Slots
 // let one kernel hold several buffers at once. Buffers grow and are reused across calls (never
 // shrink) so hot paths do not allocate; contents are unspecified.
