@@ -124,7 +124,7 @@ bool parallel_over_images(const Conv2dDesc& d) { return d.batch * d.groups >= nu
 void conv2d_forward(float* y, const float* x, const float* w, const float* bias, const Conv2dDesc& d) {
   const ConvGeometry g = geometry(d);
   if (d.batch == 0) return;
-  if (window_forward_applies(d)) return window_forward(y, x, w, bias, d);
+  if (window_applies(d)) return window_forward(y, x, w, bias, d);
   const int threads = num_threads();
   const bool by_image = parallel_over_images(d);
   const int64_t a_floats = packed_a_floats(g.cout_g, g.k), b_floats = packed_b_floats(g.p, g.k);
@@ -214,7 +214,7 @@ void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv
 
 void conv2d_backward_weight(float* dw, const float* dy, const float* x, const Conv2dDesc& d) {
   const ConvGeometry g = geometry(d);
-  if (window_backward_weight_applies(d)) return window_backward_weight(dw, dy, x, d);
+  if (window_applies(d)) return window_backward_weight(dw, dy, x, d);
   const int64_t w_floats = d.out_channels * g.k;
   const int threads = num_threads();
   const bool by_image = parallel_over_images(d);

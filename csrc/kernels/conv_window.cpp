@@ -276,11 +276,6 @@ void window_convolution(const WindowJob& job) {
   }
 }
 
-bool stride_one(const Conv2dDesc& d) {
-  const bool pointwise = d.kernel_h == 1 && d.kernel_w == 1 && d.pad_h == 0 && d.pad_w == 0;
-  return d.stride_h == 1 && d.stride_w == 1 && !pointwise;
-}
-
 // ---------------------------------------------------------------- backward-weight
 // dw[oc][kk] = sum over images and positions q of dy[oc][q] * padded[q + offset(kk)], with the
 // positions in padded-width coordinates (q = g * plane + oh * padded_w + ow) and dy spread to
@@ -372,14 +367,15 @@ void gather_rows(float* dst, const float* dy, int64_t image_stride, int64_t coun
 
 }  // namespace
 
-bool window_forward_applies(const Conv2dDesc& d) { return stride_one(d); }
+bool window_applies(const Conv2dDesc& d) {
+  const bool pointwise = d.kernel_h == 1 && d.kernel_w == 1 && d.pad_h == 0 && d.pad_w == 0;
+  return d.stride_h == 1 && d.stride_w == 1 && !pointwise;
+}
 
 bool window_backward_data_applies(const Conv2dDesc& d) {
   // dx is the forward window convolution of dy padded by dilation * (kernel - 1) - padding.
-  return stride_one(d) && d.pad_h <= d.dilation_h * (d.kernel_h - 1) && d.pad_w <= d.dilation_w * (d.kernel_w - 1);
+  return window_applies(d) && d.pad_h <= d.dilation_h * (d.kernel_h - 1) && d.pad_w <= d.dilation_w * (d.kernel_w - 1);
 }
-
-bool window_backward_weight_applies(const Conv2dDesc& d) { return stride_one(d); }
 
 void window_forward(float* y, const float* x, const float* w, const float* bias, const Conv2dDesc& d) {
   if (d.batch == 0) return;

@@ -18,11 +18,10 @@
 
 PCN_ISA_BEGIN
 
-// Whether the window path takes this convolution (stride 1, not a plain 1x1 GEMM, and for
-// backward-data a padding the flipped convolution can express).
-bool window_forward_applies(const Conv2dDesc& d);
+// Whether the window path takes this convolution: stride 1 and not a plain 1x1 GEMM; for
+// backward-data also a padding the flipped convolution can express.
+bool window_applies(const Conv2dDesc& d);
 bool window_backward_data_applies(const Conv2dDesc& d);
-bool window_backward_weight_applies(const Conv2dDesc& d);
 
 void window_forward(float* y, const float* x, const float* w, const float* bias, const Conv2dDesc& d);
 void window_backward_data(float* dx, const float* dy, const float* w, const Conv2dDesc& d);
