@@ -16,6 +16,8 @@ __all__ = [
     "available_isas",
     "isa_choice_reason",
     "get_num_threads",
+    "winograd_enabled",
+    "set_winograd",
     "buffer_cache_stats",
     "empty_buffer_cache",
     "set_num_threads",
@@ -66,6 +68,22 @@ def set_num_threads(threads):
     _C.set_num_threads(threads)
 
 
+def winograd_enabled():
+    """Whether 3x3 stride-1 convolutions with 16 or more channels on both sides run forward and
+    backward-data by Winograd's F(4x4, 3x3) algorithm (a quarter of the multiply-adds in the sums
+    over channels; the result differs from the direct sum by a few rounding steps). On by default; the environment
+    variable ``PYCONVNET_WINOGRAD=0`` turns it off at import."""
+    return _C.winograd_enabled()
+
+
+def set_winograd(enabled):
+    """Allow (True) or forbid (False) the Winograd convolutions; applies to calls from any Python
+    thread. With it off every convolution takes the direct kernels, e.g. to compare the two."""
+    if not isinstance(enabled, bool):
+        raise TypeError(f"set_winograd: enabled must be a bool, got {type(enabled).__name__}")
+    _C.set_winograd(enabled)
+
+
 def buffer_cache_stats():
     """Kernel outputs of 256 KiB or more come from a cache that keeps their memory when the
     array dies and hands it to the next output of the same size (a training step allocates the
@@ -114,6 +132,7 @@ def info():
         "available_isas": available_isas(),
         "isa_flags": {name: _C.isa_flags(name) for name in available_isas()},
         "threads": get_num_threads(),
+        "winograd": winograd_enabled(),
         "compiler": build["compiler"],
         "build_flags": build["flags"],
         "openmp": build["openmp"],

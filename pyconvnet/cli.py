@@ -17,6 +17,7 @@ def _info(args):
         ("isa", f"{facts['isa']} ({facts['isa_reason']})"),
         ("available isas", ", ".join(facts["available_isas"])),
         ("threads", str(facts["threads"])),
+        ("winograd", "on" if facts["winograd"] else "off (PYCONVNET_WINOGRAD=0 or set_winograd(False))"),
         ("compiler", facts["compiler"]),
         ("build flags", facts["build_flags"].strip()),
         ("openmp", str(facts["openmp"])),

@@ -102,6 +102,16 @@ def conv_cases(draw):
                 dilation=dilation, groups=groups, bias=draw(st.booleans()), seed=draw(st.integers(0, 2**32 - 1)))
 
 
+@st.composite
+def winograd_conv_cases(draw):
+    """3x3 stride-1 convolutions with 16+ channels: the shapes the Winograd path takes."""
+    padding = (draw(st.integers(0, 3)), draw(st.integers(0, 3)))
+    size = tuple(draw(st.integers(_min_size(3, p), 13)) for p in padding)
+    return dict(batch=draw(st.integers(1, 3)), in_channels=draw(st.integers(16, 40)), size=size,
+                out_channels=draw(st.integers(16, 40)), kernel=(3, 3), stride=(1, 1), padding=padding,
+                dilation=(1, 1), groups=1, bias=draw(st.booleans()), seed=draw(st.integers(0, 2**32 - 1)))
+
+
 def check_conv2d(case):
     rng = _rng(case["seed"])
     x = _values(rng, (case["batch"], case["in_channels"]) + case["size"], False)
@@ -289,6 +299,7 @@ def check_local_response_norm(case):
 
 FUZZED = {
     "conv2d": (conv_cases, check_conv2d),
+    "conv2d_winograd": (winograd_conv_cases, check_conv2d),
     "max_pool2d": (lambda: pool_cases(max_pool=True), check_max_pool2d),
     "avg_pool2d": (lambda: pool_cases(max_pool=False), check_avg_pool2d),
     "adaptive_pool2d": (adaptive_cases, check_adaptive_pool2d),

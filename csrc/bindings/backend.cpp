@@ -26,6 +26,8 @@ void bind_backend(py::module_& m) {
         set_num_threads(threads);
       },
       py::arg("threads"));
+  m.def("winograd_enabled", &winograd_enabled);
+  m.def("set_winograd", &set_winograd_enabled, py::arg("enabled"));
   m.def("buffer_cache_stats", [] {
     const BufferCacheStats stats = buffer_cache_stats();
     py::dict out;

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <new>
 
 namespace pcn {
@@ -49,6 +50,17 @@ int num_threads() {
 }
 
 void set_num_threads(int threads) { g_threads.store(threads, std::memory_order_relaxed); }
+
+namespace {
+bool winograd_default() {
+  const char* setting = std::getenv("PYCONVNET_WINOGRAD");
+  return !(setting && std::strcmp(setting, "0") == 0);
+}
+std::atomic<bool> g_winograd{winograd_default()};
+}  // namespace
+
+bool winograd_enabled() { return g_winograd.load(std::memory_order_relaxed); }
+void set_winograd_enabled(bool enabled) { g_winograd.store(enabled, std::memory_order_relaxed); }
 
 int64_t physical_memory_bytes() {
 #if defined(_SC_PHYS_PAGES) && defined(_SC_PAGE_SIZE)

@@ -12,6 +12,12 @@ namespace pcn {
 int num_threads();
 void set_num_threads(int threads);
 
+// Whether 3x3 stride-1 convolutions may use Winograd's algorithm (conv_winograd.h); on unless
+// the environment sets PYCONVNET_WINOGRAD=0. Turning it off selects the direct kernels, for
+// comparing the two or ruling out the transforms' rounding.
+bool winograd_enabled();
+void set_winograd_enabled(bool enabled);
+
 // The machine's physical memory in bytes; 0 where the OS does not tell.
 int64_t physical_memory_bytes();
 

@@ -11,6 +11,7 @@
 #include "kernels/conv.h"
 
 #include "kernels/conv_window.h"
+#include "kernels/conv_winograd.h"
 #include "kernels/gemm_driver.h"
 
 PCN_ISA_BEGIN
@@ -124,6 +125,7 @@ bool parallel_over_images(const Conv2dDesc& d) { return d.batch * d.groups >= nu
 void conv2d_forward(float* y, const float* x, const float* w, const float* bias, const Conv2dDesc& d) {
   const ConvGeometry g = geometry(d);
   if (d.batch == 0) return;
+  if (winograd_applies(d)) return winograd_forward(y, x, w, bias, d);
   if (window_applies(d)) return window_forward(y, x, w, bias, d);
   const int threads = num_threads();
   const bool by_image = parallel_over_images(d);
@@ -156,6 +158,7 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
 void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv2dDesc& d) {
   const ConvGeometry g = geometry(d);
   if (d.batch == 0) return;
+  if (winograd_backward_data_applies(d)) return winograd_backward_data(dx, dy, w, d);
   if (window_backward_data_applies(d)) return window_backward_data(dx, dy, w, d);
   const int threads = num_threads();
   const bool by_image = parallel_over_images(d);

@@ -1,0 +1,395 @@
+// Winograd F(4x4, 3x3) convolutions (see conv_winograd.h).
+#include "kernels/conv_winograd.h"
+
+#include "kernels/gemm_driver.h"
+
+#include <vector>
+
+PCN_ISA_BEGIN
+namespace {
+
+constexpr int kTile = 4;                      // outputs per tile side
+constexpr int kAlpha = kTile + 2;             // inputs per tile side
+constexpr int kPoints = kAlpha * kAlpha;      // transformed values per tile: the 36 GEMMs
+// Row length of a window copied with zeros around it: whole vectors are read from each row.
+constexpr int kEdgeRow = kVecFloats > kAlpha ? kVecFloats : kAlpha;
+// Transformed inputs and products of one thread's block of tiles: about 1 MB, which keeps a
+// block in cache between the transform and GEMM phases (256 KB and 4 MB measured no better).
+constexpr int64_t kBlockFloats = int64_t(1) << 18;
+// Fewer channels than this on either side and the transforms cost more than they save
+// (bench/NOTES.md); the window path takes those layers.
+constexpr int64_t kMinChannels = 16;
+
+// One stride-1 3x3 convolution as the transforms see it: `channels` input planes of in_h x in_w
+// read with padding pad_h / pad_w, out_channels planes of out_h x out_w.
+struct WinogradJob {
+  int64_t batch, channels, in_h, in_w, pad_h, pad_w, out_channels, out_h, out_w;
+  const float* in;
+  float* out;
+  // out_channels x channels x 3 x 3, or with transposed_weights channels x out_channels x 3 x 3
+  // used rotated by 180 degrees (backward-data's weights are the forward ones, used that way)
+  const float* weights;
+  bool transposed_weights;
+  const float* bias;  // out_channels, or null
+};
+
+// The 1-D transforms: rows of B^T, G and A^T for the interpolation points 0, 1, -1, 1/2, -2 and
+// infinity. The usual 0, +-1, +-2 cost a few operations less but round about twice as badly:
+// 1e-5 of the output's scale instead of 5e-6 over 256 channels (bench/NOTES.md).
+template <class T>
+static inline void input_transform_1d(const T (&d)[kAlpha], T (&t)[kAlpha]) {
+  const T half = T{} + 0.5f, one_half = T{} + 1.5f, two = T{} + 2.0f, three = T{} + 3.0f;
+  const T c = d[4] - d[2], e = d[3] - d[1];
+  const T u = d[4] + half * (d[2] + d[3]);
+  t[0] = (d[0] + d[4]) - two * d[2] + one_half * e;
+  t[1] = u + two * d[3] - d[1];
+  t[2] = u - three * d[2] + d[1];
+  t[3] = c + two * e;
+  t[4] = c - half * e;
+  t[5] = (d[1] + d[5]) - two * d[3] + one_half * c;
+}
+
+template <class T>
+static inline void output_transform_1d(const T (&m)[kAlpha], T (&o)[kTile]) {
+  const T half = T{} + 0.5f, two = T{} + 2.0f, quarter = T{} + 0.25f, four = T{} + 4.0f, eighth = T{} + 0.125f,
+          eight = T{} + 8.0f;
+  const T s12 = m[1] + m[2], d12 = m[1] - m[2];
+  o[0] = m[0] + s12 + m[3] + m[4];
+  o[1] = d12 + half * m[3] - two * m[4];
+  o[2] = s12 + quarter * m[3] + four * m[4];
+  o[3] = d12 + eighth * m[3] - eight * m[4] + m[5];
+}
+
+template <class T>
+static inline void weight_transform_1d(const T (&g)[3], T (&u)[kAlpha]) {
+  const T third = T{} + 1.0f / 3.0f, fifteenth = T{} + 1.0f / 15.0f, two = T{} + 2.0f, four = T{} + 4.0f,
+          eight = T{} + 8.0f, sixteen = T{} + 16.0f;
+  u[0] = g[0];
+  u[1] = (g[0] + g[1] + g[2]) * third;
+  u[2] = (g[1] - g[0] - g[2]) * third;
+  u[3] = -(sixteen * g[0] + eight * g[1] + four * g[2]) * fifteenth;
+  u[4] = (g[0] - two * g[1] + four * g[2]) * fifteenth;
+  u[5] = g[2];
+}
+
+// U = G g G^T for every (out channel k, channel c), written into the packed A layout of each of
+// the 36 GEMMs (a_floats apart; rows k, reduction index c), padding rows zeroed. A thread takes
+// one A panel's rows for kWeightChunk channels at a time, which are one contiguous run per point.
+constexpr int64_t kWeightChunk = 16;
+static_assert(kGemmKC % kWeightChunk == 0, "a chunk of channels lies inside one k block");
+static_assert(kWeightChunk % kVecFloats == 0, "a chunk is transformed in whole vectors");
+
+void transform_weights(float* packed, int64_t a_floats, const WinogradJob& job) {
+  const int64_t rows = job.out_channels, k_dim = job.channels, m_pad = round_up(rows, kGemmMR);
+  const int64_t chunks = (k_dim + kWeightChunk - 1) / kWeightChunk;
+  int64_t begin, end;
+  team_range(m_pad / kGemmMR * chunks, true, &begin, &end);
+  for (int64_t item = begin; item < end; ++item) {
+    const int64_t panel = item / chunks, c0 = item % chunks * kWeightChunk;
+    const int64_t c_count = min64(kWeightChunk, k_dim - c0);
+    const int64_t pc = c0 / kGemmKC * kGemmKC, kc = min64(kGemmKC, k_dim - pc);
+    float u[kPoints][kWeightChunk * kGemmMR];
+    for (int r = 0; r < kGemmMR; ++r) {
+      // The chunk's kernels for row k, tap by tap (zeros past the last channel or row), then
+      // transformed kVecFloats channels at a time.
+      const int64_t k = panel * kGemmMR + r;
+      alignas(64) float taps[9][kWeightChunk] = {};
+      for (int64_t c = 0; k < rows && c < c_count; ++c) {
+        // Backward-data's weights are the forward ones transposed and rotated by 180 degrees.
+        const float* g = job.transposed_weights ? job.weights + ((c0 + c) * rows + k) * 9
+                                                : job.weights + (k * k_dim + c0 + c) * 9;
+        for (int tap = 0; tap < 9; ++tap) taps[tap][c] = g[job.transposed_weights ? 8 - tap : tap];
+      }
+      for (int64_t c = 0; c < kWeightChunk; c += kVecFloats) {
+        vfloat gg[kAlpha][3];  // G g
+        for (int s = 0; s < 3; ++s) {
+          const vfloat column[3] = {vload(taps[s] + c), vload(taps[3 + s] + c), vload(taps[6 + s] + c)};
+          vfloat t[kAlpha];
+          weight_transform_1d(column, t);
+          for (int i = 0; i < kAlpha; ++i) gg[i][s] = t[i];
+        }
+        for (int i = 0; i < kAlpha; ++i) {
+          vfloat t[kAlpha];
+          weight_transform_1d(gg[i], t);
+          for (int j = 0; j < kAlpha; ++j)
+            for (int lane = 0; lane < kVecFloats; ++lane) u[i * kAlpha + j][(c + lane) * kGemmMR + r] = t[j][lane];
+        }
+      }
+    }
+    float* dst = packed + pc * m_pad + panel * kGemmMR * kc + (c0 - pc) * kGemmMR;
+    for (int point = 0; point < kPoints; ++point)
+      std::memcpy(dst + point * a_floats, u[point], sizeof(float) * c_count * kGemmMR);
+  }
+  team_barrier(true);
+}
+
+struct TileGrid {
+  int64_t tiles_h, tiles_w, per_image, total;
+  explicit TileGrid(const WinogradJob& job)
+      : tiles_h((job.out_h + kTile - 1) / kTile), tiles_w((job.out_w + kTile - 1) / kTile),
+        per_image(tiles_h * tiles_w), total(job.batch * per_image) {}
+};
+
+// Where one tile of a block reads and writes, worked out once per block: the input index of its
+// 6x6 window's top-left corner in channel 0 (it may lie outside the image, which is then only read
+// inside), the window's rows / columns inside the image, and the output index of its top-left
+// output in channel 0 with the rows / columns of its 4x4 outputs inside the output.
+struct TileWindow {
+  int64_t in_offset, out_offset;
+  int8_t row_lo, row_hi, col_lo, col_hi, out_rows, out_cols;
+  bool inside;  // the whole window inside the image, and a whole vector readable from each of its rows
+};
+
+// The windows of tiles [first, first + count) into windows[0, columns); the tiles past count (the
+// rest of the last GEMM panel) read nothing and write nothing.
+void describe_tiles(TileWindow* windows, int64_t first, int64_t count, int64_t columns, const WinogradJob& job,
+                    const TileGrid& grid) {
+  const int64_t plane = job.in_h * job.in_w, out_plane = job.out_h * job.out_w;
+  const int64_t in_floats = job.batch * job.channels * plane;
+  for (int64_t i = 0; i < columns; ++i) {
+    TileWindow& w = windows[i];
+    if (i >= count) {
+      w = TileWindow{0, 0, 0, 0, 0, 0, 0, 0, false};
+      continue;
+    }
+    const int64_t t = first + i, n = t / grid.per_image, r = t % grid.per_image;
+    const int64_t oh = (r / grid.tiles_w) * kTile, ow = (r % grid.tiles_w) * kTile;
+    const int64_t ih = oh - job.pad_h, iw = ow - job.pad_w;
+    w.row_lo = static_cast<int8_t>(max64(0, -ih));
+    w.row_hi = static_cast<int8_t>(max64(w.row_lo, min64(kAlpha, job.in_h - ih)));
+    w.col_lo = static_cast<int8_t>(max64(0, -iw));
+    w.col_hi = static_cast<int8_t>(max64(w.col_lo, min64(kAlpha, job.in_w - iw)));
+    w.in_offset = n * job.channels * plane + ih * job.in_w + iw;
+    w.inside = w.row_lo == 0 && w.row_hi == kAlpha && w.col_lo == 0 && w.col_hi == kAlpha &&
+               w.in_offset + (job.channels - 1) * plane + (kAlpha - 1) * job.in_w + kEdgeRow <= in_floats;
+    w.out_offset = n * job.out_channels * out_plane + oh * job.out_w + ow;
+    w.out_rows = static_cast<int8_t>(min64(kTile, job.out_h - oh));
+    w.out_cols = static_cast<int8_t>(min64(kTile, job.out_w - ow));
+  }
+}
+
+#if defined(PCN_ISA_IS_avx2)
+// r[i][j] <- r[j][i] for an 8 x 8 block held in registers.
+static inline void transpose8x8(__m256 (&r)[8]) {
+  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]),
+               t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]),
+               t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]),
+               t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+               s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+               s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+               s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+  r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+  r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+  r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+  r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+  r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+  r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+  r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+#endif
+
+// B^T d B of every tile in windows[0, columns) and every channel, into the packed B panels of the
+// 36 GEMMs: point p, channel c, tile i at v[p * v_stride + (i / NR) * channels * NR + c * NR + i % NR].
+// Channel by channel, so that neighbouring tiles fill each panel line while it is in L1.
+void transform_inputs(float* v, int64_t v_stride, const TileWindow* windows, int64_t columns, const WinogradJob& job) {
+  const int64_t plane = job.in_h * job.in_w;
+  for (int64_t c = 0; c < job.channels; ++c) {
+    const float* in = job.in + c * plane;
+    for (int64_t t0 = 0; t0 < columns; t0 += kVecFloats) {
+      // Each lane reads its window's rows from the input or, where the window leaves the image
+      // (or for a missing tile), from a copy with zeros outside.
+      alignas(64) float edges[kVecFloats][kAlpha][kEdgeRow];
+      const float* window[kVecFloats];
+      int64_t row_stride[kVecFloats];
+      for (int lane = 0; lane < kVecFloats; ++lane) {
+        const TileWindow& w = windows[t0 + lane];
+        if (w.inside) {
+          window[lane] = in + w.in_offset;
+          row_stride[lane] = job.in_w;
+          continue;
+        }
+        float(&edge)[kAlpha][kEdgeRow] = edges[lane];
+        for (int i = 0; i < kAlpha; ++i)
+          for (int j = 0; j < kEdgeRow; ++j) edge[i][j] = 0.0f;
+        for (int i = w.row_lo; i < w.row_hi; ++i)
+          for (int j = w.col_lo; j < w.col_hi; ++j) edge[i][j] = in[w.in_offset + i * job.in_w + j];
+        window[lane] = edge[0];
+        row_stride[lane] = kEdgeRow;
+      }
+      vfloat rows[kAlpha][kAlpha];  // d B: row i of every lane's window, transformed along j
+      for (int i = 0; i < kAlpha; ++i) {
+        vfloat d[kAlpha];
+#if defined(PCN_ISA_IS_avx2)
+        __m256 r[8];
+        for (int lane = 0; lane < 8; ++lane) r[lane] = _mm256_loadu_ps(window[lane] + i * row_stride[lane]);
+        transpose8x8(r);
+        for (int j = 0; j < kAlpha; ++j) d[j] = reinterpret_cast<vfloat>(r[j]);
+#else
+        for (int j = 0; j < kAlpha; ++j)
+          for (int lane = 0; lane < kVecFloats; ++lane) d[j][lane] = window[lane][i * row_stride[lane] + j];
+#endif
+        input_transform_1d(d, rows[i]);
+      }
+      float* dst = v + (t0 / kGemmNR) * job.channels * kGemmNR + c * kGemmNR + t0 % kGemmNR;
+      for (int s = 0; s < kAlpha; ++s) {  // B^T along i, column by column
+        vfloat column[kAlpha], t[kAlpha];
+        for (int i = 0; i < kAlpha; ++i) column[i] = rows[i][s];
+        input_transform_1d(column, t);
+        for (int r = 0; r < kAlpha; ++r) vstore(dst + (r * kAlpha + s) * v_stride, t[r]);
+      }
+    }
+  }
+}
+
+// A^T M A (+ bias) of every tile in windows[0, count) and every output channel k, from the GEMM
+// results m[k * ldm + p * m_point + i] (point p, tile i), into the output planes (the parts of edge
+// tiles past the output are dropped).
+void transform_outputs(const float* m, int64_t ldm, int64_t m_point, const TileWindow* windows, int64_t count,
+                       const WinogradJob& job) {
+  const int64_t out_plane = job.out_h * job.out_w;
+  for (int64_t k = 0; k < job.out_channels; ++k) {
+    const vfloat bias = vbroadcast(job.bias ? job.bias[k] : 0.0f);
+    float* out = job.out + k * out_plane;
+    for (int64_t t0 = 0; t0 < count; t0 += kVecFloats) {
+      const float* src = m + k * ldm + t0;
+      vfloat columns[kTile][kAlpha];  // A^T M
+      for (int s = 0; s < kAlpha; ++s) {
+        vfloat column[kAlpha], o[kTile];
+        for (int r = 0; r < kAlpha; ++r) column[r] = vload(src + (r * kAlpha + s) * m_point);
+        output_transform_1d(column, o);
+        for (int i = 0; i < kTile; ++i) columns[i][s] = o[i];
+      }
+      const TileWindow* w = windows + t0;
+      const int lanes = static_cast<int>(min64(kVecFloats, count - t0));
+#if defined(PCN_ISA_IS_avx2)
+      bool whole = lanes == 8;
+      for (int lane = 0; lane < lanes; ++lane) whole = whole && w[lane].out_rows == kTile && w[lane].out_cols == kTile;
+      if (whole) {
+        for (int i = 0; i < kTile; ++i) {
+          vfloat o[kTile];
+          output_transform_1d(columns[i], o);
+          // Lanes to rows: a 4 x 4 transpose within each 128-bit half leaves lane l's four outputs
+          // in the low half of r_l and lane l + 4's in the high half.
+          __m256 q[kTile];
+          for (int j = 0; j < kTile; ++j) q[j] = reinterpret_cast<__m256>(o[j] + bias);
+          const __m256 t0 = _mm256_unpacklo_ps(q[0], q[1]), t1 = _mm256_unpackhi_ps(q[0], q[1]),
+                       t2 = _mm256_unpacklo_ps(q[2], q[3]), t3 = _mm256_unpackhi_ps(q[2], q[3]);
+          const __m256 r[4] = {_mm256_shuffle_ps(t0, t2, 0x44), _mm256_shuffle_ps(t0, t2, 0xEE),
+                               _mm256_shuffle_ps(t1, t3, 0x44), _mm256_shuffle_ps(t1, t3, 0xEE)};
+          for (int lane = 0; lane < 4; ++lane) {
+            _mm_storeu_ps(out + w[lane].out_offset + i * job.out_w, _mm256_castps256_ps128(r[lane]));
+            _mm_storeu_ps(out + w[lane + 4].out_offset + i * job.out_w, _mm256_extractf128_ps(r[lane], 1));
+          }
+        }
+        continue;
+      }
+#endif
+      alignas(64) float stage[kTile * kTile][kVecFloats];
+      for (int i = 0; i < kTile; ++i) {
+        vfloat o[kTile];
+        output_transform_1d(columns[i], o);
+        for (int j = 0; j < kTile; ++j) vstore(stage[i * kTile + j], o[j] + bias);
+      }
+      for (int lane = 0; lane < lanes; ++lane)
+        for (int i = 0; i < w[lane].out_rows; ++i)
+          for (int j = 0; j < w[lane].out_cols; ++j) out[w[lane].out_offset + i * job.out_w + j] = stage[i * kTile + j][lane];
+    }
+  }
+}
+
+// A stride of at least `floats` floats that is an odd number of 64-byte lines: the 36 points of a
+// tile, one stride apart, then fall into different L1 sets whatever the block size.
+static inline int64_t odd_line_stride(int64_t floats) {
+  const int64_t lines = (floats + 15) / 16;
+  return (lines | 1) * 16;
+}
+
+void winograd_convolution(const WinogradJob& job) {
+  const TileGrid grid(job);
+  const int threads = num_threads();
+  // Tiles per block: a multiple of NR within the cache budget, and no more than a thread's share.
+  const int64_t share = round_up((grid.total + threads - 1) / threads, kGemmNR);
+  const int64_t fit = kBlockFloats / (kPoints * (job.channels + job.out_channels)) / kGemmNR * kGemmNR;
+  const int64_t block = max64(kGemmNR, min64(fit, share));
+  const int64_t blocks = (grid.total + block - 1) / block;
+  const int64_t m_pad = round_up(job.out_channels, kGemmMR);
+  const int64_t a_floats = m_pad * job.channels;
+  const int64_t v_stride = odd_line_stride(job.channels * block), m_point = odd_line_stride(block);
+  const int64_t ldm = kPoints * m_point;
+  float* packed = thread_scratch(Scratch::pack_a, kPoints * a_floats);
+  float* v_bufs = thread_scratch(Scratch::pack_b, kPoints * v_stride * threads);
+  float* m_bufs = thread_scratch(Scratch::partial, job.out_channels * ldm * threads);
+  std::vector<TileWindow> tile_windows(block * threads);
+#pragma omp parallel num_threads(threads)
+  {
+    transform_weights(packed, a_floats, job);
+    float* v = v_bufs + omp_get_thread_num() * kPoints * v_stride;
+    float* m = m_bufs + omp_get_thread_num() * job.out_channels * ldm;
+    TileWindow* windows = tile_windows.data() + omp_get_thread_num() * block;
+    int64_t begin, end;
+    team_range(blocks, true, &begin, &end);
+    for (int64_t b = begin; b < end; ++b) {
+      const int64_t first = b * block, count = min64(block, grid.total - first);
+      const int64_t columns = round_up(count, kGemmNR);  // whole panels; the padding tiles are zeros
+      describe_tiles(windows, first, count, columns, job, grid);
+      transform_inputs(v, v_stride, windows, columns, job);
+      for (int point = 0; point < kPoints; ++point) {
+        const float* a = packed + point * a_floats;
+        const float* vp = v + point * v_stride;
+        float* mp = m + point * m_point;
+        for (int64_t pc = 0; pc < job.channels; pc += kGemmKC) {
+          const int64_t kc = min64(kGemmKC, job.channels - pc);
+          for (int64_t ic = 0; ic < job.out_channels; ic += kGemmMC) {
+            const int64_t ic_end = min64(job.out_channels, ic + kGemmMC);
+            for (int64_t jr = 0; jr < columns; jr += kGemmNR) {  // one B panel stays in L1 across the A panels
+              const float* b_panel = vp + (jr / kGemmNR) * job.channels * kGemmNR + pc * kGemmNR;
+              for (int64_t ir = ic; ir < ic_end; ir += kGemmMR)
+                gemm_ukernel(kc, a + pc * m_pad + ir * kc, b_panel, mp + ir * ldm + jr, ldm,
+                             static_cast<int>(min64(kGemmMR, job.out_channels - ir)), kGemmNR, 1.0f,
+                             pc == 0 ? 0.0f : 1.0f, nullptr);
+            }
+          }
+        }
+      }
+      transform_outputs(m, ldm, m_point, windows, count, job);
+    }
+  }
+}
+
+// Whether 4x4 tiles cover an h x w output with at most half of their outputs wasted: on smaller
+// or odd-sized maps (2x2, 5x5) the padding tiles eat the saving.
+bool tiles_fit(int64_t h, int64_t w) {
+  const int64_t tiles = ((h + kTile - 1) / kTile) * ((w + kTile - 1) / kTile);
+  return 2 * h * w >= tiles * kTile * kTile;
+}
+
+bool winograd_shape(const Conv2dDesc& d) {
+  return winograd_enabled() && d.kernel_h == 3 && d.kernel_w == 3 && d.stride_h == 1 && d.stride_w == 1 &&
+         d.dilation_h == 1 && d.dilation_w == 1 && d.groups == 1 && d.in_channels >= kMinChannels &&
+         d.out_channels >= kMinChannels;
+}
+
+}  // namespace
+
+bool winograd_applies(const Conv2dDesc& d) { return winograd_shape(d) && tiles_fit(d.out_h, d.out_w); }
+
+bool winograd_backward_data_applies(const Conv2dDesc& d) {
+  // dx is the convolution of dy padded by 2 - padding with the flipped weights.
+  return winograd_shape(d) && d.pad_h <= 2 && d.pad_w <= 2 && tiles_fit(d.in_h, d.in_w);
+}
+
+void winograd_forward(float* y, const float* x, const float* w, const float* bias, const Conv2dDesc& d) {
+  if (d.batch == 0) return;
+  winograd_convolution({d.batch, d.in_channels, d.in_h, d.in_w, d.pad_h, d.pad_w, d.out_channels, d.out_h, d.out_w, x,
+                        y, w, false, bias});
+}
+
+void winograd_backward_data(float* dx, const float* dy, const float* w, const Conv2dDesc& d) {
+  if (d.batch == 0) return;
+  winograd_convolution({d.batch, d.out_channels, d.out_h, d.out_w, 2 - d.pad_h, 2 - d.pad_w, d.in_channels, d.in_h,
+                        d.in_w, dy, dx, w, true, nullptr});
+}
+
+PCN_ISA_END
