@@ -106,8 +106,8 @@ def test_conv2d_is_deterministic_for_fixed_threads():
         assert np.array_equal(first, second)
 
 
-# Shapes the Winograd F(4x4, 3x3) path takes (3x3, stride 1, 16+ channels on both sides):
-# (batch, in_channels, H, W, out_channels, padding)
+# Shapes the Winograd F(4x4, 3x3) path takes (3x3, stride 1, 16+ channels on both sides; the
+# weight gradient 32 to 256): (batch, in_channels, H, W, out_channels, padding)
 WINOGRAD_CASES = [
     (2, 16, 8, 8, 16, 1),  # whole 4x4 tiles, the smallest channel counts it takes
     (3, 17, 9, 11, 19, 1),  # partial edge tiles, channels not a multiple of the vector or the tile rows
@@ -116,6 +116,8 @@ WINOGRAD_CASES = [
     (1, 300, 6, 6, 40, 1),  # 300 channels: two k blocks of the GEMMs
     (4, 40, 33, 30, 32, 1),  # many tiles: several blocks per thread, threads split them
     (2, 24, 5, 5, 18, 3),  # padding 3: forward by Winograd, backward-data by the general path
+    (2, 33, 10, 9, 35, 1),  # weight gradient by Winograd, partial edge tiles
+    (1, 256, 8, 8, 256, 1),  # the largest weight gradient it takes
 ]
 
 
@@ -153,7 +155,7 @@ def test_winograd_error_stays_well_inside_tolerance_on_network_layers(shape):
     rng = np.random.default_rng(5)
     x, weight = random_array(rng, n, c, h, w), random_array(rng, o, c, 3, 3)
     gy = random_array(rng, n, o, h, w)
-    ref_y, ref_dx, _, _ = conv2d_reference(x, weight, None, gy, (1, 1), (1, 1), (1, 1), 1)
+    ref_y, ref_dx, ref_dw, _ = conv2d_reference(x, weight, None, gy, (1, 1), (1, 1), (1, 1), 1)
     previous = pcn.backend.winograd_enabled()
     results = {}
     try:
@@ -161,12 +163,14 @@ def test_winograd_error_stays_well_inside_tolerance_on_network_layers(shape):
             pcn.backend.set_winograd(enabled)
             y = _C.conv2d_forward(x, weight, None, (1, 1), (1, 1), (1, 1), 1)
             dx = _C.conv2d_backward_data(gy, weight, list(x.shape), (1, 1), (1, 1), (1, 1), 1)
-            results[enabled] = (y, dx)
+            dw = _C.conv2d_backward_weight(gy, x, list(weight.shape), (1, 1), (1, 1), (1, 1), 1)
+            results[enabled] = (y, dx, dw)
     finally:
         pcn.backend.set_winograd(previous)
-    for y, dx in results.values():
+    for y, dx, dw in results.values():
         assert_close(y, ref_y, rtol=1e-5, what="output")
         assert_close(dx, ref_dx, rtol=1e-5, what="grad_input")
+        assert_close(dw, ref_dw, rtol=1e-5, what="grad_weight")
     assert not np.array_equal(results[True][0], results[False][0])
 
 

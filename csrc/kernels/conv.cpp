@@ -217,6 +217,7 @@ void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv
 
 void conv2d_backward_weight(float* dw, const float* dy, const float* x, const Conv2dDesc& d) {
   const ConvGeometry g = geometry(d);
+  if (winograd_backward_weight_applies(d)) return winograd_backward_weight(dw, dy, x, d);
   if (window_applies(d)) return window_backward_weight(dw, dy, x, d);
   const int64_t w_floats = d.out_channels * g.k;
   const int threads = num_threads();

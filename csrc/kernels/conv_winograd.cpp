@@ -190,10 +190,17 @@ static inline void transpose8x8(__m256 (&r)[8]) {
 }
 #endif
 
-// B^T d B of every tile in windows[0, columns) and every channel, into the packed B panels of the
-// 36 GEMMs: point p, channel c, tile i at v[p * v_stride + (i / NR) * channels * NR + c * NR + i % NR].
-// Channel by channel, so that neighbouring tiles fill each panel line while it is in L1.
-void transform_inputs(float* v, int64_t v_stride, const TileWindow* windows, int64_t columns, const WinogradJob& job) {
+// Where transform_inputs puts point p of channel c for tile i: v[p * point + c * channel +
+// (i / NR) * panel + i % NR]. For the forward GEMMs that is the packed B panels (channel NR,
+// panel channels * NR); for the weight gradient, rows of tiles per channel (panel NR).
+struct TransformLayout {
+  int64_t point, channel, panel;
+};
+
+// B^T d B of every tile in windows[0, columns) and every channel, into v as `layout` says.
+// Channel by channel, so that neighbouring tiles fill each line of v while it is in L1.
+void transform_inputs(float* v, const TransformLayout& layout, const TileWindow* windows, int64_t columns,
+                      const WinogradJob& job) {
   const int64_t plane = job.in_h * job.in_w;
   for (int64_t c = 0; c < job.channels; ++c) {
     const float* in = job.in + c * plane;
@@ -211,10 +218,14 @@ void transform_inputs(float* v, int64_t v_stride, const TileWindow* windows, int
           continue;
         }
         float(&edge)[kAlpha][kEdgeRow] = edges[lane];
-        for (int i = 0; i < kAlpha; ++i)
-          for (int j = 0; j < kEdgeRow; ++j) edge[i][j] = 0.0f;
-        for (int i = w.row_lo; i < w.row_hi; ++i)
-          for (int j = w.col_lo; j < w.col_hi; ++j) edge[i][j] = in[w.in_offset + i * job.in_w + j];
+        // Element by element with the bounds as a condition: as a copy of the valid run the
+        // loop becomes a memcpy call per row, which costs more than the window's transform.
+        for (int i = 0; i < kAlpha; ++i) {
+          const bool row_inside = i >= w.row_lo && i < w.row_hi;
+          const float* src = in + w.in_offset + i * job.in_w;
+          for (int j = 0; j < kEdgeRow; ++j)
+            edge[i][j] = row_inside && j >= w.col_lo && j < w.col_hi ? src[j] : 0.0f;
+        }
         window[lane] = edge[0];
         row_stride[lane] = kEdgeRow;
       }
@@ -232,12 +243,12 @@ void transform_inputs(float* v, int64_t v_stride, const TileWindow* windows, int
 #endif
         input_transform_1d(d, rows[i]);
       }
-      float* dst = v + (t0 / kGemmNR) * job.channels * kGemmNR + c * kGemmNR + t0 % kGemmNR;
+      float* dst = v + c * layout.channel + (t0 / kGemmNR) * layout.panel + t0 % kGemmNR;
       for (int s = 0; s < kAlpha; ++s) {  // B^T along i, column by column
         vfloat column[kAlpha], t[kAlpha];
         for (int i = 0; i < kAlpha; ++i) column[i] = rows[i][s];
         input_transform_1d(column, t);
-        for (int r = 0; r < kAlpha; ++r) vstore(dst + (r * kAlpha + s) * v_stride, t[r]);
+        for (int r = 0; r < kAlpha; ++r) vstore(dst + (r * kAlpha + s) * layout.point, t[r]);
       }
     }
   }
@@ -334,7 +345,7 @@ void winograd_convolution(const WinogradJob& job) {
       const int64_t first = b * block, count = min64(block, grid.total - first);
       const int64_t columns = round_up(count, kGemmNR);  // whole panels; the padding tiles are zeros
       describe_tiles(windows, first, count, columns, job, grid);
-      transform_inputs(v, v_stride, windows, columns, job);
+      transform_inputs(v, {v_stride, kGemmNR, job.channels * kGemmNR}, windows, columns, job);
       for (int point = 0; point < kPoints; ++point) {
         const float* a = packed + point * a_floats;
         const float* vp = v + point * v_stride;
@@ -358,6 +369,170 @@ void winograd_convolution(const WinogradJob& job) {
   }
 }
 
+// ---------------------------------------------------------------- backward-weight
+// The forward tile is Y = A^T [sum over c of U_c .* V_c] A with U = G g G^T, so the weight
+// gradient is dg = G^T dU G with dU_(k,c) = sum over tiles of (A dY A^T) .* V_c: 36 GEMMs
+// (out_channels x tiles) x (tiles x channels) that reduce over the tiles, each thread summing its
+// blocks into its own dU, reduced in thread order at the end (deterministic for a fixed thread
+// count). For 32 to 256 channels on each side: with 16 packing the GEMM operands costs more than
+// the saving (measured 0.9x the window path), and above 256 x 256 each thread's 36 partial sums
+// would hold tens of megabytes.
+constexpr int64_t kMinWeightGradChannels = 32;
+constexpr int64_t kMaxWeightGradPairs = 256 * 256;
+
+// The transposes of the 1-D output and weight transforms: A (6 x 4) and G^T (3 x 6).
+template <class T>
+static inline void output_grad_transform_1d(const T (&y)[kTile], T (&m)[kAlpha]) {
+  const T half = T{} + 0.5f, quarter = T{} + 0.25f, eighth = T{} + 0.125f, two = T{} + 2.0f, four = T{} + 4.0f,
+          eight = T{} + 8.0f;
+  const T s02 = y[0] + y[2], s13 = y[1] + y[3];
+  m[0] = y[0];
+  m[1] = s02 + s13;
+  m[2] = s02 - s13;
+  m[3] = y[0] + half * y[1] + quarter * y[2] + eighth * y[3];
+  m[4] = y[0] - two * y[1] + four * y[2] - eight * y[3];
+  m[5] = y[3];
+}
+
+template <class T>
+static inline void weight_grad_transform_1d(const T (&x)[kAlpha], T (&z)[3]) {
+  const T third = T{} + 1.0f / 3.0f, fifteenth = T{} + 1.0f / 15.0f, two = T{} + 2.0f, four = T{} + 4.0f,
+          eight = T{} + 8.0f, sixteen = T{} + 16.0f;
+  const T s12 = (x[1] + x[2]) * third, d12 = (x[1] - x[2]) * third;
+  z[0] = x[0] + d12 + (x[4] - sixteen * x[3]) * fifteenth;
+  z[1] = s12 - (eight * x[3] + two * x[4]) * fifteenth;
+  z[2] = d12 + (four * x[4] - four * x[3]) * fifteenth + x[5];
+}
+
+// A dY A^T of every tile in windows[0, columns) and output channel k, from the output gradient
+// (the job's out planes), into dm[p * point + k * ld + i] (point p, tile i); zeros for the
+// outputs past the edge and for the missing tiles.
+void transform_output_grads(float* dm, int64_t point, int64_t ld, const TileWindow* windows, int64_t count,
+                            int64_t columns, const WinogradJob& job, const float* dy) {
+  const int64_t out_plane = job.out_h * job.out_w;
+  for (int64_t k = 0; k < job.out_channels; ++k) {
+    const float* grad = dy + k * out_plane;
+    for (int64_t t0 = 0; t0 < columns; t0 += kVecFloats) {
+      const TileWindow* w = windows + t0;
+      vfloat rows[kTile][kAlpha];  // dY A^T: row i of every lane's tile, expanded along j
+#if defined(PCN_ISA_IS_avx2)
+      bool whole = t0 + 8 <= count;
+      for (int lane = 0; whole && lane < 8; ++lane) whole = w[lane].out_rows == kTile && w[lane].out_cols == kTile;
+      if (whole) {
+        for (int i = 0; i < kTile; ++i) {
+          // Rows to lanes: lanes l and l + 4 side by side, then a 4 x 4 transpose within each half.
+          __m256 q[4];
+          for (int lane = 0; lane < 4; ++lane)
+            q[lane] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(grad + w[lane].out_offset + i * job.out_w)),
+                                           _mm_loadu_ps(grad + w[lane + 4].out_offset + i * job.out_w), 1);
+          const __m256 t0 = _mm256_unpacklo_ps(q[0], q[1]), t1 = _mm256_unpackhi_ps(q[0], q[1]),
+                       t2 = _mm256_unpacklo_ps(q[2], q[3]), t3 = _mm256_unpackhi_ps(q[2], q[3]);
+          const vfloat y[kTile] = {reinterpret_cast<vfloat>(_mm256_shuffle_ps(t0, t2, 0x44)),
+                                   reinterpret_cast<vfloat>(_mm256_shuffle_ps(t0, t2, 0xEE)),
+                                   reinterpret_cast<vfloat>(_mm256_shuffle_ps(t1, t3, 0x44)),
+                                   reinterpret_cast<vfloat>(_mm256_shuffle_ps(t1, t3, 0xEE))};
+          output_grad_transform_1d(y, rows[i]);
+        }
+      } else
+#endif
+      {
+        alignas(64) float stage[kTile * kTile][kVecFloats] = {};
+        for (int lane = 0; lane < kVecFloats && t0 + lane < count; ++lane)
+          for (int i = 0; i < w[lane].out_rows; ++i)
+            for (int j = 0; j < w[lane].out_cols; ++j)
+              stage[i * kTile + j][lane] = grad[w[lane].out_offset + i * job.out_w + j];
+        for (int i = 0; i < kTile; ++i) {
+          vfloat y[kTile];
+          for (int j = 0; j < kTile; ++j) y[j] = vload(stage[i * kTile + j]);
+          output_grad_transform_1d(y, rows[i]);
+        }
+      }
+      float* dst = dm + k * ld + t0;
+      for (int s = 0; s < kAlpha; ++s) {
+        vfloat column[kTile], m[kAlpha];
+        for (int i = 0; i < kTile; ++i) column[i] = rows[i][s];
+        output_grad_transform_1d(column, m);
+        for (int r = 0; r < kAlpha; ++r) vstore(dst + (r * kAlpha + s) * point, m[r]);
+      }
+    }
+  }
+}
+
+// dw[k][c] = G^T dU_(k,c) G from du[p * pairs + k * channels + c], kVecFloats channels at a time
+// (the job's out_channels rows, its channels columns), shared out over the team by rows.
+void transform_weight_grads(float* dw, const float* du, const WinogradJob& job) {
+  const int64_t channels = job.channels, pairs = job.out_channels * channels;
+  int64_t begin, end;
+  team_range(job.out_channels, true, &begin, &end);
+  for (int64_t k = begin; k < end; ++k) {
+    for (int64_t c0 = 0; c0 < channels; c0 += kVecFloats) {
+      const int lanes = static_cast<int>(min64(kVecFloats, channels - c0));
+      alignas(64) float stage[kPoints][kVecFloats] = {};
+      for (int p = 0; p < kPoints; ++p)
+        for (int lane = 0; lane < lanes; ++lane) stage[p][lane] = du[p * pairs + k * channels + c0 + lane];
+      vfloat rows[kAlpha][3];  // dU G, row by row
+      for (int r = 0; r < kAlpha; ++r) {
+        vfloat x[kAlpha];
+        for (int s = 0; s < kAlpha; ++s) x[s] = vload(stage[r * kAlpha + s]);
+        weight_grad_transform_1d(x, rows[r]);
+      }
+      for (int j = 0; j < 3; ++j) {
+        vfloat x[kAlpha], z[3];
+        for (int r = 0; r < kAlpha; ++r) x[r] = rows[r][j];
+        weight_grad_transform_1d(x, z);
+        for (int i = 0; i < 3; ++i)
+          for (int lane = 0; lane < lanes; ++lane) dw[((k * channels + c0 + lane) * 3 + i) * 3 + j] = z[i][lane];
+      }
+    }
+  }
+}
+
+void winograd_weight_gradient(float* dw, const float* dy, const WinogradJob& job) {
+  const TileGrid grid(job);
+  const int threads = num_threads();
+  // Tiles per block: long reductions for the GEMMs within the cache budget, at most a thread's share.
+  const int64_t share = round_up((grid.total + threads - 1) / threads, kGemmNR);
+  const int64_t fit = 4 * kBlockFloats / (kPoints * (job.channels + job.out_channels)) / kGemmNR * kGemmNR;
+  const int64_t block = max64(kGemmNR, min64(fit, share));
+  const int64_t blocks = (grid.total + block - 1) / block;
+  const int64_t ld = odd_line_stride(block);  // tiles per row of V and dM
+  const int64_t v_point = job.channels * ld, m_point = job.out_channels * ld;
+  const int64_t pairs = job.out_channels * job.channels;
+  float* v_bufs = thread_scratch(Scratch::columns, kPoints * v_point * threads);
+  float* m_bufs = thread_scratch(Scratch::weights, kPoints * m_point * threads);
+  float* partials = thread_scratch(Scratch::partial, kPoints * pairs * threads);
+  const int64_t a_floats = packed_a_floats(job.out_channels, block), b_floats = packed_b_floats(job.channels, block);
+  float* a_bufs = thread_scratch(Scratch::pack_a, a_floats * threads);
+  float* b_bufs = thread_scratch(Scratch::pack_b, b_floats * threads);
+  std::vector<TileWindow> tile_windows(block * threads);
+#pragma omp parallel num_threads(threads)
+  {
+    const int tid = omp_get_thread_num();
+    float* v = v_bufs + tid * kPoints * v_point;
+    float* dm = m_bufs + tid * kPoints * m_point;
+    float* du = partials + tid * kPoints * pairs;
+    TileWindow* windows = tile_windows.data() + tid * block;
+    int64_t begin, end;
+    team_range(blocks, true, &begin, &end);
+    if (begin == end) zero_shared(du, kPoints * pairs, false);
+    for (int64_t b = begin; b < end; ++b) {
+      const int64_t first = b * block, count = min64(block, grid.total - first);
+      const int64_t columns = round_up(count, kGemmNR);
+      describe_tiles(windows, first, count, columns, job, grid);
+      transform_inputs(v, {v_point, ld, kGemmNR}, windows, columns, job);
+      transform_output_grads(dm, m_point, ld, windows, count, columns, job, dy);
+      for (int point = 0; point < kPoints; ++point) {
+        pack_a_matrix(a_bufs + tid * a_floats, dm + point * m_point, ld, false, job.out_channels, columns, false);
+        gemm_packed(job.out_channels, job.channels, columns, a_bufs + tid * a_floats,
+                    MatrixPackB{v + point * v_point, ld, true}, du + point * pairs, job.channels, 1.0f,
+                    b == begin ? 0.0f : 1.0f, nullptr, b_bufs + tid * b_floats, false);
+      }
+    }
+    reduce_thread_partials(partials, partials, kPoints * pairs, threads);  // in place into thread 0's
+    transform_weight_grads(dw, partials, job);
+  }
+}
+
 // Whether 4x4 tiles cover an h x w output with at most half of their outputs wasted: on smaller
 // or odd-sized maps (2x2, 5x5) the padding tiles eat the saving.
 bool tiles_fit(int64_t h, int64_t w) {
@@ -375,6 +550,11 @@ bool winograd_shape(const Conv2dDesc& d) {
 
 bool winograd_applies(const Conv2dDesc& d) { return winograd_shape(d) && tiles_fit(d.out_h, d.out_w); }
 
+bool winograd_backward_weight_applies(const Conv2dDesc& d) {
+  return winograd_applies(d) && d.in_channels >= kMinWeightGradChannels && d.out_channels >= kMinWeightGradChannels &&
+         d.out_channels * d.in_channels <= kMaxWeightGradPairs;
+}
+
 bool winograd_backward_data_applies(const Conv2dDesc& d) {
   // dx is the convolution of dy padded by 2 - padding with the flipped weights.
   return winograd_shape(d) && d.pad_h <= 2 && d.pad_w <= 2 && tiles_fit(d.in_h, d.in_w);
@@ -390,6 +570,15 @@ void winograd_backward_data(float* dx, const float* dy, const float* w, const Co
   if (d.batch == 0) return;
   winograd_convolution({d.batch, d.out_channels, d.out_h, d.out_w, 2 - d.pad_h, 2 - d.pad_w, d.in_channels, d.in_h,
                         d.in_w, dy, dx, w, true, nullptr});
+}
+
+void winograd_backward_weight(float* dw, const float* dy, const float* x, const Conv2dDesc& d) {
+  if (d.batch == 0) {
+    for (int64_t i = 0; i < d.out_channels * d.in_channels * 9; ++i) dw[i] = 0.0f;
+    return;
+  }
+  winograd_weight_gradient(dw, dy, {d.batch, d.in_channels, d.in_h, d.in_w, d.pad_h, d.pad_w, d.out_channels, d.out_h,
+                                    d.out_w, x, nullptr, nullptr, false, nullptr});
 }
 
 PCN_ISA_END

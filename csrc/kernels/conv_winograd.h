@@ -6,7 +6,9 @@
 // block of tiles, the 36 sums are 36 independent GEMMs (out_channels x channels) x (channels x
 // tiles) on the shared micro-kernel, with the transforms of the inputs written straight into the
 // packed B panels. Backward-data is the same computation on dy with the flipped, transposed
-// weights (the transposed convolution of a stride-1 layer is a stride-1 convolution).
+// weights (the transposed convolution of a stride-1 layer is a stride-1 convolution). The weight
+// gradient reverses the forward tile, dg = G^T [ sum over tiles of (A dY A^T) .* (B^T d B) ] G:
+// 36 GEMMs that reduce over the tiles.
 //
 // The transforms cost accuracy: the result differs from the direct sum by a few float32 rounding
 // steps amplified by the transform constants (measured in tests/test_conv.py, well inside the
@@ -17,11 +19,14 @@
 
 PCN_ISA_BEGIN
 
-// Whether the forward / backward-data computation of this convolution runs as Winograd tiles.
+// Whether the forward / backward-data / backward-weight computation of this convolution runs as
+// Winograd tiles.
 bool winograd_applies(const Conv2dDesc& d);
 bool winograd_backward_data_applies(const Conv2dDesc& d);
+bool winograd_backward_weight_applies(const Conv2dDesc& d);
 
 void winograd_forward(float* y, const float* x, const float* w, const float* bias, const Conv2dDesc& d);
 void winograd_backward_data(float* dx, const float* dy, const float* w, const Conv2dDesc& d);
+void winograd_backward_weight(float* dw, const float* dy, const float* x, const Conv2dDesc& d);
 
 PCN_ISA_END
