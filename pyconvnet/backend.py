@@ -70,9 +70,11 @@ def set_num_threads(threads):
 
 def winograd_enabled():
     """Whether 3x3 stride-1 convolutions with 16 or more channels on both sides run forward and
-    backward-data by Winograd's F(4x4, 3x3) algorithm (a quarter of the multiply-adds in the sums
-    over channels; the result differs from the direct sum by a few rounding steps). On by default; the environment
-    variable ``PYCONVNET_WINOGRAD=0`` turns it off at import."""
+    backward-data (and, from 32 to 256 channels, the weight gradient) by Winograd's F(4x4, 3x3)
+    algorithm: a quarter of the multiply-adds in the sums over channels. The result differs from
+    the direct sum by a few rounding steps, and an infinite input spreads NaN over the 4x4 outputs
+    its 6x6 window feeds. On by default; ``PYCONVNET_WINOGRAD=0`` in the environment turns it off
+    at import."""
     return _C.winograd_enabled()
 
 

@@ -107,7 +107,7 @@ def test_conv2d_is_deterministic_for_fixed_threads():
 
 
 # Shapes the Winograd F(4x4, 3x3) path takes (3x3, stride 1, 16+ channels on both sides; the
-# weight gradient 32 to 256): (batch, in_channels, H, W, out_channels, padding)
+# weight gradient 32 to 256 on each side): (batch, in_channels, H, W, out_channels, padding)
 WINOGRAD_CASES = [
     (2, 16, 8, 8, 16, 1),  # whole 4x4 tiles, the smallest channel counts it takes
     (3, 17, 9, 11, 19, 1),  # partial edge tiles, channels not a multiple of the vector or the tile rows
@@ -172,6 +172,21 @@ def test_winograd_error_stays_well_inside_tolerance_on_network_layers(shape):
         assert_close(dx, ref_dx, rtol=1e-5, what="grad_input")
         assert_close(dw, ref_dw, rtol=1e-5, what="grad_weight")
     assert not np.array_equal(results[True][0], results[False][0])
+
+
+def test_winograd_with_padding_beyond_the_tile_bounds():
+    """Paddings of 128 and more put whole 6x6 windows outside a 1x1 image (the window bounds are
+    small integers): they must read nothing and give the reference's result."""
+    rng = np.random.default_rng(6)
+    x, weight = random_array(rng, 1, 32, 1, 1), random_array(rng, 32, 32, 3, 3)
+    xt, wt = pcn.tensor(x, requires_grad=True), pcn.tensor(weight, requires_grad=True)
+    y = F.conv2d(xt, wt, padding=130)
+    gy = random_array(rng, *y.shape)
+    (y * pcn.tensor(gy)).sum().backward()
+    ref_y, ref_dx, ref_dw, _ = conv2d_reference(x, weight, None, gy, (1, 1), (130, 130), (1, 1), 1)
+    assert_close(y.detach().numpy(), ref_y, what="output")
+    assert_close(xt.grad.numpy(), ref_dx, what="grad_input")
+    assert_close(wt.grad.numpy(), ref_dw, what="grad_weight")
 
 
 def test_set_winograd_takes_a_bool():

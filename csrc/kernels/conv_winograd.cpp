@@ -11,8 +11,12 @@ namespace {
 constexpr int kTile = 4;                      // outputs per tile side
 constexpr int kAlpha = kTile + 2;             // inputs per tile side
 constexpr int kPoints = kAlpha * kAlpha;      // transformed values per tile: the 36 GEMMs
-// Row length of a window copied with zeros around it: whole vectors are read from each row.
-constexpr int kEdgeRow = kVecFloats > kAlpha ? kVecFloats : kAlpha;
+// Row length of a window copied with zeros around it: the AVX2 transform reads 8 floats per row.
+#if defined(PCN_ISA_IS_avx2)
+constexpr int kEdgeRow = 8;
+#else
+constexpr int kEdgeRow = kAlpha;
+#endif
 // Transformed inputs and products of one thread's block of tiles: about 1 MB, which keeps a
 // block in cache between the transform and GEMM phases (256 KB and 4 MB measured no better).
 constexpr int64_t kBlockFloats = int64_t(1) << 18;
@@ -137,7 +141,7 @@ struct TileGrid {
 struct TileWindow {
   int64_t in_offset, out_offset;
   int8_t row_lo, row_hi, col_lo, col_hi, out_rows, out_cols;
-  bool inside;  // the whole window inside the image, and a whole vector readable from each of its rows
+  bool inside;  // the whole window inside the image, and kEdgeRow floats readable from each of its rows
 };
 
 // The windows of tiles [first, first + count) into windows[0, columns); the tiles past count (the
@@ -155,9 +159,10 @@ void describe_tiles(TileWindow* windows, int64_t first, int64_t count, int64_t c
     const int64_t t = first + i, n = t / grid.per_image, r = t % grid.per_image;
     const int64_t oh = (r / grid.tiles_w) * kTile, ow = (r % grid.tiles_w) * kTile;
     const int64_t ih = oh - job.pad_h, iw = ow - job.pad_w;
-    w.row_lo = static_cast<int8_t>(max64(0, -ih));
+    // Clamped to the window: a padding of 128 or more must not wrap the int8 bounds.
+    w.row_lo = static_cast<int8_t>(min64(kAlpha, max64(0, -ih)));
     w.row_hi = static_cast<int8_t>(max64(w.row_lo, min64(kAlpha, job.in_h - ih)));
-    w.col_lo = static_cast<int8_t>(max64(0, -iw));
+    w.col_lo = static_cast<int8_t>(min64(kAlpha, max64(0, -iw)));
     w.col_hi = static_cast<int8_t>(max64(w.col_lo, min64(kAlpha, job.in_w - iw)));
     w.in_offset = n * job.channels * plane + ih * job.in_w + iw;
     w.inside = w.row_lo == 0 && w.row_hi == kAlpha && w.col_lo == 0 && w.col_hi == kAlpha &&
@@ -222,9 +227,9 @@ void transform_inputs(float* v, const TransformLayout& layout, const TileWindow*
         // loop becomes a memcpy call per row, which costs more than the window's transform.
         for (int i = 0; i < kAlpha; ++i) {
           const bool row_inside = i >= w.row_lo && i < w.row_hi;
-          const float* src = in + w.in_offset + i * job.in_w;
+          const int64_t row = w.in_offset + i * job.in_w;  // may lie outside the image: read only inside
           for (int j = 0; j < kEdgeRow; ++j)
-            edge[i][j] = row_inside && j >= w.col_lo && j < w.col_hi ? src[j] : 0.0f;
+            edge[i][j] = row_inside && j >= w.col_lo && j < w.col_hi ? in[row + j] : 0.0f;
         }
         window[lane] = edge[0];
         row_stride[lane] = kEdgeRow;
@@ -265,12 +270,12 @@ void transform_outputs(const float* m, int64_t ldm, int64_t m_point, const TileW
     float* out = job.out + k * out_plane;
     for (int64_t t0 = 0; t0 < count; t0 += kVecFloats) {
       const float* src = m + k * ldm + t0;
-      vfloat columns[kTile][kAlpha];  // A^T M
+      vfloat am[kTile][kAlpha];  // A^T M
       for (int s = 0; s < kAlpha; ++s) {
         vfloat column[kAlpha], o[kTile];
         for (int r = 0; r < kAlpha; ++r) column[r] = vload(src + (r * kAlpha + s) * m_point);
         output_transform_1d(column, o);
-        for (int i = 0; i < kTile; ++i) columns[i][s] = o[i];
+        for (int i = 0; i < kTile; ++i) am[i][s] = o[i];
       }
       const TileWindow* w = windows + t0;
       const int lanes = static_cast<int>(min64(kVecFloats, count - t0));
@@ -280,15 +285,15 @@ void transform_outputs(const float* m, int64_t ldm, int64_t m_point, const TileW
       if (whole) {
         for (int i = 0; i < kTile; ++i) {
           vfloat o[kTile];
-          output_transform_1d(columns[i], o);
+          output_transform_1d(am[i], o);
           // Lanes to rows: a 4 x 4 transpose within each 128-bit half leaves lane l's four outputs
           // in the low half of r_l and lane l + 4's in the high half.
           __m256 q[kTile];
           for (int j = 0; j < kTile; ++j) q[j] = reinterpret_cast<__m256>(o[j] + bias);
-          const __m256 t0 = _mm256_unpacklo_ps(q[0], q[1]), t1 = _mm256_unpackhi_ps(q[0], q[1]),
-                       t2 = _mm256_unpacklo_ps(q[2], q[3]), t3 = _mm256_unpackhi_ps(q[2], q[3]);
-          const __m256 r[4] = {_mm256_shuffle_ps(t0, t2, 0x44), _mm256_shuffle_ps(t0, t2, 0xEE),
-                               _mm256_shuffle_ps(t1, t3, 0x44), _mm256_shuffle_ps(t1, t3, 0xEE)};
+          const __m256 lo01 = _mm256_unpacklo_ps(q[0], q[1]), hi01 = _mm256_unpackhi_ps(q[0], q[1]),
+                       lo23 = _mm256_unpacklo_ps(q[2], q[3]), hi23 = _mm256_unpackhi_ps(q[2], q[3]);
+          const __m256 r[4] = {_mm256_shuffle_ps(lo01, lo23, 0x44), _mm256_shuffle_ps(lo01, lo23, 0xEE),
+                               _mm256_shuffle_ps(hi01, hi23, 0x44), _mm256_shuffle_ps(hi01, hi23, 0xEE)};
           for (int lane = 0; lane < 4; ++lane) {
             _mm_storeu_ps(out + w[lane].out_offset + i * job.out_w, _mm256_castps256_ps128(r[lane]));
             _mm_storeu_ps(out + w[lane + 4].out_offset + i * job.out_w, _mm256_extractf128_ps(r[lane], 1));
@@ -300,7 +305,7 @@ void transform_outputs(const float* m, int64_t ldm, int64_t m_point, const TileW
       alignas(64) float stage[kTile * kTile][kVecFloats];
       for (int i = 0; i < kTile; ++i) {
         vfloat o[kTile];
-        output_transform_1d(columns[i], o);
+        output_transform_1d(am[i], o);
         for (int j = 0; j < kTile; ++j) vstore(stage[i * kTile + j], o[j] + bias);
       }
       for (int lane = 0; lane < lanes; ++lane)
@@ -375,10 +380,9 @@ void winograd_convolution(const WinogradJob& job) {
 // (out_channels x tiles) x (tiles x channels) that reduce over the tiles, each thread summing its
 // blocks into its own dU, reduced in thread order at the end (deterministic for a fixed thread
 // count). For 32 to 256 channels on each side: with 16 packing the GEMM operands costs more than
-// the saving (measured 0.9x the window path), and above 256 x 256 each thread's 36 partial sums
-// would hold tens of megabytes.
-constexpr int64_t kMinWeightGradChannels = 32;
-constexpr int64_t kMaxWeightGradPairs = 256 * 256;
+// the saving (measured 0.9x the window path), and with more each thread's 36 partial sums would
+// hold tens of megabytes.
+constexpr int64_t kMinWeightGradChannels = 32, kMaxWeightGradChannels = 256;
 
 // The transposes of the 1-D output and weight transforms: A (6 x 4) and G^T (3 x 6).
 template <class T>
@@ -416,8 +420,8 @@ void transform_output_grads(float* dm, int64_t point, int64_t ld, const TileWind
       const TileWindow* w = windows + t0;
       vfloat rows[kTile][kAlpha];  // dY A^T: row i of every lane's tile, expanded along j
 #if defined(PCN_ISA_IS_avx2)
-      bool whole = t0 + 8 <= count;
-      for (int lane = 0; whole && lane < 8; ++lane) whole = w[lane].out_rows == kTile && w[lane].out_cols == kTile;
+      bool whole = t0 + kVecFloats <= count;
+      for (int lane = 0; whole && lane < kVecFloats; ++lane) whole = w[lane].out_rows == kTile && w[lane].out_cols == kTile;
       if (whole) {
         for (int i = 0; i < kTile; ++i) {
           // Rows to lanes: lanes l and l + 4 side by side, then a 4 x 4 transpose within each half.
@@ -425,12 +429,12 @@ void transform_output_grads(float* dm, int64_t point, int64_t ld, const TileWind
           for (int lane = 0; lane < 4; ++lane)
             q[lane] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(grad + w[lane].out_offset + i * job.out_w)),
                                            _mm_loadu_ps(grad + w[lane + 4].out_offset + i * job.out_w), 1);
-          const __m256 t0 = _mm256_unpacklo_ps(q[0], q[1]), t1 = _mm256_unpackhi_ps(q[0], q[1]),
-                       t2 = _mm256_unpacklo_ps(q[2], q[3]), t3 = _mm256_unpackhi_ps(q[2], q[3]);
-          const vfloat y[kTile] = {reinterpret_cast<vfloat>(_mm256_shuffle_ps(t0, t2, 0x44)),
-                                   reinterpret_cast<vfloat>(_mm256_shuffle_ps(t0, t2, 0xEE)),
-                                   reinterpret_cast<vfloat>(_mm256_shuffle_ps(t1, t3, 0x44)),
-                                   reinterpret_cast<vfloat>(_mm256_shuffle_ps(t1, t3, 0xEE))};
+          const __m256 lo01 = _mm256_unpacklo_ps(q[0], q[1]), hi01 = _mm256_unpackhi_ps(q[0], q[1]),
+                       lo23 = _mm256_unpacklo_ps(q[2], q[3]), hi23 = _mm256_unpackhi_ps(q[2], q[3]);
+          const vfloat y[kTile] = {reinterpret_cast<vfloat>(_mm256_shuffle_ps(lo01, lo23, 0x44)),
+                                   reinterpret_cast<vfloat>(_mm256_shuffle_ps(lo01, lo23, 0xEE)),
+                                   reinterpret_cast<vfloat>(_mm256_shuffle_ps(hi01, hi23, 0x44)),
+                                   reinterpret_cast<vfloat>(_mm256_shuffle_ps(hi01, hi23, 0xEE))};
           output_grad_transform_1d(y, rows[i]);
         }
       } else
@@ -498,14 +502,16 @@ void winograd_weight_gradient(float* dw, const float* dy, const WinogradJob& job
   const int64_t ld = odd_line_stride(block);  // tiles per row of V and dM
   const int64_t v_point = job.channels * ld, m_point = job.out_channels * ld;
   const int64_t pairs = job.out_channels * job.channels;
-  float* v_bufs = thread_scratch(Scratch::columns, kPoints * v_point * threads);
-  float* m_bufs = thread_scratch(Scratch::weights, kPoints * m_point * threads);
-  float* partials = thread_scratch(Scratch::partial, kPoints * pairs * threads);
+  // No more threads than blocks, so that every thread's partial sums hold work.
+  const int team = static_cast<int>(min64(threads, blocks));
+  float* v_bufs = thread_scratch(Scratch::columns, kPoints * v_point * team);
+  float* m_bufs = thread_scratch(Scratch::weights, kPoints * m_point * team);
+  float* partials = thread_scratch(Scratch::partial, kPoints * pairs * team);
   const int64_t a_floats = packed_a_floats(job.out_channels, block), b_floats = packed_b_floats(job.channels, block);
-  float* a_bufs = thread_scratch(Scratch::pack_a, a_floats * threads);
-  float* b_bufs = thread_scratch(Scratch::pack_b, b_floats * threads);
-  std::vector<TileWindow> tile_windows(block * threads);
-#pragma omp parallel num_threads(threads)
+  float* a_bufs = thread_scratch(Scratch::pack_a, a_floats * team);
+  float* b_bufs = thread_scratch(Scratch::pack_b, b_floats * team);
+  std::vector<TileWindow> tile_windows(block * team);
+#pragma omp parallel num_threads(team)
   {
     const int tid = omp_get_thread_num();
     float* v = v_bufs + tid * kPoints * v_point;
@@ -514,7 +520,6 @@ void winograd_weight_gradient(float* dw, const float* dy, const WinogradJob& job
     TileWindow* windows = tile_windows.data() + tid * block;
     int64_t begin, end;
     team_range(blocks, true, &begin, &end);
-    if (begin == end) zero_shared(du, kPoints * pairs, false);
     for (int64_t b = begin; b < end; ++b) {
       const int64_t first = b * block, count = min64(block, grid.total - first);
       const int64_t columns = round_up(count, kGemmNR);
@@ -528,7 +533,8 @@ void winograd_weight_gradient(float* dw, const float* dy, const WinogradJob& job
                     b == begin ? 0.0f : 1.0f, nullptr, b_bufs + tid * b_floats, false);
       }
     }
-    reduce_thread_partials(partials, partials, kPoints * pairs, threads);  // in place into thread 0's
+    // In place into thread 0's sums, over the team the runtime actually started.
+    reduce_thread_partials(partials, partials, kPoints * pairs, omp_get_num_threads());
     transform_weight_grads(dw, partials, job);
   }
 }
@@ -551,8 +557,10 @@ bool winograd_shape(const Conv2dDesc& d) {
 bool winograd_applies(const Conv2dDesc& d) { return winograd_shape(d) && tiles_fit(d.out_h, d.out_w); }
 
 bool winograd_backward_weight_applies(const Conv2dDesc& d) {
-  return winograd_applies(d) && d.in_channels >= kMinWeightGradChannels && d.out_channels >= kMinWeightGradChannels &&
-         d.out_channels * d.in_channels <= kMaxWeightGradPairs;
+  const auto in_range = [](int64_t channels) {
+    return channels >= kMinWeightGradChannels && channels <= kMaxWeightGradChannels;
+  };
+  return winograd_applies(d) && in_range(d.in_channels) && in_range(d.out_channels);
 }
 
 bool winograd_backward_data_applies(const Conv2dDesc& d) {
