@@ -251,7 +251,7 @@ void conv2d_backward_weight(float* dw, const float* dy, const float* x, const Co
         gemm_packed(g.cout_g, g.k, g.p, a_buf, PatchTransposedPackB{xg, &d}, dwg, g.k, 1.0f, 1.0f, nullptr,
                     b_buf, team);
     }
-    if (by_image) reduce_thread_partials(dw, partials, w_floats, threads);
+    if (by_image) reduce_thread_partials(dw, partials, w_floats);
   }
 }
 

@@ -487,7 +487,7 @@ void window_backward_weight(float* dw, const float* dy, const float* x, const Co
       }
       team_barrier(team);  // the buffers are rewritten for the next item
     }
-    if (by_bundle) reduce_thread_partials(dw, partials, w_floats, threads);
+    if (by_bundle) reduce_thread_partials(dw, partials, w_floats);
   }
 }
 

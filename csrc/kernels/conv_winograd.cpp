@@ -533,8 +533,7 @@ void winograd_weight_gradient(float* dw, const float* dy, const WinogradJob& job
                     b == begin ? 0.0f : 1.0f, nullptr, b_bufs + tid * b_floats, false);
       }
     }
-    // In place into thread 0's sums, over the team the runtime actually started.
-    reduce_thread_partials(partials, partials, kPoints * pairs, omp_get_num_threads());
+    reduce_thread_partials(partials, partials, kPoints * pairs);  // in place into thread 0's sums
     transform_weight_grads(dw, partials, job);
   }
 }

@@ -46,9 +46,12 @@ static inline void zero_shared(float* out, int64_t count, bool team) {
   team_barrier(team);
 }
 
-// dst[i] = the sum over threads t of partials[t * count + i], added in thread order so the
-// result does not depend on scheduling. Called by the whole team once every partial is written.
-static inline void reduce_thread_partials(float* dst, const float* partials, int64_t count, int threads) {
+// dst[i] = the sum over the team's threads t of partials[t * count + i], added in thread order so
+// the result does not depend on scheduling. Called by the whole team once every partial is
+// written; the team is the one the runtime started, which may be smaller than was asked for.
+// dst may be thread 0's partials (each i reads and writes only index i).
+static inline void reduce_thread_partials(float* dst, const float* partials, int64_t count) {
+  const int threads = omp_get_num_threads();
 #pragma omp barrier
 #pragma omp for schedule(static)
   for (int64_t i = 0; i < count; ++i) {
