@@ -3,8 +3,6 @@
 
 #include "kernels/gemm_driver.h"
 
-#include <vector>
-
 PCN_ISA_BEGIN
 namespace {
 
@@ -144,6 +142,14 @@ struct TileWindow {
   bool inside;  // the whole window inside the image, and kEdgeRow floats readable from each of its rows
 };
 
+// `count` tile descriptors in the calling thread's scratch (std containers stay out of kernel
+// sources, Note [ISA namespaces]).
+static_assert(sizeof(TileWindow) % sizeof(int64_t) == 0, "descriptors fill whole index slots");
+TileWindow* thread_tile_windows(int64_t count) {
+  return reinterpret_cast<TileWindow*>(
+      thread_scratch_i64(Scratch::indices, count * static_cast<int64_t>(sizeof(TileWindow) / sizeof(int64_t))));
+}
+
 // The windows of tiles [first, first + count) into windows[0, columns); the tiles past count (the
 // rest of the last GEMM panel) read nothing and write nothing.
 void describe_tiles(TileWindow* windows, int64_t first, int64_t count, int64_t columns, const WinogradJob& job,
@@ -172,28 +178,6 @@ void describe_tiles(TileWindow* windows, int64_t first, int64_t count, int64_t c
     w.out_cols = static_cast<int8_t>(min64(kTile, job.out_w - ow));
   }
 }
-
-#if defined(PCN_ISA_IS_avx2)
-// r[i][j] <- r[j][i] for an 8 x 8 block held in registers.
-static inline void transpose8x8(__m256 (&r)[8]) {
-  const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]),
-               t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]),
-               t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]),
-               t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-  const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE),
-               s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE),
-               s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE),
-               s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-  r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
-  r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
-  r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
-  r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
-  r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
-  r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
-  r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
-  r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
-}
-#endif
 
 // Where transform_inputs puts point p of channel c for tile i: v[p * point + c * channel +
 // (i / NR) * panel + i % NR]. For the forward GEMMs that is the packed B panels (channel NR,
@@ -288,12 +272,9 @@ void transform_outputs(const float* m, int64_t ldm, int64_t m_point, const TileW
           output_transform_1d(am[i], o);
           // Lanes to rows: a 4 x 4 transpose within each 128-bit half leaves lane l's four outputs
           // in the low half of r_l and lane l + 4's in the high half.
-          __m256 q[kTile];
-          for (int j = 0; j < kTile; ++j) q[j] = reinterpret_cast<__m256>(o[j] + bias);
-          const __m256 lo01 = _mm256_unpacklo_ps(q[0], q[1]), hi01 = _mm256_unpackhi_ps(q[0], q[1]),
-                       lo23 = _mm256_unpacklo_ps(q[2], q[3]), hi23 = _mm256_unpackhi_ps(q[2], q[3]);
-          const __m256 r[4] = {_mm256_shuffle_ps(lo01, lo23, 0x44), _mm256_shuffle_ps(lo01, lo23, 0xEE),
-                               _mm256_shuffle_ps(hi01, hi23, 0x44), _mm256_shuffle_ps(hi01, hi23, 0xEE)};
+          __m256 r[kTile];
+          for (int j = 0; j < kTile; ++j) r[j] = reinterpret_cast<__m256>(o[j] + bias);
+          transpose4x4_halves(r);
           for (int lane = 0; lane < 4; ++lane) {
             _mm_storeu_ps(out + w[lane].out_offset + i * job.out_w, _mm256_castps256_ps128(r[lane]));
             _mm_storeu_ps(out + w[lane + 4].out_offset + i * job.out_w, _mm256_extractf128_ps(r[lane], 1));
@@ -337,13 +318,13 @@ void winograd_convolution(const WinogradJob& job) {
   float* packed = thread_scratch(Scratch::pack_a, kPoints * a_floats);
   float* v_bufs = thread_scratch(Scratch::pack_b, kPoints * v_stride * threads);
   float* m_bufs = thread_scratch(Scratch::partial, job.out_channels * ldm * threads);
-  std::vector<TileWindow> tile_windows(block * threads);
+  TileWindow* tile_windows = thread_tile_windows(block * threads);
 #pragma omp parallel num_threads(threads)
   {
     transform_weights(packed, a_floats, job);
     float* v = v_bufs + omp_get_thread_num() * kPoints * v_stride;
     float* m = m_bufs + omp_get_thread_num() * job.out_channels * ldm;
-    TileWindow* windows = tile_windows.data() + omp_get_thread_num() * block;
+    TileWindow* windows = tile_windows + omp_get_thread_num() * block;
     int64_t begin, end;
     team_range(blocks, true, &begin, &end);
     for (int64_t b = begin; b < end; ++b) {
@@ -429,12 +410,9 @@ void transform_output_grads(float* dm, int64_t point, int64_t ld, const TileWind
           for (int lane = 0; lane < 4; ++lane)
             q[lane] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(grad + w[lane].out_offset + i * job.out_w)),
                                            _mm_loadu_ps(grad + w[lane + 4].out_offset + i * job.out_w), 1);
-          const __m256 lo01 = _mm256_unpacklo_ps(q[0], q[1]), hi01 = _mm256_unpackhi_ps(q[0], q[1]),
-                       lo23 = _mm256_unpacklo_ps(q[2], q[3]), hi23 = _mm256_unpackhi_ps(q[2], q[3]);
-          const vfloat y[kTile] = {reinterpret_cast<vfloat>(_mm256_shuffle_ps(lo01, lo23, 0x44)),
-                                   reinterpret_cast<vfloat>(_mm256_shuffle_ps(lo01, lo23, 0xEE)),
-                                   reinterpret_cast<vfloat>(_mm256_shuffle_ps(hi01, hi23, 0x44)),
-                                   reinterpret_cast<vfloat>(_mm256_shuffle_ps(hi01, hi23, 0xEE))};
+          transpose4x4_halves(q);
+          const vfloat y[kTile] = {reinterpret_cast<vfloat>(q[0]), reinterpret_cast<vfloat>(q[1]),
+                                   reinterpret_cast<vfloat>(q[2]), reinterpret_cast<vfloat>(q[3])};
           output_grad_transform_1d(y, rows[i]);
         }
       } else
@@ -510,14 +488,14 @@ void winograd_weight_gradient(float* dw, const float* dy, const WinogradJob& job
   const int64_t a_floats = packed_a_floats(job.out_channels, block), b_floats = packed_b_floats(job.channels, block);
   float* a_bufs = thread_scratch(Scratch::pack_a, a_floats * team);
   float* b_bufs = thread_scratch(Scratch::pack_b, b_floats * team);
-  std::vector<TileWindow> tile_windows(block * team);
+  TileWindow* tile_windows = thread_tile_windows(block * team);
 #pragma omp parallel num_threads(team)
   {
     const int tid = omp_get_thread_num();
     float* v = v_bufs + tid * kPoints * v_point;
     float* dm = m_bufs + tid * kPoints * m_point;
     float* du = partials + tid * kPoints * pairs;
-    TileWindow* windows = tile_windows.data() + tid * block;
+    TileWindow* windows = tile_windows + tid * block;
     int64_t begin, end;
     team_range(blocks, true, &begin, &end);
     for (int64_t b = begin; b < end; ++b) {

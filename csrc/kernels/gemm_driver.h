@@ -125,7 +125,7 @@ struct MatrixPackB {
           const float* s = src + j * ldb + p;
           if ((p & 15) == 0)
             for (int r = 0; r < 8; ++r) __builtin_prefetch(s + r * ldb + 4 * kPackPrefetch);
-          transpose8x8(out + p * kGemmNR + j, kGemmNR, s, ldb);
+          copy_transposed8x8(out + p * kGemmNR + j, kGemmNR, s, ldb);
         }
       }
     }
@@ -137,30 +137,11 @@ struct MatrixPackB {
   }
 #if defined(__AVX2__)
   // dst[q * ld_dst + r] = s[r * ld_src + q] for r, q < 8.
-  static void transpose8x8(float* dst, int64_t ld_dst, const float* s, int64_t ld_src) {
-    __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + ld_src), r2 = _mm256_loadu_ps(s + 2 * ld_src),
-           r3 = _mm256_loadu_ps(s + 3 * ld_src), r4 = _mm256_loadu_ps(s + 4 * ld_src),
-           r5 = _mm256_loadu_ps(s + 5 * ld_src), r6 = _mm256_loadu_ps(s + 6 * ld_src),
-           r7 = _mm256_loadu_ps(s + 7 * ld_src);
-    const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
-                 t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
-                 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
-    r0 = _mm256_shuffle_ps(t0, t2, 0x44);
-    r1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-    r2 = _mm256_shuffle_ps(t1, t3, 0x44);
-    r3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-    r4 = _mm256_shuffle_ps(t4, t6, 0x44);
-    r5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-    r6 = _mm256_shuffle_ps(t5, t7, 0x44);
-    r7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-    _mm256_storeu_ps(dst, _mm256_permute2f128_ps(r0, r4, 0x20));
-    _mm256_storeu_ps(dst + ld_dst, _mm256_permute2f128_ps(r1, r5, 0x20));
-    _mm256_storeu_ps(dst + 2 * ld_dst, _mm256_permute2f128_ps(r2, r6, 0x20));
-    _mm256_storeu_ps(dst + 3 * ld_dst, _mm256_permute2f128_ps(r3, r7, 0x20));
-    _mm256_storeu_ps(dst + 4 * ld_dst, _mm256_permute2f128_ps(r0, r4, 0x31));
-    _mm256_storeu_ps(dst + 5 * ld_dst, _mm256_permute2f128_ps(r1, r5, 0x31));
-    _mm256_storeu_ps(dst + 6 * ld_dst, _mm256_permute2f128_ps(r2, r6, 0x31));
-    _mm256_storeu_ps(dst + 7 * ld_dst, _mm256_permute2f128_ps(r3, r7, 0x31));
+  static void copy_transposed8x8(float* dst, int64_t ld_dst, const float* s, int64_t ld_src) {
+    __m256 r[8];
+    for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(s + i * ld_src);
+    transpose8x8(r);
+    for (int i = 0; i < 8; ++i) _mm256_storeu_ps(dst + i * ld_dst, r[i]);
   }
 #endif
 };
