@@ -102,6 +102,23 @@ def test_max_pool2d_all_negative_infinity_window():
     assert indices.numpy().ravel().tolist() == [0, 2, 8, 10]
 
 
+@pytest.mark.parametrize("kernel,stride,padding,ceil_mode", [(3, 1, 1, False), (3, 2, 1, True), (2, 2, 1, False)])
+def test_max_pool2d_negative_infinity_beside_padding_matches_torch(isa, kernel, stride, padding, ceil_mode):
+    """Windows whose inputs are all -inf next to the padding take their first tap inside the
+    input, as torch, never a padding position."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    x = random_array(rng, 2, 3, 9, 12)
+    x[rng.random(x.shape) < 0.3] = -np.inf
+    x[:, 0] = -np.inf  # whole planes
+    x[:, 1, :3, :] = -np.inf  # the top rows
+    kwargs = dict(kernel_size=kernel, stride=stride, padding=padding, ceil_mode=ceil_mode)
+    y, indices, _, _ = _run(F.max_pool2d, x, return_indices=True, **kwargs)
+    ty, ti = torch.nn.functional.max_pool2d(torch.tensor(x), return_indices=True, **kwargs)
+    assert np.array_equal(y, ty.numpy())
+    assert np.array_equal(indices, ti.numpy())
+
+
 def test_max_pool2d_window_without_input_elements(isa):
     """A dilated window can skip over a tiny input entirely: -inf, index -1, no gradient (torch
     reports an index outside the plane here)."""
@@ -360,3 +377,22 @@ def _max_backward(grad_shape=(1, 1, 2, 2), indices=None, input_shape=(1, 1, 4, 4
 def test_backward_bindings_reject_bad_indices_and_shapes(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+@pytest.mark.parametrize("backward", ["max", "adaptive_max"])
+def test_backward_kernels_report_the_first_index_outside_the_plane(isa, backward):
+    """The kernels check the indices as they scatter (threaded over planes): the error names the
+    first bad one in flat order, whichever thread met it, and -1 (an empty window) is accepted."""
+    indices = np.zeros((2, 3, 2, 2), np.int64)
+    indices[0, 0] = -1
+    indices[1, 2, 1, 0] = 16  # flat position 22
+    indices[1, 2, 1, 1] = -5
+    grad = np.ones(indices.shape, np.float32)
+    with pytest.raises(ValueError, match="got 16 at flat position 22"):
+        if backward == "max":
+            _C.max_pool2d_backward(grad, indices, [2, 3, 4, 4], (2, 2), (2, 2), (0, 0), (1, 1), False)
+        else:
+            _C.adaptive_max_pool2d_backward(grad, indices, [2, 3, 4, 4])
+    indices[1, 2, 1] = 0
+    dx = _C.max_pool2d_backward(grad, indices, [2, 3, 4, 4], (2, 2), (2, 2), (0, 0), (1, 1), False)
+    assert dx[0, 0].sum() == 0.0 and dx[1, 2, 0, 0] == 4.0

@@ -52,19 +52,21 @@ AdaptivePool2dDesc adaptive_desc(const char* op, const std::vector<int64_t>& inp
   return d;
 }
 
-// The argmax indices handed back to a backward pass: right shape, and each inside its input plane
-// (or -1, an empty window), so the scatter cannot write out of bounds.
-IndexArray argmax_input(const py::handle& obj, const char* op, const std::vector<int64_t>& out_shape,
-                        int64_t in_plane) {
+// The argmax indices handed back to a backward pass, of the right shape. Their values are checked
+// by the kernel as it scatters (an index outside the plane is skipped, never written through):
+// report_invalid_index turns what it found into the error.
+IndexArray argmax_input(const py::handle& obj, const char* op, const std::vector<int64_t>& out_shape) {
   IndexArray indices = index_input(obj, op, "indices");
   expect_shape(indices, out_shape, op, "indices");
-  const int64_t* data = indices.data();
-  for (py::ssize_t i = 0; i < indices.size(); ++i)
-    if (data[i] < -1 || data[i] >= in_plane)
-      throw py::value_error(std::string(op) + ": indices must lie in [0, " + std::to_string(in_plane) +
-                            ") (the input plane size; -1 marks an empty window), got " + std::to_string(data[i]) + " at flat position " +
-                            std::to_string(i));
   return indices;
+}
+
+void report_invalid_index(const IndexArray& indices, int64_t first_invalid, const char* op, int64_t in_plane) {
+  if (first_invalid < 0) return;
+  throw py::value_error(std::string(op) + ": indices must lie in [0, " + std::to_string(in_plane) +
+                        ") (the input plane size; -1 marks an empty window), got " +
+                        std::to_string(indices.data()[first_invalid]) + " at flat position " +
+                        std::to_string(first_invalid));
 }
 
 template <class Desc>
@@ -105,13 +107,15 @@ void bind_pool(py::module_& m) {
         FloatArray dy = pool_input(dy_obj, op, "grad_output");
         const Pool2dDesc d = pool_desc(op, input_shape_arg(in_shape, op), kernel, stride, padding, dilation, ceil_mode);
         expect_shape(dy, output_shape(d), op, "grad_output");
-        IndexArray indices = argmax_input(i_obj, op, output_shape(d), d.in_h * d.in_w);
+        IndexArray indices = argmax_input(i_obj, op, output_shape(d));
         FloatArray dx = empty_float(input_shape(d));
         float* dx_data = dx.mutable_data();
+        int64_t first_invalid;
         {
           py::gil_scoped_release nogil;
-          kernels().max_pool2d_backward(dx_data, dy.data(), indices.data(), d);
+          kernels().max_pool2d_backward(dx_data, &first_invalid, dy.data(), indices.data(), d);
         }
+        report_invalid_index(indices, first_invalid, op, d.in_h * d.in_w);
         return dx;
       },
       py::arg("grad_output"), py::arg("indices"), py::arg("input_shape"), py::arg("kernel_size"), py::arg("stride"),
@@ -207,13 +211,15 @@ void bind_pool(py::module_& m) {
         FloatArray dy = pool_input(dy_obj, op, "grad_output");
         const AdaptivePool2dDesc d = adaptive_desc(op, input_shape_arg(in_shape, op), {dy.shape(2), dy.shape(3)});
         expect_shape(dy, output_shape(d), op, "grad_output");
-        IndexArray indices = argmax_input(i_obj, op, output_shape(d), d.in_h * d.in_w);
+        IndexArray indices = argmax_input(i_obj, op, output_shape(d));
         FloatArray dx = empty_float(input_shape(d));
         float* dx_data = dx.mutable_data();
+        int64_t first_invalid;
         {
           py::gil_scoped_release nogil;
-          kernels().adaptive_max_pool2d_backward(dx_data, dy.data(), indices.data(), d);
+          kernels().adaptive_max_pool2d_backward(dx_data, &first_invalid, dy.data(), indices.data(), d);
         }
+        report_invalid_index(indices, first_invalid, op, d.in_h * d.in_w);
         return dx;
       },
       py::arg("grad_output"), py::arg("indices"), py::arg("input_shape"));

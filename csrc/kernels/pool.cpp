@@ -72,79 +72,204 @@ void max_window(const float* plane, const Pool2dDesc& d, int64_t h0, int64_t r0,
   *index = best_index;
 }
 
-// Interior columns [lo, hi) of one output row, every tap inside the plane. kStride > 0 fixes the
-// column stride at compile time; 0 reads it from d.
+typedef int32_t vint __attribute__((vector_size(kVecFloats * sizeof(int32_t))));
+typedef int64_t vlong __attribute__((vector_size(kVecFloats * sizeof(int64_t))));
+typedef int64_t vlong_u __attribute__((vector_size(kVecFloats * sizeof(int64_t)), aligned(8)));  // any address
+
+static inline bool any_lane(vint mask) {
+#if defined(PCN_ISA_IS_avx2)
+  return _mm256_movemask_ps(reinterpret_cast<__m256>(mask)) != 0;
+#else
+  int32_t any = 0;
+  for (int lane = 0; lane < kVecFloats; ++lane) any |= mask[lane];
+  return any != 0;
+#endif
+}
+
+// Lanes 0, 2, 4, ... of the 2 * kVecFloats floats a then b: the columns of a stride-2 row.
+static inline vfloat even_lanes(vfloat a, vfloat b) {
+#if defined(PCN_ISA_IS_avx512)
+  return __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+#elif defined(PCN_ISA_IS_avx2)
+  return __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14);
+#else
+  return __builtin_shufflevector(a, b, 0, 2, 4, 6);
+#endif
+}
+
+// Columns src[0], src[stride], ... of kVecFloats outputs; kStride > 0 fixes the stride at compile
+// time, 0 reads it at run time.
 template <int kStride>
-void max_row_interior(float* __restrict y, int64_t* __restrict idx, const float* __restrict plane,
-                      const Pool2dDesc& d, int64_t h0, int64_t r0, int64_t r1, int64_t lo, int64_t hi) {
-  const int64_t sw = kStride > 0 ? kStride : d.stride_w;
-  const int64_t w_base = -d.pad_w;
-  {
-    const int64_t row = (h0 + r0 * d.dilation_h) * d.in_w;
-    const float* src = plane + row + w_base;
-    for (int64_t ow = lo; ow < hi; ++ow) {
-      y[ow] = src[ow * sw];
-      idx[ow] = row + w_base + ow * sw;
-    }
+static inline vfloat load_columns(const float* src, int64_t stride) {
+  if constexpr (kStride == 1) {
+    return vload(src);
+  } else if constexpr (kStride == 2) {
+    return even_lanes(vload(src), vload(src + kVecFloats));
+  } else {
+    vfloat v;
+    for (int lane = 0; lane < kVecFloats; ++lane) v[lane] = src[lane * stride];
+    return v;
   }
-  for (int64_t r = r0; r < r1; ++r) {
-    const int64_t row = (h0 + r * d.dilation_h) * d.in_w;
-    for (int64_t s = (r == r0 ? 1 : 0); s < d.kernel_w; ++s) {
-      const int64_t offset = row + w_base + s * d.dilation_w;
-      const float* src = plane + offset;
-      for (int64_t ow = lo; ow < hi; ++ow) {
-        const float v = src[ow * sw];
-        const bool take = replaces(v, y[ow]);
-        y[ow] = take ? v : y[ow];
-        idx[ow] = take ? offset + ow * sw : idx[ow];
+}
+
+// How max_pool2d_forward reads a plane: through a view of `rows` rows, `pitch` floats apart, with
+// plane element (0, 0) at view row `top`, column `left`. Window (oh, ow) starts at view row
+// oh * stride_h, column ow * stride_w, and every output row's vectors (whole ones, past out_w)
+// read inside the view.
+struct MaxPoolView {
+  int64_t rows, cols, top, left;
+  explicit MaxPoolView(const Pool2dDesc& d)
+      : rows((d.out_h - 1) * d.stride_h + (d.kernel_h - 1) * d.dilation_h + 1),
+        cols(round_up_vec(d.out_w) * d.stride_w + (d.kernel_w - 1) * d.dilation_w),
+        top(d.pad_h), left(d.pad_w) {}
+  static int64_t round_up_vec(int64_t n) { return (n + kVecFloats - 1) / kVecFloats * kVecFloats; }
+  // Whether every window lies inside the plane (no padding, no ceil_mode overhang), so that the
+  // plane itself is the view (the vectors' lanes past out_w read on into the next rows).
+  bool plane_is_view(const Pool2dDesc& d) const {
+    const int64_t last_column = (d.out_w - 1) * d.stride_w + (d.kernel_w - 1) * d.dilation_w;
+    return top == 0 && left == 0 && rows <= d.in_h && last_column < d.in_w;
+  }
+  // Whether the window offsets and indices fit the int32 lanes of the vector loop.
+  bool fits_int32(const Pool2dDesc& d) const {
+    return (rows + d.pad_h + 1) * (cols + d.in_w + d.pad_w) < (int64_t(1) << 31);
+  }
+};
+
+// The plane with -inf around it, rows x cols of view (see MaxPoolView) into `view`.
+void copy_padded_plane(float* view, const float* plane, const Pool2dDesc& d, const MaxPoolView& v) {
+  const int64_t copied = max64(0, min64(d.in_w, v.cols - v.left));
+  for (int64_t r = 0; r < v.rows; ++r) {
+    float* dst = view + r * v.cols;
+    const int64_t h = r - v.top;
+    if (h < 0 || h >= d.in_h) {
+      for (int64_t c = 0; c < v.cols; ++c) dst[c] = kNegInf;
+      continue;
+    }
+    for (int64_t c = 0; c < min64(v.left, v.cols); ++c) dst[c] = kNegInf;
+    std::memcpy(dst + v.left, plane + h * d.in_w, copied * sizeof(float));
+    for (int64_t c = v.left + copied; c < v.cols; ++c) dst[c] = kNegInf;
+  }
+}
+
+// The max windows of one plane from its view (pitch floats a row): each output row is a loop over
+// vectors of kVecFloats outputs, every tap a vector compare-and-select. A window whose maximum is
+// -inf may have taken a padding tap where torch takes its first tap inside, so those (all inputs
+// -inf) are redone by max_window.
+template <int kStride>
+void max_plane_from_view(float* y, int64_t* idx, const float* view, int64_t pitch, const float* plane,
+                         const Pool2dDesc& d, const MaxPoolView& v) {
+  const int64_t sw = kStride > 0 ? kStride : d.stride_w;
+  vint lane_column;  // ow - ow0 of each lane, times the stride
+  for (int lane = 0; lane < kVecFloats; ++lane) lane_column[lane] = static_cast<int32_t>(lane * sw);
+  for (int64_t oh = 0; oh < d.out_h; ++oh) {
+    const float* row = view + oh * d.stride_h * pitch;
+    const int64_t h0 = oh * d.stride_h - d.pad_h;
+    const int64_t row_index = h0 * d.in_w - v.left;  // plane index of view row oh * stride_h, column 0
+    for (int64_t ow0 = 0; ow0 < d.out_w; ow0 += kVecFloats) {
+      const float* window = row + ow0 * sw;
+      vfloat best = load_columns<kStride>(window, sw);
+      vint tap = vint{} + 0;  // the winner's offset from its window's top-left, in plane indices
+      for (int64_t r = 0; r < d.kernel_h; ++r)
+        for (int64_t s = (r == 0 ? 1 : 0); s < d.kernel_w; ++s) {
+          const vfloat value = load_columns<kStride>(window + r * d.dilation_h * pitch + s * d.dilation_w, sw);
+          const vint take = (value > best) | (value != value);
+          best = take ? value : best;
+          tap = take ? vint{} + static_cast<int32_t>(r * d.dilation_h * d.in_w + s * d.dilation_w) : tap;
+        }
+      const vint index = tap + lane_column;
+      const int64_t first = row_index + ow0 * sw, outputs = min64(kVecFloats, d.out_w - ow0);
+      float* y_out = y + oh * d.out_w + ow0;
+      int64_t* i_out = idx + oh * d.out_w + ow0;
+      const vint negative_infinity = best == vbroadcast(kNegInf);
+      if (outputs == kVecFloats) {
+        vstore(y_out, best);
+        *reinterpret_cast<vlong_u*>(i_out) = __builtin_convertvector(index, vlong) + first;
+      } else {
+        for (int64_t lane = 0; lane < outputs; ++lane) {
+          y_out[lane] = best[lane];
+          i_out[lane] = first + index[lane];
+        }
+      }
+      if (any_lane(negative_infinity)) {
+        int64_t r0, r1;
+        valid_taps(h0, d.in_h, d.kernel_h, d.dilation_h, &r0, &r1);
+        for (int64_t lane = 0; lane < outputs; ++lane)
+          if (negative_infinity[lane]) max_window(plane, d, h0, r0, r1, ow0 + lane, y_out + lane, i_out + lane);
       }
     }
   }
 }
 
-// Max-pool backward: each plane of dx zeroed, then dy added at the stored argmax (negative
-// indices mark empty windows and are skipped). One thread per plane: no races.
-void scatter_to_argmax(float* dx, const float* dy, const int64_t* indices, int64_t planes, int64_t in_plane,
-                       int64_t out_plane) {
-#pragma omp parallel for num_threads(threads_for(planes, planes * in_plane)) schedule(static)
+// Max-pool backward: each plane of dx zeroed, then dy added at the stored argmax; -1 marks an
+// empty window, and an index outside the plane is skipped and reported (see pool.h). One thread
+// per plane: no races.
+void scatter_to_argmax(float* dx, int64_t* first_invalid, const float* dy, const int64_t* indices, int64_t planes,
+                       int64_t in_plane, int64_t out_plane) {
+  int64_t first = planes * out_plane;  // none yet
+#pragma omp parallel for num_threads(threads_for(planes, planes * in_plane)) schedule(static) reduction(min : first)
   for (int64_t p = 0; p < planes; ++p) {
     float* dst = dx + p * in_plane;
     const float* grad = dy + p * out_plane;
     const int64_t* idx = indices + p * out_plane;
     for (int64_t i = 0; i < in_plane; ++i) dst[i] = 0.0f;
-    for (int64_t o = 0; o < out_plane; ++o)
-      if (idx[o] >= 0) dst[idx[o]] += grad[o];
+    for (int64_t o = 0; o < out_plane; ++o) {
+      // One unsigned compare: -1 and the indices past the plane both wrap to in_plane or more.
+      if (static_cast<uint64_t>(idx[o]) < static_cast<uint64_t>(in_plane))
+        dst[idx[o]] += grad[o];
+      else if (idx[o] != -1 && p * out_plane + o < first)
+        first = p * out_plane + o;
+    }
   }
+  *first_invalid = first == planes * out_plane ? -1 : first;
 }
 
 }  // namespace
 
+// Plane by plane: a plane whose windows (and the vectors' overreach) stay inside its rows is read
+// in place, any other is first copied with -inf around it into the thread's scratch.
 void max_pool2d_forward(float* y, int64_t* indices, const float* x, const Pool2dDesc& d) {
-  const int64_t planes = d.batch * d.channels, rows = planes * d.out_h;
-  const int64_t in_plane = d.in_h * d.in_w, out_plane = d.out_h * d.out_w;
-  int64_t lo, hi;
-  interior_range(d.out_w, d.in_w, d.kernel_w, d.stride_w, d.pad_w, d.dilation_w, &lo, &hi);
-#pragma omp parallel for num_threads(threads_for(rows, planes * in_plane)) schedule(static)
-  for (int64_t item = 0; item < rows; ++item) {
-    const int64_t p = item / d.out_h, oh = item % d.out_h;
+  const int64_t planes = d.batch * d.channels, in_plane = d.in_h * d.in_w, out_plane = d.out_h * d.out_w;
+  if (out_plane == 0) return;
+  const MaxPoolView view(d);
+  const int threads = threads_for(planes, planes * in_plane);
+  const bool vectorised = view.fits_int32(d);
+  const int64_t view_floats = vectorised ? view.rows * view.cols : 0;
+  float* views = thread_scratch(Scratch::columns, view_floats * threads);
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (int64_t p = 0; p < planes; ++p) {
     const float* plane = x + p * in_plane;
-    float* y_row = y + p * out_plane + oh * d.out_w;
-    int64_t* i_row = indices + p * out_plane + oh * d.out_w;
-    const int64_t h0 = oh * d.stride_h - d.pad_h;
-    int64_t r0, r1;
-    valid_taps(h0, d.in_h, d.kernel_h, d.dilation_h, &r0, &r1);
-    const int64_t row_lo = r0 < r1 ? lo : 0, row_hi = r0 < r1 ? hi : 0;  // no rows: all "border"
-    for (int64_t ow = 0; ow < row_lo; ++ow) max_window(plane, d, h0, r0, r1, ow, y_row + ow, i_row + ow);
+    float* y_plane = y + p * out_plane;
+    int64_t* i_plane = indices + p * out_plane;
+    if (!vectorised) {  // giant planes: bounds-checked windows with 64-bit indices
+      for (int64_t oh = 0; oh < d.out_h; ++oh) {
+        const int64_t h0 = oh * d.stride_h - d.pad_h;
+        int64_t r0, r1;
+        valid_taps(h0, d.in_h, d.kernel_h, d.dilation_h, &r0, &r1);
+        for (int64_t ow = 0; ow < d.out_w; ++ow)
+          max_window(plane, d, h0, r0, r1, ow, y_plane + oh * d.out_w + ow, i_plane + oh * d.out_w + ow);
+      }
+      continue;
+    }
+    // In place also needs the last row's vectors to end inside the tensor.
+    const bool in_place = view.plane_is_view(d) &&
+                          (p * in_plane + (view.rows - 1) * d.in_w + view.cols <= planes * in_plane);
+    const float* source = plane;
+    int64_t pitch = d.in_w;
+    if (!in_place) {
+      float* copy = views + omp_get_thread_num() * view_floats;
+      copy_padded_plane(copy, plane, d, view);
+      source = copy;
+      pitch = view.cols;
+    }
     with_column_stride(d.stride_w, [&](auto stride) {
-      max_row_interior<decltype(stride)::value>(y_row, i_row, plane, d, h0, r0, r1, row_lo, row_hi);
+      max_plane_from_view<decltype(stride)::value>(y_plane, i_plane, source, pitch, plane, d, view);
     });
-    for (int64_t ow = row_hi > row_lo ? row_hi : row_lo; ow < d.out_w; ++ow)
-      max_window(plane, d, h0, r0, r1, ow, y_row + ow, i_row + ow);
   }
 }
 
-void max_pool2d_backward(float* dx, const float* dy, const int64_t* indices, const Pool2dDesc& d) {
-  scatter_to_argmax(dx, dy, indices, d.batch * d.channels, d.in_h * d.in_w, d.out_h * d.out_w);
+void max_pool2d_backward(float* dx, int64_t* first_invalid, const float* dy, const int64_t* indices,
+                         const Pool2dDesc& d) {
+  scatter_to_argmax(dx, first_invalid, dy, indices, d.batch * d.channels, d.in_h * d.in_w, d.out_h * d.out_w);
 }
 
 namespace {
@@ -346,8 +471,9 @@ void adaptive_max_pool2d_forward(float* y, int64_t* indices, const float* x, con
   });
 }
 
-void adaptive_max_pool2d_backward(float* dx, const float* dy, const int64_t* indices, const AdaptivePool2dDesc& d) {
-  scatter_to_argmax(dx, dy, indices, d.batch * d.channels, d.in_h * d.in_w, d.out_h * d.out_w);
+void adaptive_max_pool2d_backward(float* dx, int64_t* first_invalid, const float* dy, const int64_t* indices,
+                                  const AdaptivePool2dDesc& d) {
+  scatter_to_argmax(dx, first_invalid, dy, indices, d.batch * d.channels, d.in_h * d.in_w, d.out_h * d.out_w);
 }
 
 PCN_ISA_END

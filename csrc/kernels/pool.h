@@ -7,7 +7,9 @@
 // count_include_pad, divisor_override; no dilation), adaptive_avg_pool2d and adaptive_max_pool2d
 // (window i spans [floor(i*in/out), ceil((i+1)*in/out))). Backward kernels write dx (zeroed, then
 // scatter-added per plane). A max window that holds no input element (possible only with
-// dilation) yields -inf and index -1; backward ignores negative indices.
+// dilation) yields -inf and index -1; backward ignores index -1. The max backward kernels check
+// the indices as they scatter: one outside [-1, in_h * in_w) is skipped, and *first_invalid is
+// set to the flat position of the first such (else -1) for the caller to report.
 #pragma once
 #include <cstdint>
 
@@ -36,12 +38,14 @@ void validate(AdaptivePool2dDesc& desc);
 
 #define PCN_POOL_KERNELS(X)                                                                                       \
   X(max_pool2d_forward, (float* y, int64_t* indices, const float* x, const Pool2dDesc& d))                       \
-  X(max_pool2d_backward, (float* dx, const float* dy, const int64_t* indices, const Pool2dDesc& d))              \
+  X(max_pool2d_backward, (float* dx, int64_t* first_invalid, const float* dy, const int64_t* indices,            \
+                          const Pool2dDesc& d))                                                                 \
   X(avg_pool2d_forward, (float* y, const float* x, const Pool2dDesc& d))                                         \
   X(avg_pool2d_backward, (float* dx, const float* dy, const Pool2dDesc& d))                                      \
   X(adaptive_avg_pool2d_forward, (float* y, const float* x, const AdaptivePool2dDesc& d))                        \
   X(adaptive_avg_pool2d_backward, (float* dx, const float* dy, const AdaptivePool2dDesc& d))                     \
   X(adaptive_max_pool2d_forward, (float* y, int64_t* indices, const float* x, const AdaptivePool2dDesc& d))      \
-  X(adaptive_max_pool2d_backward, (float* dx, const float* dy, const int64_t* indices, const AdaptivePool2dDesc& d))
+  X(adaptive_max_pool2d_backward, (float* dx, int64_t* first_invalid, const float* dy, const int64_t* indices,   \
+                                   const AdaptivePool2dDesc& d))
 
 }  // namespace pcn

@@ -66,12 +66,18 @@ void argmax(const float* plane, Taps&& taps, float* value, int64_t* index) {
   *index = best_index;
 }
 
-void scatter_to_argmax(float* dx, const float* dy, const int64_t* indices, int64_t planes, int64_t in_plane,
-                       int64_t out_plane) {
+void scatter_to_argmax(float* dx, int64_t* first_invalid, const float* dy, const int64_t* indices, int64_t planes,
+                       int64_t in_plane, int64_t out_plane) {
   std::vector<double> acc(planes * in_plane);
+  *first_invalid = -1;
   for (int64_t p = 0; p < planes; ++p)
-    for (int64_t o = 0; o < out_plane; ++o)
-      if (indices[p * out_plane + o] >= 0) acc[p * in_plane + indices[p * out_plane + o]] += dy[p * out_plane + o];
+    for (int64_t o = 0; o < out_plane; ++o) {
+      const int64_t index = indices[p * out_plane + o];
+      if (index >= 0 && index < in_plane)
+        acc[p * in_plane + index] += dy[p * out_plane + o];
+      else if (index != -1 && *first_invalid < 0)
+        *first_invalid = p * out_plane + o;
+    }
   for (size_t i = 0; i < acc.size(); ++i) dx[i] = static_cast<float>(acc[i]);
 }
 
@@ -110,8 +116,9 @@ void max_pool2d_forward(float* y, int64_t* indices, const float* x, const Pool2d
   });
 }
 
-void max_pool2d_backward(float* dx, const float* dy, const int64_t* indices, const Pool2dDesc& d) {
-  scatter_to_argmax(dx, dy, indices, d.batch * d.channels, d.in_h * d.in_w, d.out_h * d.out_w);
+void max_pool2d_backward(float* dx, int64_t* first_invalid, const float* dy, const int64_t* indices,
+                         const Pool2dDesc& d) {
+  scatter_to_argmax(dx, first_invalid, dy, indices, d.batch * d.channels, d.in_h * d.in_w, d.out_h * d.out_w);
 }
 
 void avg_pool2d_forward(float* y, const float* x, const Pool2dDesc& d) { average_windows(y, x, d, avg_window); }
@@ -137,8 +144,9 @@ void adaptive_max_pool2d_forward(float* y, int64_t* indices, const float* x, con
   });
 }
 
-void adaptive_max_pool2d_backward(float* dx, const float* dy, const int64_t* indices, const AdaptivePool2dDesc& d) {
-  scatter_to_argmax(dx, dy, indices, d.batch * d.channels, d.in_h * d.in_w, d.out_h * d.out_w);
+void adaptive_max_pool2d_backward(float* dx, int64_t* first_invalid, const float* dy, const int64_t* indices,
+                                  const AdaptivePool2dDesc& d) {
+  scatter_to_argmax(dx, first_invalid, dy, indices, d.batch * d.channels, d.in_h * d.in_w, d.out_h * d.out_w);
 }
 
 }  // namespace pcn::reference
