@@ -244,18 +244,20 @@ def test_sgemm_beta_zero_ignores_nan_in_out():
     assert np.array_equal(out, np.full((3, 5), 4.0, np.float32))
 
 
-def test_pad_matches_torch():
+@pytest.mark.parametrize("value", [0.5, 0.0, -0.0])
+def test_pad_matches_torch(value):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(6)
     x = random_array(rng, 2, 3, 4, 5)
     xt = pcn.tensor(x, requires_grad=True)
-    y = F.pad(xt, (1, 2, 0, 3), value=0.5)
+    y = F.pad(xt, (1, 2, 0, 3), value=value)
     gy = random_array(rng, *y.shape)
     (y * pcn.tensor(gy)).sum().backward()
     tx = torch.tensor(x, requires_grad=True)
-    ty = torch.nn.functional.pad(tx, (1, 2, 0, 3), value=0.5)
+    ty = torch.nn.functional.pad(tx, (1, 2, 0, 3), value=value)
     ty.backward(torch.tensor(gy))
     assert np.array_equal(y.detach().numpy(), ty.detach().numpy())
+    assert np.array_equal(np.signbit(y.detach().numpy()), np.signbit(ty.detach().numpy()))  # -0.0 padding stays -0.0
     assert np.array_equal(xt.grad.numpy(), tx.grad.numpy())
 
 
