@@ -118,6 +118,7 @@ WINOGRAD_CASES = [
     (2, 24, 5, 5, 18, 3),  # padding 3: forward by Winograd, backward-data by the general path
     (2, 33, 10, 9, 35, 1),  # weight gradient by Winograd, partial edge tiles
     (1, 256, 8, 8, 256, 1),  # the largest weight gradient it takes
+    (2, 32, 64, 64, 32, 1),  # the weight gradient's tiles in two blocks, summed in order
 ]
 
 
@@ -187,6 +188,22 @@ def test_winograd_with_padding_beyond_the_tile_bounds():
     assert_close(y.detach().numpy(), ref_y, what="output")
     assert_close(xt.grad.numpy(), ref_dx, what="grad_input")
     assert_close(wt.grad.numpy(), ref_dw, what="grad_weight")
+
+
+def test_winograd_weight_gradient_does_not_depend_on_the_thread_count():
+    """The team splits the 36 point GEMMs, not the tiles: each sum runs in the same order whatever
+    the number of threads, so the result is bitwise the same."""
+    rng = np.random.default_rng(7)
+    x, gy = random_array(rng, 2, 32, 64, 64), random_array(rng, 2, 48, 64, 64)
+    previous = pcn.backend.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            pcn.backend.set_num_threads(threads)
+            results.append(_C.conv2d_backward_weight(gy, x, [48, 32, 3, 3], (1, 1), (1, 1), (1, 1), 1))
+    finally:
+        pcn.backend.set_num_threads(previous)
+    assert all(np.array_equal(results[0], other) for other in results[1:])
 
 
 def test_set_winograd_takes_a_bool():

@@ -358,11 +358,9 @@ void winograd_convolution(const WinogradJob& job) {
 // ---------------------------------------------------------------- backward-weight
 // The forward tile is Y = A^T [sum over c of U_c .* V_c] A with U = G g G^T, so the weight
 // gradient is dg = G^T dU G with dU_(k,c) = sum over tiles of (A dY A^T) .* V_c: 36 GEMMs
-// (out_channels x tiles) x (tiles x channels) that reduce over the tiles, each thread summing its
-// blocks into its own dU, reduced in thread order at the end (deterministic for a fixed thread
-// count). For 32 to 256 channels on each side: with 16 packing the GEMM operands costs more than
-// the saving (measured 0.9x the window path), and with more each thread's 36 partial sums would
-// hold tens of megabytes.
+// (out_channels x tiles) x (tiles x channels) that reduce over the tiles. For 32 to 256 channels
+// on each side: 16-channel layers gain nothing at 2 threads (0.9-1.2x the window path: packing the
+// GEMM operands costs as much as the saving), nor do 512-channel ones on 7x7 maps (0.75x).
 constexpr int64_t kMinWeightGradChannels = 32, kMaxWeightGradChannels = 256;
 
 // The transposes of the 1-D output and weight transforms: A (6 x 4) and G^T (3 x 6).
@@ -469,50 +467,65 @@ void transform_weight_grads(float* dw, const float* du, const WinogradJob& job) 
   }
 }
 
+// V and dM of the block the team shares: about 4 MB (at 2 threads 15-30 % faster than 1 MB, and
+// 8 MB no better).
+constexpr int64_t kWeightGradBlockFloats = 4 * kBlockFloats;
+
+// The team works on one block of tiles at a time: the threads transform a share of its channels
+// each, then take a share of the 36 points each and add that point's GEMM into its dU, so every
+// dU is summed by one thread in block order (no per-thread partial sums to reduce, and results do
+// not depend on the thread count).
 void winograd_weight_gradient(float* dw, const float* dy, const WinogradJob& job) {
   const TileGrid grid(job);
-  const int threads = num_threads();
-  // Tiles per block: long reductions for the GEMMs within the cache budget, at most a thread's share.
-  const int64_t share = round_up((grid.total + threads - 1) / threads, kGemmNR);
-  const int64_t fit = 4 * kBlockFloats / (kPoints * (job.channels + job.out_channels)) / kGemmNR * kGemmNR;
-  const int64_t block = max64(kGemmNR, min64(fit, share));
-  const int64_t blocks = (grid.total + block - 1) / block;
+  // Tiles per block: long reductions for the GEMMs within the cache budget, blocks of equal size.
+  const int64_t per_tile = kPoints * (job.channels + job.out_channels);
+  const int64_t fit = max64(kGemmNR, kWeightGradBlockFloats / per_tile / kGemmNR * kGemmNR);
+  const int64_t blocks = (grid.total + fit - 1) / fit;
+  const int64_t block = round_up((grid.total + blocks - 1) / blocks, kGemmNR);
   const int64_t ld = odd_line_stride(block);  // tiles per row of V and dM
   const int64_t v_point = job.channels * ld, m_point = job.out_channels * ld;
   const int64_t pairs = job.out_channels * job.channels;
-  // No more threads than blocks, so that every thread's partial sums hold work.
-  const int team = static_cast<int>(min64(threads, blocks));
-  float* v_bufs = thread_scratch(Scratch::columns, kPoints * v_point * team);
-  float* m_bufs = thread_scratch(Scratch::weights, kPoints * m_point * team);
-  float* partials = thread_scratch(Scratch::partial, kPoints * pairs * team);
+  const int threads = static_cast<int>(min64(num_threads(), kPoints));
+  float* v = thread_scratch(Scratch::columns, kPoints * v_point);
+  float* dm = thread_scratch(Scratch::weights, kPoints * m_point);
+  float* du = thread_scratch(Scratch::partial, kPoints * pairs);
   const int64_t a_floats = packed_a_floats(job.out_channels, block), b_floats = packed_b_floats(job.channels, block);
-  float* a_bufs = thread_scratch(Scratch::pack_a, a_floats * team);
-  float* b_bufs = thread_scratch(Scratch::pack_b, b_floats * team);
-  TileWindow* tile_windows = thread_tile_windows(block * team);
-#pragma omp parallel num_threads(team)
+  float* a_bufs = thread_scratch(Scratch::pack_a, a_floats * threads);
+  float* b_bufs = thread_scratch(Scratch::pack_b, b_floats * threads);
+  TileWindow* windows = thread_tile_windows(block);
+  const int64_t in_plane = job.in_h * job.in_w, out_plane = job.out_h * job.out_w;
+#pragma omp parallel num_threads(threads)
   {
     const int tid = omp_get_thread_num();
-    float* v = v_bufs + tid * kPoints * v_point;
-    float* dm = m_bufs + tid * kPoints * m_point;
-    float* du = partials + tid * kPoints * pairs;
-    TileWindow* windows = tile_windows + tid * block;
-    int64_t begin, end;
-    team_range(blocks, true, &begin, &end);
-    for (int64_t b = begin; b < end; ++b) {
+    float* a_buf = a_bufs + tid * a_floats;
+    float* b_buf = b_bufs + tid * b_floats;
+    int64_t begin, end, k_begin, k_end, c_begin, c_end, p_begin, p_end;
+    team_range(job.channels, true, &c_begin, &c_end);
+    team_range(job.out_channels, true, &k_begin, &k_end);
+    team_range(kPoints, true, &p_begin, &p_end);
+    // This thread's channels and output channels, as jobs of their own (the windows, described
+    // with the whole job, give offsets from channel 0 of each image).
+    WinogradJob inputs = job, grads = job;
+    inputs.in = job.in + c_begin * in_plane;
+    inputs.channels = c_end - c_begin;
+    grads.out_channels = k_end - k_begin;
+    for (int64_t b = 0; b < blocks; ++b) {
       const int64_t first = b * block, count = min64(block, grid.total - first);
       const int64_t columns = round_up(count, kGemmNR);
-      describe_tiles(windows, first, count, columns, job, grid);
-      transform_inputs(v, {v_point, ld, kGemmNR}, windows, columns, job);
-      transform_output_grads(dm, m_point, ld, windows, count, columns, job, dy);
-      for (int point = 0; point < kPoints; ++point) {
-        pack_a_matrix(a_bufs + tid * a_floats, dm + point * m_point, ld, false, job.out_channels, columns, false);
-        gemm_packed(job.out_channels, job.channels, columns, a_bufs + tid * a_floats,
-                    MatrixPackB{v + point * v_point, ld, true}, du + point * pairs, job.channels, 1.0f,
-                    b == begin ? 0.0f : 1.0f, nullptr, b_bufs + tid * b_floats, false);
+      team_range(columns, true, &begin, &end);
+      describe_tiles(windows + begin, first + begin, max64(0, min64(count, end) - begin), end - begin, job, grid);
+      team_barrier(true);
+      transform_inputs(v + c_begin * ld, {v_point, ld, kGemmNR}, windows, columns, inputs);
+      transform_output_grads(dm + k_begin * ld, m_point, ld, windows, count, columns, grads, dy + k_begin * out_plane);
+      team_barrier(true);
+      for (int64_t point = p_begin; point < p_end; ++point) {
+        pack_a_matrix(a_buf, dm + point * m_point, ld, false, job.out_channels, columns, false);
+        gemm_packed(job.out_channels, job.channels, columns, a_buf, MatrixPackB{v + point * v_point, ld, true},
+                    du + point * pairs, job.channels, 1.0f, b == 0 ? 0.0f : 1.0f, nullptr, b_buf, false);
       }
+      team_barrier(true);  // v and dm are rewritten for the next block
     }
-    reduce_thread_partials(partials, partials, kPoints * pairs);  // in place into thread 0's sums
-    transform_weight_grads(dw, partials, job);
+    transform_weight_grads(dw, du, job);
   }
 }
 

@@ -74,7 +74,26 @@ static inline void pack_a_matrix(float* dst, const float* a, int64_t lda, bool t
     const int64_t kc = min64(kGemmKC, k - pc), i0 = panel * kGemmMR;
     const int64_t rows = min64(kGemmMR, m - i0);
     float* out = dst + pc * m_pad + i0 * kc;
-    for (int64_t p = 0; p < kc; ++p) {
+    int64_t p = 0;
+#if defined(PCN_ISA_IS_avx2)
+    // Rows of A to the panel's columns, 8 at a time: 6 rows and 2 zero rows through one 8x8
+    // register transpose, 6 floats of each result stored (the winograd weight gradient packs its
+    // tile-major dM this way for every point).
+    static_assert(kGemmMR == 6, "the AVX2 panel has 6 rows");
+    if (!trans_a && rows == kGemmMR) {
+      for (; p + 8 <= kc; p += 8) {
+        __m256 r[8];
+        for (int i = 0; i < 6; ++i) r[i] = _mm256_loadu_ps(a + (i0 + i) * lda + pc + p);
+        r[6] = r[7] = _mm256_setzero_ps();
+        transpose8x8(r);
+        for (int j = 0; j < 8; ++j) {
+          _mm_storeu_ps(out + (p + j) * kGemmMR, _mm256_castps256_ps128(r[j]));
+          _mm_storel_pi(reinterpret_cast<__m64*>(out + (p + j) * kGemmMR + 4), _mm256_extractf128_ps(r[j], 1));
+        }
+      }
+    }
+#endif
+    for (; p < kc; ++p) {
       for (int64_t r = 0; r < rows; ++r)
         out[p * kGemmMR + r] = trans_a ? a[(pc + p) * lda + i0 + r] : a[(i0 + r) * lda + pc + p];
       for (int64_t r = rows; r < kGemmMR; ++r) out[p * kGemmMR + r] = 0.0f;
