@@ -117,6 +117,25 @@ def test_large_outputs_reuse_cached_buffers():
     assert backend.buffer_cache_stats()["cached_bytes"] == 0
 
 
+def test_huge_outputs_on_huge_page_blocks_are_written_read_and_reused():
+    """Blocks of 64 MiB and more are 2 MiB aligned and advised to use huge pages: the kernel's
+    output must still be right to its last element, 64-byte aligned, and come back from the cache."""
+    backend.empty_buffer_cache()
+    x = pcn.tensor(np.linspace(-1.0, 1.0, 17 << 20, dtype=np.float32).reshape(17, 1024, 1024))  # 68 MiB
+    expected = np.maximum(x.numpy(), 0)
+    first = pcn.nn.functional.relu(x)
+    address = first.numpy().ctypes.data
+    assert address % 64 == 0
+    np.testing.assert_array_equal(first.numpy(), expected)
+    del first
+    second = pcn.nn.functional.relu(x)
+    assert second.numpy().ctypes.data == address
+    np.testing.assert_array_equal(second.numpy(), expected)
+    del second
+    backend.empty_buffer_cache()
+    assert backend.buffer_cache_stats()["cached_bytes"] == 0
+
+
 def test_small_outputs_bypass_the_cache():
     backend.empty_buffer_cache()
     before = backend.buffer_cache_stats()

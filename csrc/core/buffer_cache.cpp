@@ -8,6 +8,10 @@
 
 #include "core/runtime.h"
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 namespace pcn {
 namespace {
 
@@ -67,8 +71,28 @@ Cache& cache() {
 void* user_pointer(void* block) { return static_cast<char*>(block) + kAlignment; }
 void* block_of(void* ptr) { return static_cast<char*>(ptr) - kAlignment; }
 
+// Blocks of at least kHugeMinBytes start on a 2 MiB boundary and are advised to use transparent
+// huge pages (Linux, where THP is "madvise" or "always"): the first write to each 2 MiB then
+// costs one fault instead of 512. The cache misses these on every step when they are the largest
+// arrays (AlexNet's classifier weight gradients, 151 and 67 MB: 55,700 -> 2,600 faults a step,
+// the step 7-45 % faster over four noisy pairs). Not lower: from 8 MiB GoogLeNet's activations
+// took huge pages too, its peak grew by 50-75 MiB (a partial huge page per block) and its step got
+// no faster (each 2 MiB is zeroed at once, ahead of the kernel that writes it).
+constexpr size_t kHugePage = size_t{2} << 20;
+constexpr size_t kHugeMinBytes = size_t{64} << 20;
+
 void* allocate_block(size_t capacity) {
-  void* block = std::aligned_alloc(kAlignment, capacity + kAlignment);
+  const size_t bytes = capacity + kAlignment;
+  void* block = nullptr;
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  if (capacity >= kHugeMinBytes) {
+    if (posix_memalign(&block, kHugePage, bytes) != 0) block = nullptr;
+    if (block) madvise(block, bytes, MADV_HUGEPAGE);  // only advice: a refusal just keeps small pages
+  } else
+#endif
+  {
+    block = std::aligned_alloc(kAlignment, bytes);
+  }
   if (block) static_cast<Header*>(block)->capacity = capacity;
   return block;
 }
