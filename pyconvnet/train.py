@@ -493,8 +493,9 @@ def train(settings, out_dir=None, resume=None, data_dir=None, threads=None, log=
         run.write_metrics()
         log(f"resumed {resume} at epoch {run.epoch + 1}, step {run.step_in_epoch}"
             + (f" with new {', '.join(changed)}" if changed else ""))
+    threads = backend.get_num_threads()
     log(f"training {config.model} on {config.dataset} ({len(run.train_set)} train / {len(run.test_set)} test "
-        f"images, {backend.get_num_threads()} threads) into {out_dir}")
+        f"images, {threads} thread{'' if threads == 1 else 's'}) into {out_dir}")
     with _Interrupt() as interrupt:
         if not run.run(interrupt):
             return None

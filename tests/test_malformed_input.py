@@ -41,6 +41,8 @@ OPS = {
     "adaptive_avg_pool2d": lambda F, lib, x: F.adaptive_avg_pool2d(x, (4, 3)),
     "adaptive_max_pool2d": lambda F, lib, x: F.adaptive_max_pool2d(x, (4, 3)),
     "batch_norm": lambda F, lib, x: F.batch_norm(x, None, None, training=True),
+    "batch_norm_relu": lambda F, lib, x: (F.batch_norm_relu(x, None, None, training=True) if F is pcn.nn.functional
+                                          else lib.relu(F.batch_norm(x, None, None, training=True))),
     "local_response_norm": lambda F, lib, x: F.local_response_norm(x, 3),
     "relu": lambda F, lib, x: F.relu(x),
     "leaky_relu": lambda F, lib, x: F.leaky_relu(x, 0.1),
@@ -108,6 +110,7 @@ WRONG_NDIM = {
     "adaptive_avg_pool2d": [1, 2, 5],
     "adaptive_max_pool2d": [1, 2, 5],
     "batch_norm": [1],
+    "batch_norm_relu": [1],
     "local_response_norm": [1, 2],
 }
 

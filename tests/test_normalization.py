@@ -55,6 +55,57 @@ def test_batch_norm_matches_float64_reference(isa, shape, training, affine):
         assert np.array_equal(rm, running_mean) and np.array_equal(rv, running_var)
 
 
+@pytest.mark.parametrize("shape", BN_SHAPES, ids=str)
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("affine", [True, False], ids=["affine", "plain"])
+def test_batch_norm_relu_equals_relu_of_batch_norm(isa, shape, training, affine):
+    """The fused op applies relu as it writes the output and relu's gradient as it reads dy. Its
+    output and running statistics are bitwise those of the two ops one after the other (a NaN
+    input included); the gradients agree to float32 rounding (the fused loops may contract
+    multiply-adds differently)."""
+    rng = np.random.default_rng(8)
+    channels = shape[1]
+    x, gy = random_array(rng, *shape), random_array(rng, *shape)
+    x.flat[0] = np.nan
+    weight, bias = (random_array(rng, channels), random_array(rng, channels)) if affine else (None, None)
+    results = []
+    for fused in (True, False):
+        stats = [pcn.tensor(random_array(np.random.default_rng(9), channels)),
+                 pcn.tensor(np.random.default_rng(9).uniform(0.5, 2.0, channels).astype(np.float32))]
+        xt = pcn.tensor(x, requires_grad=True)
+        wt, bt = (None, None) if weight is None else (pcn.tensor(weight, requires_grad=True), pcn.tensor(bias, requires_grad=True))
+        if fused:
+            y = F.batch_norm_relu(xt, *stats, wt, bt, training, 0.3)
+        else:
+            y = F.relu(F.batch_norm(xt, *stats, wt, bt, training, 0.3))
+        (y * pcn.tensor(gy)).sum().backward()
+        results.append([y.detach().numpy(), *(t.grad.numpy() for t in (xt, wt, bt) if t is not None),
+                        *(t.numpy() for t in stats)])
+    assert np.isnan(results[0][0].flat[0])  # NaN passes relu
+    (y, *grads_and_stats), (ref_y, *ref_grads_and_stats) = results
+    assert np.array_equal(y, ref_y, equal_nan=True)
+    for got, expected in zip(grads_and_stats, ref_grads_and_stats):
+        finite = ~np.isnan(expected)
+        assert np.array_equal(finite, ~np.isnan(got))
+        assert_close(got[finite], expected[finite], rtol=1e-6)
+
+
+def test_batch_norm_forward_relu_keeps_module_hooks_working():
+    """BatchNorm2d.forward_relu fuses only while no hook watches the batch norm or the ReLU; with
+    one it runs the two modules, so the hooks fire and see the unfused values."""
+    rng = np.random.default_rng(10)
+    bn, relu = pcn.nn.BatchNorm2d(3), pcn.nn.ReLU(inplace=True)
+    x = pcn.tensor(random_array(rng, 2, 3, 4, 4))
+    expected = F.relu(F.batch_norm(x, None, None, bn.weight, bn.bias, True)).detach().numpy()
+    seen = []
+    for module in (None, bn, relu):
+        handle = None if module is None else module.register_forward_hook(lambda m, a, out: seen.append(type(m).__name__))
+        assert np.array_equal(bn.forward_relu(x, relu).detach().numpy(), expected)
+        if handle is not None:
+            handle.remove()
+    assert seen == ["BatchNorm2d", "ReLU"]
+
+
 @pytest.mark.parametrize("shape", [(4, 3, 5, 5), (8, 5), (1, 3, 4, 4), (3, 17, 6)], ids=str)
 @pytest.mark.parametrize("momentum", [0.1, 0.5])
 def test_batch_norm_running_stats_match_torch_over_three_steps(isa, shape, momentum):

@@ -65,9 +65,10 @@ void bind_norm(py::module_& m) {
   m.def(
       "batch_norm_forward_train",
       [](const py::handle& x_obj, const py::handle& rm_obj, const py::handle& rv_obj, const py::handle& w_obj,
-         const py::handle& b_obj, double momentum, double eps) {
+         const py::handle& b_obj, double momentum, double eps, bool relu) {
         FloatArray x = float_input(x_obj, "batch_norm", "input");
-        const BatchNormDesc d = bn_desc(x, eps, momentum, true);
+        BatchNormDesc d = bn_desc(x, eps, momentum, true);
+        d.relu = relu;
         FloatArray rm, rv, w, b;
         float* rm_data = rm_obj.is_none() ? nullptr : (rm = inplace_float(rm_obj, {d.channels}, "batch_norm", "running_mean")).mutable_data();
         float* rv_data = rv_obj.is_none() ? nullptr : (rv = inplace_float(rv_obj, {d.channels}, "batch_norm", "running_var")).mutable_data();
@@ -82,15 +83,16 @@ void bind_norm(py::module_& m) {
         return py::make_tuple(y, mean, invstd);
       },
       py::arg("input"), py::arg("running_mean"), py::arg("running_var"), py::arg("weight"), py::arg("bias"),
-      py::arg("momentum"), py::arg("eps"),
+      py::arg("momentum"), py::arg("eps"), py::arg("relu") = false,
       "Batch-statistics batch norm: returns (output, save_mean, save_invstd); updates the running "
-      "statistics (float32, C-contiguous, or None) in place.");
+      "statistics (float32, C-contiguous, or None) in place. relu=True fuses a ReLU after it.");
   m.def(
       "batch_norm_forward_eval",
       [](const py::handle& x_obj, const py::handle& rm_obj, const py::handle& rv_obj, const py::handle& w_obj,
-         const py::handle& b_obj, double eps) {
+         const py::handle& b_obj, double eps, bool relu) {
         FloatArray x = float_input(x_obj, "batch_norm", "input");
-        const BatchNormDesc d = bn_desc(x, eps, 0.0, false);
+        BatchNormDesc d = bn_desc(x, eps, 0.0, false);
+        d.relu = relu;
         FloatArray rm, rv, w, b;
         const float* mean = channel_vector(rm_obj, rm, d, "running_mean");
         const float* var = channel_vector(rv_obj, rv, d, "running_var");
@@ -106,17 +108,20 @@ void bind_norm(py::module_& m) {
         return y;
       },
       py::arg("input"), py::arg("running_mean"), py::arg("running_var"), py::arg("weight"), py::arg("bias"),
-      py::arg("eps"));
+      py::arg("eps"), py::arg("relu") = false);
   m.def(
       "batch_norm_backward",
       [](const py::handle& dy_obj, const py::handle& x_obj, const py::handle& mean_obj, const py::handle& invstd_obj,
-         const py::handle& w_obj, bool training, std::array<bool, 3> output_mask) {
+         const py::handle& w_obj, bool training, std::array<bool, 3> output_mask, const py::handle& relu_obj) {
         FloatArray x = float_input(x_obj, "batch_norm backward", "input");
         FloatArray dy = same_shape_input(dy_obj, x, "batch_norm backward", "grad_output");
+        FloatArray relu_output;
+        if (!relu_obj.is_none()) relu_output = same_shape_input(relu_obj, x, "batch_norm backward", "relu_output");
         // training=false here only selects the gradient formula; the size rule is the forward's.
         const BatchNormDesc d = bn_desc(x, 0.0, 0.0, false);
         BatchNormDesc kd = d;
         kd.training = training;
+        kd.relu = !relu_obj.is_none();
         FloatArray mean_a, invstd_a, w;
         const float* mean = channel_vector(mean_obj, mean_a, d, "mean");
         const float* invstd = channel_vector(invstd_obj, invstd_a, d, "invstd");
@@ -129,13 +134,15 @@ void bind_norm(py::module_& m) {
         float* db_data = output_mask[2] ? db.mutable_data() : nullptr;
         {
           py::gil_scoped_release nogil;
-          kernels().batch_norm_backward(dx_data, dw_data, db_data, dy.data(), x.data(), mean, invstd, weight, kd);
+          kernels().batch_norm_backward(dx_data, dw_data, db_data, dy.data(), x.data(),
+                                        kd.relu ? relu_output.data() : nullptr, mean, invstd, weight, kd);
         }
         return py::make_tuple(optional(dx, output_mask[0]), optional(dw, output_mask[1]), optional(db, output_mask[2]));
       },
       py::arg("grad_output"), py::arg("input"), py::arg("mean"), py::arg("invstd"), py::arg("weight"),
-      py::arg("training"), py::arg("output_mask"),
-      "Gradients (input, weight, bias) of batch norm, each None unless output_mask asks for it.");
+      py::arg("training"), py::arg("output_mask"), py::arg("relu_output") = py::none(),
+      "Gradients (input, weight, bias) of batch norm, each None unless output_mask asks for it. "
+      "relu_output: the output of a forward with relu=True; dy then counts only where it is positive.");
   m.def(
       "lrn_forward",
       [](const py::handle& x_obj, int64_t size, double alpha, double beta, double k) {

@@ -150,12 +150,29 @@ void for_each_plane(const BatchNormDesc& d, F f) {
   }
 }
 
-// y = ((x - mean_hi) - mean_lo) * scale + shift.
+// y = ((x - mean_hi) - mean_lo) * scale + shift, through relu when d.relu.
 void apply_affine(float* y, const float* x, const ChannelAffine& a, const BatchNormDesc& d) {
   for_each_plane(d, [&](int64_t begin, int64_t count, int64_t c) {
     const float hi = a.mean_hi[c], lo = a.mean_lo[c], scale = a.scale[c], shift = a.shift[c];
-    for (int64_t i = begin; i < begin + count; ++i) y[i] = ((x[i] - hi) - lo) * scale + shift;
+    if (d.relu) {
+      for (int64_t i = begin; i < begin + count; ++i) {
+        const float v = ((x[i] - hi) - lo) * scale + shift;
+        y[i] = v < 0.0f ? 0.0f : v;  // relu_forward's rule: NaN and -0.0 pass
+      }
+    } else {
+      for (int64_t i = begin; i < begin + count; ++i) y[i] = ((x[i] - hi) - lo) * scale + shift;
+    }
   });
+}
+
+// The gradient batch norm's backward works with: dy, or with a fused relu dy where its output
+// y > 0 and 0 elsewhere (relu_backward's rule).
+static inline vfloat incoming(const float* dy, const float* y, int64_t i, bool relu) {
+  const vfloat g = vload(dy + i);
+  return relu ? (vload(y + i) <= 0.0f ? vfloat{} : g) : g;
+}
+static inline float incoming_scalar(const float* dy, const float* y, int64_t i, bool relu) {
+  return relu && y[i] <= 0.0f ? 0.0f : dy[i];
 }
 
 // LRN works on chunks of kLrnChunk spatial positions of one image, all channels.
@@ -242,7 +259,7 @@ void batch_norm_forward_eval(float* y, const float* x, const float* running_mean
   apply_affine(y, x, t.affine, d);
 }
 
-void batch_norm_backward(float* dx, float* dweight, float* dbias, const float* dy, const float* x,
+void batch_norm_backward(float* dx, float* dweight, float* dbias, const float* dy, const float* x, const float* y,
                          const float* mean, const float* invstd, const float* weight, const BatchNormDesc& d) {
   const int64_t count = d.batch * d.spatial;
   if (count == 0) {
@@ -253,16 +270,16 @@ void batch_norm_backward(float* dx, float* dweight, float* dbias, const float* d
     return;
   }
   const NormScratch t = norm_scratch(d);
-  const bool need_sums = (d.training && dx) || dweight || dbias;
+  const bool need_sums = (d.training && dx) || dweight || dbias, relu = d.relu;
   if (need_sums)
     channel_sums(
         t.table, t.total0, t.total1, d,
         [=](int64_t i, int64_t c, vfloat* g, vfloat* g_dev) {
-          *g = vload(dy + i);
+          *g = incoming(dy, y, i, relu);
           *g_dev = *g * (vload(x + i) - mean[c]);
         },
         [=](int64_t i, int64_t c, double* g, double* g_dev) {
-          *g = dy[i];
+          *g = incoming_scalar(dy, y, i, relu);
           *g_dev = *g * (static_cast<double>(x[i]) - mean[c]);
         });
   // dx = ((dy - mean(dy)) - (x - mean) * k) * a, with a = weight * invstd and, in training,
@@ -280,8 +297,19 @@ void batch_norm_backward(float* dx, float* dweight, float* dbias, const float* d
   if (!dx) return;
   for_each_plane(d, [&](int64_t begin, int64_t n, int64_t c) {
     const float m = mean[c], gm = dy_mean[c], kc = k[c], ac = a[c];
-    if (d.training) {
+    // dy is read whatever the mask (a select, not a conditional load, so the loops vectorise).
+    if (d.training && relu) {
+      for (int64_t i = begin; i < begin + n; ++i) {
+        const float g = dy[i];
+        dx[i] = (((y[i] <= 0.0f ? 0.0f : g) - gm) - (x[i] - m) * kc) * ac;
+      }
+    } else if (d.training) {
       for (int64_t i = begin; i < begin + n; ++i) dx[i] = ((dy[i] - gm) - (x[i] - m) * kc) * ac;
+    } else if (relu) {
+      for (int64_t i = begin; i < begin + n; ++i) {
+        const float g = dy[i];
+        dx[i] = (y[i] <= 0.0f ? 0.0f : g) * ac;
+      }
     } else {
       for (int64_t i = begin; i < begin + n; ++i) dx[i] = dy[i] * ac;
     }

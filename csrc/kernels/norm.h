@@ -12,6 +12,9 @@
 //   backward  dx, dweight = sum(dy * xhat), dbias = sum(dy) (each nullable). d.training selects
 //           the full batch-statistics gradient; otherwise mean / invstd are the running stats and
 //           dx = dy * weight * invstd. weight / bias null mean affine=False (1 and 0).
+//   relu    (d.relu) fuses a ReLU after the normalisation: forward writes y = relu(bn(x)) (NaN
+//           kept, as relu), and backward reads that y and takes dy as 0 where y <= 0 (relu's
+//           gradient) in the same passes: one read and one write of the activation fewer each way.
 // Per-channel sums are per-plane float partials (vector lanes over short blocks) added in double,
 // plane by plane in a fixed order: results do not depend on the thread count.
 //
@@ -28,6 +31,7 @@ struct BatchNormDesc {
   int64_t batch = 0, channels = 0, spatial = 1;
   float eps = 1e-5f, momentum = 0.1f;
   bool training = true;  // backward: batch statistics (true) or running statistics (false)
+  bool relu = false;     // a fused ReLU after the normalisation (see above)
 };
 
 struct LrnDesc {
@@ -46,7 +50,8 @@ void validate(LrnDesc& desc);
   X(batch_norm_forward_eval, (float* y, const float* x, const float* running_mean, const float* running_var,  \
                               const float* weight, const float* bias, const BatchNormDesc& d))                \
   X(batch_norm_backward, (float* dx, float* dweight, float* dbias, const float* dy, const float* x,            \
-                          const float* mean, const float* invstd, const float* weight, const BatchNormDesc& d)) \
+                          const float* y, const float* mean, const float* invstd, const float* weight,          \
+                          const BatchNormDesc& d))                                                               \
   X(lrn_forward, (float* y, float* scale, const float* x, const LrnDesc& d))                                   \
   X(lrn_backward, (float* dx, const float* dy, const float* x, const float* y, const float* scale,            \
                    const LrnDesc& d))

@@ -19,7 +19,10 @@ double weight_of(const float* weight, int64_t c) { return weight ? weight[c] : 1
 void normalise(float* y, const float* x, double mean, double invstd, const float* weight, const float* bias,
                int64_t c, const BatchNormDesc& d) {
   const double w = weight_of(weight, c), b = bias ? bias[c] : 0.0;
-  for_channel(d, c, [&](int64_t i) { y[i] = static_cast<float>((x[i] - mean) * invstd * w + b); });
+  for_channel(d, c, [&](int64_t i) {
+    const float v = static_cast<float>((x[i] - mean) * invstd * w + b);
+    y[i] = d.relu && v < 0.0f ? 0.0f : v;
+  });
 }
 
 }  // namespace
@@ -53,21 +56,23 @@ void batch_norm_forward_eval(float* y, const float* x, const float* running_mean
     normalise(y, x, running_mean[c], 1.0 / std::sqrt(static_cast<double>(running_var[c]) + d.eps), weight, bias, c, d);
 }
 
-void batch_norm_backward(float* dx, float* dweight, float* dbias, const float* dy, const float* x,
+void batch_norm_backward(float* dx, float* dweight, float* dbias, const float* dy, const float* x, const float* y,
                          const float* mean, const float* invstd, const float* weight, const BatchNormDesc& d) {
   const int64_t count = d.batch * d.spatial;
+  // With a fused relu, the gradient reaching batch norm is dy where the output is positive.
+  auto grad = [&](int64_t i) { return d.relu && y[i] <= 0.0f ? 0.0 : static_cast<double>(dy[i]); };
   for (int64_t c = 0; c < d.channels; ++c) {
     double sum_dy = 0.0, sum_dy_xhat = 0.0;
     const double m = mean[c], is = invstd[c], w = weight_of(weight, c);
     for_channel(d, c, [&](int64_t i) {
-      sum_dy += dy[i];
-      sum_dy_xhat += dy[i] * (x[i] - m) * is;
+      sum_dy += grad(i);
+      sum_dy_xhat += grad(i) * (x[i] - m) * is;
     });
     if (dweight) dweight[c] = static_cast<float>(sum_dy_xhat);
     if (dbias) dbias[c] = static_cast<float>(sum_dy);
     if (!dx) continue;
     for_channel(d, c, [&](int64_t i) {
-      double g = dy[i];
+      double g = grad(i);
       if (d.training) g -= (sum_dy + (x[i] - m) * is * sum_dy_xhat) / count;
       dx[i] = static_cast<float>(g * w * is);
     });

@@ -4,7 +4,7 @@ its 3x3 convolution) and the CIFAR ResNet-20/32/44/56/110 of He et al. 2016.
 The ImageNet models have torchvision's module names, so its state_dicts load unchanged, and
 its initialisation (kaiming-normal fan_out convolutions, batch norm weight 1 and bias 0,
 optional ``zero_init_residual``). A block's shortcut addition and final ReLU run as one fused
-``add_relu``.
+``add_relu``, and every other batch norm with the ReLU after it as one ``batch_norm_relu``.
 """
 
 from .. import nn
@@ -43,7 +43,7 @@ class BasicBlock(nn.Module):
 
     def forward(self, x):
         identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn1.forward_relu(self.conv1(x), self.relu)
         return F.add_relu(self.bn2(self.conv2(out)), identity)
 
 
@@ -66,8 +66,8 @@ class Bottleneck(nn.Module):
 
     def forward(self, x):
         identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn1.forward_relu(self.conv1(x), self.relu)
+        out = self.bn2.forward_relu(self.conv2(out), self.relu)
         return F.add_relu(self.bn3(self.conv3(out)), identity)
 
 
@@ -125,7 +125,7 @@ class ResNet(ImageClassifier):
         return nn.Sequential(*layers)
 
     def _forward(self, x):
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(self.bn1.forward_relu(self.conv1(x), self.relu))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(self.avgpool(x).flatten(1))
 
@@ -181,7 +181,7 @@ class CifarResNet(ImageClassifier):
         return nn.Sequential(*layers)
 
     def _forward(self, x):
-        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.bn1.forward_relu(self.conv1(x), self.relu)
         x = self.layer3(self.layer2(self.layer1(x)))
         return self.fc(self.avgpool(x).flatten(1))
 

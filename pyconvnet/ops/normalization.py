@@ -1,4 +1,5 @@
-"""Normalisation layers' functional forms: batch_norm and local_response_norm."""
+"""Normalisation layers' functional forms: batch_norm (and batch_norm_relu, it and a ReLU fused)
+and local_response_norm."""
 
 import math
 import numbers
@@ -9,7 +10,7 @@ from .. import _C
 from ..autograd import Function
 from ._args import int64
 
-__all__ = ["batch_norm", "local_response_norm"]
+__all__ = ["batch_norm", "batch_norm_relu", "local_response_norm"]
 
 
 def _array_or_none(value):
@@ -21,25 +22,41 @@ def _array_or_none(value):
 
 class BatchNormFunction(Function):
     @staticmethod
-    def forward(ctx, input, weight, bias, running_mean, running_var, training, momentum, eps):
+    def forward(ctx, input, weight, bias, running_mean, running_var, training, momentum, eps, relu):
         if training:
-            output, mean, invstd = _C.batch_norm_forward_train(input, running_mean, running_var, weight, bias, momentum, eps)
+            output, mean, invstd = _C.batch_norm_forward_train(input, running_mean, running_var, weight, bias, momentum,
+                                                               eps, relu=relu)
         else:
-            output = _C.batch_norm_forward_eval(input, running_mean, running_var, weight, bias, eps)
+            output = _C.batch_norm_forward_eval(input, running_mean, running_var, weight, bias, eps, relu=relu)
             # Snapshot the statistics used, so a later update of the buffers cannot change the gradient.
             mean = np.array(running_mean, dtype=np.float32)
             invstd = (1.0 / np.sqrt(running_var.astype(np.float64) + eps)).astype(np.float32)
-        ctx.save_for_backward(input, weight, mean, invstd)
+        # A fused relu's gradient reads the output (as relu's own backward does).
+        ctx.save_for_backward(input, weight, mean, invstd, output if relu else None)
         ctx.training = training
         return output
 
     @staticmethod
     def backward(ctx, grad_output):
-        input, weight, mean, invstd = ctx.saved_tensors
+        input, weight, mean, invstd, relu_output = ctx.saved_tensors
         needs = ctx.needs_input_grad
         mask = (needs[0], needs[1] and weight is not None, needs[2])
-        grad_input, grad_weight, grad_bias = _C.batch_norm_backward(grad_output, input, mean, invstd, weight, ctx.training, mask)
-        return grad_input, grad_weight, grad_bias, None, None, None, None, None
+        grad_input, grad_weight, grad_bias = _C.batch_norm_backward(grad_output, input, mean, invstd, weight, ctx.training,
+                                                                    mask, relu_output)
+        return grad_input, grad_weight, grad_bias, None, None, None, None, None, None
+
+
+def _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, relu):
+    if training and input.ndim >= 2:
+        values_per_channel = math.prod(input.shape) // max(input.shape[1], 1)
+        if values_per_channel == 1:
+            raise ValueError(f"Expected more than 1 value per channel when training, got input size {tuple(input.shape)}")
+    if momentum is None or not isinstance(momentum, numbers.Real):
+        raise TypeError(f"batch_norm: momentum must be a float, got {type(momentum).__name__}")
+    return BatchNormFunction.apply(
+        input, weight, bias, _array_or_none(running_mean), _array_or_none(running_var), bool(training), float(momentum),
+        float(eps), relu
+    )
 
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-05):
@@ -51,15 +68,16 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     ``running_var``). ``training=False`` normalises with ``running_mean``/``running_var``.
     ``weight``/``bias`` may be None (no affine transform).
     """
-    if training and input.ndim >= 2:
-        values_per_channel = math.prod(input.shape) // max(input.shape[1], 1)
-        if values_per_channel == 1:
-            raise ValueError(f"Expected more than 1 value per channel when training, got input size {tuple(input.shape)}")
-    if momentum is None or not isinstance(momentum, numbers.Real):
-        raise TypeError(f"batch_norm: momentum must be a float, got {type(momentum).__name__}")
-    return BatchNormFunction.apply(
-        input, weight, bias, _array_or_none(running_mean), _array_or_none(running_var), bool(training), float(momentum), float(eps)
-    )
+    return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, relu=False)
+
+
+def batch_norm_relu(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-05):
+    """``relu(batch_norm(...))`` with ``batch_norm``'s arguments, as one kernel each way: the
+    ReLU is applied as the normalised values are written, and its gradient as batch norm's
+    backward reads them, which saves a pass over the activation in both directions (a pyconvnet
+    extension, like ``add_relu``; the results equal the two ops'). The models' batch norm + ReLU
+    pairs run through it (``nn.BatchNorm2d.forward_relu``)."""
+    return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, relu=True)
 
 
 class LocalResponseNormFunction(Function):

@@ -60,6 +60,20 @@ class _BatchNorm(Module):
             init.zeros_(self.bias)
 
     def forward(self, input):
+        return self._normalize(input, F.batch_norm)
+
+    def forward_relu(self, input, relu=None):
+        """A ReLU of ``self(input)`` as one fused kernel each way (``F.batch_norm_relu``; a
+        pyconvnet extension). ``relu`` is the ReLU module that follows this one, if there is one
+        (else ``F.relu`` is meant): while a hook watches either module, the two run one after the
+        other as usual, so that the hooks see what they expect."""
+        if self._forward_pre_hooks or self._forward_hooks:
+            return relu(self(input)) if relu is not None else F.relu(self(input), inplace=True)
+        if relu is not None and (relu._forward_pre_hooks or relu._forward_hooks):
+            return relu(self(input))
+        return self._normalize(input, F.batch_norm_relu)
+
+    def _normalize(self, input, function):
         shape = input.shape
         if len(shape) not in self._input_ndims:
             expected = " or ".join(f"{n}D" for n in self._input_ndims)
@@ -74,7 +88,7 @@ class _BatchNorm(Module):
         # Batch statistics in training, and in evaluation when no running ones exist.
         use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
         track = not self.training or self.track_running_stats
-        return F.batch_norm(
+        return function(
             input,
             self.running_mean if track else None,
             self.running_var if track else None,
