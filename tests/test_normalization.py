@@ -104,6 +104,8 @@ def test_batch_norm_forward_relu_keeps_module_hooks_working():
         if handle is not None:
             handle.remove()
     assert seen == ["BatchNorm2d", "ReLU"]
+    with pytest.raises(ValueError, match=r"BatchNorm2d\(3.*got input of shape \(2, 4, 4, 4\).*expected 3 channels"):
+        bn.forward_relu(pcn.zeros(2, 4, 4, 4), relu)
 
 
 @pytest.mark.parametrize("shape", [(4, 3, 5, 5), (8, 5), (1, 3, 4, 4), (3, 17, 6)], ids=str)

@@ -4,7 +4,7 @@ from .. import functional as F
 from .. import init
 from ..parameter import Parameter
 from ...tensor import empty, int64, ones, tensor, zeros
-from .module import Module
+from .module import Module, _named_input_error
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "LocalResponseNorm"]
 
@@ -71,7 +71,10 @@ class _BatchNorm(Module):
             return relu(self(input)) if relu is not None else F.relu(self(input), inplace=True)
         if relu is not None and (relu._forward_pre_hooks or relu._forward_hooks):
             return relu(self(input))
-        return self._normalize(input, F.batch_norm_relu)
+        try:
+            return self._normalize(input, F.batch_norm_relu)
+        except ValueError as error:  # named like a call of the module (Module.__call__)
+            raise _named_input_error(self, error, (input,)) from error
 
     def _normalize(self, input, function):
         shape = input.shape
