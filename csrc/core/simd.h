@@ -26,6 +26,8 @@ constexpr int kVecFloats = 4;
 typedef float vfloat __attribute__((vector_size(kVecFloats * sizeof(float))));
 // Same type with 4-byte alignment, for loads and stores at any float address.
 typedef float vfloat_u __attribute__((vector_size(kVecFloats * sizeof(float)), aligned(4)));
+// int32 lanes, one per float lane: what comparing two vfloats yields, and index lanes.
+typedef int32_t vint __attribute__((vector_size(kVecFloats * sizeof(int32_t))));
 
 static inline vfloat vload(const float* p) { return *reinterpret_cast<const vfloat_u*>(p); }
 static inline void vstore(float* p, vfloat v) { *reinterpret_cast<vfloat_u*>(p) = v; }

@@ -11,8 +11,6 @@ namespace {
 
 constexpr int64_t kBlock = 16384;  // floats per parallel work item
 
-typedef int32_t vint __attribute__((vector_size(kVecFloats * sizeof(int32_t))));
-
 // y[i] = f(x[i]) over [0, count), parallel over blocks. y may equal x.
 template <class F>
 void map_unary(float* y, const float* x, int64_t count, F f) {

@@ -72,7 +72,6 @@ void max_window(const float* plane, const Pool2dDesc& d, int64_t h0, int64_t r0,
   *index = best_index;
 }
 
-typedef int32_t vint __attribute__((vector_size(kVecFloats * sizeof(int32_t))));
 typedef int64_t vlong __attribute__((vector_size(kVecFloats * sizeof(int64_t))));
 typedef int64_t vlong_u __attribute__((vector_size(kVecFloats * sizeof(int64_t)), aligned(8)));  // any address
 
