@@ -34,6 +34,11 @@ CONV_CASES = [
     (2, 5, 40, 40, 13, (3, 3), (1, 1), (1, 1), (1, 1), 1),  # more positions than one dot-product pass
     (1, 200, 6, 6, 70, (3, 3), (1, 1), (1, 1), (1, 1), 1),  # weights in several L2 blocks, odd panels
     (5, 8, 6, 6, 10, (3, 3), (1, 1), (1, 1), (1, 1), 1),  # small images bundled, the last bundle partial
+    # Strided windows over stride phases: GEMM, direct tiles, dot products, bundles
+    (2, 3, 67, 67, 20, (5, 5), (2, 2), (2, 2), (1, 1), 1),  # weight gradient by dot products (34x34 out)
+    (7, 5, 9, 9, 24, (3, 3), (2, 2), (1, 1), (1, 1), 1),  # small strided images bundled, the last partial
+    (3, 4, 23, 23, 8, (11, 11), (4, 4), (2, 2), (1, 1), 1),  # AlexNet's conv1 in small: 16 phases
+    (2, 3, 13, 12, 4, (3, 3), (2, 3), (2, 1), (2, 2), 1),  # unequal strides with dilation
 ]
 
 

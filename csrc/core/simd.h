@@ -47,6 +47,21 @@ static inline vfloat vbroadcast(float x) {
 #endif
 }
 
+// Lanes kFirst, kFirst + 2, kFirst + 4, ... of the 2 * kVecFloats floats a then b: with kFirst 0
+// and 1, the two column phases of a stride-2 row.
+template <int kFirst>
+static inline vfloat every_other_lane(vfloat a, vfloat b) {
+  constexpr int f = kFirst;
+#if defined(PCN_ISA_IS_avx512)
+  return __builtin_shufflevector(a, b, f, f + 2, f + 4, f + 6, f + 8, f + 10, f + 12, f + 14, f + 16, f + 18, f + 20,
+                                 f + 22, f + 24, f + 26, f + 28, f + 30);
+#elif defined(PCN_ISA_IS_avx2)
+  return __builtin_shufflevector(a, b, f, f + 2, f + 4, f + 6, f + 8, f + 10, f + 12, f + 14);
+#else
+  return __builtin_shufflevector(a, b, f, f + 2, f + 4, f + 6);
+#endif
+}
+
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 static inline float minf(float a, float b) { return a < b ? a : b; }
@@ -82,6 +97,14 @@ static inline void transpose8x8(__m256 (&r)[8]) {
   r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
   r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
   r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+// dst[q * ld_dst + r] = rows[r][q] for r, q < 8.
+static inline void store_transposed8x8(float* dst, int64_t ld_dst, const float* const (&rows)[8]) {
+  __m256 r[8];
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(rows[i]);
+  transpose8x8(r);
+  for (int i = 0; i < 8; ++i) _mm256_storeu_ps(dst + i * ld_dst, r[i]);
 }
 
 // A 4 x 4 transpose within each 128-bit half: r[i][j] <- r[j][i] and r[i][4 + j] <- r[j][4 + i].

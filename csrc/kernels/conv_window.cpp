@@ -1,4 +1,5 @@
-// Stride-1 convolutions as sliding windows over a zero-padded image (see conv_window.h).
+// Convolutions as sliding windows over a zero-padded image split into stride phases (see
+// conv_window.h).
 #include "kernels/conv_window.h"
 
 #include "kernels/gemm_driver.h"
@@ -6,32 +7,47 @@
 PCN_ISA_BEGIN
 namespace {
 
-// One image (one group) of a stride-1 convolution: `channels` input planes of in_h x in_w,
-// copied into planes of padded_h x padded_w, feeding out_channels planes of out_h x out_w.
+// One image (one group) of a convolution: `channels` input planes of in_h x in_w, zero-padded
+// to padded_h x padded_w and split into stride_h x stride_w phases, feeding out_channels planes
+// of out_h x out_w. Phase (a, b) holds the padded pixels (i * stride_h + a, j * stride_w + b) as
+// a plane of phase_h x phase_w, so kernel tap (r, s) of output (oh, ow) is pixel
+// (oh + r * dilation_h / stride_h, ow + s * dilation_w / stride_w) of one phase: output rows read
+// contiguous runs whatever the stride. With stride 1 the one phase is the padded image.
 struct Window {
-  int64_t channels, in_h, in_w, pad_h, pad_w, kernel_h, kernel_w, dilation_h, dilation_w, out_channels;
-  int64_t padded_h, padded_w, plane, out_h, out_w, out_plane;
-  int64_t k;  // channels * kernel_h * kernel_w taps
+  int64_t channels, in_h, in_w, pad_h, pad_w, kernel_h, kernel_w, dilation_h, dilation_w, stride_h, stride_w;
+  int64_t out_channels, padded_h, padded_w, phases, phase_h, phase_w, out_h, out_w, out_plane;
+  int64_t plane;  // phase_h * phase_w: positions per image, in phase-width coordinates
+  int64_t k;      // channels * kernel_h * kernel_w taps
 
-  Window(int64_t channels_, int64_t in_h_, int64_t in_w_, int64_t pad_h_, int64_t pad_w_, const Conv2dDesc& d,
-         int64_t out_channels_)
+  Window(int64_t channels_, int64_t in_h_, int64_t in_w_, int64_t pad_h_, int64_t pad_w_, int64_t stride_h_,
+         int64_t stride_w_, const Conv2dDesc& d, int64_t out_channels_)
       : channels(channels_), in_h(in_h_), in_w(in_w_), pad_h(pad_h_), pad_w(pad_w_), kernel_h(d.kernel_h),
-        kernel_w(d.kernel_w), dilation_h(d.dilation_h), dilation_w(d.dilation_w), out_channels(out_channels_) {
+        kernel_w(d.kernel_w), dilation_h(d.dilation_h), dilation_w(d.dilation_w), stride_h(stride_h_),
+        stride_w(stride_w_), out_channels(out_channels_) {
     padded_h = in_h + 2 * pad_h;
     padded_w = in_w + 2 * pad_w;
-    plane = padded_h * padded_w;
-    out_h = padded_h - dilation_h * (kernel_h - 1);
-    out_w = padded_w - dilation_w * (kernel_w - 1);
+    phases = stride_h * stride_w;
+    phase_h = (padded_h + stride_h - 1) / stride_h;
+    phase_w = (padded_w + stride_w - 1) / stride_w;
+    plane = phase_h * phase_w;
+    out_h = (padded_h - dilation_h * (kernel_h - 1) - 1) / stride_h + 1;
+    out_w = (padded_w - dilation_w * (kernel_w - 1) - 1) / stride_w + 1;
     out_plane = out_h * out_w;
     k = channels * kernel_h * kernel_w;
   }
+
+  // Floats read past an image's last phase plane by the farthest tap's column shift.
+  int64_t column_overhang() const { return (kernel_w - 1) * dilation_w / stride_w; }
 };
 
 // Several images of one group padded side by side, so that small images still make GEMMs and
-// dot products long enough to run at speed: channel c of image g at c * stride + g * plane.
+// dot products long enough to run at speed: phase f of channel c of image g at
+// c * stride + f * phase_stride + g * plane, so positions q = g * plane + oh * phase_w + ow run
+// on across the images as they do within one.
 struct Bundle {
-  int64_t images;  // at most this many images per bundle
-  int64_t stride;  // images * plane
+  int64_t images;        // at most this many images per bundle
+  int64_t phase_stride;  // images * plane
+  int64_t stride;        // phases * phase_stride
   int64_t floats;  // channels * stride, plus `slack` zeros read past the last plane
   int64_t count;   // bundles covering the batch
 };
@@ -44,7 +60,8 @@ Bundle make_bundle(const Window& win, int64_t batch, int threads, int64_t per_im
   const int64_t passes = (per_thread + most - 1) / most;
   Bundle b;
   b.images = (per_thread + passes - 1) / passes;
-  b.stride = b.images * win.plane;
+  b.phase_stride = b.images * win.plane;
+  b.stride = win.phases * b.phase_stride;
   b.floats = win.channels * b.stride + slack;
   b.count = (batch + b.images - 1) / b.images;
   return b;
@@ -55,21 +72,42 @@ Bundle make_bundle(const Window& win, int64_t batch, int threads, int64_t per_im
 // images and the slack after the last plane become zeros.
 void pad_bundle(float* dst, const float* src, int64_t image_stride, int64_t count, const Window& win,
                 const Bundle& bundle, int64_t c_begin, int64_t c_end, bool zero_slack) {
-  const int64_t right = win.padded_w - win.pad_w - win.in_w;
   for (int64_t c = c_begin; c < c_end; ++c) {
+    float* channel = dst + c * bundle.stride;
+    // Zero every phase plane, then copy each input row in: far fewer (and longer) calls than
+    // zeroing the borders row by row.
+    for (int64_t phase = 0; phase < win.phases; ++phase)
+      std::memset(channel + phase * bundle.phase_stride, 0, sizeof(float) * bundle.phase_stride);
     for (int64_t g = 0; g < count; ++g) {
-      float* out = dst + c * bundle.stride + g * win.plane;
       const float* in = src + g * image_stride + c * win.in_h * win.in_w;
-      std::memset(out, 0, sizeof(float) * win.pad_h * win.padded_w);
       for (int64_t ih = 0; ih < win.in_h; ++ih) {
-        float* row = out + (win.pad_h + ih) * win.padded_w;
-        std::memset(row, 0, sizeof(float) * win.pad_w);
-        std::memcpy(row + win.pad_w, in + ih * win.in_w, sizeof(float) * win.in_w);
-        std::memset(row + win.pad_w + win.in_w, 0, sizeof(float) * right);
+        const int64_t row = ih + win.pad_h;
+        float* phase_row = channel + (row % win.stride_h) * win.stride_w * bundle.phase_stride + g * win.plane +
+                           row / win.stride_h * win.phase_w;
+        const float* in_row = in + ih * win.in_w;
+        if (win.stride_w == 1) {
+          std::memcpy(phase_row + win.pad_w, in_row, sizeof(float) * win.in_w);
+          continue;
+        }
+        // Input column iw lands in phase (iw + pad_w) % stride_w at column (iw + pad_w) / stride_w.
+        int64_t done = 0;  // input columns 2t + b for t < done are placed
+        if (win.stride_w == 2) {
+          float* even = phase_row + (win.pad_w % 2) * bundle.phase_stride + win.pad_w / 2;
+          float* odd = phase_row + ((win.pad_w + 1) % 2) * bundle.phase_stride + (win.pad_w + 1) / 2;
+          for (; 2 * (done + kVecFloats) <= win.in_w; done += kVecFloats) {
+            const vfloat a = vload(in_row + 2 * done), b = vload(in_row + 2 * done + kVecFloats);
+            vstore(even + done, every_other_lane<0>(a, b));
+            vstore(odd + done, every_other_lane<1>(a, b));
+          }
+        }
+        for (int64_t b = 0; b < win.stride_w && b < win.in_w; ++b) {
+          const int64_t column = b + win.pad_w;
+          float* out = phase_row + (column % win.stride_w) * bundle.phase_stride + column / win.stride_w;
+          const int64_t n = (win.in_w - b + win.stride_w - 1) / win.stride_w;
+          for (int64_t t = done; t < n; ++t) out[t] = in_row[b + t * win.stride_w];
+        }
       }
-      std::memset(out + (win.pad_h + win.in_h) * win.padded_w, 0, sizeof(float) * win.pad_h * win.padded_w);
     }
-    std::memset(dst + c * bundle.stride + count * win.plane, 0, sizeof(float) * (bundle.images - count) * win.plane);
   }
   if (zero_slack)
     std::memset(dst + win.channels * bundle.stride, 0, sizeof(float) * (bundle.floats - win.channels * bundle.stride));
@@ -81,7 +119,10 @@ void tap_offsets(int64_t* offsets, const Window& win, const Bundle& bundle) {
   const int64_t taps = win.kernel_h * win.kernel_w;
   for (int64_t kk = 0; kk < win.k; ++kk) {
     const int64_t c = kk / taps, r = (kk % taps) / win.kernel_w, s = kk % win.kernel_w;
-    offsets[kk] = c * bundle.stride + r * win.dilation_h * win.padded_w + s * win.dilation_w;
+    const int64_t rows = r * win.dilation_h, columns = s * win.dilation_w;
+    const int64_t phase = (rows % win.stride_h) * win.stride_w + columns % win.stride_w;
+    offsets[kk] = c * bundle.stride + phase * bundle.phase_stride + rows / win.stride_h * win.phase_w +
+                  columns / win.stride_w;
   }
 }
 
@@ -93,7 +134,7 @@ int position_runs(const Window& win, int64_t first, int64_t count, int64_t* sour
   for (int64_t i = 0; i < count; ++runs) {
     const int64_t column = first + i, g = column / win.out_plane, p = column % win.out_plane;
     const int64_t oh = p / win.out_w, ow = p % win.out_w;
-    source[runs] = g * win.plane + oh * win.padded_w + ow;
+    source[runs] = g * win.plane + oh * win.phase_w + ow;
     start[runs] = i;
     length[runs] = min64(win.out_w - ow, count - i);
     i += length[runs];
@@ -134,7 +175,7 @@ struct WindowPackB {
 
 // Few output channels: packing B would cost more than the multiply-adds each packed value
 // feeds, so the tiles read their inputs straight from the padded image instead. Positions then
-// run in padded-width coordinates (q = oh * padded_w + ow), which makes every tap's NR inputs
+// run in phase-width coordinates (q = oh * phase_w + ow), which makes every tap's NR inputs
 // one contiguous run; the columns ow >= out_w are computed and dropped.
 constexpr int64_t kDirectMaxChannels = 16;
 
@@ -166,10 +207,10 @@ void store_direct_tile(const vfloat (&acc)[kGemmMR][kGemmNRVecs], float* out, in
   alignas(64) float tile[kGemmMR * kGemmNR];
   for (int i = 0; i < kGemmMR; ++i)
     for (int j = 0; j < kGemmNRVecs; ++j) vstore(tile + i * kGemmNR + j * kVecFloats, acc[i][j]);
-  const int64_t positions = win.out_h * win.padded_w;
+  const int64_t positions = win.out_h * win.phase_w;
   for (int64_t j = 0; j < kGemmNR && q0 + j < positions;) {
-    const int64_t q = q0 + j, oh = q / win.padded_w, ow = q % win.padded_w;
-    const int64_t run = min64(min64(kGemmNR - j, win.padded_w - ow), positions - q);
+    const int64_t q = q0 + j, oh = q / win.phase_w, ow = q % win.phase_w;
+    const int64_t run = min64(min64(kGemmNR - j, win.phase_w - ow), positions - q);
     const int64_t kept = max64(0, min64(run, win.out_w - ow));
     for (int64_t i = 0; i < rows; ++i) {
       float* dst = out + i * win.out_plane + oh * win.out_w + ow;
@@ -184,7 +225,7 @@ void store_direct_tile(const vfloat (&acc)[kGemmMR][kGemmNRVecs], float* out, in
 // One image's output planes by direct tiles; a team shares the tiles.
 void direct_image(float* out, const float* packed_a, const float* padded, const int64_t* offsets, const Window& win,
                   const float* bias, bool team) {
-  const int64_t tiles = (win.out_h * win.padded_w + kGemmNR - 1) / kGemmNR;
+  const int64_t tiles = (win.out_h * win.phase_w + kGemmNR - 1) / kGemmNR;
   const int64_t m_pad = round_up(win.out_channels, kGemmMR);
   int64_t begin, end;
   team_range(tiles, team, &begin, &end);
@@ -220,7 +261,7 @@ void window_convolution(const WindowJob& job) {
   const bool direct = win.out_channels <= kDirectMaxChannels;
   // Direct tiles work image by image and read up to NR positions past the last output row,
   // shifted by the farthest tap; a packing run's last vector up to kVecFloats - 1 floats.
-  const Bundle bundle = direct ? make_bundle(win, job.batch, threads, 1, 1, (win.kernel_w - 1) * win.dilation_w + kGemmNR)
+  const Bundle bundle = direct ? make_bundle(win, job.batch, threads, 1, 1, win.column_overhang() + kGemmNR)
                                : make_bundle(win, job.batch, threads, win.out_plane, kWindowColumns, kVecFloats);
   const int64_t items = bundle.count * job.groups;
   const bool by_bundle = items >= threads && threads > 1;
@@ -278,7 +319,7 @@ void window_convolution(const WindowJob& job) {
 
 // ---------------------------------------------------------------- backward-weight
 // dw[oc][kk] = sum over images and positions q of dy[oc][q] * padded[q + offset(kk)], with the
-// positions in padded-width coordinates (q = g * plane + oh * padded_w + ow) and dy spread to
+// positions in phase-width coordinates (q = g * plane + oh * phase_w + ow) and dy spread to
 // rows of that layout with zeros everywhere else. Tiles of kDotRows output channels x kDotCols
 // taps keep their dot products in vector registers along q.
 #if defined(PCN_ISA_IS_avx512)
@@ -298,7 +339,7 @@ void spread_rows(float* dst, const float* dy, int64_t image_stride, int64_t coun
     for (int64_t g = 0; g < count; ++g) {
       const float* in = dy + g * image_stride + oc * win.out_plane;
       for (int64_t oh = 0; oh < win.out_h; ++oh)
-        std::memcpy(row + g * win.plane + oh * win.padded_w, in + oh * win.out_w, sizeof(float) * win.out_w);
+        std::memcpy(row + g * win.plane + oh * win.phase_w, in + oh * win.out_w, sizeof(float) * win.out_w);
     }
   }
 }
@@ -358,6 +399,25 @@ struct WindowTransposedPackB {
   void operator()(float* out, int64_t p0, int64_t pc, int64_t j0, int64_t cols) const {
     int64_t run_source[kGemmKC], run_row[kGemmKC], run_length[kGemmKC];
     const int runs = position_runs(*win, p0, pc, run_source, run_row, run_length);
+#if defined(__AVX2__)
+    if (cols == kGemmNR) {
+      // Eight taps by eight positions of a run at a time through a register transpose.
+      for (int run = 0; run < runs; ++run) {
+        const int64_t whole = run_length[run] / 8 * 8;
+        for (int64_t j = 0; j < kGemmNR; j += 8) {
+          const float* rows[8];
+          for (int r = 0; r < 8; ++r) rows[r] = padded + offsets[j0 + j + r] + run_source[run];
+          for (int64_t t = 0; t < whole; t += 8) {
+            store_transposed8x8(out + (run_row[run] + t) * kGemmNR + j, kGemmNR, rows);
+            for (int r = 0; r < 8; ++r) rows[r] += 8;
+          }
+          for (int64_t t = whole; t < run_length[run]; ++t)
+            for (int r = 0; r < 8; ++r) out[(run_row[run] + t) * kGemmNR + j + r] = rows[r][t - whole];
+        }
+      }
+      return;
+    }
+#endif
     for (int64_t j = 0; j < cols; ++j) {
       const float* base = padded + offsets[j0 + j];
       for (int run = 0; run < runs; ++run) {
@@ -385,19 +445,22 @@ void gather_rows(float* dst, const float* dy, int64_t image_stride, int64_t coun
 }  // namespace
 
 bool window_applies(const Conv2dDesc& d) {
-  const bool pointwise = d.kernel_h == 1 && d.kernel_w == 1 && d.pad_h == 0 && d.pad_w == 0;
-  return d.stride_h == 1 && d.stride_w == 1 && !pointwise;
+  // An unpadded 1x1 kernel is a plain GEMM at stride 1 and reads one phase of stride_h x stride_w
+  // otherwise: the patch packer's gather beats copying every phase.
+  return !(d.kernel_h == 1 && d.kernel_w == 1 && d.pad_h == 0 && d.pad_w == 0);
 }
 
 bool window_backward_data_applies(const Conv2dDesc& d) {
-  // dx is the forward window convolution of dy padded by dilation * (kernel - 1) - padding.
-  return window_applies(d) && d.pad_h <= d.dilation_h * (d.kernel_h - 1) && d.pad_w <= d.dilation_w * (d.kernel_w - 1);
+  // At stride 1, dx is the forward window convolution of dy padded by dilation * (kernel - 1) -
+  // padding.
+  return window_applies(d) && d.stride_h == 1 && d.stride_w == 1 && d.pad_h <= d.dilation_h * (d.kernel_h - 1) &&
+         d.pad_w <= d.dilation_w * (d.kernel_w - 1);
 }
 
 void window_forward(float* y, const float* x, const float* w, const float* bias, const Conv2dDesc& d) {
   if (d.batch == 0) return;
   const int64_t cin_g = d.in_channels / d.groups, cout_g = d.out_channels / d.groups;
-  const Window win(cin_g, d.in_h, d.in_w, d.pad_h, d.pad_w, d, cout_g);
+  const Window win(cin_g, d.in_h, d.in_w, d.pad_h, d.pad_w, d.stride_h, d.stride_w, d, cout_g);
   const int64_t in_plane = d.in_h * d.in_w, out_plane = d.out_h * d.out_w;
   window_convolution({&win, d.batch, d.groups, x, d.in_channels * in_plane, cin_g * in_plane, y,
                       d.out_channels * out_plane, cout_g * out_plane, w, bias});
@@ -410,7 +473,7 @@ void window_backward_data(float* dx, const float* dy, const float* w, const Conv
   // Input channels: the dy planes of the group; output channels: the group's dx planes; tap
   // (oc, r, s) of dx channel c is weight (oc, c, kernel_h - 1 - r, kernel_w - 1 - s).
   const Window win(cout_g, d.out_h, d.out_w, d.dilation_h * (d.kernel_h - 1) - d.pad_h,
-                   d.dilation_w * (d.kernel_w - 1) - d.pad_w, d, cin_g);
+                   d.dilation_w * (d.kernel_w - 1) - d.pad_w, 1, 1, d, cin_g);
   float* flipped = thread_scratch(Scratch::weights, d.groups * cin_g * win.k);
   for (int64_t group = 0; group < d.groups; ++group)
     for (int64_t oc = 0; oc < cout_g; ++oc)
@@ -426,7 +489,7 @@ void window_backward_data(float* dx, const float* dy, const float* w, const Conv
 
 void window_backward_weight(float* dw, const float* dy, const float* x, const Conv2dDesc& d) {
   const int64_t cin_g = d.in_channels / d.groups, cout_g = d.out_channels / d.groups;
-  const Window win(cin_g, d.in_h, d.in_w, d.pad_h, d.pad_w, d, cout_g);
+  const Window win(cin_g, d.in_h, d.in_w, d.pad_h, d.pad_w, d.stride_h, d.stride_w, d, cout_g);
   const int64_t in_plane = d.in_h * d.in_w, out_plane = d.out_h * d.out_w, w_floats = d.out_channels * win.k;
   if (d.batch == 0) {
     for (int64_t i = 0; i < w_floats; ++i) dw[i] = 0.0f;
@@ -435,11 +498,10 @@ void window_backward_weight(float* dw, const float* dy, const float* x, const Co
   const int threads = num_threads();
   const bool use_gemm = cout_g > kDirectMaxChannels && out_plane < kDotMinPositions;
   // Dot products read to the last position rounded up to a vector, shifted by the farthest tap.
-  const int64_t dot_slack =
-      (d.kernel_h - 1) * d.dilation_h * win.padded_w + (d.kernel_w - 1) * d.dilation_w + kVecFloats;
+  const int64_t dot_slack = win.column_overhang() + kVecFloats;
   const Bundle bundle = use_gemm ? make_bundle(win, d.batch, threads, out_plane, kWindowColumns, 0)
                                  : make_bundle(win, d.batch, threads, win.plane, kDotChunk, dot_slack);
-  const int64_t row_floats = use_gemm ? bundle.images * out_plane : round_up(bundle.stride, kVecFloats);
+  const int64_t row_floats = use_gemm ? bundle.images * out_plane : round_up(bundle.phase_stride, kVecFloats);
   const int64_t items = bundle.count * d.groups;
   const bool by_bundle = items >= threads && threads > 1;
   const int slots = by_bundle ? threads : 1;
@@ -488,7 +550,7 @@ void window_backward_weight(float* dw, const float* dy, const float* x, const Co
       team_barrier(team);
       // The positions run to the last image's last output row (its bottom padding rows add
       // nothing), in equal chunks of at most kDotChunk.
-      const int64_t span = round_up((count - 1) * win.plane + win.out_h * win.padded_w, kVecFloats);
+      const int64_t span = round_up((count - 1) * win.plane + win.out_h * win.phase_w, kVecFloats);
       const int64_t chunks = (span + kDotChunk - 1) / kDotChunk;
       const int64_t chunk = round_up((span + chunks - 1) / chunks, kVecFloats);
       float* sums = out + group * cout_g * win.k * kVecFloats;

@@ -1,16 +1,18 @@
-// Stride-1 convolutions as sliding windows over a zero-padded copy of each image.
+// Convolutions as sliding windows over a zero-padded copy of each image.
 //
-// With stride 1, kernel tap (r, s) of input channel c reads the padded image shifted by a fixed
-// c * plane + r * dilation_h * padded_w + s * dilation_w floats, so every row of the patch matrix
-// is made of contiguous runs of the padded image, one per output row. Three ways to use that,
-// chosen per layer (bench/NOTES.md has the measurements):
-// - forward, and backward-data as the forward convolution of dy with the flipped, transposed
-//   weights: the shared GEMM driver with a B packer that copies those runs (no bounds logic),
-//   several small images side by side in one GEMM;
-// - at most 16 output channels: no packing at all. Register tiles read B straight from the padded
-//   image, counting positions in padded-width coordinates (q = oh * padded_w + ow) so that each
-//   tile's inputs are one run; the padded_w - out_w extra columns per row are computed and dropped;
-// - backward-weight: dot products of two contiguous rows (dy spread to padded-width rows) on large
+// The copy splits the padded image into stride_h x stride_w phases (pixel (i, j) goes to phase
+// (i % stride_h, j % stride_w) at (i / stride_h, j / stride_w)); at stride 1 the one phase is the
+// padded image. Kernel tap (r, s) of input channel c then reads, for every output position, one
+// phase shifted by a fixed offset, so every row of the patch matrix is made of contiguous runs of
+// the copy, one per output row. Three ways to use that, chosen per layer (bench/NOTES.md has the
+// measurements):
+// - forward, and (at stride 1) backward-data as the forward convolution of dy with the flipped,
+//   transposed weights: the shared GEMM driver with a B packer that copies those runs (no bounds
+//   logic), several small images side by side in one GEMM;
+// - at most 16 output channels: no packing at all. Register tiles read B straight from the copy,
+//   counting positions in phase-width coordinates (q = oh * phase_w + ow) so that each tile's
+//   inputs are one run; the phase_w - out_w extra columns per row are computed and dropped;
+// - backward-weight: dot products of two contiguous rows (dy spread to phase-width rows) on large
 //   maps, a GEMM with the transposed window matrix on small ones.
 #pragma once
 #include "kernels/conv.h"
@@ -18,8 +20,8 @@
 
 PCN_ISA_BEGIN
 
-// Whether the window path takes this convolution: stride 1 and not a plain 1x1 GEMM; for
-// backward-data also a padding the flipped convolution can express.
+// Whether the window path takes this convolution: anything but an unpadded 1x1 kernel; for
+// backward-data also stride 1 and a padding the flipped convolution can express.
 bool window_applies(const Conv2dDesc& d);
 bool window_backward_data_applies(const Conv2dDesc& d);
 

@@ -144,7 +144,9 @@ struct MatrixPackB {
           const float* s = src + j * ldb + p;
           if ((p & 15) == 0)
             for (int r = 0; r < 8; ++r) __builtin_prefetch(s + r * ldb + 4 * kPackPrefetch);
-          copy_transposed8x8(out + p * kGemmNR + j, kGemmNR, s, ldb);
+          const float* rows[8];
+          for (int r = 0; r < 8; ++r) rows[r] = s + r * ldb;
+          store_transposed8x8(out + p * kGemmNR + j, kGemmNR, rows);
         }
       }
     }
@@ -154,15 +156,6 @@ struct MatrixPackB {
       for (int64_t j = cols; j < kGemmNR; ++j) out[p * kGemmNR + j] = 0.0f;
     }
   }
-#if defined(__AVX2__)
-  // dst[q * ld_dst + r] = s[r * ld_src + q] for r, q < 8.
-  static void copy_transposed8x8(float* dst, int64_t ld_dst, const float* s, int64_t ld_src) {
-    __m256 r[8];
-    for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(s + i * ld_src);
-    transpose8x8(r);
-    for (int i = 0; i < 8; ++i) _mm256_storeu_ps(dst + i * ld_dst, r[i]);
-  }
-#endif
 };
 
 // Packs `panels` consecutive B panels (columns [j0, j0 + cols), the last one possibly partial)

@@ -85,17 +85,6 @@ static inline bool any_lane(vint mask) {
 #endif
 }
 
-// Lanes 0, 2, 4, ... of the 2 * kVecFloats floats a then b: the columns of a stride-2 row.
-static inline vfloat even_lanes(vfloat a, vfloat b) {
-#if defined(PCN_ISA_IS_avx512)
-  return __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-#elif defined(PCN_ISA_IS_avx2)
-  return __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14);
-#else
-  return __builtin_shufflevector(a, b, 0, 2, 4, 6);
-#endif
-}
-
 // Columns src[0], src[stride], ... of kVecFloats outputs; kStride > 0 fixes the stride at compile
 // time, 0 reads it at run time.
 template <int kStride>
@@ -103,7 +92,7 @@ static inline vfloat load_columns(const float* src, int64_t stride) {
   if constexpr (kStride == 1) {
     return vload(src);
   } else if constexpr (kStride == 2) {
-    return even_lanes(vload(src), vload(src + kVecFloats));
+    return every_other_lane<0>(vload(src), vload(src + kVecFloats));
   } else {
     vfloat v;
     for (int lane = 0; lane < kVecFloats; ++lane) v[lane] = src[lane * stride];
