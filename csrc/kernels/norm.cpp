@@ -3,10 +3,11 @@
 // sharing, then adds them in a fixed order: one pair per (n, c) plane (each plane summed in float
 // lanes over short blocks, block totals in double), or, for (N, C) inputs (spatial == 1), one
 // pair of channel rows per chunk of batch rows. The layout and order depend on the shape only, so
-// results are the same for any thread count. Statistics take two passes over x: the plain sum
-// for a first mean, then sum(x - m) and sum((x - m)^2) around that mean, which stays exact for
-// data far from zero (x = 1000 + noise). The mean is applied as a float pair (hi + lo) so that
-// x - mean keeps full precision when |mean| >> std.
+// results are the same for any thread count. Statistics take two passes: the plain sum for a
+// first mean, then sum(x - m) and sum((x - m)^2) around that mean, which stays exact for data far
+// from zero (x = 1000 + noise); over the whole of x for (N, C) inputs, per plane while it is in
+// cache for images (the planes' moments then combine exactly). The mean is applied as a float pair
+// (hi + lo) so that x - mean keeps full precision when |mean| >> std.
 // LRN keeps, for a chunk of spatial positions, a running double sum along channels: one add
 // and one subtract per channel whatever the window size.
 #include "kernels/norm.h"
@@ -104,6 +105,58 @@ void channel_sums(double* table, double* total0, double* total1, const BatchNorm
       total1[c] += s1[c];
     }
   }
+}
+
+// Mean and sum of squared deviations of channel c in mean[c], m2[c], for spatial > 1: each (n, c)
+// plane takes two passes while it sits in cache (its sum, then the deviations from its mean, with
+// the same correction term as channel_sums' second pass), and the planes of a channel combine in
+// batch order. One pass over x in memory instead of two, as exact as two passes over the whole
+// channel, and the same result for any thread count.
+void channel_moments(double* table, double* mean, double* m2, const float* x, const BatchNormDesc& d) {
+  const int64_t channels = d.channels, s = d.spatial, planes = d.batch * channels;
+#pragma omp parallel for num_threads(threads_for(planes, planes * s)) schedule(static)
+  for (int64_t p = 0; p < planes; ++p) {
+    const float* plane = x + p * s;
+    double sum, unused;
+    plane_sum_pair(
+        s,
+        [=](int64_t i, vfloat* a, vfloat* b) {
+          *a = vload(plane + i);
+          *b = vfloat{};
+        },
+        [=](int64_t i, double* a, double* b) {
+          *a = plane[i];
+          *b = 0.0;
+        },
+        &sum, &unused);
+    const float first_mean = static_cast<float>(sum / s);
+    double dev, sq;
+    plane_sum_pair(
+        s,
+        [=](int64_t i, vfloat* a, vfloat* b) {
+          *a = vload(plane + i) - first_mean;
+          *b = *a * *a;
+        },
+        [=](int64_t i, double* a, double* b) {
+          *a = static_cast<double>(plane[i]) - first_mean;
+          *b = *a * *a;
+        },
+        &dev, &sq);
+    table[2 * p] = first_mean + dev / s;
+    table[2 * p + 1] = std::fmax(sq - dev * dev / s, 0.0);
+  }
+  // All planes hold s elements: the channel's mean is the mean of the plane means, and its sum of
+  // squared deviations adds each plane's own and s * (plane mean - mean)^2.
+  for (int64_t c = 0; c < channels; ++c) mean[c] = m2[c] = 0.0;
+  for (int64_t n = 0; n < d.batch; ++n)
+    for (int64_t c = 0; c < channels; ++c) mean[c] += table[2 * (n * channels + c)];
+  for (int64_t c = 0; c < channels; ++c) mean[c] /= d.batch;
+  for (int64_t n = 0; n < d.batch; ++n)
+    for (int64_t c = 0; c < channels; ++c) {
+      const double* plane = table + 2 * (n * channels + c);
+      const double offset = plane[0] - mean[c];
+      m2[c] += plane[1] + s * offset * offset;
+    }
 }
 
 // Per-channel constants of y = ((x - mean_hi) - mean_lo) * scale + shift.
@@ -211,40 +264,48 @@ void batch_norm_forward_train(float* y, float* save_mean, float* save_invstd, fl
     return;
   }
   const NormScratch t = norm_scratch(d);
-  channel_sums(
-      t.table, t.total0, t.total1, d,
-      [=](int64_t i, int64_t, vfloat* sum, vfloat* none) {
-        *sum = vload(x + i);
-        *none = vfloat{};
-      },
-      [=](int64_t i, int64_t, double* sum, double* none) {
-        *sum = x[i];
-        *none = 0.0;
-      });
-  float* first_mean = t.affine.mean_hi;
-  for (int64_t c = 0; c < d.channels; ++c) first_mean[c] = static_cast<float>(t.total0[c] / count);
-  channel_sums(
-      t.table, t.total0, t.total1, d,
-      [=](int64_t i, int64_t c, vfloat* dev, vfloat* sq) {
-        *dev = vload(x + i) - first_mean[c];
-        *sq = *dev * *dev;
-      },
-      [=](int64_t i, int64_t c, double* dev, double* sq) {
-        *dev = static_cast<double>(x[i]) - first_mean[c];
-        *sq = *dev * *dev;
-      });
+  double *mean = t.total0, *m2 = t.total1;
+  if (d.spatial > 1) {
+    channel_moments(t.table, mean, m2, x, d);
+  } else {
+    channel_sums(
+        t.table, t.total0, t.total1, d,
+        [=](int64_t i, int64_t, vfloat* sum, vfloat* none) {
+          *sum = vload(x + i);
+          *none = vfloat{};
+        },
+        [=](int64_t i, int64_t, double* sum, double* none) {
+          *sum = x[i];
+          *none = 0.0;
+        });
+    float* first_mean = t.affine.mean_hi;
+    for (int64_t c = 0; c < d.channels; ++c) first_mean[c] = static_cast<float>(t.total0[c] / count);
+    channel_sums(
+        t.table, t.total0, t.total1, d,
+        [=](int64_t i, int64_t c, vfloat* dev, vfloat* sq) {
+          *dev = vload(x + i) - first_mean[c];
+          *sq = *dev * *dev;
+        },
+        [=](int64_t i, int64_t c, double* dev, double* sq) {
+          *dev = static_cast<double>(x[i]) - first_mean[c];
+          *sq = *dev * *dev;
+        });
+    for (int64_t c = 0; c < d.channels; ++c) {
+      const double dev = t.total0[c], sq = t.total1[c];
+      mean[c] = first_mean[c] + dev / count;
+      m2[c] = std::fmax(sq - dev * dev / count, 0.0);
+    }
+  }
   const double unbias = count > 1 ? static_cast<double>(count) / (count - 1) : 0.0;
   const double momentum = d.momentum;
   for (int64_t c = 0; c < d.channels; ++c) {
-    const double shift_mean = t.total0[c] / count;
-    const double var = std::fmax(t.total1[c] / count - shift_mean * shift_mean, 0.0);
-    const double mean = first_mean[c] + shift_mean;
+    const double var = m2[c] / count;
     const double invstd = 1.0 / std::sqrt(var + d.eps);
-    save_mean[c] = static_cast<float>(mean);
+    save_mean[c] = static_cast<float>(mean[c]);
     save_invstd[c] = static_cast<float>(invstd);
-    if (running_mean) running_mean[c] = static_cast<float>((1.0 - momentum) * running_mean[c] + momentum * mean);
+    if (running_mean) running_mean[c] = static_cast<float>((1.0 - momentum) * running_mean[c] + momentum * mean[c]);
     if (running_var) running_var[c] = static_cast<float>((1.0 - momentum) * running_var[c] + momentum * var * unbias);
-    set_affine(t.affine, c, mean, invstd, weight, bias);
+    set_affine(t.affine, c, mean[c], invstd, weight, bias);
   }
   apply_affine(y, x, t.affine, d);
 }
