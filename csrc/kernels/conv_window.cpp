@@ -3,6 +3,7 @@
 #include "kernels/conv_window.h"
 
 #include "kernels/gemm_driver.h"
+#include "kernels/image_bundle.h"
 
 PCN_ISA_BEGIN
 namespace {
@@ -52,14 +53,10 @@ struct Bundle {
   int64_t count;   // bundles covering the batch
 };
 
-// Images per bundle: about target / per_image of them, but no fewer bundles than threads
-// (each thread takes whole bundles), and equal shares for the threads.
+// Bundles of images_per_bundle(batch, threads, per_image, target) images.
 Bundle make_bundle(const Window& win, int64_t batch, int threads, int64_t per_image, int64_t target, int64_t slack) {
-  const int64_t per_thread = max64(1, (batch + threads - 1) / threads);
-  const int64_t most = max64(1, min64(per_thread, target / max64(1, per_image)));
-  const int64_t passes = (per_thread + most - 1) / most;
   Bundle b;
-  b.images = (per_thread + passes - 1) / passes;
+  b.images = images_per_bundle(batch, threads, per_image, target);
   b.phase_stride = b.images * win.plane;
   b.stride = win.phases * b.phase_stride;
   b.floats = win.channels * b.stride + slack;
@@ -304,13 +301,10 @@ void window_convolution(const WindowJob& job) {
       }
       gemm_packed(win.out_channels, count * win.out_plane, win.k, packed + group * a_floats,
                   WindowPackB{padded, offsets, &win}, bundle.images > 1 ? c_buf : out,
-                  bundle.images > 1 ? columns : win.out_plane, 1.0f, 0.0f, bias, b_bufs + slot * b_floats, team);
+                  count * win.out_plane, 1.0f, 0.0f, bias, b_bufs + slot * b_floats, team);
       if (bundle.images > 1) {
         team_range(win.out_channels, team, &lo, &hi);
-        for (int64_t g = 0; g < count; ++g)
-          for (int64_t oc = lo; oc < hi; ++oc)
-            std::memcpy(out + g * job.out_batch_stride + oc * win.out_plane, c_buf + oc * columns + g * win.out_plane,
-                        sizeof(float) * win.out_plane);
+        scatter_images(out, c_buf, job.out_batch_stride, count, win.out_plane, lo, hi);
       }
       team_barrier(team);  // the padded bundle and C are rewritten for the next item
     }
@@ -431,17 +425,6 @@ struct WindowTransposedPackB {
   }
 };
 
-// dy rows [oc_begin, oc_end) of `count` images (dy planes image_stride floats apart) side by
-// side: row oc holds image g's plane at g * out_plane.
-void gather_rows(float* dst, const float* dy, int64_t image_stride, int64_t count, const Window& win,
-                 int64_t oc_begin, int64_t oc_end) {
-  const int64_t columns = count * win.out_plane;
-  for (int64_t oc = oc_begin; oc < oc_end; ++oc)
-    for (int64_t g = 0; g < count; ++g)
-      std::memcpy(dst + oc * columns + g * win.out_plane, dy + g * image_stride + oc * win.out_plane,
-                  sizeof(float) * win.out_plane);
-}
-
 }  // namespace
 
 bool window_applies(const Conv2dDesc& d) {
@@ -537,7 +520,7 @@ void window_backward_weight(float* dw, const float* dy, const float* x, const Co
                  win, bundle, lo, hi, !team || omp_get_thread_num() == 0);
       team_range(cout_g, team, &lo, &hi);
       if (use_gemm) {
-        gather_rows(dy_rows, dyg, d.out_channels * out_plane, count, win, lo, hi);
+        gather_images(dy_rows, dyg, d.out_channels * out_plane, count, out_plane, lo, hi);
         team_barrier(team);
         const int64_t columns = count * out_plane;
         float* a_buf = a_bufs + slot * a_floats;
