@@ -4,9 +4,9 @@
 //   backward-data    cols[K x P] = w^T * dy[oc x P], then scatter-added into dx (col2im), in P chunks
 //   backward-weight  dw[oc x K] += dy[oc x P] * patches^T[P x K]
 // A 1x1, stride-1, unpadded convolution reads x/dx directly as the GEMM operand; every other
-// convolution but unpadded 1x1 ones runs on sliding windows over a padded image instead
-// (conv_window.h), as does backward-data at stride 1: what is left here is strided 1x1
-// convolutions and strided backward-data.
+// convolution whose stride stays within the kernel's extent runs on sliding windows over a padded
+// image instead (conv_window.h), as does backward-data at stride 1: what is left here is strides
+// beyond the kernel (1x1 at stride 2, say) and strided backward-data.
 // Threads take whole images when there are enough of them (each with its own scratch and, for
 // backward-weight, its own partial sum reduced in thread order: deterministic for a fixed thread
 // count); otherwise the whole team shares each image's GEMM.

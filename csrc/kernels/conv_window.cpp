@@ -366,7 +366,7 @@ static inline void dot_tile(float* sums, int64_t ld, const float* const (&rows)[
     }
 }
 
-// dst[i] = the lane sums of every slot's vector sums (slot s holds vector i at
+// dst[i] = the lane sums of the first `slots` slots' vector sums (slot s holds vector i at
 // (s * count + i) * kVecFloats), added in slot order. Called by the whole team.
 static inline void reduce_vector_sums(float* dst, const float* sums, int slots, int64_t count) {
 #pragma omp barrier
@@ -428,9 +428,13 @@ struct WindowTransposedPackB {
 }  // namespace
 
 bool window_applies(const Conv2dDesc& d) {
-  // An unpadded 1x1 kernel is a plain GEMM at stride 1 and reads one phase of stride_h x stride_w
-  // otherwise: the patch packer's gather beats copying every phase.
-  return !(d.kernel_h == 1 && d.kernel_w == 1 && d.pad_h == 0 && d.pad_w == 0);
+  // An unpadded 1x1 kernel is a plain GEMM at stride 1. A stride beyond the kernel's extent
+  // leaves phases that no tap reads (a 1x1 kernel at stride 2 reads one of four): the patch
+  // packer's gather then beats copying every phase.
+  const bool plain_gemm = d.kernel_h == 1 && d.kernel_w == 1 && d.pad_h == 0 && d.pad_w == 0 && d.stride_h == 1 &&
+                          d.stride_w == 1;
+  return !plain_gemm && d.stride_h <= d.dilation_h * (d.kernel_h - 1) + 1 &&
+         d.stride_w <= d.dilation_w * (d.kernel_w - 1) + 1;
 }
 
 bool window_backward_data_applies(const Conv2dDesc& d) {
@@ -557,8 +561,9 @@ void window_backward_weight(float* dw, const float* dy, const float* x, const Co
       }
       team_barrier(team);  // the buffers are rewritten for the next item
     }
+    // Per-thread slots: the team the runtime started, which may be smaller than was asked for.
     if (!use_gemm)
-      reduce_vector_sums(dw, partials, slots, w_floats);
+      reduce_vector_sums(dw, partials, by_bundle ? omp_get_num_threads() : 1, w_floats);
     else if (by_bundle)
       reduce_thread_partials(dw, partials, w_floats);
   }

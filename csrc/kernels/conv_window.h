@@ -20,8 +20,9 @@
 
 PCN_ISA_BEGIN
 
-// Whether the window path takes this convolution: anything but an unpadded 1x1 kernel; for
-// backward-data also stride 1 and a padding the flipped convolution can express.
+// Whether the window path takes this convolution: anything but a plain 1x1 GEMM whose stride
+// stays within the kernel's extent; for backward-data also stride 1 and a padding the flipped
+// convolution can express.
 bool window_applies(const Conv2dDesc& d);
 bool window_backward_data_applies(const Conv2dDesc& d);
 
