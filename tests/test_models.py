@@ -311,6 +311,23 @@ def test_cifar_resnet_counts_match_reference(skip_init):
         assert count(models.get_model(name)) == sum(p.numel() for p in TorchCifarResNet(n).parameters())
 
 
+@pytest.mark.parametrize("shape", [(3, 5, 7, 9), (2, 4, 8, 8)], ids=str)
+def test_shortcut_a_equals_subsample_then_channel_pad(shape):
+    """Option A's one-copy kernel against the slice and F.pad it replaces, odd sizes included."""
+    from pyconvnet.models.resnet import ShortcutA
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape, dtype=np.float32)
+    fused_input, plain_input = pcn.tensor(x, requires_grad=True), pcn.tensor(x, requires_grad=True)
+    fused = ShortcutA(2, 7)(fused_input)
+    plain = pcn.nn.functional.pad(plain_input[:, :, ::2, ::2], (0, 0, 0, 0, 3, 4))
+    assert fused.shape == plain.shape
+    assert np.array_equal(fused.detach().numpy(), plain.detach().numpy())
+    grad = pcn.tensor(rng.standard_normal(fused.shape, dtype=np.float32))
+    fused.backward(grad)
+    plain.backward(grad)
+    assert np.array_equal(fused_input.grad.numpy(), plain_input.grad.numpy())
+
+
 def test_googlenet_outputs_and_aux_heads():
     pcn.manual_seed(0)
     model = models.googlenet(num_classes=5, aux_logits=True)
