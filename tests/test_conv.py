@@ -40,6 +40,7 @@ CONV_CASES = [
     (3, 4, 23, 23, 8, (11, 11), (4, 4), (2, 2), (1, 1), 1),  # AlexNet's conv1 in small: 16 phases
     (2, 3, 13, 12, 4, (3, 3), (2, 3), (2, 1), (2, 2), 1),  # unequal strides with dilation
     (5, 6, 7, 7, 10, (1, 1), (1, 1), (0, 0), (1, 1), 1),  # pointwise on 7x7: images bundled, the last partial
+    (2, 6, 14, 14, 16, (5, 5), (1, 1), (0, 0), (1, 1), 1),  # LeNet's conv2: backward-data tiles start every row
 ]
 
 
