@@ -153,3 +153,57 @@ def test_a_cache_miss_frees_cached_memory_instead_of_adding_to_it():
     large = pcn.nn.functional.relu(pcn.ones(4, 4, 128, 128))  # 1 MiB: a miss
     assert backend.buffer_cache_stats()["cached_bytes"] == 0, "the older, smaller block paid for the new one"
     np.testing.assert_array_equal(large.numpy(), 1.0)
+
+
+def _relu_of(floats, value):
+    return pcn.nn.functional.relu(pcn.tensor(np.full(floats, value, dtype=np.float32)))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pages move between mappings with Linux's mremap")
+def test_a_cache_miss_takes_the_pages_of_cached_blocks_of_other_sizes():
+    """A miss is served by the oldest cached blocks' pages, moved into one contiguous output: the
+    output is whole and right, and the moved pages come out of the cache."""
+    backend.empty_buffer_cache()
+    olds = [_relu_of(128 * 1024, float(i)) for i in range(3)]  # three blocks of 512 KiB
+    del olds
+    before = backend.buffer_cache_stats()
+    assert before["cached_bytes"] == 3 * 512 * 1024
+    out = _relu_of(320 * 1024, 7.0)  # 1.25 MiB: the first two blocks and half the third
+    after = backend.buffer_cache_stats()
+    assert after["misses"] == before["misses"] + 1
+    assert after["recycled_bytes"] - before["recycled_bytes"] == 1280 * 1024
+    assert after["cached_bytes"] == 256 * 1024
+    np.testing.assert_array_equal(out.numpy(), 7.0)
+    rest = _relu_of(64 * 1024, 3.0)  # the third block's other half, exactly: a hit
+    assert backend.buffer_cache_stats()["hits"] == after["hits"] + 1
+    np.testing.assert_array_equal(rest.numpy(), 3.0)
+    out.numpy()[:] = -1.0  # the two outputs share no page
+    np.testing.assert_array_equal(rest.numpy(), 3.0)
+    del out, rest
+    backend.empty_buffer_cache()
+    assert backend.buffer_cache_stats()["cached_bytes"] == 0
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="counts the process's mappings in /proc/self/maps")
+def test_recycling_pages_keeps_the_number_of_mappings_bounded():
+    """Every recycled piece is a kernel mapping of its own, and a process may hold only so many
+    (vm.max_map_count): thousands of misses of ever-changing sizes must not pile them up."""
+    backend.empty_buffer_cache()
+
+    def mappings():
+        with open("/proc/self/maps") as maps:
+            return sum(1 for _ in maps)
+
+    start = mappings()
+    rng = np.random.default_rng(0)
+    live = []
+    for _ in range(9000):  # 40 live outputs of 256-800 KiB, a random one dying at each step
+        live.append(_relu_of(int(rng.integers(64 * 1024, 200 * 1024)), 1.0))
+        if len(live) > 40:
+            live.pop(int(rng.integers(0, len(live))))
+    assert backend.buffer_cache_stats()["recycled_bytes"] > 0
+    assert mappings() - start < 4096 + 100  # the cap on segments (buffer_cache.cpp), and the live outputs
+    for output in live:
+        np.testing.assert_array_equal(output.numpy(), 1.0)
+    del live
+    backend.empty_buffer_cache()

@@ -35,6 +35,7 @@ void bind_backend(py::module_& m) {
     out["limit_bytes"] = stats.limit_bytes;
     out["hits"] = stats.hits;
     out["misses"] = stats.misses;
+    out["recycled_bytes"] = stats.recycled_bytes;
     return out;
   });
   m.def("empty_buffer_cache", &empty_buffer_cache);

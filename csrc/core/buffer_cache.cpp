@@ -1,16 +1,16 @@
 // See buffer_cache.h.
 #include "core/buffer_cache.h"
 
+#include <sys/mman.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <mutex>
 #include <new>
+#include <unordered_map>
 #include <vector>
 
 #include "core/runtime.h"
-
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
 namespace pcn {
 namespace {
@@ -18,21 +18,71 @@ namespace {
 constexpr size_t kAlignment = 64;
 constexpr size_t kPage = 4096;
 
-// Each block starts with a header recording its capacity; the caller's memory follows it, so
-// release_buffer needs only the pointer.
-struct Header {
-  size_t capacity;
-};
-static_assert(sizeof(Header) <= kAlignment);
+// Blocks of at least kHugeMinBytes start on a 2 MiB boundary and are advised to use transparent
+// huge pages (Linux, where THP is "madvise" or "always"): the first write to each 2 MiB then
+// costs one fault instead of 512 (AlexNet's classifier weight gradients, 151 and 67 MB and fresh
+// each step before pages were recycled: 55,700 -> 2,600 faults a step). Not lower: from 8 MiB
+// GoogLeNet's peak grew by 50-75 MiB (a partial huge page per block) and its step got no faster.
+constexpr size_t kHugePage = size_t{2} << 20;
+constexpr size_t kHugeMinBytes = size_t{64} << 20;
 
-size_t capacity_of(void* block) { return static_cast<Header*>(block)->capacity; }
+// Pages that lie within one kernel mapping, which is what mremap can move in one call.
+struct Segment {
+  char* address;
+  size_t bytes;
+};
+
+// A cacheable block: `bytes` of contiguous addresses made of one or more segments in order.
+struct Block {
+  char* address;
+  size_t bytes;
+  std::vector<Segment> segments;
+};
+
+// Fresh pages (untouched: each faults on first write), or null when the system has none.
+char* map_fresh(size_t bytes) {
+  if (bytes < kHugeMinBytes) {
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? nullptr : static_cast<char*>(p);
+  }
+  // Over-map by a huge page and trim both ends to land on a 2 MiB boundary.
+  void* p = mmap(nullptr, bytes + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return nullptr;
+  char* raw = static_cast<char*>(p);
+  char* start = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(raw) + kHugePage - 1) & ~(kHugePage - 1));
+  if (start > raw) munmap(raw, start - raw);
+  munmap(start + bytes, raw + kHugePage - start);
+#if defined(MADV_HUGEPAGE)
+  madvise(start, bytes, MADV_HUGEPAGE);  // only advice: a refusal just keeps small pages
+#endif
+  return start;
+}
+
+// Moves the pages of `from` (touched ones stay touched) to `to`, replacing what was mapped
+// there; false where the system cannot move pages.
+bool move_pages(const Segment& from, char* to) {
+#if defined(__linux__)
+  return mremap(from.address, from.bytes, from.bytes, MREMAP_MAYMOVE | MREMAP_FIXED, to) != MAP_FAILED;
+#else
+  (void)from, (void)to;
+  return false;
+#endif
+}
+
+// A moved segment mostly stays a kernel mapping of its own (the kernel seldom merges it with its
+// new neighbours), and a process may hold only so many (Linux: vm.max_map_count, 65,530 by
+// default). Recycling splits segments, so past this many the pieces go back to the system
+// instead and blocks take fresh pages, until fragmented blocks have been let go.
+constexpr size_t kMaxSegments = 4096;
 
 struct Cache {
   std::mutex mutex;
-  std::vector<void*> free_blocks;  // headers, oldest first
+  std::vector<Block> free_blocks;                    // oldest first
+  std::unordered_map<void*, std::vector<Segment>> live;  // cacheable blocks in use, by address
   size_t cached_bytes = 0;
   size_t limit_bytes = 0;
-  int64_t hits = 0, misses = 0;
+  int64_t hits = 0, misses = 0, recycled_bytes = 0;
+  size_t segment_count = 0;  // in live and free blocks
 
   Cache() {
     const int64_t physical = physical_memory_bytes();
@@ -40,25 +90,70 @@ struct Cache {
   }
 
   void free_all() {  // caller holds the mutex
-    for (void* block : free_blocks) std::free(block);
+    for (const Block& block : free_blocks) unmap(block);
     free_blocks.clear();
     cached_bytes = 0;
   }
 
-  // Frees the oldest blocks until `bytes` have gone back to the system (or none are left).
-  void evict(size_t bytes) {  // caller holds the mutex
-    size_t freed = 0, kept = 0;
-    for (size_t i = 0; i < free_blocks.size(); ++i) {
-      void* block = free_blocks[i];
-      if (freed < bytes) {
-        freed += capacity_of(block);
-        std::free(block);
-      } else {
-        free_blocks[kept++] = block;
-      }
+  // The newest free block of exactly `bytes`, taken out of the cache; false if there is none.
+  bool take_exact(size_t bytes, Block* out) {  // caller holds the mutex
+    for (size_t i = free_blocks.size(); i-- > 0;) {
+      if (free_blocks[i].bytes != bytes) continue;
+      *out = std::move(free_blocks[i]);
+      free_blocks.erase(free_blocks.begin() + static_cast<std::ptrdiff_t>(i));
+      cached_bytes -= bytes;
+      return true;
     }
-    free_blocks.resize(kept);
-    cached_bytes -= freed;
+    return false;
+  }
+
+  // A new block of `bytes` whose pages come, as far as they reach, from the oldest free blocks:
+  // moved, not copied, so pages that earlier outputs touched are not faulted in again, and the
+  // memory the process holds does not grow by what the cache already holds.
+  Block assemble(size_t bytes) {  // caller holds the mutex
+    char* address = map_fresh(bytes);
+    if (!address) {  // the cache may be what is holding the memory
+      free_all();
+      address = map_fresh(bytes);
+      if (!address) throw std::bad_alloc();
+    }
+    Block block{address, bytes, {}};
+    size_t taken = 0, filled = 0;  // bytes taken out of the cache; of those, bytes moved in
+    while (taken < bytes && !free_blocks.empty()) {
+      Block& oldest = free_blocks.front();
+      Segment& source = oldest.segments.front();
+      const Segment piece{source.address, std::min(source.bytes, bytes - taken)};
+      if (segment_count < kMaxSegments && move_pages(piece, address + filled)) {
+        block.segments.push_back({address + filled, piece.bytes});
+        ++segment_count;
+        filled += piece.bytes;
+        recycled_bytes += int64_t(piece.bytes);
+      } else {
+        munmap(piece.address, piece.bytes);
+      }
+      taken += piece.bytes;
+      cached_bytes -= piece.bytes;
+      source.address += piece.bytes;
+      source.bytes -= piece.bytes;
+      oldest.address += piece.bytes;
+      oldest.bytes -= piece.bytes;
+      if (source.bytes == 0) {
+        oldest.segments.erase(oldest.segments.begin());
+        --segment_count;
+      }
+      if (oldest.segments.empty()) free_blocks.erase(free_blocks.begin());
+    }
+    if (filled < bytes) {  // the rest of the fresh mapping, untouched
+      block.segments.push_back({address + filled, bytes - filled});
+      ++segment_count;
+    }
+    return block;
+  }
+
+  // A block leaving the cache's books: its pages go back to the system.
+  void unmap(const Block& block) {  // caller holds the mutex
+    munmap(block.address, block.bytes);
+    segment_count -= block.segments.size();
   }
 };
 
@@ -68,85 +163,55 @@ Cache& cache() {
   return *instance;
 }
 
-void* user_pointer(void* block) { return static_cast<char*>(block) + kAlignment; }
-void* block_of(void* ptr) { return static_cast<char*>(ptr) - kAlignment; }
-
-// Blocks of at least kHugeMinBytes start on a 2 MiB boundary and are advised to use transparent
-// huge pages (Linux, where THP is "madvise" or "always"): the first write to each 2 MiB then
-// costs one fault instead of 512. The cache misses these on every step when they are the largest
-// arrays (AlexNet's classifier weight gradients, 151 and 67 MB: 55,700 -> 2,600 faults a step,
-// the step 7-45 % faster over four noisy pairs). Not lower: from 8 MiB GoogLeNet's activations
-// took huge pages too, its peak grew by 50-75 MiB (a partial huge page per block) and its step got
-// no faster (each 2 MiB is zeroed at once, ahead of the kernel that writes it).
-constexpr size_t kHugePage = size_t{2} << 20;
-constexpr size_t kHugeMinBytes = size_t{64} << 20;
-
-void* allocate_block(size_t capacity) {
-  const size_t bytes = capacity + kAlignment;
-  void* block = nullptr;
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  if (capacity >= kHugeMinBytes) {
-    if (posix_memalign(&block, kHugePage, bytes) != 0) block = nullptr;
-    if (block) madvise(block, bytes, MADV_HUGEPAGE);  // only advice: a refusal just keeps small pages
-  } else
-#endif
-  {
-    block = std::aligned_alloc(kAlignment, bytes);
-  }
-  if (block) static_cast<Header*>(block)->capacity = capacity;
-  return block;
-}
-
 }  // namespace
 
 void* acquire_buffer(size_t bytes) {
-  if (bytes > SIZE_MAX - 2 * kPage) throw std::bad_alloc();
-  const bool cacheable = bytes >= kCachedMinBytes;
-  const size_t capacity = cacheable ? (bytes + kPage - 1) / kPage * kPage : (bytes + kAlignment - 1) / kAlignment * kAlignment;
+  if (bytes > SIZE_MAX - 2 * kHugePage) throw std::bad_alloc();
+  if (bytes < kCachedMinBytes) {  // malloc recycles small blocks itself
+    void* block = std::aligned_alloc(kAlignment, (bytes + kAlignment) / kAlignment * kAlignment);
+    if (!block) throw std::bad_alloc();
+    return block;
+  }
+  const size_t size = (bytes + kPage - 1) / kPage * kPage;
   Cache& c = cache();
-  if (cacheable) {
-    std::lock_guard<std::mutex> lock(c.mutex);
-    for (size_t i = c.free_blocks.size(); i-- > 0;) {  // the newest block of this size
-      void* block = c.free_blocks[i];
-      if (capacity_of(block) != capacity) continue;
-      c.free_blocks.erase(c.free_blocks.begin() + i);
-      c.cached_bytes -= capacity;
-      ++c.hits;
-      return user_pointer(block);
-    }
+  std::lock_guard<std::mutex> lock(c.mutex);
+  Block block;
+  if (c.take_exact(size, &block)) {
+    ++c.hits;
+  } else {
     ++c.misses;
-    c.evict(capacity);  // memory for the new block comes out of the cache, not on top of it
+    block = c.assemble(size);
   }
-  void* block = allocate_block(capacity);
-  if (!block && cacheable) {  // the cache may be what is holding the memory
-    std::lock_guard<std::mutex> lock(c.mutex);
-    c.free_all();
-    block = allocate_block(capacity);
-  }
-  if (!block) throw std::bad_alloc();
-  return user_pointer(block);
+  c.live.emplace(block.address, std::move(block.segments));
+  return block.address;
 }
 
 void release_buffer(void* ptr) {
   if (!ptr) return;
-  void* block = block_of(ptr);
-  const size_t capacity = static_cast<Header*>(block)->capacity;
-  if (capacity >= kCachedMinBytes) {
-    Cache& c = cache();
+  Cache& c = cache();
+  {
     std::lock_guard<std::mutex> lock(c.mutex);
-    if (c.cached_bytes + capacity <= c.limit_bytes) {
-      c.free_blocks.push_back(block);
-      c.cached_bytes += capacity;
+    const auto it = c.live.find(ptr);
+    if (it != c.live.end()) {
+      Block block{static_cast<char*>(ptr), 0, std::move(it->second)};
+      c.live.erase(it);
+      for (const Segment& segment : block.segments) block.bytes += segment.bytes;
+      if (c.cached_bytes + block.bytes <= c.limit_bytes) {
+        c.cached_bytes += block.bytes;
+        c.free_blocks.push_back(std::move(block));
+      } else {
+        c.unmap(block);
+      }
       return;
     }
   }
-  std::free(block);
+  std::free(ptr);
 }
 
 BufferCacheStats buffer_cache_stats() {
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mutex);
-  return {int64_t(c.cached_bytes), int64_t(c.limit_bytes), c.hits, c.misses};
+  return {int64_t(c.cached_bytes), int64_t(c.limit_bytes), c.hits, c.misses, c.recycled_bytes};
 }
 
 void empty_buffer_cache() {

@@ -2,15 +2,15 @@
 //
 // A training step allocates the same activation and gradient shapes every step. Fresh large
 // allocations come from the OS as untouched pages, and the first write to each 4 KiB page is a
-// page fault: for a 50 MB activation that costs more than the kernel that fills it (measured:
-// a ReLU over a fresh 51 MB output spent ~3/4 of its time faulting). Buffers of at least
-// kCachedMinBytes are therefore kept when their array dies and handed out again for a request
-// of the same page-rounded size. A request the cache cannot serve first frees the oldest cached
-// blocks, as many bytes as it allocates, so that reuse does not add to the process's peak
-// (GoogLeNet's training step: 1180 -> 888 MiB, speed within noise). Smaller buffers go straight
-// to malloc, which recycles them itself. Free bytes held are capped (a quarter of physical
-// memory); empty_buffer_cache() returns them all to the system. Thread-safe; all memory is
-// 64-byte aligned.
+// page fault (about 2.8 us on the 2-core VM these were measured on: a ReLU over a fresh 51 MB
+// output spent ~3/4 of its time faulting). Buffers of at least kCachedMinBytes are therefore
+// mapped pages of their own, kept when their array dies and handed out again for a request of
+// the same page-rounded size. A request of another size gets a fresh mapping into which the
+// oldest cached blocks' pages are moved (Linux mremap: page tables change hands, nothing is
+// copied or faulted), so that memory any output touched serves any later one and reuse never
+// adds to the process's peak. Smaller buffers go straight to malloc, which recycles them itself.
+// Free bytes held are capped (a quarter of physical memory); empty_buffer_cache() returns them
+// all to the system. Thread-safe; all memory is 64-byte aligned.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -28,7 +28,8 @@ struct BufferCacheStats {
   int64_t cached_bytes;  // free, held for reuse
   int64_t limit_bytes;   // cap on cached_bytes
   int64_t hits;          // requests served from the cache
-  int64_t misses;        // requests of a cacheable size that allocated fresh memory
+  int64_t misses;        // requests of a cacheable size that no cached block had
+  int64_t recycled_bytes;  // pages moved from cached blocks to serve misses, in bytes
 };
 BufferCacheStats buffer_cache_stats();
 void empty_buffer_cache();
