@@ -90,7 +90,8 @@ def buffer_cache_stats():
     """Kernel outputs of 256 KiB or more come from a cache that keeps their memory when the
     array dies and hands it to the next output of the same size (a training step allocates the
     same shapes every step, and fresh memory costs a page fault per 4 KiB on first write); an
-    output of another size gets the oldest cached pages moved into it (on Linux).
+    output of 4 MiB or more that finds no block of its size gets the oldest cached blocks' pages
+    moved into it (on Linux).
     Returns a dict: ``cached_bytes`` (free memory held now), ``limit_bytes`` (the cap on it, a
     quarter of physical memory), ``hits`` and ``misses`` (cacheable requests served by a cached
     block of their size / not), ``recycled_bytes`` (cached pages moved into misses so far)."""

@@ -18,6 +18,17 @@ namespace {
 constexpr size_t kAlignment = 64;
 constexpr size_t kPage = 4096;
 
+// From this size blocks are mappings of their own whose pages a miss of another size can take
+// over (mremap). Below it moving pages costs more than it saves: a block of 1-2 MB is a few
+// hundred faults, about what the system calls and the TLB shootdowns of a move cost on a VM, and
+// small blocks split the cache's pages into ever smaller pieces (LeNet-5's step went from 5 to
+// 7-12 ms when its 1.2 MB outputs were recycled that way). Those come from malloc, whose heap
+// recycles their pages without system calls.
+constexpr size_t kMappedMinBytes = size_t{4} << 20;
+// No moved piece is smaller, so that a block is at most a few pieces and the number of
+// mappings stays bounded by the memory held (pieces left shorter go back to the system).
+constexpr size_t kMinPieceBytes = size_t{1} << 20;
+
 // Blocks of at least kHugeMinBytes start on a 2 MiB boundary and are advised to use transparent
 // huge pages (Linux, where THP is "madvise" or "always"): the first write to each 2 MiB then
 // costs one fault instead of 512 (AlexNet's classifier weight gradients, 151 and 67 MB and fresh
@@ -32,7 +43,7 @@ struct Segment {
   size_t bytes;
 };
 
-// A cacheable block: `bytes` of contiguous addresses made of one or more segments in order.
+// A mapped block: `bytes` of contiguous addresses made of one or more segments in order.
 struct Block {
   char* address;
   size_t bytes;
@@ -71,45 +82,91 @@ bool move_pages(const Segment& from, char* to) {
 
 // A moved segment mostly stays a kernel mapping of its own (the kernel seldom merges it with its
 // new neighbours), and a process may hold only so many (Linux: vm.max_map_count, 65,530 by
-// default). Recycling splits segments, so past this many the pieces go back to the system
-// instead and blocks take fresh pages, until fragmented blocks have been let go.
+// default). Past this many pieces the cache stops moving them (they go back to the system and
+// blocks take fresh pages) until fragmented blocks have been let go; kMinPieceBytes keeps
+// ordinary models far below it.
 constexpr size_t kMaxSegments = 4096;
+
+// Heap blocks start with a header recording their capacity; the caller's memory follows it.
+struct Header {
+  size_t capacity;
+};
+static_assert(sizeof(Header) <= kAlignment);
+
+size_t capacity_of(void* heap_block) { return static_cast<Header*>(heap_block)->capacity; }
 
 struct Cache {
   std::mutex mutex;
-  std::vector<Block> free_blocks;                    // oldest first
-  std::unordered_map<void*, std::vector<Segment>> live;  // cacheable blocks in use, by address
+  std::vector<void*> heap_free;                          // cached heap blocks (headers), oldest first
+  std::vector<Block> mapped_free;                        // cached mapped blocks, oldest first
+  std::unordered_map<void*, std::vector<Segment>> live;  // mapped blocks in use, by address
   size_t cached_bytes = 0;
   size_t limit_bytes = 0;
   int64_t hits = 0, misses = 0, recycled_bytes = 0;
-  size_t segment_count = 0;  // in live and free blocks
+  size_t segment_count = 0;  // in live and cached mapped blocks
 
   Cache() {
     const int64_t physical = physical_memory_bytes();
     limit_bytes = physical > 0 ? size_t(physical) / 4 : size_t{1} << 30;
   }
 
+  // A mapped block leaving the cache's books: its pages go back to the system.
+  void unmap(const Block& block) {  // caller holds the mutex
+    munmap(block.address, block.bytes);
+    segment_count -= block.segments.size();
+  }
+
   void free_all() {  // caller holds the mutex
-    for (const Block& block : free_blocks) unmap(block);
-    free_blocks.clear();
+    for (void* block : heap_free) std::free(block);
+    for (const Block& block : mapped_free) unmap(block);
+    heap_free.clear();
+    mapped_free.clear();
     cached_bytes = 0;
   }
 
-  // The newest free block of exactly `bytes`, taken out of the cache; false if there is none.
-  bool take_exact(size_t bytes, Block* out) {  // caller holds the mutex
-    for (size_t i = free_blocks.size(); i-- > 0;) {
-      if (free_blocks[i].bytes != bytes) continue;
-      *out = std::move(free_blocks[i]);
-      free_blocks.erase(free_blocks.begin() + static_cast<std::ptrdiff_t>(i));
+  // The newest cached heap block of `capacity`, out of the cache; null if there is none.
+  void* take_heap(size_t capacity) {  // caller holds the mutex
+    for (size_t i = heap_free.size(); i-- > 0;) {
+      void* block = heap_free[i];
+      if (capacity_of(block) != capacity) continue;
+      heap_free.erase(heap_free.begin() + static_cast<std::ptrdiff_t>(i));
+      cached_bytes -= capacity;
+      return block;
+    }
+    return nullptr;
+  }
+
+  // Frees the oldest heap blocks until `bytes` have gone back to malloc (or none are left), so
+  // that a new block comes out of the cache, not on top of it.
+  void evict_heap(size_t bytes) {  // caller holds the mutex
+    size_t freed = 0, kept = 0;
+    for (void* block : heap_free) {
+      if (freed < bytes) {
+        freed += capacity_of(block);
+        std::free(block);
+      } else {
+        heap_free[kept++] = block;
+      }
+    }
+    heap_free.resize(kept);
+    cached_bytes -= freed;
+  }
+
+  // The newest cached mapped block of exactly `bytes`, out of the cache; false if there is none.
+  bool take_mapped(size_t bytes, Block* out) {  // caller holds the mutex
+    for (size_t i = mapped_free.size(); i-- > 0;) {
+      if (mapped_free[i].bytes != bytes) continue;
+      *out = std::move(mapped_free[i]);
+      mapped_free.erase(mapped_free.begin() + static_cast<std::ptrdiff_t>(i));
       cached_bytes -= bytes;
       return true;
     }
     return false;
   }
 
-  // A new block of `bytes` whose pages come, as far as they reach, from the oldest free blocks:
-  // moved, not copied, so pages that earlier outputs touched are not faulted in again, and the
-  // memory the process holds does not grow by what the cache already holds.
+  // A new mapped block of `bytes` whose pages come, as far as they reach, from the oldest cached
+  // mapped blocks: moved, not copied, so pages that earlier outputs touched are not faulted in
+  // again, and the memory the process holds does not grow by what the cache already holds.
   Block assemble(size_t bytes) {  // caller holds the mutex
     char* address = map_fresh(bytes);
     if (!address) {  // the cache may be what is holding the memory
@@ -119,11 +176,13 @@ struct Cache {
     }
     Block block{address, bytes, {}};
     size_t taken = 0, filled = 0;  // bytes taken out of the cache; of those, bytes moved in
-    while (taken < bytes && !free_blocks.empty()) {
-      Block& oldest = free_blocks.front();
+    while (taken < bytes && !mapped_free.empty()) {
+      Block& oldest = mapped_free.front();
       Segment& source = oldest.segments.front();
       const Segment piece{source.address, std::min(source.bytes, bytes - taken)};
-      if (segment_count < kMaxSegments && move_pages(piece, address + filled)) {
+      // A remainder too short to keep goes back to the system.
+      const size_t dropped = source.bytes - piece.bytes < kMinPieceBytes ? source.bytes - piece.bytes : 0;
+      if (piece.bytes >= kMinPieceBytes && segment_count < kMaxSegments && move_pages(piece, address + filled)) {
         block.segments.push_back({address + filled, piece.bytes});
         ++segment_count;
         filled += piece.bytes;
@@ -131,29 +190,24 @@ struct Cache {
       } else {
         munmap(piece.address, piece.bytes);
       }
+      if (dropped > 0) munmap(piece.address + piece.bytes, dropped);
       taken += piece.bytes;
-      cached_bytes -= piece.bytes;
-      source.address += piece.bytes;
-      source.bytes -= piece.bytes;
-      oldest.address += piece.bytes;
-      oldest.bytes -= piece.bytes;
+      cached_bytes -= piece.bytes + dropped;
+      source.address += piece.bytes + dropped;
+      source.bytes -= piece.bytes + dropped;
+      oldest.address += piece.bytes + dropped;
+      oldest.bytes -= piece.bytes + dropped;
       if (source.bytes == 0) {
         oldest.segments.erase(oldest.segments.begin());
         --segment_count;
       }
-      if (oldest.segments.empty()) free_blocks.erase(free_blocks.begin());
+      if (oldest.segments.empty()) mapped_free.erase(mapped_free.begin());
     }
     if (filled < bytes) {  // the rest of the fresh mapping, untouched
       block.segments.push_back({address + filled, bytes - filled});
       ++segment_count;
     }
     return block;
-  }
-
-  // A block leaving the cache's books: its pages go back to the system.
-  void unmap(const Block& block) {  // caller holds the mutex
-    munmap(block.address, block.bytes);
-    segment_count -= block.segments.size();
   }
 };
 
@@ -163,20 +217,42 @@ Cache& cache() {
   return *instance;
 }
 
+void* heap_allocate(size_t capacity) {
+  void* block = std::aligned_alloc(kAlignment, capacity + kAlignment);
+  if (block) static_cast<Header*>(block)->capacity = capacity;
+  return block;
+}
+
 }  // namespace
 
 void* acquire_buffer(size_t bytes) {
   if (bytes > SIZE_MAX - 2 * kHugePage) throw std::bad_alloc();
-  if (bytes < kCachedMinBytes) {  // malloc recycles small blocks itself
-    void* block = std::aligned_alloc(kAlignment, (bytes + kAlignment) / kAlignment * kAlignment);
+  Cache& c = cache();
+  if (bytes < kMappedMinBytes) {
+    const bool cacheable = bytes >= kCachedMinBytes;
+    const size_t capacity = cacheable ? (bytes + kPage - 1) / kPage * kPage : (bytes + kAlignment - 1) / kAlignment * kAlignment;
+    if (cacheable) {
+      std::lock_guard<std::mutex> lock(c.mutex);
+      if (void* block = c.take_heap(capacity)) {
+        ++c.hits;
+        return static_cast<char*>(block) + kAlignment;
+      }
+      ++c.misses;
+      c.evict_heap(capacity);
+    }
+    void* block = heap_allocate(capacity);
+    if (!block && cacheable) {  // the cache may be what is holding the memory
+      std::lock_guard<std::mutex> lock(c.mutex);
+      c.free_all();
+      block = heap_allocate(capacity);
+    }
     if (!block) throw std::bad_alloc();
-    return block;
+    return static_cast<char*>(block) + kAlignment;
   }
   const size_t size = (bytes + kPage - 1) / kPage * kPage;
-  Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mutex);
   Block block;
-  if (c.take_exact(size, &block)) {
+  if (c.take_mapped(size, &block)) {
     ++c.hits;
   } else {
     ++c.misses;
@@ -189,23 +265,28 @@ void* acquire_buffer(size_t bytes) {
 void release_buffer(void* ptr) {
   if (!ptr) return;
   Cache& c = cache();
-  {
-    std::lock_guard<std::mutex> lock(c.mutex);
-    const auto it = c.live.find(ptr);
-    if (it != c.live.end()) {
-      Block block{static_cast<char*>(ptr), 0, std::move(it->second)};
-      c.live.erase(it);
-      for (const Segment& segment : block.segments) block.bytes += segment.bytes;
-      if (c.cached_bytes + block.bytes <= c.limit_bytes) {
-        c.cached_bytes += block.bytes;
-        c.free_blocks.push_back(std::move(block));
-      } else {
-        c.unmap(block);
-      }
-      return;
+  std::lock_guard<std::mutex> lock(c.mutex);
+  const auto it = c.live.find(ptr);
+  if (it != c.live.end()) {
+    Block block{static_cast<char*>(ptr), 0, std::move(it->second)};
+    c.live.erase(it);
+    for (const Segment& segment : block.segments) block.bytes += segment.bytes;
+    if (c.cached_bytes + block.bytes <= c.limit_bytes) {
+      c.cached_bytes += block.bytes;
+      c.mapped_free.push_back(std::move(block));
+    } else {
+      c.unmap(block);
     }
+    return;
   }
-  std::free(ptr);
+  void* block = static_cast<char*>(ptr) - kAlignment;
+  const size_t capacity = capacity_of(block);
+  if (capacity >= kCachedMinBytes && c.cached_bytes + capacity <= c.limit_bytes) {
+    c.heap_free.push_back(block);
+    c.cached_bytes += capacity;
+    return;
+  }
+  std::free(block);
 }
 
 BufferCacheStats buffer_cache_stats() {
