@@ -2,7 +2,10 @@
 
 Both contenders run in the same process on the same inputs, alternating, after a warm-up; each
 repeat times one call of each, and the ratio is taken pair by pair before the median so that
-machine noise hits both sides alike.
+machine noise hits both sides alike. Each sample starts after a short pause: thread pools keep
+their threads spinning for a while after a call (OpenBLAS's for ~0.1 s, libgomp's for a few ms),
+and on a small machine the side timed next would otherwise share its cores with the other
+library's idle spinners (a 256^3 sgemm ran 2.4x slower right after numpy's than after a pause).
 """
 
 import os
@@ -42,9 +45,14 @@ def thread_environment(threads):
     return {name: str(threads) for name in THREAD_VARIABLES}
 
 
+# Long enough for the pools named above to stop spinning on this project's 2-core VM.
+SETTLE_SECONDS = 0.1
+
+
 def compare(ours, theirs, repeats=7, warmup=2, min_seconds=0.02):
     """Times two zero-argument callables; returns a ``Timing`` (a ratio above 1 means ours is
-    faster). Calls are batched so that each timed sample lasts at least ``min_seconds``."""
+    faster). Calls are batched so that each timed sample lasts at least ``min_seconds``; each
+    sample follows a pause of ``SETTLE_SECONDS``."""
     if repeats < 1:
         raise ValueError(f"compare: repeats must be >= 1, got {repeats}")
     for _ in range(warmup):
@@ -64,6 +72,7 @@ def compare(ours, theirs, repeats=7, warmup=2, min_seconds=0.02):
 
 
 def _seconds_per_call(fn, calls):
+    time.sleep(SETTLE_SECONDS)
     start = time.perf_counter()
     for _ in range(calls):
         fn()
