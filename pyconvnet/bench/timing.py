@@ -2,10 +2,12 @@
 
 Both contenders run in the same process on the same inputs, alternating, after a warm-up; each
 repeat times one call of each, and the ratio is taken pair by pair before the median so that
-machine noise hits both sides alike. Each sample starts after a short pause: thread pools keep
-their threads spinning for a while after a call (OpenBLAS's for ~0.1 s, libgomp's for a few ms),
-and on a small machine the side timed next would otherwise share its cores with the other
-library's idle spinners (a 256^3 sgemm ran 2.4x slower right after numpy's than after a pause).
+machine noise hits both sides alike. Each sample starts after a short pause and one untimed
+call: thread pools keep their threads spinning for a while after a call (OpenBLAS's for ~0.1 s,
+libgomp's for a few ms), and on a small machine the side timed next would otherwise share its
+cores with the other library's idle spinners (a 256^3 sgemm ran 2.4x slower right after numpy's
+than after a pause); the untimed call wakes the side's own pool, whose threads have gone to sleep
+meanwhile (waking them took 10-15 ms on a 2-core VM: longer than the whole call).
 """
 
 import os
@@ -52,7 +54,7 @@ SETTLE_SECONDS = 0.1
 def compare(ours, theirs, repeats=7, warmup=2, min_seconds=0.02):
     """Times two zero-argument callables; returns a ``Timing`` (a ratio above 1 means ours is
     faster). Calls are batched so that each timed sample lasts at least ``min_seconds``; each
-    sample follows a pause of ``SETTLE_SECONDS``."""
+    sample follows a pause of ``SETTLE_SECONDS`` and an untimed call."""
     if repeats < 1:
         raise ValueError(f"compare: repeats must be >= 1, got {repeats}")
     for _ in range(warmup):
@@ -73,6 +75,7 @@ def compare(ours, theirs, repeats=7, warmup=2, min_seconds=0.02):
 
 def _seconds_per_call(fn, calls):
     time.sleep(SETTLE_SECONDS)
+    fn()
     start = time.perf_counter()
     for _ in range(calls):
         fn()
