@@ -95,6 +95,18 @@ static_assert(sizeof(Header) <= kAlignment);
 
 size_t capacity_of(void* heap_block) { return static_cast<Header*>(heap_block)->capacity; }
 
+// Moves the newest entry of `list` whose size (size_of) is `bytes` into *out; false if none.
+template <typename Entry, typename SizeOf>
+bool take_newest(std::vector<Entry>& list, size_t bytes, SizeOf size_of, Entry* out) {
+  for (size_t i = list.size(); i-- > 0;) {
+    if (size_of(list[i]) != bytes) continue;
+    *out = std::move(list[i]);
+    list.erase(list.begin() + static_cast<std::ptrdiff_t>(i));
+    return true;
+  }
+  return false;
+}
+
 struct Cache {
   std::mutex mutex;
   std::vector<void*> heap_free;                          // cached heap blocks (headers), oldest first
@@ -124,18 +136,6 @@ struct Cache {
     cached_bytes = 0;
   }
 
-  // The newest cached heap block of `capacity`, out of the cache; null if there is none.
-  void* take_heap(size_t capacity) {  // caller holds the mutex
-    for (size_t i = heap_free.size(); i-- > 0;) {
-      void* block = heap_free[i];
-      if (capacity_of(block) != capacity) continue;
-      heap_free.erase(heap_free.begin() + static_cast<std::ptrdiff_t>(i));
-      cached_bytes -= capacity;
-      return block;
-    }
-    return nullptr;
-  }
-
   // Frees the oldest heap blocks until `bytes` have gone back to malloc (or none are left), so
   // that a new block comes out of the cache, not on top of it.
   void evict_heap(size_t bytes) {  // caller holds the mutex
@@ -150,18 +150,6 @@ struct Cache {
     }
     heap_free.resize(kept);
     cached_bytes -= freed;
-  }
-
-  // The newest cached mapped block of exactly `bytes`, out of the cache; false if there is none.
-  bool take_mapped(size_t bytes, Block* out) {  // caller holds the mutex
-    for (size_t i = mapped_free.size(); i-- > 0;) {
-      if (mapped_free[i].bytes != bytes) continue;
-      *out = std::move(mapped_free[i]);
-      mapped_free.erase(mapped_free.begin() + static_cast<std::ptrdiff_t>(i));
-      cached_bytes -= bytes;
-      return true;
-    }
-    return false;
   }
 
   // A new mapped block of `bytes` whose pages come, as far as they reach, from the oldest cached
@@ -233,7 +221,9 @@ void* acquire_buffer(size_t bytes) {
     const size_t capacity = cacheable ? (bytes + kPage - 1) / kPage * kPage : (bytes + kAlignment - 1) / kAlignment * kAlignment;
     if (cacheable) {
       std::lock_guard<std::mutex> lock(c.mutex);
-      if (void* block = c.take_heap(capacity)) {
+      void* block = nullptr;
+      if (take_newest(c.heap_free, capacity, capacity_of, &block)) {
+        c.cached_bytes -= capacity;
         ++c.hits;
         return static_cast<char*>(block) + kAlignment;
       }
@@ -252,7 +242,8 @@ void* acquire_buffer(size_t bytes) {
   const size_t size = (bytes + kPage - 1) / kPage * kPage;
   std::lock_guard<std::mutex> lock(c.mutex);
   Block block;
-  if (c.take_mapped(size, &block)) {
+  if (take_newest(c.mapped_free, size, [](const Block& b) { return b.bytes; }, &block)) {
+    c.cached_bytes -= size;
     ++c.hits;
   } else {
     ++c.misses;
@@ -265,8 +256,14 @@ void* acquire_buffer(size_t bytes) {
 void release_buffer(void* ptr) {
   if (!ptr) return;
   Cache& c = cache();
+  // Mapped blocks start on a page; anything else is a heap block, and small ones need no lock.
+  const bool on_page = reinterpret_cast<uintptr_t>(ptr) % kPage == 0;
+  if (!on_page && capacity_of(static_cast<char*>(ptr) - kAlignment) < kCachedMinBytes) {
+    std::free(static_cast<char*>(ptr) - kAlignment);
+    return;
+  }
   std::lock_guard<std::mutex> lock(c.mutex);
-  const auto it = c.live.find(ptr);
+  const auto it = on_page ? c.live.find(ptr) : c.live.end();
   if (it != c.live.end()) {
     Block block{static_cast<char*>(ptr), 0, std::move(it->second)};
     c.live.erase(it);
