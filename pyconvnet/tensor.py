@@ -929,9 +929,16 @@ class Add(Function):
         return (grad if needs_a else None), (grad if needs_b else None)
 
 
+def _refuse_bool(operation, *operands):
+    """torch refuses arithmetic negation and subtraction on bool tensors (numpy would compute them)."""
+    if any(np.asarray(operand).dtype == bool_ for operand in operands):
+        raise TypeError(f"{operation} on a bool tensor is not supported; use logical_not() or ~ instead")
+
+
 class Sub(Function):
     @staticmethod
     def forward(ctx, a, b):
+        _refuse_bool("subtraction (the - operator)", a, b)
         return np.subtract(a, b)
 
     @staticmethod
@@ -974,6 +981,7 @@ class Div(Function):
 class Neg(Function):
     @staticmethod
     def forward(ctx, a):
+        _refuse_bool("negation (the - operator)", a)
         return np.negative(a)
 
     @staticmethod

@@ -1,9 +1,18 @@
-"""Shared fixtures: ``isa`` runs a test once per instruction set this machine can run."""
+"""Shared fixtures and the run's prerequisites.
 
+``isa`` runs a test once per instruction set this machine can run. Before any test runs, the run
+checks that everything the suite needs is present (the `test` extra's packages, PyTorch as the
+parity oracle, the real Fashion-MNIST files) and stops with what is missing and how to install it,
+so a run never passes by skipping. ``PYCONVNET_TEST_ALLOW_MISSING=1`` opts out: the tests that need
+a missing piece then skip, each with its reason in the summary.
+"""
+
+import importlib.util
 import os
 
 import pytest
 
+import pyconvnet.data
 from pyconvnet import backend
 
 ISAS = backend.available_isas()
@@ -27,3 +36,44 @@ def _outside_the_source_tree(tmp_path_factory):
     os.chdir(tmp_path_factory.mktemp("cwd"))
     yield
     os.chdir(previous)
+
+
+# Module -> what to install. torch is the version the tolerances were measured with.
+REQUIRED_MODULES = {
+    "torch": "pip install torch==2.13.0 (the `test` extra pins it)",
+    "hypothesis": "pip install '.[test]'",
+    "PIL": "pip install '.[test]'",
+    "matplotlib": "pip install '.[test]'",
+    "onnx": "pip install '.[test]'",
+    "onnxruntime": "pip install '.[test]'",
+}
+ALLOW_MISSING = os.environ.get("PYCONVNET_TEST_ALLOW_MISSING") == "1"
+
+
+def _missing_prerequisites():
+    missing = [f"{name}: {remedy}" for name, remedy in REQUIRED_MODULES.items()
+               if importlib.util.find_spec(name) is None]
+    try:
+        pyconvnet.data.FashionMNIST(train=False)
+    except pyconvnet.data.DatasetNotFoundError:
+        missing.append("Fashion-MNIST: apt-get install dataset-fashion-mnist, or run `pyconvnet train` "
+                       "once to download it, or point $PYCONVNET_DATA at the files")
+    return missing
+
+
+def pytest_configure(config):
+    missing = _missing_prerequisites()
+    if missing and not ALLOW_MISSING:
+        lines = "\n  ".join(missing)
+        pytest.exit(f"the test suite needs:\n  {lines}\n"
+                    "(PYCONVNET_TEST_ALLOW_MISSING=1 runs without them, skipping the tests that need them)",
+                    returncode=4)
+
+
+@pytest.fixture(scope="session")
+def real_fashion_mnist():
+    """The real Fashion-MNIST (train, test), found where ``pyconvnet train`` looks for it."""
+    try:
+        return pyconvnet.data.FashionMNIST(train=True), pyconvnet.data.FashionMNIST(train=False)
+    except pyconvnet.data.DatasetNotFoundError as error:
+        pytest.skip(f"Fashion-MNIST is not installed ({error})")

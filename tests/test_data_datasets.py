@@ -3,7 +3,6 @@
 import gzip
 import os
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,14 +144,8 @@ def test_corrupt_idx_files_name_the_file_and_the_defect(isolated, tmp_path, what
     assert str(path) in str(caught.value) and reason in str(caught.value)
 
 
-REAL_FASHION = Path("/usr/share/datasets/fashion-mnist")
-
-
-@pytest.mark.skipif(not REAL_FASHION.is_dir(), reason="dataset-fashion-mnist is not installed")
-def test_real_debian_fashion_mnist(monkeypatch):
-    monkeypatch.delenv("PYCONVNET_DATA", raising=False)
-    train = FashionMNIST(root=REAL_FASHION)
-    test = FashionMNIST(root=REAL_FASHION, train=False)
+def test_real_fashion_mnist(real_fashion_mnist):
+    train, test = real_fashion_mnist
     assert train.data.shape == (60000, 28, 28) and test.data.shape == (10000, 28, 28)
     # Fashion-MNIST is balanced: 6000 train and 1000 test images per class.
     np.testing.assert_array_equal(np.bincount(train.targets), np.full(10, 6000))

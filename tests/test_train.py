@@ -15,9 +15,6 @@ import pyconvnet
 from pyconvnet import backend, cli, viz
 from pyconvnet.train import recipe_for
 
-REAL_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
-
-
 def _write_idx(path, array):
     """An uncompressed IDX file: magic (0, 0, 0x08 = uint8, ndim), big-endian sizes, the bytes."""
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
@@ -192,9 +189,9 @@ def test_ctrl_c_saves_and_a_resumed_run_matches_an_uninterrupted_one(capsys, dat
     _assert_same_weights(tmp_path / "straight" / "last.safetensors", tmp_path / "interrupted" / "last.safetensors")
 
 
-@pytest.mark.skipif(not os.path.isdir(REAL_FASHION_MNIST), reason="Debian's dataset-fashion-mnist is not installed")
-def test_lenet5_learns_real_fashion_mnist(capsys, tmp_path):
-    status, out, _ = _train(capsys, "train", "--data-dir", REAL_FASHION_MNIST, "--out", str(tmp_path / "run"),
+def test_lenet5_learns_real_fashion_mnist(capsys, tmp_path, real_fashion_mnist):
+    folder = str(real_fashion_mnist[0].folder)
+    status, out, _ = _train(capsys, "train", "--data-dir", folder, "--out", str(tmp_path / "run"),
                             "--epochs", "2", "--batch-size", "64", "--limit-train", "5000", "--limit-test", "1000")
     assert status == 0
     accuracy = float(re.fullmatch(r"final test accuracy: (\S+)", out.strip().splitlines()[-1]).group(1))
