@@ -5,26 +5,14 @@ public names below mirror torch's.
 """
 
 from . import _C, backend
-from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
 from .checkpoint import load, save
+from .devices import device
 from .random import manual_seed
-from .tensor import (
-    Size,
-    Tensor,
-    bool_,
-    empty,
-    flatten,
-    float32,
-    from_numpy,
-    int64,
-    ones,
-    ones_like,
-    rand,
-    randn,
-    tensor,
-    zeros,
-    zeros_like,
-)
+from .tensor import Size, Tensor, bool_, float32, int64
+from .creation import *  # noqa: F401,F403  tensor, zeros, arange, randn, ...
+from .functions import *  # noqa: F401,F403  torch.max, torch.stack, torch.where, ...
+from . import accelerator, backends, cuda  # noqa: E402
 # After Tensor: these build on it.
 from . import models, nn, optim  # noqa: E402
 from .ops.elementwise import cat  # noqa: E402

@@ -93,10 +93,13 @@ class _GradModeContext:
     def __call__(self, func):
         @functools.wraps(func)
         def wrapper(*args, **kwargs):
-            with type(self)():  # a fresh context per call keeps threads and recursion apart
+            with self._fresh():  # a fresh context per call keeps threads and recursion apart
                 return func(*args, **kwargs)
 
         return wrapper
+
+    def _fresh(self):
+        return type(self)()
 
 
 class no_grad(_GradModeContext):
@@ -109,6 +112,27 @@ class enable_grad(_GradModeContext):
     """Context manager and decorator that turns graph recording on (torch.enable_grad)."""
 
     _enabled = True
+
+
+class inference_mode(_GradModeContext):
+    """torch.inference_mode: no graph recording inside. pyconvnet has no separate inference
+    tensors, so this is ``no_grad``; ``inference_mode(False)`` leaves grad mode as it is."""
+
+    def __new__(cls, mode=True):
+        if callable(mode):  # bare ``@inference_mode``
+            return cls()(mode)
+        return object.__new__(cls)
+
+    def __init__(self, mode=True):
+        super().__init__()
+        self._mode = bool(mode)
+
+    def __enter__(self):
+        self._previous.append(is_grad_enabled())
+        _set_grad_mode(self._previous[-1] and not self._mode)
+
+    def _fresh(self):
+        return type(self)(self._mode)
 
 
 class set_grad_enabled:

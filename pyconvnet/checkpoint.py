@@ -21,7 +21,8 @@ import zlib
 
 import numpy as np
 
-from .tensor import Tensor, from_numpy
+from .tensor import Tensor
+from .creation import from_numpy
 
 __all__ = ["save", "load"]
 

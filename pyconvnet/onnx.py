@@ -25,7 +25,7 @@ from .models.googlenet import _IMAGENET_MEAN, _IMAGENET_STD, BasicConv2d, GoogLe
 from .models.vgg import VGG
 from .nn import functional as F
 from .ops._args import pair
-from .tensor import zeros
+from .creation import zeros
 
 __all__ = ["export", "OPSET", "IR_VERSION"]
 

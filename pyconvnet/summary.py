@@ -24,7 +24,8 @@ import math
 from collections import namedtuple
 
 from .autograd import no_grad
-from .tensor import Tensor, zeros
+from .tensor import Tensor
+from .creation import zeros
 
 __all__ = ["summary", "ModelSummary", "LayerSummary"]
 

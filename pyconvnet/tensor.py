@@ -21,9 +21,10 @@ from collections import namedtuple
 
 import numpy as np
 
-from . import _C
+from . import _C, devices
 from . import random as _random
 from .autograd import Function, backward as _autograd_backward, is_grad_enabled, sum_to_shape
+from .ops import activation as _activation, indexing as _indexing, loss as _loss
 
 __all__ = [
     "Tensor",
@@ -49,8 +50,11 @@ bool_ = np.dtype(np.bool_)
 _STORAGE_DTYPES = (float32, int64, bool_)
 _INT64_MAX = np.iinfo(np.int64).max
 
-# What max(dim)/min(dim) return, like torch.return_types.max.
+# What max(dim)/min(dim), topk and sort return, like torch.return_types.max.
 MaxMinResult = namedtuple("MaxMinResult", ["values", "indices"])
+TopKResult = namedtuple("TopKResult", ["values", "indices"])
+SortResult = namedtuple("SortResult", ["values", "indices"])
+_TYPE_NAMES = {float32: "torch.FloatTensor", int64: "torch.LongTensor", bool_: "torch.BoolTensor"}
 
 
 class Size(tuple):
@@ -132,9 +136,20 @@ def _array_of(value):
     return value._array if isinstance(value, Tensor) else value
 
 
-def _check_device(device):
-    if device is not None and str(device).split(":")[0] != "cpu":
-        raise RuntimeError(f"pyconvnet has no device {str(device)!r}; only 'cpu' is available")
+def _parse_to_args(args, kwargs):
+    """(device, dtype, other keywords) from the forms ``to`` takes: ``to(device)``, ``to(dtype)``,
+    ``to(device, dtype)``, ``to(other_tensor)`` and the keywords; the device is resolved, and
+    ``non_blocking`` dropped (it changes nothing on the CPU)."""
+    device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
+    kwargs.pop("non_blocking", None)
+    for arg in args:
+        if isinstance(arg, Tensor):
+            dtype, device = arg.dtype, arg.device
+        elif isinstance(arg, (str, devices.device)) or (isinstance(arg, int) and not isinstance(arg, bool)):
+            device = arg
+        else:
+            dtype = arg
+    return devices.resolve(device), dtype, kwargs
 
 
 # ----------------------------------------------------------------------------- argument parsing
@@ -192,6 +207,23 @@ def _index_key(key):
             raise IndexError("tensors used as indices must be long or bool tensors")
         return key._array
     return key
+
+
+def _bool_mask(mask, name):
+    if not isinstance(mask, Tensor) or mask.dtype != bool_:
+        raise TypeError(f"{name}: mask must be a bool Tensor, got "
+                        f"{mask.dtype if isinstance(mask, Tensor) else type(mask).__name__}")
+    return mask._array
+
+
+def _sorted_indices(array, dim, descending):
+    """int64 indices that sort ``array`` along ``dim``; equal entries keep their order."""
+    if array.ndim == 0:
+        return np.zeros((), dtype=int64)
+    keys = -array if descending and array.dtype != bool_ else array
+    if descending and array.dtype == bool_:
+        keys = ~array
+    return np.argsort(keys, axis=dim, kind="stable").astype(int64)
 
 
 def _is_basic_key(key):
@@ -278,7 +310,15 @@ class Tensor:
 
     @property
     def device(self):
-        return "cpu"
+        return devices.CPU
+
+    @property
+    def is_cuda(self):
+        return False
+
+    def get_device(self):
+        """-1: the CPU (torch's answer for CPU tensors)."""
+        return -1
 
     @property
     def grad_fn(self):
@@ -389,27 +429,48 @@ class Tensor:
     def is_contiguous(self):
         return True
 
-    def to(self, *args, dtype=None, device=None, non_blocking=False, copy=False):
-        """``to(dtype)``, ``to(device)``, ``to(other)``; only the cpu device exists."""
-        for arg in args:
-            if isinstance(arg, Tensor):
-                dtype = arg.dtype
-            elif isinstance(arg, str):
-                device = arg
-            else:
-                dtype = arg
-        _check_device(device)
+    def to(self, *args, **kwargs):
+        """``to(device)``, ``to(dtype)``, ``to(device, dtype)``, ``to(other)``, with torch's keywords;
+        only the cpu device has a backend."""
+        _, dtype, kwargs = _parse_to_args(args, kwargs)
+        copy = kwargs.pop("copy", False)
+        if kwargs:
+            raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
         result = self if dtype is None else self._cast(dtype)
         return result.clone() if copy and result is self else result
 
     def cpu(self):
         return self
 
+    def cuda(self, device=None, non_blocking=False):
+        return self.to(devices.device("cuda") if device is None else devices.device(device))
+
     def float(self):
         return self._cast(float32)
 
     def long(self):
         return self._cast(int64)
+
+    def int(self):
+        """int64: the one integer dtype (torch's ``int()`` gives int32)."""
+        return self._cast(int64)
+
+    def bool(self):
+        return self._cast(bool_)
+
+    def type_as(self, other):
+        return self._cast(other.dtype)
+
+    def type(self, dtype=None):
+        """No argument: torch's type string ('torch.FloatTensor', ...); else ``to(dtype)``."""
+        if dtype is None:
+            return _TYPE_NAMES[self._array.dtype]
+        if isinstance(dtype, str):
+            names = {name: dt for dt, name in _TYPE_NAMES.items()}
+            if dtype not in names:
+                raise TypeError(f"type(): unknown type {dtype!r}; expected one of {sorted(names)}")
+            dtype = names[dtype]
+        return self._cast(dtype)
 
     def _cast(self, dtype):
         dtype = _resolve_dtype(dtype)
@@ -512,6 +573,88 @@ class Tensor:
                 f"t() expects a tensor with <= 2 dimensions, but self is {self._array.ndim}D"
             )
         return self.transpose(0, -1) if self._array.ndim == 2 else self
+
+    @property
+    def T(self):
+        """The dimensions reversed (torch deprecates it beyond 2-D but still does this)."""
+        return Permute.apply(self, tuple(reversed(range(self._array.ndim))))
+
+    def expand_as(self, other):
+        return self.expand(other._array.shape)
+
+    def repeat(self, *sizes):
+        repeats = _size_args(sizes, "repeat")
+        if len(repeats) < self._array.ndim:
+            raise ValueError(f"repeat: {len(repeats)} repeats {list(repeats)} for a {self._array.ndim}-D tensor "
+                             f"of shape {list(self._array.shape)}: give at least one per dimension")
+        return _indexing.Repeat.apply(self, repeats)
+
+    def _slice_along(self, dim, start, stop):
+        return self[(slice(None),) * dim + (slice(start, stop),)]
+
+    def split(self, split_size_or_sections, dim=0):
+        """Pieces of ``split_size`` along ``dim`` (the last may be smaller), or of the listed sizes."""
+        dim = _wrap_dim(dim, self._array.ndim)
+        extent = self._array.shape[dim]
+        if isinstance(split_size_or_sections, (list, tuple)):
+            sizes = list(split_size_or_sections)
+            if sum(sizes) != extent or any(size < 0 for size in sizes):
+                raise ValueError(f"split: sizes {sizes} must be non-negative and sum to {extent}, the size "
+                                 f"of dim {dim} of shape {list(self._array.shape)}")
+        else:
+            size = split_size_or_sections
+            if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0:
+                raise ValueError(f"split: split_size must be a positive int, got {size!r}")
+            sizes = [min(size, extent - start) for start in range(0, extent, size)] or [0]
+        starts = np.cumsum([0] + sizes[:-1])
+        return tuple(self._slice_along(dim, int(start), int(start) + size) for start, size in zip(starts, sizes))
+
+    def chunk(self, chunks, dim=0):
+        """At most ``chunks`` pieces of ceil(size / chunks) along ``dim``, as torch."""
+        if isinstance(chunks, bool) or not isinstance(chunks, (int, np.integer)) or chunks <= 0:
+            raise ValueError(f"chunk: chunks must be a positive int, got {chunks!r}")
+        extent = self._array.shape[_wrap_dim(dim, self._array.ndim)]
+        return self.split(max(math.ceil(extent / chunks), 1), dim)
+
+    def unbind(self, dim=0):
+        dim = _wrap_dim(dim, self._array.ndim)
+        return tuple(self[(slice(None),) * dim + (i,)] for i in range(self._array.shape[dim]))
+
+    def _index_tensor(self, index, name):
+        if not isinstance(index, Tensor) or index.dtype != int64:
+            raise TypeError(f"{name}: index must be an int64 Tensor, got "
+                            f"{index.dtype if isinstance(index, Tensor) else type(index).__name__}")
+        return index._array
+
+    def gather(self, dim, index):
+        dim = _wrap_dim(dim, self._array.ndim)
+        indices = self._index_tensor(index, "gather")
+        shape = self._array.shape
+        if indices.ndim != len(shape) or any(n > s for axis, (n, s) in enumerate(zip(indices.shape, shape))
+                                             if axis != dim):
+            raise ValueError(f"gather: index of shape {list(indices.shape)} does not fit input of shape "
+                             f"{list(shape)} along dims other than {dim}")
+        if indices.size and (indices.min() < 0 or indices.max() >= shape[dim]):
+            raise IndexError(f"gather: index out of range for dim {dim} of size {shape[dim]}")
+        return _indexing.Gather.apply(self, dim, indices)
+
+    def index_select(self, dim, index):
+        dim = _wrap_dim(dim, self._array.ndim)
+        indices = self._index_tensor(index, "index_select")
+        if indices.ndim > 1:
+            raise ValueError(f"index_select: index must be 0-D or 1-D, got shape {list(indices.shape)}")
+        return self[(slice(None),) * dim + (indices.reshape(-1),)]
+
+    def masked_fill(self, mask, value):
+        """``value`` where ``mask`` (bool, broadcast to this shape) is true, else this tensor."""
+        mask = _bool_mask(mask, "masked_fill")
+        return _indexing.Where.apply(mask, _operand(value), self)._cast(self.dtype)
+
+    def masked_fill_(self, mask, value):
+        self._check_inplace(value)
+        mask = _bool_mask(mask, "masked_fill_")
+        np.copyto(self._array, _array_of(value), where=np.broadcast_to(mask, self._array.shape), casting="unsafe")
+        return self
 
     def expand(self, *sizes):
         sizes = _shape_args(sizes, "expand")
@@ -619,6 +762,30 @@ class Tensor:
             raise ValueError("clamp: at least one of 'min' or 'max' must not be None")
         return Clamp.apply(self, min, max)
 
+    clip = clamp
+
+    def clamp_(self, min=None, max=None):
+        if min is None and max is None:
+            raise ValueError("clamp_: at least one of 'min' or 'max' must not be None")
+        self._check_inplace()
+        np.clip(self._array, min, max, out=self._array)
+        return self
+
+    def sigmoid(self):
+        return _activation.sigmoid(self)
+
+    def tanh(self):
+        return _activation.tanh(self)
+
+    def relu(self):
+        return _activation.relu(self)
+
+    def softmax(self, dim):
+        return _loss.softmax(self, dim)
+
+    def log_softmax(self, dim):
+        return _loss.log_softmax(self, dim)
+
     # --------------------------------------------------------------- reductions
     def sum(self, dim=None, keepdim=False):
         return Sum.apply(self, _reduction_axes(dim, self._array.ndim), keepdim)
@@ -639,6 +806,8 @@ class Tensor:
         return self._extremum(dim, keepdim, largest=False)
 
     def _extremum(self, dim, keepdim, largest):
+        if isinstance(dim, Tensor):  # max(other): the element-wise maximum, as torch.maximum
+            return self.maximum(dim) if largest else self.minimum(dim)
         if dim is None:
             return Extremum.apply(self, largest)
         if self._array.ndim == 0:
@@ -648,6 +817,55 @@ class Tensor:
             dim = _wrap_dim(dim, self._array.ndim)
             values, indices = ExtremumAlongDim.apply(self, dim, keepdim, largest)
         return MaxMinResult(values, indices)
+
+    def var(self, dim=None, *, correction=1, keepdim=False, unbiased=None):
+        """Variance over ``dim`` divided by N - correction (``unbiased=False`` means correction 0)."""
+        if unbiased is not None:
+            correction = 1 if unbiased else 0
+        if self._array.dtype != float32:
+            raise TypeError(f"var(): input dtype must be floating point, got {self._array.dtype}")
+        axes = _reduction_axes(dim, self._array.ndim)
+        count = math.prod(self._array.shape if axes is None else [self._array.shape[a] for a in axes])
+        centred = self - self.mean(dim=axes, keepdim=True)
+        return (centred * centred).sum(dim=axes, keepdim=keepdim) / max(count - correction, 0)
+
+    def std(self, dim=None, *, correction=1, keepdim=False, unbiased=None):
+        return self.var(dim, correction=correction, keepdim=keepdim, unbiased=unbiased).sqrt()
+
+    def all(self, dim=None, keepdim=False):
+        return Tensor._wrap(np.asarray(np.all(self._array, axis=_reduction_axes(dim, self._array.ndim),
+                                              keepdims=keepdim)))
+
+    def any(self, dim=None, keepdim=False):
+        return Tensor._wrap(np.asarray(np.any(self._array, axis=_reduction_axes(dim, self._array.ndim),
+                                              keepdims=keepdim)))
+
+    def sort(self, dim=-1, descending=False, stable=False):
+        """``(values, indices)`` along ``dim``; ties keep their order (a stable sort)."""
+        dim = _wrap_dim(dim, self._array.ndim)
+        indices = _sorted_indices(self._array, dim, descending)
+        return SortResult(self.gather(dim, Tensor._wrap(indices)) if self._array.ndim else self.clone(),
+                          Tensor._wrap(indices))
+
+    def argsort(self, dim=-1, descending=False, stable=False):
+        return Tensor._wrap(_sorted_indices(self._array, _wrap_dim(dim, self._array.ndim), descending))
+
+    def topk(self, k, dim=-1, largest=True, sorted=True):
+        """The ``k`` largest (or smallest) entries along ``dim`` as ``(values, indices)``, best first."""
+        dim = _wrap_dim(dim, self._array.ndim)
+        extent = self._array.shape[dim] if self._array.ndim else 1
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= extent:
+            raise ValueError(f"topk: k={k!r} out of range for dim {dim} of size {extent}")
+        if self._array.ndim == 0:
+            return TopKResult(self.clone(), Tensor._wrap(np.zeros((), dtype=int64)))
+        indices = _sorted_indices(self._array, dim, largest).take(range(k), axis=dim)
+        return TopKResult(self.gather(dim, Tensor._wrap(indices)), Tensor._wrap(indices))
+
+    def maximum(self, other):
+        return _indexing.Where.apply(np.greater_equal(self._array, _array_of(other)), self, _operand(other))
+
+    def minimum(self, other):
+        return _indexing.Where.apply(np.less_equal(self._array, _array_of(other)), self, _operand(other))
 
     def argmax(self, dim=None, keepdim=False):
         return Tensor._wrap(_arg_extremum(self._array, dim, keepdim, np.argmax))
@@ -707,6 +925,22 @@ class Tensor:
                 "an in-place operation would drop the gradient of an operand that requires "
                 "grad; use the out-of-place op or wrap the update in pyconvnet.no_grad()"
             )
+
+    def _fill_random_(self, draw):
+        self._check_inplace()
+        self._array[...] = draw(_random.default_generator(), self._array.shape)
+        return self
+
+    def uniform_(self, from_=0.0, to=1.0):
+        return self._fill_random_(lambda rng, shape: rng.uniform(from_, to, shape))
+
+    def normal_(self, mean=0.0, std=1.0):
+        return self._fill_random_(lambda rng, shape: rng.normal(mean, std, shape))
+
+    def bernoulli_(self, p=0.5):
+        """Each element 1 with probability ``p`` (a number or a Tensor of probabilities), else 0."""
+        probability = _array_of(p)
+        return self._fill_random_(lambda rng, shape: rng.random(shape) < probability)
 
     def fill_(self, value):
         self._check_inplace(value)
@@ -1218,90 +1452,6 @@ class ExtremumAlongDim(Function):
         grad_input = np.zeros(ctx.input_shape, dtype=float32)
         np.put_along_axis(grad_input, indices, grad_values, axis=ctx.dim)
         return grad_input, None, None, None
-
-
-# ----------------------------------------------------------------------------- creation
-def _new_leaf(array, requires_grad):
-    result = Tensor._wrap(array)
-    if requires_grad:
-        result.requires_grad_()
-    return result
-
-
-def tensor(data, dtype=None, device=None, requires_grad=False):
-    """A new leaf Tensor holding a copy of ``data`` (a number, nested list, array or Tensor).
-
-    Without ``dtype``: floats become float32, integers int64, bools bool. The copy is always
-    C-contiguous and native-endian, whatever the layout or byte order of ``data``.
-    """
-    _check_device(device)
-    return _new_leaf(_convert(data, dtype), requires_grad)
-
-
-def from_numpy(ndarray):
-    """A Tensor sharing ``ndarray``'s memory when it already is C-contiguous, native float32,
-    int64 or bool.
-
-    Unlike torch, other numeric dtypes (float64, int32, ...) and other layouts are copied
-    into float32/int64/bool storage, since pyconvnet computes in float32; so
-    ``from_numpy(x).float()`` ports unchanged. Non-numeric dtypes raise TypeError.
-    """
-    if not isinstance(ndarray, np.ndarray):
-        raise TypeError(f"expected np.ndarray (got {type(ndarray).__name__})")
-    if ndarray.dtype in _STORAGE_DTYPES and ndarray.flags.c_contiguous:
-        # A subclass (np.memmap, np.matrix) is shared through a plain-ndarray view.
-        return Tensor._wrap(ndarray if type(ndarray) is np.ndarray else ndarray.view(np.ndarray))
-    return Tensor._wrap(_convert(ndarray))
-
-
-def _filled(size, name, dtype, device, requires_grad, fill):
-    _check_device(device)
-    shape = _size_args(size, name)
-    dtype = float32 if dtype is None else _resolve_dtype(dtype)
-    return _new_leaf(fill(shape, dtype), requires_grad)
-
-
-def zeros(*size, dtype=None, device=None, requires_grad=False):
-    return _filled(size, "zeros", dtype, device, requires_grad, np.zeros)
-
-
-def ones(*size, dtype=None, device=None, requires_grad=False):
-    return _filled(size, "ones", dtype, device, requires_grad, np.ones)
-
-
-def empty(*size, dtype=None, device=None, requires_grad=False):
-    """Uninitialised storage."""
-    return _filled(size, "empty", dtype, device, requires_grad, np.empty)
-
-
-def _random_float32(size, name, generator, dtype, device, requires_grad, method):
-    if dtype is not None and _resolve_dtype(dtype) != float32:
-        raise TypeError(f"{name}: random floats need dtype float32, got {np.dtype(dtype)}")
-    generator = _random.default_generator() if generator is None else generator
-    draw = getattr(generator, method)
-    return _filled(size, name, None, device, requires_grad, lambda shape, dt: draw(shape, dtype=dt))
-
-
-def rand(*size, generator=None, dtype=None, device=None, requires_grad=False):
-    """Uniform samples in [0, 1) from the global generator (or a numpy ``generator``)."""
-    return _random_float32(size, "rand", generator, dtype, device, requires_grad, "random")
-
-
-def randn(*size, generator=None, dtype=None, device=None, requires_grad=False):
-    """Standard normal samples from the global generator (or a numpy ``generator``)."""
-    return _random_float32(
-        size, "randn", generator, dtype, device, requires_grad, "standard_normal"
-    )
-
-
-def zeros_like(input, dtype=None, device=None, requires_grad=False):
-    dtype = input.dtype if dtype is None else dtype
-    return zeros(input._array.shape, dtype=dtype, device=device, requires_grad=requires_grad)
-
-
-def ones_like(input, dtype=None, device=None, requires_grad=False):
-    dtype = input.dtype if dtype is None else dtype
-    return ones(input._array.shape, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
 def flatten(input, start_dim=0, end_dim=-1):

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import data, nn, train
 from .autograd import no_grad
-from .tensor import from_numpy
+from .creation import from_numpy
 
 __all__ = ["available", "plot_run", "plot_curves", "plot_kernels", "plot_feature_maps", "plot_confusion",
            "confusion_matrix", "stage_activations"]

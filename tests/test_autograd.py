@@ -9,6 +9,7 @@ import pytest
 import pyconvnet as pcn
 from pyconvnet import autograd
 from pyconvnet.autograd import Function
+from support import check_against_torch
 
 
 def _inputs(shapes, positive, seed):
@@ -16,30 +17,6 @@ def _inputs(shapes, positive, seed):
     if positive:
         return [rng.uniform(0.5, 2.0, size=shape).astype(np.float32) for shape in shapes]
     return [rng.standard_normal(shape).astype(np.float32) for shape in shapes]
-
-
-def check_against_torch(fn, arrays, rtol=1e-5, atol=1e-5):
-    """Run ``fn`` on pyconvnet and torch tensors built from ``arrays``; compare the outputs
-    and, through a random upstream gradient, the gradient of every input."""
-    torch = pytest.importorskip("torch")
-    ours = [pcn.tensor(a, requires_grad=True) for a in arrays]
-    theirs = [torch.tensor(a, requires_grad=True) for a in arrays]
-    out, expected = fn(*ours), fn(*theirs)
-    assert out.shape == tuple(expected.shape)
-    assert out.dtype == pcn.float32
-    np.testing.assert_allclose(
-        out.detach().numpy(), expected.detach().numpy(), rtol=rtol, atol=atol
-    )
-
-    upstream = np.random.default_rng(99).standard_normal(out.shape).astype(np.float32)
-    out.backward(pcn.tensor(upstream))
-    expected.backward(torch.tensor(upstream))
-    for mine, reference in zip(ours, theirs):
-        if reference.grad is None:
-            assert mine.grad is None
-            continue
-        assert mine.grad.dtype == pcn.float32 and mine.grad.shape == mine.shape
-        np.testing.assert_allclose(mine.grad.numpy(), reference.grad.numpy(), rtol=rtol, atol=atol)
 
 
 # (id, fn, input shapes, positive inputs only)

@@ -10,7 +10,7 @@ image_io = pytest.importorskip("matplotlib.image")
 
 from pyconvnet import cli, models, train, viz  # noqa: E402
 from pyconvnet.nn import functional as F  # noqa: E402
-from pyconvnet.tensor import from_numpy  # noqa: E402
+from pyconvnet.creation import from_numpy  # noqa: E402
 from test_train import _args, _restore_threads, data_dir  # noqa: E402,F401 (fixtures)
 
 # (minimum height, minimum width) in pixels of each picture at 100 dpi.

@@ -23,7 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .. import random as _random
-from ..tensor import Tensor, from_numpy
+from ..tensor import Tensor
+from ..creation import from_numpy
 from .transforms import use_generator
 
 __all__ = ["DataLoader"]

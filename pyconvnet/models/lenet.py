@@ -10,7 +10,7 @@ import numpy as np
 from .. import nn
 from ..nn import functional as F
 from ..autograd import no_grad
-from ..tensor import from_numpy, ones, zeros
+from ..creation import from_numpy, ones, zeros
 from ._common import ImageClassifier, pad_to_size
 
 __all__ = ["LeNet5", "ClassicLeNet5", "lenet5"]

@@ -1,7 +1,7 @@
 """Neural-network building blocks with torch.nn's names: ``Module``, ``Parameter``, containers,
 layers and losses; ``functional`` holds the stateless ops and ``init`` the initialisers."""
 
-from . import functional, init
+from . import functional, init, parallel
 from .modules import (
     AdaptiveAvgPool2d,
     AdaptiveMaxPool2d,
@@ -27,11 +27,14 @@ from .modules import (
     Sigmoid,
     Tanh,
 )
+from .parallel import DataParallel
 from .parameter import Parameter
 
 __all__ = [
     "functional",
     "init",
+    "parallel",
+    "DataParallel",
     "Module",
     "Parameter",
     "Sequential",

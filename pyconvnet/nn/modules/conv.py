@@ -3,7 +3,7 @@
 from .. import functional as F
 from ..parameter import Parameter
 from ...ops._args import pair
-from ...tensor import empty
+from ...creation import empty
 from .linear import reset_weight_and_bias
 from .module import Module
 

@@ -5,7 +5,7 @@ import math
 from .. import functional as F
 from .. import init
 from ..parameter import Parameter
-from ...tensor import empty
+from ...creation import empty
 from .module import Module
 
 __all__ = ["Linear", "Identity"]

@@ -12,7 +12,8 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from ...autograd import no_grad
-from ...tensor import Tensor, _check_device, _resolve_dtype
+from ... import devices
+from ...tensor import Tensor, _parse_to_args, _resolve_dtype
 from ..parameter import Parameter
 
 __all__ = ["Module", "RemovableHandle"]
@@ -387,24 +388,18 @@ class Module:
 
     def to(self, *args, **kwargs):
         """Checks the device/dtype and returns self: pyconvnet runs on the CPU in float32."""
-        device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
-        kwargs.pop("non_blocking", None)
+        _, dtype, kwargs = _parse_to_args(args, kwargs)
         if kwargs:
             raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
-        for arg in args:
-            if isinstance(arg, str):
-                device = arg
-            elif isinstance(arg, Tensor):
-                dtype = arg.dtype
-            else:
-                dtype = arg
-        _check_device(device)
         if dtype is not None and _resolve_dtype(dtype) != np.float32:
             raise TypeError(f"Module.to: only float32 modules are supported, got dtype {np.dtype(dtype)}")
         return self
 
     def cpu(self):
         return self
+
+    def cuda(self, device=None):
+        return self.to(devices.device("cuda") if device is None else devices.device(device))
 
     # ------------------------------------------------------------------ state dict
     def state_dict(self, *, destination=None, prefix="", keep_vars=False):

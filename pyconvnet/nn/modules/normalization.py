@@ -3,7 +3,8 @@
 from .. import functional as F
 from .. import init
 from ..parameter import Parameter
-from ...tensor import empty, int64, ones, tensor, zeros
+from ...tensor import int64
+from ...creation import empty, ones, tensor, zeros
 from .module import Module, _named_input_error
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "LocalResponseNorm"]

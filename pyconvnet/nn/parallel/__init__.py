@@ -1,0 +1,5 @@
+"""Multi-device wrappers (torch.nn.parallel)."""
+
+from .data_parallel import DataParallel
+
+__all__ = ["DataParallel"]

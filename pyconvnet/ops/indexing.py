@@ -1,0 +1,68 @@
+"""Selection ops on whole tensors: gather, repeat and where (torch.gather, Tensor.repeat,
+torch.where). Arguments arrive checked by the Tensor methods; these work on storage arrays."""
+
+import numpy as np
+
+from ..autograd import Function
+
+__all__ = ["Gather", "Repeat", "Where"]
+
+_FLOAT32 = np.dtype(np.float32)
+
+
+class Gather(Function):
+    """``out[i][j][k] = a[i][index[i][j][k]][k]`` (dim 1): the gradient scatters back, summing
+    where an index repeats."""
+
+    @staticmethod
+    def forward(ctx, a, dim, index):
+        ctx.input_shape, ctx.dim = a.shape, dim
+        ctx.save_for_backward(index)
+        # index may be smaller than a in the other dims: select a's leading block first.
+        block = a[tuple(slice(0, n) if axis != dim else slice(None) for axis, n in enumerate(index.shape))]
+        return np.take_along_axis(block, index, axis=dim)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (index,) = ctx.saved_tensors
+        grad_input = np.zeros(ctx.input_shape, dtype=_FLOAT32)
+        coordinates = list(np.indices(index.shape, sparse=True))
+        coordinates[ctx.dim] = index
+        np.add.at(grad_input, tuple(coordinates), grad)
+        return grad_input, None, None
+
+
+class Repeat(Function):
+    """``np.tile`` with torch's rule: ``repeats`` may have more entries than ``a`` has dims."""
+
+    @staticmethod
+    def forward(ctx, a, repeats):
+        shape = (1,) * (len(repeats) - a.ndim) + a.shape
+        ctx.input_shape, ctx.shape, ctx.repeats = a.shape, shape, repeats
+        return np.tile(a.reshape(shape), repeats)
+
+    @staticmethod
+    def backward(ctx, grad):
+        # Split each axis into (repeat, size) and sum the repeats away.
+        split = [n for pair in zip(ctx.repeats, ctx.shape) for n in pair]
+        summed = grad.reshape(split).sum(axis=tuple(range(0, len(split), 2)))
+        return summed.reshape(ctx.input_shape), None
+
+
+class Where(Function):
+    """``condition ? a : b`` with broadcasting; each side's gradient is masked by the condition
+    (the engine sums it back to that side's shape)."""
+
+    @staticmethod
+    def forward(ctx, condition, a, b):
+        ctx.save_for_backward(condition)
+        return np.where(condition, a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (condition,) = ctx.saved_tensors
+        needs_a, needs_b = ctx.needs_input_grad[1:]
+        zero = np.float32(0)
+        return (None,
+                np.where(condition, grad, zero) if needs_a else None,
+                np.where(condition, zero, grad) if needs_b else None)
