@@ -151,6 +151,28 @@ class set_grad_enabled:
         _set_grad_mode(self._previous)
 
 
+def check_inplace(target, *operands, op=None, recorded=False):
+    """Refuse an in-place write to ``target`` where it would make gradients wrong, as torch does.
+
+    A leaf that requires grad is never written in place. Ops that autograd records (the in-place
+    activations: their Function saves what backward needs) may overwrite a non-leaf. The Tensor's
+    own in-place methods (``add_``, ``masked_fill_``, ``x[i] = v``, ...) are not recorded, so they
+    also refuse a non-leaf that requires grad and an operand that requires grad.
+    """
+    if not is_grad_enabled():
+        return
+    prefix = f"{op}: " if op else ""
+    if target.requires_grad:
+        if target.is_leaf:
+            raise RuntimeError(f"{prefix}a leaf Variable that requires grad is being used in an in-place operation.")
+        if not recorded:
+            raise RuntimeError(f"{prefix}pyconvnet does not record in-place operations on a Tensor that requires "
+                               "grad; use the out-of-place op (x = x + y) instead")
+    if not recorded and any(getattr(operand, "requires_grad", False) for operand in operands):
+        raise RuntimeError(f"{prefix}an in-place operation would drop the gradient of an operand that requires "
+                           "grad; use the out-of-place op or wrap the update in pyconvnet.no_grad()")
+
+
 # ----------------------------------------------------------------------------- graph nodes
 class FunctionCtx:
     """The ``ctx`` handed to ``forward``/``backward``; once recorded, also the ``grad_fn`` node.

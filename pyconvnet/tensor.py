@@ -23,7 +23,7 @@ import numpy as np
 
 from . import _C, devices
 from . import random as _random
-from .autograd import Function, backward as _autograd_backward, is_grad_enabled, sum_to_shape
+from .autograd import Function, backward as _autograd_backward, check_inplace, is_grad_enabled, sum_to_shape
 from .ops import activation as _activation, indexing as _indexing, loss as _loss
 
 __all__ = [
@@ -907,24 +907,7 @@ class Tensor:
     __ge__ = ge
 
     # --------------------------------------------------------------- in-place updates
-    def _check_inplace(self, *others):
-        """In-place writes are not recorded, so refuse them where a gradient would be wrong."""
-        if not is_grad_enabled():
-            return
-        if self._requires_grad:
-            if self._grad_fn is None:
-                raise RuntimeError(
-                    "a leaf Variable that requires grad is being used in an in-place operation."
-                )
-            raise RuntimeError(
-                "pyconvnet does not record in-place operations on a Tensor that requires grad; "
-                "use the out-of-place op (x = x + y) instead"
-            )
-        if any(isinstance(o, Tensor) and o._requires_grad for o in others):
-            raise RuntimeError(
-                "an in-place operation would drop the gradient of an operand that requires "
-                "grad; use the out-of-place op or wrap the update in pyconvnet.no_grad()"
-            )
+    _check_inplace = check_inplace  # in-place methods are not recorded: see autograd.check_inplace
 
     def _fill_random_(self, draw):
         self._check_inplace()

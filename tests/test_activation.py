@@ -159,7 +159,7 @@ def test_leaky_relu_inplace_gradient_and_negative_slope_rule():
     y = F.leaky_relu(xt * 1.0, -0.2, inplace=True)
     with pytest.raises(RuntimeError, match="negative slope"):
         y.sum().backward()
-    with pytest.raises(RuntimeError, match="leaf Tensor that requires grad"):
+    with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
         F.relu_(pcn.tensor(x, requires_grad=True))
 
 

@@ -9,16 +9,10 @@ pyconvnet has no version counters to detect it. relu's own backward only needs i
 import numbers
 
 from .. import _C
-from ..autograd import Function, is_grad_enabled
+from ..autograd import Function, check_inplace
 from ..random import next_seed
 
 __all__ = ["relu", "relu_", "leaky_relu", "leaky_relu_", "sigmoid", "tanh", "dropout"]
-
-
-def _check_inplace(input, op):
-    """Refuse in-place writes to a leaf that requires grad, as torch does."""
-    if is_grad_enabled() and input.requires_grad and input.is_leaf:
-        raise RuntimeError(f"{op}: a leaf Tensor that requires grad is being used in an in-place operation")
 
 
 class ReluFunction(Function):
@@ -38,7 +32,7 @@ def relu(input, inplace=False):
     """``max(input, 0)`` element-wise (NaN propagates), as ``torch.nn.functional.relu``.
     ``inplace=True`` overwrites ``input``'s array (see the module notes)."""
     if inplace:
-        _check_inplace(input, "relu")
+        check_inplace(input, op="relu", recorded=True)
     return ReluFunction.apply(input, bool(inplace))
 
 
@@ -74,7 +68,7 @@ def leaky_relu(input, negative_slope=0.01, inplace=False):
     if not isinstance(negative_slope, numbers.Real) or isinstance(negative_slope, bool):
         raise TypeError(f"leaky_relu: negative_slope must be a float, got {type(negative_slope).__name__}")
     if inplace:
-        _check_inplace(input, "leaky_relu")
+        check_inplace(input, op="leaky_relu", recorded=True)
     return LeakyReluFunction.apply(input, float(negative_slope), bool(inplace))
 
 
@@ -140,5 +134,5 @@ def dropout(input, p=0.5, training=True, inplace=False):
     if not training:
         return input
     if inplace:
-        _check_inplace(input, "dropout")
+        check_inplace(input, op="dropout", recorded=True)
     return DropoutFunction.apply(input, float(p), int(next_seed()), bool(inplace))
