@@ -4,7 +4,7 @@ from .. import functional as F
 from .. import init
 from ..parameter import Parameter
 from ...tensor import empty, int64, ones, tensor, zeros
-from .module import Module, _named_input_error
+from .module import Module, _name_failing_layer
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "LocalResponseNorm"]
 
@@ -74,7 +74,8 @@ class _BatchNorm(Module):
         try:
             return self._normalize(input, F.batch_norm_relu)
         except ValueError as error:  # named like a call of the module (Module.__call__)
-            raise _named_input_error(self, error, (input,)) from error
+            _name_failing_layer(self, error, (input,))
+            raise
 
     def _normalize(self, input, function):
         shape = input.shape
