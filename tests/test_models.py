@@ -378,8 +378,26 @@ def test_wrong_input_channels():
 
 def test_too_small_input_names_the_layer():
     model = models.vgg11(num_classes=10)
-    with pytest.raises(ValueError, match=r"layer .features\.\d+. \(MaxPool2d\) got input of shape \(1, 512, 1, 1\)"):
+    with pytest.raises(ValueError, match=r"VGG: layer .features\.\d+. \(model input \(1, 3, 16, 16\)\): MaxPool2d\(.*\) got input of shape \(1, 512, 1, 1\)"):
         model(pcn.zeros(1, 3, 16, 16))
     model = models.alexnet(num_classes=10)
     with pytest.raises(ValueError, match=r"layer 'features\.\d+'.*\(1, 3, 8, 8\)"):
         model(pcn.zeros(1, 3, 8, 8))
+
+
+def test_naming_the_failing_layer_runs_each_layer_once():
+    model = models.vgg11(num_classes=10)
+    entered, left = {}, {}
+
+    def count(counts, name):
+        counts[name] = counts.get(name, 0) + 1
+
+    for name, module in model.named_modules():
+        module.register_forward_pre_hook(lambda module, args, name=name: count(entered, name))
+        module.register_forward_hook(lambda module, args, output, name=name: count(left, name))
+    with pytest.raises(ValueError, match=r"layer 'features\.\d+'.*MaxPool2d") as info:
+        model(pcn.zeros(1, 3, 16, 16))
+    failed = next(name for name, module in model.named_modules() if module is info.value.module)
+    assert set(entered.values()) == {1} and set(left.values()) == {1}
+    assert failed in entered and failed not in left and "features" not in left
+    assert all(module.training for module in model.modules())
