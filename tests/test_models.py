@@ -401,3 +401,96 @@ def test_naming_the_failing_layer_runs_each_layer_once():
     assert set(entered.values()) == {1} and set(left.values()) == {1}
     assert failed in entered and failed not in left and "features" not in left
     assert all(module.training for module in model.modules())
+
+
+# --------------------------------------------------------------------- hooks see torchvision's calls
+class WithReluModule:
+    """Mixin for the torch reference blocks: torchvision's one ReLU module per block."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.relu = tnn.ReLU(inplace=True)
+
+
+class TorchvisionBasicBlock(WithReluModule, TorchBasicBlock):
+    """TorchBasicBlock calling its layers as torchvision does: ``relu`` twice, last on the sum."""
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += identity
+        return self.relu(out)
+
+
+class TorchvisionBottleneck(WithReluModule, TorchBottleneck):
+    """TorchBottleneck calling its layers as torchvision does: ``relu`` three times, last on the sum."""
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        out += identity
+        return self.relu(out)
+
+
+class TorchvisionResNet(TorchResNet):
+    """TorchResNet with torchvision's stem ReLU and pooling modules."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.relu = tnn.ReLU(inplace=True)
+        self.avgpool = tnn.AdaptiveAvgPool2d((1, 1))
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(self.avgpool(x).flatten(1))
+
+
+def hook_log(model, watched):
+    """Hooks on the modules whose names ``watched`` accepts, logging each call as (name, what,
+    copies of the input and output as the hook saw them)."""
+    log = []
+
+    def snapshot(tensor):
+        return tensor.detach().numpy().astype(np.float64)
+
+    for name, module in model.named_modules():
+        if watched(name):
+            module.register_forward_pre_hook(
+                lambda module, args, name=name: log.append((name, "pre", snapshot(args[0]))))
+            module.register_forward_hook(
+                lambda module, args, output, name=name: log.append((name, "post", snapshot(args[0]), snapshot(output))))
+    return log
+
+
+HOOKED_RESNETS = {
+    "basic": (lambda: models.ResNet(models.BasicBlock, [2, 1, 1, 1], num_classes=10, cifar=True),
+              lambda: TorchvisionResNet(TorchvisionBasicBlock, [2, 1, 1, 1], 10, cifar=True)),
+    "bottleneck": (lambda: models.ResNet(models.Bottleneck, [2, 1, 1, 1], num_classes=10),
+                   lambda: TorchvisionResNet(TorchvisionBottleneck, [2, 1, 1, 1], 10)),
+}
+WATCHED = {
+    "relu": lambda name: name.endswith("relu"),
+    "blocks": lambda name: name.count(".") == 1,
+    "everything": lambda name: True,
+}
+
+
+@pytest.mark.parametrize("watched", sorted(WATCHED))
+@pytest.mark.parametrize("case", sorted(HOOKED_RESNETS))
+def test_resnet_hooks_see_what_they_see_in_torchvision(case, watched, skip_init):
+    model, torch_model = build_pair(*HOOKED_RESNETS[case])
+    model.eval()
+    torch_model.eval()
+    ours, theirs = hook_log(model, WATCHED[watched]), hook_log(torch_model, WATCHED[watched])
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    output = model(pcn.tensor(x)).detach().numpy()
+    expected = torch_model(torch.from_numpy(x)).detach().numpy()
+    assert relative_error(output, expected) <= 1e-4
+    assert [entry[:2] for entry in ours] == [entry[:2] for entry in theirs]
+    for (name, what, *seen), (_, _, *expected_seen) in zip(ours, theirs):
+        for index, (value, expected_value) in enumerate(zip(seen, expected_seen, strict=True)):
+            assert relative_error(value, expected_value) <= 1e-4, f"{name} {what} hook, tensor {index}"

@@ -138,6 +138,12 @@ class Module:
         return output
 
     # ------------------------------------------------------------------ hooks
+    def _has_forward_hooks(self):
+        """Whether a hook watches this module's calls. A fused kernel that covers it (batch norm
+        + ReLU, add + ReLU) must then call it as usual, so that its hooks fire as they would in
+        torch and see its own input and output."""
+        return bool(self._forward_pre_hooks or self._forward_hooks)
+
     def register_forward_pre_hook(self, hook):
         """``hook(module, args)`` runs before ``forward``; a non-None result replaces ``args``
         (a non-tuple result becomes a 1-tuple)."""
