@@ -121,6 +121,46 @@ def relative_error(actual, expected, floor=0.0):
     return float(np.abs(np.asarray(actual, dtype=np.float64) - expected).max(initial=0.0)) / scale
 
 
+# A reference gradient this far below the network's largest is rounding noise around an
+# analytic zero: a convolution bias before training-mode batch norm measures ~1e-16 of the
+# largest in the float64 reference, while real gradients reach down to 8e-7 (GoogLeNet's stem).
+VANISHING = 1e-12
+
+
+def assert_gradients_close(grads, expected, tolerance):
+    """Every parameter's gradient within ``tolerance`` of the reference's relative to its own
+    scale (``relative_error``), however small it is next to the others. A reference gradient
+    below VANISHING of the largest has no scale of its own: ours must be as small (below
+    ``tolerance`` times the largest). None (a head that did not run) must match None."""
+    largest = max(float(np.abs(g).max(initial=0.0)) for g in expected.values() if g is not None)
+    for name, grad in grads.items():
+        if expected[name] is None or grad is None:
+            assert grad is None and expected[name] is None, f"gradient of {name}: {grad is None=}"
+            continue
+        if float(np.abs(expected[name]).max(initial=0.0)) < VANISHING * largest:
+            error = float(np.abs(grad).max(initial=0.0)) / largest
+        else:
+            error = relative_error(grad, expected[name])
+        assert error <= tolerance, f"gradient of {name}: relative error {error:.3g}"
+
+
+def test_gradient_check_holds_each_parameter_to_its_own_scale():
+    """A layer whose gradient is 1e-7 of the largest (GoogLeNet's stem reaches 8e-7) is held to
+    its own scale: the earlier floor at the network's largest let an all-zero one pass."""
+    rng = np.random.default_rng(0)
+    expected = {"fc.weight": rng.standard_normal((4, 4)), "conv.weight": rng.standard_normal(5) * 1e-7,
+                "conv.bias": rng.standard_normal(5) * 1e-17, "aux.weight": None}
+    grads = {name: None if g is None else (g * (1 + 1e-4)).astype(np.float32) for name, g in expected.items()}
+    grads["conv.bias"] = np.full(5, 1e-7, np.float32)  # float32 noise around an analytic zero
+    assert_gradients_close(grads, expected, 1e-3)
+    for name, wrong in (("conv.weight", np.zeros(5, np.float32)),
+                        ("conv.weight", grads["conv.weight"] * 1.01),
+                        ("conv.bias", np.full(5, 1e-2, np.float32)),
+                        ("aux.weight", np.zeros(1, np.float32))):
+        with pytest.raises(AssertionError, match=f"gradient of {name}"):
+            assert_gradients_close({**grads, name: wrong}, expected, 1e-3)
+
+
 def as_tuple(output):
     return tuple(output) if isinstance(output, tuple) else (output,)
 
@@ -198,8 +238,7 @@ def check_parity(model, torch_model, input_shape, train, seed=0):
     amplified layer after layer, so torch's own float32 result is up to 6e-5 off its float64 one
     in the outputs (resnet50) and 1e-3 in the gradients (googlenet_aux's fc.weight). Those models
     are measured against a float64 copy of the torch model at twice the tolerances, each gradient
-    relative to the network's largest (gradients that vanish analytically, a convolution bias
-    before batch norm, are rounding noise in both): pyconvnet's Winograd convolutions round
+    relative to its own scale (``assert_gradients_close``): pyconvnet's Winograd convolutions round
     about six times more per layer than a direct sum, which over resnet50's depth reaches 1.5e-4
     in the outputs."""
     rng = np.random.default_rng(seed)
@@ -227,13 +266,8 @@ def check_parity(model, torch_model, input_shape, train, seed=0):
     for out, expected_out in zip(outputs, expected_outputs, strict=True):
         assert relative_error(out.detach().numpy(), expected_out) <= output_tolerance
     sum((o * pcn.tensor(w)).sum() for o, w in zip(outputs, weights)).backward()
-    largest = max(float(np.abs(g).max()) for g in expected.values() if g is not None)
-    for name, param in model.named_parameters():
-        if expected[name] is None:  # an auxiliary head in eval mode
-            assert param.grad is None, name
-            continue
-        error = relative_error(param.grad.numpy(), expected[name], grad_tolerance * largest)
-        assert error <= grad_tolerance, f"gradient of {name}: relative error {error:.3g}"
+    grads = {name: None if param.grad is None else param.grad.numpy() for name, param in model.named_parameters()}
+    assert_gradients_close(grads, expected, grad_tolerance)
     if train:
         torch_buffers = dict(torch_model.named_buffers())
         for name, buffer in model.named_buffers():
