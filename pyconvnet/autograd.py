@@ -25,10 +25,11 @@ counters.
 """
 
 import functools
-import sys
 import threading
 
 import numpy as np
+
+from . import _C
 
 __all__ = [
     "Function",
@@ -273,6 +274,8 @@ class Function:
         Return one gradient (or None) per positional forward argument; a shorter tuple means
         the missing trailing entries are None. Only Tensor arguments may get a gradient. A
         gradient whose shape broadcasts to the argument's shape is summed down to it.
+        A kernel output returned once is handed over: the engine may keep it as a leaf's
+        ``.grad`` and add into it later, so do not keep it (see ``_owned_by_engine``).
       * ``ctx.needs_input_grad[i]`` says whether argument ``i`` needs a gradient; skip the
         work for those that do not.
     """
@@ -385,17 +388,18 @@ def backward(tensors, grad_tensors=None, retain_graph=None):
             raise RuntimeError(
                 f"element {index} of tensors does not require grad and does not have a grad_fn"
             )
-        roots.append((root, _root_gradient(index, root, gradient)))
+        roots.append((root, *_root_gradient(index, root, gradient)))
     _run_backward(roots, bool(retain_graph))
 
 
 def _root_gradient(index, root, gradient):
-    """The seed gradient for one root as a float32 array of the root's shape."""
+    """The seed gradient for one root as a float32 array of the root's shape, and whether the
+    engine allocated it (``_owned_by_engine``)."""
     shape = root._array.shape
     if gradient is None:
         if root._array.size != 1:
             raise RuntimeError("grad can be implicitly created only for scalar outputs")
-        return np.ones(shape, dtype=_FLOAT32)
+        return np.ones(shape, dtype=_FLOAT32), True
     array = gradient._array if isinstance(gradient, _tensor.Tensor) else np.asarray(gradient)
     if array.dtype.kind not in "fiub":
         raise TypeError(f"gradient must be a real number array, got dtype {array.dtype}")
@@ -404,7 +408,8 @@ def _root_gradient(index, root, gradient):
             f"Mismatch in shape: gradient has a shape of {list(array.shape)} and "
             f"output[{index}] has a shape of {list(shape)}"
         )
-    return np.asarray(array, dtype=_FLOAT32, order="C")  # keeps 0-d shapes (ascontiguousarray does not)
+    seed = np.asarray(array, dtype=_FLOAT32, order="C")  # keeps 0-d shapes (ascontiguousarray does not)
+    return seed, seed is not array and seed.base is None  # a converted copy is the engine's own
 
 
 class _InputBuffer:
@@ -429,7 +434,7 @@ def _run_backward(roots, retain_graph):
     # Pass 1: count, for every node reachable from the roots, the edges that point at it.
     dependencies = {}
     root_nodes = []
-    for root, _ in roots:
+    for root, _, _ in roots:
         node = root._grad_fn
         if node is not None and node not in dependencies:
             dependencies[node] = 0
@@ -450,10 +455,10 @@ def _run_backward(roots, retain_graph):
 
     # Pass 2: run each node once all its consumers have run (Kahn's algorithm).
     buffers = {}
-    for root, gradient in roots:
+    for root, gradient, owned in roots:
         node = root._grad_fn
         if node is None:
-            _accumulate_leaf(root, gradient)
+            _accumulate_leaf(root, gradient, owned)
         else:
             _buffer_for(buffers, node).add(root._output_nr, gradient)
     ready = [node for node in root_nodes if dependencies[node] == 0]
@@ -461,7 +466,7 @@ def _run_backward(roots, retain_graph):
         node = ready.pop()
         input_grads = _call_backward(node, buffers.pop(node, None))
         for index, edge in enumerate(node._edges):
-            grad = input_grads[index]
+            returned = grad = input_grads[index]
             if edge is None:
                 if grad is not None and node._input_shapes[index] is _NOT_A_TENSOR:
                     raise RuntimeError(
@@ -480,7 +485,7 @@ def _run_backward(roots, retain_graph):
                 if dependencies[target] == 0:
                     ready.append(target)
             elif grad is not None:
-                _accumulate_leaf(target, grad)
+                _accumulate_leaf(target, grad, _owned_by_engine(grad, returned, input_grads))
         if not retain_graph:
             node._release()
 
@@ -536,27 +541,33 @@ def _checked_input_grad(node, index, grad):
     return reduced
 
 
-# References the engine itself holds to a gradient array on its way into _accumulate_leaf: the
-# backward's result tuple, the loop variable, the two functions' arguments and getrefcount's.
-_ENGINE_REFERENCES = 5
+# What owns the memory of every kernel output: the bindings wrap each output buffer in one of
+# these (a pybind11 capsule that hands the buffer back to the cache when the array dies).
+_KERNEL_BUFFER_OWNER = type(_C.add(np.zeros(1, _FLOAT32), np.zeros(1, _FLOAT32)).base)
 
 
-def _held_only_by_engine(grad):
-    """Whether ``grad`` is a writable float32 array nothing outside the engine can reach: no
-    other reference and no numpy base it views (a kernel's fresh output, typically)."""
-    return (type(grad) is np.ndarray and grad.dtype == _FLOAT32 and grad.flags.c_contiguous
-            and grad.flags.writeable and not isinstance(grad.base, np.ndarray)
-            and sys.getrefcount(grad) <= _ENGINE_REFERENCES)
+def _owned_by_engine(grad, returned, input_grads):
+    """Whether ``grad`` (checked from ``returned``, one of a backward's ``input_grads``) is an
+    array no one but the engine holds, which a leaf may keep as its ``.grad`` without a copy:
+    one the engine allocated converting or summing ``returned`` down to the input's shape, or a
+    whole kernel output that the backward returned once (handed over, as ``Function``'s
+    contract says). Views, read-only arrays (a passed-on ``grad_output``), plain numpy arrays
+    and memory returned for two inputs are not: the caller or another input may hold them."""
+    if type(grad) is not np.ndarray or not (grad.flags.c_contiguous and grad.flags.writeable):
+        return False
+    if grad is not returned:
+        return not np.may_share_memory(grad, returned)  # np.asarray views an ndarray subclass
+    sharing = [other for other in input_grads if isinstance(other, np.ndarray) and np.may_share_memory(other, grad)]
+    return type(grad.base) is _KERNEL_BUFFER_OWNER and len(sharing) == 1  # only itself
 
 
-def _accumulate_leaf(leaf, grad):
+def _accumulate_leaf(leaf, grad, owned):
+    """Add ``grad`` into ``leaf.grad``; the first gradient becomes ``.grad`` itself when the
+    engine ``owned`` it (copying AlexNet's 151 MB fc6 gradient would be pure cost), else a copy."""
     if not leaf._requires_grad:
         return
     if leaf._grad is None:
-        # Copy unless no one else can see the array: the engine's arrays may be shared with other
-        # leaves or with the caller, but copying a fresh one (AlexNet's 151 MB fc6 gradient) is
-        # pure cost. (PyTorch's AccumulateGrad steals by reference count the same way.)
-        if not _held_only_by_engine(grad):
+        if not owned:
             grad = np.array(grad, dtype=_FLOAT32, order="C", copy=True)
         leaf._grad = _tensor.Tensor._wrap(grad)
     else:

@@ -10,6 +10,9 @@ RTOL = 1e-4
 
 
 def assert_close(actual, expected, rtol=RTOL, what="value"):
+    """Same shape, and the largest absolute error over the largest absolute reference value
+    (floored at 1e-6) at most ``rtol``: a "relative error" on the tensor's scale, not per
+    element, so elements far below the largest are held only to ``rtol`` times the largest."""
     actual = np.asarray(actual)
     expected = np.asarray(expected)
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != expected {expected.shape}"

@@ -613,7 +613,18 @@ def test_scalar_outputs_receive_zero_dimensional_gradients():
     assert seen == [(), ()]
 
 
-def test_leaf_gradients_never_alias_arrays_someone_else_holds():
+@pytest.fixture(params=["counted", "borrowed"])
+def reference_counts(request, monkeypatch):
+    """``borrowed``: ``sys.getrefcount`` one lower, as Python 3.14's borrowed stack references
+    make it. Gradient ownership must not depend on reference counts (the engine once did)."""
+    if request.param == "borrowed":
+        counted = sys.getrefcount
+        # -2: one for the reference this lambda's own argument adds, one borrowed.
+        monkeypatch.setattr(sys, "getrefcount", lambda obj: counted(obj) - 2)
+    return request.param
+
+
+def test_leaf_gradients_never_alias_arrays_someone_else_holds(reference_counts):
     """Fresh kernel outputs become .grad without a copy; anything else is copied."""
     kept = np.ones(3, dtype=np.float32)
 
@@ -636,6 +647,24 @@ def test_leaf_gradients_never_alias_arrays_someone_else_holds():
         def backward(ctx, grad_output):
             return kept  # an array the caller also holds
 
+    class SharedView(pcn.autograd.Function):
+        @staticmethod
+        def forward(ctx, a, b):
+            return a + b.reshape(3)
+
+        @staticmethod
+        def backward(ctx, grad_output):
+            fresh = pcn.nn.functional.relu(pcn.tensor(grad_output)).numpy()  # a kernel output
+            return fresh, fresh.reshape(1, 3)
+
+    # d's first gradient is SharedView's kernel output; the view of it waits in e's buffer (e
+    # has a second consumer) while d adds its other gradient: d must not have taken the array.
+    d, w = pcn.tensor([1.0, 2.0, 3.0], requires_grad=True), pcn.ones(1, 3, requires_grad=True)
+    e = w * 1.0
+    ((e.reshape(3) * d).sum() + (SharedView.apply(d, e) * 3).sum()).backward()
+    np.testing.assert_array_equal(w.grad.numpy(), [[4.0, 5.0, 6.0]])
+    np.testing.assert_array_equal(d.grad.numpy(), [4.0, 4.0, 4.0])
+
     a, b, c = (pcn.zeros(3, requires_grad=True) for _ in range(3))
     (Shared.apply(a, b).sum() + External.apply(c).sum()).backward()
     a.grad.numpy()[0] = 7.0
@@ -647,3 +676,30 @@ def test_leaf_gradients_never_alias_arrays_someone_else_holds():
     conv = pcn.nn.Conv2d(1, 2, 3)
     conv(pcn.ones(1, 1, 5, 5)).sum().backward()
     assert not conv.weight.grad.numpy().flags.owndata, "a fresh kernel output is taken as is"
+
+
+def test_no_two_gradients_share_memory(reference_counts):
+    """Leaves whose gradients come out of one kernel output (add_relu returns one array for
+    both inputs), from several paths, from a broadcast reduction or straight from the caller:
+    no .grad shares memory with another or with an array the caller passed in, and a second
+    backward accumulates into each exactly."""
+    F = pcn.nn.functional
+    rng = np.random.default_rng(0)
+    x, y, z = (pcn.tensor(rng.standard_normal((2, 3)).astype(np.float32), requires_grad=True) for _ in range(3))
+    bias = pcn.tensor(rng.standard_normal(3).astype(np.float32), requires_grad=True)
+    seed = rng.standard_normal(3).astype(np.float32)
+    leaves = {"x": x, "y": y, "z": z, "bias": bias}
+
+    def run():
+        total = F.add_relu(x, y) * 2 + x * 3 + F.relu(x) + (z + bias)
+        pcn.autograd.backward([total.sum(), bias], [None, pcn.from_numpy(seed)])
+
+    run()
+    first = {name: leaf.grad.numpy().copy() for name, leaf in leaves.items()}
+    arrays = [leaf.grad.numpy() for leaf in leaves.values()] + [seed]
+    for i, a in enumerate(arrays):
+        for b in arrays[i + 1:]:
+            assert not np.shares_memory(a, b)
+    run()
+    for name, leaf in leaves.items():
+        np.testing.assert_array_equal(leaf.grad.numpy(), 2 * first[name], err_msg=name)

@@ -121,6 +121,46 @@ def relative_error(actual, expected, floor=0.0):
     return float(np.abs(np.asarray(actual, dtype=np.float64) - expected).max(initial=0.0)) / scale
 
 
+# A reference gradient this far below the network's largest is rounding noise around an
+# analytic zero: a convolution bias before training-mode batch norm measures ~1e-16 of the
+# largest in the float64 reference, while real gradients reach down to 8e-7 (GoogLeNet's stem).
+VANISHING = 1e-12
+
+
+def assert_gradients_close(grads, expected, tolerance):
+    """Every parameter's gradient within ``tolerance`` of the reference's relative to its own
+    scale (``relative_error``), however small it is next to the others. A reference gradient
+    below VANISHING of the largest has no scale of its own: ours must be as small (below
+    ``tolerance`` times the largest). None (a head that did not run) must match None."""
+    largest = max(float(np.abs(g).max(initial=0.0)) for g in expected.values() if g is not None)
+    for name, grad in grads.items():
+        if expected[name] is None or grad is None:
+            assert grad is None and expected[name] is None, f"gradient of {name}: {grad is None=}"
+            continue
+        if float(np.abs(expected[name]).max(initial=0.0)) < VANISHING * largest:
+            error = float(np.abs(grad).max(initial=0.0)) / largest
+        else:
+            error = relative_error(grad, expected[name])
+        assert error <= tolerance, f"gradient of {name}: relative error {error:.3g}"
+
+
+def test_gradient_check_holds_each_parameter_to_its_own_scale():
+    """A layer whose gradient is 1e-7 of the largest (GoogLeNet's stem reaches 8e-7) is held to
+    its own scale: the earlier floor at the network's largest let an all-zero one pass."""
+    rng = np.random.default_rng(0)
+    expected = {"fc.weight": rng.standard_normal((4, 4)), "conv.weight": rng.standard_normal(5) * 1e-7,
+                "conv.bias": rng.standard_normal(5) * 1e-17, "aux.weight": None}
+    grads = {name: None if g is None else (g * (1 + 1e-4)).astype(np.float32) for name, g in expected.items()}
+    grads["conv.bias"] = np.full(5, 1e-7, np.float32)  # float32 noise around an analytic zero
+    assert_gradients_close(grads, expected, 1e-3)
+    for name, wrong in (("conv.weight", np.zeros(5, np.float32)),
+                        ("conv.weight", grads["conv.weight"] * 1.01),
+                        ("conv.bias", np.full(5, 1e-2, np.float32)),
+                        ("aux.weight", np.zeros(1, np.float32))):
+        with pytest.raises(AssertionError, match=f"gradient of {name}"):
+            assert_gradients_close({**grads, name: wrong}, expected, 1e-3)
+
+
 def as_tuple(output):
     return tuple(output) if isinstance(output, tuple) else (output,)
 
@@ -198,8 +238,7 @@ def check_parity(model, torch_model, input_shape, train, seed=0):
     amplified layer after layer, so torch's own float32 result is up to 6e-5 off its float64 one
     in the outputs (resnet50) and 1e-3 in the gradients (googlenet_aux's fc.weight). Those models
     are measured against a float64 copy of the torch model at twice the tolerances, each gradient
-    relative to the network's largest (gradients that vanish analytically, a convolution bias
-    before batch norm, are rounding noise in both): pyconvnet's Winograd convolutions round
+    relative to its own scale (``assert_gradients_close``): pyconvnet's Winograd convolutions round
     about six times more per layer than a direct sum, which over resnet50's depth reaches 1.5e-4
     in the outputs."""
     rng = np.random.default_rng(seed)
@@ -227,13 +266,8 @@ def check_parity(model, torch_model, input_shape, train, seed=0):
     for out, expected_out in zip(outputs, expected_outputs, strict=True):
         assert relative_error(out.detach().numpy(), expected_out) <= output_tolerance
     sum((o * pcn.tensor(w)).sum() for o, w in zip(outputs, weights)).backward()
-    largest = max(float(np.abs(g).max()) for g in expected.values() if g is not None)
-    for name, param in model.named_parameters():
-        if expected[name] is None:  # an auxiliary head in eval mode
-            assert param.grad is None, name
-            continue
-        error = relative_error(param.grad.numpy(), expected[name], grad_tolerance * largest)
-        assert error <= grad_tolerance, f"gradient of {name}: relative error {error:.3g}"
+    grads = {name: None if param.grad is None else param.grad.numpy() for name, param in model.named_parameters()}
+    assert_gradients_close(grads, expected, grad_tolerance)
     if train:
         torch_buffers = dict(torch_model.named_buffers())
         for name, buffer in model.named_buffers():
@@ -378,8 +412,119 @@ def test_wrong_input_channels():
 
 def test_too_small_input_names_the_layer():
     model = models.vgg11(num_classes=10)
-    with pytest.raises(ValueError, match=r"layer .features\.\d+. \(MaxPool2d\) got input of shape \(1, 512, 1, 1\)"):
+    with pytest.raises(ValueError, match=r"VGG: layer .features\.\d+. \(model input \(1, 3, 16, 16\)\): MaxPool2d\(.*\) got input of shape \(1, 512, 1, 1\)"):
         model(pcn.zeros(1, 3, 16, 16))
     model = models.alexnet(num_classes=10)
     with pytest.raises(ValueError, match=r"layer 'features\.\d+'.*\(1, 3, 8, 8\)"):
         model(pcn.zeros(1, 3, 8, 8))
+
+
+def test_naming_the_failing_layer_runs_each_layer_once():
+    model = models.vgg11(num_classes=10)
+    entered, left = {}, {}
+
+    def count(counts, name):
+        counts[name] = counts.get(name, 0) + 1
+
+    for name, module in model.named_modules():
+        module.register_forward_pre_hook(lambda module, args, name=name: count(entered, name))
+        module.register_forward_hook(lambda module, args, output, name=name: count(left, name))
+    with pytest.raises(ValueError, match=r"layer 'features\.\d+'.*MaxPool2d") as info:
+        model(pcn.zeros(1, 3, 16, 16))
+    failed = next(name for name, module in model.named_modules() if module is info.value.module)
+    assert set(entered.values()) == {1} and set(left.values()) == {1}
+    assert failed in entered and failed not in left and "features" not in left
+    assert all(module.training for module in model.modules())
+
+
+# --------------------------------------------------------------------- hooks see torchvision's calls
+class WithReluModule:
+    """Mixin for the torch reference blocks: torchvision's one ReLU module per block."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.relu = tnn.ReLU(inplace=True)
+
+
+class TorchvisionBasicBlock(WithReluModule, TorchBasicBlock):
+    """TorchBasicBlock calling its layers as torchvision does: ``relu`` twice, last on the sum."""
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += identity
+        return self.relu(out)
+
+
+class TorchvisionBottleneck(WithReluModule, TorchBottleneck):
+    """TorchBottleneck calling its layers as torchvision does: ``relu`` three times, last on the sum."""
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        out += identity
+        return self.relu(out)
+
+
+class TorchvisionResNet(TorchResNet):
+    """TorchResNet with torchvision's stem ReLU and pooling modules."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.relu = tnn.ReLU(inplace=True)
+        self.avgpool = tnn.AdaptiveAvgPool2d((1, 1))
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(self.avgpool(x).flatten(1))
+
+
+def hook_log(model, watched):
+    """Hooks on the modules whose names ``watched`` accepts, logging each call as (name, what,
+    copies of the input and output as the hook saw them)."""
+    log = []
+
+    def snapshot(tensor):
+        return tensor.detach().numpy().astype(np.float64)
+
+    for name, module in model.named_modules():
+        if watched(name):
+            module.register_forward_pre_hook(
+                lambda module, args, name=name: log.append((name, "pre", snapshot(args[0]))))
+            module.register_forward_hook(
+                lambda module, args, output, name=name: log.append((name, "post", snapshot(args[0]), snapshot(output))))
+    return log
+
+
+HOOKED_RESNETS = {
+    "basic": (lambda: models.ResNet(models.BasicBlock, [2, 1, 1, 1], num_classes=10, cifar=True),
+              lambda: TorchvisionResNet(TorchvisionBasicBlock, [2, 1, 1, 1], 10, cifar=True)),
+    "bottleneck": (lambda: models.ResNet(models.Bottleneck, [2, 1, 1, 1], num_classes=10),
+                   lambda: TorchvisionResNet(TorchvisionBottleneck, [2, 1, 1, 1], 10)),
+}
+WATCHED = {
+    "relu": lambda name: name.endswith("relu"),
+    "blocks": lambda name: name.count(".") == 1,
+    "everything": lambda name: True,
+}
+
+
+@pytest.mark.parametrize("watched", sorted(WATCHED))
+@pytest.mark.parametrize("case", sorted(HOOKED_RESNETS))
+def test_resnet_hooks_see_what_they_see_in_torchvision(case, watched, skip_init):
+    model, torch_model = build_pair(*HOOKED_RESNETS[case])
+    model.eval()
+    torch_model.eval()
+    ours, theirs = hook_log(model, WATCHED[watched]), hook_log(torch_model, WATCHED[watched])
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    output = model(pcn.tensor(x)).detach().numpy()
+    expected = torch_model(torch.from_numpy(x)).detach().numpy()
+    assert relative_error(output, expected) <= 1e-4
+    assert [entry[:2] for entry in ours] == [entry[:2] for entry in theirs]
+    for (name, what, *seen), (_, _, *expected_seen) in zip(ours, theirs):
+        for index, (value, expected_value) in enumerate(zip(seen, expected_seen, strict=True)):
+            assert relative_error(value, expected_value) <= 1e-4, f"{name} {what} hook, tensor {index}"

@@ -1,5 +1,6 @@
 """Module API: registration, naming, hooks, modes, containers, repr and state_dict loading."""
 
+import json
 from collections import OrderedDict
 
 import numpy as np
@@ -196,6 +197,39 @@ def test_layer_errors_name_the_innermost_layer_and_the_shape():
         model(pcn.randn(1, 3, 3, 3))
     with pytest.raises(ValueError, match=r"Linear\(in_features=4.*\(1, 36\)"):
         model(pcn.randn(1, 3, 8, 8))
+
+
+class _Raises(nn.Module):
+    """Raises whatever ``make_error()`` returns."""
+
+    def __init__(self, make_error):
+        super().__init__()
+        self.make_error = make_error
+
+    def forward(self, x):
+        raise self.make_error()
+
+
+def test_layer_errors_keep_their_type_and_attributes():
+    class UserError(ValueError):
+        pass
+
+    model = nn.Sequential(nn.Identity(), _Raises(lambda: UserError("bad value")))
+    with pytest.raises(UserError, match=r"^_Raises\(\) got input of shape \(2, 3\): bad value$") as info:
+        model(pcn.ones(2, 3))
+    assert type(info.value) is UserError and info.value.module is model[1]
+
+    def decode_error():
+        try:
+            json.loads('{"a": ')
+        except json.JSONDecodeError as error:
+            return error
+
+    model = nn.Sequential(_Raises(decode_error))
+    with pytest.raises(json.JSONDecodeError, match=r"_Raises\(\) got input of shape \(1,\): Expecting value") as info:
+        model(pcn.ones(1))
+    assert (info.value.doc, info.value.pos, info.value.lineno, info.value.colno) == ('{"a": ', 6, 1, 7)
+    assert info.value.msg == "Expecting value"
 
 
 # ----------------------------------------------------------------------------- modes, grads, apply

@@ -349,3 +349,30 @@ def test_step_count_saved_as_a_number_loads_as_a_tensor():
     opt.step()
     assert resumed.state_dict()["state"][0]["step"].item() == 2.0
     assert np.array_equal(resumed.param_groups[0]["params"][0].detach().numpy(), param.detach().numpy())
+
+
+@pytest.mark.parametrize("as_stored", [lambda step: step, lambda step: np.int64(step.item()),
+                                       lambda step: np.float32(step.item()), lambda step: int(step.item())],
+                         ids=["tensor", "numpy-int64", "numpy-float32", "python-int"])
+def test_state_saved_and_loaded_by_pcn_save_resumes_bit_for_bit(tmp_path, as_stored):
+    pair = Pair(seed=5)
+    ours = optim.Adam(pair.ours, lr=0.05, amsgrad=True)
+    for _ in range(3):
+        ours.zero_grad()
+        pair.our_loss().backward()
+        ours.step()
+    saved = ours.state_dict()
+    saved["state"] = {index: {**values, "step": as_stored(values["step"])} for index, values in saved["state"].items()}
+    pyconvnet.save(saved, tmp_path / "optimizer.pcn")
+    resumed_params = [pyconvnet.tensor(p.detach().numpy(), requires_grad=True) for p in pair.ours]
+    resumed = optim.Adam(resumed_params)
+    resumed.load_state_dict(pyconvnet.load(tmp_path / "optimizer.pcn"))
+    for step in range(3):
+        for optimizer, params in ((ours, pair.ours), (resumed, resumed_params)):
+            optimizer.zero_grad()
+            pair.our_loss(params).backward()
+            optimizer.step()
+        for index, (p, q) in enumerate(zip(resumed_params, pair.ours)):
+            assert np.array_equal(p.detach().numpy(), q.detach().numpy()), f"step {step}: param {index}"
+    assert resumed.state_dict()["state"][0]["step"].shape == ()
+    assert resumed.state_dict()["state"][0]["step"].item() == 6.0

@@ -2,14 +2,14 @@
 the layer a too-small or wrongly shaped input fails in, and the zero-padding of small images."""
 
 from .. import nn
-from ..autograd import no_grad
 from ..nn import functional as F
 
 
 class ImageClassifier(nn.Module):
     """Base class of the models: ``forward`` checks that the input is (N, in_channels, H, W),
-    runs ``_forward``, and turns a shape error raised deep inside into a ValueError that names
-    the layer (its ``state_dict`` prefix) and the input shape that layer got."""
+    runs ``_forward``, and prefixes a shape error raised deep inside with the model, the failing
+    layer's ``state_dict`` prefix and the model's input shape (``Module.__call__`` has already
+    named the layer and the input shape it got)."""
 
     def __init__(self, num_classes, in_channels):
         super().__init__()
@@ -19,60 +19,18 @@ class ImageClassifier(nn.Module):
     def forward(self, x):
         shape = tuple(x.shape)
         if len(shape) != 4 or shape[1] != self.in_channels:
-            raise _named(self, f"{type(self).__name__}: expected input of shape (N, {self.in_channels}, H, W), got {shape}")
+            error = ValueError(f"{type(self).__name__}: expected input of shape (N, {self.in_channels}, H, W), got {shape}")
+            error.module = self  # named already: Module.__call__ leaves it alone
+            raise error
         try:
             return self._forward(x)
         except ValueError as error:
-            message = _describe_failure(self, x, error)
-            if message is None:
-                raise
-            raise _named(self, message) from error
-
-
-def _named(model, message):
-    """A ValueError marked (``module``) as already naming its layer, so the enclosing
-    ``Module.__call__`` does not prefix it again."""
-    error = ValueError(message)
-    error.module = model
-    return error
-
-
-def _describe_failure(model, x, error):
-    """Rerun ``model._forward`` on ``x`` in eval mode under no_grad with pre/post hooks on every
-    submodule; the innermost module entered but not left is where ``error`` comes from."""
-    stack = []
-
-    def leave(module, args, output):
-        stack.pop()
-
-    handles = []
-    for name, module in model.named_modules():
-        if module is model:
-            continue
-        handles.append(module.register_forward_pre_hook(
-            lambda m, args, name=name: stack.append((name, m, tuple(args[0].shape)))))
-        handles.append(module.register_forward_hook(leave))
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        with no_grad():
-            model._forward(x)
-    except ValueError:
-        pass
-    else:
-        return None  # the failure depends on training mode (e.g. batch norm on one value per channel)
-    finally:
-        for handle in handles:
-            handle.remove()
-        for module, training in modes:
-            module.training = training
-    if not stack:
-        return None
-    name, module, shape = stack[-1]
-    return (
-        f"{type(model).__name__}: layer '{name}' ({type(module).__name__}) got input of shape {shape} "
-        f"(model input {tuple(x.shape)}): {error}"
-    )
+            name = next((name for name, module in self.named_modules()
+                         if module is getattr(error, "module", None) and module is not self), None)
+            if name is not None and error.args and isinstance(error.args[0], str):
+                error.args = (f"{type(self).__name__}: layer '{name}' (model input {shape}): {error.args[0]}",
+                              ) + error.args[1:]
+            raise
 
 
 def check_arguments(num_classes, in_channels):

@@ -4,7 +4,10 @@ its 3x3 convolution) and the CIFAR ResNet-20/32/44/56/110 of He et al. 2016.
 The ImageNet models have torchvision's module names, so its state_dicts load unchanged, and
 its initialisation (kaiming-normal fan_out convolutions, batch norm weight 1 and bias 0,
 optional ``zero_init_residual``). A block's shortcut addition and final ReLU run as one fused
-``add_relu``, and every other batch norm with the ReLU after it as one ``batch_norm_relu``.
+``add_relu``, and every other batch norm with the ReLU after it as one ``batch_norm_relu``,
+except while a hook watches the modules involved: then they run one by one, so that hooks fire
+and see what they would in torchvision (``relu`` twice per basic block, three times per
+bottleneck, the second or third time on the block's output).
 """
 
 import numpy as np
@@ -29,6 +32,13 @@ def conv1x1(in_planes, out_planes, stride=1):
     return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
 
 
+def _add_relu(out, identity, relu):
+    """``relu(out + identity)``: one fused ``F.add_relu`` unless a hook watches ``relu``."""
+    if relu._has_forward_hooks():
+        return relu(out + identity)
+    return F.add_relu(out, identity)
+
+
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions with batch norm; the shortcut is ``downsample`` (or the identity)."""
 
@@ -47,7 +57,7 @@ class BasicBlock(nn.Module):
     def forward(self, x):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.bn1.forward_relu(self.conv1(x), self.relu)
-        return F.add_relu(self.bn2(self.conv2(out)), identity)
+        return _add_relu(self.bn2(self.conv2(out)), identity, self.relu)
 
 
 class Bottleneck(nn.Module):
@@ -71,7 +81,7 @@ class Bottleneck(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.bn1.forward_relu(self.conv1(x), self.relu)
         out = self.bn2.forward_relu(self.conv2(out), self.relu)
-        return F.add_relu(self.bn3(self.conv3(out)), identity)
+        return _add_relu(self.bn3(self.conv3(out)), identity, self.relu)
 
 
 def _init_resnet(model, zero_init_residual):

@@ -193,13 +193,17 @@ def _check_param(param):
 
 
 def _loaded_state_value(param, index, key, value):
-    """A state entry as loaded: tensors, arrays and the ``step`` count become fresh float32
-    Tensors; a parameter-shaped buffer must have the parameter's shape."""
-    if key == "step" and isinstance(value, (int, float)):  # older checkpoints count in Python numbers
+    """A state entry as loaded: Tensors, arrays, numpy scalars and a ``step`` count kept as a
+    Python number (older checkpoints) become fresh float32 Tensors; a parameter-shaped buffer
+    must have the parameter's shape."""
+    if isinstance(value, Tensor):
+        value = value._array
+    elif key == "step" and isinstance(value, (int, float)):
         value = np.float32(value)
-    if not isinstance(value, (Tensor, np.ndarray, np.generic)):
+    if not isinstance(value, (np.ndarray, np.generic)):
         return value
-    loaded = Tensor(value)
+    # Converted here rather than by Tensor(value), which reads a numpy integer as a size.
+    loaded = Tensor._wrap(np.array(value, dtype=np.float32))
     if key != "step" and loaded.shape != param.shape:
         raise ValueError(
             f"loaded state dict entry state[{index}][{key!r}] has shape {list(loaded.shape)}, "

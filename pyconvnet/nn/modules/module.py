@@ -72,15 +72,17 @@ def _add_indent(text, spaces):
     return lines[0] + "\n" + "\n".join(" " * spaces + line for line in lines[1:])
 
 
-def _named_input_error(module, error, args):
-    """``error`` restated with the layer that raised it and the input shape it got; the
-    ``module`` attribute stops enclosing modules from wrapping it again."""
+def _name_failing_layer(module, error, args):
+    """Prefix ``error``'s message with the layer that raised it and the input shape it got, in
+    place, so the exception keeps its type and attributes (a user's ValueError subclass,
+    ``json.JSONDecodeError``). ``error.module`` records the layer and stops enclosing modules
+    from naming it again."""
     label = type(module).__name__ if module._modules else repr(module)
     shape = getattr(args[0], "shape", None) if args else None
     got = f" got input of shape {tuple(shape)}" if shape is not None else ""
-    named = ValueError(f"{label}{got}: {error}")
-    named.module = module
-    return named
+    if error.args and isinstance(error.args[0], str):
+        error.args = (f"{label}{got}: {error.args[0]}",) + error.args[1:]
+    error.module = module
 
 
 def _as_array(value, key):
@@ -120,9 +122,9 @@ class Module:
                 return self.forward(*args, **kwargs)
             return self._call_with_hooks(args, kwargs)
         except ValueError as error:
-            if hasattr(error, "module"):  # already named by the innermost module
-                raise
-            raise _named_input_error(self, error, args) from error
+            if not hasattr(error, "module"):  # else already named by the innermost module
+                _name_failing_layer(self, error, args)
+            raise
 
     def _call_with_hooks(self, args, kwargs):
         for hook in tuple(self._forward_pre_hooks.values()):
@@ -137,6 +139,12 @@ class Module:
         return output
 
     # ------------------------------------------------------------------ hooks
+    def _has_forward_hooks(self):
+        """Whether a hook watches this module's calls. A fused kernel that covers it (batch norm
+        + ReLU, add + ReLU) must then call it as usual, so that its hooks fire as they would in
+        torch and see its own input and output."""
+        return bool(self._forward_pre_hooks or self._forward_hooks)
+
     def register_forward_pre_hook(self, hook):
         """``hook(module, args)`` runs before ``forward``; a non-None result replaces ``args``
         (a non-tuple result becomes a 1-tuple)."""

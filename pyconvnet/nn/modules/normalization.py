@@ -5,7 +5,7 @@ from .. import init
 from ..parameter import Parameter
 from ...tensor import int64
 from ...creation import empty, ones, tensor, zeros
-from .module import Module, _named_input_error
+from .module import Module, _name_failing_layer
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "LocalResponseNorm"]
 
@@ -68,14 +68,15 @@ class _BatchNorm(Module):
         pyconvnet extension). ``relu`` is the ReLU module that follows this one, if there is one
         (else ``F.relu`` is meant): while a hook watches either module, the two run one after the
         other as usual, so that the hooks see what they expect."""
-        if self._forward_pre_hooks or self._forward_hooks:
+        if self._has_forward_hooks():
             return relu(self(input)) if relu is not None else F.relu(self(input), inplace=True)
-        if relu is not None and (relu._forward_pre_hooks or relu._forward_hooks):
+        if relu is not None and relu._has_forward_hooks():
             return relu(self(input))
         try:
             return self._normalize(input, F.batch_norm_relu)
         except ValueError as error:  # named like a call of the module (Module.__call__)
-            raise _named_input_error(self, error, (input,)) from error
+            _name_failing_layer(self, error, (input,))
+            raise
 
     def _normalize(self, input, function):
         shape = input.shape
