@@ -2,15 +2,18 @@
 
 Each scheduler writes ``group['lr']`` of its optimiser's groups. Like torch, some compute the
 next rate from the current one (the "chainable" forms: StepLR, MultiStepLR, LinearLR,
-CosineAnnealingLR) and some from the step count (OneCycleLR); reproducing the same form keeps
+CosineAnnealingLR, ExponentialLR, MultiplicativeLR, ConstantLR, PolynomialLR) and some from the
+step count (LambdaLR, OneCycleLR, CosineAnnealingWarmRestarts); reproducing the same form keeps
 the floating-point rounding identical to torch's. Creating a scheduler records each group's
 ``initial_lr`` and performs step 0.
 
-Differences from torch, by design: ``step()`` takes no ``epoch`` argument (deprecated in torch)
-and there is no warning when the scheduler is stepped before the optimiser.
+Differences from torch, by design: ``step()`` takes no ``epoch`` argument (deprecated in torch),
+except CosineAnnealingWarmRestarts's, where it is documented; there is no warning when the
+scheduler is stepped before the optimiser.
 """
 
 import math
+import types
 from bisect import bisect_right
 from collections import Counter
 
@@ -18,12 +21,19 @@ from .optimizer import Optimizer
 
 __all__ = [
     "LRScheduler",
+    "LambdaLR",
+    "MultiplicativeLR",
     "StepLR",
     "MultiStepLR",
+    "ConstantLR",
     "LinearLR",
+    "ExponentialLR",
+    "PolynomialLR",
     "CosineAnnealingLR",
+    "CosineAnnealingWarmRestarts",
     "OneCycleLR",
     "SequentialLR",
+    "ChainedScheduler",
     "ReduceLROnPlateau",
 ]
 
@@ -107,12 +117,67 @@ class LRScheduler:
             self.last_epoch = epoch
             closed_form = getattr(self, "_get_closed_form_lr", None)
             values = closed_form() if closed_form is not None else self.get_lr()
+        self._set_lrs(values)
+
+    def _set_lrs(self, values):
         for group, lr in zip(self.optimizer.param_groups, values):
             group["lr"] = lr
         self._last_lr = self._current_lrs()
 
     def _current_lrs(self):
         return [group["lr"] for group in self.optimizer.param_groups]
+
+
+class _LambdaScheduler(LRScheduler):
+    """A scheduler driven by one function of the step count per param group. Its state_dict
+    keeps no function: a plain function is saved as None, a callable object as its
+    ``__dict__``, which load_state_dict restores into this scheduler's own objects (as torch)."""
+
+    def __init__(self, optimizer, lr_lambda, last_epoch=-1):
+        _check_optimizer(optimizer)
+        if isinstance(lr_lambda, (list, tuple)):
+            if len(lr_lambda) != len(optimizer.param_groups):
+                raise ValueError(f"Expected {len(optimizer.param_groups)} lr_lambdas, but got {len(lr_lambda)}")
+            self.lr_lambdas = list(lr_lambda)
+        else:
+            self.lr_lambdas = [lr_lambda] * len(optimizer.param_groups)
+        for function in self.lr_lambdas:
+            if not callable(function):
+                raise TypeError(f"lr_lambda should be a function, but got {type(function).__name__}")
+        super().__init__(optimizer, last_epoch)
+
+    def state_dict(self):
+        state = {key: value for key, value in self.__dict__.items() if key not in ("optimizer", "lr_lambdas")}
+        state["lr_lambdas"] = [
+            None if isinstance(function, types.FunctionType) else function.__dict__.copy()
+            for function in self.lr_lambdas
+        ]
+        return state
+
+    def load_state_dict(self, state_dict):
+        state = dict(state_dict)
+        saved_lambdas = state.pop("lr_lambdas")
+        self.__dict__.update(state)
+        for function, saved in zip(self.lr_lambdas, saved_lambdas):
+            if saved is not None:
+                function.__dict__.update(saved)
+
+
+class LambdaLR(_LambdaScheduler):
+    """Set each group's rate to its initial rate times ``lr_lambda(step)`` (one function, or a
+    list with one per param group)."""
+
+    def get_lr(self):
+        return [base_lr * function(self.last_epoch) for function, base_lr in zip(self.lr_lambdas, self.base_lrs)]
+
+
+class MultiplicativeLR(_LambdaScheduler):
+    """Multiply each group's rate by ``lr_lambda(step)`` at every step after step 0."""
+
+    def get_lr(self):
+        if self._is_initial:
+            return self._current_lrs()
+        return [lr * function(self.last_epoch) for function, lr in zip(self.lr_lambdas, self._current_lrs())]
 
 
 class StepLR(LRScheduler):
@@ -146,9 +211,37 @@ class MultiStepLR(LRScheduler):
         factor = self.gamma ** self.milestones[self.last_epoch]
         return [lr * factor for lr in self._current_lrs()]
 
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        self.milestones = Counter(self.milestones)  # pcn.load gives back a plain dict
+
     def _get_closed_form_lr(self):
         milestones = sorted(self.milestones.elements())
         return [base_lr * self.gamma ** bisect_right(milestones, self.last_epoch) for base_lr in self.base_lrs]
+
+
+class ConstantLR(LRScheduler):
+    """Scale the rate by ``factor`` until step ``total_iters``, then restore it."""
+
+    def __init__(self, optimizer, factor=1.0 / 3, total_iters=5, last_epoch=-1):
+        if factor > 1.0 or factor < 0:
+            raise ValueError(f"Constant multiplicative factor expected to be between 0 and 1, got {factor}")
+        self.factor = factor
+        self.total_iters = total_iters
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        if self.last_epoch == 0:
+            return [lr * self.factor for lr in self._current_lrs()]
+        if self.last_epoch != self.total_iters:
+            return self._current_lrs()
+        return [lr * (1.0 / self.factor) for lr in self._current_lrs()]
+
+    def _get_closed_form_lr(self):
+        return [
+            base_lr * (self.factor + (self.last_epoch >= self.total_iters) * (1 - self.factor))
+            for base_lr in self.base_lrs
+        ]
 
 
 class LinearLR(LRScheduler):
@@ -183,6 +276,45 @@ class LinearLR(LRScheduler):
         ]
 
 
+class ExponentialLR(LRScheduler):
+    """Multiply the rate by ``gamma`` at every step after step 0."""
+
+    def __init__(self, optimizer, gamma, last_epoch=-1):
+        self.gamma = gamma
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        if self._is_initial:
+            return self._current_lrs()
+        return [lr * self.gamma for lr in self._current_lrs()]
+
+    def _get_closed_form_lr(self):
+        return [base_lr * self.gamma**self.last_epoch for base_lr in self.base_lrs]
+
+
+class PolynomialLR(LRScheduler):
+    """Decay the rate to zero over ``total_iters`` steps as ``(1 - step / total_iters) ** power``."""
+
+    def __init__(self, optimizer, total_iters=5, power=1.0, last_epoch=-1):
+        self.total_iters = total_iters
+        self.power = power
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        if self._is_initial or self.last_epoch > self.total_iters:
+            return self._current_lrs()
+        factor = (
+            (1.0 - self.last_epoch / self.total_iters) / (1.0 - (self.last_epoch - 1) / self.total_iters)
+        ) ** self.power
+        return [lr * factor for lr in self._current_lrs()]
+
+    def _get_closed_form_lr(self):
+        return [
+            base_lr * (1.0 - min(self.total_iters, self.last_epoch) / self.total_iters) ** self.power
+            for base_lr in self.base_lrs
+        ]
+
+
 class CosineAnnealingLR(LRScheduler):
     """Anneal the rate from its initial value to ``eta_min`` along half a cosine over ``T_max``
     steps (and back up over the next ``T_max``, as torch's recursive form does)."""
@@ -212,6 +344,58 @@ class CosineAnnealingLR(LRScheduler):
             self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
             for base_lr in self.base_lrs
         ]
+
+
+class CosineAnnealingWarmRestarts(LRScheduler):
+    """SGDR: anneal the rate from its initial value to ``eta_min`` along half a cosine over
+    ``T_0`` steps, then restart, each period ``T_mult`` times longer than the last. ``step(epoch)``
+    jumps to ``epoch``, which may be fractional (``epoch + batch / batches_per_epoch`` steps
+    within an epoch); ``T_cur`` is the position within the current period of ``T_i`` steps."""
+
+    def __init__(self, optimizer, T_0, T_mult=1, eta_min=0.0, last_epoch=-1):
+        if not isinstance(T_0, int) or T_0 <= 0:
+            raise ValueError(f"Expected positive integer T_0, but got {T_0}")
+        if not isinstance(T_mult, int) or T_mult < 1:
+            raise ValueError(f"Expected integer T_mult >= 1, but got {T_mult}")
+        if not isinstance(eta_min, (float, int)):
+            raise ValueError(f"Expected float or int eta_min, but got {eta_min} of type {type(eta_min).__name__}")
+        self.T_0 = T_0
+        self.T_i = T_0
+        self.T_mult = T_mult
+        self.eta_min = eta_min
+        self.T_cur = last_epoch
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self):
+        return [
+            self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * self.T_cur / self.T_i)) / 2
+            for base_lr in self.base_lrs
+        ]
+
+    def step(self, epoch=None):
+        """Advance one step, or jump to ``epoch`` (a non-negative number, fractions allowed)."""
+        self._step_count += 1
+        if epoch is None and self.last_epoch < 0:
+            epoch = 0
+        if epoch is None:
+            epoch = self.last_epoch + 1
+            self.T_cur += 1
+            if self.T_cur >= self.T_i:
+                self.T_cur %= self.T_i
+                self.T_i *= self.T_mult
+        elif epoch < 0:
+            raise ValueError(f"Expected non-negative epoch, but got {epoch}")
+        elif epoch < self.T_0:
+            self.T_i = self.T_0
+            self.T_cur = epoch
+        elif self.T_mult == 1:
+            self.T_cur = epoch % self.T_0
+        else:
+            restarts = int(math.log(epoch / self.T_0 * (self.T_mult - 1) + 1, self.T_mult))
+            self.T_cur = epoch - self.T_0 * (self.T_mult**restarts - 1) / (self.T_mult - 1)
+            self.T_i = self.T_0 * self.T_mult**restarts
+        self.last_epoch = math.floor(epoch)
+        self._set_lrs(self.get_lr())
 
 
 class OneCycleLR(LRScheduler):
@@ -307,25 +491,45 @@ class OneCycleLR(LRScheduler):
         return rates
 
 
-class SequentialLR(LRScheduler):
+class _SchedulerList(LRScheduler):
+    """A scheduler made of other schedulers of one optimiser; its state_dict nests theirs."""
+
+    def _check_schedulers(self, optimizer, schedulers):
+        name = type(self).__name__
+        if len(schedulers) < 1:
+            raise ValueError(f"{name} expects at least one scheduler, but got no scheduler.")
+        for index, scheduler in enumerate(schedulers):
+            if not hasattr(scheduler, "optimizer"):
+                raise TypeError(f"{name}: the scheduler at index {index} has no `optimizer` attribute")
+            if isinstance(scheduler, ReduceLROnPlateau):
+                raise ValueError(
+                    f"{name} does not support ReduceLROnPlateau (at index {index}): its step needs the metric"
+                )
+            if scheduler.optimizer is not optimizer:
+                raise ValueError(
+                    f"{name} expects all schedulers to belong to the same optimizer, but the "
+                    f"{type(scheduler).__name__} at index {index} has another one"
+                )
+
+    def state_dict(self):
+        state = {key: value for key, value in self.__dict__.items() if key not in ("optimizer", "_schedulers")}
+        state["_schedulers"] = [scheduler.state_dict() for scheduler in self._schedulers]
+        return state
+
+    def load_state_dict(self, state_dict):
+        state = dict(state_dict)
+        inner_states = state.pop("_schedulers")
+        self.__dict__.update(state)
+        for scheduler, inner in zip(self._schedulers, inner_states):
+            scheduler.load_state_dict(inner)
+
+
+class SequentialLR(_SchedulerList):
     """Run ``schedulers`` one after another, switching at each of ``milestones`` (one fewer
     than the schedulers); a scheduler taking over restarts from step 0 of its own schedule."""
 
     def __init__(self, optimizer, schedulers, milestones, last_epoch=-1):
-        if len(schedulers) < 1:
-            raise ValueError("SequentialLR expects at least one scheduler, but got no scheduler.")
-        for index, scheduler in enumerate(schedulers):
-            if not hasattr(scheduler, "optimizer"):
-                raise TypeError(f"SequentialLR: the scheduler at index {index} has no `optimizer` attribute")
-            if isinstance(scheduler, ReduceLROnPlateau):
-                raise ValueError(
-                    f"SequentialLR does not support ReduceLROnPlateau (at index {index}): its step needs the metric"
-                )
-            if scheduler.optimizer is not optimizer:
-                raise ValueError(
-                    f"SequentialLR expects all schedulers to belong to the same optimizer, but the "
-                    f"{type(scheduler).__name__} at index {index} has another one"
-                )
+        self._check_schedulers(optimizer, schedulers)
         if len(milestones) != len(schedulers) - 1:
             raise ValueError(
                 "Sequential Schedulers expects number of schedulers provided to be one more than the number of "
@@ -362,17 +566,22 @@ class SequentialLR(LRScheduler):
             scheduler.step()
         self._last_lr = scheduler.get_last_lr()
 
-    def state_dict(self):
-        state = {key: value for key, value in self.__dict__.items() if key not in ("optimizer", "_schedulers")}
-        state["_schedulers"] = [scheduler.state_dict() for scheduler in self._schedulers]
-        return state
 
-    def load_state_dict(self, state_dict):
-        state = dict(state_dict)
-        inner_states = state.pop("_schedulers")
-        self.__dict__.update(state)
-        for scheduler, inner in zip(self._schedulers, inner_states):
-            scheduler.load_state_dict(inner)
+class ChainedScheduler(_SchedulerList):
+    """Step every one of ``schedulers`` at each step, in order, so that their effects on the
+    rate compose (``optimizer`` defaults to theirs)."""
+
+    def __init__(self, schedulers, optimizer=None):
+        optimizer = optimizer if optimizer is not None else schedulers[0].optimizer if schedulers else None
+        self._check_schedulers(optimizer, schedulers)
+        self._schedulers = schedulers
+        self.optimizer = optimizer
+        self._last_lr = self._current_lrs()
+
+    def step(self):
+        for scheduler in self._schedulers:
+            scheduler.step()
+        self._last_lr = self._current_lrs()
 
 
 class ReduceLROnPlateau(LRScheduler):
