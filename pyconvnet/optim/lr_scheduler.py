@@ -374,7 +374,6 @@ class CosineAnnealingWarmRestarts(LRScheduler):
 
     def step(self, epoch=None):
         """Advance one step, or jump to ``epoch`` (a non-negative number, fractions allowed)."""
-        self._step_count += 1
         if epoch is None and self.last_epoch < 0:
             epoch = 0
         if epoch is None:
