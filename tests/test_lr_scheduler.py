@@ -59,6 +59,21 @@ def run_both(make, kind="SGD", steps=STEPS, keys=("lr",), **options):
     return ours, our_opt
 
 
+def warmup_scheduler(module, base="_LRScheduler"):
+    """A script's own scheduler, as training repositories write them: a subclass of torch's
+    (former) base class with its own get_lr."""
+
+    class WarmUpLR(getattr(module, base)):
+        def __init__(self, optimizer, total_iters, last_epoch=-1):
+            self.total_iters = total_iters
+            super().__init__(optimizer, last_epoch)
+
+        def get_lr(self):
+            return [base_lr * self.last_epoch / (self.total_iters + 1e-8) for base_lr in self.base_lrs]
+
+    return WarmUpLR
+
+
 SCHEDULERS = {
     "step": lambda m, o: m.StepLR(o, step_size=3, gamma=0.5),
     "step-default-gamma": lambda m, o: m.StepLR(o, 4),
@@ -75,6 +90,10 @@ SCHEDULERS = {
     ),
     "sequential-cosine-first": lambda m, o: m.SequentialLR(
         o, [m.CosineAnnealingLR(o, T_max=5), m.StepLR(o, 3), m.LinearLR(o, 0.5, total_iters=6)], [6, 12]
+    ),
+    "own-subclass": lambda m, o: warmup_scheduler(m)(o, 10),
+    "own-subclass-sequential": lambda m, o: m.SequentialLR(
+        o, [warmup_scheduler(m, "LRScheduler")(o, 4), m.ExponentialLR(o, 0.9)], [4]
     ),
     "lambda": lambda m, o: m.LambdaLR(o, lambda step: 0.95**step / (1 + step % 4)),
     "lambda-per-group": lambda m, o: m.LambdaLR(o, [lambda step: 1 / (step + 1), lambda step: min(1.0, step / 7)]),

@@ -128,6 +128,10 @@ class LRScheduler:
         return [group["lr"] for group in self.optimizer.param_groups]
 
 
+class _LRScheduler(LRScheduler):
+    """torch's former name of LRScheduler, which scripts' own schedulers still subclass."""
+
+
 class _LambdaScheduler(LRScheduler):
     """A scheduler driven by one function of the step count per param group. Its state_dict
     keeps no function: a plain function is saved as None, a callable object as its
