@@ -45,7 +45,8 @@ def save(obj, f):
     Unlike torch.save: dict keys must be str, int, float, bool or None; a Tensor referenced
     twice is stored twice; gradients and autograd history are not saved (``requires_grad``
     is); dicts load as plain dicts (an OrderedDict comes back as a dict, in the same order).
-    Anything else (objects, sets, bytes, object arrays) raises TypeError naming where it is.
+    Anything else (objects, sets, bytes, object arrays) raises TypeError naming where it is:
+    a whole model or optimiser (torch.save pickles it) is saved as its ``state_dict()``.
     """
     from safetensors.numpy import save as serialise  # a core dependency, imported when first used
 
@@ -199,7 +200,10 @@ def _encode(value, where, arrays):
         return {"ndarray": _add_array(value, where, arrays)}
     if isinstance(value, np.generic):
         return {"scalar": _add_array(np.asarray(value), where, arrays)}
-    raise TypeError(f"save: cannot store {type(value).__name__} at {_place(where)}")
+    hint = ""
+    if callable(getattr(value, "state_dict", None)):  # torch.save(model) pickles the object; this format cannot
+        hint = f" (objects are not stored: save its state_dict() and load that into a new {type(value).__name__})"
+    raise TypeError(f"save: cannot store {type(value).__name__} at {_place(where)}{hint}")
 
 
 def _add_array(array, where, arrays):

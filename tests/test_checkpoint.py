@@ -147,6 +147,15 @@ def test_unstorable_values_raise_type_error_naming_the_place(tmp_path, value, wh
     assert os.listdir(tmp_path) == []
 
 
+def test_a_whole_model_or_optimizer_is_refused_with_the_state_dict_hint(tmp_path):
+    net = pyconvnet.nn.Linear(3, 2)
+    with pytest.raises(TypeError, match=r"cannot store Linear at the top level \(.*save its state_dict\(\)"):
+        pyconvnet.save(net, tmp_path / "c")
+    with pytest.raises(TypeError, match=r"cannot store SGD at optimizer \(.*state_dict\(\)"):
+        pyconvnet.save({"optimizer": pyconvnet.optim.SGD(net.parameters(), lr=0.1)}, tmp_path / "c")
+    assert os.listdir(tmp_path) == []
+
+
 def test_round_trip_through_file_objects(tmp_path):
     value = _every_kind_of_value()
     buffer = io.BytesIO()
