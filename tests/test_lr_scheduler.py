@@ -1,7 +1,8 @@
 """pyconvnet.optim.lr_scheduler against torch.optim.lr_scheduler: every scheduler's learning
-rates (and OneCycleLR's momentum / beta1) step for step, SequentialLR and ChainedScheduler
-chains, CosineAnnealingWarmRestarts at fractional epochs, state_dict round trips (also through
-pcn.save / pcn.load), ReduceLROnPlateau on scripted metrics, and bad arguments."""
+rates (and OneCycleLR's and CyclicLR's momentum / beta1) step for step, SequentialLR and
+ChainedScheduler chains, CosineAnnealingWarmRestarts at fractional epochs, scripts' own
+scheduler subclasses, state_dict round trips (also through pcn.save / pcn.load),
+ReduceLROnPlateau on scripted metrics, and bad arguments."""
 
 import copy
 import math
@@ -146,6 +147,66 @@ def test_onecycle_matches_torch_including_momentum(kind, options, keys):
     scheduler, _ = run_both(onecycle(**options), kind=kind, keys=keys, **momentum)
     with pytest.raises(ValueError, match="Tried to step 31 times"):
         scheduler.step()
+
+
+class WaveScale:
+    """A callable object as CyclicLR's scale_fn: its attribute is state that state_dict keeps."""
+
+    def __init__(self):
+        self.depth = 0.5
+
+    def __call__(self, x):
+        return 1.0 - self.depth * (1 + math.sin(x * math.pi / 5)) / 2
+
+
+def cyclic(**options):
+    return lambda m, o: m.CyclicLR(o, **options)
+
+
+@pytest.mark.parametrize(
+    "kind,options,keys",
+    [
+        ("SGD", dict(base_lr=0.01, max_lr=0.1, step_size_up=4), ("lr", "momentum")),
+        ("SGD", dict(base_lr=[0.01, 0.001], max_lr=[0.1, 0.05], step_size_up=3, step_size_down=7, mode="triangular2",
+                     base_momentum=[0.7, 0.8], max_momentum=0.95), ("lr", "momentum")),
+        ("SGD", dict(base_lr=0.001, max_lr=0.2, step_size_up=5, mode="exp_range", gamma=0.97), ("lr", "momentum")),
+        ("SGD", dict(base_lr=0.001, max_lr=0.2, step_size_up=2, scale_fn=WaveScale(), scale_mode="iterations"),
+         ("lr", "momentum")),
+        ("SGD", dict(base_lr=0.001, max_lr=0.2, step_size_up=6, scale_fn=lambda x: 1 / x, cycle_momentum=False),
+         ("lr", "momentum")),
+        ("Adam", dict(base_lr=1e-4, max_lr=1e-2, step_size_up=4, step_size_down=2), ("lr", "betas")),
+    ],
+    ids=["triangular", "triangular2-per-group", "exp-range", "scale-fn-iterations", "scale-fn-cycle", "adam-beta1"],
+)
+def test_cyclic_matches_torch_including_momentum(kind, options, keys):
+    momentum = dict(momentum=0.9) if kind == "SGD" else {}
+    run_both(cyclic(**options), kind=kind, keys=keys, **momentum)
+
+
+@pytest.mark.parametrize("through_file", [False, True], ids=["in-memory", "pcn.save-pcn.load"])
+def test_cyclic_state_dict_keeps_the_scale_objects_state(through_file, tmp_path):
+    our_opt, their_opt = optimizers(momentum=0.9)
+    make = cyclic(base_lr=0.01, max_lr=0.1, step_size_up=3, scale_fn=WaveScale(), scale_mode="iterations")
+    scheduler, theirs = make(lr_scheduler, our_opt), make(torch.optim.lr_scheduler, their_opt)
+    scheduler._scale_fn_custom.depth = theirs._scale_fn_custom.depth = 0.25
+    for _ in range(5):
+        scheduler.step()
+    saved, saved_opt = scheduler.state_dict(), our_opt.state_dict()
+    assert saved["_scale_fn_custom"] == theirs.state_dict()["_scale_fn_custom"] == {"depth": 0.25}
+    if through_file:
+        pyconvnet.save({"optimizer": saved_opt, "scheduler": saved}, tmp_path / "checkpoint")
+        loaded = pyconvnet.load(tmp_path / "checkpoint")
+        saved_opt, saved = loaded["optimizer"], loaded["scheduler"]
+    resumed_opt, _ = optimizers(momentum=0.9)
+    resumed = make(lr_scheduler, resumed_opt)
+    resumed_opt.load_state_dict(saved_opt)
+    resumed.load_state_dict(saved)
+    assert resumed._scale_fn_custom.depth == 0.25
+    for step in range(10):
+        scheduler.step()
+        resumed.step()
+        assert resumed.get_last_lr() == scheduler.get_last_lr(), f"step {step}"
+        assert resumed_opt.param_groups[0]["momentum"] == our_opt.param_groups[0]["momentum"]
 
 
 def test_onecycle_momentum_reaches_the_optimizer_update():
@@ -342,6 +403,10 @@ def _opt():
         (lambda: lr_scheduler.OneCycleLR(_opt(), 0.1, 10, anneal_strategy="exp"), ValueError, "anneal_strategy"),
         (lambda: lr_scheduler.OneCycleLR(_opt(), [0.1], 10), ValueError, "max_lr must have the same length"),
         (lambda: lr_scheduler.OneCycleLR(PlainOptimizer([pyconvnet.zeros(1, requires_grad=True)]), 0.1, 10),
+         ValueError, "momentum or beta1"),
+        (lambda: lr_scheduler.CyclicLR(_opt(), 0.01, 0.1, mode="sawtooth"), ValueError, "mode 'sawtooth' is invalid"),
+        (lambda: lr_scheduler.CyclicLR(_opt(), [0.01], 0.1), ValueError, "base_lr must have the same length"),
+        (lambda: lr_scheduler.CyclicLR(PlainOptimizer([pyconvnet.zeros(1, requires_grad=True)]), 0.01, 0.1),
          ValueError, "momentum or beta1"),
         (lambda: lr_scheduler.ReduceLROnPlateau(_opt(), factor=1.0), ValueError, "Factor should be < 1.0"),
         (lambda: lr_scheduler.ReduceLROnPlateau(_opt(), mode="up"), ValueError, "mode"),

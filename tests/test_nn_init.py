@@ -189,7 +189,9 @@ def test_dirac_convolution_passes_its_input_through():
     np.testing.assert_allclose(pcn.nn.functional.conv2d(x, weight, padding=1).numpy(), x.numpy(), atol=1e-6)
 
 
-@pytest.mark.parametrize("shape, gain", [((20, 30), 1.0), ((30, 20), 2.0), ((16, 8, 3, 3), math.sqrt(2)), ((5, 5), 1.0)])
+@pytest.mark.parametrize(
+    "shape, gain", [((20, 30), 1.0), ((30, 20), 2.0), ((16, 8, 3, 3), math.sqrt(2)), ((5, 5), 1.0)]
+)
 def test_orthogonal_has_torchs_structure(shape, gain):
     torch = pytest.importorskip("torch")
     tensor = pcn.empty(*shape)

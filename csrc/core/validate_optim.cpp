@@ -22,7 +22,8 @@ void expect_at_least_zero(double value, const char* op, const char* name) {
 }
 
 void expect_step(int64_t step, const char* op) {
-  if (step < 1) fail(std::string(op) + ": step must be >= 1 (the count of updates including this one), got " + std::to_string(step));
+  if (step < 1)
+    fail(std::string(op) + ": step must be >= 1 (the count of updates including this one), got " + std::to_string(step));
 }
 
 }  // namespace

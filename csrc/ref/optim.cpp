@@ -1,5 +1,5 @@
-// Reference SGD, Adam/AdamW, RMSprop, Adagrad and Adadelta updates: torch.optim's single-tensor rules written out in double
-// (state rounded to float32 after each update). The oracle for tests.
+// Reference SGD, Adam/AdamW, RMSprop, Adagrad and Adadelta updates: torch.optim's single-tensor
+// rules written out in double (state rounded to float32 after each update). The oracle for tests.
 #include <cmath>
 
 #include "kernels/optim.h"

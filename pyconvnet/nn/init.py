@@ -239,7 +239,9 @@ def dirac_(tensor, groups=1):
     kernel's centre of input channel ``d`` (for the first min(out per group, in) channels)."""
     array = _storage(tensor, "dirac_")
     if array.ndim not in (3, 4, 5):
-        raise ValueError(f"dirac_: only tensors with 3, 4, or 5 dimensions are supported, got shape {list(array.shape)}")
+        raise ValueError(
+            f"dirac_: only tensors with 3, 4, or 5 dimensions are supported, got shape {list(array.shape)}"
+        )
     if array.shape[0] % groups != 0:
         raise ValueError(f"dirac_: dim 0 ({array.shape[0]}) must be divisible by groups ({groups})")
     out_per_group = array.shape[0] // groups
@@ -258,7 +260,9 @@ def orthogonal_(tensor, gain=1, generator=None):
     folded into Q."""
     array = _storage(tensor, "orthogonal_")
     if array.ndim < 2:
-        raise ValueError(f"orthogonal_: only tensors with 2 or more dimensions are supported, got shape {list(array.shape)}")
+        raise ValueError(
+            f"orthogonal_: only tensors with 2 or more dimensions are supported, got shape {list(array.shape)}"
+        )
     if array.size == 0:
         return tensor
     rows = array.shape[0]

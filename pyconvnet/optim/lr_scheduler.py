@@ -31,6 +31,7 @@ __all__ = [
     "PolynomialLR",
     "CosineAnnealingLR",
     "CosineAnnealingWarmRestarts",
+    "CyclicLR",
     "OneCycleLR",
     "SequentialLR",
     "ChainedScheduler",
@@ -53,6 +54,41 @@ def _per_group(name, optimizer, value):
             )
         return list(value)
     return [value] * len(optimizer.param_groups)
+
+
+def _setup_momentum_cycle(optimizer, base_momentum, max_momentum, fresh):
+    """For a scheduler that cycles momentum: whether it is Adam's beta1 (else SGD's
+    ``momentum``) and the per-group bounds (lows, highs). A fresh start (last_epoch -1) sets
+    each group's momentum to its high bound and records both bounds in the group, as torch."""
+    if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
+        raise ValueError("optimizer must support momentum or beta1 with `cycle_momentum` option enabled")
+    use_beta1 = "betas" in optimizer.defaults
+    highs = _per_group("max_momentum", optimizer, max_momentum)
+    lows = _per_group("base_momentum", optimizer, base_momentum)
+    if fresh:
+        for low, high, group in zip(lows, highs, optimizer.param_groups):
+            _set_momentum(group, use_beta1, high)
+            group["max_momentum"] = high
+            group["base_momentum"] = low
+    return use_beta1, lows, highs
+
+
+def _set_momentum(group, use_beta1, value):
+    if use_beta1:
+        group["betas"] = (value, *group["betas"][1:])
+    else:
+        group["momentum"] = value
+
+
+def _function_state(function):
+    """What a state_dict keeps of a user function: nothing (None) for a plain function, the
+    attributes of a callable object (as torch)."""
+    return None if function is None or isinstance(function, types.FunctionType) else function.__dict__.copy()
+
+
+def _restore_function_state(function, saved):
+    if saved is not None:
+        function.__dict__.update(saved)
 
 
 class LRScheduler:
@@ -134,8 +170,8 @@ class _LRScheduler(LRScheduler):
 
 class _LambdaScheduler(LRScheduler):
     """A scheduler driven by one function of the step count per param group. Its state_dict
-    keeps no function: a plain function is saved as None, a callable object as its
-    ``__dict__``, which load_state_dict restores into this scheduler's own objects (as torch)."""
+    keeps no function (see _function_state); load_state_dict restores a callable object's
+    attributes into this scheduler's own objects."""
 
     def __init__(self, optimizer, lr_lambda, last_epoch=-1):
         _check_optimizer(optimizer)
@@ -152,10 +188,7 @@ class _LambdaScheduler(LRScheduler):
 
     def state_dict(self):
         state = {key: value for key, value in self.__dict__.items() if key not in ("optimizer", "lr_lambdas")}
-        state["lr_lambdas"] = [
-            None if isinstance(function, types.FunctionType) else function.__dict__.copy()
-            for function in self.lr_lambdas
-        ]
+        state["lr_lambdas"] = [_function_state(function) for function in self.lr_lambdas]
         return state
 
     def load_state_dict(self, state_dict):
@@ -163,8 +196,7 @@ class _LambdaScheduler(LRScheduler):
         saved_lambdas = state.pop("lr_lambdas")
         self.__dict__.update(state)
         for function, saved in zip(self.lr_lambdas, saved_lambdas):
-            if saved is not None:
-                function.__dict__.update(saved)
+            _restore_function_state(function, saved)
 
 
 class LambdaLR(_LambdaScheduler):
@@ -401,6 +433,83 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         self._set_lrs(self.get_lr())
 
 
+class CyclicLR(LRScheduler):
+    """Cyclical learning rates: each cycle moves the rate from ``base_lr`` up to ``max_lr`` over
+    ``step_size_up`` steps and back over ``step_size_down`` (default: the same). The amplitude
+    is scaled by ``mode``: 'triangular' keeps it, 'triangular2' halves it every cycle,
+    'exp_range' multiplies it by ``gamma ** step``; or by ``scale_fn(x)``, with x the cycle
+    number or the step count (``scale_mode``). With ``cycle_momentum`` the momentum (SGD) or
+    beta1 (Adam) moves inversely between ``max_momentum`` and ``base_momentum``. Meant to be
+    stepped after every batch. Its state_dict keeps no ``scale_fn`` (see _function_state)."""
+
+    def __init__(self, optimizer, base_lr, max_lr, step_size_up=2000, step_size_down=None, mode="triangular",
+                 gamma=1.0, scale_fn=None, scale_mode="cycle", cycle_momentum=True, base_momentum=0.8,
+                 max_momentum=0.9, last_epoch=-1):
+        _check_optimizer(optimizer)
+        self.optimizer = optimizer
+        base_lrs = _per_group("base_lr", optimizer, base_lr)
+        if last_epoch == -1:
+            for lr, group in zip(base_lrs, optimizer.param_groups):
+                group["lr"] = lr
+        self.max_lrs = _per_group("max_lr", optimizer, max_lr)
+        step_size_up = float(step_size_up)
+        step_size_down = float(step_size_down) if step_size_down is not None else step_size_up
+        self.total_size = step_size_up + step_size_down
+        self.step_ratio = step_size_up / self.total_size
+        if mode not in ("triangular", "triangular2", "exp_range") and scale_fn is None:
+            raise ValueError(f"mode {mode!r} is invalid and scale_fn is None")
+        self.mode = mode
+        self.gamma = gamma
+        self._scale_fn_custom = scale_fn
+        self.scale_mode = scale_mode
+        if scale_fn is None:
+            self.scale_mode = "iterations" if mode == "exp_range" else "cycle"
+        self.cycle_momentum = cycle_momentum
+        if cycle_momentum:
+            self.use_beta1, self.base_momentums, self.max_momentums = _setup_momentum_cycle(
+                optimizer, base_momentum, max_momentum, last_epoch == -1
+            )
+        super().__init__(optimizer, last_epoch)
+        self.base_lrs = base_lrs
+
+    def scale_fn(self, x):
+        """The amplitude's scale at cycle number or step ``x``."""
+        if self._scale_fn_custom is not None:
+            return self._scale_fn_custom(x)
+        if self.mode == "triangular":
+            return 1.0
+        if self.mode == "triangular2":
+            return 1 / (2.0 ** (x - 1))
+        return self.gamma**x
+
+    def get_lr(self):
+        cycle = math.floor(1 + self.last_epoch / self.total_size)
+        x = 1.0 + self.last_epoch / self.total_size - cycle
+        if x <= self.step_ratio:
+            scale_factor = x / self.step_ratio
+        else:
+            scale_factor = (x - 1) / (self.step_ratio - 1)
+        scale = self.scale_fn(cycle if self.scale_mode == "cycle" else self.last_epoch)
+        rates = [
+            base_lr + (max_lr - base_lr) * scale_factor * scale for base_lr, max_lr in zip(self.base_lrs, self.max_lrs)
+        ]
+        if self.cycle_momentum:
+            for group, low, high in zip(self.optimizer.param_groups, self.base_momentums, self.max_momentums):
+                _set_momentum(group, self.use_beta1, high - (high - low) * scale_factor * scale)
+        return rates
+
+    def state_dict(self):
+        state = super().state_dict()
+        state["_scale_fn_custom"] = _function_state(self._scale_fn_custom)
+        return state
+
+    def load_state_dict(self, state_dict):
+        state = dict(state_dict)
+        saved_function = state.pop("_scale_fn_custom")
+        super().load_state_dict(state)
+        _restore_function_state(self._scale_fn_custom, saved_function)
+
+
 class OneCycleLR(LRScheduler):
     """The 1cycle policy: the rate rises from ``max_lr / div_factor`` to ``max_lr`` over the
     first ``pct_start`` of ``total_steps``, then falls to ``initial_lr / final_div_factor``
@@ -439,16 +548,7 @@ class OneCycleLR(LRScheduler):
                 group["min_lr"] = group["initial_lr"] / final_div_factor
         self.cycle_momentum = cycle_momentum
         if cycle_momentum:
-            if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
-                raise ValueError("optimizer must support momentum or beta1 with `cycle_momentum` option enabled")
-            self.use_beta1 = "betas" in optimizer.defaults
-            if last_epoch == -1:
-                highs = _per_group("max_momentum", optimizer, max_momentum)
-                lows = _per_group("base_momentum", optimizer, base_momentum)
-                for high, low, group in zip(highs, lows, optimizer.param_groups):
-                    self._set_momentum(group, high)
-                    group["max_momentum"] = high
-                    group["base_momentum"] = low
+            self.use_beta1 = _setup_momentum_cycle(optimizer, base_momentum, max_momentum, last_epoch == -1)[0]
         super().__init__(optimizer, last_epoch)
 
     @staticmethod
@@ -464,12 +564,6 @@ class OneCycleLR(LRScheduler):
         if not isinstance(steps_per_epoch, int) or steps_per_epoch <= 0:
             raise ValueError(f"Expected positive integer steps_per_epoch, but got {steps_per_epoch}")
         return epochs * steps_per_epoch
-
-    def _set_momentum(self, group, value):
-        if self.use_beta1:
-            group["betas"] = (value, *group["betas"][1:])
-        else:
-            group["momentum"] = value
 
     def _anneal(self, start, end, pct):
         if self.anneal_strategy == "cos":
@@ -488,7 +582,8 @@ class OneCycleLR(LRScheduler):
                     pct = (step - start_step) / (end_step - start_step)
                     rates.append(self._anneal(group[lr_from], group[lr_to], pct))
                     if self.cycle_momentum:
-                        self._set_momentum(group, self._anneal(group[momentum_from], group[momentum_to], pct))
+                        momentum = self._anneal(group[momentum_from], group[momentum_to], pct)
+                        _set_momentum(group, self.use_beta1, momentum)
                     break
                 start_step = end_step
         return rates
