@@ -1,4 +1,4 @@
-"""``save(obj, path)`` / ``load(path)``: checkpoints as safetensors files, crash-safe and pickle-free.
+"""``save(obj, f)`` / ``load(f)``: checkpoints as safetensors files, crash-safe and pickle-free.
 
 The counterpart of ``torch.save`` / ``torch.load`` for what a training run keeps: nested dicts,
 lists and tuples of Tensors, numpy arrays and plain values (None, bool, int, float, str), such as
@@ -8,10 +8,10 @@ safetensors reader can open the file; the structure and the plain values are JSO
 safetensors metadata, with a CRC-32 over both. Loading parses JSON and raw arrays only: nothing
 in the file is ever executed.
 
-``save`` writes a temporary file beside ``path``, fsyncs it, renames it over ``path`` and fsyncs
-the directory, so a crash at any moment leaves either the previous file or the new one, never a
-torn one. ``load`` raises ValueError naming the file when it is truncated, corrupt or not a
-pyconvnet checkpoint.
+Saved to a file name, ``save`` writes a temporary file beside it, fsyncs it, renames it over the
+name and fsyncs the directory, so a crash at any moment leaves either the previous file or the
+new one, never a torn one. ``load`` raises ValueError naming the file when it is truncated,
+corrupt or not a pyconvnet checkpoint (with a hint when it was written by ``torch.save``).
 """
 
 import json
@@ -31,50 +31,148 @@ _VERSION = "1"
 # safetensors' own header-size field: a little-endian uint64 before the JSON header.
 _HEADER_SIZE_BYTES = 8
 _PLAIN_TYPES = (type(None), bool, int, float, str)
+# torch.save's formats: a zip archive (since torch 1.6), or a pickle (protocol 2 and up) before.
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_STARTS = tuple(bytes([0x80, protocol]) for protocol in range(2, 6))
+# Device types torch knows besides the CPU: a map_location naming one asks for an accelerator.
+_ACCELERATOR_TYPES = ("cuda", "mps", "xpu", "hip", "xla", "meta", "ipu", "mtia", "hpu", "privateuseone")
 
 
-def save(obj, path):
-    """Write ``obj`` to ``path`` (str or os.PathLike) atomically; see the module docstring.
+def save(obj, f):
+    """Write ``obj`` to ``f``: a file name (str or os.PathLike), written atomically as the
+    module docstring says, or a binary file object opened for writing (``io.BytesIO``, an
+    ``open(..., 'wb')`` file), into which the checkpoint's bytes are written at its position.
 
-    Unlike torch.save: ``path`` must be a file name (a file object cannot be replaced
-    atomically); dict keys must be str, int, float, bool or None; a Tensor referenced twice is
-    stored twice; gradients and autograd history are not saved (``requires_grad`` is).
-    Anything else (objects, sets, bytes, object arrays) raises TypeError naming where it is.
+    Unlike torch.save: dict keys must be str, int, float, bool or None; a Tensor referenced
+    twice is stored twice; gradients and autograd history are not saved (``requires_grad``
+    is); dicts load as plain dicts (an OrderedDict comes back as a dict, in the same order).
+    Anything else (objects, sets, bytes, object arrays) raises TypeError naming where it is:
+    a whole model or optimiser (torch.save pickles it) is saved as its ``state_dict()``.
     """
     from safetensors.numpy import save as serialise  # a core dependency, imported when first used
 
-    path = _check_path(path, "save")
+    target = _file_argument(f, "save", "write")
     arrays = {}
     tree_json = json.dumps(_encode(obj, (), arrays), separators=(",", ":"))
     metadata = {"format": _FORMAT, "version": _VERSION, "tree": tree_json, "crc32": _checksum(tree_json, arrays)}
-    _write_atomically(path, serialise(arrays, metadata=metadata))
+    data = serialise(arrays, metadata=metadata)
+    if isinstance(target, str):
+        _write_atomically(target, data)
+    else:
+        target.write(data)
 
 
-def load(path):
-    """The object ``save`` wrote to ``path``: Tensors come back as Tensors, arrays as arrays."""
+def load(f, map_location=None, *, weights_only=None, mmap=None):
+    """The object ``save`` wrote to ``f`` (a file name, or a binary file object read from its
+    position): Tensors come back as Tensors (dtype and ``requires_grad`` kept), arrays as arrays.
+
+    ``map_location`` is accepted in each of torch's forms: ``'cpu'`` or a device (str or device
+    object), a dict from saved locations to targets, or a function ``(tensor, 'cpu')`` returning
+    the tensor to use (None keeps the loaded one). Every tensor is saved from, and loads to, the
+    CPU; a location naming an accelerator (``'cuda:0'``) raises RuntimeError, since pyconvnet
+    has no GPU backend built. ``weights_only`` is accepted and both values load the same way:
+    the format holds no pickled code, so nothing needs restricting. ``mmap=True`` is accepted
+    with a file name (as torch requires one) but the arrays are read into memory either way.
+    """
     from safetensors.numpy import load as deserialise
 
-    path = _check_path(path, "load")
-    with open(path, "rb") as file:
-        data = file.read()
-    metadata = _read_metadata(data, path)
+    source = _file_argument(f, "load", "read")
+    place = _placement(map_location)
+    if mmap and not isinstance(source, str):
+        raise ValueError("load: f must be a file name (str or os.PathLike) to use the mmap argument")
+    if isinstance(source, str):
+        name = source
+        with open(source, "rb") as file:
+            data = file.read()
+    else:
+        name = str(getattr(source, "name", f"<{type(source).__name__}>"))
+        data = source.read()
+        if not isinstance(data, (bytes, bytearray)):
+            raise TypeError(f"load: {name} must be opened in binary mode ('rb'), its read() gave {type(data).__name__}")
+    try:
+        metadata = _read_metadata(data, name)
+    except ValueError:
+        _refuse_torch_file(data, name)
+        raise
     try:
         arrays = deserialise(data)
     except Exception as error:  # safetensors raises its own SafetensorError for malformed files
-        raise ValueError(f"{path}: corrupt checkpoint: {error}") from None
+        raise ValueError(f"{name}: corrupt checkpoint: {error}") from None
     tree_json = metadata.get("tree")
     if not isinstance(tree_json, str) or metadata.get("crc32") != _checksum(tree_json, arrays):
-        raise ValueError(f"{path}: corrupt checkpoint: checksum mismatch")
+        raise ValueError(f"{name}: corrupt checkpoint: checksum mismatch")
     try:
-        return _decode(json.loads(tree_json), arrays, path)
+        value = _decode(json.loads(tree_json), arrays, name)
     except (KeyError, TypeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: corrupt checkpoint structure: {error!r}") from None
+        raise ValueError(f"{name}: corrupt checkpoint structure: {error!r}") from None
+    return value if place is None else _map_tensors(value, place)
 
 
-def _check_path(path, caller):
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{caller}: path must be a str or os.PathLike file name, got {type(path).__name__}")
-    return os.fspath(path)
+def _file_argument(f, caller, mode):
+    """``f`` as a file-name str, or the file object itself when it has the method ``mode``."""
+    if isinstance(f, (str, os.PathLike)):
+        return os.fspath(f)
+    if callable(getattr(f, mode, None)):
+        return f
+    raise TypeError(
+        f"{caller}: f must be a file name (str or os.PathLike) or a binary file object with a {mode}() "
+        f"method, got {type(f).__name__}"
+    )
+
+
+# --------------------------------------------------------------------- map_location
+
+
+def _placement(map_location):
+    """The function that map_location applies to each loaded Tensor (all saved from the CPU)."""
+    if map_location is None:
+        return None
+    if isinstance(map_location, dict):
+        _check_device(map_location.get("cpu", "cpu"))
+        return None
+    if isinstance(map_location, str) or hasattr(map_location, "type"):
+        _check_device(map_location)
+        return None
+    if callable(map_location):
+        return lambda tensor: _mapped(map_location, tensor)
+    raise TypeError(
+        "load: map_location must be None, a device (str or device object), a dict or a function, "
+        f"got {type(map_location).__name__}"
+    )
+
+
+def _check_device(location):
+    """Accept a CPU location; raise RuntimeError for an accelerator and ValueError otherwise."""
+    kind = location if isinstance(location, str) else getattr(location, "type", None)
+    kind = kind.partition(":")[0] if isinstance(kind, str) else kind
+    if kind == "cpu":
+        return
+    if kind in _ACCELERATOR_TYPES:
+        raise RuntimeError(
+            f"load: map_location={str(location)!r} asks for a {kind} device, but pyconvnet has no GPU backend "
+            "built: everything loads on the CPU (pass map_location='cpu' or leave it out)"
+        )
+    raise ValueError(f"load: map_location {location!r} is not a device (expected 'cpu' or a device object)")
+
+
+def _map_tensors(value, place):
+    """``value`` with each Tensor inside its dicts, lists and tuples replaced by place(tensor)."""
+    if isinstance(value, Tensor):
+        return place(value)
+    if isinstance(value, dict):
+        return {key: _map_tensors(item, place) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_map_tensors(item, place) for item in value)
+    return value
+
+
+def _mapped(function, tensor):
+    result = function(tensor, "cpu")
+    if result is None:
+        return tensor
+    if not isinstance(result, Tensor):
+        raise TypeError(f"load: the map_location function must return a Tensor or None, got {type(result).__name__}")
+    return result
 
 
 # --------------------------------------------------------------------- structure <-> JSON
@@ -103,7 +201,10 @@ def _encode(value, where, arrays):
         return {"ndarray": _add_array(value, where, arrays)}
     if isinstance(value, np.generic):
         return {"scalar": _add_array(np.asarray(value), where, arrays)}
-    raise TypeError(f"save: cannot store {type(value).__name__} at {_place(where)}")
+    hint = ""
+    if callable(getattr(value, "state_dict", None)):  # torch.save(model) pickles the object; this format cannot
+        hint = f" (objects are not stored: save its state_dict() and load that into a new {type(value).__name__})"
+    raise TypeError(f"save: cannot store {type(value).__name__} at {_place(where)}{hint}")
 
 
 def _add_array(array, where, arrays):
@@ -173,6 +274,19 @@ def _read_metadata(data, path):
     if metadata.get("version") != _VERSION:
         raise ValueError(f"{path}: checkpoint format version {metadata.get('version')!r}, expected {_VERSION}")
     return metadata
+
+
+def _refuse_torch_file(data, path):
+    """Raise a ValueError saying what to do when ``data`` is in one of torch.save's formats."""
+    kind = "zip archive" if data.startswith(_ZIP_MAGIC) else "pickle" if data.startswith(_PICKLE_STARTS) else None
+    if kind is None:
+        return
+    raise ValueError(
+        f"{path}: this looks like a file written by torch.save (a {kind}); pyconvnet.load reads only files "
+        "written by pyconvnet.save, never pickles. Convert it once where torch is installed, e.g. "
+        "pyconvnet.save({k: v.numpy() for k, v in torch.load(path, map_location='cpu').items()}, new_path) "
+        "for a state_dict"
+    )
 
 
 def _write_atomically(path, data):

@@ -1,5 +1,8 @@
-"""pyconvnet.save / pyconvnet.load: round trips, crash safety under SIGKILL, refusal of damaged files."""
+"""pyconvnet.save / pyconvnet.load: round trips (file names and file objects), torch.load's
+map_location / weights_only / mmap arguments, crash safety under SIGKILL, refusal of damaged files
+and of files written by torch.save."""
 
+import io
 import os
 import signal
 import subprocess
@@ -144,11 +147,165 @@ def test_unstorable_values_raise_type_error_naming_the_place(tmp_path, value, wh
     assert os.listdir(tmp_path) == []
 
 
-def test_path_must_be_a_file_name(tmp_path):
-    with open(tmp_path / "f", "wb") as file, pytest.raises(TypeError, match="path"):
-        pyconvnet.save({}, file)
-    with pytest.raises(TypeError, match="path"):
+def test_a_whole_model_or_optimizer_is_refused_with_the_state_dict_hint(tmp_path):
+    net = pyconvnet.nn.Linear(3, 2)
+    with pytest.raises(TypeError, match=r"cannot store Linear at the top level \(.*save its state_dict\(\)"):
+        pyconvnet.save(net, tmp_path / "c")
+    with pytest.raises(TypeError, match=r"cannot store SGD at optimizer \(.*state_dict\(\)"):
+        pyconvnet.save({"optimizer": pyconvnet.optim.SGD(net.parameters(), lr=0.1)}, tmp_path / "c")
+    assert os.listdir(tmp_path) == []
+
+
+def test_round_trip_through_file_objects(tmp_path):
+    value = _every_kind_of_value()
+    buffer = io.BytesIO()
+    pyconvnet.save(value, buffer)
+    buffer.seek(0)
+    _assert_same(pyconvnet.load(buffer), value)
+    with open(tmp_path / "c.pt", "wb") as file:
+        file.write(b"prefix")
+        pyconvnet.save(value, file)
+    with open(tmp_path / "c.pt", "rb") as file:
+        assert file.read(6) == b"prefix"
+        _assert_same(pyconvnet.load(file), value)
+
+
+def test_a_training_scripts_checkpoint_resumes_the_model(tmp_path):
+    net = pyconvnet.nn.Sequential(pyconvnet.nn.Conv2d(1, 3, 3), pyconvnet.nn.BatchNorm2d(3), pyconvnet.nn.Flatten(),
+                                  pyconvnet.nn.Linear(12, 2))
+    net(pyconvnet.randn(4, 1, 4, 4))  # moves the batch-norm statistics and its int64 counter
+    path = tmp_path / "ckpt.pth"
+    pyconvnet.save({"net": net.state_dict(), "acc": 93.1, "epoch": 7}, path)
+    loaded = pyconvnet.load(path, map_location="cpu", weights_only=True)
+    assert loaded["acc"] == 93.1 and loaded["epoch"] == 7
+    counter = loaded["net"]["1.num_batches_tracked"]
+    assert counter.dtype == pyconvnet.int64 and counter.item() == 1
+    fresh = pyconvnet.nn.Sequential(pyconvnet.nn.Conv2d(1, 3, 3), pyconvnet.nn.BatchNorm2d(3),
+                                    pyconvnet.nn.Flatten(), pyconvnet.nn.Linear(12, 2))
+    fresh.load_state_dict(loaded["net"])
+    net.eval()
+    fresh.eval()
+    x = pyconvnet.randn(2, 1, 4, 4)
+    np.testing.assert_array_equal(fresh(x).detach().numpy(), net(x).detach().numpy())
+
+
+def test_the_same_checkpoint_loads_like_torchs(tmp_path):
+    torch = pytest.importorskip("torch")
+    weight = np.arange(6, dtype=np.float32).reshape(2, 3)
+    steps = np.array([3, -1], dtype=np.int64)
+    mask = np.array([True, False])
+
+    def checkpoint_of(tensor):
+        return {"net": {"w": tensor(weight), "steps": tensor(steps), "mask": tensor(mask)}, "acc": 93.1, "epoch": 7,
+                "best": None, "name": "resnet", "history": [0.5, 0.25], "betas": (0.9, 0.999)}
+
+    ours, theirs = io.BytesIO(), io.BytesIO()
+    pyconvnet.save(checkpoint_of(pyconvnet.tensor), ours)
+    torch.save(checkpoint_of(torch.tensor), theirs)
+    ours.seek(0)
+    theirs.seek(0)
+    a = pyconvnet.load(ours, map_location="cpu", weights_only=True)
+    b = torch.load(theirs, map_location="cpu", weights_only=True)
+    assert {k: v for k, v in a.items() if k != "net"} == {k: v for k, v in b.items() if k != "net"}
+    assert list(a["net"]) == list(b["net"])
+    for key in b["net"]:
+        assert str(a["net"][key].dtype) == str(b["net"][key].dtype).replace("torch.", "")
+        np.testing.assert_array_equal(a["net"][key].numpy(), b["net"][key].numpy())
+
+
+class _Device:
+    """A device object as torch.device is seen: a ``type`` and a str form."""
+
+    def __init__(self, name):
+        self.type = name.partition(":")[0]
+        self.name = name
+
+    def __str__(self):
+        return self.name
+
+
+@pytest.mark.parametrize(
+    "map_location",
+    [None, "cpu", "cpu:0", _Device("cpu"), {"cuda:0": "cpu"}, {"cpu": "cpu"}, {"cpu": _Device("cpu")},
+     lambda storage, location: storage, lambda storage, location: None],
+    ids=["none", "cpu", "cpu:0", "device", "dict-other", "dict-cpu", "dict-device", "identity-fn", "none-fn"],
+)
+@pytest.mark.parametrize("weights_only", [None, True, False])
+def test_map_location_and_weights_only_accept_torchs_forms(saved, map_location, weights_only):
+    path, _ = saved
+    loaded = pyconvnet.load(path, map_location=map_location, weights_only=weights_only)
+    assert loaded["epoch"] == 3 and loaded["lr"] == 0.1
+    np.testing.assert_array_equal(loaded["w"].numpy(), np.arange(12, dtype=np.float32).reshape(3, 4))
+
+
+def test_map_location_accepts_a_torch_device(saved):
+    torch = pytest.importorskip("torch")
+    path, _ = saved
+    assert pyconvnet.load(path, map_location=torch.device("cpu"))["epoch"] == 3
+    with pytest.raises(RuntimeError, match="no GPU backend"):
+        pyconvnet.load(path, map_location=torch.device("cuda", 0))
+
+
+def test_map_location_function_sees_every_tensor_and_its_result_is_used(tmp_path):
+    pyconvnet.save({"a": pyconvnet.ones(2), "b": [pyconvnet.zeros(3), (np.ones(2), 5)]}, tmp_path / "c")
+    seen = []
+
+    def doubled(tensor, location):
+        seen.append((tuple(tensor.shape), location))
+        return tensor * 2
+
+    loaded = pyconvnet.load(tmp_path / "c", map_location=doubled)
+    assert sorted(seen) == [((2,), "cpu"), ((3,), "cpu")]
+    np.testing.assert_array_equal(loaded["a"].numpy(), [2.0, 2.0])
+    assert isinstance(loaded["b"][1], tuple) and loaded["b"][1][1] == 5
+    np.testing.assert_array_equal(loaded["b"][1][0], np.ones(2))  # arrays are not tensors: left alone
+
+
+@pytest.mark.parametrize(
+    "map_location,error,match",
+    [
+        ("cuda", RuntimeError, "no GPU backend"),
+        ("cuda:1", RuntimeError, "'cuda:1'.*no GPU backend"),
+        (_Device("cuda:0"), RuntimeError, "no GPU backend"),
+        ({"cpu": "cuda:0"}, RuntimeError, "no GPU backend"),
+        ("mps", RuntimeError, "mps device"),
+        ("banana", ValueError, "not a device"),
+        (3, TypeError, "map_location must be"),
+        (lambda storage, location: "cpu", TypeError, "must return a Tensor or None"),
+    ],
+)
+def test_bad_map_locations_raise_clear_errors(saved, map_location, error, match):
+    path, _ = saved
+    with pytest.raises(error, match=match):
+        pyconvnet.load(path, map_location=map_location)
+
+
+def test_mmap_needs_a_file_name(saved):
+    path, data = saved
+    assert pyconvnet.load(path, mmap=True)["epoch"] == 3
+    with pytest.raises(ValueError, match="file name.*mmap"):
+        pyconvnet.load(io.BytesIO(data), mmap=True)
+
+
+def test_f_must_be_a_file_name_or_a_binary_file_object(tmp_path):
+    with pytest.raises(TypeError, match="f must be a file name .* write"):
+        pyconvnet.save({}, 3)
+    with pytest.raises(TypeError, match="f must be a file name .* read"):
         pyconvnet.load(3)
+    pyconvnet.save({}, tmp_path / "c")
+    with open(tmp_path / "c", encoding="latin-1") as text, pytest.raises(TypeError, match="binary mode"):
+        pyconvnet.load(text)
+
+
+@pytest.mark.parametrize("zipfile", [True, False], ids=["zip", "legacy-pickle"])
+def test_a_file_written_by_torch_save_is_refused_with_a_hint(tmp_path, zipfile):
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "model.pth"
+    torch.save({"w": torch.ones(2)}, path, _use_new_zipfile_serialization=zipfile)
+    with pytest.raises(ValueError, match="model.pth: this looks like a file written by torch.save"):
+        pyconvnet.load(path)
+    with pytest.raises(ValueError, match="written by torch.save"):
+        pyconvnet.load(io.BytesIO(path.read_bytes()))
 
 
 def test_save_replaces_the_file_and_leaves_no_temporary(tmp_path):

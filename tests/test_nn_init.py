@@ -1,4 +1,6 @@
-"""nn.init: gains, fans, bounds (exact) and sample moments (loose) against torch's formulas."""
+"""nn.init: gains, fans, bounds (exact) and sample moments (loose) against torch's formulas;
+eye_/dirac_ equal to torch's, orthogonal_/sparse_ with torch's structure, and torch's
+deprecated names (which warn)."""
 
 import math
 
@@ -146,3 +148,120 @@ def test_initialisers_work_on_parameters_without_recording_a_graph():
         init.zeros_(np.zeros(3))
     with pytest.raises(TypeError, match="float32"):
         init.ones_(pcn.zeros(3, dtype=pcn.int64))
+
+
+def test_every_public_initialiser_of_torch_exists():
+    torch = pytest.importorskip("torch")
+    theirs = {name for name, value in vars(torch.nn.init).items()
+              if callable(value) and not name.startswith("_") and getattr(value, "__module__", "") == "torch.nn.init"}
+    assert theirs <= set(init.__all__) and all(callable(getattr(init, name)) for name in theirs)
+
+
+@pytest.mark.parametrize("shape", [(3, 3), (4, 7), (6, 2)])
+def test_eye_matches_torch(shape):
+    torch = pytest.importorskip("torch")
+    tensor = pcn.randn(*shape)
+    assert init.eye_(tensor) is tensor
+    np.testing.assert_array_equal(tensor.numpy(), torch.nn.init.eye_(torch.randn(shape)).numpy())
+    with pytest.raises(ValueError, match="2 dimensions"):
+        init.eye_(pcn.empty(2, 2, 2))
+
+
+@pytest.mark.parametrize("shape, groups", [((4, 4, 3), 1), ((6, 3, 3, 3), 1), ((6, 2, 5, 4), 2), ((4, 5, 3, 3, 3), 1),
+                                           ((8, 2, 1, 2), 4), ((2, 6, 3, 3), 1)])
+def test_dirac_matches_torch(shape, groups):
+    torch = pytest.importorskip("torch")
+    tensor = pcn.randn(*shape)
+    assert init.dirac_(tensor, groups) is tensor
+    np.testing.assert_array_equal(tensor.numpy(), torch.nn.init.dirac_(torch.randn(shape), groups).numpy())
+
+
+def test_dirac_rejects_bad_shapes_and_groups():
+    with pytest.raises(ValueError, match="3, 4, or 5 dimensions"):
+        init.dirac_(pcn.empty(3, 3))
+    with pytest.raises(ValueError, match="divisible by groups"):
+        init.dirac_(pcn.empty(5, 2, 3, 3), groups=2)
+
+
+def test_dirac_convolution_passes_its_input_through():
+    weight = init.dirac_(pcn.empty(3, 3, 3, 3))
+    x = pcn.randn(2, 3, 5, 5)
+    np.testing.assert_allclose(pcn.nn.functional.conv2d(x, weight, padding=1).numpy(), x.numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "shape, gain", [((20, 30), 1.0), ((30, 20), 2.0), ((16, 8, 3, 3), math.sqrt(2)), ((5, 5), 1.0)]
+)
+def test_orthogonal_has_torchs_structure(shape, gain):
+    torch = pytest.importorskip("torch")
+    tensor = pcn.empty(*shape)
+    assert init.orthogonal_(tensor, gain=gain) is tensor
+    rows = shape[0]
+    ours = tensor.numpy().reshape(rows, -1).astype(np.float64)
+    theirs = torch.nn.init.orthogonal_(torch.empty(shape), gain=gain).numpy().reshape(rows, -1)
+    for matrix in (ours, theirs):
+        small = matrix if matrix.shape[0] >= matrix.shape[1] else matrix.T
+        np.testing.assert_allclose(small.T @ small, gain**2 * np.eye(small.shape[1]), atol=1e-5 * gain**2)
+    assert np.mean(ours**2) == pytest.approx(np.mean(theirs.astype(np.float64) ** 2), rel=1e-5)
+
+
+def test_orthogonal_is_uniformly_distributed():
+    """Haar-distributed 2x2 rotations/reflections: the angle is uniform, and R's sign folding
+    makes the diagonal entries symmetric about zero (without it numpy's QR gives them one sign)."""
+    generator = np.random.default_rng(3)
+    samples = np.stack([init.orthogonal_(pcn.empty(2, 2), generator=generator).numpy() for _ in range(4000)])
+    angles = np.arctan2(samples[:, 1, 0], samples[:, 0, 0])
+    histogram, _ = np.histogram(angles, bins=8, range=(-np.pi, np.pi))
+    assert histogram.min() > 0.8 * 500 and histogram.max() < 1.2 * 500
+    assert abs(np.mean(samples[:, 0, 0] > 0) - 0.5) < 0.04
+
+
+def test_orthogonal_rejects_vectors_and_skips_empty_tensors():
+    with pytest.raises(ValueError, match="2 or more dimensions"):
+        init.orthogonal_(pcn.empty(4))
+    assert init.orthogonal_(pcn.empty(0, 3)).shape == (0, 3)
+
+
+@pytest.mark.parametrize("sparsity", [0.1, 0.5, 0.33])
+def test_sparse_zeroes_torchs_count_per_column(sparsity):
+    torch = pytest.importorskip("torch")
+    rows, cols = 60, 300
+    ours = init.sparse_(pcn.empty(rows, cols), sparsity, std=0.02).numpy()
+    theirs = torch.nn.init.sparse_(torch.empty(rows, cols), sparsity, std=0.02).numpy()
+    np.testing.assert_array_equal((ours == 0).sum(axis=0), (theirs == 0).sum(axis=0))
+    assert (ours == 0).sum(axis=0)[0] == math.ceil(sparsity * rows)
+    _normal_moments_check(ours[ours != 0], 0.02)
+    rows_zeroed = (ours == 0).mean(axis=1)  # every row is equally likely to be zeroed
+    assert abs(rows_zeroed.mean() - math.ceil(sparsity * rows) / rows) < 1e-9
+    assert rows_zeroed.std() < 0.1
+    with pytest.raises(ValueError, match="2 dimensions"):
+        init.sparse_(pcn.empty(3, 3, 3), 0.5)
+
+
+DEPRECATED = [
+    ("uniform", (-1.0, 2.0)), ("normal", (0.5, 2.0)), ("constant", (0.25,)), ("eye", ()), ("xavier_uniform", ()),
+    ("xavier_normal", (2.0,)), ("kaiming_uniform", ()), ("kaiming_normal", (0, "fan_out", "relu")),
+    ("orthogonal", (1.5,)), ("sparse", (0.3,)),
+]
+
+
+@pytest.mark.parametrize("name, args", DEPRECATED, ids=[name for name, _ in DEPRECATED])
+def test_deprecated_names_warn_like_torch_and_do_the_same(name, args):
+    torch = pytest.importorskip("torch")
+    with pytest.warns(FutureWarning, match=f"`nn.init.{name}` is now deprecated in favor of `nn.init.{name}_`"):
+        getattr(torch.nn.init, name)(torch.empty(40, 50), *args)
+    def same_draws():  # the random initialisers get equally seeded generators
+        return {} if name in ("constant", "eye") else {"generator": np.random.default_rng(5)}
+
+    ours, expected = pcn.empty(40, 50), pcn.empty(40, 50)
+    with pytest.warns(FutureWarning, match=f"`nn.init.{name}` is now deprecated in favor of `nn.init.{name}_`"):
+        assert getattr(init, name)(ours, *args, **same_draws()) is ours
+    getattr(init, name + "_")(expected, *args, **same_draws())
+    np.testing.assert_array_equal(ours.numpy(), expected.numpy())
+
+
+def test_deprecated_dirac_warns_and_fills():
+    weight = pcn.empty(4, 4, 3, 3)
+    with pytest.warns(FutureWarning, match="nn.init.dirac"):
+        init.dirac(weight, 2)
+    np.testing.assert_array_equal(weight.numpy(), init.dirac_(pcn.empty(4, 4, 3, 3), 2).numpy())

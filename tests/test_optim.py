@@ -1,6 +1,7 @@
-"""pyconvnet.optim against torch.optim: every optimiser and option combination step for step on
-a small quadratic loss, param groups, state_dict round trips (ours and torch's), zero_grad,
-closures, in-place updates and bad arguments."""
+"""pyconvnet.optim against torch.optim: every optimiser (SGD, Adam, AdamW, RMSprop, Adagrad,
+Adadelta) and option combination step for step on a small quadratic loss, param groups,
+state_dict round trips (ours, through pcn.save/pcn.load, and torch's), zero_grad, closures,
+in-place updates and bad arguments."""
 
 import copy
 import itertools
@@ -76,11 +77,26 @@ SGD_OPTIONS = [
 ADAM_OPTIONS = [
     dict(amsgrad=a, maximize=m, weight_decay=w) for a, m, w in itertools.product((False, True), (False, True), (0.0, 0.1))
 ]
+RMSPROP_OPTIONS = [
+    dict(momentum=m, centered=c, weight_decay=w, maximize=x)
+    for m, c, w, x in itertools.product((0.0, 0.9), (False, True), (0.0, 0.1), (False, True))
+]
+ADAGRAD_OPTIONS = [
+    dict(lr_decay=d, initial_accumulator_value=a, weight_decay=w, maximize=x)
+    for d, a, w, x in itertools.product((0.0, 0.1), (0.0, 0.5), (0.0, 0.1), (False, True))
+]
+ADADELTA_OPTIONS = [dict(weight_decay=w, maximize=x) for w, x in itertools.product((0.0, 0.1), (False, True))]
 CASES = (
     [("SGD", dict(lr=0.05, **o)) for o in SGD_OPTIONS]
     + [("Adam", dict(lr=0.05, **o)) for o in ADAM_OPTIONS]
     + [("AdamW", dict(lr=0.05, **o)) for o in ADAM_OPTIONS]
     + [("Adam", dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6)), ("AdamW", dict())]
+    + [("RMSprop", dict(lr=0.01, **o)) for o in RMSPROP_OPTIONS]
+    + [("RMSprop", dict()), ("RMSprop", dict(alpha=0.5, eps=1e-3))]
+    + [("Adagrad", dict(lr=0.1, **o)) for o in ADAGRAD_OPTIONS]
+    + [("Adagrad", dict()), ("Adagrad", dict(eps=1e-3))]
+    + [("Adadelta", o) for o in ADADELTA_OPTIONS]
+    + [("Adadelta", dict(lr=0.5, rho=0.5, eps=1e-4))]
 )
 
 
@@ -101,10 +117,20 @@ def test_optimizer_matches_torch_step_for_step(case):
     assert_state_close(ours, theirs, "after 20 steps")
 
 
-@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW"])
+GROUP_OPTIONS = {
+    "SGD": dict(momentum=0.5, nesterov=True),
+    "Adam": dict(betas=(0.5, 0.9)),
+    "AdamW": dict(betas=(0.5, 0.9)),
+    "RMSprop": dict(momentum=0.5, centered=True, alpha=0.9),
+    "Adagrad": dict(lr_decay=0.2, eps=1e-3),
+    "Adadelta": dict(rho=0.5, eps=1e-4),
+}
+
+
+@pytest.mark.parametrize("name", list(GROUP_OPTIONS))
 def test_param_groups_with_their_own_options_match_torch(name):
     pair = Pair(seed=1)
-    extra = dict(momentum=0.5, nesterov=True) if name == "SGD" else dict(betas=(0.5, 0.9))
+    extra = GROUP_OPTIONS[name]
 
     def groups(params):
         return [{"params": params[:2]}, {"params": params[2:], "lr": 0.003, **extra}]
@@ -118,18 +144,28 @@ def test_param_groups_with_their_own_options_match_torch(name):
     assert_state_close(ours, theirs, "after 20 steps")
 
 
-def test_add_param_group_takes_defaults_and_matches_torch():
+@pytest.mark.parametrize(
+    "name,options",
+    [("SGD", dict(momentum=0.9)), ("RMSprop", dict(momentum=0.9, centered=True)),
+     ("Adagrad", dict(initial_accumulator_value=0.5)), ("Adadelta", dict(rho=0.8))],
+    ids=["SGD", "RMSprop", "Adagrad", "Adadelta"],
+)
+def test_add_param_group_takes_defaults_and_matches_torch(name, options):
     pair = Pair(seed=2)
-    ours = optim.SGD(pair.ours[:1], lr=0.05, momentum=0.9)
-    theirs = torch.optim.SGD(pair.theirs[:1], lr=0.05, momentum=0.9)
+    ours = getattr(optim, name)(pair.ours[:1], lr=0.05, **options)
+    theirs = getattr(torch.optim, name)(pair.theirs[:1], lr=0.05, **options)
     for _ in range(3):
         pair.step_both(ours, theirs)
-    ours.add_param_group({"params": pair.ours[1:], "lr": 0.1})
-    theirs.add_param_group({"params": pair.theirs[1:], "lr": 0.1})
-    assert ours.param_groups[1]["momentum"] == 0.9
+    # Adagrad's new group asks for another accumulator start; torch keeps the constructor's.
+    ours.add_param_group({"params": pair.ours[1:], "lr": 0.1, "initial_accumulator_value": 2.0})
+    theirs.add_param_group({"params": pair.theirs[1:], "lr": 0.1, "initial_accumulator_value": 2.0})
+    for key, value in options.items():
+        if key != "initial_accumulator_value":
+            assert ours.param_groups[1][key] == value
     for step in range(STEPS):
         pair.step_both(ours, theirs)
         pair.assert_params_close(f"step {step}")
+    assert_state_close(ours, theirs, "after add_param_group")
 
 
 def test_parameters_without_gradient_are_skipped_and_get_no_state():
@@ -150,16 +186,22 @@ def test_parameters_without_gradient_are_skipped_and_get_no_state():
 @pytest.mark.parametrize(
     "name,options",
     [("SGD", dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01)), ("SGD", dict(lr=0.05)),
-     ("Adam", dict(lr=0.05, amsgrad=True)), ("AdamW", dict(lr=0.05))],
-    ids=["sgd-nesterov", "sgd-plain", "adam-amsgrad", "adamw"],
+     ("Adam", dict(lr=0.05, amsgrad=True)), ("AdamW", dict(lr=0.05)),
+     ("RMSprop", dict(lr=0.01, momentum=0.9, centered=True)), ("Adagrad", dict(lr=0.1, lr_decay=0.1)),
+     ("Adadelta", dict(lr=0.5))],
+    ids=["sgd-nesterov", "sgd-plain", "adam-amsgrad", "adamw", "rmsprop", "adagrad", "adadelta"],
 )
-def test_state_dict_round_trip_resumes_exactly(name, options):
+@pytest.mark.parametrize("through_file", [False, True], ids=["in-memory", "pcn.save-pcn.load"])
+def test_state_dict_round_trip_resumes_exactly(name, options, through_file, tmp_path):
     pair = Pair(seed=4)
     ours = getattr(optim, name)(pair.ours, **options)
     theirs = getattr(torch.optim, name)(pair.theirs, **options)
     for _ in range(10):
         pair.step_both(ours, theirs)
     saved = ours.state_dict()
+    if through_file:
+        pyconvnet.save({"optimizer": saved, "epoch": 10}, tmp_path / "checkpoint.pt")
+        saved = pyconvnet.load(tmp_path / "checkpoint.pt")["optimizer"]
     resumed_params = [pyconvnet.tensor(p.detach().numpy(), requires_grad=True) for p in pair.ours]
     resumed = getattr(optim, name)(resumed_params, lr=123.0)  # options come from the state dict
     resumed.load_state_dict(saved)
@@ -197,6 +239,34 @@ def test_state_dict_has_torchs_layout_and_loads_torchs_state():
     converted["state"] = {i: {k: v.numpy() for k, v in s.items()} for i, s in converted["state"].items()}
     fresh = [pyconvnet.tensor(p.detach().numpy(), requires_grad=True) for p in pair.theirs]
     ours = optim.Adam([{"params": fresh[:1]}, {"params": fresh[1:]}])
+    ours.load_state_dict(converted)
+    for step in range(10):
+        pair.step_both(ours, theirs, params=fresh)
+        pair.assert_params_close(f"step {step} after loading torch's state", params=fresh)
+
+
+@pytest.mark.parametrize(
+    "name,options",
+    [("RMSprop", dict(lr=0.01, momentum=0.9, centered=True)), ("Adagrad", dict(lr=0.1, initial_accumulator_value=0.1)),
+     ("Adadelta", dict(lr=0.5, rho=0.8))],
+    ids=["RMSprop", "Adagrad", "Adadelta"],
+)
+def test_new_optimizers_state_dicts_match_torchs_and_load_torchs(name, options):
+    pair = Pair(seed=5)
+    ours = getattr(optim, name)([{"params": pair.ours[:1]}, {"params": pair.ours[1:], "lr": 0.02}], **options)
+    theirs = getattr(torch.optim, name)([{"params": pair.theirs[:1]}, {"params": pair.theirs[1:], "lr": 0.02}],
+                                        **options)
+    for _ in range(4):
+        pair.step_both(ours, theirs)
+    our_sd, their_sd = ours.state_dict(), theirs.state_dict()
+    for our_group, their_group in zip(our_sd["param_groups"], their_sd["param_groups"]):
+        assert set(our_group) <= set(their_group)
+        assert {k: our_group[k] for k in our_group} == {k: their_group[k] for k in our_group}
+    assert_state_close(ours, theirs, "after 4 steps")
+    converted = copy.deepcopy(their_sd)
+    converted["state"] = {i: {k: v.numpy() for k, v in s.items()} for i, s in converted["state"].items()}
+    fresh = [pyconvnet.tensor(p.detach().numpy(), requires_grad=True) for p in pair.theirs]
+    ours = getattr(optim, name)([{"params": fresh[:1]}, {"params": fresh[1:]}])
     ours.load_state_dict(converted)
     for step in range(10):
         pair.step_both(ours, theirs, params=fresh)
@@ -294,6 +364,16 @@ def _param():
         (lambda: optim.Adam([_param()], betas=(1.0, 0.999)), ValueError, "beta parameter at index 0"),
         (lambda: optim.AdamW([_param()], betas=(0.9, -0.1)), ValueError, "beta parameter at index 1"),
         (lambda: optim.AdamW([_param()], weight_decay=-0.1), ValueError, "Invalid weight_decay value"),
+        (lambda: optim.RMSprop([_param()], lr=-1.0), ValueError, "Invalid learning rate"),
+        (lambda: optim.RMSprop([_param()], alpha=-0.1), ValueError, "Invalid alpha value"),
+        (lambda: optim.RMSprop([_param()], momentum=-0.1), ValueError, "Invalid momentum value"),
+        (lambda: optim.RMSprop([_param()], eps=-1.0), ValueError, "Invalid epsilon value"),
+        (lambda: optim.Adagrad([_param()], lr_decay=-0.1), ValueError, "Invalid lr_decay value"),
+        (lambda: optim.Adagrad([_param()], initial_accumulator_value=-1), ValueError,
+         "Invalid initial_accumulator_value value"),
+        (lambda: optim.Adagrad([_param()], weight_decay=-1), ValueError, "Invalid weight_decay value"),
+        (lambda: optim.Adadelta([_param()], rho=1.5), ValueError, "Invalid rho value"),
+        (lambda: optim.Adadelta([_param()], eps=-1.0), ValueError, "Invalid epsilon value"),
         (lambda: optim.SGD(_param()), TypeError, "iterable of Tensors or dicts"),
         (lambda: optim.SGD([]), ValueError, "empty parameter list"),
         (lambda: optim.SGD([np.zeros(3, np.float32)]), TypeError, "can only optimize Tensors"),

@@ -1,12 +1,13 @@
-"""The fused SGD and Adam/AdamW update kernels against torch.optim (foreach=False) over several
-steps for every flag combination, and against a float64 numpy reference, on every ISA."""
+"""The fused SGD, Adam/AdamW, RMSprop, Adagrad and Adadelta update kernels against torch.optim
+(foreach=False) over several steps for every flag combination, and against a float64 numpy
+reference, on every ISA."""
 
 import itertools
 
 import numpy as np
 import pytest
 
-from pyconvnet.ops.optimizer import adam_update_, sgd_update_
+from pyconvnet.ops.optimizer import adadelta_update_, adagrad_update_, adam_update_, rmsprop_update_, sgd_update_
 from support import assert_close
 
 STEPS = 6
@@ -122,6 +123,146 @@ def test_adam_update_matches_torch_and_reference(isa, flags, shape):
         assert_close(max_sq, state["max_exp_avg_sq"].numpy(), rtol=1e-6, what="max_exp_avg_sq vs torch")
 
 
+def torch_steps(torch, cls, param0, grads, **options):
+    """torch's parameter and state (as numpy arrays) after one step per gradient."""
+    tp = torch.nn.Parameter(torch.tensor(param0))
+    opt = cls([tp], foreach=False, **options)
+    for grad in grads:
+        tp.grad = torch.tensor(grad)
+        opt.step()
+    return tp.detach().numpy(), {k: v.numpy() for k, v in opt.state[tp].items() if k != "step"}
+
+
+def small_parameter(rng, shape):
+    """A parameter whose float32 rounding stays far below the size of its updates, so that
+    assert_update_close measures the update itself."""
+    return (0.1 * rng.standard_normal(shape)).astype(np.float32)
+
+
+def assert_update_close(param, expected, param0, rtol, what):
+    """The change param - param0 against the expected change, relative to that change's scale."""
+    change = expected.astype(np.float64) - param0
+    assert_param_close(param - param0.astype(np.float64), change, change, rtol, what)
+
+
+# ------------------------------------------------------------------ RMSprop
+RMSPROP_FLAGS = [
+    dict(centered=c, momentum=m, weight_decay=w, maximize=x)
+    for c, m, w, x in itertools.product((False, True), (0.0, 0.9), (0.0, 0.1), (False, True))
+]
+
+
+def rmsprop_reference(param, grads, lr, alpha, eps, centered, momentum, weight_decay, maximize):
+    p = param.astype(np.float64)
+    square_avg, grad_avg, buf = np.zeros_like(p), np.zeros_like(p), np.zeros_like(p)
+    for grad in grads:
+        g = (-1.0 if maximize else 1.0) * grad.astype(np.float64) + weight_decay * p
+        square_avg = alpha * square_avg + (1 - alpha) * g * g
+        grad_avg = alpha * grad_avg + (1 - alpha) * g
+        variance = square_avg - grad_avg**2 if centered else square_avg
+        buf = momentum * buf + g / (np.sqrt(variance) + eps)
+        p = p - lr * buf
+    return p
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("flags", RMSPROP_FLAGS, ids=lambda f: "-".join(f"{k}={v}" for k, v in f.items()))
+def test_rmsprop_update_matches_torch_and_reference(isa, flags, shape):
+    rng = np.random.default_rng(3)
+    param0 = small_parameter(rng, shape)
+    grads = gradients(rng, shape)
+    hyper = dict(lr=0.01, alpha=0.9, eps=1e-8)
+    param, square_avg = param0.copy(), np.zeros_like(param0)
+    grad_avg = np.zeros_like(param0) if flags["centered"] else None
+    buf = np.zeros_like(param0) if flags["momentum"] else None
+    for grad in grads:
+        rmsprop_update_(param, grad, square_avg, grad_avg, buf, **hyper, **flags)
+    expected = rmsprop_reference(param0, grads, **hyper, **flags)
+    assert_update_close(param, expected, param0, 1e-4, "param vs float64")
+    torch = pytest.importorskip("torch")
+    torch_param, state = torch_steps(torch, torch.optim.RMSprop, param0, grads, **hyper, **flags)
+    assert_update_close(param, torch_param, param0, 1e-5, "param vs torch")
+    assert_close(square_avg, state["square_avg"], rtol=1e-6, what="square_avg vs torch")
+    if grad_avg is not None:
+        assert_close(grad_avg, state["grad_avg"], rtol=1e-6, what="grad_avg vs torch")
+    if buf is not None:
+        assert_close(buf, state["momentum_buffer"], rtol=1e-5, what="momentum_buffer vs torch")
+
+
+# ------------------------------------------------------------------ Adagrad
+ADAGRAD_FLAGS = [
+    dict(lr_decay=d, weight_decay=w, initial_accumulator_value=a, maximize=x)
+    for d, w, a, x in itertools.product((0.0, 0.3), (0.0, 0.1), (0.0, 0.1), (False, True))
+]
+
+
+def adagrad_reference(param, grads, lr, eps, lr_decay, weight_decay, initial_accumulator_value, maximize):
+    p = param.astype(np.float64)
+    state_sum = np.full_like(p, initial_accumulator_value)
+    for step, grad in enumerate(grads, start=1):
+        g = (-1.0 if maximize else 1.0) * grad.astype(np.float64) + weight_decay * p
+        state_sum = state_sum + g * g
+        p = p - lr / (1 + (step - 1) * lr_decay) * g / (np.sqrt(state_sum) + eps)
+    return p
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("flags", ADAGRAD_FLAGS, ids=lambda f: "-".join(f"{k}={v}" for k, v in f.items()))
+def test_adagrad_update_matches_torch_and_reference(isa, flags, shape):
+    rng = np.random.default_rng(4)
+    param0 = small_parameter(rng, shape)
+    grads = gradients(rng, shape)
+    hyper = dict(lr=0.1, eps=1e-10)
+    options = {k: v for k, v in flags.items() if k != "initial_accumulator_value"}
+    param = param0.copy()
+    state_sum = np.full_like(param0, flags["initial_accumulator_value"])
+    for step, grad in enumerate(grads, start=1):
+        adagrad_update_(param, grad, state_sum, step=step, **hyper, **options)
+    expected = adagrad_reference(param0, grads, **hyper, **flags)
+    assert_update_close(param, expected, param0, 1e-4, "param vs float64")
+    torch = pytest.importorskip("torch")
+    torch_param, state = torch_steps(torch, torch.optim.Adagrad, param0, grads, **hyper, **flags)
+    assert_update_close(param, torch_param, param0, 1e-5, "param vs torch")
+    assert_close(state_sum, state["sum"], rtol=1e-6, what="sum vs torch")
+
+
+# ------------------------------------------------------------------ Adadelta
+ADADELTA_FLAGS = [
+    dict(weight_decay=w, maximize=x, rho=r) for w, x, r in itertools.product((0.0, 0.1), (False, True), (0.9, 0.5))
+]
+
+
+def adadelta_reference(param, grads, lr, eps, rho, weight_decay, maximize):
+    p = param.astype(np.float64)
+    square_avg, acc_delta = np.zeros_like(p), np.zeros_like(p)
+    for grad in grads:
+        g = (-1.0 if maximize else 1.0) * grad.astype(np.float64) + weight_decay * p
+        square_avg = rho * square_avg + (1 - rho) * g * g
+        delta = np.sqrt(acc_delta + eps) / np.sqrt(square_avg + eps) * g
+        acc_delta = rho * acc_delta + (1 - rho) * delta * delta
+        p = p - lr * delta
+    return p
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("flags", ADADELTA_FLAGS, ids=lambda f: "-".join(f"{k}={v}" for k, v in f.items()))
+def test_adadelta_update_matches_torch_and_reference(isa, flags, shape):
+    rng = np.random.default_rng(5)
+    param0 = small_parameter(rng, shape)
+    grads = gradients(rng, shape)
+    hyper = dict(lr=1.0, eps=1e-6)
+    param, square_avg, acc_delta = param0.copy(), np.zeros_like(param0), np.zeros_like(param0)
+    for grad in grads:
+        adadelta_update_(param, grad, square_avg, acc_delta, **hyper, **flags)
+    expected = adadelta_reference(param0, grads, **hyper, **flags)
+    assert_update_close(param, expected, param0, 1e-4, "param vs float64")
+    torch = pytest.importorskip("torch")
+    torch_param, state = torch_steps(torch, torch.optim.Adadelta, param0, grads, **hyper, **flags)
+    assert_update_close(param, torch_param, param0, 1e-5, "param vs torch")
+    assert_close(square_avg, state["square_avg"], rtol=1e-6, what="square_avg vs torch")
+    assert_close(acc_delta, state["acc_delta"], rtol=1e-5, what="acc_delta vs torch")
+
+
 def test_updates_are_deterministic_and_handle_empty_parameters():
     rng = np.random.default_rng(2)
     param0, grad = rng.standard_normal(50000).astype(np.float32), rng.standard_normal(50000).astype(np.float32)
@@ -136,6 +277,12 @@ def test_updates_are_deterministic_and_handle_empty_parameters():
     sgd_update_(empty, empty, empty.copy(), lr=0.1, momentum=0.9, first_step=True)
     adam_update_(empty, empty, empty.copy(), empty.copy(), empty.copy(), step=1, lr=0.1, beta1=0.9, beta2=0.99,
                  eps=1e-8, weight_decay=0.0, amsgrad=True, maximize=False, decoupled_weight_decay=False)
+    rmsprop_update_(empty, empty, empty.copy(), empty.copy(), empty.copy(), lr=0.1, alpha=0.9, eps=1e-8,
+                    weight_decay=0.0, momentum=0.9, centered=True, maximize=False)
+    adagrad_update_(empty, empty, empty.copy(), step=1, lr=0.1, lr_decay=0.0, eps=1e-10, weight_decay=0.0,
+                    maximize=False)
+    adadelta_update_(empty, empty, empty.copy(), empty.copy(), lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0,
+                     maximize=False)
 
 
 # ------------------------------------------------------------------ bad input
@@ -155,6 +302,28 @@ def _adam(param=None, max_sq=None, **kw):
     adam_update_(param, np.zeros(4, np.float32), np.zeros(4, np.float32), np.zeros(4, np.float32), max_sq, **options)
 
 
+def _rmsprop(grad_avg=None, buf=None, square_avg=None, **kw):
+    param = np.zeros(4, np.float32)
+    options = dict(lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=False, maximize=False)
+    options.update(kw)
+    square_avg = np.zeros(4, np.float32) if square_avg is None else square_avg
+    rmsprop_update_(param, np.zeros(4, np.float32), square_avg, grad_avg, buf, **options)
+
+
+def _adagrad(state_sum=None, **kw):
+    options = dict(step=1, lr=0.01, lr_decay=0.0, eps=1e-10, weight_decay=0.0, maximize=False)
+    options.update(kw)
+    state_sum = np.zeros(4, np.float32) if state_sum is None else state_sum
+    adagrad_update_(np.zeros(4, np.float32), np.zeros(4, np.float32), state_sum, **options)
+
+
+def _adadelta(acc_delta=None, **kw):
+    options = dict(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, maximize=False)
+    options.update(kw)
+    acc_delta = np.zeros(4, np.float32) if acc_delta is None else acc_delta
+    adadelta_update_(np.zeros(4, np.float32), np.zeros(4, np.float32), np.zeros(4, np.float32), acc_delta, **options)
+
+
 @pytest.mark.parametrize(
     "call,error,match",
     [
@@ -168,6 +337,20 @@ def _adam(param=None, max_sq=None, **kw):
         (lambda: _adam(step=0), ValueError, "step must be >= 1"),
         (lambda: _adam(amsgrad=True), ValueError, "max_exp_avg_sq is required"),
         (lambda: _adam(eps=-1.0), ValueError, "eps must be >= 0"),
+        (lambda: _rmsprop(centered=True), ValueError, "grad_avg is required when centered=True"),
+        (lambda: _rmsprop(momentum=0.9), ValueError, "momentum_buffer is required when momentum > 0"),
+        (lambda: _rmsprop(alpha=-0.5), ValueError, "alpha must be >= 0"),
+        (lambda: _rmsprop(square_avg=np.zeros(3, np.float32)), ValueError,
+         r"square_avg must have shape \[4\], got \[3\]"),
+        (lambda: _rmsprop(square_avg=np.zeros(4, np.float64)), TypeError, "square_avg must be a float32"),
+        (lambda: _adagrad(step=0), ValueError, "step must be >= 1"),
+        (lambda: _adagrad(lr_decay=-0.1), ValueError, "lr_decay must be >= 0"),
+        (lambda: _adagrad(state_sum=np.zeros((4, 2), np.float32)[:, 0]), ValueError,
+         "state_sum must be a C-contiguous"),
+        (lambda: _adadelta(rho=1.5), ValueError, r"rho must lie in \[0, 1\]"),
+        (lambda: _adadelta(weight_decay=-1.0), ValueError, "weight_decay must be >= 0"),
+        (lambda: _adadelta(acc_delta=np.zeros(5, np.float32)), ValueError,
+         r"acc_delta must have shape \[4\], got \[5\]"),
     ],
 )
 def test_bad_arguments_raise_clear_errors(call, error, match):

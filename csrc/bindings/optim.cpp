@@ -101,6 +101,83 @@ void bind_optim(py::module_& m) {
       py::arg("param"), py::arg("grad"), py::arg("exp_avg"), py::arg("exp_avg_sq"), py::arg("max_exp_avg_sq"),
       py::arg("step"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"),
       py::arg("amsgrad"), py::arg("maximize"), py::arg("decoupled_weight_decay"));
+  m.def(
+      "rmsprop_update",
+      [](const py::handle& param_obj, const py::handle& grad_obj, const py::handle& sq_obj, const py::handle& avg_obj,
+         const py::handle& buf_obj, double lr, double alpha, double eps, double weight_decay, double momentum,
+         bool centered, bool maximize) {
+        const char* op = "rmsprop_update";
+        ParamAndGrad pg = param_and_grad(param_obj, grad_obj, op);
+        FloatArray sq, avg, buf;
+        float* s = state_buffer(sq_obj, op, "square_avg", &pg.shape, sq);
+        RmspropDesc d;
+        d.count = pg.param.size();
+        d.lr = lr;
+        d.alpha = alpha;
+        d.eps = eps;
+        d.weight_decay = weight_decay;
+        d.momentum = momentum;
+        d.centered = centered;
+        d.maximize = maximize;
+        validate(d);
+        float* a = optional_state(avg_obj, centered, op, "grad_avg", "centered=True", pg.shape, avg);
+        float* b = optional_state(buf_obj, momentum > 0.0, op, "momentum_buffer", "momentum > 0", pg.shape, buf);
+        {
+          py::gil_scoped_release nogil;
+          kernels().rmsprop_update(pg.data, s, a, b, pg.grad.data(), d);
+        }
+      },
+      py::arg("param"), py::arg("grad"), py::arg("square_avg"), py::arg("grad_avg"), py::arg("momentum_buffer"),
+      py::arg("lr"), py::arg("alpha"), py::arg("eps"), py::arg("weight_decay"), py::arg("momentum"),
+      py::arg("centered"), py::arg("maximize"));
+  m.def(
+      "adagrad_update",
+      [](const py::handle& param_obj, const py::handle& grad_obj, const py::handle& sum_obj, int64_t step, double lr,
+         double lr_decay, double eps, double weight_decay, bool maximize) {
+        const char* op = "adagrad_update";
+        ParamAndGrad pg = param_and_grad(param_obj, grad_obj, op);
+        FloatArray sum;
+        float* s = state_buffer(sum_obj, op, "state_sum", &pg.shape, sum);
+        AdagradDesc d;
+        d.count = pg.param.size();
+        d.lr = lr;
+        d.lr_decay = lr_decay;
+        d.eps = eps;
+        d.weight_decay = weight_decay;
+        d.step = step;
+        d.maximize = maximize;
+        validate(d);
+        {
+          py::gil_scoped_release nogil;
+          kernels().adagrad_update(pg.data, s, pg.grad.data(), d);
+        }
+      },
+      py::arg("param"), py::arg("grad"), py::arg("state_sum"), py::arg("step"), py::arg("lr"), py::arg("lr_decay"),
+      py::arg("eps"), py::arg("weight_decay"), py::arg("maximize"));
+  m.def(
+      "adadelta_update",
+      [](const py::handle& param_obj, const py::handle& grad_obj, const py::handle& sq_obj, const py::handle& acc_obj,
+         double lr, double rho, double eps, double weight_decay, bool maximize) {
+        const char* op = "adadelta_update";
+        ParamAndGrad pg = param_and_grad(param_obj, grad_obj, op);
+        FloatArray sq, acc;
+        float* s = state_buffer(sq_obj, op, "square_avg", &pg.shape, sq);
+        float* a = state_buffer(acc_obj, op, "acc_delta", &pg.shape, acc);
+        AdadeltaDesc d;
+        d.count = pg.param.size();
+        d.lr = lr;
+        d.rho = rho;
+        d.eps = eps;
+        d.weight_decay = weight_decay;
+        d.maximize = maximize;
+        validate(d);
+        {
+          py::gil_scoped_release nogil;
+          kernels().adadelta_update(pg.data, s, a, pg.grad.data(), d);
+        }
+      },
+      py::arg("param"), py::arg("grad"), py::arg("square_avg"), py::arg("acc_delta"), py::arg("lr"), py::arg("rho"),
+      py::arg("eps"), py::arg("weight_decay"), py::arg("maximize"));
 }
 
 }  // namespace pcn::bind

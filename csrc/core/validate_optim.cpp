@@ -1,4 +1,4 @@
-// SgdDesc and AdamDesc checks; see kernels/optim.h. Hyper-parameter ranges follow torch.optim.
+// The optimiser descriptors' checks; see kernels/optim.h. Hyper-parameter ranges follow torch.optim.
 #include <cmath>
 #include <sstream>
 
@@ -19,6 +19,11 @@ void expect_at_least_zero(double value, const char* op, const char* name) {
     out << op << ": " << name << " must be >= 0, got " << value;
     fail(out.str());
   }
+}
+
+void expect_step(int64_t step, const char* op) {
+  if (step < 1)
+    fail(std::string(op) + ": step must be >= 1 (the count of updates including this one), got " + std::to_string(step));
 }
 
 }  // namespace
@@ -42,7 +47,40 @@ void validate(AdamDesc& d) {
     out << "adam_update: betas must lie in [0, 1), got (" << d.beta1 << ", " << d.beta2 << ")";
     fail(out.str());
   }
-  if (d.step < 1) fail("adam_update: step must be >= 1 (the count of updates including this one), got " + std::to_string(d.step));
+  expect_step(d.step, "adam_update");
+}
+
+void validate(RmspropDesc& d) {
+  const char* op = "rmsprop_update";
+  expect_count(d.count, op);
+  expect_at_least_zero(d.lr, op, "lr");
+  expect_at_least_zero(d.alpha, op, "alpha");
+  expect_at_least_zero(d.eps, op, "eps");
+  expect_at_least_zero(d.weight_decay, op, "weight_decay");
+  expect_at_least_zero(d.momentum, op, "momentum");
+}
+
+void validate(AdagradDesc& d) {
+  const char* op = "adagrad_update";
+  expect_count(d.count, op);
+  expect_at_least_zero(d.lr, op, "lr");
+  expect_at_least_zero(d.lr_decay, op, "lr_decay");
+  expect_at_least_zero(d.eps, op, "eps");
+  expect_at_least_zero(d.weight_decay, op, "weight_decay");
+  expect_step(d.step, op);
+}
+
+void validate(AdadeltaDesc& d) {
+  const char* op = "adadelta_update";
+  expect_count(d.count, op);
+  expect_at_least_zero(d.lr, op, "lr");
+  expect_at_least_zero(d.eps, op, "eps");
+  expect_at_least_zero(d.weight_decay, op, "weight_decay");
+  if (!(d.rho >= 0.0 && d.rho <= 1.0)) {
+    std::ostringstream out;
+    out << op << ": rho must lie in [0, 1], got " << d.rho;
+    fail(out.str());
+  }
 }
 
 }  // namespace pcn

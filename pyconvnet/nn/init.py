@@ -4,6 +4,8 @@ Each fills a Tensor in place, outside autograd (like torch's ``no_grad`` initial
 returns it. Random ones draw from pyconvnet's global generator, so ``pyconvnet.manual_seed``
 makes them reproducible, or from a numpy ``Generator`` passed as ``generator``. The numbers
 differ from torch's for the same seed (another random stream); the distributions are the same.
+The names without the trailing underscore (``kaiming_normal``, ``constant``, ...) are torch's
+deprecated aliases: they warn with a FutureWarning, as torch does, and do the same.
 """
 
 import math
@@ -27,6 +29,21 @@ __all__ = [
     "xavier_normal_",
     "kaiming_uniform_",
     "kaiming_normal_",
+    "eye_",
+    "dirac_",
+    "orthogonal_",
+    "sparse_",
+    "uniform",
+    "normal",
+    "constant",
+    "eye",
+    "dirac",
+    "xavier_uniform",
+    "xavier_normal",
+    "kaiming_uniform",
+    "kaiming_normal",
+    "orthogonal",
+    "sparse",
 ]
 
 _UNIT_GAIN = {"linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "sigmoid"}
@@ -205,3 +222,101 @@ def kaiming_normal_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu", gener
     if std is not None:
         _fill_normal(array, 0.0, std, generator)
     return tensor
+
+
+def eye_(tensor):
+    """Fill a 2-D tensor with the identity (ones on the main diagonal, zeros elsewhere)."""
+    array = _storage(tensor, "eye_")
+    if array.ndim != 2:
+        raise ValueError(f"eye_: only tensors with 2 dimensions are supported, got shape {list(array.shape)}")
+    array[...] = np.eye(*array.shape, dtype=np.float32)
+    return tensor
+
+
+def dirac_(tensor, groups=1):
+    """Fill a 3-, 4- or 5-D convolution weight with the Dirac delta, so that the convolution
+    passes its input through: in each of ``groups``, output channel ``d`` gets a one at the
+    kernel's centre of input channel ``d`` (for the first min(out per group, in) channels)."""
+    array = _storage(tensor, "dirac_")
+    if array.ndim not in (3, 4, 5):
+        raise ValueError(
+            f"dirac_: only tensors with 3, 4, or 5 dimensions are supported, got shape {list(array.shape)}"
+        )
+    if array.shape[0] % groups != 0:
+        raise ValueError(f"dirac_: dim 0 ({array.shape[0]}) must be divisible by groups ({groups})")
+    out_per_group = array.shape[0] // groups
+    centre = tuple(size // 2 for size in array.shape[2:])
+    array.fill(0.0)
+    for group in range(groups):
+        for channel in range(min(out_per_group, array.shape[1])):
+            array[(group * out_per_group + channel, channel, *centre)] = 1.0
+    return tensor
+
+
+def orthogonal_(tensor, gain=1, generator=None):
+    """Fill with a (semi-)orthogonal matrix scaled by ``gain``, uniformly distributed (Haar):
+    the tensor viewed as (rows, everything else) has orthonormal rows or columns, whichever
+    are fewer. Drawn as the QR decomposition of a Gaussian matrix with R's diagonal signs
+    folded into Q."""
+    array = _storage(tensor, "orthogonal_")
+    if array.ndim < 2:
+        raise ValueError(
+            f"orthogonal_: only tensors with 2 or more dimensions are supported, got shape {list(array.shape)}"
+        )
+    if array.size == 0:
+        return tensor
+    rows = array.shape[0]
+    cols = array.size // rows
+    flattened = _generator(generator).standard_normal((rows, cols))
+    if rows < cols:
+        flattened = flattened.T
+    q, r = np.linalg.qr(flattened)
+    q *= np.sign(np.diag(r))
+    if rows < cols:
+        q = q.T
+    array[...] = (q * gain).reshape(array.shape)
+    return tensor
+
+
+def sparse_(tensor, sparsity, std=0.01, generator=None):
+    """Fill a 2-D tensor with N(0, std**2) values, then zero ceil(sparsity * rows) randomly
+    chosen entries in every column."""
+    array = _storage(tensor, "sparse_")
+    if array.ndim != 2:
+        raise ValueError(f"sparse_: only tensors with 2 dimensions are supported, got shape {list(array.shape)}")
+    rows, cols = array.shape
+    zeros_per_column = math.ceil(sparsity * rows)
+    rng = _generator(generator)
+    _fill_normal(array, 0.0, std, rng)
+    zero_rows = np.argsort(rng.random((rows, cols)), axis=0)[:zeros_per_column]
+    array[zero_rows, np.arange(cols)] = 0.0
+    return tensor
+
+
+def _deprecated_alias(function):
+    """torch's old name for ``function`` (its name without the underscore), which warns."""
+    new_name = function.__name__
+    old_name = new_name[:-1]
+
+    def alias(*args, **kwargs):
+        warnings.warn(
+            f"`nn.init.{old_name}` is now deprecated in favor of `nn.init.{new_name}`.", FutureWarning, stacklevel=2
+        )
+        return function(*args, **kwargs)
+
+    alias.__name__ = alias.__qualname__ = old_name
+    alias.__doc__ = f"Deprecated alias of :func:`{new_name}` (warns with a FutureWarning, as torch does)."
+    return alias
+
+
+uniform = _deprecated_alias(uniform_)
+normal = _deprecated_alias(normal_)
+constant = _deprecated_alias(constant_)
+eye = _deprecated_alias(eye_)
+dirac = _deprecated_alias(dirac_)
+xavier_uniform = _deprecated_alias(xavier_uniform_)
+xavier_normal = _deprecated_alias(xavier_normal_)
+kaiming_uniform = _deprecated_alias(kaiming_uniform_)
+kaiming_normal = _deprecated_alias(kaiming_normal_)
+orthogonal = _deprecated_alias(orthogonal_)
+sparse = _deprecated_alias(sparse_)

@@ -29,3 +29,25 @@ def adam_update_(
     ``amsgrad``."""
     _C.adam_update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, int(step), float(lr), float(beta1), float(beta2),
                    float(eps), float(weight_decay), bool(amsgrad), bool(maximize), bool(decoupled_weight_decay))
+
+
+def rmsprop_update_(
+    param, grad, square_avg, grad_avg, momentum_buffer, *, lr, alpha, eps, weight_decay, momentum, centered, maximize
+):
+    """One ``torch.optim.RMSprop`` step. ``grad_avg`` is needed only when ``centered`` and
+    ``momentum_buffer`` only when ``momentum > 0``; every buffer starts at zero."""
+    _C.rmsprop_update(param, grad, square_avg, grad_avg, momentum_buffer, float(lr), float(alpha), float(eps),
+                      float(weight_decay), float(momentum), bool(centered), bool(maximize))
+
+
+def adagrad_update_(param, grad, state_sum, *, step, lr, lr_decay, eps, weight_decay, maximize):
+    """One ``torch.optim.Adagrad`` step at the rate ``lr / (1 + (step - 1) * lr_decay)``; ``step``
+    counts updates including this one."""
+    _C.adagrad_update(param, grad, state_sum, int(step), float(lr), float(lr_decay), float(eps), float(weight_decay),
+                      bool(maximize))
+
+
+def adadelta_update_(param, grad, square_avg, acc_delta, *, lr, rho, eps, weight_decay, maximize):
+    """One ``torch.optim.Adadelta`` step."""
+    _C.adadelta_update(param, grad, square_avg, acc_delta, float(lr), float(rho), float(eps), float(weight_decay),
+                       bool(maximize))

@@ -1,10 +1,7 @@
 """Adam and AdamW (torch.optim.Adam / torch.optim.AdamW), with amsgrad and maximize."""
 
-import numpy as np
-
 from ..ops.optimizer import adam_update_
-from ..tensor import Tensor
-from .optimizer import Optimizer
+from .optimizer import Optimizer, _zero_step, _zeros_like
 
 __all__ = ["Adam", "AdamW"]
 
@@ -48,19 +45,15 @@ class Adam(Optimizer):
             lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
             amsgrad=amsgrad, maximize=group["maximize"], decoupled_weight_decay=group["decoupled_weight_decay"],
         )
-        for param in group["params"]:
-            grad = param._grad
-            if grad is None:
-                continue
-            state = self.state[param]
+        for param, grad, state in self._params_with_grad(group):
             if not state:
-                state["step"] = Tensor._wrap(np.zeros((), np.float32))
-                state["exp_avg"] = Tensor._wrap(np.zeros_like(param._array))
-                state["exp_avg_sq"] = Tensor._wrap(np.zeros_like(param._array))
+                state["step"] = _zero_step()
+                state["exp_avg"] = _zeros_like(param)
+                state["exp_avg_sq"] = _zeros_like(param)
             max_exp_avg_sq = None
             if amsgrad:
                 if "max_exp_avg_sq" not in state:
-                    state["max_exp_avg_sq"] = Tensor._wrap(np.zeros_like(param._array))
+                    state["max_exp_avg_sq"] = _zeros_like(param)
                 max_exp_avg_sq = state["max_exp_avg_sq"]._array
             step = state["step"]._array
             step += 1  # counted in float32, as torch does

@@ -125,6 +125,12 @@ class Optimizer:
         """Update the parameters of ``group`` that have a gradient (each subclass's rule)."""
         raise NotImplementedError
 
+    def _params_with_grad(self, group):
+        """``(param, grad, state)`` for each parameter of ``group`` that has a gradient."""
+        for param in group["params"]:
+            if param._grad is not None:
+                yield param, param._grad, self.state[param]
+
     # ------------------------------------------------------------------ state dicts
     def state_dict(self):
         """``{'state': {index: {name: value}}, 'param_groups': [{..., 'params': [index, ...]}]}``.
@@ -181,6 +187,16 @@ class Optimizer:
                 saved["param_names"] = group["param_names"]
         self.state = state
         self.param_groups = saved_groups
+
+
+def _zero_step():
+    """A fresh step count as torch keeps it: a float32 scalar Tensor."""
+    return Tensor._wrap(np.zeros((), np.float32))
+
+
+def _zeros_like(param):
+    """A fresh zero state buffer of the parameter's shape."""
+    return Tensor._wrap(np.zeros_like(param._array))
 
 
 def _check_param(param):
