@@ -1340,11 +1340,12 @@ class Clamp(Function):
     def backward(ctx, grad):
         (a,) = ctx.saved_tensors
         low, high = ctx.bounds
+        # Strictly inside: a value clamped onto a bound gets no gradient (torch 2.14's rule).
         inside = np.ones(a.shape, dtype=bool)
         if low is not None:
-            inside &= a >= low
+            inside &= a > low
         if high is not None:
-            inside &= a <= high
+            inside &= a < high
         return grad * inside, None, None
 
 

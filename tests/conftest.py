@@ -40,7 +40,8 @@ def _outside_the_source_tree(tmp_path_factory):
 
 # Module -> what to install. torch is the version the tolerances were measured with.
 REQUIRED_MODULES = {
-    "torch": "pip install torch==2.13.0 (the `test` extra pins it)",
+    "torch": "pip install torch==2.14.1 (the `test` extra pins it)",
+    "torchvision": "pip install torchvision==0.29.1 (the `test` extra pins it)",
     "hypothesis": "pip install '.[test]'",
     "PIL": "pip install '.[test]'",
     "matplotlib": "pip install '.[test]'",
