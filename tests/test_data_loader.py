@@ -97,7 +97,7 @@ def test_explicit_generator_leaves_the_global_one_alone(mnist):
         np.testing.assert_array_equal(x[1], y[1])
 
 
-@pytest.mark.parametrize("num_workers,prefetch_factor", [(0, 1), (0, 3), (2, 1), (3, 2)])
+@pytest.mark.parametrize("num_workers,prefetch_factor", [(1, None), (1, 3), (2, 1), (3, 2)])
 def test_prefetch_and_workers_give_the_same_batches(mnist, num_workers, prefetch_factor):
     mnist.transform = T.Compose([T.RandomCrop(24, padding=1), T.RandomHorizontalFlip(), T.Normalize([0.5], [0.25])])
 
@@ -105,7 +105,7 @@ def test_prefetch_and_workers_give_the_same_batches(mnist, num_workers, prefetch
         loader = DataLoader(mnist, batch_size=4, shuffle=True, generator=np.random.default_rng(1), **kwargs)
         return _epoch(loader)
 
-    reference = run(prefetch_factor=0)
+    reference = run()  # in the calling thread
     other = run(num_workers=num_workers, prefetch_factor=prefetch_factor)
     for a, b in zip(reference, other, strict=True):
         np.testing.assert_array_equal(a[0], b[0])
@@ -158,7 +158,8 @@ def test_abandoned_iterator_exits_cleanly_with_the_interpreter(tmp_path):
 
 @pytest.mark.parametrize("kwargs,error", [
     ({"batch_size": 0}, ValueError), ({"batch_size": 2.0}, TypeError), ({"num_workers": -1}, ValueError),
-    ({"num_workers": 1, "prefetch_factor": 0}, ValueError), ({"generator": 5}, TypeError),
+    ({"num_workers": 1, "prefetch_factor": 0}, ValueError), ({"prefetch_factor": 2}, ValueError),
+    ({"generator": 5}, TypeError),
 ])
 def test_bad_arguments(kwargs, error):
     with pytest.raises(error):

@@ -1,21 +1,29 @@
-"""Dataset base classes: ``Dataset``, ``Subset`` and the in-memory image dataset behind
-MNIST, Fashion-MNIST and CIFAR-10.
+"""Map-style datasets (torch.utils.data): ``Dataset``, ``TensorDataset``, ``Subset``,
+``ConcatDataset``, ``random_split``, and the in-memory image dataset behind MNIST,
+Fashion-MNIST and CIFAR-10.
 
-The batch protocol: a dataset may define ``get_batch(indices)`` returning ``(images, labels)``
-as numpy arrays for a whole batch at once; the DataLoader uses it instead of calling
-``__getitem__`` once per sample.
+The batch protocol: a dataset may define ``get_batch(indices)`` returning exactly what
+``default_collate([dataset[i] for i in indices])`` would (a list of Tensors), or None when
+it cannot for its current settings; the DataLoader then uses it instead of fetching and
+collating sample by sample.
 """
 
+import bisect
+import math
 import numbers
+import warnings
 
 import numpy as np
 
-__all__ = ["Dataset", "Subset", "ArrayImageDataset"]
+from ..tensor import Tensor, from_numpy
+from .sampler import check_generator, pass_generator
+
+__all__ = ["Dataset", "TensorDataset", "Subset", "ConcatDataset", "random_split", "ArrayImageDataset"]
 
 
 class Dataset:
     """Base class for map-style datasets (``torch.utils.data.Dataset``): subclasses define
-    ``__getitem__(index)`` and ``__len__()``."""
+    ``__getitem__(index)`` and ``__len__()``; ``a + b`` concatenates two datasets."""
 
     def __getitem__(self, index):
         raise NotImplementedError(f"{type(self).__name__} must define __getitem__")
@@ -23,13 +31,42 @@ class Dataset:
     def __len__(self):
         raise NotImplementedError(f"{type(self).__name__} must define __len__")
 
+    def __add__(self, other):
+        return ConcatDataset([self, other])
+
+
+class TensorDataset(Dataset):
+    """Sample ``i`` is ``tuple(t[i] for t in tensors)``; the tensors share their first dimension."""
+
+    def __init__(self, *tensors):
+        if not tensors:
+            raise ValueError("TensorDataset needs at least one tensor")
+        for t in tensors:
+            if not isinstance(t, Tensor):
+                raise TypeError(f"TensorDataset: expected Tensors, got {type(t).__name__}")
+        sizes = [tuple(t.shape) for t in tensors]
+        if any(not size or size[0] != sizes[0][0] for size in sizes):
+            raise ValueError(f"TensorDataset: size mismatch between tensors: shapes {sizes} must share the first dimension")
+        self.tensors = tensors
+
+    def __getitem__(self, index):
+        return tuple(t[index] for t in self.tensors)
+
+    def __len__(self):
+        return self.tensors[0].shape[0]
+
+    def get_batch(self, indices):
+        indices = np.asarray(indices, dtype=np.int64)
+        return [from_numpy(np.ascontiguousarray(t.detach().numpy()[indices])) for t in self.tensors]
+
 
 class Subset(Dataset):
     """The samples of ``dataset`` at ``indices``, in that order (``torch.utils.data.Subset``)."""
 
     def __init__(self, dataset, indices):
         self.dataset = dataset
-        self.indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        self.indices = indices
+        self._positions = np.asarray(indices, dtype=np.int64).reshape(-1)  # for the batch path
 
     def __getitem__(self, index):
         return self.dataset[int(self.indices[index])]
@@ -40,8 +77,67 @@ class Subset(Dataset):
     def __getattr__(self, name):
         # Offer the batch path only when the wrapped dataset has one.
         if name == "get_batch" and hasattr(self.dataset, "get_batch"):
-            return lambda indices: self.dataset.get_batch(self.indices[np.asarray(indices)])
+            return lambda indices: self.dataset.get_batch(self._positions[np.asarray(indices)])
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+
+class ConcatDataset(Dataset):
+    """The samples of ``datasets`` one after the other; ``cumulative_sizes[i]`` counts those of
+    the first ``i + 1``."""
+
+    def __init__(self, datasets):
+        self.datasets = list(datasets)
+        if not self.datasets:
+            raise ValueError("ConcatDataset: datasets should not be an empty iterable")
+        self.cumulative_sizes = []
+        total = 0
+        for dataset in self.datasets:
+            total += len(dataset)
+            self.cumulative_sizes.append(total)
+
+    def __len__(self):
+        return self.cumulative_sizes[-1]
+
+    def __getitem__(self, index):
+        if index < 0:
+            if -index > len(self):
+                raise ValueError(f"ConcatDataset: absolute value of index {index} exceeds the length {len(self)}")
+            index += len(self)
+        part = bisect.bisect_right(self.cumulative_sizes, index)
+        if part == len(self.datasets):
+            raise IndexError(f"ConcatDataset: index {index} is out of range for length {len(self)}")
+        start = self.cumulative_sizes[part - 1] if part else 0
+        return self.datasets[part][index - start]
+
+
+def random_split(dataset, lengths, generator=None):
+    """Split ``dataset`` into non-overlapping random ``Subset``s of the given ``lengths``: ints
+    summing to ``len(dataset)``, or fractions summing to 1 (remainders go one each to the first
+    parts, as in torch). ``generator`` is a numpy Generator; None draws from the global one."""
+    check_generator(generator, "random_split")
+    lengths = list(lengths)
+    total = len(dataset)
+    if lengths and all(isinstance(n, numbers.Real) and 0 <= n <= 1 for n in lengths) \
+            and math.isclose(sum(lengths), 1) and sum(lengths) != total:
+        counts = [int(math.floor(total * fraction)) for fraction in lengths]
+        for i in range(total - sum(counts)):
+            counts[i % len(counts)] += 1
+        for i, count in enumerate(counts):
+            if count == 0:
+                warnings.warn(f"random_split: length of split at index {i} is 0; this results in an empty dataset",
+                              stacklevel=2)
+        lengths = counts
+    if not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 0 for n in lengths):
+        raise ValueError(f"random_split: lengths must be non-negative ints or fractions summing to 1, got {lengths}")
+    if sum(lengths) != total:
+        raise ValueError(f"random_split: sum of input lengths {sum(lengths)} does not equal the length of the "
+                         f"input dataset ({total})")
+    order = pass_generator(generator).permutation(total).tolist()
+    subsets, offset = [], 0
+    for length in lengths:
+        subsets.append(Subset(dataset, order[offset : offset + length]))
+        offset += length
+    return subsets
 
 
 def _to_float(images):
@@ -93,15 +189,13 @@ class ArrayImageDataset(Dataset):
         return image, label
 
     def get_batch(self, indices):
-        """``(images (N, C, H, W) float32, labels (N,) int64)`` for ``indices`` (an int array)."""
+        """``[images (N, C, H, W) float32, labels (N,) int64]`` for ``indices``, or None when
+        ``transform`` is not batched or ``target_transform`` is set."""
+        batched = self.transform is None or getattr(self.transform, "batched", False)
+        if self.target_transform is not None or not batched:
+            return None
         indices = np.asarray(indices, dtype=np.int64)
         images = _to_float(self._chw(self.data[indices]))
-        labels = self.targets[indices]
         if self.transform is not None:
-            if getattr(self.transform, "batched", False):
-                images = self.transform(images)
-            else:
-                images = np.stack([self.transform(image) for image in images])
-        if self.target_transform is not None:
-            labels = np.asarray([self.target_transform(int(label)) for label in labels])
-        return images, labels
+            images = self.transform(images)
+        return [from_numpy(np.ascontiguousarray(images)), from_numpy(self.targets[indices])]
