@@ -27,6 +27,7 @@ from .tensor import (
 )
 # After Tensor: these build on it.
 from . import models, nn, optim  # noqa: E402
+from . import utils, vision  # noqa: E402 (torch.utils / torchvision module paths)
 from .ops.elementwise import cat  # noqa: E402
 from .summary import summary  # noqa: E402
 

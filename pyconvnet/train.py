@@ -173,7 +173,7 @@ def _dataset(name, train, augment, data_dir, limit):
         steps.append(data.transforms.RandomCrop(spec.image_size, padding=spec.crop_padding))
         if spec.flip:
             steps.append(data.transforms.RandomHorizontalFlip())
-    steps.append(data.transforms.Normalize(spec.mean, spec.std))
+    steps += [data.transforms.ToTensor(), data.transforms.Normalize(spec.mean, spec.std)]
     dataset = getattr(data, spec.cls)(root=data_dir, train=train, transform=data.transforms.Compose(steps),
                                       download=True)
     if limit is not None and limit < len(dataset):

@@ -20,12 +20,16 @@ def _python_blocks():
 def test_readme_python_block_runs(index, capsys, monkeypatch):
     block = _python_blocks()[index]
     if "FashionMNIST(" in block:
+        original = pyconvnet.data.FashionMNIST
         try:
-            dataset = pyconvnet.data.FashionMNIST(train=True)
+            original(train=True)
         except FileNotFoundError:
             pytest.skip("Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
         # Same code, fewer images: the loop's imports pick up the patched name.
-        monkeypatch.setattr(pyconvnet.data, "FashionMNIST", lambda train=True: pyconvnet.data.Subset(dataset, range(512)))
+        def first_512(train=True, **kwargs):
+            return pyconvnet.data.Subset(original(train=train, **kwargs), range(512))
+
+        monkeypatch.setattr(pyconvnet.data, "FashionMNIST", first_512)
     isa, threads = backend.isa(), backend.get_num_threads()
     try:  # the examples switch ISA and threads: restore them for the tests that follow
         exec(compile(block, f"README.md python block {index}", "exec"), {})

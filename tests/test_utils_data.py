@@ -54,6 +54,7 @@ def test_module_paths_name_the_same_objects():
     from pyconvnet.vision import datasets, transforms
 
     assert DataLoader is data.DataLoader is pyconvnet.data.DataLoader
+    assert pcn.utils.data is data and pcn.vision.datasets is datasets  # as torch.utils.data after `import torch`
     assert datasets.MNIST is pyconvnet.data.MNIST and datasets.CIFAR10 is pyconvnet.data.CIFAR10
     assert transforms.Normalize is pyconvnet.data.transforms.Normalize
     for name in ["Dataset", "DataLoader", "TensorDataset", "Subset", "random_split", "ConcatDataset", "Sampler",

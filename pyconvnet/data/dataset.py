@@ -16,6 +16,7 @@ import warnings
 import numpy as np
 
 from ..tensor import Tensor, from_numpy
+from .functional import pillow
 from .sampler import check_generator, pass_generator
 
 __all__ = ["Dataset", "TensorDataset", "Subset", "ConcatDataset", "random_split", "ArrayImageDataset"]
@@ -140,20 +141,15 @@ def random_split(dataset, lengths, generator=None):
     return subsets
 
 
-def _to_float(images):
-    """uint8 -> C-contiguous float32 in [0, 1], dividing by 255 as torchvision's ToTensor does."""
-    out = np.empty(images.shape, dtype=np.float32)
-    return np.divide(images, np.float32(255), out=out)
-
-
 class ArrayImageDataset(Dataset):
-    """Images and labels held in memory as numpy arrays.
+    """Images and labels held in memory as numpy arrays, served as torchvision serves them.
 
     ``data`` is uint8, (N, H, W) for grayscale or (N, H, W, C) channels-last (torchvision's
-    layouts); ``targets`` is int64 (N,). Items are ``(image, label)`` with ``image`` a float32
-    (C, H, W) array in [0, 1] after ``transform`` and ``label`` an int after ``target_transform``.
-    ``get_batch`` gathers a batch with one fancy index and applies a batched transform (see
-    ``pyconvnet.data.transforms``) once to the whole batch, any other transform per sample.
+    layouts); ``targets`` is int64 (N,). Item ``i`` is ``(image, target)``: ``image`` a PIL
+    image (mode 'L' or 'RGB') passed through ``transform``, ``target`` an int passed through
+    ``target_transform``. ``get_batch`` gives the DataLoader whole batches when ``transform``
+    is batched (see ``pyconvnet.data.transforms``): one fancy index gathers the uint8 images
+    (N, C, H, W) and the transform's ``batch`` runs once, without a PIL image per sample.
     """
 
     classes = ()
@@ -171,31 +167,29 @@ class ArrayImageDataset(Dataset):
     def __len__(self):
         return len(self.data)
 
-    def _chw(self, images):
-        """(N, H, W[, C]) uint8 -> (N, C, H, W) view."""
-        return images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
-
     def __getitem__(self, index):
         if not isinstance(index, numbers.Integral) or isinstance(index, bool):
             raise TypeError(f"{type(self).__name__} indices must be integers, got {type(index).__name__}")
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} is out of range for {type(self).__name__} of length {len(self)}")
-        image = _to_float(self._chw(self.data[index : index + 1 or None])[0])
-        label = int(self.targets[index])
+        image = pillow().fromarray(self.data[index])
+        target = int(self.targets[index])
         if self.transform is not None:
             image = self.transform(image)
         if self.target_transform is not None:
-            label = self.target_transform(label)
-        return image, label
+            target = self.target_transform(target)
+        return image, target
 
     def get_batch(self, indices):
-        """``[images (N, C, H, W) float32, labels (N,) int64]`` for ``indices``, or None when
-        ``transform`` is not batched or ``target_transform`` is set."""
-        batched = self.transform is None or getattr(self.transform, "batched", False)
-        if self.target_transform is not None or not batched:
+        """``[images (N, C, H, W), targets (N,) int64]`` as the DataLoader would collate the
+        items, or None when it cannot do it at once: no batched ``transform``, a
+        ``target_transform``, or a transform that leaves PIL images (which do not collate)."""
+        if self.transform is None or not getattr(self.transform, "batched", False) or self.target_transform is not None:
             return None
         indices = np.asarray(indices, dtype=np.int64)
-        images = _to_float(self._chw(self.data[indices]))
-        if self.transform is not None:
-            images = self.transform(images)
+        images = self.data[indices]
+        images = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
+        images = self.transform.batch(images)
+        if images.dtype == np.uint8:
+            return None
         return [from_numpy(np.ascontiguousarray(images)), from_numpy(self.targets[indices])]

@@ -1,10 +1,10 @@
 """torchvision's module paths: ``pyconvnet.vision.datasets``, ``.transforms`` and ``.utils``
 are ``torchvision.datasets``, ``torchvision.transforms`` and ``torchvision.utils``.
 
-Each submodule names objects implemented elsewhere in pyconvnet (datasets and transforms in
-``pyconvnet.data``); nothing here is a second implementation.
+The datasets and transforms are implemented in ``pyconvnet.data`` and only named here;
+``utils`` (make_grid, save_image) lives here.
 """
 
-from . import datasets, transforms
+from . import datasets, transforms, utils
 
-__all__ = ["datasets", "transforms"]
+__all__ = ["datasets", "transforms", "utils"]
