@@ -296,3 +296,60 @@ def test_wrong_input_types_are_type_errors():
     for transform in (T.RandomCrop(2), T.CenterCrop(2), T.Resize(2), T.RandomHorizontalFlip(p=1.0), T.Pad(1)):
         with pytest.raises(TypeError, match="PIL Image or a Tensor"):
             transform(np.zeros((3, 4, 4), np.float32))
+
+
+# ----------------------------------------------------------------------------- rotation
+def _theta(height, width, angle, centre):
+    """torch.affine_grid's theta for the rotation, found by mapping three normalised points."""
+    cos, sin = np.cos(np.radians(angle)), np.sin(np.radians(angle))
+    cx, cy = centre
+
+    def source(u, v):
+        x, y = (u + 1) * width / 2, (v + 1) * height / 2
+        sx, sy = cos * (x - cx) - sin * (y - cy) + cx, sin * (x - cx) + cos * (y - cy) + cy
+        return np.array([sx / (width / 2) - 1, sy / (height / 2) - 1])
+
+    origin = source(0, 0)
+    return np.stack([source(1, 0) - origin, source(0, 1) - origin, origin], axis=1)
+
+
+# (90 degrees about the centre of a 6x7 image would put every source on a pixel edge, where
+# nearest rounding is a tie that float error breaks either way; about (3.5, 3.5) it hits centres.)
+@pytest.mark.parametrize("angle,centre", [(90, (3.5, 3.5)), (33.0, None), (-71.5, (2.0, 1.5)), (200, (0.0, 5.0))])
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+def test_tensor_rotate_matches_torch_grid_sample(angle, centre, mode):
+    x = _tensor(6, 7, lead=(2,))
+    ours = TF.rotate(x, angle, T.InterpolationMode(mode), center=centre).numpy()
+    theta = torch.tensor(_theta(6, 7, angle, centre or (3.5, 3.0)), dtype=torch.float32)[None].expand(2, 2, 3)
+    grid = torch.nn.functional.affine_grid(theta, (2, 3, 6, 7), align_corners=False)
+    theirs = torch.nn.functional.grid_sample(torch.from_numpy(x.numpy()), grid, mode=mode, align_corners=False)
+    # nearest: a source landing within float error of a pixel edge may round either way
+    mismatched = np.abs(ours - theirs.numpy()) > 1e-4
+    assert mismatched.mean() < (0.02 if mode == "nearest" else 1e-9)
+
+
+def test_rotation_direction_expand_and_fill():
+    x = _tensor(4, 6)
+    square = _tensor(5, 5)
+    # counter-clockwise, as np.rot90 over (H, W) and as Pillow
+    np.testing.assert_allclose(TF.rotate(square, 90).numpy(), np.rot90(square.numpy(), 1, axes=(1, 2)), atol=1e-6)
+    np.testing.assert_allclose(TF.rotate(x, 90, expand=True).numpy(), np.rot90(x.numpy(), 1, axes=(1, 2)), atol=1e-6)
+    pixels = _rgb(4, 6)
+    np.testing.assert_array_equal(np.asarray(TF.rotate(Image.fromarray(pixels), 90, expand=True)), np.rot90(pixels))
+    filled = TF.rotate(square, 45, fill=[0.25, 0.5, 0.75]).numpy()
+    assert filled[:, 0, 0].tolist() == [0.25, 0.5, 0.75]
+    assert TF.rotate(Image.fromarray(pixels), 45, fill=(1, 2, 3)).getpixel((0, 0)) == (1, 2, 3)
+    with pytest.raises(TypeError, match="angle"):
+        TF.rotate(square, "90")
+
+
+def test_random_rotation_draws_the_angle():
+    x = _tensor(5, 5)
+    with T.use_generator(np.random.default_rng(9)):
+        out = T.RandomRotation(30, interpolation=T.InterpolationMode.BILINEAR)(x).numpy()
+    angle = np.random.default_rng(9).uniform(-30, 30)
+    np.testing.assert_allclose(out, TF.rotate(x, angle, T.InterpolationMode.BILINEAR, fill=0).numpy(), atol=1e-6)
+    assert T.RandomRotation((10, 20)).degrees == (10.0, 20.0)
+    assert T.RandomRotation(10)(Image.fromarray(_rgb())).size == (8, 6)
+    with pytest.raises(ValueError, match="positive"):
+        T.RandomRotation(-5)

@@ -13,6 +13,7 @@ PIL image is made, never for Tensors.
 """
 
 import enum
+import math
 import numbers
 import sys
 
@@ -22,7 +23,7 @@ from ..tensor import Tensor, from_numpy
 
 __all__ = ["InterpolationMode", "adjust_brightness", "adjust_contrast", "adjust_hue", "adjust_saturation",
            "center_crop", "crop", "get_dimensions", "get_image_size", "hflip", "normalize", "pad", "pil_to_tensor",
-           "resize", "resized_crop", "rgb_to_grayscale", "to_grayscale", "to_pil_image", "to_tensor", "vflip"]
+           "resize", "resized_crop", "rgb_to_grayscale", "rotate", "to_grayscale", "to_pil_image", "to_tensor", "vflip"]
 
 
 class InterpolationMode(enum.Enum):
@@ -363,6 +364,68 @@ def resize(img, size, interpolation=InterpolationMode.BILINEAR, max_size=None, a
 
 def resized_crop(img, top, left, height, width, size, interpolation=InterpolationMode.BILINEAR, antialias=True):
     return resize(crop(img, top, left, height, width), size, interpolation, antialias=antialias)
+
+
+def _sample(array, source_x, source_y, interpolation):
+    """``array`` (..., H, W) read at pixel-index coordinates (source_y, source_x) (each (H', W')),
+    zero outside, as torch's grid_sample(align_corners=False, padding_mode='zeros')."""
+    height, width = array.shape[-2:]
+
+    def tap(y, x):
+        inside = (y >= 0) & (y < height) & (x >= 0) & (x < width)
+        return np.where(inside, array[..., np.clip(y, 0, height - 1), np.clip(x, 0, width - 1)], 0)
+
+    if interpolation is InterpolationMode.NEAREST:
+        return tap(np.rint(source_y).astype(np.int64), np.rint(source_x).astype(np.int64))
+    x0, y0 = np.floor(source_x).astype(np.int64), np.floor(source_y).astype(np.int64)
+    fx, fy = source_x - x0, source_y - y0
+    return ((1 - fy) * ((1 - fx) * tap(y0, x0) + fx * tap(y0, x0 + 1))
+            + fy * ((1 - fx) * tap(y0 + 1, x0) + fx * tap(y0 + 1, x0 + 1)))
+
+
+def rotate_array(array, angle, interpolation=InterpolationMode.NEAREST, expand=False, center=None, fill=None):
+    """(..., C, H, W) rotated ``angle`` degrees counter-clockwise about ``center`` ((x, y) pixels
+    from the top-left corner; default the image centre); ``expand`` grows the output to hold
+    the whole rotated image; ``fill`` paints the area outside it (default 0)."""
+    if interpolation not in (InterpolationMode.NEAREST, InterpolationMode.BILINEAR):
+        raise ValueError(f"rotate: Tensors support InterpolationMode.NEAREST and BILINEAR, got {interpolation}")
+    height, width = array.shape[-2:]
+    radians = math.radians(angle)
+    cos, sin = math.cos(radians), math.sin(radians)
+    if expand:  # about the centre, into the bounding box of the rotated corners
+        out_width = math.ceil(abs(width * cos) + abs(height * sin) - 1e-4)
+        out_height = math.ceil(abs(width * sin) + abs(height * cos) - 1e-4)
+        centre_x, centre_y, out_centre_x, out_centre_y = width / 2, height / 2, out_width / 2, out_height / 2
+    else:
+        out_height, out_width = height, width
+        centre_x, centre_y = (width / 2, height / 2) if center is None else (float(center[0]), float(center[1]))
+        out_centre_x, out_centre_y = centre_x, centre_y
+    # Each output pixel centre, relative to the output centre, rotated back into the input.
+    y, x = np.mgrid[0:out_height, 0:out_width].astype(np.float64) + 0.5
+    x, y = x - out_centre_x, y - out_centre_y
+    source_x = cos * x - sin * y + centre_x - 0.5
+    source_y = sin * x + cos * y + centre_y - 0.5
+    values = array.astype(np.float32, copy=False)
+    out = _sample(values, source_x, source_y, interpolation)
+    if fill is not None:
+        mask = _sample(np.ones((height, width), np.float32), source_x, source_y, interpolation)
+        fill = np.asarray(fill, dtype=np.float32).reshape(-1, 1, 1)
+        out = out * mask + (1 - mask) * fill if interpolation is InterpolationMode.BILINEAR \
+            else np.where(mask < 0.5, fill, out)
+    if array.dtype.kind != "f":
+        return np.round(out).astype(array.dtype)
+    return out.astype(np.float32)
+
+
+def rotate(img, angle, interpolation=InterpolationMode.NEAREST, expand=False, center=None, fill=None):
+    """Rotate ``angle`` degrees counter-clockwise (see ``rotate_array``); PIL images with Pillow."""
+    _check_interpolation(interpolation)
+    if not isinstance(angle, numbers.Real):
+        raise TypeError(f"rotate: angle should be a number, got {type(angle).__name__}")
+    if is_pil(img):
+        fillcolor = tuple(fill) if isinstance(fill, (tuple, list)) else fill
+        return img.rotate(angle, getattr(pillow().Resampling, interpolation.name), expand, center, fillcolor=fillcolor)
+    return _tensor(rotate_array(_array(img, "rotate"), angle, interpolation, expand, center, fill))
 
 
 # ----------------------------------------------------------------------------- colour

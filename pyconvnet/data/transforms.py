@@ -31,7 +31,7 @@ from .functional import InterpolationMode
 
 __all__ = ["CenterCrop", "ColorJitter", "Compose", "Grayscale", "InterpolationMode", "Lambda", "Normalize", "Pad",
            "PILToTensor", "RandomApply", "RandomCrop", "RandomGrayscale", "RandomHorizontalFlip", "RandomResizedCrop",
-           "RandomVerticalFlip", "Resize", "ToPILImage", "ToTensor", "Transform", "use_generator"]
+           "RandomRotation", "RandomVerticalFlip", "Resize", "ToPILImage", "ToTensor", "Transform", "use_generator"]
 
 _scope = threading.local()
 
@@ -392,6 +392,33 @@ class RandomResizedCrop(Transform):
     def __call__(self, img):
         top, left, h, w = self.get_params(img, self.scale, self.ratio)
         return F.resized_crop(img, top, left, h, w, self.size, self.interpolation, self.antialias)
+
+
+class RandomRotation(Transform):
+    """Rotate by an angle drawn uniformly from ``degrees`` ((min, max), or a number d for (-d, d)),
+    counter-clockwise; see ``functional.rotate`` for ``expand``, ``center`` and ``fill``."""
+
+    def __init__(self, degrees, interpolation=InterpolationMode.NEAREST, expand=False, center=None, fill=0):
+        if isinstance(degrees, numbers.Real) and not isinstance(degrees, bool):
+            if degrees < 0:
+                raise ValueError(f"RandomRotation: if degrees is a single number, it must be positive, got {degrees}")
+            degrees = (-degrees, degrees)
+        self.degrees = _range(degrees, "RandomRotation: degrees", -math.inf, math.inf)
+        F._check_interpolation(interpolation)
+        if center is not None and (not isinstance(center, (tuple, list)) or len(center) != 2):
+            raise ValueError(f"RandomRotation: center should be a sequence of two numbers, got {center!r}")
+        self.interpolation = interpolation
+        self.expand = bool(expand)
+        self.center = center
+        self.fill = fill
+
+    @staticmethod
+    def get_params(degrees):
+        return float(_rng().uniform(degrees[0], degrees[1]))
+
+    def __call__(self, img):
+        angle = self.get_params(self.degrees)
+        return F.rotate(img, angle, self.interpolation, self.expand, self.center, self.fill)
 
 
 def _jitter_range(value, name, centre, bound, clip_at_zero):
