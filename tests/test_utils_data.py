@@ -59,7 +59,8 @@ def test_module_paths_name_the_same_objects():
     assert transforms.Normalize is pyconvnet.data.transforms.Normalize
     for name in ["Dataset", "DataLoader", "TensorDataset", "Subset", "random_split", "ConcatDataset", "Sampler",
                  "RandomSampler", "SequentialSampler", "BatchSampler", "SubsetRandomSampler", "WeightedRandomSampler",
-                 "default_collate", "default_convert", "get_worker_info"]:
+                 "default_collate", "default_convert", "get_worker_info", "IterableDataset", "ChainDataset",
+                 "StackDataset"]:
         assert name in tdata.__all__ and hasattr(data, name), name
 
 
@@ -311,7 +312,15 @@ def test_worker_init_fn_and_get_worker_info():
     assert set(dataset.served.values()) == {None}
 
 
-def test_persistent_workers_start_once():
+def _loader_threads_end():
+    """Wait (up to 10 s) for the worker threads to finish; True when they all did."""
+    for thread in threading.enumerate():
+        if thread.name.startswith("pyconvnet-data"):
+            thread.join(10)
+    return not any(thread.name.startswith("pyconvnet-data") for thread in threading.enumerate())
+
+
+def test_persistent_workers_start_once_and_end_with_the_loader():
     started = []
     loader = data.DataLoader(_Probe(), batch_size=3, num_workers=2, persistent_workers=True,
                              worker_init_fn=started.append)
@@ -320,6 +329,8 @@ def test_persistent_workers_start_once():
     next(iter(loader))  # an abandoned epoch, then a full one
     assert len(list(loader)) == 4
     assert sorted(started) == [0, 1]
+    del loader
+    assert _loader_threads_end()
 
 
 def test_timeout_raises_and_does_not_wait_for_the_stuck_batch():
@@ -339,6 +350,7 @@ def test_timeout_raises_and_does_not_wait_for_the_stuck_batch():
             next(iter(loader))
     finally:
         release.set()
+    assert _loader_threads_end()
 
 
 def test_shuffle_with_generator_is_reproducible_and_leaves_the_global_generator():
@@ -352,3 +364,71 @@ def test_shuffle_with_generator_is_reproducible_and_leaves_the_global_generator(
     assert epoch(1) == epoch(1) != epoch(2)
     assert sorted(epoch(1)) == list(range(11))
     assert pcn.random.default_generator().bit_generator.state == before
+
+
+# ----------------------------------------------------------------------------- iterable datasets
+class Stream(data.IterableDataset):
+    """0..count-1 (as (value, value * 10)), each worker giving every num_workers-th item, as torch's
+    documentation shards an IterableDataset; works under torch.utils.data too."""
+
+    def __init__(self, count, base=data):
+        self.count = count
+        self.base = base
+
+    def __len__(self):
+        return self.count
+
+    def __iter__(self):
+        info = self.base.get_worker_info()
+        start, step = (0, 1) if info is None else (info.id, info.num_workers)
+        for value in range(start, self.count, step):
+            yield np.float32(value), value * 10
+
+
+class TorchStream(Stream, tdata.IterableDataset):
+    def __init__(self, count):
+        super().__init__(count, tdata)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"batch_size": 4}, {"batch_size": 4, "drop_last": True},
+                                    {"batch_size": None}])
+def test_iterable_dataset_matches_torch(kwargs):
+    ours = list(data.DataLoader(Stream(10), **kwargs))
+    theirs = list(tdata.DataLoader(TorchStream(10), **kwargs))
+    assert len(ours) == len(theirs) == len(data.DataLoader(Stream(10), **kwargs)) == len(
+        tdata.DataLoader(TorchStream(10), **kwargs))
+    for a, b in zip(ours, theirs, strict=True):
+        _assert_same(a, b)
+
+
+def test_iterable_dataset_with_workers_takes_batches_in_turn():
+    # worker 0 streams 0, 3, 6, 9, 12; worker 1 streams 1, 4, 7, 10; worker 2 streams 2, 5, 8, 11
+    batches = [b[1].numpy().tolist() for b in data.DataLoader(Stream(13), batch_size=2, num_workers=3)]
+    assert batches == [[0, 30], [10, 40], [20, 50], [60, 90], [70, 100], [80, 110], [120]]
+    again = [b[1].numpy().tolist() for b in data.DataLoader(Stream(13), batch_size=2, num_workers=3,
+                                                             prefetch_factor=1, drop_last=True)]
+    assert again == batches[:-1]
+
+
+def test_iterable_dataset_argument_checks_and_chaining():
+    for kwargs in ({"shuffle": True}, {"sampler": [0]}, {"batch_sampler": [[0]]}):
+        with pytest.raises(ValueError, match="IterableDataset"):
+            data.DataLoader(Stream(3), **kwargs)
+        with pytest.raises(ValueError):
+            tdata.DataLoader(TorchStream(3), **kwargs)
+    chained = Stream(2) + Stream(3)
+    assert isinstance(chained, data.ChainDataset) and len(chained) == 5
+    assert [int(x) for x, _ in chained] == [0, 1, 0, 1, 2]
+    with pytest.raises(TypeError, match="ChainDataset"):
+        data.ConcatDataset([Stream(2)])
+
+
+def test_stack_dataset_matches_torch():
+    images, labels = [np.full(2, i, np.float32) for i in range(4)], list(range(4))
+    for args, kwargs in (((images, labels), {}), ((), {"image": images, "label": labels})):
+        ours, theirs = data.StackDataset(*args, **kwargs), tdata.StackDataset(*args, **kwargs)
+        assert len(ours) == len(theirs) == 4
+        _assert_same(data.default_collate([ours[i] for i in range(4)]),
+                     tdata.default_collate([theirs[i] for i in range(4)]))
+    with pytest.raises(ValueError, match="size mismatch"):
+        data.StackDataset(images, labels[:3])

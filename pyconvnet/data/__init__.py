@@ -9,7 +9,8 @@ datasets are looked up and how they are fetched.
 from . import transforms
 from .cifar import CIFAR10
 from .collate import default_collate, default_convert
-from .dataset import ConcatDataset, Dataset, Subset, TensorDataset, random_split
+from .dataset import (ChainDataset, ConcatDataset, Dataset, IterableDataset, StackDataset, Subset, TensorDataset,
+                      random_split)
 from .download import DatasetNotFoundError, DownloadError
 from .folder import ImageFolder
 from .loader import DataLoader, WorkerInfo, get_worker_info
@@ -20,6 +21,7 @@ from .sampler import (BatchSampler, RandomSampler, Sampler, SequentialSampler, S
 __all__ = [
     "BatchSampler",
     "CIFAR10",
+    "ChainDataset",
     "ConcatDataset",
     "DataLoader",
     "Dataset",
@@ -27,10 +29,12 @@ __all__ = [
     "DownloadError",
     "FashionMNIST",
     "ImageFolder",
+    "IterableDataset",
     "MNIST",
     "RandomSampler",
     "Sampler",
     "SequentialSampler",
+    "StackDataset",
     "Subset",
     "SubsetRandomSampler",
     "TensorDataset",

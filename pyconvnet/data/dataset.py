@@ -1,6 +1,6 @@
-"""Map-style datasets (torch.utils.data): ``Dataset``, ``TensorDataset``, ``Subset``,
-``ConcatDataset``, ``random_split``, and the in-memory image dataset behind MNIST,
-Fashion-MNIST and CIFAR-10.
+"""Datasets (torch.utils.data): map-style ``Dataset``, ``TensorDataset``, ``StackDataset``,
+``Subset``, ``ConcatDataset``, ``random_split``; stream-style ``IterableDataset`` and
+``ChainDataset``; and the in-memory image dataset behind MNIST, Fashion-MNIST and CIFAR-10.
 
 The batch protocol: a dataset may define ``get_batch(indices)`` returning exactly what
 ``default_collate([dataset[i] for i in indices])`` would (a list of Tensors), or None when
@@ -19,7 +19,8 @@ from ..tensor import Tensor, from_numpy
 from .functional import pillow
 from .sampler import check_generator, pass_generator
 
-__all__ = ["Dataset", "TensorDataset", "Subset", "ConcatDataset", "random_split", "ArrayImageDataset"]
+__all__ = ["Dataset", "IterableDataset", "TensorDataset", "StackDataset", "Subset", "ConcatDataset", "ChainDataset",
+           "random_split", "ArrayImageDataset"]
 
 
 class Dataset:
@@ -34,6 +35,53 @@ class Dataset:
 
     def __add__(self, other):
         return ConcatDataset([self, other])
+
+
+class IterableDataset(Dataset):
+    """Base class for datasets read as a stream (``torch.utils.data.IterableDataset``):
+    subclasses define ``__iter__``; ``a + b`` chains two of them."""
+
+    def __iter__(self):
+        raise NotImplementedError(f"{type(self).__name__} must define __iter__")
+
+    def __add__(self, other):
+        return ChainDataset([self, other])
+
+
+class ChainDataset(IterableDataset):
+    """The items of each of ``datasets`` (iterables) in turn."""
+
+    def __init__(self, datasets):
+        self.datasets = datasets
+
+    def __iter__(self):
+        for dataset in self.datasets:
+            yield from dataset
+
+    def __len__(self):
+        return sum(len(dataset) for dataset in self.datasets)
+
+
+class StackDataset(Dataset):
+    """Item ``i`` gathers item ``i`` of each dataset: a tuple for ``StackDataset(*datasets)``,
+    a dict for ``StackDataset(**datasets)``; the datasets must have one length."""
+
+    def __init__(self, *args, **kwargs):
+        if bool(args) == bool(kwargs):
+            raise ValueError("StackDataset: give datasets either as positional or as keyword arguments, not both")
+        self.datasets = args or kwargs
+        lengths = {len(dataset) for dataset in (args or kwargs.values())}
+        if len(lengths) != 1:
+            raise ValueError(f"StackDataset: size mismatch between datasets: lengths {sorted(lengths)}")
+        self._length = lengths.pop()
+
+    def __getitem__(self, index):
+        if isinstance(self.datasets, dict):
+            return {key: dataset[index] for key, dataset in self.datasets.items()}
+        return tuple(dataset[index] for dataset in self.datasets)
+
+    def __len__(self):
+        return self._length
 
 
 class TensorDataset(Dataset):
@@ -90,6 +138,8 @@ class ConcatDataset(Dataset):
         self.datasets = list(datasets)
         if not self.datasets:
             raise ValueError("ConcatDataset: datasets should not be an empty iterable")
+        if any(isinstance(dataset, IterableDataset) for dataset in self.datasets):
+            raise TypeError("ConcatDataset does not support IterableDataset (use ChainDataset)")
         self.cumulative_sizes = []
         total = 0
         for dataset in self.datasets:

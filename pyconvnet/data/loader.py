@@ -3,7 +3,10 @@
 Same arguments, defaults and meaning as torch's. A batch is the indices the batch sampler
 gives, fetched with ``dataset[i]`` (or ``dataset.__getitems__``) and joined by ``collate_fn``;
 with the default collate, a dataset that offers ``get_batch(indices)`` (pyconvnet's
-in-memory datasets, ``TensorDataset``) gathers the whole batch in one step instead.
+in-memory datasets, ``TensorDataset``) gathers the whole batch in one step instead. An
+``IterableDataset`` is read in order, ``batch_size`` items a batch; with workers, each worker
+iterates the dataset itself (``get_worker_info()`` tells it which share to give, as in
+torch) and batches come from the workers in turn.
 
 Workers are threads, not processes: the built-in datasets live in memory, numpy releases the
 GIL while it copies and converts, and threads cannot deadlock an OpenMP runtime the way
@@ -28,13 +31,16 @@ draws from them inside ``__getitem__`` is reproducible only with ``num_workers=0
 
 import collections
 import concurrent.futures
+import itertools
 import threading
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
 
 from .. import random as _random
 from .collate import default_collate, default_convert
+from .dataset import IterableDataset
 from .sampler import BatchSampler, RandomSampler, SequentialSampler, check_generator, positive_int
 from .transforms import use_generator
 
@@ -71,8 +77,15 @@ class DataLoader:
                  collate_fn=None, pin_memory=False, drop_last=False, timeout=0, worker_init_fn=None,
                  multiprocessing_context=None, generator=None, *, prefetch_factor=None, persistent_workers=False,
                  pin_memory_device="", in_order=True):
-        if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
-            raise TypeError(f"DataLoader: dataset must define __len__ and __getitem__, got {type(dataset).__name__}")
+        self._iterable = isinstance(dataset, IterableDataset)
+        if not self._iterable and (not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__")):
+            raise TypeError(f"DataLoader: dataset must define __len__ and __getitem__ (or be an IterableDataset), "
+                            f"got {type(dataset).__name__}")
+        if self._iterable:
+            for name, value in (("shuffle", shuffle), ("sampler", sampler), ("batch_sampler", batch_sampler)):
+                if value not in (None, False):
+                    raise ValueError(f"DataLoader with IterableDataset: expected unspecified {name} option, "
+                                     f"but got {name}={value!r}")
         self.num_workers = positive_int(num_workers, "DataLoader: num_workers", 0)
         if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 0:
             raise ValueError(f"DataLoader: timeout must be a non-negative number, got {timeout!r}")
@@ -100,16 +113,17 @@ class DataLoader:
             raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle")
         self.dataset = dataset
         self.generator = check_generator(generator, "DataLoader")
-        if sampler is None:
+        if sampler is None and not self._iterable:
             sampler = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
-        if batch_size is not None and batch_sampler is None:
+        if batch_size is not None and batch_sampler is None and not self._iterable:
             batch_sampler = BatchSampler(sampler, batch_size, bool(drop_last))
+        self._auto_collation = batch_sampler is not None or (self._iterable and batch_size is not None)
         self.batch_size = batch_size
         self.drop_last = bool(drop_last)
         self.sampler = sampler
         self.batch_sampler = batch_sampler
         self.collate_fn = collate_fn if collate_fn is not None else (
-            default_collate if batch_sampler is not None else default_convert)
+            default_collate if self._auto_collation else default_convert)
         self.prefetch_factor = None if self.num_workers == 0 else (
             2 if prefetch_factor is None else positive_int(prefetch_factor, "DataLoader: prefetch_factor"))
         self.pin_memory = bool(pin_memory)
@@ -120,27 +134,38 @@ class DataLoader:
         self.persistent_workers = bool(persistent_workers)
         self.in_order = in_order
         self._workers = None  # kept between epochs with persistent_workers
-        self._iterator = None
+        self._iterator = lambda: None  # a weak reference to the epoch in progress
 
     @property
     def _index_sampler(self):
         return self.batch_sampler if self.batch_sampler is not None else self.sampler
 
     def __len__(self):
-        return len(self._index_sampler)
+        if not self._iterable:
+            return len(self._index_sampler)
+        count = len(self.dataset)  # a TypeError when the IterableDataset has no length, as in torch
+        if self.batch_size is None:
+            return count
+        return count // self.batch_size if self.drop_last else -(-count // self.batch_size)
 
     def __iter__(self):
-        if self._iterator is not None:
-            self._iterator.close()  # one epoch at a time for persistent workers
+        previous = self._iterator()
+        if previous is not None:
+            previous.close()  # one epoch at a time for persistent workers
         iterator = _BatchIterator(self)
         if self.persistent_workers:
-            self._iterator = iterator
+            self._iterator = weakref.ref(iterator)
         return iterator
+
+    def __del__(self):
+        # Persistent workers end with their loader (without waiting: this may run in one of them).
+        for worker in getattr(self, "_workers", None) or ():
+            worker.shutdown(wait=False)
 
     def _fetch(self, indices):
         """One batch: through ``get_batch`` when the dataset offers it for the default collate."""
         dataset = self.dataset
-        if self.batch_sampler is None:
+        if not self._auto_collation:
             return self.collate_fn(dataset[indices])
         if self.collate_fn is default_collate and hasattr(dataset, "get_batch"):
             batch = dataset.get_batch(indices)
@@ -181,6 +206,33 @@ def _load(loader, indices, seed):
         return loader._fetch(indices)
 
 
+_END = object()  # what a stream gives after its last batch
+
+
+class _Stream:
+    """One pass over an IterableDataset, started by the thread that reads it first."""
+
+    def __init__(self, dataset):
+        self._dataset = dataset
+        self._items = None
+
+    def next_batch(self, loader):
+        if self._items is None:
+            self._items = iter(self._dataset)
+        if loader.batch_size is None:
+            item = next(self._items, _END)
+            return item if item is _END else loader.collate_fn(item)
+        items = list(itertools.islice(self._items, loader.batch_size))
+        if not items or (loader.drop_last and len(items) < loader.batch_size):
+            return _END
+        return loader.collate_fn(items)
+
+
+def _load_streamed(loader, stream, seed):
+    with use_generator(np.random.Generator(np.random.PCG64(seed))):
+        return stream.next_batch(loader)
+
+
 class _BatchIterator:
     """One epoch over a DataLoader; ``close()`` (also on garbage collection) stops its work."""
 
@@ -190,8 +242,9 @@ class _BatchIterator:
         self._pending = collections.deque()
         generator = loader.generator if loader.generator is not None else _random.default_generator()
         self._base_seed = int(generator.integers(0, 1 << 64, dtype=np.uint64))
-        self._indices = iter(loader._index_sampler)
-        self._length = len(loader)
+        self._indices = None if loader._iterable else iter(loader._index_sampler)
+        self._streams = [_Stream(loader.dataset) for _ in range(max(loader.num_workers, 1))] if loader._iterable else None
+        self._turns = collections.deque(range(len(self._streams))) if loader._iterable else None
         self._submitted = 0
         self._exhausted = False
         if loader.num_workers:
@@ -204,43 +257,65 @@ class _BatchIterator:
             self._depth = loader.num_workers * loader.prefetch_factor
 
     def __len__(self):
-        return self._length
+        return len(self._loader)
 
     def __iter__(self):
         return self
 
     def _next_task(self):
-        """(indices, seed) of the next batch, or None at the end of the sampler."""
+        """(worker number, function, its arguments) for the next batch, or None at the end."""
         if self._exhausted:
             return None
-        try:
-            indices = next(self._indices)
-        except StopIteration:
-            self._exhausted = True
-            return None
-        number = self._submitted
+        seed = np.random.SeedSequence(self._base_seed, spawn_key=(self._submitted,))
+        if self._streams is not None:  # an IterableDataset: the workers take turns, while they have items
+            if not self._turns:
+                return None
+            worker = self._turns[0]
+            self._turns.rotate(-1)
+            task = (worker, _load_streamed, (self._loader, self._streams[worker], seed))
+        else:
+            try:
+                indices = next(self._indices)
+            except StopIteration:
+                self._exhausted = True
+                return None
+            task = (self._submitted % max(self._loader.num_workers, 1), _load, (self._loader, indices, seed))
         self._submitted += 1
-        return indices, np.random.SeedSequence(self._base_seed, spawn_key=(number,))
+        return task
+
+    def _finished(self, worker):
+        """Worker ``worker``'s stream ran out: no more turns for it."""
+        if worker in self._turns:
+            self._turns.remove(worker)
 
     def __next__(self):
+        while True:
+            worker, batch = self._next_batch()
+            if batch is not _END:
+                return batch
+            self._finished(worker)
+
+    def _next_batch(self):
+        """(worker number, its batch or _END); StopIteration after the last."""
         if self._workers is None:
             task = self._next_task()
             if task is None:
                 raise StopIteration
-            return _load(self._loader, *task)
+            worker, function, args = task
+            return worker, function(*args)
         while len(self._pending) < self._depth:
-            number = self._submitted
             task = self._next_task()
             if task is None:
                 break
-            worker = self._workers[number % len(self._workers)]
-            self._pending.append(worker.submit(_load, self._loader, *task))
+            worker, function, args = task
+            self._pending.append((worker, self._workers[worker].submit(function, *args)))
         if not self._pending:
             self.close()
             raise StopIteration
         timeout = self._loader.timeout or None
+        worker, future = self._pending.popleft()
         try:
-            return self._pending.popleft().result(timeout=timeout)
+            return worker, future.result(timeout=timeout)
         except concurrent.futures.TimeoutError:
             self.close(wait=False)
             raise RuntimeError(f"DataLoader timed out after {self._loader.timeout} seconds") from None
@@ -254,11 +329,12 @@ class _BatchIterator:
         self._exhausted = True
         if workers is None:
             return
-        for future in self._pending:
+        futures = [future for _, future in self._pending]
+        for future in futures:
             future.cancel()
         if self._loader.persistent_workers:
             if wait:
-                concurrent.futures.wait(self._pending)
+                concurrent.futures.wait(futures)
         else:
             for worker in workers:
                 worker.shutdown(wait)
