@@ -142,12 +142,13 @@ def test_compose_is_batched_only_when_every_part_is():
 def test_deterministic_batch_equals_the_per_sample_path():
     """uint8 batches stand for PIL images until ToTensor: both paths give the same numbers."""
     x = _bytes(5, 3, 7, 9)
-    pipeline = T.Compose([T.Pad((1, 2), fill=(10, 20, 30)), T.CenterCrop((8, 6)), T.ToTensor(),
-                          T.Normalize([0.5, 0.4, 0.3], [0.2, 0.3, 0.4])])
-    batch = pipeline.batch(x)
-    for n in range(5):
-        one = pipeline(Image.fromarray(x[n].transpose(1, 2, 0))).numpy()
-        np.testing.assert_allclose(batch[n], one, rtol=0, atol=1e-6)
+    for crop in ((8, 6), (14, 10), (3, 12)):  # inside, larger than (padded), one side each
+        pipeline = T.Compose([T.Pad((1, 2), fill=(10, 20, 30)), T.CenterCrop(crop), T.ToTensor(),
+                              T.Normalize([0.5, 0.4, 0.3], [0.2, 0.3, 0.4])])
+        batch = pipeline.batch(x)
+        for n in range(5):
+            one = pipeline(Image.fromarray(x[n].transpose(1, 2, 0))).numpy()
+            np.testing.assert_allclose(batch[n], one, rtol=0, atol=1e-6)
     np.testing.assert_array_equal(T.PILToTensor().batch(x), x.astype(np.int64))
     with pytest.raises(TypeError, match="uint8"):
         T.ToTensor().batch(_images(1, 1, 2, 2))

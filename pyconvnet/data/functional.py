@@ -5,8 +5,8 @@ Each public function takes a PIL image and returns one, or takes a pyconvnet Ten
 Tensor path works on the numpy array underneath through the ``*_array`` helpers, which the
 transforms' batch path (``Transform.batch``) calls too. Differences from torchvision, from
 pyconvnet's dtypes: ``pil_to_tensor`` gives int64 where torch gives uint8 (and integer Tensors
-are taken as 0..255 images wherever torchvision takes uint8 ones); Tensors resize with
-nearest or bilinear interpolation only.
+are taken as 0..255 images wherever torchvision takes uint8 ones); Tensors resize and rotate
+with nearest or bilinear interpolation only.
 
 Pillow is an optional extra (``pip install 'pyconvnet[image]'``): it is imported when a
 PIL image is made, never for Tensors.
@@ -265,23 +265,24 @@ def size_pair(size, name):
     return size
 
 
-def center_crop_box(height, width, crop_height, crop_width):
-    """(top, left) of the centred window, rounded as torchvision rounds it."""
-    return int(round((height - crop_height) / 2.0)), int(round((width - crop_width) / 2.0))
+def center_crop_plan(height, width, crop_height, crop_width):
+    """torchvision's centre crop of a (height, width) image: the zero padding (left, top, right,
+    bottom) that makes it at least the crop's size, then the window's (top, left) in the padded
+    image, rounded as torchvision rounds it."""
+    extra_width, extra_height = max(crop_width - width, 0), max(crop_height - height, 0)
+    edges = (extra_width // 2, extra_height // 2, (extra_width + 1) // 2, (extra_height + 1) // 2)
+    height, width = height + extra_height, width + extra_width
+    return edges, (int(round((height - crop_height) / 2.0)), int(round((width - crop_width) / 2.0)))
 
 
 def center_crop(img, output_size):
     """The centred ``output_size`` window, zero-padded first where the image is smaller."""
     crop_height, crop_width = size_pair(output_size, "center_crop")
     _, height, width = get_dimensions(img)
-    if crop_height > height or crop_width > width:
-        edges = ((crop_width - width) // 2 if crop_width > width else 0,
-                 (crop_height - height) // 2 if crop_height > height else 0,
-                 (crop_width - width + 1) // 2 if crop_width > width else 0,
-                 (crop_height - height + 1) // 2 if crop_height > height else 0)
+    edges, (top, left) = center_crop_plan(height, width, crop_height, crop_width)
+    if any(edges):
         img = pad(img, list(edges))
-        _, height, width = get_dimensions(img)
-    return crop(img, *center_crop_box(height, width, crop_height, crop_width), crop_height, crop_width)
+    return crop(img, top, left, crop_height, crop_width)
 
 
 def hflip(img):
@@ -345,14 +346,14 @@ def resize_array(array, size, interpolation=InterpolationMode.BILINEAR, antialia
     return out
 
 
-def _check_interpolation(interpolation):
+def check_interpolation(interpolation):
     if not isinstance(interpolation, InterpolationMode):
         raise TypeError(f"interpolation must be an InterpolationMode, got {interpolation!r}")
 
 
 def resize(img, size, interpolation=InterpolationMode.BILINEAR, max_size=None, antialias=True):
     """Resize to ``size`` (see ``resized_output_size``); PIL images resize with Pillow."""
-    _check_interpolation(interpolation)
+    check_interpolation(interpolation)
     _, height, width = get_dimensions(img)
     out_height, out_width = resized_output_size(height, width, size, max_size)
     if is_pil(img):
@@ -419,7 +420,7 @@ def rotate_array(array, angle, interpolation=InterpolationMode.NEAREST, expand=F
 
 def rotate(img, angle, interpolation=InterpolationMode.NEAREST, expand=False, center=None, fill=None):
     """Rotate ``angle`` degrees counter-clockwise (see ``rotate_array``); PIL images with Pillow."""
-    _check_interpolation(interpolation)
+    check_interpolation(interpolation)
     if not isinstance(angle, numbers.Real):
         raise TypeError(f"rotate: angle should be a number, got {type(angle).__name__}")
     if is_pil(img):

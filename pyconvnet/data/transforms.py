@@ -289,10 +289,8 @@ class CenterCrop(Transform):
         return F.center_crop(img, self.size)
 
     def batch(self, images):
-        height, width = _images(images, "CenterCrop").shape[2:]
-        if self.size[0] > height or self.size[1] > width:
-            raise ValueError(f"CenterCrop.batch: crop size {self.size} is larger than the images {(height, width)}")
-        return F.crop_array(images, *F.center_crop_box(height, width, *self.size), *self.size)
+        edges, (top, left) = F.center_crop_plan(*_images(images, "CenterCrop").shape[2:], *self.size)
+        return F.crop_array(F.pad_array(images, edges), top, left, *self.size)
 
 
 class _RandomFlip(Transform):
@@ -334,7 +332,7 @@ class Resize(Transform):
         F.size_pair(size, "Resize")
         if max_size is not None and isinstance(size, (tuple, list)) and len(size) == 2:
             raise ValueError("Resize: max_size is only allowed when size is an int")
-        F._check_interpolation(interpolation)
+        F.check_interpolation(interpolation)
         self.size = size
         self.interpolation = interpolation
         self.max_size = max_size
@@ -361,7 +359,7 @@ class RandomResizedCrop(Transform):
         self.size = F.size_pair(size, "RandomResizedCrop")
         self.scale = _range(scale, "RandomResizedCrop: scale", 0.0, math.inf)
         self.ratio = _range(ratio, "RandomResizedCrop: ratio", 1e-12, math.inf)
-        F._check_interpolation(interpolation)
+        F.check_interpolation(interpolation)
         self.interpolation = interpolation
         self.antialias = antialias
 
@@ -404,7 +402,7 @@ class RandomRotation(Transform):
                 raise ValueError(f"RandomRotation: if degrees is a single number, it must be positive, got {degrees}")
             degrees = (-degrees, degrees)
         self.degrees = _range(degrees, "RandomRotation: degrees", -math.inf, math.inf)
-        F._check_interpolation(interpolation)
+        F.check_interpolation(interpolation)
         if center is not None and (not isinstance(center, (tuple, list)) or len(center) != 2):
             raise ValueError(f"RandomRotation: center should be a sequence of two numbers, got {center!r}")
         self.interpolation = interpolation
