@@ -231,8 +231,11 @@ def pad(img, padding, fill=0, padding_mode="constant"):
     edges = padding_edges(padding)
     check_padding_mode(padding_mode, fill)
     if is_pil(img):
-        array = pad_array(np.asarray(img), edges, fill, padding_mode, channels_last=True)
-        return pillow().fromarray(array)
+        if padding_mode == "constant":
+            from PIL import ImageOps
+
+            return ImageOps.expand(img, border=edges, fill=tuple(fill) if isinstance(fill, (tuple, list)) else fill)
+        return pillow().fromarray(pad_array(np.asarray(img), edges, fill, padding_mode, channels_last=True))
     return _tensor(pad_array(_array(img, "pad"), edges, fill, padding_mode))
 
 
