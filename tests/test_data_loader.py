@@ -135,6 +135,21 @@ def test_prefetch_and_workers_give_the_same_batches(mnist, num_workers, prefetch
         np.testing.assert_array_equal(a[1], b[1])
 
 
+def test_per_sample_random_transforms_do_not_depend_on_the_workers(mnist):
+    """Items transformed one by one (a Lambda keeps the batch path off) draw from each batch's generator."""
+    mnist.transform = T.Compose([T.RandomResizedCrop(20), T.RandomHorizontalFlip(), T.ToTensor(),
+                                 T.Lambda(lambda image: image)])
+
+    def run(**kwargs):
+        return _epoch(DataLoader(mnist, batch_size=4, shuffle=True, generator=np.random.default_rng(2), **kwargs))
+
+    reference = run()
+    for other in (run(num_workers=1), run(num_workers=3, prefetch_factor=1)):
+        for a, b in zip(reference, other, strict=True):
+            np.testing.assert_array_equal(a[0], b[0])
+            np.testing.assert_array_equal(a[1], b[1])
+
+
 def _loader_threads():
     return [t for t in threading.enumerate() if t.name.startswith("pyconvnet-data")]
 
