@@ -15,6 +15,7 @@ from .functions import *  # noqa: F401,F403  torch.max, torch.stack, torch.where
 from . import accelerator, backends, cuda  # noqa: E402
 # After Tensor: these build on it.
 from . import models, nn, optim  # noqa: E402
+from . import utils, vision  # noqa: E402 (torch.utils / torchvision module paths)
 from .ops.elementwise import cat  # noqa: E402
 from .summary import summary  # noqa: E402
 

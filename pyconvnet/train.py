@@ -173,7 +173,7 @@ def _dataset(name, train, augment, data_dir, limit):
         steps.append(data.transforms.RandomCrop(spec.image_size, padding=spec.crop_padding))
         if spec.flip:
             steps.append(data.transforms.RandomHorizontalFlip())
-    steps.append(data.transforms.Normalize(spec.mean, spec.std))
+    steps += [data.transforms.ToTensor(), data.transforms.Normalize(spec.mean, spec.std)]
     dataset = getattr(data, spec.cls)(root=data_dir, train=train, transform=data.transforms.Compose(steps),
                                       download=True)
     if limit is not None and limit < len(dataset):
@@ -265,8 +265,9 @@ class _Run:
         self.loader_generator = np.random.Generator(np.random.PCG64(config.seed))
         self.train_set = _dataset(config.dataset, True, config.augment, data_dir, config.limit_train)
         self.test_set = _dataset(config.dataset, False, False, data_dir, config.limit_test)
+        # One worker thread prepares the next batches while the model steps.
         self.train_loader = data.DataLoader(self.train_set, batch_size=config.batch_size, shuffle=True,
-                                            generator=self.loader_generator)
+                                            num_workers=1, generator=self.loader_generator)
         self.model_kwargs = model_kwargs(config.model, config.dataset)
         self.model = models.get_model(config.model, **self.model_kwargs)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
@@ -445,7 +446,8 @@ def evaluate(model, dataset, batch_size=_EVAL_BATCH_SIZE):
     """(mean cross-entropy, accuracy) of ``model`` over ``dataset``, in eval mode without autograd."""
     model.eval()
     # Its own generator: evaluation must not draw from the global one, which resume restores.
-    loader = data.DataLoader(dataset, batch_size=batch_size, generator=np.random.Generator(np.random.PCG64(0)))
+    loader = data.DataLoader(dataset, batch_size=batch_size, num_workers=1,
+                             generator=np.random.Generator(np.random.PCG64(0)))
     criterion = nn.CrossEntropyLoss(reduction="sum")
     loss_sum, correct = 0.0, 0
     with no_grad():

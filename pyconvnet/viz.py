@@ -238,7 +238,8 @@ def plot_run(run_dir, data_dir=None, limit_test=None):
         limit_test = state["config"]["limit_test"]
     test_set = train._dataset(state["dataset"], False, False, data_dir, limit_test)
     classes = getattr(test_set, "dataset", test_set).classes
-    image, label = test_set[0]
+    image, label = test_set[0]  # a normalised (C, H, W) Tensor, as the model sees it
+    image = image.numpy()
     paths = [os.path.join(run_dir, name) for name in PICTURES]
     plot_curves(metrics, paths[0])
     plot_kernels(model, paths[1])

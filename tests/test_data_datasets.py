@@ -10,6 +10,9 @@ import pytest
 from data_support import isolated  # noqa: F401 (fixture)
 from data_support import cifar_pickle_bytes, idx_bytes, make_cifar, make_mnist_split, write_idx
 from pyconvnet.data import CIFAR10, MNIST, DatasetNotFoundError, FashionMNIST, ImageFolder, Subset
+from pyconvnet.data import transforms as T
+
+Image = pytest.importorskip("PIL.Image")  # items are PIL images, as torchvision's
 
 
 # ----------------------------------------------------------------------------- IDX datasets
@@ -26,21 +29,25 @@ def test_idx_dataset_decodes_both_splits(isolated, tmp_path, cls, compress):
     assert train.data.dtype == np.uint8 and train.targets.dtype == np.int64
     assert len(train.classes) == 10 and train.class_to_idx[train.classes[3]] == 3
     image, label = train[5]
-    assert image.shape == (1, 28, 28) and image.dtype == np.float32
-    np.testing.assert_array_equal(image[0], train_images[5].astype(np.float32) / np.float32(255))
+    assert isinstance(image, Image.Image) and image.mode == "L" and image.size == (28, 28)
+    np.testing.assert_array_equal(np.asarray(image), train_images[5])
     assert label == int(train_labels[5]) and type(label) is int
     assert train[-1][1] == int(train_labels[-1])
 
 
-def test_idx_batch_path_equals_items_and_applies_transforms(isolated, tmp_path):
+def test_idx_batch_path_equals_collated_items(isolated, tmp_path):
     make_mnist_split(tmp_path, "train", 6, seed=3)
-    dataset = FashionMNIST(root=tmp_path, transform=lambda x: x * 2, target_transform=lambda y: y + 100)
+    dataset = FashionMNIST(root=tmp_path, transform=T.ToTensor())
     images, labels = dataset.get_batch(np.array([4, 0, 4]))
     assert images.shape == (3, 1, 28, 28) and images.dtype == np.float32 and labels.dtype == np.int64
     for row, index in enumerate([4, 0, 4]):
         image, label = dataset[index]
-        np.testing.assert_array_equal(images[row], image)
-        assert labels[row] == label
+        np.testing.assert_array_equal(images.numpy()[row], image.numpy())
+        assert labels.numpy()[row] == label
+    dataset.transform = lambda x: x  # not batched: the loader collates items instead
+    assert dataset.get_batch(np.array([0])) is None
+    dataset.transform, dataset.target_transform = T.ToTensor(), lambda y: y + 100
+    assert dataset.get_batch(np.array([0])) is None and dataset[4][1] == labels.numpy()[0] + 100
 
 
 def test_index_errors(isolated, tmp_path):
@@ -162,17 +169,18 @@ def _expected_images(rows):
 def test_cifar_decodes_pickle_and_binary_batches(isolated, tmp_path, binary):
     folder = tmp_path / ("cifar-10-batches-bin" if binary else "cifar-10-batches-py")
     (train_rows, train_labels), (test_rows, test_labels) = make_cifar(folder, 4, seed=5, binary=binary)
-    train, test = CIFAR10(root=tmp_path), CIFAR10(root=tmp_path, train=False)
+    train, test = CIFAR10(root=tmp_path), CIFAR10(root=tmp_path, train=False, transform=T.ToTensor())
     assert len(train) == 20 and len(test) == 4
     assert train.data.shape == (20, 32, 32, 3) and train.data.dtype == np.uint8
     np.testing.assert_array_equal(train.targets, train_labels)
     np.testing.assert_array_equal(test.targets, test_labels)
     image, label = train[13]
-    assert image.shape == (3, 32, 32) and image.dtype == np.float32 and label == int(train_labels[13])
-    np.testing.assert_array_equal(image, _expected_images(train_rows[13:14])[0])
+    assert isinstance(image, Image.Image) and image.mode == "RGB" and label == int(train_labels[13])
+    np.testing.assert_array_equal(np.asarray(image), train_rows[13].reshape(3, 32, 32).transpose(1, 2, 0))
+    np.testing.assert_array_equal(test[2][0].numpy(), _expected_images(test_rows[2:3])[0])
     images, labels = test.get_batch(np.array([3, 1]))
-    np.testing.assert_array_equal(images, _expected_images(test_rows[[3, 1]]))
-    assert images.flags.c_contiguous and labels.tolist() == test_labels[[3, 1]].tolist()
+    np.testing.assert_array_equal(images.numpy(), _expected_images(test_rows[[3, 1]]))
+    assert labels.numpy().tolist() == test_labels[[3, 1]].tolist()
 
 
 def test_cifar_files_directly_in_the_cache(isolated):
@@ -232,17 +240,16 @@ def test_cifar_missing_message(isolated, tmp_path):
 # ----------------------------------------------------------------------------- Subset
 def test_subset_keeps_the_batch_path(isolated, tmp_path):
     make_mnist_split(tmp_path, "train", 5, seed=0)
-    dataset = MNIST(root=tmp_path)
+    dataset = MNIST(root=tmp_path, transform=T.ToTensor())
     subset = Subset(dataset, [4, 2])
     assert len(subset) == 2 and subset[1][1] == dataset[2][1]
     images, labels = subset.get_batch(np.array([1, 0]))
-    np.testing.assert_array_equal(labels, dataset.targets[[2, 4]])
+    np.testing.assert_array_equal(labels.numpy(), dataset.targets[[2, 4]])
     assert not hasattr(Subset([(np.zeros(1), 0)], [0]), "get_batch")
 
 
 # ----------------------------------------------------------------------------- ImageFolder
 def test_image_folder_reads_classes_in_sorted_order(tmp_path):
-    Image = pytest.importorskip("PIL.Image")
     rng = np.random.default_rng(0)
     pictures = {}
     for name, ext in [("dog", "png"), ("cat", "png"), ("cat", "PNG"), ("dog", "jpg")]:
@@ -254,40 +261,53 @@ def test_image_folder_reads_classes_in_sorted_order(tmp_path):
     (tmp_path / "cat" / "notes.txt").write_text("not an image")
     gray = tmp_path / "cat" / "gray.png"
     Image.fromarray(np.full((5, 6), 77, np.uint8)).save(gray)
+    (tmp_path / "cat" / "deeper").mkdir()
+    deep = tmp_path / "cat" / "deeper" / "0.png"
+    Image.fromarray(np.zeros((5, 6, 3), np.uint8)).save(deep)
 
     dataset = ImageFolder(tmp_path)
     assert dataset.classes == ["cat", "dog"] and dataset.class_to_idx == {"cat": 0, "dog": 1}
-    assert [label for _, label in dataset.samples] == [0, 0, 0, 1, 1]
-    assert dataset.targets.tolist() == [0, 0, 0, 1, 1] and len(dataset) == 5
+    # torchvision's order: a class folder's own files (sorted), then its sub-folders'
+    cats = sorted(p for p in pictures if "/cat/" in p) + [str(gray)]
+    assert [path for path, _ in dataset.samples] == sorted(cats) + [str(deep)] + sorted(p for p in pictures if "/dog/" in p)
+    assert dataset.targets == [0, 0, 0, 0, 1, 1] and len(dataset) == 6 and dataset.imgs is dataset.samples
     for index, (path, label) in enumerate(dataset.samples):
         image, got_label = dataset[index]
-        assert image.shape == (3, 5, 6) and image.dtype == np.float32 and got_label == label
+        assert isinstance(image, Image.Image) and image.mode == "RGB" and image.size == (6, 5) and got_label == label
         if path == str(gray):
-            np.testing.assert_array_equal(image, np.full((3, 5, 6), np.float32(77) / np.float32(255)))
-        elif path.endswith(("png", "PNG")):  # lossless: exact pixels
-            np.testing.assert_array_equal(image, pictures[path].transpose(2, 0, 1) / np.float32(255))
+            np.testing.assert_array_equal(np.asarray(image), np.full((5, 6, 3), 77))
+        elif path.endswith(("png", "PNG")) and path in pictures:  # lossless: exact pixels
+            np.testing.assert_array_equal(np.asarray(image), pictures[path])
+    only_png = ImageFolder(tmp_path, transform=T.ToTensor(), target_transform=lambda y: -y,
+                           is_valid_file=lambda path: path.endswith(".png"), loader=lambda path: Image.open(path))
+    assert len(only_png) == 4 and only_png[3][1] == -1 and only_png[0][0].shape == (3, 5, 6)
 
 
 def test_image_folder_errors(tmp_path):
-    pytest.importorskip("PIL.Image")
     with pytest.raises(FileNotFoundError, match="no class folders"):
         ImageFolder(tmp_path)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="holds no image"):
+    with pytest.raises(FileNotFoundError, match="holds no valid file"):
         ImageFolder(tmp_path)
+    assert len(ImageFolder(tmp_path, allow_empty=True)) == 0
     (tmp_path / "empty" / "broken.png").write_bytes(b"not a png")
     with pytest.raises(ValueError, match="broken.png"):
         ImageFolder(tmp_path)[0]
 
 
-def test_pillow_stays_optional():
+def test_pillow_stays_optional(isolated, tmp_path):
+    """Without Pillow the trainer's batch path works; a PIL item says what to install."""
     import subprocess
     import sys
 
+    make_mnist_split(tmp_path, "train", 4, seed=0)
     code = (
         "import sys; sys.modules['PIL'] = None\n"
         "import pyconvnet.data as d\n"
-        "try:\n    d.ImageFolder('.')\nexcept ImportError as e:\n    print(e)\n"
+        f"m = d.MNIST(root={str(tmp_path)!r}, transform=d.transforms.Compose([d.transforms.RandomCrop(28, padding=2),"
+        " d.transforms.ToTensor()]))\n"
+        "print(next(iter(d.DataLoader(m, batch_size=4)))[0].shape)\n"
+        "try:\n    m[0]\nexcept ImportError as e:\n    print(e)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert "pyconvnet[image]" in result.stdout
+    assert "[4, 1, 28, 28]" in result.stdout and "pyconvnet[image]" in result.stdout

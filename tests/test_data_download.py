@@ -3,6 +3,7 @@
 import gzip
 import hashlib
 import http.server
+import shutil
 import tarfile
 import threading
 
@@ -68,13 +69,16 @@ def test_download_into_the_cache_with_checksums(isolated, server, monkeypatch, c
     assert len(FashionMNIST(train=False, download=True)) == 5
 
 
-def test_download_into_root(isolated, server, monkeypatch, tmp_path):
+@pytest.mark.parametrize("cls,name", [(MNIST, "mnist"), (FashionMNIST, "fashion-mnist")])
+def test_download_into_root_uses_torchvisions_layout(isolated, server, monkeypatch, tmp_path, cls, name):
     url, folder = server
     _, _, checksums = _serve_mnist(folder, 2, seed=1)
-    monkeypatch.setitem(download.MIRRORS, "mnist", [url])
-    monkeypatch.setattr(MNIST, "md5", checksums)
-    MNIST(root=tmp_path / "data", train=False, download=True)
-    assert (tmp_path / "data" / "mnist" / "t10k-labels-idx1-ubyte.gz").is_file()
+    monkeypatch.setitem(download.MIRRORS, name, [url])
+    monkeypatch.setattr(cls, "md5", checksums)
+    cls(root=tmp_path / "data", train=False, download=True)
+    assert (tmp_path / "data" / cls.__name__ / "raw" / "t10k-labels-idx1-ubyte.gz").is_file()
+    monkeypatch.setitem(download.MIRRORS, name, [])
+    assert len(cls(root=tmp_path / "data", train=False)) == 2
 
 
 def test_checksum_mismatch_leaves_no_file(isolated, server, monkeypatch):
@@ -112,7 +116,7 @@ def test_existing_file_with_matching_checksum_is_kept(tmp_path):
     assert download.download_file("f.gz", [], _md5(b"payload"), tmp_path) == tmp_path / "f.gz"
 
 
-def test_cifar_download_extracts_only_the_batches(isolated, server, monkeypatch):
+def test_cifar_download_extracts_only_the_batches(isolated, server, monkeypatch, tmp_path):
     cache, _ = isolated
     url, folder = server
     rng = np.random.default_rng(0)
@@ -132,3 +136,8 @@ def test_cifar_download_extracts_only_the_batches(isolated, server, monkeypatch)
     assert dataset.targets.tolist() == [3, 7]
     assert sorted(p.name for p in (cache / "cifar-10").iterdir()) == ["cifar-10-batches-py"]
     assert not (cache / "evil").exists()
+    # With a root (and nothing in the cache): torchvision's root/cifar-10-batches-py.
+    shutil.rmtree(cache / "cifar-10")
+    assert len(CIFAR10(root=tmp_path / "data", download=True)) == 10
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["cifar-10-batches-py"]
+    assert not (tmp_path / "evil").exists()

@@ -31,7 +31,7 @@ class Items(Dataset):
 @pytest.fixture
 def mnist(isolated, tmp_path):
     make_mnist_split(tmp_path, "train", 23, seed=7)
-    return MNIST(root=tmp_path)
+    return MNIST(root=tmp_path, transform=T.ToTensor())
 
 
 def _epoch(loader):
@@ -56,6 +56,28 @@ def test_sequential_batches_from_the_batch_path(mnist):
     np.testing.assert_array_equal(np.concatenate([b[1].numpy() for b in batches]), mnist.targets)
 
 
+def test_batch_path_equals_collating_the_items(mnist):
+    mnist.transform = T.Compose([T.Pad(2, fill=7), T.CenterCrop(30), T.ToTensor(), T.Normalize([0.25], [0.5])])
+    images, labels = next(iter(DataLoader(mnist, batch_size=6)))
+    items = [mnist[i] for i in range(6)]
+    np.testing.assert_allclose(images.numpy(), np.stack([image.numpy() for image, _ in items]), rtol=0, atol=1e-6)
+    assert labels.numpy().tolist() == [label for _, label in items]
+    assert mnist.get_batch([0, 1]) is not None
+    mnist.transform = T.Compose([T.Pad(2), T.Lambda(lambda image: image), T.ToTensor()])  # not batched
+    assert mnist.get_batch([0, 1]) is None and len(list(DataLoader(mnist, batch_size=6))) == 4
+
+
+def test_images_without_to_tensor_do_not_collate_as_in_torch(mnist):
+    torch = pytest.importorskip("torch")
+    for transform in (None, T.RandomHorizontalFlip()):
+        mnist.transform = transform
+        assert mnist.get_batch([0, 1]) is None
+        with pytest.raises(TypeError, match="found <class 'PIL.Image.Image'>"):
+            next(iter(DataLoader(mnist, batch_size=2)))
+        with pytest.raises(TypeError, match="found <class 'PIL.Image.Image'>"):
+            next(iter(torch.utils.data.DataLoader(mnist, batch_size=2)))
+
+
 def test_generic_dataset_is_collated_per_item():
     (inputs, labels), = _epoch(DataLoader(Items(4), batch_size=4))
     np.testing.assert_array_equal(inputs, [[0, 0], [1, -1], [2, -2], [3, -3]])
@@ -74,7 +96,7 @@ def test_shuffle_is_a_permutation_that_changes_per_epoch(mnist):
 
 
 def test_manual_seed_makes_epochs_reproducible(mnist):
-    mnist.transform = T.Compose([T.RandomCrop(28, padding=3), T.RandomHorizontalFlip()])
+    mnist.transform = T.Compose([T.RandomCrop(28, padding=3), T.RandomHorizontalFlip(), T.ToTensor()])
     loader = DataLoader(mnist, batch_size=8, shuffle=True)
     pcn.manual_seed(3)
     first = _epoch(loader) + _epoch(loader)
@@ -97,19 +119,35 @@ def test_explicit_generator_leaves_the_global_one_alone(mnist):
         np.testing.assert_array_equal(x[1], y[1])
 
 
-@pytest.mark.parametrize("num_workers,prefetch_factor", [(0, 1), (0, 3), (2, 1), (3, 2)])
+@pytest.mark.parametrize("num_workers,prefetch_factor", [(1, None), (1, 3), (2, 1), (3, 2)])
 def test_prefetch_and_workers_give_the_same_batches(mnist, num_workers, prefetch_factor):
-    mnist.transform = T.Compose([T.RandomCrop(24, padding=1), T.RandomHorizontalFlip(), T.Normalize([0.5], [0.25])])
+    mnist.transform = T.Compose([T.RandomCrop(24, padding=1), T.RandomHorizontalFlip(), T.ToTensor(),
+                                 T.Normalize([0.5], [0.25])])
 
     def run(**kwargs):
         loader = DataLoader(mnist, batch_size=4, shuffle=True, generator=np.random.default_rng(1), **kwargs)
         return _epoch(loader)
 
-    reference = run(prefetch_factor=0)
+    reference = run()  # in the calling thread
     other = run(num_workers=num_workers, prefetch_factor=prefetch_factor)
     for a, b in zip(reference, other, strict=True):
         np.testing.assert_array_equal(a[0], b[0])
         np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_per_sample_random_transforms_do_not_depend_on_the_workers(mnist):
+    """Items transformed one by one (a Lambda keeps the batch path off) draw from each batch's generator."""
+    mnist.transform = T.Compose([T.RandomResizedCrop(20), T.RandomHorizontalFlip(), T.ToTensor(),
+                                 T.Lambda(lambda image: image)])
+
+    def run(**kwargs):
+        return _epoch(DataLoader(mnist, batch_size=4, shuffle=True, generator=np.random.default_rng(2), **kwargs))
+
+    reference = run()
+    for other in (run(num_workers=1), run(num_workers=3, prefetch_factor=1)):
+        for a, b in zip(reference, other, strict=True):
+            np.testing.assert_array_equal(a[0], b[0])
+            np.testing.assert_array_equal(a[1], b[1])
 
 
 def _loader_threads():
@@ -158,7 +196,8 @@ def test_abandoned_iterator_exits_cleanly_with_the_interpreter(tmp_path):
 
 @pytest.mark.parametrize("kwargs,error", [
     ({"batch_size": 0}, ValueError), ({"batch_size": 2.0}, TypeError), ({"num_workers": -1}, ValueError),
-    ({"num_workers": 1, "prefetch_factor": 0}, ValueError), ({"generator": 5}, TypeError),
+    ({"num_workers": 1, "prefetch_factor": 0}, ValueError), ({"prefetch_factor": 2}, ValueError),
+    ({"generator": 5}, TypeError),
 ])
 def test_bad_arguments(kwargs, error):
     with pytest.raises(error):

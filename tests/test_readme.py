@@ -20,9 +20,13 @@ def _python_blocks():
 def test_readme_python_block_runs(index, capsys, monkeypatch, request):
     block = _python_blocks()[index]
     if "FashionMNIST(" in block:
-        dataset = request.getfixturevalue("real_fashion_mnist")[0]
+        original = pyconvnet.data.FashionMNIST
+        request.getfixturevalue("real_fashion_mnist")  # the data must be there
         # Same code, fewer images: the loop's imports pick up the patched name.
-        monkeypatch.setattr(pyconvnet.data, "FashionMNIST", lambda train=True: pyconvnet.data.Subset(dataset, range(512)))
+        def first_512(train=True, **kwargs):
+            return pyconvnet.data.Subset(original(train=train, **kwargs), range(512))
+
+        monkeypatch.setattr(pyconvnet.data, "FashionMNIST", first_512)
     isa, threads = backend.isa(), backend.get_num_threads()
     try:  # the examples switch ISA and threads: restore them for the tests that follow
         exec(compile(block, f"README.md python block {index}", "exec"), {})

@@ -1,27 +1,48 @@
-"""Datasets, the DataLoader and transforms (torch.utils.data and torchvision.datasets/transforms).
+"""Datasets, the DataLoader, samplers and transforms: what torch.utils.data and
+torchvision.datasets / torchvision.transforms offer, in one package.
 
-Images come out as float32 (C, H, W) arrays in [0, 1] and batches as pyconvnet Tensors.
-``pyconvnet.data.transforms`` holds the augmentations; ``pyconvnet.data.download`` says where
+``pyconvnet.utils.data`` and ``pyconvnet.vision.datasets`` / ``.transforms`` name the same
+objects under torch's and torchvision's module paths. ``pyconvnet.data.download`` says where
 datasets are looked up and how they are fetched.
 """
 
 from . import transforms
 from .cifar import CIFAR10
-from .dataset import Dataset, Subset
+from .collate import default_collate, default_convert
+from .dataset import (ChainDataset, ConcatDataset, Dataset, IterableDataset, StackDataset, Subset, TensorDataset,
+                      random_split)
 from .download import DatasetNotFoundError, DownloadError
 from .folder import ImageFolder
-from .loader import DataLoader
+from .loader import DataLoader, WorkerInfo, get_worker_info
 from .mnist import MNIST, FashionMNIST
+from .sampler import (BatchSampler, RandomSampler, Sampler, SequentialSampler, SubsetRandomSampler,
+                      WeightedRandomSampler)
 
 __all__ = [
+    "BatchSampler",
     "CIFAR10",
+    "ChainDataset",
+    "ConcatDataset",
     "DataLoader",
     "Dataset",
     "DatasetNotFoundError",
     "DownloadError",
     "FashionMNIST",
     "ImageFolder",
+    "IterableDataset",
     "MNIST",
+    "RandomSampler",
+    "Sampler",
+    "SequentialSampler",
+    "StackDataset",
     "Subset",
+    "SubsetRandomSampler",
+    "TensorDataset",
+    "WeightedRandomSampler",
+    "WorkerInfo",
+    "default_collate",
+    "default_convert",
+    "get_worker_info",
+    "random_split",
     "transforms",
 ]

@@ -9,7 +9,6 @@ maps them to inert stand-ins; the array is then rebuilt from its raw bytes with
 """
 
 import pickle
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -116,9 +115,9 @@ def _read_binary_batch(path):
 class CIFAR10(ArrayImageDataset):
     """CIFAR-10: 50000 train / 10000 test colour images, 3x32x32, 10 classes.
 
-    Items are ``(image, label)``: ``image`` a float32 (3, 32, 32) array in [0, 1], ``label``
-    an int. ``.data`` is uint8 (N, 32, 32, 3) (torchvision's channels-last layout), ``.targets``
-    int64. Looked up as described in ``pyconvnet.data.download`` under the name ``cifar-10``,
+    torchvision's constructor and items: ``(image, target)``, an RGB PIL image (32x32) through
+    ``transform`` and an int through ``target_transform``. ``.data`` is uint8 (N, 32, 32, 3)
+    (torchvision's channels-last layout), ``.targets`` int64 (a numpy array; torchvision's is a list). Looked up as described in ``pyconvnet.data.download`` under the name ``cifar-10``,
     in either format's folder or with the batch files directly in the folder.
     ``download=True`` fetches and checks the official python archive and extracts its batches.
     """
@@ -137,10 +136,9 @@ class CIFAR10(ArrayImageDataset):
             places = self._places()
             raise _download.not_found(
                 f"CIFAR10 ({'train' if self.train else 'test'} split)",
-                self.name,
-                self.root,
                 places,
                 f"{', '.join(names)} (python batches, or the same names + .bin)",
+                self._download_dir() / _PY_FOLDER,
             )
         self.folder, suffix = found
         read = _read_pickle_batch if suffix == "" else _read_binary_batch
@@ -172,8 +170,11 @@ class CIFAR10(ArrayImageDataset):
                     return folder, suffix
         return None
 
+    def _download_dir(self):
+        return _download.download_dir(self.name, self.root, "")
+
     def _download(self):
-        destination = _download.download_dir(self.name, self.root)
+        destination = self._download_dir()
         archive = _download.download_file(_ARCHIVE, _download.MIRRORS[self.name], _ARCHIVE_MD5, destination)
         _extract_batches(archive, destination / _PY_FOLDER)
         archive.unlink()
@@ -186,6 +187,8 @@ class CIFAR10(ArrayImageDataset):
 
 def _extract_batches(archive, folder):
     """Copy the batch files out of the archive by name: nothing else in it is written."""
+    import tarfile  # only for downloads: slow to import
+
     wanted = {f"{_PY_FOLDER}/{name}" for name in _TRAIN + _TEST + ["batches.meta"]}
     folder.mkdir(parents=True, exist_ok=True)
     with tarfile.open(archive, "r:gz") as tar:

@@ -7,18 +7,17 @@ install under ``/usr/share/datasets/<name>``). ``root`` and ``$PYCONVNET_DATA`` 
 files directly or in a ``<name>/`` (or torchvision-named) subfolder; every place may keep
 them under ``raw/``.
 
-Downloads go to ``root/<name>`` if ``root`` is given, else ``$PYCONVNET_DATA/<name>``, else the
-cache. Each file is streamed to a temporary file beside its destination, checked against the
+Downloads go where torchvision puts them if ``root`` is given (``root/MNIST/raw``,
+``root/FashionMNIST/raw``, ``root/cifar-10-batches-py``), else to ``$PYCONVNET_DATA/<name>``,
+else to the cache. Each file is streamed to a temporary file beside its destination, checked against the
 checksum listed in the code, flushed to disk and only then renamed into place, so a failed
 or interrupted download never leaves a partial file under the real name.
 """
 
 import hashlib
-import http.client
 import os
 import sys
 import tempfile
-import urllib.request
 from pathlib import Path
 
 __all__ = ["DatasetNotFoundError", "DownloadError", "MIRRORS", "SYSTEM_DATA_DIRS", "download_file"]
@@ -63,20 +62,23 @@ def search_dirs(name, root, aliases=()):
     return list(dict.fromkeys(places))
 
 
-def download_dir(name, root):
+def download_dir(name, root, torchvision_folder):
+    """Where dataset ``name`` downloads to: ``root/torchvision_folder`` (torchvision's layout)
+    when ``root`` is given, else ``$PYCONVNET_DATA/<name>``, else the cache."""
     if root is not None:
-        return Path(root) / name
+        return Path(root) / torchvision_folder
     if os.environ.get("PYCONVNET_DATA"):
         return Path(os.environ["PYCONVNET_DATA"]) / name
     return cache_dir(name)
 
 
-def not_found(title, name, root, places, wanted, apt_package=None):
-    """The DatasetNotFoundError for ``title`` after looking for ``wanted`` in ``places``."""
+def not_found(title, places, wanted, destination, apt_package=None):
+    """The DatasetNotFoundError for ``title`` after looking for ``wanted`` in ``places``;
+    ``destination`` is where download=True would save it."""
     lines = [f"{title} not found: looked for {wanted} in"]
     lines += [f"  {place}" for place in places]
     lines.append("To get it:")
-    lines.append(f"  pass download=True (it saves to {download_dir(name, root)}),")
+    lines.append(f"  pass download=True (it saves to {destination}),")
     if apt_package:
         lines.append(f"  or on Debian/Ubuntu: apt-get install {apt_package},")
     lines.append("  or point root= (the CLI's --data-dir) or $PYCONVNET_DATA at a folder holding the files.")
@@ -94,6 +96,9 @@ def _md5(path):
 def download_file(filename, urls, md5, destination):
     """Fetch ``filename`` into folder ``destination`` from the first of ``urls`` (base URLs)
     that delivers it with MD5 ``md5``; return its path. An existing file that matches is kept."""
+    import http.client  # here: importing them costs more than the rest of pyconvnet.data
+    import urllib.request
+
     destination = Path(destination)
     target = destination / filename
     if target.is_file() and _md5(target) == md5:

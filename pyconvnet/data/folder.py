@@ -1,64 +1,67 @@
-"""``ImageFolder``: a class-per-folder image tree (``root/<class>/<image>``) decoded with Pillow.
+"""``ImageFolder``: a class-per-folder image tree (``root/<class>/.../<image>``), as torchvision's.
 
 Pillow is an optional extra (``pip install 'pyconvnet[image]'``); it is imported when an
-``ImageFolder`` is created, so ``pyconvnet.data`` imports without it.
+image is decoded, so ``pyconvnet.data`` imports without it.
 """
 
 import os
-from pathlib import Path
 
-import numpy as np
+from .dataset import Dataset
+from .functional import pillow
 
-from .dataset import Dataset, _to_float
-
-__all__ = ["ImageFolder", "IMG_EXTENSIONS"]
+__all__ = ["ImageFolder", "IMG_EXTENSIONS", "default_loader", "pil_loader"]
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
-def _pillow():
+def pil_loader(path):
+    """The image at ``path`` as an RGB PIL image; ValueError naming the file if it does not decode."""
+    image = pillow()
     try:
-        from PIL import Image
-    except ImportError as error:
-        raise ImportError(
-            "ImageFolder needs Pillow to decode images: pip install 'pyconvnet[image]' (or pip install pillow)"
-        ) from error
-    return Image
+        with open(path, "rb") as f:
+            return image.open(f).convert("RGB")
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ValueError(f"ImageFolder: cannot decode {path}: {error}") from error
+
+
+default_loader = pil_loader
 
 
 class ImageFolder(Dataset):
     """Images sorted into one folder per class, as torchvision's ``ImageFolder``.
 
     ``classes`` are the sub-folder names sorted, ``class_to_idx`` maps them to labels and
-    ``samples`` (also ``imgs``) lists ``(path, label)``; ``targets`` holds the labels. Files
-    whose extension is in ``IMG_EXTENSIONS`` are used, in sorted order. Each item is decoded
-    on access and converted to RGB like torchvision's default loader, giving a float32
-    (3, H, W) array in [0, 1], then ``transform`` / ``target_transform`` apply.
+    ``samples`` (also ``imgs``) lists ``(path, label)`` in torchvision's order (each class's
+    folders walked in sorted order, files sorted); ``targets`` holds the labels. A file is used
+    when ``is_valid_file(path)`` says so, or without it when its extension is in
+    ``IMG_EXTENSIONS``. Item ``i`` is ``(loader(path), label)`` passed through ``transform`` and
+    ``target_transform``; the default loader gives RGB PIL images.
     """
 
-    def __init__(self, root, transform=None, target_transform=None):
-        self._image = _pillow()
-        self.root = Path(root)
-        if not self.root.is_dir():
+    def __init__(self, root, transform=None, target_transform=None, loader=default_loader, is_valid_file=None,
+                 allow_empty=False):
+        self.root = os.fspath(root)
+        if not os.path.isdir(self.root):
             raise FileNotFoundError(f"ImageFolder: {self.root} is not a directory")
         self.classes = sorted(entry.name for entry in os.scandir(self.root) if entry.is_dir())
         if not self.classes:
             raise FileNotFoundError(f"ImageFolder: no class folders in {self.root}")
         self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
+        if is_valid_file is None:
+            is_valid_file = lambda path: path.lower().endswith(IMG_EXTENSIONS)  # noqa: E731
         self.samples = []
         for name in self.classes:
-            files = sorted(
-                path
-                for path in (self.root / name).rglob("*")
-                if path.suffix.lower() in IMG_EXTENSIONS and path.is_file()
-            )
-            if not files:
-                raise FileNotFoundError(
-                    f"ImageFolder: class folder {self.root / name} holds no image ({', '.join(IMG_EXTENSIONS)})"
-                )
-            self.samples += [(str(path), self.class_to_idx[name]) for path in files]
+            found = [os.path.join(folder, file)
+                     for folder, _, files in sorted(os.walk(os.path.join(self.root, name), followlinks=True))
+                     for file in sorted(files)]
+            found = [path for path in found if is_valid_file(path)]
+            if not found and not allow_empty:
+                raise FileNotFoundError(f"ImageFolder: class folder {os.path.join(self.root, name)} holds no valid "
+                                        f"file (extensions {', '.join(IMG_EXTENSIONS)})")
+            self.samples += [(path, self.class_to_idx[name]) for path in found]
         self.imgs = self.samples
-        self.targets = np.array([label for _, label in self.samples], dtype=np.int64)
+        self.targets = [label for _, label in self.samples]
+        self.loader = loader
         self.transform = transform
         self.target_transform = target_transform
 
@@ -66,15 +69,10 @@ class ImageFolder(Dataset):
         return len(self.samples)
 
     def __getitem__(self, index):
-        path, label = self.samples[index]
-        try:
-            with self._image.open(path) as picture:
-                pixels = np.asarray(picture.convert("RGB"))
-        except (OSError, SyntaxError, ValueError) as error:
-            raise ValueError(f"ImageFolder: cannot decode {path}: {error}") from error
-        image = _to_float(pixels.transpose(2, 0, 1))
+        path, target = self.samples[index]
+        sample = self.loader(path)
         if self.transform is not None:
-            image = self.transform(image)
+            sample = self.transform(sample)
         if self.target_transform is not None:
-            label = self.target_transform(label)
-        return image, label
+            target = self.target_transform(target)
+        return sample, target

@@ -75,10 +75,9 @@ class _IDXDataset(ArrayImageDataset):
         if folder is None:
             raise _download.not_found(
                 f"{type(self).__name__} ({prefix} split)",
-                self.name,
-                root,
                 _download.search_dirs(self.name, root, (self.torchvision_name,)),
                 f"{stems[0]}[.gz] and {stems[1]}[.gz]",
+                self._download_dir(),
                 self.apt_package,
             )
         images_path, labels_path = (self._file(folder, stem) for stem in stems)
@@ -105,8 +104,11 @@ class _IDXDataset(ArrayImageDataset):
                 return folder
         return None
 
+    def _download_dir(self):
+        return _download.download_dir(self.name, self.root, f"{self.torchvision_name}/raw")
+
     def _download(self, stems):
-        folder = _download.download_dir(self.name, self.root)
+        folder = self._download_dir()
         for stem in stems:
             filename = f"{stem}.gz"
             _download.download_file(filename, _download.MIRRORS[self.name], self.md5[filename], folder)
@@ -120,10 +122,11 @@ class _IDXDataset(ArrayImageDataset):
 class MNIST(_IDXDataset):
     """The MNIST handwritten digits: 60000 train / 10000 test images, 1x28x28, 10 classes.
 
-    Items are ``(image, label)``: ``image`` a float32 (1, 28, 28) array in [0, 1] (torchvision
-    would give a PIL image for ``ToTensor``; pyconvnet skips PIL), ``label`` an int. ``.data``
-    is the uint8 (N, 28, 28) array, ``.targets`` the int64 labels. See ``pyconvnet.data.download``
-    for where the files are looked up and downloaded to.
+    torchvision's constructor and items: ``(image, target)``, a PIL image (mode 'L', 28x28)
+    through ``transform`` and an int through ``target_transform``. ``.data`` is the uint8
+    (N, 28, 28) array, ``.targets`` the int64 labels (numpy arrays; torchvision's are Tensors).
+    ``root`` may be omitted; see ``pyconvnet.data.download`` for where the files are looked up
+    (torchvision's ``root/MNIST/raw`` included) and downloaded to.
     """
 
     name = "mnist"
