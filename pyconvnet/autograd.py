@@ -20,11 +20,12 @@ Tensor argument requires grad, records the call: the ``ctx`` object becomes the 
 recursion, so graphs thousands of ops deep are fine.
 
 Differences from torch, by design: forward/backward see arrays, so a backward graph cannot
-be differentiated again (no ``create_graph``); there are no hooks and no in-place version
-counters.
+be differentiated again (no ``create_graph``), and there are no in-place version counters.
+``Tensor.register_hook`` hooks run as the gradient reaches the tensor, before it flows on.
 """
 
 import functools
+import itertools
 import threading
 
 import numpy as np
@@ -174,6 +175,28 @@ def check_inplace(target, *operands, op=None, recorded=False):
                            "grad; use the out-of-place op or wrap the update in pyconvnet.no_grad()")
 
 
+# ----------------------------------------------------------------------------- hooks
+class RemovableHandle:
+    """Returned by ``Tensor.register_hook`` and the Module hook registrations; ``remove()`` undoes
+    the registration. Also a context manager that removes the hook on exit."""
+
+    _next_id = itertools.count()
+
+    def __init__(self, hooks):
+        self._hooks = hooks
+        self.id = next(RemovableHandle._next_id)
+
+    def remove(self):
+        self._hooks.pop(self.id, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        self.remove()
+
+
+
 # ----------------------------------------------------------------------------- graph nodes
 class FunctionCtx:
     """The ``ctx`` handed to ``forward``/``backward``; once recorded, also the ``grad_fn`` node.
@@ -195,6 +218,7 @@ class FunctionCtx:
         "_edges",
         "_input_shapes",
         "_output_shapes",
+        "_output_hooks",
         "_released",
     )
 
@@ -203,6 +227,7 @@ class FunctionCtx:
         self.needs_input_grad = needs_input_grad
         self._saved = ()
         self._non_differentiable = ()
+        self._output_hooks = None  # {output index: {handle id: hook}} from Tensor.register_hook
         self._released = False
 
     def save_for_backward(self, *arrays):
@@ -503,9 +528,13 @@ def _call_backward(node, buffer):
     if buffer is None:
         # No gradient reached any output (an upstream backward returned None): nothing flows.
         return (None,) * n_inputs
+    grads = list(buffer.grads)
+    for index, hooks in (node._output_hooks or {}).items():
+        if grads[index] is not None:
+            grads[index] = _run_hooks(hooks, grads[index])
     grad_outputs = [
         _read_only(np.zeros(shape, dtype=_FLOAT32) if grad is None else grad)
-        for grad, shape in zip(buffer.grads, node._output_shapes)
+        for grad, shape in zip(grads, node._output_shapes)
     ]
     result = node._function.backward(node, *grad_outputs)
     if not isinstance(result, tuple):
@@ -561,11 +590,33 @@ def _owned_by_engine(grad, returned, input_grads):
     return type(grad.base) is _KERNEL_BUFFER_OWNER and len(sharing) == 1  # only itself
 
 
+# The key of a retain_grad hook: sorted after every handle id, so it sees the final gradient.
+RETAIN_GRAD_KEY = float("inf")
+
+
+def _run_hooks(hooks, grad):
+    """Each hook sees the gradient (read-only) as a Tensor and may return a replacement; hooks
+    run in registration order, retain_grad's last (as torch's)."""
+    for hook in [hooks[key] for key in sorted(hooks)]:
+        replaced = hook(_tensor.Tensor._wrap(_read_only(grad)))
+        if replaced is not None:
+            if not isinstance(replaced, _tensor.Tensor) or replaced.shape != grad.shape:
+                raise RuntimeError(f"a gradient hook returned {type(replaced).__name__} "
+                                   f"{getattr(replaced, 'shape', '')}; expected None or a Tensor of shape "
+                                   f"{tuple(grad.shape)}")
+            grad = np.asarray(replaced._array, dtype=_FLOAT32)
+    return grad
+
+
 def _accumulate_leaf(leaf, grad, owned):
     """Add ``grad`` into ``leaf.grad``; the first gradient becomes ``.grad`` itself when the
     engine ``owned`` it (copying AlexNet's 151 MB fc6 gradient would be pure cost), else a copy."""
     if not leaf._requires_grad:
         return
+    if leaf._hooks:
+        replaced = _run_hooks(leaf._hooks, grad)
+        owned = owned and replaced is grad
+        grad = replaced
     if leaf._grad is None:
         if not owned:
             grad = np.array(grad, dtype=_FLOAT32, order="C", copy=True)

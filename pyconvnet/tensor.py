@@ -23,7 +23,15 @@ import numpy as np
 
 from . import _C, devices
 from . import random as _random
-from .autograd import Function, backward as _autograd_backward, check_inplace, is_grad_enabled, sum_to_shape
+from .autograd import (
+    Function,
+    RETAIN_GRAD_KEY,
+    RemovableHandle,
+    backward as _autograd_backward,
+    check_inplace,
+    is_grad_enabled,
+    sum_to_shape,
+)
 from .ops import activation as _activation, indexing as _indexing, loss as _loss
 
 __all__ = [
@@ -263,6 +271,8 @@ class Tensor:
         self._grad = None
         self._grad_fn = None
         self._output_nr = 0
+        self._hooks = None  # a leaf's gradient hooks (a non-leaf's live on its grad_fn)
+        self._retains_grad = False
 
     @classmethod
     def _wrap(cls, array, requires_grad=False):
@@ -350,7 +360,7 @@ class Tensor:
 
     @property
     def grad(self):
-        if self._grad_fn is not None:
+        if self._grad_fn is not None and not self._retains_grad:
             warnings.warn(
                 "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed. "
                 "Its .grad attribute won't be populated during autograd.backward().",
@@ -380,6 +390,46 @@ class Tensor:
         self._grad = value
 
     # --------------------------------------------------------------- autograd
+    def register_hook(self, hook):
+        """Call ``hook(grad)`` when this tensor's gradient is computed in backward; a returned
+        Tensor replaces the gradient. Returns a handle whose ``remove()`` unregisters it."""
+        if not self._requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if self._grad_fn is None:
+            if self._hooks is None:
+                self._hooks = {}
+            hooks = self._hooks
+        else:
+            node = self._grad_fn
+            if node._output_hooks is None:
+                node._output_hooks = {}
+            hooks = node._output_hooks.setdefault(self._output_nr, {})
+        handle = RemovableHandle(hooks)
+        hooks[handle.id] = hook
+        return handle
+
+    def retain_grad(self):
+        """Keep this non-leaf tensor's gradient in ``.grad`` after backward (leaves always do)."""
+        if self._grad_fn is None or self._retains_grad:
+            return
+        if not self._requires_grad:
+            raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
+
+        def keep(grad):
+            if self._grad is None:
+                self._grad = Tensor._wrap(np.array(grad._array))
+            else:
+                np.add(self._grad._array, grad._array, out=self._grad._array)
+
+        handle = self.register_hook(keep)
+        hooks = self._grad_fn._output_hooks[self._output_nr]
+        hooks[RETAIN_GRAD_KEY] = hooks.pop(handle.id)
+        self._retains_grad = True
+
+    @property
+    def retains_grad(self):
+        return self._retains_grad
+
     def backward(self, gradient=None, retain_graph=None):
         """Accumulate d(self)/d(leaf) into the leaves' ``.grad``; see ``autograd.backward``."""
         _autograd_backward((self,), (gradient,), retain_graph)

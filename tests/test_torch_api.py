@@ -277,3 +277,43 @@ def test_inference_mode_and_set_grad_enabled_as_torch():
 def test_bad_arguments_raise_clear_errors(call, error, words):
     with pytest.raises(error, match=words):
         call(pcn.zeros(2, 3))
+
+
+# ----------------------------------------------------------------------------- gradient hooks
+def _hooked_graph(lib, x_array, w_array):
+    """y = (x * w).tanh(); z = y * y + y; with a hook doubling y's gradient, a hook recording
+    w's, retain_grad on y and on z's sum."""
+    x, w = lib.tensor(x_array, requires_grad=True), lib.tensor(w_array, requires_grad=True)
+    seen = []
+    y = (x * w).tanh()
+    y.retain_grad()
+    y.register_hook(lambda grad: grad * 2)
+    handle = w.register_hook(lambda grad: seen.append(grad.clone()))
+    z = (y * y + y).sum()
+    z.retain_grad()
+    z.backward()
+    handle.remove()
+    (x * w).sum().backward()  # the removed hook stays silent; leaves accumulate
+    return x.grad, w.grad, y.grad, z.grad, seen
+
+
+def test_register_hook_and_retain_grad_match_torch():
+    rng = _rng(7)
+    x_array, w_array = rng.standard_normal((3, 4)).astype(np.float32), rng.standard_normal((3, 4)).astype(np.float32)
+    ours, theirs = _hooked_graph(pcn, x_array, w_array), _hooked_graph(torch, x_array, w_array)
+    for mine, reference in zip(ours[:4], theirs[:4]):
+        np.testing.assert_allclose(mine.numpy(), reference.numpy(), rtol=1e-5, atol=1e-6)
+    assert len(ours[4]) == len(theirs[4]) == 1
+    np.testing.assert_allclose(ours[4][0].numpy(), theirs[4][0].numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_hooks_refuse_what_torch_refuses():
+    with pytest.raises(RuntimeError, match="doesn't require gradient"):
+        pcn.ones(2).register_hook(lambda grad: grad)
+    x = pcn.ones(2, requires_grad=True)
+    x.register_hook(lambda grad: pcn.ones(3))
+    with pytest.raises(RuntimeError, match="shape"):
+        (x * 2).sum().backward()
+    leaf = pcn.ones(2, requires_grad=True)
+    leaf.retain_grad()  # a leaf keeps its gradient anyway: nothing to do
+    assert not leaf.retains_grad

@@ -6,12 +6,11 @@ three dicts drive naming (``named_parameters``, ``state_dict`` keys such as
 ``features.0.weight``), mode switches and checkpoint loading, with torch's semantics.
 """
 
-import itertools
 from collections import OrderedDict, namedtuple
 
 import numpy as np
 
-from ...autograd import no_grad
+from ...autograd import RemovableHandle, no_grad
 from ... import devices
 from ...tensor import Tensor, _parse_to_args, _resolve_dtype
 from ..parameter import Parameter
@@ -30,26 +29,6 @@ class _IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpec
         return super().__repr__()
 
     __str__ = __repr__
-
-
-class RemovableHandle:
-    """Returned by ``register_forward_hook``/``register_forward_pre_hook``; ``remove()`` undoes
-    the registration. Also a context manager that removes the hook on exit."""
-
-    _next_id = itertools.count()
-
-    def __init__(self, hooks):
-        self._hooks = hooks
-        self.id = next(RemovableHandle._next_id)
-
-    def remove(self):
-        self._hooks.pop(self.id, None)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc_value, traceback):
-        self.remove()
 
 
 def _check_member_name(module, name, kind, registry):
