@@ -508,6 +508,10 @@ class Tensor:
     def bool(self):
         return self._cast(bool_)
 
+    def double(self):
+        """float32: the one float dtype (torch's ``double()`` gives float64)."""
+        return self._cast(float32)
+
     def type_as(self, other):
         return self._cast(other.dtype)
 

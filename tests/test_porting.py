@@ -157,3 +157,17 @@ def test_augmented_cifar_example_trains_under_pyconvnet(tmp_path, data_root):
                   ["--data", str(data_root), "--model", "resnet18", "--epochs", "1", "--batch-size", "32"],
                   tmp_path)
     assert re.search(r"best accuracy: \d", output)
+
+
+def test_finetune_example_ports(tmp_path, data_root):
+    """torchvision's ResNet-18 with a new head, per-phase transforms, set_grad_enabled, .double()
+    accuracy, deepcopy of the best weights, gradient clipping and StepLR."""
+    args = ["--data", str(data_root), "--epochs", "2", "--no-augment", "--split-seed", "-1"]
+    theirs, ours = _run_both(tmp_path, "finetune_example.py", args)
+    for pattern in (r"^step loss (\S+)", r"grad norm (\S+)", r"^val Loss: (\S+)", r"^train Loss: (\S+)", r"lr (\S+)"):
+        _assert_same_numbers(theirs, ours, pattern, rtol=2e-3)
+    _assert_same_numbers(theirs, ours, r"^parameters (\d+)", rtol=0)
+    # The seeded random split and the augmentations, under pyconvnet alone (its draws differ from torch's).
+    augmented = _run(port((SCRIPTS / "finetune_example.py").read_text()),
+                     ["--data", str(data_root), "--epochs", "1"], tmp_path / "augmented")
+    assert "sizes {'train': 90, 'val': 30}" in augmented and "first prediction" in augmented

@@ -317,3 +317,40 @@ def test_hooks_refuse_what_torch_refuses():
     leaf = pcn.ones(2, requires_grad=True)
     leaf.retain_grad()  # a leaf keeps its gradient anyway: nothing to do
     assert not leaf.retains_grad
+
+
+# ----------------------------------------------------------------------------- generators, threads, models
+def test_generator_seeds_like_torch_and_goes_where_generators_go():
+    first = pcn.Generator().manual_seed(42)
+    assert first.initial_seed() == 42 and first.device == pcn.device("cpu")
+    again = pcn.Generator().manual_seed(42)
+    assert pcn.equal(pcn.randperm(10, generator=first), pcn.randperm(10, generator=again))
+    split = pcn.utils.data.random_split(range(10), [0.7, 0.3], generator=pcn.Generator().manual_seed(1))
+    assert sorted(list(split[0]) + list(split[1])) == list(range(10)) and len(split[0]) == 7
+    assert pcn.manual_seed(5) is pcn.random.default_generator() and pcn.initial_seed() == 5
+    assert pcn.Generator().seed() != pcn.Generator().seed()
+    with pytest.raises(RuntimeError, match="no 'cuda' backend"):
+        pcn.Generator(device="cuda")
+
+
+def test_threads_and_double_as_scripts_use_them():
+    threads = pcn.get_num_threads()
+    try:
+        pcn.set_num_threads(1)
+        assert pcn.get_num_threads() == 1
+    finally:
+        pcn.set_num_threads(threads)
+    correct = pcn.sum(pcn.tensor([1, 2, 3]) == pcn.tensor([1, 0, 3]))
+    assert correct.double().dtype == pcn.float32 and (correct.double() / 4).item() == 0.5
+
+
+def test_torchvision_model_builders_take_torchvision_keywords():
+    from pyconvnet.vision import models
+
+    assert models.resnet18 is pcn.models.resnet18
+    model = models.resnet18(weights=None, num_classes=3)
+    assert model.fc.out_features == 3 and models.vgg11(pretrained=False).classifier[-1].out_features == 1000
+    with pytest.raises(ValueError, match="not bundled"):
+        models.resnet18(weights="IMAGENET1K_V1")
+    with pytest.raises(ValueError, match="pretrained=True"):
+        models.alexnet(pretrained=True)

@@ -18,7 +18,7 @@ __all__ = ["Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler
 
 def check_generator(generator, owner):
     if generator is not None and not isinstance(generator, np.random.Generator):
-        raise TypeError(f"{owner}: generator must be a numpy.random.Generator or None, got {type(generator).__name__}")
+        raise TypeError(f"{owner}: generator must be a pyconvnet.Generator (or numpy.random.Generator) or None, got {type(generator).__name__}")
     return generator
 
 

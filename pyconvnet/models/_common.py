@@ -1,6 +1,8 @@
 """What every model in ``pyconvnet.models`` shares: the input check, the error that names
 the layer a too-small or wrongly shaped input fails in, and the zero-padding of small images."""
 
+import functools
+
 from .. import nn
 from ..nn import functional as F
 
@@ -57,3 +59,19 @@ def pad_to_size(x, size):
     """``x`` zero-padded as ``padding_to_size`` says; ``x`` itself when no padding is needed."""
     amounts = padding_to_size(x.shape, size)
     return x if amounts is None else F.pad(x, amounts)
+
+
+def torchvision_builder(builder):
+    """Gives a builder torchvision's keywords: ``weights=None`` (random initialisation),
+    ``progress`` and the old ``pretrained=False``. Named pretrained weights are not bundled and
+    cannot be downloaded here: such a request raises, and a state_dict loads with ``load_state_dict``."""
+
+    @functools.wraps(builder)
+    def build(*args, weights=None, progress=True, pretrained=False, **kwargs):
+        if weights is not None or pretrained:
+            requested = f"weights={weights!r}" if weights is not None else "pretrained=True"
+            raise ValueError(f"{builder.__name__}: {requested}: pretrained weights are not bundled with pyconvnet; "
+                             "build with weights=None and load_state_dict() from a file you have")
+        return builder(*args, **kwargs)
+
+    return build

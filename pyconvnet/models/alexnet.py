@@ -2,7 +2,7 @@
 paper's local response normalisation, plus a small-input (``cifar=True``) variant."""
 
 from .. import nn
-from ._common import ImageClassifier
+from ._common import ImageClassifier, torchvision_builder
 
 __all__ = ["AlexNet", "alexnet"]
 
@@ -59,6 +59,7 @@ class AlexNet(ImageClassifier):
         return self.classifier(self.avgpool(self.features(x)).flatten(1))
 
 
+@torchvision_builder
 def alexnet(num_classes=1000, in_channels=3, dropout=0.5, lrn=False, cifar=False):
     """AlexNet (61,100,840 parameters for 1000 classes); ``lrn`` and ``cifar``: see ``AlexNet``."""
     return AlexNet(num_classes, in_channels, dropout, lrn, cifar)

@@ -6,7 +6,7 @@ from collections import namedtuple
 
 from .. import nn
 from ..nn import functional as F
-from ._common import ImageClassifier
+from ._common import ImageClassifier, torchvision_builder
 
 __all__ = ["GoogLeNet", "GoogLeNetOutputs", "BasicConv2d", "Inception", "InceptionAux", "googlenet"]
 
@@ -157,6 +157,7 @@ class GoogLeNet(ImageClassifier):
         return GoogLeNetOutputs(x, aux2, aux1) if heads else x
 
 
+@torchvision_builder
 def googlenet(num_classes=1000, aux_logits=False, transform_input=False, init_weights=True,
               in_channels=3, dropout=0.2, dropout_aux=0.7, cifar=False):
     """GoogLeNet (6,624,904 parameters for 1000 classes without the auxiliary heads,

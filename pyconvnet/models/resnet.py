@@ -15,7 +15,7 @@ import numpy as np
 from .. import nn
 from ..autograd import Function
 from ..nn import functional as F
-from ._common import ImageClassifier
+from ._common import ImageClassifier, torchvision_builder
 
 __all__ = [
     "ResNet", "BasicBlock", "Bottleneck", "CifarResNet",
@@ -218,26 +218,31 @@ class CifarResNet(ImageClassifier):
         return self.fc(self.avgpool(x).flatten(1))
 
 
+@torchvision_builder
 def resnet18(num_classes=1000, in_channels=3, zero_init_residual=False, cifar=False):
     """ResNet-18 (11,689,512 parameters for 1000 classes); ``cifar=True``: see ``ResNet``."""
     return ResNet(BasicBlock, [2, 2, 2, 2], num_classes, in_channels, zero_init_residual, cifar)
 
 
+@torchvision_builder
 def resnet34(num_classes=1000, in_channels=3, zero_init_residual=False, cifar=False):
     """ResNet-34 (21,797,672 parameters); ``cifar=True``: see ``ResNet``."""
     return ResNet(BasicBlock, [3, 4, 6, 3], num_classes, in_channels, zero_init_residual, cifar)
 
 
+@torchvision_builder
 def resnet50(num_classes=1000, in_channels=3, zero_init_residual=False, cifar=False):
     """ResNet-50 (25,557,032 parameters); ``cifar=True``: see ``ResNet``."""
     return ResNet(Bottleneck, [3, 4, 6, 3], num_classes, in_channels, zero_init_residual, cifar)
 
 
+@torchvision_builder
 def resnet101(num_classes=1000, in_channels=3, zero_init_residual=False, cifar=False):
     """ResNet-101 (44,549,160 parameters); ``cifar=True``: see ``ResNet``."""
     return ResNet(Bottleneck, [3, 4, 23, 3], num_classes, in_channels, zero_init_residual, cifar)
 
 
+@torchvision_builder
 def resnet152(num_classes=1000, in_channels=3, zero_init_residual=False, cifar=False):
     """ResNet-152 (60,192,808 parameters); ``cifar=True``: see ``ResNet``."""
     return ResNet(Bottleneck, [3, 8, 36, 3], num_classes, in_channels, zero_init_residual, cifar)

@@ -3,7 +3,7 @@ batch norm, in torchvision's layout (``features``, ``avgpool``, ``classifier``) 
 initialisation, plus small-input (``cifar=True``) variants."""
 
 from .. import nn
-from ._common import ImageClassifier, check_arguments, pad_to_size
+from ._common import ImageClassifier, check_arguments, pad_to_size, torchvision_builder
 
 __all__ = [
     "VGG", "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
@@ -88,41 +88,49 @@ def _vgg(depth, batch_norm, num_classes, in_channels, dropout, cifar):
     return VGG(features, num_classes, in_channels, dropout, cifar)
 
 
+@torchvision_builder
 def vgg11(num_classes=1000, in_channels=3, dropout=0.5, cifar=False):
     """VGG-11 (configuration A; 132,863,336 parameters). ``cifar``: see ``VGG``."""
     return _vgg(11, False, num_classes, in_channels, dropout, cifar)
 
 
+@torchvision_builder
 def vgg13(num_classes=1000, in_channels=3, dropout=0.5, cifar=False):
     """VGG-13 (configuration B; 133,047,848 parameters). ``cifar``: see ``VGG``."""
     return _vgg(13, False, num_classes, in_channels, dropout, cifar)
 
 
+@torchvision_builder
 def vgg16(num_classes=1000, in_channels=3, dropout=0.5, cifar=False):
     """VGG-16 (configuration D; 138,357,544 parameters). ``cifar``: see ``VGG``."""
     return _vgg(16, False, num_classes, in_channels, dropout, cifar)
 
 
+@torchvision_builder
 def vgg19(num_classes=1000, in_channels=3, dropout=0.5, cifar=False):
     """VGG-19 (configuration E; 143,667,240 parameters). ``cifar``: see ``VGG``."""
     return _vgg(19, False, num_classes, in_channels, dropout, cifar)
 
 
+@torchvision_builder
 def vgg11_bn(num_classes=1000, in_channels=3, dropout=0.5, cifar=False):
     """VGG-11 with batch norm after each convolution (132,868,840 parameters)."""
     return _vgg(11, True, num_classes, in_channels, dropout, cifar)
 
 
+@torchvision_builder
 def vgg13_bn(num_classes=1000, in_channels=3, dropout=0.5, cifar=False):
     """VGG-13 with batch norm after each convolution (133,053,736 parameters)."""
     return _vgg(13, True, num_classes, in_channels, dropout, cifar)
 
 
+@torchvision_builder
 def vgg16_bn(num_classes=1000, in_channels=3, dropout=0.5, cifar=False):
     """VGG-16 with batch norm after each convolution (138,365,992 parameters)."""
     return _vgg(16, True, num_classes, in_channels, dropout, cifar)
 
 
+@torchvision_builder
 def vgg19_bn(num_classes=1000, in_channels=3, dropout=0.5, cifar=False):
     """VGG-19 with batch norm after each convolution (143,678,248 parameters)."""
     return _vgg(19, True, num_classes, in_channels, dropout, cifar)
