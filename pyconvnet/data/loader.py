@@ -17,24 +17,16 @@ do not depend on ``num_workers`` or ``prefetch_factor``.
 """
 
 import collections
-import numbers
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from .. import random as _random
+from ..ops._args import check_int
 from ..tensor import Tensor, from_numpy
 from .transforms import use_generator
 
 __all__ = ["DataLoader"]
-
-
-def _positive_int(value, name, minimum=1):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        raise TypeError(f"DataLoader: {name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"DataLoader: {name} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 class DataLoader:
@@ -53,12 +45,12 @@ class DataLoader:
         if generator is not None and not isinstance(generator, np.random.Generator):
             raise TypeError(f"DataLoader: generator must be a numpy.random.Generator, got {type(generator).__name__}")
         self.dataset = dataset
-        self.batch_size = _positive_int(batch_size, "batch_size")
+        self.batch_size = check_int(batch_size, "batch_size", "DataLoader")
         self.shuffle = bool(shuffle)
-        self.num_workers = _positive_int(num_workers, "num_workers", 0)
+        self.num_workers = check_int(num_workers, "num_workers", "DataLoader", 0)
         self.drop_last = bool(drop_last)
         self.generator = generator
-        self.prefetch_factor = _positive_int(prefetch_factor, "prefetch_factor", 0)
+        self.prefetch_factor = check_int(prefetch_factor, "prefetch_factor", "DataLoader", 0)
         if self.num_workers > 0 and self.prefetch_factor == 0:
             raise ValueError("DataLoader: prefetch_factor must be >= 1 when num_workers > 0")
 
