@@ -346,6 +346,7 @@ class Function:
         single = not isinstance(raw, tuple)
         raw_outputs = (raw,) if single else raw
         non_differentiable = {id(a) for a in ctx._non_differentiable} if record else ()
+        ctx._non_differentiable = ()  # needed only here; kept, they would outlive backward
         outputs = []
         for index, raw_output in enumerate(raw_outputs):
             array = _tensor._as_storage(raw_output)

@@ -94,7 +94,8 @@ def buffer_cache_stats():
     moved into it (on Linux).
     Returns a dict: ``cached_bytes`` (free memory held now), ``limit_bytes`` (the cap on it, a
     quarter of physical memory), ``hits`` and ``misses`` (cacheable requests served by a cached
-    block of their size / not), ``recycled_bytes`` (cached pages moved into misses so far)."""
+    block of their size / not), ``recycled_bytes`` (cached pages moved into misses so far),
+    ``live_bytes`` (memory that kernel outputs of every size hold now: a leak check's measure)."""
     return dict(_C.buffer_cache_stats())
 
 

@@ -155,13 +155,13 @@ def _add_export_parser(commands):
 
 
 def _positive_int(text):
+    """argparse's ``type`` for counts: ``text`` as an int >= 1 (``check_int``'s rule)."""
+    from .ops._args import check_int
+
     try:
-        value = int(text)
+        return check_int(int(text), "value", "argument")
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
 
 
 def _input_shape(text):

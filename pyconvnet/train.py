@@ -27,9 +27,10 @@ import time
 
 import numpy as np
 
-from . import backend, checkpoint, data, models, optim
+from . import backend, checkpoint, data, models, optim, viz
 from . import nn
 from . import random as _random
+from ._runs import DATASETS, build_dataset, load_model
 from .autograd import no_grad
 
 __all__ = ["DATASETS", "RECIPES", "Config", "recipe_for", "resolve_config", "train", "evaluate_checkpoint",
@@ -43,27 +44,6 @@ _STEP_GAMMA = 0.1
 _MULTISTEP_MILESTONES = (0.5, 0.75)
 _EVAL_BATCH_SIZE = 500
 
-
-@dataclasses.dataclass(frozen=True)
-class DatasetSpec:
-    """How to build one dataset: its class, per-channel mean/std of the training images (in
-    [0, 1] units), its channel count and image side, the padding of its random crop and whether
-    mirror images are plausible."""
-
-    cls: str
-    mean: tuple
-    std: tuple
-    channels: int
-    image_size: int
-    crop_padding: int
-    flip: bool
-
-
-DATASETS = {
-    "fashion-mnist": DatasetSpec("FashionMNIST", (0.2860,), (0.3530,), 1, 28, 2, True),
-    "mnist": DatasetSpec("MNIST", (0.1307,), (0.3081,), 1, 28, 2, False),  # a mirrored digit is another glyph
-    "cifar10": DatasetSpec("CIFAR10", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 3, 32, 4, True),
-}
 
 # The defaults per model family, keyed by a shell-style name pattern (the longest matching
 # pattern wins). Every model trains in its small-input variant (see ``model_kwargs``).
@@ -166,21 +146,6 @@ def model_kwargs(model, dataset):
     return kwargs
 
 
-def _dataset(name, train, augment, data_dir, limit):
-    spec = DATASETS[name]
-    steps = []
-    if train and augment:
-        steps.append(data.transforms.RandomCrop(spec.image_size, padding=spec.crop_padding))
-        if spec.flip:
-            steps.append(data.transforms.RandomHorizontalFlip())
-    steps += [data.transforms.ToTensor(), data.transforms.Normalize(spec.mean, spec.std)]
-    dataset = getattr(data, spec.cls)(root=data_dir, train=train, transform=data.transforms.Compose(steps),
-                                      download=True)
-    if limit is not None and limit < len(dataset):
-        dataset = data.Subset(dataset, np.arange(limit))
-    return dataset
-
-
 def _optimizer(config, parameters):
     if config.optimizer == "sgd":
         return optim.SGD(parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
@@ -263,8 +228,8 @@ class _Run:
         self.log = log
         _random.manual_seed(config.seed)
         self.loader_generator = np.random.Generator(np.random.PCG64(config.seed))
-        self.train_set = _dataset(config.dataset, True, config.augment, data_dir, config.limit_train)
-        self.test_set = _dataset(config.dataset, False, False, data_dir, config.limit_test)
+        self.train_set = build_dataset(config.dataset, True, config.augment, data_dir, config.limit_train)
+        self.test_set = build_dataset(config.dataset, False, False, data_dir, config.limit_test)
         # One worker thread prepares the next batches while the model steps.
         self.train_loader = data.DataLoader(self.train_set, batch_size=config.batch_size, shuffle=True,
                                             num_workers=1, generator=self.loader_generator)
@@ -513,8 +478,6 @@ def train(settings, out_dir=None, resume=None, data_dir=None, threads=None, log=
 
 def _write_pictures(out_dir, data_dir, log):
     """The run's pictures (see ``pyconvnet.viz``), when matplotlib is installed."""
-    from . import viz
-
     if viz.available():
         log(f"pictures: {', '.join(os.path.basename(path) for path in viz.plot_run(out_dir, data_dir))}")
 
@@ -536,16 +499,4 @@ def evaluate_checkpoint(path, data_dir=None, limit_test=None, threads=None):
     if threads is not None:
         backend.set_num_threads(threads)
     model, state = load_model(path)
-    return evaluate(model, _dataset(state["dataset"], False, False, data_dir, limit_test))
-
-
-def load_model(path):
-    """(model, state): the model saved in training checkpoint ``path``, rebuilt with its weights,
-    and the checkpoint's whole state."""
-    state = checkpoint.load(path)
-    for key in ("model_name", "model_kwargs", "dataset", "model"):
-        if key not in state:
-            raise ValueError(f"{path}: not a training checkpoint (no {key!r})")
-    model = models.get_model(state["model_name"], **state["model_kwargs"])
-    model.load_state_dict(state["model"])
-    return model, state
+    return evaluate(model, build_dataset(state["dataset"], False, False, data_dir, limit_test))

@@ -17,7 +17,8 @@ import os
 
 import numpy as np
 
-from . import data, nn, train
+from . import data, nn
+from ._runs import build_dataset, load_model
 from .autograd import no_grad
 from .creation import from_numpy
 
@@ -233,10 +234,10 @@ def plot_run(run_dir, data_dir=None, limit_test=None):
         raise FileNotFoundError(f"{run_dir} holds no checkpoint (best.safetensors or last.safetensors)")
     with open(metrics_path) as file:
         metrics = [json.loads(line) for line in file if line.strip()]
-    model, state = train.load_model(checkpoint_path)
+    model, state = load_model(checkpoint_path)
     if limit_test is None:
         limit_test = state["config"]["limit_test"]
-    test_set = train._dataset(state["dataset"], False, False, data_dir, limit_test)
+    test_set = build_dataset(state["dataset"], False, False, data_dir, limit_test)
     classes = getattr(test_set, "dataset", test_set).classes
     image, label = test_set[0]  # a normalised (C, H, W) Tensor, as the model sees it
     image = image.numpy()

@@ -2,6 +2,7 @@
 float64 gradients, the Function contract the kernels rely on, and graph semantics."""
 
 import sys
+import weakref
 
 import numpy as np
 import pytest
@@ -537,6 +538,17 @@ def test_released_node_drops_saved_state():
     assert not hasattr(node, "scale")
     with pytest.raises(RuntimeError, match="freed"):
         node.saved_tensors
+
+
+def test_released_node_keeps_no_array_of_its_forward():
+    """A graph kept after backward (a loss kept for logging) holds none of the arrays its
+    forward made: max-pool's argmax, marked non-differentiable, once stayed alive with it."""
+    x = pcn.randn(1, 1, 4, 4, requires_grad=True)
+    out, indices = pcn.nn.functional.max_pool2d(x, 2, return_indices=True)
+    argmax = weakref.ref(indices.numpy())
+    del indices
+    out.sum().backward()
+    assert out.grad_fn is not None and argmax() is None
 
 
 def test_missing_backward_raises():

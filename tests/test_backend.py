@@ -218,3 +218,21 @@ def test_recycling_pages_keeps_the_number_of_mappings_bounded():
         np.testing.assert_array_equal(output.numpy(), 1.0)
     del live
     backend.empty_buffer_cache()
+
+
+@pytest.mark.parametrize("floats", [16, 1 << 17, 1 << 21], ids=["small", "cached", "mapped"])
+def test_live_bytes_count_what_outputs_hold(floats):
+    """``live_bytes`` rises by an output's block (its size rounded up to 64 bytes, or to a page
+    from 256 KiB) while it lives, however it is viewed, and falls back when the last view dies."""
+    backend.empty_buffer_cache()
+    before = backend.buffer_cache_stats()["live_bytes"]
+    output = _relu_of(floats, 1.0)
+    unit = 4096 if floats * 4 >= 256 * 1024 else 64
+    block = -(-floats * 4 // unit) * unit
+    assert backend.buffer_cache_stats()["live_bytes"] == before + block
+    view = output.numpy()[1:]
+    del output
+    assert backend.buffer_cache_stats()["live_bytes"] == before + block
+    del view
+    assert backend.buffer_cache_stats()["live_bytes"] == before
+    backend.empty_buffer_cache()

@@ -9,6 +9,7 @@ import pytest
 image_io = pytest.importorskip("matplotlib.image")
 
 from pyconvnet import cli, models, train, viz  # noqa: E402
+from pyconvnet._runs import build_dataset  # noqa: E402
 from pyconvnet.nn import functional as F  # noqa: E402
 from pyconvnet.creation import from_numpy  # noqa: E402
 from test_train import _args, _restore_threads, data_dir  # noqa: E402,F401 (fixtures)
@@ -65,7 +66,7 @@ def test_stages_are_the_first_conv_then_the_last_output_at_each_size(run_dir):
 
 def test_confusion_matrix_counts_every_test_image_and_agrees_with_evaluate(run_dir, data_dir):
     model, _ = train.load_model(run_dir / "best.safetensors")
-    test_set = train._dataset("fashion-mnist", False, False, str(data_dir), 32)
+    test_set = build_dataset("fashion-mnist", False, False, str(data_dir), 32)
     counts = viz.confusion_matrix(model, test_set, 10)
     _, accuracy = train.evaluate(model, test_set)
     assert counts.sum() == 32

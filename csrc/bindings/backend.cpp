@@ -36,6 +36,7 @@ void bind_backend(py::module_& m) {
     out["hits"] = stats.hits;
     out["misses"] = stats.misses;
     out["recycled_bytes"] = stats.recycled_bytes;
+    out["live_bytes"] = stats.live_bytes;
     return out;
   });
   m.def("empty_buffer_cache", &empty_buffer_cache);

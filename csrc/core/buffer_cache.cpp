@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <mutex>
 #include <new>
@@ -199,6 +200,9 @@ struct Cache {
   }
 };
 
+// Bytes handed out and not yet released, every size (small blocks bypass the cache's lock).
+std::atomic<int64_t> live_bytes{0};
+
 // Never destroyed: arrays may release buffers while the interpreter shuts down.
 Cache& cache() {
   static Cache* instance = new Cache;
@@ -225,6 +229,7 @@ void* acquire_buffer(size_t bytes) {
       if (take_newest(c.heap_free, capacity, capacity_of, &block)) {
         c.cached_bytes -= capacity;
         ++c.hits;
+        live_bytes.fetch_add(int64_t(capacity), std::memory_order_relaxed);
         return static_cast<char*>(block) + kAlignment;
       }
       ++c.misses;
@@ -237,6 +242,7 @@ void* acquire_buffer(size_t bytes) {
       block = heap_allocate(capacity);
     }
     if (!block) throw std::bad_alloc();
+    live_bytes.fetch_add(int64_t(capacity), std::memory_order_relaxed);
     return static_cast<char*>(block) + kAlignment;
   }
   const size_t size = (bytes + kPage - 1) / kPage * kPage;
@@ -250,6 +256,7 @@ void* acquire_buffer(size_t bytes) {
     block = c.assemble(size);
   }
   c.live.emplace(block.address, std::move(block.segments));
+  live_bytes.fetch_add(int64_t(size), std::memory_order_relaxed);
   return block.address;
 }
 
@@ -259,6 +266,7 @@ void release_buffer(void* ptr) {
   // Mapped blocks start on a page; anything else is a heap block, and small ones need no lock.
   const bool on_page = reinterpret_cast<uintptr_t>(ptr) % kPage == 0;
   if (!on_page && capacity_of(static_cast<char*>(ptr) - kAlignment) < kCachedMinBytes) {
+    live_bytes.fetch_sub(int64_t(capacity_of(static_cast<char*>(ptr) - kAlignment)), std::memory_order_relaxed);
     std::free(static_cast<char*>(ptr) - kAlignment);
     return;
   }
@@ -268,6 +276,7 @@ void release_buffer(void* ptr) {
     Block block{static_cast<char*>(ptr), 0, std::move(it->second)};
     c.live.erase(it);
     for (const Segment& segment : block.segments) block.bytes += segment.bytes;
+    live_bytes.fetch_sub(int64_t(block.bytes), std::memory_order_relaxed);
     if (c.cached_bytes + block.bytes <= c.limit_bytes) {
       c.cached_bytes += block.bytes;
       c.mapped_free.push_back(std::move(block));
@@ -278,6 +287,7 @@ void release_buffer(void* ptr) {
   }
   void* block = static_cast<char*>(ptr) - kAlignment;
   const size_t capacity = capacity_of(block);
+  live_bytes.fetch_sub(int64_t(capacity), std::memory_order_relaxed);
   if (capacity >= kCachedMinBytes && c.cached_bytes + capacity <= c.limit_bytes) {
     c.heap_free.push_back(block);
     c.cached_bytes += capacity;
@@ -289,7 +299,8 @@ void release_buffer(void* ptr) {
 BufferCacheStats buffer_cache_stats() {
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mutex);
-  return {int64_t(c.cached_bytes), int64_t(c.limit_bytes), c.hits, c.misses, c.recycled_bytes};
+  return {int64_t(c.cached_bytes), int64_t(c.limit_bytes), c.hits, c.misses, c.recycled_bytes,
+          live_bytes.load(std::memory_order_relaxed)};
 }
 
 void empty_buffer_cache() {

@@ -31,6 +31,7 @@ struct BufferCacheStats {
   int64_t hits;          // requests served from the cache
   int64_t misses;        // requests of a cacheable size that no cached block had
   int64_t recycled_bytes;  // pages moved from cached blocks to serve misses, in bytes
+  int64_t live_bytes;      // handed out and not yet released, every size (what outputs hold now)
 };
 BufferCacheStats buffer_cache_stats();
 void empty_buffer_cache();

@@ -39,9 +39,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import random as _random
+from ..ops._args import check_int
 from .collate import default_collate, default_convert
 from .dataset import IterableDataset
-from .sampler import BatchSampler, RandomSampler, SequentialSampler, check_generator, positive_int
+from .sampler import BatchSampler, RandomSampler, SequentialSampler, check_generator
 from .transforms import use_generator
 
 __all__ = ["DataLoader", "WorkerInfo", "get_worker_info"]
@@ -86,7 +87,7 @@ class DataLoader:
                 if value not in (None, False):
                     raise ValueError(f"DataLoader with IterableDataset: expected unspecified {name} option, "
                                      f"but got {name}={value!r}")
-        self.num_workers = positive_int(num_workers, "DataLoader: num_workers", 0)
+        self.num_workers = check_int(num_workers, "num_workers", "DataLoader", 0)
         if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 0:
             raise ValueError(f"DataLoader: timeout must be a non-negative number, got {timeout!r}")
         if self.num_workers == 0 and prefetch_factor is not None:
@@ -108,7 +109,7 @@ class DataLoader:
                 raise ValueError("DataLoader: batch_size=None option disables auto-batching and is mutually "
                                  "exclusive with drop_last")
         else:
-            batch_size = positive_int(batch_size, "DataLoader: batch_size")
+            batch_size = check_int(batch_size, "batch_size", "DataLoader")
         if sampler is not None and shuffle:
             raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle")
         self.dataset = dataset
@@ -125,7 +126,7 @@ class DataLoader:
         self.collate_fn = collate_fn if collate_fn is not None else (
             default_collate if self._auto_collation else default_convert)
         self.prefetch_factor = None if self.num_workers == 0 else (
-            2 if prefetch_factor is None else positive_int(prefetch_factor, "DataLoader: prefetch_factor"))
+            2 if prefetch_factor is None else check_int(prefetch_factor, "prefetch_factor", "DataLoader"))
         self.pin_memory = bool(pin_memory)
         self.pin_memory_device = pin_memory_device
         self.timeout = timeout

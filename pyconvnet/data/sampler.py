@@ -6,11 +6,11 @@ generator when iteration starts, as torch draws one from its global generator, s
 ``pyconvnet.manual_seed`` fixes every epoch. Indices come out as Python ints.
 """
 
-import numbers
 
 import numpy as np
 
 from .. import random as _random
+from ..ops._args import check_int
 
 __all__ = ["Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler", "WeightedRandomSampler",
            "BatchSampler"]
@@ -27,15 +27,6 @@ def pass_generator(generator):
     if generator is not None:
         return generator
     return np.random.Generator(np.random.PCG64(_random.next_seed()))
-
-
-def positive_int(value, name, minimum=1):
-    """``value`` as an int >= ``minimum``; TypeError/ValueError naming ``name`` otherwise."""
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return int(value)
 
 
 class Sampler:
@@ -72,7 +63,7 @@ class RandomSampler(Sampler):
             raise TypeError(f"RandomSampler: replacement must be a bool, got {replacement!r}")
         self.data_source = data_source
         self.replacement = replacement
-        self._num_samples = None if num_samples is None else positive_int(num_samples, "RandomSampler: num_samples")
+        self._num_samples = None if num_samples is None else check_int(num_samples, "num_samples", "RandomSampler")
         self.generator = check_generator(generator, "RandomSampler")
 
     @property
@@ -120,7 +111,7 @@ class WeightedRandomSampler(Sampler):
         if not isinstance(replacement, bool):
             raise TypeError(f"WeightedRandomSampler: replacement must be a bool, got {replacement!r}")
         self.weights = weights
-        self.num_samples = positive_int(num_samples, "WeightedRandomSampler: num_samples")
+        self.num_samples = check_int(num_samples, "num_samples", "WeightedRandomSampler")
         if not replacement and self.num_samples > np.count_nonzero(weights):
             raise ValueError(f"WeightedRandomSampler: cannot draw {self.num_samples} samples without replacement "
                              f"from {np.count_nonzero(weights)} non-zero weights")
@@ -142,7 +133,7 @@ class BatchSampler(Sampler):
 
     def __init__(self, sampler, batch_size, drop_last):
         self.sampler = sampler
-        self.batch_size = positive_int(batch_size, "BatchSampler: batch_size")
+        self.batch_size = check_int(batch_size, "batch_size", "BatchSampler")
         if not isinstance(drop_last, bool):
             raise TypeError(f"BatchSampler: drop_last must be a bool, got {drop_last!r}")
         self.drop_last = drop_last

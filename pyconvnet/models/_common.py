@@ -5,6 +5,7 @@ import functools
 
 from .. import nn
 from ..nn import functional as F
+from ..nn.modules.module import _prefix_message
 
 
 class ImageClassifier(nn.Module):
@@ -29,9 +30,8 @@ class ImageClassifier(nn.Module):
         except ValueError as error:
             name = next((name for name, module in self.named_modules()
                          if module is getattr(error, "module", None) and module is not self), None)
-            if name is not None and error.args and isinstance(error.args[0], str):
-                error.args = (f"{type(self).__name__}: layer '{name}' (model input {shape}): {error.args[0]}",
-                              ) + error.args[1:]
+            if name is not None:
+                _prefix_message(error, f"{type(self).__name__}: layer '{name}' (model input {shape}): ")
             raise
 
 

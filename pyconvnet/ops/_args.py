@@ -1,4 +1,5 @@
-"""Argument normalisation shared by the op modules (PyTorch's int-or-pair conventions), and the
+"""Argument normalisation shared by the op modules (PyTorch's int-or-pair conventions) and by
+the data loader and command line (counts that must be ints of at least one), and the
 output-size check of the ops whose outputs numpy allocates."""
 
 import math
@@ -9,6 +10,16 @@ import numpy as np
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _MAX_ELEMENTS = 2**46  # csrc/core/checks.h: kMaxElements
+
+
+def check_int(value, name, caller, minimum=1):
+    """``value`` as an int of at least ``minimum``: TypeError unless it is an integer (a bool is
+    not), ValueError when smaller; both name ``caller`` and ``name``."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise TypeError(f"{caller}: {name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{caller}: {name} must be >= {minimum}, got {value}")
+    return int(value)
 
 
 def int64(value, name, op):

@@ -59,9 +59,14 @@ def _name_failing_layer(module, error, args):
     label = type(module).__name__ if module._modules else repr(module)
     shape = getattr(args[0], "shape", None) if args else None
     got = f" got input of shape {tuple(shape)}" if shape is not None else ""
-    if error.args and isinstance(error.args[0], str):
-        error.args = (f"{label}{got}: {error.args[0]}",) + error.args[1:]
+    _prefix_message(error, f"{label}{got}: ")
     error.module = module
+
+
+def _prefix_message(error, prefix):
+    """Put ``prefix`` before ``error``'s message (its first argument, when that is a string)."""
+    if error.args and isinstance(error.args[0], str):
+        error.args = (prefix + error.args[0],) + error.args[1:]
 
 
 def _as_array(value, key):
