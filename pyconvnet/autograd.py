@@ -453,7 +453,7 @@ class _InputBuffer:
         if current is None:
             self.grads[index] = grad
         else:
-            self.grads[index] = _tensor._add(current, grad)
+            self.grads[index] = _arithmetic.add_arrays(current, grad)
 
 
 def _run_backward(roots, retain_graph):
@@ -628,3 +628,4 @@ def _accumulate_leaf(leaf, grad, owned):
 
 # Imported last: tensor.py imports this module, so either may be imported first.
 from . import tensor as _tensor  # noqa: E402
+from .ops import arithmetic as _arithmetic  # noqa: E402

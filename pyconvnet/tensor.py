@@ -1,4 +1,4 @@
-"""The Tensor class, its differentiable ops and the creation functions (tensor, zeros, ...).
+"""The Tensor class: storage, autograd state and the torch methods.
 
 A Tensor wraps one numpy array, its storage, which is always C-contiguous, native-endian
 and float32, int64 or bool: exactly what the C++ kernels take. The API mirrors torch's
@@ -7,12 +7,16 @@ names, argument order, defaults and semantics. Where it differs, by design:
   * permute/transpose/t/expand and non-contiguous indexing return copies, not views,
     because storage is always C-contiguous (reshape/view/flatten/squeeze/unsqueeze and
     contiguous slices still share memory, as in torch);
-  * in-place ops refuse any Tensor that requires grad while grad mode is on (torch
-    allows it on non-leaves); ``x += y`` on such a tensor rebinds ``x`` to ``x + y``;
-  * ``dtype`` is a numpy dtype and ``device`` is the string ``'cpu'``.
+  * the Tensor's own in-place methods refuse any Tensor that requires grad while grad mode
+    is on (torch allows it on non-leaves); ``x += y`` on such a tensor rebinds ``x`` to ``x + y``;
+  * ``dtype`` is a numpy dtype and the one device is the CPU (``pyconvnet.device('cpu')``);
+    int64 is the one integer dtype and float32 the one float dtype, so ``int()`` and
+    ``double()`` give those.
 
-Each differentiable op is a small ``autograd.Function``; binary ops rely on the engine to
-sum broadcast gradients back to each input's shape.
+Methods parse and check arguments, then call the differentiable ops in ``pyconvnet.ops``
+(``shape``, ``arithmetic``, ``reduction``, ``indexing``, the kernel families); the creation
+functions live in ``creation.py``, the ``torch.X`` forms of the methods in ``functions.py``,
+printing in ``formatting.py``.
 """
 
 import math
@@ -21,36 +25,22 @@ from collections import namedtuple
 
 import numpy as np
 
-from . import _C, devices
+from . import devices
 from . import random as _random
 from .autograd import (
-    Function,
     RETAIN_GRAD_KEY,
     RemovableHandle,
     backward as _autograd_backward,
     check_inplace,
     is_grad_enabled,
-    sum_to_shape,
 )
+from .formatting import format_tensor
 from .ops import activation as _activation, indexing as _indexing, loss as _loss
+from .ops.arithmetic import Abs, Add, Clamp, Div, Exp, Log, MatMul, Mul, Neg, Pow, Sqrt, Sub
+from .ops.reduction import Extremum, ExtremumAlongDim, Mean, Sum
+from .ops.shape import Clone, Expand, Index, Permute, Reshape
 
-__all__ = [
-    "Tensor",
-    "Size",
-    "float32",
-    "int64",
-    "bool_",
-    "tensor",
-    "from_numpy",
-    "zeros",
-    "ones",
-    "empty",
-    "rand",
-    "randn",
-    "zeros_like",
-    "ones_like",
-    "flatten",
-]
+__all__ = ["Tensor", "Size", "float32", "int64", "bool_"]
 
 float32 = np.dtype(np.float32)
 int64 = np.dtype(np.int64)
@@ -232,15 +222,6 @@ def _sorted_indices(array, dim, descending):
     if descending and array.dtype == bool_:
         keys = ~array
     return np.argsort(keys, axis=dim, kind="stable").astype(int64)
-
-
-def _is_basic_key(key):
-    """True if ``key`` uses only basic indexing (no entry selects an element twice)."""
-    entries = key if isinstance(key, tuple) else (key,)
-    return all(
-        entry is None or entry is Ellipsis or isinstance(entry, (slice, int, np.integer))
-        for entry in entries
-    )
 
 
 # ----------------------------------------------------------------------------- the Tensor
@@ -564,7 +545,7 @@ class Tensor:
         return int(self._array.item())
 
     def __repr__(self):
-        return _format_tensor(self)
+        return format_tensor(self)
 
     # --------------------------------------------------------------- shape ops
     def reshape(self, *shape):
@@ -1061,437 +1042,3 @@ def _arg_extremum(array, dim, keepdim, arg_function):
     if array.ndim == 0:
         return np.zeros((), dtype=int64)
     return np.asarray(arg_function(array, axis=dim, keepdims=keepdim), dtype=int64)
-
-
-# ----------------------------------------------------------------------------- repr
-def _format_tensor(tensor):
-    array = tensor._array
-    if array.dtype == float32 and array.size:
-        formatter = {"float_kind": _float_formatter(array)}
-    else:
-        formatter = None
-    body = np.array2string(
-        array, separator=", ", prefix="tensor(", formatter=formatter, threshold=1000, edgeitems=3
-    ).replace(", ..., ", ",  ..., ")  # torch pads the in-row ellipsis by one space
-    extras = []
-    if array.size == 0 and array.ndim != 1:
-        extras.append(f"size={array.shape}")
-    if tensor._grad_fn is not None:
-        extras.append(f"grad_fn=<{tensor._grad_fn.name()}>")
-    elif tensor._requires_grad:
-        extras.append("requires_grad=True")
-    return "tensor(" + ", ".join([body] + extras) + ")"
-
-
-def _float_formatter(array):
-    """torch's print style: '1.' for integral values, else 4 decimals or 4-digit scientific."""
-    is_finite = np.isfinite(array)
-    finite = array[is_finite].astype(np.float64)
-    magnitudes = np.abs(finite[finite != 0])
-    integral = bool(np.all(finite == np.round(finite)))
-    scientific = False
-    if magnitudes.size:
-        largest, smallest = magnitudes.max(), magnitudes.min()
-        scientific = (
-            largest / smallest > 1000 or largest > 1e8 or (not integral and smallest < 1e-4)
-        )
-    if scientific:
-        pattern = "{:.4e}"
-    elif integral:
-        pattern = "{:.0f}."
-    else:
-        pattern = "{:.4f}"
-
-    def format_value(value):
-        return pattern.format(value) if np.isfinite(value) else str(value)
-
-    # Right-align to the widest string, which comes from an extreme or a non-finite value.
-    samples = list(np.unique(array[~is_finite]))
-    if finite.size:
-        samples += [finite.max(), finite.min()]
-    width = max(len(format_value(v)) for v in samples)
-    return lambda value: format_value(value).rjust(width)
-
-
-# ----------------------------------------------------------------------------- ops: shape
-class Reshape(Function):
-    @staticmethod
-    def forward(ctx, a, shape):
-        ctx.input_shape = a.shape
-        return a.reshape(shape)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad.reshape(ctx.input_shape), None
-
-
-class Permute(Function):
-    @staticmethod
-    def forward(ctx, a, axes):
-        ctx.axes = axes
-        return np.ascontiguousarray(a.transpose(axes))
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad.transpose(np.argsort(ctx.axes)), None
-
-
-class Expand(Function):
-    @staticmethod
-    def forward(ctx, a, shape):
-        return np.array(np.broadcast_to(a, shape))
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad, None  # the engine sums it back to the input's shape
-
-
-class Index(Function):
-    @staticmethod
-    def forward(ctx, a, key):
-        ctx.key = key
-        ctx.input_shape = a.shape
-        return a[key]
-
-    @staticmethod
-    def backward(ctx, grad):
-        grad_input = np.zeros(ctx.input_shape, dtype=float32)
-        if _is_basic_key(ctx.key):
-            grad_input[ctx.key] = grad
-        else:
-            np.add.at(grad_input, ctx.key, grad)  # advanced keys may repeat an element
-        return grad_input, None
-
-
-class Clone(Function):
-    @staticmethod
-    def forward(ctx, a):
-        return a.copy()
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad
-
-
-# ----------------------------------------------------------------------------- ops: arithmetic
-def _same_shape_float32(a, b):
-    return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == float32
-            and b.dtype == float32 and a.shape == b.shape and a.ndim > 0)
-
-
-# Same-shape float32 operands (residual adds, gradient products) run on the OpenMP kernels;
-# broadcasting and other dtypes are numpy's job.
-def _add(a, b):
-    return _C.add(a, b) if _same_shape_float32(a, b) else np.add(a, b)
-
-
-def _multiply(a, b):
-    return _C.mul(a, b) if _same_shape_float32(a, b) else np.multiply(a, b)
-
-
-class Add(Function):
-    @staticmethod
-    def forward(ctx, a, b):
-        return _add(a, b)
-
-    @staticmethod
-    def backward(ctx, grad):
-        needs_a, needs_b = ctx.needs_input_grad
-        return (grad if needs_a else None), (grad if needs_b else None)
-
-
-def _refuse_bool(operation, *operands):
-    """torch refuses arithmetic negation and subtraction on bool tensors (numpy would compute them)."""
-    if any(np.asarray(operand).dtype == bool_ for operand in operands):
-        raise TypeError(f"{operation} on a bool tensor is not supported; use logical_not() or ~ instead")
-
-
-class Sub(Function):
-    @staticmethod
-    def forward(ctx, a, b):
-        _refuse_bool("subtraction (the - operator)", a, b)
-        return np.subtract(a, b)
-
-    @staticmethod
-    def backward(ctx, grad):
-        needs_a, needs_b = ctx.needs_input_grad
-        return (grad if needs_a else None), (-grad if needs_b else None)
-
-
-class Mul(Function):
-    @staticmethod
-    def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
-        return _multiply(a, b)
-
-    @staticmethod
-    def backward(ctx, grad):
-        a, b = ctx.saved_tensors
-        needs_a, needs_b = ctx.needs_input_grad
-        return (_multiply(grad, b) if needs_a else None), (_multiply(grad, a) if needs_b else None)
-
-
-class Div(Function):
-    @staticmethod
-    def forward(ctx, a, b):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out = np.true_divide(a, b)
-        ctx.save_for_backward(b, out)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        b, out = ctx.saved_tensors
-        needs_a, needs_b = ctx.needs_input_grad
-        with np.errstate(divide="ignore", invalid="ignore"):
-            grad_a = grad / b if needs_a else None
-            grad_b = -grad * out / b if needs_b else None
-        return grad_a, grad_b
-
-
-class Neg(Function):
-    @staticmethod
-    def forward(ctx, a):
-        _refuse_bool("negation (the - operator)", a)
-        return np.negative(a)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return -grad
-
-
-class Pow(Function):
-    @staticmethod
-    def forward(ctx, base, exponent):
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            out = np.power(base, exponent)
-        ctx.save_for_backward(base, exponent, out)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        base, exponent, out = ctx.saved_tensors
-        needs_base, needs_exponent = ctx.needs_input_grad
-        grad_base = grad_exponent = None
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            if needs_base:
-                # d/db b**e = e * b**(e-1), defined as 0 where e == 0 (as torch does).
-                local = np.where(exponent == 0, 0.0, exponent * np.power(base, exponent - 1))
-                grad_base = grad * local.astype(float32, copy=False)
-            if needs_exponent:
-                # d/de b**e = b**e * log(b), defined as 0 where b == 0 and e >= 0.
-                local = np.where((base == 0) & (exponent >= 0), 0.0, out * np.log(base))
-                grad_exponent = grad * local.astype(float32, copy=False)
-        return grad_base, grad_exponent
-
-
-def _matmul(a, b, transpose_a=False, transpose_b=False):
-    """op(a) @ op(b): 2-D float32 products run on the library's packed SGEMM (multi-threaded,
-    deterministic); batched, 1-D and integer products fall back to numpy."""
-    if a.ndim == 2 and b.ndim == 2 and a.dtype == float32 and b.dtype == float32:
-        return _C.sgemm(np.ascontiguousarray(a), np.ascontiguousarray(b), trans_a=transpose_a, trans_b=transpose_b)
-    return np.matmul(np.swapaxes(a, -1, -2) if transpose_a else a, np.swapaxes(b, -1, -2) if transpose_b else b)
-
-
-class MatMul(Function):
-    @staticmethod
-    def forward(ctx, a, b):
-        if np.ndim(a) == 0 or np.ndim(b) == 0:
-            raise ValueError(
-                f"both arguments to matmul need to be at least 1D, but they are "
-                f"{np.ndim(a)}D and {np.ndim(b)}D"
-            )
-        if np.shape(a)[-1] != np.shape(b)[0 if np.ndim(b) == 1 else -2]:
-            raise ValueError(f"matmul: shapes {np.shape(a)} and {np.shape(b)} cannot be multiplied")
-        ctx.save_for_backward(a, b)
-        return _matmul(a, b)
-
-    @staticmethod
-    def backward(ctx, grad):
-        a, b = ctx.saved_tensors
-        needs_a, needs_b = ctx.needs_input_grad
-        # Treat 1-D operands as (1, K) and (K, 1) matrices, as matmul itself does.
-        a2 = a[np.newaxis, :] if a.ndim == 1 else a
-        b2 = b[:, np.newaxis] if b.ndim == 1 else b
-        if b.ndim == 1:
-            grad = grad[..., np.newaxis]
-        if a.ndim == 1:
-            grad = grad[..., np.newaxis, :]
-        grad_a = grad_b = None
-        if needs_a:
-            grad_a = sum_to_shape(_matmul(grad, b2, transpose_b=True), a2.shape)
-            grad_a = grad_a.reshape(a.shape)
-        if needs_b:
-            grad_b = sum_to_shape(_matmul(a2, grad, transpose_a=True), b2.shape)
-            grad_b = grad_b.reshape(b.shape)
-        return grad_a, grad_b
-
-
-# ----------------------------------------------------------------------------- ops: elementwise
-class Exp(Function):
-    @staticmethod
-    def forward(ctx, a):
-        with np.errstate(over="ignore"):
-            out = np.exp(a)
-        ctx.save_for_backward(out)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        (out,) = ctx.saved_tensors
-        return grad * out
-
-
-class Log(Function):
-    @staticmethod
-    def forward(ctx, a):
-        ctx.save_for_backward(a)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.log(a)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (a,) = ctx.saved_tensors
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return grad / a
-
-
-class Sqrt(Function):
-    @staticmethod
-    def forward(ctx, a):
-        with np.errstate(invalid="ignore"):
-            out = np.sqrt(a)
-        ctx.save_for_backward(out)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        (out,) = ctx.saved_tensors
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return grad / (2 * out)
-
-
-class Abs(Function):
-    @staticmethod
-    def forward(ctx, a):
-        ctx.save_for_backward(a)
-        return np.abs(a)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (a,) = ctx.saved_tensors
-        return grad * np.sign(a)
-
-
-class Clamp(Function):
-    @staticmethod
-    def forward(ctx, a, min, max):
-        ctx.save_for_backward(a)
-        ctx.bounds = (min, max)
-        return np.clip(a, min, max)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (a,) = ctx.saved_tensors
-        low, high = ctx.bounds
-        # Strictly inside: a value clamped onto a bound gets no gradient (torch 2.14's rule).
-        inside = np.ones(a.shape, dtype=bool)
-        if low is not None:
-            inside &= a > low
-        if high is not None:
-            inside &= a < high
-        return grad * inside, None, None
-
-
-# ----------------------------------------------------------------------------- ops: reductions
-def _expand_reduced(grad, ctx):
-    """Broadcast the gradient of a reduction back over the reduced axes."""
-    if ctx.axes is None:
-        return np.broadcast_to(grad, ctx.input_shape)
-    if not ctx.keepdim:
-        grad = np.expand_dims(grad, ctx.axes)
-    return np.broadcast_to(grad, ctx.input_shape)
-
-
-class Sum(Function):
-    @staticmethod
-    def forward(ctx, a, axes, keepdim):
-        ctx.input_shape, ctx.axes, ctx.keepdim = a.shape, axes, keepdim
-        if a.dtype == bool_:
-            return np.sum(a, axis=axes, keepdims=keepdim, dtype=int64)  # torch sums bools to int64
-        if axes is None and not keepdim and a.dtype == float32:
-            return _C.sum(a)  # double accumulation, threaded, deterministic
-        return np.sum(a, axis=axes, keepdims=keepdim)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return _expand_reduced(grad, ctx), None, None
-
-
-class Mean(Function):
-    @staticmethod
-    def forward(ctx, a, axes, keepdim):
-        ctx.input_shape, ctx.axes, ctx.keepdim = a.shape, axes, keepdim
-        reduced = a.shape if axes is None else [a.shape[i] for i in axes]
-        ctx.count = np.float32(math.prod(reduced))
-        with np.errstate(invalid="ignore"):  # the mean of nothing is NaN, silently as in torch
-            if axes is None and not keepdim and a.dtype == float32:
-                return _C.sum(a) / ctx.count  # the same threaded, deterministic kernel as sum()
-            return np.sum(a, axis=axes, keepdims=keepdim) / ctx.count
-
-    @staticmethod
-    def backward(ctx, grad):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return _expand_reduced(grad / ctx.count, ctx), None, None
-
-
-class Extremum(Function):
-    """max() / min() over all elements; ties share the gradient equally, as in torch."""
-
-    @staticmethod
-    def forward(ctx, a, largest):
-        if a.size == 0:
-            raise ValueError(
-                "max()/min() of an empty tensor: specify the reduction dim with the 'dim' argument"
-            )
-        out = np.asarray(a.max() if largest else a.min())
-        ctx.save_for_backward(a, out)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        a, out = ctx.saved_tensors
-        hits = a == out  # all False when the extremum is NaN: no gradient flows
-        return hits * (grad / np.float32(max(np.count_nonzero(hits), 1))), None
-
-
-class ExtremumAlongDim(Function):
-    """max(dim) / min(dim): (values, int64 indices); the gradient goes to the index taken."""
-
-    @staticmethod
-    def forward(ctx, a, dim, keepdim, largest):
-        if a.shape[dim] == 0:
-            raise ValueError(f"max()/min(): expected reduction dim {dim} to have non-zero size")
-        arg_function = np.argmax if largest else np.argmin
-        indices = arg_function(a, axis=dim, keepdims=True).astype(int64, copy=False)
-        values = np.take_along_axis(a, indices, axis=dim)
-        ctx.save_for_backward(indices)
-        ctx.input_shape, ctx.dim, ctx.keepdim = a.shape, dim, keepdim
-        if not keepdim:
-            values, indices = values.squeeze(dim), indices.squeeze(dim)
-        ctx.mark_non_differentiable(indices)
-        return values, indices
-
-    @staticmethod
-    def backward(ctx, grad_values, grad_indices):
-        (indices,) = ctx.saved_tensors
-        if not ctx.keepdim:
-            grad_values = np.expand_dims(grad_values, ctx.dim)
-        grad_input = np.zeros(ctx.input_shape, dtype=float32)
-        np.put_along_axis(grad_input, indices, grad_values, axis=ctx.dim)
-        return grad_input, None, None, None
-
-
-def flatten(input, start_dim=0, end_dim=-1):
-    """``torch.flatten``: the same as ``input.flatten(start_dim, end_dim)``."""
-    return input.flatten(start_dim, end_dim)
