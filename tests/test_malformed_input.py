@@ -49,6 +49,12 @@ OPS = {
     "sigmoid": lambda F, lib, x: F.sigmoid(x),
     "tanh": lambda F, lib, x: F.tanh(x),
     "dropout": lambda F, lib, x: F.dropout(x, 0.5, training=False),
+    "dropout2d": lambda F, lib, x: F.dropout2d(x, 0.5, training=False),
+    "gelu": lambda F, lib, x: F.gelu(x),
+    "silu": lambda F, lib, x: F.silu(x),
+    "relu6": lambda F, lib, x: F.relu6(x),
+    "hardswish": lambda F, lib, x: F.hardswish(x),
+    "hardsigmoid": lambda F, lib, x: F.hardsigmoid(x),
     "softmax": lambda F, lib, x: F.softmax(x, 1),
     "log_softmax": lambda F, lib, x: F.log_softmax(x, 1),
     "cross_entropy": lambda F, lib, x: F.cross_entropy(x, _labels(lib, x.shape), reduction="none"),
@@ -71,7 +77,7 @@ def test_every_public_function_is_in_the_matrix():
 
 
 # ------------------------------------------------------------------ wrong dtype
-DTYPE_CHECKED = sorted(set(OPS) - {"pad", "cat", "dropout"})  # these accept every dtype, as in torch (eval dropout is the identity)
+DTYPE_CHECKED = sorted(set(OPS) - {"pad", "cat", "dropout", "dropout2d"})  # these accept every dtype, as in torch (eval dropout is the identity)
 
 
 @pytest.mark.parametrize("dtype", ["int64", "bool"])
@@ -351,6 +357,11 @@ def test_sgemm_operand_layout_never_changes_the_result(layout):
         (lambda t: F.leaky_relu_(t), "writable"),
         (lambda t: F.leaky_relu(t, inplace=True), "writable"),
         (lambda t: F.dropout(t, 0.5, True, inplace=True), "writable"),
+        (lambda t: F.dropout2d(t, 0.5, True, inplace=True), "writable"),
+        (lambda t: F.silu(t, inplace=True), "writable"),
+        (lambda t: F.relu6(t, inplace=True), "writable"),
+        (lambda t: F.hardswish(t, inplace=True), "writable"),
+        (lambda t: F.hardsigmoid(t, inplace=True), "writable"),
         (lambda t: F.batch_norm(_x(), pcn.zeros(3), pcn.from_numpy(t.numpy()[0, 0, 0, :3]), training=True), "running_var"),
         (lambda t: backend.sgemm(np.ones((2, 6), np.float32), np.ones((6, 6), np.float32), out=t.numpy()[0, 0, :2]), "out"),
     ],

@@ -1,9 +1,9 @@
 """The layer classes behind ``pyconvnet.nn``, one module per family."""
 
-from .activation import LeakyReLU, ReLU, Sigmoid, Tanh
+from .activation import GELU, Hardsigmoid, Hardswish, LeakyReLU, LogSoftmax, ReLU, ReLU6, SiLU, Sigmoid, Softmax, Tanh
 from .container import ModuleDict, ModuleList, Sequential
 from .conv import Conv2d
-from .dropout import Dropout
+from .dropout import Dropout, Dropout2d
 from .flatten import Flatten
 from .linear import Identity, Linear
 from .loss import CrossEntropyLoss, MSELoss, NLLLoss
