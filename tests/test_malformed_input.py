@@ -22,6 +22,7 @@ _rng = np.random.default_rng(0)
 WEIGHT = _rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
 LINEAR_WEIGHT = _rng.standard_normal((5, 6)).astype(np.float32)
 OTHER = _rng.standard_normal(SHAPE).astype(np.float32)
+PROBABILITIES = _rng.uniform(0.0, 1.0, SHAPE).astype(np.float32)
 LABELS = _rng.integers(0, 3, size=(2, 6, 6))
 
 
@@ -60,6 +61,13 @@ OPS = {
     "cross_entropy": lambda F, lib, x: F.cross_entropy(x, _labels(lib, x.shape), reduction="none"),
     "nll_loss": lambda F, lib, x: F.nll_loss(x, _labels(lib, x.shape), reduction="none"),
     "mse_loss": lambda F, lib, x: F.mse_loss(x, lib.tensor(OTHER[: x.shape[0]].copy()), reduction="none"),
+    "l1_loss": lambda F, lib, x: F.l1_loss(x, lib.tensor(OTHER[: x.shape[0]].copy()), reduction="none"),
+    "smooth_l1_loss": lambda F, lib, x: F.smooth_l1_loss(x, lib.tensor(OTHER[: x.shape[0]].copy()), reduction="none"),
+    "huber_loss": lambda F, lib, x: F.huber_loss(x, lib.tensor(OTHER[: x.shape[0]].copy()), reduction="none"),
+    "binary_cross_entropy_with_logits": lambda F, lib, x: F.binary_cross_entropy_with_logits(
+        x, lib.tensor(OTHER[: x.shape[0]].copy()), reduction="none"),
+    "binary_cross_entropy": lambda F, lib, x: F.binary_cross_entropy(
+        F.sigmoid(x), lib.tensor(PROBABILITIES[: x.shape[0]].copy()), reduction="none"),
     "cat": lambda F, lib, x: lib.cat([x, x], 1),
     "add_relu": lambda F, lib, x: F.add_relu(x, x) if F is pcn.nn.functional else lib.relu(x + x),
 }
@@ -144,10 +152,11 @@ def test_empty_batch_gives_empty_output_and_gradient(name):
     assert x.grad.shape == x.shape
 
 
-@pytest.mark.parametrize("name", ["cross_entropy", "nll_loss", "mse_loss"])
+@pytest.mark.parametrize("name", ["cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
+                                  "binary_cross_entropy", "binary_cross_entropy_with_logits"])
 def test_mean_over_an_empty_batch_is_nan_as_torch(name):
     x = pcn.zeros(0, 3)
-    target = pcn.zeros(0, 3) if name == "mse_loss" else pcn.zeros(0).long()
+    target = pcn.zeros(0).long() if name in ("cross_entropy", "nll_loss") else pcn.zeros(0, 3)
     assert np.isnan(getattr(F, name)(x, target).item())
 
 
@@ -292,6 +301,9 @@ def test_huge_but_valid_stride_and_window_sizes_work():
 
 
 # ------------------------------------------------------------------ NaN and Inf
+NAN_REFUSED = {"binary_cross_entropy"}  # probabilities outside [0, 1], NaN included, are errors, as in torch
+
+
 @pytest.mark.parametrize("special", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("name", sorted(OPS))
 def test_nan_and_inf_propagate_at_least_as_in_torch(name, special):
@@ -299,6 +311,13 @@ def test_nan_and_inf_propagate_at_least_as_in_torch(name, special):
     values = np.random.default_rng(2).standard_normal(SHAPE).astype(np.float32)
     values[0, 1, 2, 3] = special
     values[1, 2, 5, 5] = special
+    if name in NAN_REFUSED:
+        if np.isnan(special):
+            with pytest.raises(ValueError, match="between 0 and 1"):
+                OPS[name](F, pcn, pcn.tensor(values))
+            with pytest.raises(RuntimeError, match="between 0 and 1"):
+                OPS[name](torch.nn.functional, torch, torch.tensor(values))
+            return
     ours = OPS[name](F, pcn, pcn.tensor(values)).numpy()
     theirs = OPS[name](torch.nn.functional, torch, torch.tensor(values)).numpy()
     assert ours.shape == theirs.shape
