@@ -1,7 +1,8 @@
 """Neural-network building blocks with torch.nn's names: ``Module``, ``Parameter``, containers,
-layers and losses; ``functional`` holds the stateless ops and ``init`` the initialisers."""
+layers and losses; ``functional`` holds the stateless ops, ``init`` the initialisers and ``utils``
+gradient clipping and the flat parameter vector."""
 
-from . import functional, init
+from . import functional, init, utils
 from .modules import (
     AdaptiveAvgPool2d,
     AdaptiveMaxPool2d,
@@ -45,6 +46,7 @@ from .parameter import Parameter
 __all__ = [
     "functional",
     "init",
+    "utils",
     "Module",
     "Parameter",
     "Sequential",
