@@ -45,6 +45,8 @@ OPS = {
     "batch_norm_relu": lambda F, lib, x: (F.batch_norm_relu(x, None, None, training=True) if F is pcn.nn.functional
                                           else lib.relu(F.batch_norm(x, None, None, training=True))),
     "local_response_norm": lambda F, lib, x: F.local_response_norm(x, 3),
+    "group_norm": lambda F, lib, x: F.group_norm(x, 3),
+    "layer_norm": lambda F, lib, x: F.layer_norm(x, (x.shape[-2], x.shape[-1])),
     "relu": lambda F, lib, x: F.relu(x),
     "leaky_relu": lambda F, lib, x: F.leaky_relu(x, 0.1),
     "sigmoid": lambda F, lib, x: F.sigmoid(x),
@@ -126,6 +128,7 @@ WRONG_NDIM = {
     "batch_norm": [1],
     "batch_norm_relu": [1],
     "local_response_norm": [1, 2],
+    "group_norm": [1],
 }
 
 
