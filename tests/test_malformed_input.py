@@ -46,6 +46,7 @@ OPS = {
                                           else lib.relu(F.batch_norm(x, None, None, training=True))),
     "local_response_norm": lambda F, lib, x: F.local_response_norm(x, 3),
     "group_norm": lambda F, lib, x: F.group_norm(x, 3),
+    "interpolate": lambda F, lib, x: F.interpolate(x, scale_factor=2, mode="bilinear"),
     "layer_norm": lambda F, lib, x: F.layer_norm(x, (x.shape[-2], x.shape[-1])),
     "relu": lambda F, lib, x: F.relu(x),
     "leaky_relu": lambda F, lib, x: F.leaky_relu(x, 0.1),
@@ -129,6 +130,7 @@ WRONG_NDIM = {
     "batch_norm_relu": [1],
     "local_response_norm": [1, 2],
     "group_norm": [1],
+    "interpolate": [3, 5],
 }
 
 

@@ -42,6 +42,9 @@ from .modules import (
     SmoothL1Loss,
     Softmax,
     Tanh,
+    Upsample,
+    UpsamplingBilinear2d,
+    UpsamplingNearest2d,
 )
 from .parameter import Parameter
 
@@ -72,6 +75,9 @@ __all__ = [
     "AvgPool2d",
     "AdaptiveAvgPool2d",
     "AdaptiveMaxPool2d",
+    "Upsample",
+    "UpsamplingNearest2d",
+    "UpsamplingBilinear2d",
     "BatchNorm1d",
     "BatchNorm2d",
     "LayerNorm",
