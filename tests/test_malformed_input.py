@@ -21,6 +21,7 @@ SHAPE = (2, 3, 6, 6)  # (N, C, H, W) of the main input
 _rng = np.random.default_rng(0)
 WEIGHT = _rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
 LINEAR_WEIGHT = _rng.standard_normal((5, 6)).astype(np.float32)
+TRANSPOSED_WEIGHT = _rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
 OTHER = _rng.standard_normal(SHAPE).astype(np.float32)
 PROBABILITIES = _rng.uniform(0.0, 1.0, SHAPE).astype(np.float32)
 LABELS = _rng.integers(0, 3, size=(2, 6, 6))
@@ -36,6 +37,7 @@ def _labels(lib, shape_of_input):
 OPS = {
     "conv2d": lambda F, lib, x: F.conv2d(x, lib.tensor(WEIGHT), None, 1, 1),
     "linear": lambda F, lib, x: F.linear(x, lib.tensor(LINEAR_WEIGHT)),
+    "conv_transpose2d": lambda F, lib, x: F.conv_transpose2d(x, lib.tensor(TRANSPOSED_WEIGHT), None, 2, 1, 1),
     "pad": lambda F, lib, x: F.pad(x, (1, 2, 0, 1)),
     "max_pool2d": lambda F, lib, x: F.max_pool2d(x, 3, 2, 1, ceil_mode=True),
     "avg_pool2d": lambda F, lib, x: F.avg_pool2d(x, 3, 2, 1, count_include_pad=False),
@@ -122,6 +124,7 @@ def test_wrong_dtype_of_other_arguments_is_a_type_error(call):
 # ------------------------------------------------------------------ wrong ndim
 WRONG_NDIM = {
     "conv2d": [1, 3, 5],
+    "conv_transpose2d": [1, 2, 5],
     "max_pool2d": [1, 2, 5],
     "avg_pool2d": [1, 2, 5],
     "adaptive_avg_pool2d": [1, 2, 5],

@@ -3,7 +3,7 @@
 Each family lives in ``pyconvnet.ops``; this module is the public face that gathers them.
 """
 
-from ..ops.conv import *  # noqa: F401,F403  conv2d, linear, pad
+from ..ops.conv import *  # noqa: F401,F403  conv2d, conv_transpose2d, linear, pad
 from ..ops.pooling import *  # noqa: F401,F403  max_pool2d, avg_pool2d, adaptive_*_pool2d, interpolate
 from ..ops.elementwise import *  # noqa: F401,F403  cat, add_relu
 from ..ops.loss import *  # noqa: F401,F403  softmax, log_softmax and the losses
