@@ -37,49 +37,50 @@ def _check_inplace(input, op):
         raise RuntimeError(f"{op}: a leaf Tensor that requires grad is being used in an in-place operation")
 
 
-class OutputGradientFunction(Function):
-    """y = f(x) whose gradient needs only y: backward_kernel(grad_output, y). In place is free:
-    the output it saves is what overwrote the input."""
+def _elementwise_function(name, forward_kernel, backward_kernel, gradient_from):
+    """A Function class for y = f(x) with an ``inplace`` flag whose gradient is
+    backward_kernel(grad_output, v), v the output or the input (``gradient_from``). From the
+    output, in place is free (the saved output is what overwrote the input); from the input, in
+    place copies the input before the kernel overwrites it."""
 
-    @staticmethod
-    def forward(ctx, input, kernels, inplace):
-        forward_kernel, ctx.backward_kernel = kernels
-        output = forward_kernel(input, out=input if inplace else None)
-        ctx.save_for_backward(output)
-        return output
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        (output,) = ctx.saved_tensors
-        return ctx.backward_kernel(grad_output, output), None, None
-
-
-class InputGradientFunction(Function):
-    """y = f(x) whose gradient reads the input: backward_kernel(grad_output, x). In place, the input
-    is copied before the kernel overwrites it."""
-
-    @staticmethod
-    def forward(ctx, input, kernels, inplace):
-        forward_kernel, ctx.backward_kernel = kernels
+    def forward(ctx, input, inplace):
+        out = input if inplace else None
+        if gradient_from == "output":
+            output = forward_kernel(input, out=out)
+            ctx.save_for_backward(output)
+            return output
         ctx.save_for_backward(input.copy() if inplace else input)
-        return forward_kernel(input, out=input if inplace else None)
+        return forward_kernel(input, out=out)
 
-    @staticmethod
     def backward(ctx, grad_output):
-        (input,) = ctx.saved_tensors
-        return ctx.backward_kernel(grad_output, input), None, None
+        (saved,) = ctx.saved_tensors
+        return backward_kernel(grad_output, saved), None
+
+    return type(name, (Function,), {"forward": staticmethod(forward), "backward": staticmethod(backward)})
 
 
-def _elementwise(function, input, kernels, inplace, op):
+ReluFunction = _elementwise_function("ReluFunction", _C.relu_forward, _C.relu_backward, "output")
+SigmoidFunction = _elementwise_function("SigmoidFunction", _C.sigmoid_forward, _C.sigmoid_backward, "output")
+TanhFunction = _elementwise_function("TanhFunction", _C.tanh_forward, _C.tanh_backward, "output")
+Relu6Function = _elementwise_function("Relu6Function", _C.relu6_forward, _C.relu6_backward, "output")
+GeluFunction = _elementwise_function("GeluFunction", _C.gelu_forward, _C.gelu_backward, "input")
+GeluTanhFunction = _elementwise_function("GeluTanhFunction", _C.gelu_tanh_forward, _C.gelu_tanh_backward, "input")
+SiluFunction = _elementwise_function("SiluFunction", _C.silu_forward, _C.silu_backward, "input")
+HardswishFunction = _elementwise_function("HardswishFunction", _C.hardswish_forward, _C.hardswish_backward, "input")
+HardsigmoidFunction = _elementwise_function("HardsigmoidFunction", _C.hardsigmoid_forward, _C.hardsigmoid_backward,
+                                            "input")
+
+
+def _elementwise(function, input, inplace, op):
     if inplace:
         _check_inplace(input, op)
-    return function.apply(input, kernels, bool(inplace))
+    return function.apply(input, bool(inplace))
 
 
 def relu(input, inplace=False):
     """``max(input, 0)`` element-wise (NaN propagates), as ``torch.nn.functional.relu``.
     ``inplace=True`` overwrites ``input``'s array (see the module notes)."""
-    return _elementwise(OutputGradientFunction, input, (_C.relu_forward, _C.relu_backward), inplace, "relu")
+    return _elementwise(ReluFunction, input, inplace, "relu")
 
 
 def relu_(input):
@@ -126,47 +127,44 @@ def leaky_relu_(input, negative_slope=0.01):
 def sigmoid(input):
     """``1 / (1 + exp(-input))`` element-wise, as ``torch.sigmoid``; saturates to exactly 0 or 1
     for large ``|input|`` without overflow."""
-    return OutputGradientFunction.apply(input, (_C.sigmoid_forward, _C.sigmoid_backward), False)
+    return SigmoidFunction.apply(input, False)
 
 
 def tanh(input):
     """Hyperbolic tangent element-wise, as ``torch.tanh``."""
-    return OutputGradientFunction.apply(input, (_C.tanh_forward, _C.tanh_backward), False)
+    return TanhFunction.apply(input, False)
 
 
-_GELU_KERNELS = {
-    "none": (_C.gelu_forward, _C.gelu_backward),
-    "tanh": (_C.gelu_tanh_forward, _C.gelu_tanh_backward),
-}
+_GELU_FUNCTIONS = {"none": GeluFunction, "tanh": GeluTanhFunction}
 
 
 def gelu(input, approximate="none"):
     """``input * Phi(input)`` with Phi the standard normal CDF, or with ``approximate='tanh'``
     torch's tanh approximation, as ``torch.nn.functional.gelu``."""
-    if approximate not in _GELU_KERNELS:
+    if approximate not in _GELU_FUNCTIONS:
         raise ValueError(f"gelu: approximate argument must be either none or tanh, got {approximate!r}")
-    return InputGradientFunction.apply(input, _GELU_KERNELS[approximate], False)
+    return _GELU_FUNCTIONS[approximate].apply(input, False)
 
 
 def silu(input, inplace=False):
     """``input * sigmoid(input)`` element-wise, as ``torch.nn.functional.silu``."""
-    return _elementwise(InputGradientFunction, input, (_C.silu_forward, _C.silu_backward), inplace, "silu")
+    return _elementwise(SiluFunction, input, inplace, "silu")
 
 
 def hardswish(input, inplace=False):
     """``input * relu6(input + 3) / 6`` element-wise, as ``torch.nn.functional.hardswish``."""
-    return _elementwise(InputGradientFunction, input, (_C.hardswish_forward, _C.hardswish_backward), inplace, "hardswish")
+    return _elementwise(HardswishFunction, input, inplace, "hardswish")
 
 
 def hardsigmoid(input, inplace=False):
     """``relu6(input + 3) / 6`` element-wise, as ``torch.nn.functional.hardsigmoid``."""
-    return _elementwise(InputGradientFunction, input, (_C.hardsigmoid_forward, _C.hardsigmoid_backward), inplace, "hardsigmoid")
+    return _elementwise(HardsigmoidFunction, input, inplace, "hardsigmoid")
 
 
 def relu6(input, inplace=False):
     """``min(max(input, 0), 6)`` element-wise (NaN propagates), as ``torch.nn.functional.relu6``;
     the gradient is 0 at 0 and 6, as torch's (0 < output < 6 exactly where 0 < input < 6)."""
-    return _elementwise(OutputGradientFunction, input, (_C.relu6_forward, _C.relu6_backward), inplace, "relu6")
+    return _elementwise(Relu6Function, input, inplace, "relu6")
 
 
 class DropoutFunction(Function):
