@@ -199,6 +199,7 @@ def test_elementwise_losses_do_not_depend_on_thread_count():
     [
         (lambda: F.l1_loss(pcn.zeros(2, 3), pcn.zeros(3, 2)), ValueError, r"target must have shape \[2, 3\], got \[3, 2\]"),
         (lambda: F.l1_loss(pcn.zeros(2, 3), pcn.zeros(2, 3), reduction="avg"), ValueError, "'avg' is not a valid value"),
+        (lambda: F.l1_loss(pcn.zeros(2), pcn.zeros(2), weight=pcn.ones(2)), NotImplementedError, "weight"),
         (lambda: F.smooth_l1_loss(pcn.zeros(2), pcn.zeros(2), beta=-1.0), ValueError, "negative values for beta"),
         (lambda: F.smooth_l1_loss(pcn.zeros(2), pcn.zeros(2), beta="1"), TypeError, "beta must be a float"),
         (lambda: F.huber_loss(pcn.zeros(2), pcn.zeros(2), delta=0.0), ValueError, "non-positive values for delta"),

@@ -224,9 +224,12 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
     return RegressionLossFunction.apply(input, target, _MSE, code)
 
 
-def l1_loss(input, target, size_average=None, reduce=None, reduction="mean"):
+def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
     """Mean absolute error, as ``torch.nn.functional.l1_loss`` (gradient sign(input - target), 0
-    where they are equal). ``input`` and ``target`` must have the same shape (no broadcasting)."""
+    where they are equal). ``input`` and ``target`` must have the same shape (no broadcasting);
+    element ``weight`` is not supported."""
+    if weight is not None:
+        raise NotImplementedError("l1_loss: weight is not supported")
     code = _reduction_code(reduction, size_average, reduce, "l1_loss")
     return RegressionLossFunction.apply(input, target, _SMOOTH_L1, code, 0.0, False)
 
