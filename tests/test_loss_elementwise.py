@@ -218,6 +218,7 @@ def test_elementwise_losses_do_not_depend_on_thread_count():
         (lambda: F.binary_cross_entropy_with_logits(pcn.zeros(2, 3).long(), pcn.zeros(2, 3)), TypeError, "float32"),
         (lambda: F.binary_cross_entropy_with_logits(pcn.zeros(2, 3), pcn.zeros(2, 3).long()), TypeError, "target"),
         (lambda: nn.BCEWithLogitsLoss(pos_weight=[1.0, 2.0]), TypeError, "pos_weight must be a Tensor"),
+        (lambda: nn.SmoothL1Loss(reduction="avg"), ValueError, "SmoothL1Loss: 'avg' is not a valid value for reduction"),
     ],
 )
 def test_bad_arguments_raise_clear_errors(call, error, match):

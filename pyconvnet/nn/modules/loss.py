@@ -7,6 +7,7 @@ fails loudly instead of binding the wrong argument.
 """
 
 from .. import functional as F
+from ...ops.loss import _reduction_code
 from ...tensor import Tensor
 from .module import Module
 
@@ -21,14 +22,10 @@ __all__ = [
     "BCEWithLogitsLoss",
 ]
 
-_REDUCTIONS = ("none", "mean", "sum")
-
-
 class _Loss(Module):
     def __init__(self, reduction):
         super().__init__()
-        if reduction not in _REDUCTIONS:
-            raise ValueError(f"{type(self).__name__}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+        _reduction_code(reduction, None, None, type(self).__name__)  # the functionals' check, at construction
         self.reduction = reduction
 
 
