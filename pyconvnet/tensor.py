@@ -547,6 +547,12 @@ class Tensor:
     def __repr__(self):
         return format_tensor(self)
 
+    def __format__(self, format_spec):
+        """A one-element tensor formats as its number (``f"{loss:.4f}"``), as in torch."""
+        if self._array.ndim == 0:
+            return format(self._array.item(), format_spec)
+        return object.__format__(self, format_spec)
+
     # --------------------------------------------------------------- shape ops
     def reshape(self, *shape):
         return Reshape.apply(self, _shape_args(shape, "reshape"))

@@ -1,5 +1,8 @@
-"""relu, leaky_relu, sigmoid, tanh and dropout: forward and backward against float64 numpy
-references and PyTorch on every ISA; special values, in-place forms, dropout masks."""
+"""relu, leaky_relu, sigmoid, tanh, gelu, silu, relu6, hardswish, hardsigmoid and dropout: forward
+and backward against float64 numpy references and PyTorch on every ISA; special values, in-place
+forms, dropout masks (the newer activations' own tests: test_activation_more.py)."""
+
+import math
 
 import numpy as np
 import pytest
@@ -31,6 +34,39 @@ def tanh_reference(x, gy):
     return y, gy * (1.0 - y * y)
 
 
+_erfc = np.vectorize(math.erfc)
+
+
+def gelu_reference(x, gy):
+    cdf = 0.5 * _erfc(-x / math.sqrt(2.0))
+    pdf = np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+    return x * cdf, gy * (cdf + np.where(pdf == 0, 0.0, x * pdf))
+
+
+def gelu_tanh_reference(x, gy):
+    k = math.sqrt(2 / math.pi)
+    t = np.tanh(k * (x + 0.044715 * x**3))
+    return 0.5 * x * (1 + t), gy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x))
+
+
+def silu_reference(x, gy):
+    s = 1 / (1 + np.exp(-x))
+    return x * s, gy * s * (1 + x * (1 - s))
+
+
+def relu6_reference(x, gy):
+    y = np.clip(x, 0, 6)
+    return y, np.where((y <= 0) | (y >= 6), 0.0, gy)
+
+
+def hardswish_reference(x, gy):
+    return x * np.clip(x + 3, 0, 6) / 6, np.where(x <= -3, 0.0, np.where(x < 3, gy * (x / 3 + 0.5), gy))
+
+
+def hardsigmoid_reference(x, gy):
+    return np.clip(x + 3, 0, 6) / 6, np.where((x > -3) & (x < 3), gy / 6, 0.0)
+
+
 OPS = {
     "relu": (lambda t: F.relu(t), relu_reference, "relu"),
     "leaky_relu": (lambda t: F.leaky_relu(t), lambda x, g: leaky_relu_reference(x, g, 0.01), "leaky_relu"),
@@ -39,7 +75,14 @@ OPS = {
     "leaky_relu_steep": (lambda t: F.leaky_relu(t, 2.0), lambda x, g: leaky_relu_reference(x, g, 2.0), None),
     "sigmoid": (lambda t: F.sigmoid(t), sigmoid_reference, "sigmoid"),
     "tanh": (lambda t: F.tanh(t), tanh_reference, "tanh"),
+    "gelu": (lambda t: F.gelu(t), gelu_reference, None),
+    "gelu_tanh": (lambda t: F.gelu(t, approximate="tanh"), gelu_tanh_reference, None),
+    "silu": (lambda t: F.silu(t), silu_reference, None),
+    "relu6": (lambda t: F.relu6(t), relu6_reference, None),
+    "hardswish": (lambda t: F.hardswish(t), hardswish_reference, None),
+    "hardsigmoid": (lambda t: F.hardsigmoid(t), hardsigmoid_reference, None),
 }
+NEW_OPS = ["gelu", "gelu_tanh", "silu", "relu6", "hardswish", "hardsigmoid"]  # their own file: test_activation_more.py
 
 TORCH_OPS = {
     "relu": lambda torch, t: torch.nn.functional.relu(t),
@@ -49,6 +92,12 @@ TORCH_OPS = {
     "leaky_relu_steep": lambda torch, t: torch.nn.functional.leaky_relu(t, 2.0),
     "sigmoid": lambda torch, t: torch.sigmoid(t),
     "tanh": lambda torch, t: torch.tanh(t),
+    "gelu": lambda torch, t: torch.nn.functional.gelu(t),
+    "gelu_tanh": lambda torch, t: torch.nn.functional.gelu(t, approximate="tanh"),
+    "silu": lambda torch, t: torch.nn.functional.silu(t),
+    "relu6": lambda torch, t: torch.nn.functional.relu6(t),
+    "hardswish": lambda torch, t: torch.nn.functional.hardswish(t),
+    "hardsigmoid": lambda torch, t: torch.nn.functional.hardsigmoid(t),
 }
 
 # shapes: a scalar-like size, sizes around the vector widths (4, 8, 16), a multi-block size
@@ -175,19 +224,20 @@ def test_activations_are_deterministic_and_alias_safe():
 
 
 def test_empty_inputs(isa):
-    for op in (F.relu, F.leaky_relu, F.sigmoid, F.tanh, F.dropout):
-        xt = pcn.zeros(0, 3, requires_grad=True)
+    for op in (F.relu, F.leaky_relu, F.sigmoid, F.tanh, F.gelu, F.silu, F.relu6, F.hardswish, F.hardsigmoid,
+               F.dropout, F.dropout2d):
+        xt = pcn.zeros(0, 3, 2, 2, requires_grad=True)
         y = op(xt)
-        assert y.shape == (0, 3)
+        assert y.shape == (0, 3, 2, 2)
         y.sum().backward()
-        assert xt.grad.shape == (0, 3)
+        assert xt.grad.shape == (0, 3, 2, 2)
 
 
 # ------------------------------------------------------------------ dropout
-def _dropout_mask(x, p, seed=0):
+def _dropout_mask(x, p, seed=0, op=F.dropout):
     pcn.manual_seed(seed)
     xt = pcn.tensor(x, requires_grad=True)
-    y = F.dropout(xt, p)
+    y = op(xt, p)
     gy = np.arange(x.size, dtype=np.float32).reshape(x.shape) + 1
     (y * pcn.tensor(gy)).sum().backward()
     return y.detach().numpy(), xt.grad.numpy(), gy

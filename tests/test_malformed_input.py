@@ -21,7 +21,9 @@ SHAPE = (2, 3, 6, 6)  # (N, C, H, W) of the main input
 _rng = np.random.default_rng(0)
 WEIGHT = _rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
 LINEAR_WEIGHT = _rng.standard_normal((5, 6)).astype(np.float32)
+TRANSPOSED_WEIGHT = _rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
 OTHER = _rng.standard_normal(SHAPE).astype(np.float32)
+PROBABILITIES = _rng.uniform(0.0, 1.0, SHAPE).astype(np.float32)
 LABELS = _rng.integers(0, 3, size=(2, 6, 6))
 
 
@@ -35,6 +37,7 @@ def _labels(lib, shape_of_input):
 OPS = {
     "conv2d": lambda F, lib, x: F.conv2d(x, lib.tensor(WEIGHT), None, 1, 1),
     "linear": lambda F, lib, x: F.linear(x, lib.tensor(LINEAR_WEIGHT)),
+    "conv_transpose2d": lambda F, lib, x: F.conv_transpose2d(x, lib.tensor(TRANSPOSED_WEIGHT), None, 2, 1, 1),
     "pad": lambda F, lib, x: F.pad(x, (1, 2, 0, 1)),
     "max_pool2d": lambda F, lib, x: F.max_pool2d(x, 3, 2, 1, ceil_mode=True),
     "avg_pool2d": lambda F, lib, x: F.avg_pool2d(x, 3, 2, 1, count_include_pad=False),
@@ -44,16 +47,32 @@ OPS = {
     "batch_norm_relu": lambda F, lib, x: (F.batch_norm_relu(x, None, None, training=True) if F is pcn.nn.functional
                                           else lib.relu(F.batch_norm(x, None, None, training=True))),
     "local_response_norm": lambda F, lib, x: F.local_response_norm(x, 3),
+    "group_norm": lambda F, lib, x: F.group_norm(x, 3),
+    "interpolate": lambda F, lib, x: F.interpolate(x, scale_factor=2, mode="bilinear"),
+    "layer_norm": lambda F, lib, x: F.layer_norm(x, (x.shape[-2], x.shape[-1])),
     "relu": lambda F, lib, x: F.relu(x),
     "leaky_relu": lambda F, lib, x: F.leaky_relu(x, 0.1),
     "sigmoid": lambda F, lib, x: F.sigmoid(x),
     "tanh": lambda F, lib, x: F.tanh(x),
     "dropout": lambda F, lib, x: F.dropout(x, 0.5, training=False),
+    "dropout2d": lambda F, lib, x: F.dropout2d(x, 0.5, training=False),
+    "gelu": lambda F, lib, x: F.gelu(x),
+    "silu": lambda F, lib, x: F.silu(x),
+    "relu6": lambda F, lib, x: F.relu6(x),
+    "hardswish": lambda F, lib, x: F.hardswish(x),
+    "hardsigmoid": lambda F, lib, x: F.hardsigmoid(x),
     "softmax": lambda F, lib, x: F.softmax(x, 1),
     "log_softmax": lambda F, lib, x: F.log_softmax(x, 1),
     "cross_entropy": lambda F, lib, x: F.cross_entropy(x, _labels(lib, x.shape), reduction="none"),
     "nll_loss": lambda F, lib, x: F.nll_loss(x, _labels(lib, x.shape), reduction="none"),
     "mse_loss": lambda F, lib, x: F.mse_loss(x, lib.tensor(OTHER[: x.shape[0]].copy()), reduction="none"),
+    "l1_loss": lambda F, lib, x: F.l1_loss(x, lib.tensor(OTHER[: x.shape[0]].copy()), reduction="none"),
+    "smooth_l1_loss": lambda F, lib, x: F.smooth_l1_loss(x, lib.tensor(OTHER[: x.shape[0]].copy()), reduction="none"),
+    "huber_loss": lambda F, lib, x: F.huber_loss(x, lib.tensor(OTHER[: x.shape[0]].copy()), reduction="none"),
+    "binary_cross_entropy_with_logits": lambda F, lib, x: F.binary_cross_entropy_with_logits(
+        x, lib.tensor(OTHER[: x.shape[0]].copy()), reduction="none"),
+    "binary_cross_entropy": lambda F, lib, x: F.binary_cross_entropy(
+        F.sigmoid(x), lib.tensor(PROBABILITIES[: x.shape[0]].copy()), reduction="none"),
     "cat": lambda F, lib, x: lib.cat([x, x], 1),
     "add_relu": lambda F, lib, x: F.add_relu(x, x) if F is pcn.nn.functional else lib.relu(x + x),
 }
@@ -71,7 +90,7 @@ def test_every_public_function_is_in_the_matrix():
 
 
 # ------------------------------------------------------------------ wrong dtype
-DTYPE_CHECKED = sorted(set(OPS) - {"pad", "cat", "dropout"})  # these accept every dtype, as in torch (eval dropout is the identity)
+DTYPE_CHECKED = sorted(set(OPS) - {"pad", "cat", "dropout", "dropout2d"})  # these accept every dtype, as in torch (eval dropout is the identity)
 
 
 @pytest.mark.parametrize("dtype", ["int64", "bool"])
@@ -105,6 +124,7 @@ def test_wrong_dtype_of_other_arguments_is_a_type_error(call):
 # ------------------------------------------------------------------ wrong ndim
 WRONG_NDIM = {
     "conv2d": [1, 3, 5],
+    "conv_transpose2d": [1, 2, 5],
     "max_pool2d": [1, 2, 5],
     "avg_pool2d": [1, 2, 5],
     "adaptive_avg_pool2d": [1, 2, 5],
@@ -112,6 +132,8 @@ WRONG_NDIM = {
     "batch_norm": [1],
     "batch_norm_relu": [1],
     "local_response_norm": [1, 2],
+    "group_norm": [1],
+    "interpolate": [3, 5],
 }
 
 
@@ -138,10 +160,11 @@ def test_empty_batch_gives_empty_output_and_gradient(name):
     assert x.grad.shape == x.shape
 
 
-@pytest.mark.parametrize("name", ["cross_entropy", "nll_loss", "mse_loss"])
+@pytest.mark.parametrize("name", ["cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
+                                  "binary_cross_entropy", "binary_cross_entropy_with_logits"])
 def test_mean_over_an_empty_batch_is_nan_as_torch(name):
     x = pcn.zeros(0, 3)
-    target = pcn.zeros(0, 3) if name == "mse_loss" else pcn.zeros(0).long()
+    target = pcn.zeros(0).long() if name in ("cross_entropy", "nll_loss") else pcn.zeros(0, 3)
     assert np.isnan(getattr(F, name)(x, target).item())
 
 
@@ -286,6 +309,9 @@ def test_huge_but_valid_stride_and_window_sizes_work():
 
 
 # ------------------------------------------------------------------ NaN and Inf
+NAN_REFUSED = {"binary_cross_entropy"}  # probabilities outside [0, 1], NaN included, are errors, as in torch
+
+
 @pytest.mark.parametrize("special", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("name", sorted(OPS))
 def test_nan_and_inf_propagate_at_least_as_in_torch(name, special):
@@ -293,6 +319,13 @@ def test_nan_and_inf_propagate_at_least_as_in_torch(name, special):
     values = np.random.default_rng(2).standard_normal(SHAPE).astype(np.float32)
     values[0, 1, 2, 3] = special
     values[1, 2, 5, 5] = special
+    if name in NAN_REFUSED:
+        if np.isnan(special):
+            with pytest.raises(ValueError, match="between 0 and 1"):
+                OPS[name](F, pcn, pcn.tensor(values))
+            with pytest.raises(RuntimeError, match="between 0 and 1"):
+                OPS[name](torch.nn.functional, torch, torch.tensor(values))
+            return
     ours = OPS[name](F, pcn, pcn.tensor(values)).numpy()
     theirs = OPS[name](torch.nn.functional, torch, torch.tensor(values)).numpy()
     assert ours.shape == theirs.shape
@@ -351,6 +384,11 @@ def test_sgemm_operand_layout_never_changes_the_result(layout):
         (lambda t: F.leaky_relu_(t), "writable"),
         (lambda t: F.leaky_relu(t, inplace=True), "writable"),
         (lambda t: F.dropout(t, 0.5, True, inplace=True), "writable"),
+        (lambda t: F.dropout2d(t, 0.5, True, inplace=True), "writable"),
+        (lambda t: F.silu(t, inplace=True), "writable"),
+        (lambda t: F.relu6(t, inplace=True), "writable"),
+        (lambda t: F.hardswish(t, inplace=True), "writable"),
+        (lambda t: F.hardsigmoid(t, inplace=True), "writable"),
         (lambda t: F.batch_norm(_x(), pcn.zeros(3), pcn.from_numpy(t.numpy()[0, 0, 0, :3]), training=True), "running_var"),
         (lambda t: backend.sgemm(np.ones((2, 6), np.float32), np.ones((6, 6), np.float32), out=t.numpy()[0, 0, :2]), "out"),
     ],

@@ -354,3 +354,11 @@ def test_torchvision_model_builders_take_torchvision_keywords():
         models.resnet18(weights="IMAGENET1K_V1")
     with pytest.raises(ValueError, match="pretrained=True"):
         models.alexnet(pretrained=True)
+
+
+def test_format_of_a_scalar_tensor_is_its_number():
+    accuracy = pcn.tensor(3) / 4
+    assert f"{accuracy:.4f}" == f"{torch.tensor(3) / 4:.4f}" == "0.7500"
+    assert f"{pcn.tensor(7)}" == f"{torch.tensor(7)}" == "7"
+    with pytest.raises(TypeError):
+        f"{pcn.ones(2):.2f}"

@@ -58,9 +58,12 @@ MaskArray mask_input(const py::handle& obj, const char* op) {
   return MaskArray::ensure(obj);
 }
 
-DropoutDesc dropout_desc(const FloatArray& x, double p, uint64_t seed) {
+// The mask covers the leading mask_ndim dims of x; each entry scales the block of trailing dims.
+DropoutDesc dropout_desc(const FloatArray& x, int64_t mask_ndim, double p, uint64_t seed) {
+  const std::vector<int64_t> shape = shape_of(x);
   DropoutDesc d;
-  d.count = checked_numel(shape_of(x), "dropout: input");
+  d.count = checked_numel(std::vector<int64_t>(shape.begin(), shape.begin() + mask_ndim), "dropout: mask");
+  d.plane = checked_numel(std::vector<int64_t>(shape.begin() + mask_ndim, shape.end()), "dropout: input");
   d.p = static_cast<float>(p);
   d.seed = seed;
   if (!(p >= 0.0 && p <= 1.0)) d.p = -1.0f;  // let validate() report it, whatever float rounding does
@@ -77,20 +80,33 @@ void bind_activation(py::module_& m) {
         [kernel, op](const py::handle& x, const py::handle& out) { return run_forward(kernel, x, out, 0.0, op); },
         py::arg("input"), py::arg("out") = py::none());
   };
-  const auto backward = [&m](const char* name, BackwardKernel KernelTable::*kernel, const char* op) {
+  // saved: what the gradient is computed from, "output" or "input".
+  const auto backward = [&m](const char* name, BackwardKernel KernelTable::*kernel, const char* op, const char* saved) {
     m.def(
         name,
-        [kernel, op](const py::handle& dy, const py::handle& y) {
-          return run_backward(kernel, dy, y, "output", 0.0, op);
+        [kernel, op, saved](const py::handle& dy, const py::handle& v) {
+          return run_backward(kernel, dy, v, saved, 0.0, op);
         },
-        py::arg("grad_output"), py::arg("output"));
+        py::arg("grad_output"), py::arg(saved));
   };
   forward("relu_forward", &KernelTable::relu_forward, "relu");
-  backward("relu_backward", &KernelTable::relu_backward, "relu backward");
+  backward("relu_backward", &KernelTable::relu_backward, "relu backward", "output");
   forward("sigmoid_forward", &KernelTable::sigmoid_forward, "sigmoid");
-  backward("sigmoid_backward", &KernelTable::sigmoid_backward, "sigmoid backward");
+  backward("sigmoid_backward", &KernelTable::sigmoid_backward, "sigmoid backward", "output");
   forward("tanh_forward", &KernelTable::tanh_forward, "tanh");
-  backward("tanh_backward", &KernelTable::tanh_backward, "tanh backward");
+  backward("tanh_backward", &KernelTable::tanh_backward, "tanh backward", "output");
+  forward("gelu_forward", &KernelTable::gelu_forward, "gelu");
+  backward("gelu_backward", &KernelTable::gelu_backward, "gelu backward", "input");
+  forward("gelu_tanh_forward", &KernelTable::gelu_tanh_forward, "gelu");
+  backward("gelu_tanh_backward", &KernelTable::gelu_tanh_backward, "gelu backward", "input");
+  forward("silu_forward", &KernelTable::silu_forward, "silu");
+  backward("silu_backward", &KernelTable::silu_backward, "silu backward", "input");
+  forward("relu6_forward", &KernelTable::relu6_forward, "relu6");
+  backward("relu6_backward", &KernelTable::relu6_backward, "relu6 backward", "output");
+  forward("hardswish_forward", &KernelTable::hardswish_forward, "hardswish");
+  backward("hardswish_backward", &KernelTable::hardswish_backward, "hardswish backward", "input");
+  forward("hardsigmoid_forward", &KernelTable::hardsigmoid_forward, "hardsigmoid");
+  backward("hardsigmoid_backward", &KernelTable::hardsigmoid_backward, "hardsigmoid backward", "input");
   m.def(
       "leaky_relu_forward",
       [](const py::handle& x, double negative_slope, const py::handle& out) {
@@ -106,11 +122,15 @@ void bind_activation(py::module_& m) {
       "Gradient from the input, or from the output when negative_slope >= 0 (same sign).");
   m.def(
       "dropout_forward",
-      [](const py::handle& x_obj, double p, uint64_t seed, const py::handle& out_obj) {
+      [](const py::handle& x_obj, double p, uint64_t seed, const py::handle& out_obj, int64_t mask_ndim) {
         FloatArray x = float_input(x_obj, "dropout", "input");
-        const DropoutDesc d = dropout_desc(x, p, seed);
+        if (mask_ndim < 0) mask_ndim = x.ndim();
+        if (mask_ndim > x.ndim())
+          throw py::value_error("dropout: mask_ndim " + std::to_string(mask_ndim) + " exceeds the dims of input of shape " +
+                                shape_str(shape_of(x)));
+        const DropoutDesc d = dropout_desc(x, mask_ndim, p, seed);
         FloatArray y = output_like(x, out_obj, "dropout");
-        MaskArray mask(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+        MaskArray mask(std::vector<py::ssize_t>(x.shape(), x.shape() + mask_ndim));
         float* y_data = y.mutable_data();
         uint8_t* mask_data = mask.mutable_data();
         {
@@ -119,18 +139,20 @@ void bind_activation(py::module_& m) {
         }
         return py::make_tuple(y, mask);
       },
-      py::arg("input"), py::arg("p"), py::arg("seed"), py::arg("out") = py::none(),
-      "Returns (output, mask); mask is uint8 (1 = kept), a function of (seed, element index) only.");
+      py::arg("input"), py::arg("p"), py::arg("seed"), py::arg("out") = py::none(), py::arg("mask_ndim") = -1,
+      "Returns (output, mask); mask is uint8 (1 = kept) over the leading mask_ndim dims (all by default: one "
+      "entry per element), a function of (seed, entry index) only.");
   m.def(
       "dropout_backward",
       [](const py::handle& dy_obj, const py::handle& mask_obj, double p) {
         FloatArray dy = float_input(dy_obj, "dropout backward", "grad_output");
         MaskArray mask = mask_input(mask_obj, "dropout backward");
-        if (shape_of(mask) != shape_of(dy))
+        const std::vector<int64_t> dy_shape = shape_of(dy);
+        if (mask.ndim() > dy.ndim() || shape_of(mask) != std::vector<int64_t>(dy_shape.begin(), dy_shape.begin() + mask.ndim()))
           throw py::value_error("dropout backward: mask shape " + shape_str(shape_of(mask)) +
-                                " does not match grad_output shape " + shape_str(shape_of(dy)));
-        const DropoutDesc d = dropout_desc(dy, p, 0);
-        FloatArray dx = empty_float(shape_of(dy));
+                                " does not match grad_output shape " + shape_str(dy_shape));
+        const DropoutDesc d = dropout_desc(dy, mask.ndim(), p, 0);
+        FloatArray dx = empty_float(dy_shape);
         float* dx_data = dx.mutable_data();
         {
           py::gil_scoped_release nogil;

@@ -69,6 +69,23 @@ void bind_eltwise(py::module_& m) {
       },
       py::arg("input"));
   m.def(
+      "norm",
+      [](const py::handle& x_obj, double p) {
+        FloatArray x = float_input(x_obj, "norm", "input");
+        EltwiseDesc d;
+        d.count = x.size();
+        d.p = p;
+        validate(d);
+        FloatArray out = empty_float({});
+        float* out_data = out.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          kernels().norm_forward(out_data, x.data(), d);
+        }
+        return out;
+      },
+      py::arg("input"), py::arg("p"), "The p-norm of all elements (p in [0, inf]), as a 0-d array.");
+  m.def(
       "concat",
       [](const py::sequence& tensors, int64_t dim) {
         const int64_t inputs = static_cast<int64_t>(py::len(tensors));

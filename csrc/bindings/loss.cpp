@@ -1,4 +1,5 @@
-// Bindings for softmax / log_softmax and the losses (cross_entropy, nll_loss, mse_loss).
+// Bindings for softmax / log_softmax and the losses (cross_entropy, nll_loss, mse_loss, smooth_l1_loss
+// and huber_loss, binary_cross_entropy with and without logits).
 // Losses return a 0-d array for reduction mean/sum and a target-shaped array for none.
 #include "bindings/common.h"
 #include "dispatch.h"
@@ -113,6 +114,90 @@ FloatArray grad_loss_input(const py::handle& obj, const LossDesc& d, const std::
   return g;
 }
 
+// The element-wise losses: same-shaped float32 input and target viewed as flat arrays.
+struct FlatTask {
+  LossDesc d;
+  FloatArray input, target, weight, pos_weight;
+  const float* weight_data = nullptr;
+  const float* pos_weight_data = nullptr;
+  std::string op;
+};
+
+FlatTask flat_task(const py::handle& input_obj, const py::handle& target_obj, int reduction, const std::string& op,
+                   float beta = 0.0f, bool huber = false) {
+  FlatTask task;
+  task.op = op;
+  task.input = float_input(input_obj, op.c_str(), "input");
+  task.target = float_input(target_obj, op.c_str(), "target");
+  expect_shape(task.target, shape_of(task.input), op.c_str(), "target");
+  task.d.batch = task.input.size();
+  task.d.classes = task.d.inner = 1;
+  task.d.reduction = reduction;
+  task.d.beta = beta;
+  task.d.huber = huber;
+  validate(task.d, op.c_str());
+  return task;
+}
+
+// An optional input-shaped float32 array (None: nullptr).
+const float* optional_elementwise(const py::handle& obj, FloatArray* array, const FlatTask& task, const char* name) {
+  if (obj.is_none()) return nullptr;
+  *array = float_input(obj, task.op.c_str(), name);
+  expect_shape(*array, shape_of(task.input), task.op.c_str(), name);
+  return array->data();
+}
+
+void expect_probabilities(const FloatArray& values, const std::string& op, const char* name) {
+  const float* v = values.data();
+  for (int64_t i = 0, count = values.size(); i < count; ++i)
+    if (!(v[i] >= 0.0f && v[i] <= 1.0f))
+      throw py::value_error(op + ": all elements of " + name + " should be between 0 and 1, got " +
+                            std::to_string(v[i]) + " at flat index " + std::to_string(i));
+}
+
+FlatTask binary_task(const py::handle& input_obj, const py::handle& target_obj, const py::handle& weight_obj,
+                     const py::handle& pos_weight_obj, int reduction, bool logits, const char* suffix) {
+  const std::string op = std::string(logits ? "binary_cross_entropy_with_logits" : "binary_cross_entropy") + suffix;
+  FlatTask task = flat_task(input_obj, target_obj, reduction, op);
+  task.weight_data = optional_elementwise(weight_obj, &task.weight, task, "weight");
+  task.pos_weight_data = optional_elementwise(pos_weight_obj, &task.pos_weight, task, "pos_weight");
+  if (!logits && task.pos_weight_data) throw py::value_error(op + ": pos_weight needs logits");
+  if (!logits) {
+    expect_probabilities(task.input, op, "input");
+    expect_probabilities(task.target, op, "target");
+  }
+  return task;
+}
+
+// Runs kernel(loss) without the GIL into a fresh loss array (input-shaped for none, else 0-d).
+template <class Kernel>
+FloatArray flat_forward(const FlatTask& task, Kernel kernel) {
+  FloatArray loss = empty_float(loss_shape(task.d, shape_of(task.input)));
+  float* loss_data = loss.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    kernel(loss_data);
+  }
+  return loss;
+}
+
+// Runs kernel(dinput, dtarget or nullptr) without the GIL; returns [dinput] or [dinput, dtarget].
+template <class Kernel>
+py::list flat_backward(const FlatTask& task, Kernel kernel, bool target_grad) {
+  FloatArray dinput = empty_float(shape_of(task.input));
+  FloatArray dtarget = target_grad ? empty_float(shape_of(task.input)) : FloatArray();
+  float* dinput_data = dinput.mutable_data();
+  float* dtarget_data = target_grad ? dtarget.mutable_data() : nullptr;
+  {
+    py::gil_scoped_release nogil;
+    kernel(dinput_data, dtarget_data);
+  }
+  py::list result;
+  result.append(dinput);
+  if (target_grad) result.append(dtarget);
+  return result;
+}
+
 }  // namespace
 
 void bind_loss(py::module_& m) {
@@ -204,43 +289,84 @@ void bind_loss(py::module_& m) {
   m.def(
       "mse_loss_forward",
       [](const py::handle& input_obj, const py::handle& target_obj, int reduction) {
-        FloatArray input = float_input(input_obj, "mse_loss", "input"), target = float_input(target_obj, "mse_loss", "target");
-        expect_shape(target, shape_of(input), "mse_loss", "target");
-        LossDesc d;
-        d.batch = input.size();
-        d.classes = d.inner = 1;
-        d.reduction = reduction;
-        validate(d, "mse_loss");
-        FloatArray loss = empty_float(loss_shape(d, shape_of(input)));
-        float* loss_data = loss.mutable_data();
-        {
-          py::gil_scoped_release nogil;
-          kernels().mse_loss_forward(loss_data, input.data(), target.data(), d);
-        }
-        return loss;
+        FlatTask task = flat_task(input_obj, target_obj, reduction, "mse_loss");
+        return flat_forward(task, [&task](float* loss) {
+          kernels().mse_loss_forward(loss, task.input.data(), task.target.data(), task.d);
+        });
       },
       py::arg("input"), py::arg("target"), py::arg("reduction"));
   m.def(
       "mse_loss_backward",
       [](const py::handle& grad_obj, const py::handle& input_obj, const py::handle& target_obj, int reduction) {
-        const char* op = "mse_loss backward";
-        FloatArray input = float_input(input_obj, op, "input"), target = float_input(target_obj, op, "target");
-        expect_shape(target, shape_of(input), op, "target");
-        LossDesc d;
-        d.batch = input.size();
-        d.classes = d.inner = 1;
-        d.reduction = reduction;
-        validate(d, op);
-        FloatArray grad = grad_loss_input(grad_obj, d, shape_of(input), op);
-        FloatArray dinput = empty_float(shape_of(input));
-        float* out = dinput.mutable_data();
-        {
-          py::gil_scoped_release nogil;
-          kernels().mse_loss_backward(out, grad.data(), input.data(), target.data(), d);
-        }
-        return dinput;
+        FlatTask task = flat_task(input_obj, target_obj, reduction, "mse_loss backward");
+        FloatArray grad = grad_loss_input(grad_obj, task.d, shape_of(task.input), "mse_loss backward");
+        const py::list grads = flat_backward(task, [&](float* dinput, float*) {
+          kernels().mse_loss_backward(dinput, grad.data(), task.input.data(), task.target.data(), task.d);
+        }, false);
+        return py::object(grads[0]);
       },
       py::arg("grad_output"), py::arg("input"), py::arg("target"), py::arg("reduction"));
+  m.def(
+      "smooth_l1_loss_forward",
+      [](const py::handle& input_obj, const py::handle& target_obj, int reduction, float beta, bool huber) {
+        FlatTask task = flat_task(input_obj, target_obj, reduction, huber ? "huber_loss" : "smooth_l1_loss", beta, huber);
+        return flat_forward(task, [&task](float* loss) {
+          kernels().smooth_l1_loss_forward(loss, task.input.data(), task.target.data(), task.d);
+        });
+      },
+      py::arg("input"), py::arg("target"), py::arg("reduction"), py::arg("beta"), py::arg("huber"),
+      "beta 0: L1 loss; huber: beta (delta) times the smooth L1 loss.");
+  m.def(
+      "smooth_l1_loss_backward",
+      [](const py::handle& grad_obj, const py::handle& input_obj, const py::handle& target_obj, int reduction,
+         float beta, bool huber) {
+        const char* op = huber ? "huber_loss backward" : "smooth_l1_loss backward";
+        FlatTask task = flat_task(input_obj, target_obj, reduction, op, beta, huber);
+        FloatArray grad = grad_loss_input(grad_obj, task.d, shape_of(task.input), op);
+        const py::list grads = flat_backward(task, [&](float* dinput, float*) {
+          kernels().smooth_l1_loss_backward(dinput, grad.data(), task.input.data(), task.target.data(), task.d);
+        }, false);
+        return py::object(grads[0]);
+      },
+      py::arg("grad_output"), py::arg("input"), py::arg("target"), py::arg("reduction"), py::arg("beta"),
+      py::arg("huber"));
+  m.def(
+      "binary_cross_entropy_forward",
+      [](const py::handle& input_obj, const py::handle& target_obj, const py::handle& weight_obj,
+         const py::handle& pos_weight_obj, int reduction, bool logits) {
+        FlatTask task = binary_task(input_obj, target_obj, weight_obj, pos_weight_obj, reduction, logits, "");
+        return flat_forward(task, [&task, logits](float* loss) {
+          if (logits)
+            kernels().bce_with_logits_forward(loss, task.input.data(), task.target.data(), task.weight_data,
+                                              task.pos_weight_data, task.d);
+          else
+            kernels().binary_cross_entropy_forward(loss, task.input.data(), task.target.data(), task.weight_data,
+                                                   task.d);
+        });
+      },
+      py::arg("input"), py::arg("target"), py::arg("weight"), py::arg("pos_weight"), py::arg("reduction"),
+      py::arg("logits"),
+      "logits false: input holds probabilities (each in [0, 1]) and pos_weight must be None. weight and "
+      "pos_weight are None or input-shaped.");
+  m.def(
+      "binary_cross_entropy_backward",
+      [](const py::handle& grad_obj, const py::handle& input_obj, const py::handle& target_obj,
+         const py::handle& weight_obj, const py::handle& pos_weight_obj, int reduction, bool logits,
+         bool target_grad) {
+        FlatTask task = binary_task(input_obj, target_obj, weight_obj, pos_weight_obj, reduction, logits, " backward");
+        FloatArray grad = grad_loss_input(grad_obj, task.d, shape_of(task.input), task.op.c_str());
+        return flat_backward(task, [&](float* dinput, float* dtarget) {
+          if (logits)
+            kernels().bce_with_logits_backward(dinput, dtarget, grad.data(), task.input.data(), task.target.data(),
+                                               task.weight_data, task.pos_weight_data, task.d);
+          else
+            kernels().binary_cross_entropy_backward(dinput, dtarget, grad.data(), task.input.data(),
+                                                    task.target.data(), task.weight_data, task.d);
+        }, target_grad);
+      },
+      py::arg("grad_output"), py::arg("input"), py::arg("target"), py::arg("weight"), py::arg("pos_weight"),
+      py::arg("reduction"), py::arg("logits"), py::arg("target_grad"),
+      "Returns [grad_input] or, with target_grad, [grad_input, grad_target].");
 }
 
 }  // namespace pcn::bind

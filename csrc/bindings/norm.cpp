@@ -1,4 +1,4 @@
-// Bindings for batch norm and local response norm (kernels/norm.h). Inputs are (N, C, *):
+// Bindings for batch norm, group / layer norm and local response norm (kernels/norm.h). Inputs are (N, C, *):
 // everything after the channel axis is flattened into `spatial`.
 #include "bindings/common.h"
 #include "dispatch.h"
@@ -58,6 +58,89 @@ FloatArray same_shape_input(const py::handle& obj, const FloatArray& like, const
 }
 
 py::object optional(const FloatArray& a, bool present) { return present ? py::object(a) : py::object(py::none()); }
+
+// Group norm of an (N, C, *) input, or layer norm over its last `normalized_ndim` dims (one group,
+// the trailing dims as channels); param_shape is what weight and bias must look like.
+struct GroupNormTask {
+  GroupNormDesc d;
+  std::vector<int64_t> param_shape;
+  std::string op;
+};
+
+GroupNormTask group_norm_task(const FloatArray& x, bool layer, int64_t groups_or_ndim, double eps, const char* suffix) {
+  GroupNormTask task;
+  task.op = std::string(layer ? "layer_norm" : "group_norm") + suffix;
+  const std::vector<int64_t> shape = shape_of(x);
+  GroupNormDesc& d = task.d;
+  d.eps = static_cast<float>(eps);
+  if (layer) {
+    const int64_t ndim = groups_or_ndim;
+    if (ndim < 1 || ndim > static_cast<int64_t>(shape.size()))
+      throw py::value_error(task.op + ": normalized_shape has " + std::to_string(ndim) +
+                            " dims, more than the input of shape " + shape_str(shape) + " (or none)");
+    task.param_shape.assign(shape.end() - ndim, shape.end());
+    d.batch = checked_numel(std::vector<int64_t>(shape.begin(), shape.end() - ndim), task.op.c_str());
+    d.channels = checked_numel(task.param_shape, task.op.c_str());
+  } else {
+    const auto [batch, channels, spatial] = ncs_shape(x, 2, task.op.c_str(), "input");
+    d.batch = batch;
+    d.channels = channels;
+    d.spatial = spatial;
+    d.groups = groups_or_ndim;
+    task.param_shape = {channels};
+  }
+  validate(d, task.op.c_str());
+  return task;
+}
+
+const float* norm_parameter(const py::handle& obj, FloatArray& holder, const GroupNormTask& task, const char* name) {
+  if (obj.is_none()) return nullptr;
+  holder = float_input(obj, task.op.c_str(), name);
+  expect_shape(holder, task.param_shape, task.op.c_str(), name);
+  return holder.data();
+}
+
+py::tuple group_norm_forward_call(const py::handle& x_obj, bool layer, int64_t groups_or_ndim, const py::handle& w_obj,
+                                  const py::handle& b_obj, double eps) {
+  FloatArray x = float_input(x_obj, layer ? "layer_norm" : "group_norm", "input");
+  const GroupNormTask task = group_norm_task(x, layer, groups_or_ndim, eps, "");
+  FloatArray w, b;
+  const float* weight = norm_parameter(w_obj, w, task, "weight");
+  const float* bias = norm_parameter(b_obj, b, task, "bias");
+  FloatArray y = empty_float(shape_of(x)), mean = empty_float({task.d.batch * task.d.groups}),
+             rstd = empty_float({task.d.batch * task.d.groups});
+  float *y_data = y.mutable_data(), *mean_data = mean.mutable_data(), *rstd_data = rstd.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    kernels().group_norm_forward(y_data, mean_data, rstd_data, x.data(), weight, bias, task.d);
+  }
+  return py::make_tuple(y, mean, rstd);
+}
+
+py::tuple group_norm_backward_call(const py::handle& dy_obj, const py::handle& x_obj, const py::handle& mean_obj,
+                                   const py::handle& rstd_obj, const py::handle& w_obj, bool layer,
+                                   int64_t groups_or_ndim, std::array<bool, 3> output_mask) {
+  FloatArray x = float_input(x_obj, layer ? "layer_norm backward" : "group_norm backward", "input");
+  const GroupNormTask task = group_norm_task(x, layer, groups_or_ndim, 0.0, " backward");
+  const char* op = task.op.c_str();
+  FloatArray dy = same_shape_input(dy_obj, x, op, "grad_output");
+  FloatArray mean = float_input(mean_obj, op, "mean"), rstd = float_input(rstd_obj, op, "rstd"), w;
+  expect_shape(mean, {task.d.batch * task.d.groups}, op, "mean");
+  expect_shape(rstd, {task.d.batch * task.d.groups}, op, "rstd");
+  const float* weight = norm_parameter(w_obj, w, task, "weight");
+  FloatArray dx = empty_float(output_mask[0] ? shape_of(x) : std::vector<int64_t>{0});
+  FloatArray dw = empty_float(output_mask[1] ? task.param_shape : std::vector<int64_t>{0});
+  FloatArray db = empty_float(output_mask[2] ? task.param_shape : std::vector<int64_t>{0});
+  float* dx_data = output_mask[0] ? dx.mutable_data() : nullptr;
+  float* dw_data = output_mask[1] ? dw.mutable_data() : nullptr;
+  float* db_data = output_mask[2] ? db.mutable_data() : nullptr;
+  {
+    py::gil_scoped_release nogil;
+    kernels().group_norm_backward(dx_data, dw_data, db_data, dy.data(), x.data(), mean.data(), rstd.data(), weight,
+                                  task.d);
+  }
+  return py::make_tuple(optional(dx, output_mask[0]), optional(dw, output_mask[1]), optional(db, output_mask[2]));
+}
 
 }  // namespace
 
@@ -143,6 +226,36 @@ void bind_norm(py::module_& m) {
       py::arg("training"), py::arg("output_mask"), py::arg("relu_output") = py::none(),
       "Gradients (input, weight, bias) of batch norm, each None unless output_mask asks for it. "
       "relu_output: the output of a forward with relu=True; dy then counts only where it is positive.");
+  m.def(
+      "group_norm_forward",
+      [](const py::handle& x, int64_t num_groups, const py::handle& w, const py::handle& b, double eps) {
+        return group_norm_forward_call(x, false, num_groups, w, b, eps);
+      },
+      py::arg("input"), py::arg("num_groups"), py::arg("weight"), py::arg("bias"), py::arg("eps"),
+      "Group norm of an (N, C, *) input: returns (output, mean, rstd), the statistics (N * num_groups).");
+  m.def(
+      "layer_norm_forward",
+      [](const py::handle& x, int64_t normalized_ndim, const py::handle& w, const py::handle& b, double eps) {
+        return group_norm_forward_call(x, true, normalized_ndim, w, b, eps);
+      },
+      py::arg("input"), py::arg("normalized_ndim"), py::arg("weight"), py::arg("bias"), py::arg("eps"),
+      "Layer norm over the last normalized_ndim dims: returns (output, mean, rstd), one statistic per row.");
+  m.def(
+      "group_norm_backward",
+      [](const py::handle& dy, const py::handle& x, const py::handle& mean, const py::handle& rstd, const py::handle& w,
+         int64_t num_groups, std::array<bool, 3> output_mask) {
+        return group_norm_backward_call(dy, x, mean, rstd, w, false, num_groups, output_mask);
+      },
+      py::arg("grad_output"), py::arg("input"), py::arg("mean"), py::arg("rstd"), py::arg("weight"),
+      py::arg("num_groups"), py::arg("output_mask"), "Gradients (input, weight, bias), each None unless asked for.");
+  m.def(
+      "layer_norm_backward",
+      [](const py::handle& dy, const py::handle& x, const py::handle& mean, const py::handle& rstd, const py::handle& w,
+         int64_t normalized_ndim, std::array<bool, 3> output_mask) {
+        return group_norm_backward_call(dy, x, mean, rstd, w, true, normalized_ndim, output_mask);
+      },
+      py::arg("grad_output"), py::arg("input"), py::arg("mean"), py::arg("rstd"), py::arg("weight"),
+      py::arg("normalized_ndim"), py::arg("output_mask"), "Gradients (input, weight, bias), each None unless asked for.");
   m.def(
       "lrn_forward",
       [](const py::handle& x_obj, int64_t size, double alpha, double beta, double k) {

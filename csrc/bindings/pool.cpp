@@ -1,4 +1,4 @@
-// Bindings for max/avg/adaptive pooling, forward and backward.
+// Bindings for max/avg/adaptive pooling and resampling (interpolate), forward and backward.
 #include "bindings/common.h"
 #include "dispatch.h"
 
@@ -18,14 +18,21 @@ std::vector<int64_t> input_shape_arg(const std::vector<int64_t>& shape, const ch
   return shape;
 }
 
-Pool2dDesc pool_desc(const char* op, const std::vector<int64_t>& input_shape, Pair kernel, Pair stride, Pair padding,
-                     Pair dilation, bool ceil_mode) {
-  Pool2dDesc d;
+// A descriptor with its op and input extents from an (N, C, H, W) shape.
+template <class Desc>
+Desc desc_for_input(const char* op, const std::vector<int64_t>& input_shape) {
+  Desc d;
   d.op = op;
   d.batch = input_shape[0];
   d.channels = input_shape[1];
   d.in_h = input_shape[2];
   d.in_w = input_shape[3];
+  return d;
+}
+
+Pool2dDesc pool_desc(const char* op, const std::vector<int64_t>& input_shape, Pair kernel, Pair stride, Pair padding,
+                     Pair dilation, bool ceil_mode) {
+  Pool2dDesc d = desc_for_input<Pool2dDesc>(op, input_shape);
   d.kernel_h = kernel[0];
   d.kernel_w = kernel[1];
   d.stride_h = stride[0];
@@ -40,12 +47,7 @@ Pool2dDesc pool_desc(const char* op, const std::vector<int64_t>& input_shape, Pa
 }
 
 AdaptivePool2dDesc adaptive_desc(const char* op, const std::vector<int64_t>& input_shape, Pair output_size) {
-  AdaptivePool2dDesc d;
-  d.op = op;
-  d.batch = input_shape[0];
-  d.channels = input_shape[1];
-  d.in_h = input_shape[2];
-  d.in_w = input_shape[3];
+  AdaptivePool2dDesc d = desc_for_input<AdaptivePool2dDesc>(op, input_shape);
   d.out_h = output_size[0];
   d.out_w = output_size[1];
   validate(d);
@@ -79,9 +81,73 @@ std::vector<int64_t> input_shape(const Desc& d) {
   return {d.batch, d.channels, d.in_h, d.in_w};
 }
 
+// scales: torch's per-axis scale_factor, or <= 0 where none was given (then in / out is used).
+ResampleDesc resample_desc(const char* op, const std::vector<int64_t>& input_shape, Pair output_size,
+                           std::array<double, 2> scales, bool align_corners) {
+  ResampleDesc d = desc_for_input<ResampleDesc>(op, input_shape);
+  d.out_h = output_size[0];
+  d.out_w = output_size[1];
+  d.align_corners = align_corners;
+  const auto scale = [align_corners](int64_t in, int64_t out, double factor) {
+    if (align_corners) return out > 1 ? static_cast<float>(in - 1) / static_cast<float>(out - 1) : 0.0f;
+    return factor > 0.0 ? static_cast<float>(1.0 / factor) : static_cast<float>(in) / static_cast<float>(out);
+  };
+  if (d.out_h > 0 && d.out_w > 0) {
+    d.scale_h = scale(d.in_h, d.out_h, scales[0]);
+    d.scale_w = scale(d.in_w, d.out_w, scales[1]);
+  }
+  validate(d);
+  return d;
+}
+
+using ResampleKernel = void (*)(float*, const float*, const ResampleDesc&);
+
+ResampleKernel KernelTable::*resample_kernel(const std::string& mode, bool backward) {
+  if (mode == "nearest") return backward ? &KernelTable::upsample_nearest2d_backward : &KernelTable::upsample_nearest2d_forward;
+  if (mode == "bilinear")
+    return backward ? &KernelTable::upsample_bilinear2d_backward : &KernelTable::upsample_bilinear2d_forward;
+  throw py::value_error("interpolate: mode must be 'nearest' or 'bilinear', got '" + mode + "'");
+}
+
 }  // namespace
 
 void bind_pool(py::module_& m) {
+  m.def(
+      "interpolate_forward",
+      [](const py::handle& x_obj, Pair output_size, std::array<double, 2> scales, const std::string& mode,
+         bool align_corners) {
+        FloatArray x = pool_input(x_obj, "interpolate", "input");
+        const ResampleKernel KernelTable::*kernel = resample_kernel(mode, false);
+        const ResampleDesc d = resample_desc("interpolate", shape_of(x), output_size, scales, align_corners);
+        FloatArray y = empty_float(output_shape(d));
+        float* y_data = y.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          (kernels().*kernel)(y_data, x.data(), d);
+        }
+        return y;
+      },
+      py::arg("input"), py::arg("output_size"), py::arg("scales"), py::arg("mode"), py::arg("align_corners"),
+      "Resample an (N, C, H, W) input to output_size; scales are torch's scale_factor per axis (<= 0: none).");
+  m.def(
+      "interpolate_backward",
+      [](const py::handle& dy_obj, const std::vector<int64_t>& in_shape, std::array<double, 2> scales,
+         const std::string& mode, bool align_corners) {
+        const char* op = "interpolate backward";
+        FloatArray dy = pool_input(dy_obj, op, "grad_output");
+        const ResampleKernel KernelTable::*kernel = resample_kernel(mode, true);
+        const ResampleDesc d =
+            resample_desc(op, input_shape_arg(in_shape, op), {dy.shape(2), dy.shape(3)}, scales, align_corners);
+        expect_shape(dy, output_shape(d), op, "grad_output");
+        FloatArray dx = empty_float(input_shape(d));
+        float* dx_data = dx.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          (kernels().*kernel)(dx_data, dy.data(), d);
+        }
+        return dx;
+      },
+      py::arg("grad_output"), py::arg("input_shape"), py::arg("scales"), py::arg("mode"), py::arg("align_corners"));
   m.def(
       "max_pool2d_forward",
       [](const py::handle& x_obj, Pair kernel, Pair stride, Pair padding, Pair dilation, bool ceil_mode) {

@@ -17,7 +17,8 @@ void validate(ActivationDesc& d) {
 }
 
 void validate(DropoutDesc& d) {
-  if (d.count < 0 || d.count > kMaxElements) fail("dropout: element count " + std::to_string(d.count) + " is out of range");
+  if (d.count < 0 || d.plane < 0) fail("dropout: negative mask entry count or plane size");
+  checked_numel({d.count, d.plane}, "dropout: input");
   if (!(d.p >= 0.0f && d.p <= 1.0f)) {
     std::ostringstream out;
     out << "dropout probability has to be between 0 and 1, but got " << d.p;

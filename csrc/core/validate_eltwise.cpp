@@ -7,6 +7,7 @@ namespace pcn {
 void validate(EltwiseDesc& d) {
   if (d.count < 0) fail("elementwise: element count must be non-negative, got " + std::to_string(d.count));
   checked_numel({d.count}, "elementwise: input");
+  if (!(d.p >= 0.0)) fail("norm: the order p must be non-negative (or inf), got " + std::to_string(d.p));
 }
 
 void validate(ConcatDesc& d, const int64_t* extents) {

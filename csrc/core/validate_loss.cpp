@@ -1,4 +1,5 @@
 // SoftmaxDesc and LossDesc checks; see kernels/loss.h.
+#include <cmath>
 #include <sstream>
 
 #include "core/checks.h"
@@ -27,6 +28,10 @@ void validate(LossDesc& d, const char* op) {
   }
   if (!(d.label_smoothing >= 0.0f && d.label_smoothing <= 1.0f)) {
     out << "label_smoothing must be between 0.0 and 1.0, got " << d.label_smoothing;
+    fail(out.str());
+  }
+  if (!(d.beta >= 0.0f) || !std::isfinite(d.beta) || (d.huber && d.beta == 0.0f)) {
+    out << (d.huber ? "delta must be positive and finite, got " : "beta must be non-negative and finite, got ") << d.beta;
     fail(out.str());
   }
   checked_numel(shape, op);

@@ -1,4 +1,4 @@
-// BatchNormDesc and LrnDesc checks; see kernels/norm.h.
+// BatchNormDesc, GroupNormDesc and LrnDesc checks; see kernels/norm.h.
 #include <cmath>
 #include <sstream>
 
@@ -29,6 +29,26 @@ void validate(BatchNormDesc& d) {
         << shape_str(input);
     fail(out.str());
   }
+}
+
+void validate(GroupNormDesc& d, const char* op) {
+  const std::vector<int64_t> input{d.batch, d.channels, d.spatial};
+  std::ostringstream out;
+  out << op << ": ";
+  if (d.batch < 0 || d.channels < 0 || d.spatial < 0 || d.groups <= 0) {
+    out << "invalid sizes: (batch, channels, spatial) = " << shape_str(input) << " with " << d.groups << " groups";
+    fail(out.str());
+  }
+  if (d.channels % d.groups != 0) {
+    out << "Expected number of channels in input to be divisible by num_groups, but got " << d.channels
+        << " channels and num_groups=" << d.groups;
+    fail(out.str());
+  }
+  if (!(d.eps >= 0.0f) || std::isinf(d.eps)) {
+    out << "eps must be a non-negative finite number, got " << d.eps;
+    fail(out.str());
+  }
+  checked_numel(input, op);
 }
 
 void validate(LrnDesc& d) {

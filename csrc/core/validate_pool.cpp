@@ -1,4 +1,5 @@
-// Pool2dDesc and AdaptivePool2dDesc checks; see kernels/pool.h.
+// Pool2dDesc, AdaptivePool2dDesc and ResampleDesc checks; see kernels/pool.h.
+#include <cmath>
 #include <sstream>
 
 #include "core/checks.h"
@@ -13,6 +14,18 @@ void check_input(const char* op, int64_t batch, int64_t channels, int64_t in_h, 
     fail(std::string(op) + ": input must have positive channels, height and width, got input shape " +
          shape_str(input));
   checked_numel(input, op);
+}
+
+// A positive output size whose element count fits the kernels' index range.
+void check_output(const char* op, const char* name, int64_t batch, int64_t channels, int64_t in_h, int64_t in_w,
+                  int64_t out_h, int64_t out_w) {
+  if (out_h <= 0 || out_w <= 0) {
+    std::ostringstream out;
+    out << op << ": " << name << " must be positive, got (" << out_h << ", " << out_w << ") for input shape "
+        << shape_str({batch, channels, in_h, in_w});
+    fail(out.str());
+  }
+  checked_numel({batch, channels, out_h, out_w}, op);
 }
 
 }  // namespace
@@ -36,16 +49,20 @@ void validate(Pool2dDesc& d) {
 
 void validate(AdaptivePool2dDesc& d) {
   check_input(d.op, d.batch, d.channels, d.in_h, d.in_w);
-  if (d.out_h <= 0 || d.out_w <= 0) {
-    std::ostringstream out;
-    out << d.op << ": output_size must be positive, got (" << d.out_h << ", " << d.out_w << ") for input shape "
-        << shape_str({d.batch, d.channels, d.in_h, d.in_w});
-    fail(out.str());
-  }
-  checked_numel({d.batch, d.channels, d.out_h, d.out_w}, d.op);
+  check_output(d.op, "output_size", d.batch, d.channels, d.in_h, d.in_w, d.out_h, d.out_w);
   // Window bounds are computed as i * in / out.
   checked_mul(d.out_h, d.in_h, d.op);
   checked_mul(d.out_w, d.in_w, d.op);
+}
+
+void validate(ResampleDesc& d) {
+  check_input(d.op, d.batch, d.channels, d.in_h, d.in_w);
+  check_output(d.op, "output size", d.batch, d.channels, d.in_h, d.in_w, d.out_h, d.out_w);
+  if (!(d.scale_h >= 0.0f && d.scale_w >= 0.0f) || std::isinf(d.scale_h) || std::isinf(d.scale_w)) {
+    std::ostringstream out;
+    out << d.op << ": scales must be non-negative and finite, got (" << d.scale_h << ", " << d.scale_w << ")";
+    fail(out.str());
+  }
 }
 
 }  // namespace pcn

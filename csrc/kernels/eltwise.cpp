@@ -1,8 +1,10 @@
-// Element-wise add / mul / fused add+ReLU, a deterministic sum, and concat/split (see eltwise.h).
-// Element-wise loops run over chunks of kChunk elements shared out to threads; the sum reduces
-// each fixed chunk in double and adds the chunk totals in chunk order, so its result is the same
+// Element-wise add / mul / fused add+ReLU, a deterministic sum and p-norm, and concat/split (see
+// eltwise.h). Element-wise loops run over chunks of kChunk elements shared out to threads; the
+// reductions reduce each fixed chunk in double and adds the chunk totals in chunk order, so its result is the same
 // for any thread count.
 #include "kernels/eltwise.h"
+
+#include <math.h>
 
 #include "core/simd.h"
 
@@ -18,6 +20,21 @@ const int64_t* part_starts(const int64_t* extents, int64_t inputs) {
   int64_t* starts = thread_scratch_i64(Scratch::indices, max64(inputs, 1));
   for (int64_t i = 0, offset = 0; i < inputs; offset += extents[i], ++i) starts[i] = offset;
   return starts;
+}
+
+// chunk_total(begin, end) of every fixed chunk (in parallel) into partials, folded in chunk order
+// with combine from the first: the same result for any thread count. 0 for an empty input.
+template <class ChunkTotal, class Combine>
+double reduce_chunks(int64_t count, ChunkTotal chunk_total, Combine combine) {
+  const int64_t chunks = chunks_of(count);
+  if (chunks == 0) return 0.0;
+  double* partials = reinterpret_cast<double*>(thread_scratch(Scratch::partial, 2 * chunks));
+#pragma omp parallel for num_threads(threads_for(chunks, count)) schedule(static)
+  for (int64_t chunk = 0; chunk < chunks; ++chunk)
+    partials[chunk] = chunk_total(chunk * kChunk, min64(count, (chunk + 1) * kChunk));
+  double total = partials[0];
+  for (int64_t chunk = 1; chunk < chunks; ++chunk) total = combine(total, partials[chunk]);
+  return total;
 }
 
 }  // namespace
@@ -53,19 +70,60 @@ void add_relu_forward(float* y, const float* a, const float* b, const EltwiseDes
 }
 
 void sum_forward(float* out, const float* x, const EltwiseDesc& d) {
-  const int64_t chunks = chunks_of(d.count);
-  double* partials = reinterpret_cast<double*>(thread_scratch(Scratch::partial, 2 * max64(chunks, 1)));
-#pragma omp parallel for num_threads(threads_for(chunks, d.count)) schedule(static)
-  for (int64_t chunk = 0; chunk < chunks; ++chunk) {
-    const int64_t begin = chunk * kChunk, end = min64(d.count, begin + kChunk);
-    double total = 0.0;
+  out[0] = static_cast<float>(reduce_chunks(
+      d.count,
+      [x](int64_t begin, int64_t end) {
+        double total = 0.0;
 #pragma omp simd reduction(+ : total)
-    for (int64_t i = begin; i < end; ++i) total += x[i];
-    partials[chunk] = total;
+        for (int64_t i = begin; i < end; ++i) total += x[i];
+        return total;
+      },
+      [](double a, double b) { return a + b; }));
+}
+
+void norm_forward(float* out, const float* x, const EltwiseDesc& d) {
+  const double p = d.p;
+  const auto plus = [](double a, double b) { return a + b; };
+  double result;
+  if (p == INFINITY) {
+    const auto larger = [](double a, double b) { return b > a || b != b ? b : a; };  // NaN wins
+    result = reduce_chunks(
+        d.count,
+        [x, larger](int64_t begin, int64_t end) {
+          double top = 0.0;
+          for (int64_t i = begin; i < end; ++i) top = larger(top, fabs(static_cast<double>(x[i])));
+          return top;
+        },
+        larger);
+  } else if (p == 0.0) {
+    result = reduce_chunks(
+        d.count,
+        [x](int64_t begin, int64_t end) {
+          double nonzero = 0.0;
+          for (int64_t i = begin; i < end; ++i) nonzero += x[i] != 0.0f;  // NaN counts, as torch
+          return nonzero;
+        },
+        plus);
+  } else {
+    const double total = reduce_chunks(
+        d.count,
+        [x, p](int64_t begin, int64_t end) {
+          double sum = 0.0;
+          if (p == 2.0) {
+#pragma omp simd reduction(+ : sum)
+            for (int64_t i = begin; i < end; ++i) sum += static_cast<double>(x[i]) * x[i];
+          } else if (p == 1.0) {
+#pragma omp simd reduction(+ : sum)
+            for (int64_t i = begin; i < end; ++i) sum += fabs(static_cast<double>(x[i]));
+          } else {
+            for (int64_t i = begin; i < end; ++i) sum += pow(fabs(static_cast<double>(x[i])), p);
+          }
+          return sum;
+        },
+        plus);
+    result = p == 2.0 ? sqrt(total) : (p == 1.0 ? total : pow(total, 1.0 / p));
   }
-  double total = 0.0;
-  for (int64_t chunk = 0; chunk < chunks; ++chunk) total += partials[chunk];
-  out[0] = static_cast<float>(total);
+  out[0] = static_cast<float>(result);
 }
 
 // One item per (row, input): each copies one contiguous run of extent * inner floats.

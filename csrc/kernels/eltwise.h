@@ -3,6 +3,8 @@
 //                      residual block's fused add and ReLU.
 //   sum                out: 1 value = sum of x (count), accumulated in double over fixed blocks,
 //                      so the result does not depend on the thread count.
+//   norm               out: 1 value = the p-norm of x (count) the same way: (sum |x|^p)^(1/p), max
+//                      |x| for p = inf, the count of non-zeros for p = 0; NaN propagates.
 //   concat             inputs i viewed as (outer, extents[i], inner), y as (outer, sum extents, inner):
 //                      for NCHW channel concat outer = N, inner = H*W. split is its backward: it
 //                      copies the slices of y back into per-input outputs.
@@ -13,6 +15,7 @@ namespace pcn {
 
 struct EltwiseDesc {
   int64_t count = 0;
+  double p = 2.0;  // norm only: the order, in [0, inf]
 };
 
 struct ConcatDesc {
@@ -30,6 +33,7 @@ void validate(ConcatDesc& desc, const int64_t* extents);
   X(mul_forward, (float* y, const float* a, const float* b, const EltwiseDesc& d))                   \
   X(add_relu_forward, (float* y, const float* a, const float* b, const EltwiseDesc& d))              \
   X(sum_forward, (float* out, const float* x, const EltwiseDesc& d))                                 \
+  X(norm_forward, (float* out, const float* x, const EltwiseDesc& d))                                \
   X(concat_forward, (float* y, const float* const* inputs, const int64_t* extents, const ConcatDesc& d)) \
   X(split_forward, (float* const* outputs, const float* y, const int64_t* extents, const ConcatDesc& d))
 

@@ -1,4 +1,5 @@
-// Softmax, log-softmax, cross-entropy, NLL and MSE kernels (see loss.h).
+// Softmax, log-softmax, cross-entropy, NLL and the element-wise losses (MSE, smooth L1 / Huber,
+// binary cross-entropy with and without logits): see loss.h.
 // Work is cut into items of one (sample, block of up to kColumns inner positions); each item
 // handles its columns across all classes with the class loop outside and the column loop inside,
 // so that the inner loop runs over contiguous memory. For (N, C) inputs (inner = 1) a row helper
@@ -294,28 +295,26 @@ void nll_loss_backward(float* dlog_probs, const float* dloss, const int64_t* tar
   }
 }
 
-// MSE works on flat arrays of d.batch elements, in blocks of kMseBlock per item.
-constexpr int64_t kMseBlock = 4096;
+namespace {
 
-void mse_loss_forward(float* loss, const float* input, const float* target, const LossDesc& d) {
-  const int64_t count = d.batch, blocks = (count + kMseBlock - 1) / kMseBlock;
+// The element-wise losses work on flat arrays of d.batch elements, in blocks of kFlatBlock per
+// item: value(i) is element i's loss (double); derivative(i) its derivative by the input, and the
+// optional target_derivative(i) by the target, both per unit of incoming gradient.
+constexpr int64_t kFlatBlock = 4096;
+
+template <class Value>
+void flat_loss_forward(float* loss, const LossDesc& d, Value value) {
+  const int64_t count = d.batch, blocks = (count + kFlatBlock - 1) / kFlatBlock;
   double* partials = d.reduction == kReductionNone ? nullptr : item_partials(blocks);
 #pragma omp parallel for num_threads(threads_for(blocks, count)) schedule(static)
   for (int64_t block = 0; block < blocks; ++block) {
-    const int64_t begin = block * kMseBlock, end = min64(count, begin + kMseBlock);
+    const int64_t begin = block * kFlatBlock, end = min64(count, begin + kFlatBlock);
     if (!partials) {
-      for (int64_t i = begin; i < end; ++i) {
-        const float diff = input[i] - target[i];
-        loss[i] = diff * diff;
-      }
+      for (int64_t i = begin; i < end; ++i) loss[i] = static_cast<float>(value(i));
       continue;
     }
     double total = 0.0;
-#pragma omp simd reduction(+ : total)
-    for (int64_t i = begin; i < end; ++i) {
-      const double diff = static_cast<double>(input[i]) - target[i];
-      total += diff * diff;
-    }
+    for (int64_t i = begin; i < end; ++i) total += value(i);
     partials[block] = total;
   }
   if (!partials) return;
@@ -323,20 +322,107 @@ void mse_loss_forward(float* loss, const float* input, const float* target, cons
   loss[0] = static_cast<float>(d.reduction == kReductionMean ? total / static_cast<double>(count) : total);
 }
 
-void mse_loss_backward(float* dinput, const float* dloss, const float* input, const float* target, const LossDesc& d) {
-  const int64_t count = d.batch, blocks = (count + kMseBlock - 1) / kMseBlock;
-  const bool per_element = d.reduction == kReductionNone;
-  const float scale = per_element ? 2.0f
-                                  : static_cast<float>(2.0 * dloss[0] /
-                                                       (d.reduction == kReductionMean ? static_cast<double>(count) : 1.0));
+template <class Derivative, class TargetDerivative>
+void flat_loss_backward(float* dinput, float* dtarget, const float* dloss, const LossDesc& d, Derivative derivative,
+                        TargetDerivative target_derivative) {
+  const int64_t count = d.batch, blocks = (count + kFlatBlock - 1) / kFlatBlock;
+  const double divisor = d.reduction == kReductionMean ? static_cast<double>(count) : 1.0;
 #pragma omp parallel for num_threads(threads_for(blocks, count)) schedule(static)
   for (int64_t block = 0; block < blocks; ++block) {
-    const int64_t begin = block * kMseBlock, end = min64(count, begin + kMseBlock);
-    if (per_element)
-      for (int64_t i = begin; i < end; ++i) dinput[i] = scale * dloss[i] * (input[i] - target[i]);
-    else
-      for (int64_t i = begin; i < end; ++i) dinput[i] = scale * (input[i] - target[i]);
+    const int64_t begin = block * kFlatBlock, end = min64(count, begin + kFlatBlock);
+    for (int64_t i = begin; i < end; ++i) {
+      const double g = d.reduction == kReductionNone ? dloss[i] : dloss[0] / divisor;
+      dinput[i] = static_cast<float>(g * derivative(i));
+      if (dtarget) dtarget[i] = static_cast<float>(g * target_derivative(i));
+    }
   }
+}
+
+template <class Derivative>
+void flat_loss_backward(float* dinput, const float* dloss, const LossDesc& d, Derivative derivative) {
+  flat_loss_backward(dinput, nullptr, dloss, d, derivative, [](int64_t) { return 0.0; });
+}
+
+double weight_at(const float* weight, int64_t i) { return weight ? weight[i] : 1.0; }
+
+// max(log(v), -100): torch's clamp that keeps log(0) finite.
+double clamped_log(double v) { return v > 0.0 ? fmax(log(v), -100.0) : -100.0; }
+
+// log(1 + exp(v)) without overflow.
+double softplus(double v) { return fmax(v, 0.0) + log1p(exp(-fabs(v))); }
+
+}  // namespace
+
+void mse_loss_forward(float* loss, const float* input, const float* target, const LossDesc& d) {
+  flat_loss_forward(loss, d, [=](int64_t i) {
+    const double diff = static_cast<double>(input[i]) - target[i];
+    return diff * diff;
+  });
+}
+
+void mse_loss_backward(float* dinput, const float* dloss, const float* input, const float* target, const LossDesc& d) {
+  flat_loss_backward(dinput, dloss, d, [=](int64_t i) { return 2.0 * (static_cast<double>(input[i]) - target[i]); });
+}
+
+void smooth_l1_loss_forward(float* loss, const float* input, const float* target, const LossDesc& d) {
+  const double beta = d.beta, scale = d.huber ? beta : 1.0;
+  flat_loss_forward(loss, d, [=](int64_t i) {
+    const double diff = fabs(static_cast<double>(input[i]) - target[i]);
+    return scale * (diff < beta ? 0.5 * diff * diff / beta : diff - 0.5 * beta);
+  });
+}
+
+void smooth_l1_loss_backward(float* dinput, const float* dloss, const float* input, const float* target,
+                             const LossDesc& d) {
+  const double beta = d.beta, scale = d.huber ? beta : 1.0;
+  flat_loss_backward(dinput, dloss, d, [=](int64_t i) {
+    const double diff = static_cast<double>(input[i]) - target[i];
+    if (fabs(diff) < beta) return scale * diff / beta;
+    return diff > 0.0 ? scale : (diff < 0.0 ? -scale : scale * diff);  // sign(0) = 0; NaN stays NaN
+  });
+}
+
+void binary_cross_entropy_forward(float* loss, const float* input, const float* target, const float* weight,
+                                  const LossDesc& d) {
+  flat_loss_forward(loss, d, [=](int64_t i) {
+    const double x = input[i], t = target[i];
+    return -weight_at(weight, i) * (t * clamped_log(x) + (1.0 - t) * clamped_log(1.0 - x));
+  });
+}
+
+void binary_cross_entropy_backward(float* dinput, float* dtarget, const float* dloss, const float* input,
+                                   const float* target, const float* weight, const LossDesc& d) {
+  flat_loss_backward(
+      dinput, dtarget, dloss, d,
+      [=](int64_t i) {
+        const double x = input[i];
+        return weight_at(weight, i) * (x - target[i]) / fmax(x * (1.0 - x), 1e-12);
+      },
+      [=](int64_t i) { return weight_at(weight, i) * (clamped_log(1.0 - input[i]) - clamped_log(input[i])); });
+}
+
+void bce_with_logits_forward(float* loss, const float* input, const float* target, const float* weight,
+                             const float* pos_weight, const LossDesc& d) {
+  flat_loss_forward(loss, d, [=](int64_t i) {
+    const double x = input[i], t = target[i], log_weight = pos_weight ? 1.0 + (pos_weight[i] - 1.0) * t : 1.0;
+    return weight_at(weight, i) * ((1.0 - t) * x + log_weight * softplus(-x));
+  });
+}
+
+// d/dx = w (lw sigmoid(x) - p t) with lw = 1 + (p - 1) t; d/dt = w ((p - 1) softplus(-x) - x).
+void bce_with_logits_backward(float* dinput, float* dtarget, const float* dloss, const float* input,
+                              const float* target, const float* weight, const float* pos_weight, const LossDesc& d) {
+  flat_loss_backward(
+      dinput, dtarget, dloss, d,
+      [=](int64_t i) {
+        const double x = input[i], t = target[i], p = pos_weight ? pos_weight[i] : 1.0;
+        const double sigmoid = 1.0 / (1.0 + exp(-x));
+        return weight_at(weight, i) * ((1.0 + (p - 1.0) * t) * sigmoid - p * t);
+      },
+      [=](int64_t i) {
+        const double x = input[i], p = pos_weight ? pos_weight[i] : 1.0;
+        return weight_at(weight, i) * ((p - 1.0) * softplus(-x) - x);
+      });
 }
 
 PCN_ISA_END

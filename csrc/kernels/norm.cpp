@@ -1,4 +1,4 @@
-// Batch norm and LRN kernels (see norm.h).
+// Batch norm, group / layer norm and LRN kernels (see norm.h).
 // Batch norm reduces per channel into a table of double partials that threads fill without
 // sharing, then adds them in a fixed order: one pair per (n, c) plane (each plane summed in float
 // lanes over short blocks, block totals in double), or, for (N, C) inputs (spatial == 1), one
@@ -8,6 +8,8 @@
 // from zero (x = 1000 + noise); over the whole of x for (N, C) inputs, per plane while it is in
 // cache for images (the planes' moments then combine exactly). The mean is applied as a float pair
 // (hi + lo) so that x - mean keeps full precision when |mean| >> std.
+// Group norm gives each (sample, group) row to one thread, sums in double; its weight and bias
+// gradients give each block of channels to one thread, walking the samples in order.
 // LRN keeps, for a chunk of spatial positions, a running double sum along channels: one add
 // and one subtract per channel whatever the window size.
 #include "kernels/norm.h"
@@ -423,6 +425,107 @@ void lrn_backward(float* dx, const float* dy, const float* x, const float* y, co
       const int64_t add = at + (1 + before) * s, drop = at - after * s;
       if (c + 1 + before < c_count) add_gradient_terms(window, dy + add, y + add, scale + add, w, 1.0);
       if (c - after >= 0) add_gradient_terms(window, dy + drop, y + drop, scale + drop, w, -1.0);
+    }
+  }
+}
+
+namespace {
+
+// Channels of group norm's dweight / dbias owned by one work item.
+constexpr int64_t kChannelBlock = 16;
+
+struct GroupRow {
+  int64_t channel0, channels, size;  // first channel, channels in the row, values in the row
+};
+
+GroupRow group_row(const GroupNormDesc& d, int64_t row) {
+  const int64_t per_group = d.channels / d.groups;
+  return {(row % d.groups) * per_group, per_group, per_group * d.spatial};
+}
+
+}  // namespace
+
+// One (sample, group) row per work item: a mean pass, a variance pass around it (exact for data
+// far from zero), then the normalised, affine output.
+void group_norm_forward(float* y, float* mean, float* rstd, const float* x, const float* weight, const float* bias,
+                        const GroupNormDesc& d) {
+  const int64_t rows = d.batch * d.groups;
+#pragma omp parallel for num_threads(threads_for(rows, d.batch * d.channels * d.spatial)) schedule(static)
+  for (int64_t row = 0; row < rows; ++row) {
+    const GroupRow r = group_row(d, row);
+    const float* in = x + row * r.size;
+    float* out = y + row * r.size;
+    double sum = 0.0;
+    for (int64_t i = 0; i < r.size; ++i) sum += in[i];
+    const double m = r.size ? sum / static_cast<double>(r.size) : 0.0;
+    double squares = 0.0;
+    for (int64_t i = 0; i < r.size; ++i) squares += (in[i] - m) * (in[i] - m);
+    const double variance = r.size ? squares / static_cast<double>(r.size) : 0.0;
+    const double inv = 1.0 / std::sqrt(variance + d.eps);
+    mean[row] = static_cast<float>(m);
+    rstd[row] = static_cast<float>(inv);
+    for (int64_t c = 0; c < r.channels; ++c) {
+      const int64_t channel = r.channel0 + c;
+      // y = x * scale + shift with the affine folded in
+      const double w = weight ? weight[channel] : 1.0, b = bias ? bias[channel] : 0.0;
+      const float scale = static_cast<float>(w * inv), shift = static_cast<float>(b - m * w * inv);
+      const float* src = in + c * d.spatial;
+      float* dst = out + c * d.spatial;
+      for (int64_t s = 0; s < d.spatial; ++s) dst[s] = src[s] * scale + shift;
+    }
+  }
+}
+
+void group_norm_backward(float* dx, float* dweight, float* dbias, const float* dy, const float* x, const float* mean,
+                         const float* rstd, const float* weight, const GroupNormDesc& d) {
+  const int64_t rows = d.batch * d.groups, total = d.batch * d.channels * d.spatial;
+  if (dx) {
+#pragma omp parallel for num_threads(threads_for(rows, total)) schedule(static)
+    for (int64_t row = 0; row < rows; ++row) {
+      const GroupRow r = group_row(d, row);
+      const int64_t offset = row * r.size;
+      const double m = mean[row], inv = rstd[row];
+      double g_sum = 0.0, gx_sum = 0.0;  // sums of g and of g * xhat
+      for (int64_t c = 0; c < r.channels; ++c) {
+        const double w = weight ? weight[r.channel0 + c] : 1.0;
+        for (int64_t s = 0; s < d.spatial; ++s) {
+          const int64_t i = offset + c * d.spatial + s;
+          const double g = dy[i] * w;
+          g_sum += g;
+          gx_sum += g * (x[i] - m) * inv;
+        }
+      }
+      const double count = r.size ? static_cast<double>(r.size) : 1.0;
+      const double g_mean = g_sum / count, gx_mean = gx_sum / count;
+      for (int64_t c = 0; c < r.channels; ++c) {
+        const double w = weight ? weight[r.channel0 + c] : 1.0;
+        for (int64_t s = 0; s < d.spatial; ++s) {
+          const int64_t i = offset + c * d.spatial + s;
+          dx[i] = static_cast<float>(inv * (dy[i] * w - g_mean - (x[i] - m) * inv * gx_mean));
+        }
+      }
+    }
+  }
+  if (!dweight && !dbias) return;
+  // Each item owns a block of channels and walks the samples in order: no shared writes.
+  const int64_t blocks = (d.channels + kChannelBlock - 1) / kChannelBlock, per_group = d.channels / d.groups;
+#pragma omp parallel for num_threads(threads_for(blocks, total)) schedule(static)
+  for (int64_t block = 0; block < blocks; ++block) {
+    const int64_t first = block * kChannelBlock, count = min64(kChannelBlock, d.channels - first);
+    double dw[kChannelBlock] = {}, db[kChannelBlock] = {};
+    for (int64_t n = 0; n < d.batch; ++n)
+      for (int64_t c = 0; c < count; ++c) {
+        const int64_t channel = first + c, row = n * d.groups + channel / per_group;
+        const double m = mean[row], inv = rstd[row];
+        const float *g = dy + (n * d.channels + channel) * d.spatial, *in = x + (n * d.channels + channel) * d.spatial;
+        for (int64_t s = 0; s < d.spatial; ++s) {
+          dw[c] += g[s] * (in[s] - m) * inv;
+          db[c] += g[s];
+        }
+      }
+    for (int64_t c = 0; c < count; ++c) {
+      if (dweight) dweight[first + c] = static_cast<float>(dw[c]);
+      if (dbias) dbias[first + c] = static_cast<float>(db[c]);
     }
   }
 }

@@ -1,4 +1,5 @@
-// Batch normalisation and local response normalisation (LRN), float32, forward and backward.
+// Batch normalisation, group / layer normalisation and local response normalisation (LRN), float32,
+// forward and backward.
 // Every input is viewed as (batch, channels, spatial): (N, C) has spatial = 1, (N, C, L) has
 // spatial = L, (N, C, H, W) has spatial = H * W. Channel c of image n is the contiguous plane
 // x[(n * channels + c) * spatial ...].
@@ -18,6 +19,16 @@
 // Per-channel sums are per-plane float partials (vector lanes over short blocks) added in double,
 // plane by plane in a fixed order: results do not depend on the thread count.
 //
+// Group norm, and layer norm as its one-group case (torch.nn.functional.group_norm / layer_norm):
+//   x is (batch, channels, spatial) cut into `groups` groups of channels/groups whole channels;
+//   each (sample, group) row of (channels/groups) * spatial contiguous values is normalised by its
+//   own mean and biased variance: y = (x - mean) * rstd * weight_c + bias_c, rstd = 1/sqrt(var + eps),
+//   writing mean and rstd (batch * groups). layer_norm over the last dims D of an (R, D) view is
+//   batch = R, channels = D, groups = 1, spatial = 1 (weight and bias D-shaped).
+//   backward  dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) per row with g = dy * weight_c;
+//           dweight_c = sum dy * xhat and dbias_c = sum dy over samples and spatial positions
+//           (each of dx, dweight, dbias nullable). Sums in double in a fixed order.
+//
 // LRN across channels (torch.nn.functional.local_response_norm):
 //   scale = k + alpha / size * sum_{c' in [c - size/2, c + (size-1)/2], zero outside} x[c']^2
 //   y = x * scale^-beta          writes y and scale (N, C, spatial), scale kept for backward.
@@ -34,6 +45,11 @@ struct BatchNormDesc {
   bool relu = false;     // a fused ReLU after the normalisation (see above)
 };
 
+struct GroupNormDesc {
+  int64_t batch = 0, channels = 0, spatial = 1, groups = 1;
+  float eps = 1e-5f;
+};
+
 struct LrnDesc {
   int64_t batch = 0, channels = 0, spatial = 1, size = 1;
   float alpha = 1e-4f, beta = 0.75f, k = 1.0f;
@@ -41,6 +57,8 @@ struct LrnDesc {
 
 // ValueError naming the op and argument when a size or parameter is out of range.
 void validate(BatchNormDesc& desc);
+// `op` names the function in messages ("group_norm" or "layer_norm").
+void validate(GroupNormDesc& desc, const char* op);
 void validate(LrnDesc& desc);
 
 #define PCN_NORM_KERNELS(X)                                                                                   \
@@ -52,6 +70,10 @@ void validate(LrnDesc& desc);
   X(batch_norm_backward, (float* dx, float* dweight, float* dbias, const float* dy, const float* x,            \
                           const float* y, const float* mean, const float* invstd, const float* weight,          \
                           const BatchNormDesc& d))                                                               \
+  X(group_norm_forward, (float* y, float* mean, float* rstd, const float* x, const float* weight,               \
+                         const float* bias, const GroupNormDesc& d))                                           \
+  X(group_norm_backward, (float* dx, float* dweight, float* dbias, const float* dy, const float* x,            \
+                          const float* mean, const float* rstd, const float* weight, const GroupNormDesc& d))  \
   X(lrn_forward, (float* y, float* scale, const float* x, const LrnDesc& d))                                   \
   X(lrn_backward, (float* dx, const float* dy, const float* x, const float* y, const float* scale,            \
                    const LrnDesc& d))

@@ -464,4 +464,91 @@ void adaptive_max_pool2d_backward(float* dx, int64_t* first_invalid, const float
   scatter_to_argmax(dx, first_invalid, dy, indices, d.batch * d.channels, d.in_h * d.in_w, d.out_h * d.out_w);
 }
 
+namespace {
+
+int64_t nearest_source(int64_t o, float scale, int64_t in, int64_t out) {
+  if (out == in) return o;
+  if (out == 2 * in) return o >> 1;
+  return min64(static_cast<int64_t>(floorf(static_cast<float>(o) * scale)), in - 1);
+}
+
+struct LinearTap {
+  int64_t i0, i1;
+  float w0, w1;
+};
+
+LinearTap linear_source(int64_t o, float scale, bool align_corners, int64_t in) {
+  float src = align_corners ? scale * static_cast<float>(o) : scale * (static_cast<float>(o) + 0.5f) - 0.5f;
+  if (src < 0.0f) src = 0.0f;
+  const int64_t i0 = min64(static_cast<int64_t>(floorf(src)), in - 1);
+  const float f = minf(maxf(src - static_cast<float>(i0), 0.0f), 1.0f);
+  return {i0, i0 < in - 1 ? i0 + 1 : i0, 1.0f - f, f};
+}
+
+// Calls f(plane, oh, ow, source row tap, source column tap) in plane-parallel order; each plane's
+// calls come from one thread in row-major output order.
+template <class F>
+void for_each_linear_output(const ResampleDesc& d, F f) {
+  const int64_t planes = d.batch * d.channels;
+#pragma omp parallel for num_threads(threads_for(planes, planes * (d.out_h * d.out_w + d.in_h * d.in_w))) \
+    schedule(static)
+  for (int64_t p = 0; p < planes; ++p)
+    for (int64_t oh = 0; oh < d.out_h; ++oh) {
+      const LinearTap h = linear_source(oh, d.scale_h, d.align_corners, d.in_h);
+      for (int64_t ow = 0; ow < d.out_w; ++ow) f(p, oh, ow, h, linear_source(ow, d.scale_w, d.align_corners, d.in_w));
+    }
+}
+
+}  // namespace
+
+void upsample_nearest2d_forward(float* y, const float* x, const ResampleDesc& d) {
+  const int64_t planes = d.batch * d.channels, in_plane = d.in_h * d.in_w, out_plane = d.out_h * d.out_w;
+#pragma omp parallel for num_threads(threads_for(planes, planes * out_plane)) schedule(static)
+  for (int64_t p = 0; p < planes; ++p)
+    for (int64_t oh = 0; oh < d.out_h; ++oh) {
+      const float* src = x + p * in_plane + nearest_source(oh, d.scale_h, d.in_h, d.out_h) * d.in_w;
+      float* dst = y + p * out_plane + oh * d.out_w;
+      for (int64_t ow = 0; ow < d.out_w; ++ow) dst[ow] = src[nearest_source(ow, d.scale_w, d.in_w, d.out_w)];
+    }
+}
+
+void upsample_nearest2d_backward(float* dx, const float* dy, const ResampleDesc& d) {
+  const int64_t planes = d.batch * d.channels, in_plane = d.in_h * d.in_w, out_plane = d.out_h * d.out_w;
+#pragma omp parallel for num_threads(threads_for(planes, planes * (out_plane + in_plane))) schedule(static)
+  for (int64_t p = 0; p < planes; ++p) {
+    float* dst = dx + p * in_plane;
+    for (int64_t i = 0; i < in_plane; ++i) dst[i] = 0.0f;
+    for (int64_t oh = 0; oh < d.out_h; ++oh) {
+      float* row = dst + nearest_source(oh, d.scale_h, d.in_h, d.out_h) * d.in_w;
+      const float* g = dy + p * out_plane + oh * d.out_w;
+      for (int64_t ow = 0; ow < d.out_w; ++ow) row[nearest_source(ow, d.scale_w, d.in_w, d.out_w)] += g[ow];
+    }
+  }
+}
+
+void upsample_bilinear2d_forward(float* y, const float* x, const ResampleDesc& d) {
+  for_each_linear_output(d, [&](int64_t p, int64_t oh, int64_t ow, const LinearTap& h, const LinearTap& w) {
+    const float* src = x + p * d.in_h * d.in_w;
+    const float* r0 = src + h.i0 * d.in_w;
+    const float* r1 = src + h.i1 * d.in_w;
+    y[(p * d.out_h + oh) * d.out_w + ow] =
+        h.w0 * (w.w0 * r0[w.i0] + w.w1 * r0[w.i1]) + h.w1 * (w.w0 * r1[w.i0] + w.w1 * r1[w.i1]);
+  });
+}
+
+void upsample_bilinear2d_backward(float* dx, const float* dy, const ResampleDesc& d) {
+  const int64_t planes = d.batch * d.channels, in_plane = d.in_h * d.in_w;
+#pragma omp parallel for num_threads(threads_for(planes, planes * in_plane)) schedule(static)
+  for (int64_t p = 0; p < planes; ++p)
+    for (int64_t i = 0; i < in_plane; ++i) dx[p * in_plane + i] = 0.0f;
+  for_each_linear_output(d, [&](int64_t p, int64_t oh, int64_t ow, const LinearTap& h, const LinearTap& w) {
+    float* dst = dx + p * in_plane;
+    const float g = dy[(p * d.out_h + oh) * d.out_w + ow];
+    dst[h.i0 * d.in_w + w.i0] += h.w0 * w.w0 * g;
+    dst[h.i0 * d.in_w + w.i1] += h.w0 * w.w1 * g;
+    dst[h.i1 * d.in_w + w.i0] += h.w1 * w.w0 * g;
+    dst[h.i1 * d.in_w + w.i1] += h.w1 * w.w1 * g;
+  });
+}
+
 PCN_ISA_END

@@ -1,6 +1,9 @@
-// Reference element-wise ops, sum and concat/split: plain loops (sum in double). Test oracle.
+// Reference element-wise ops, sum, norm and concat/split: plain loops (reductions in double). Test oracle.
 
 #include "kernels/eltwise.h"
+
+#include <algorithm>
+#include <cmath>
 
 namespace pcn::reference {
 
@@ -23,6 +26,20 @@ void sum_forward(float* out, const float* x, const EltwiseDesc& d) {
   double total = 0.0;
   for (int64_t i = 0; i < d.count; ++i) total += x[i];
   out[0] = static_cast<float>(total);
+}
+
+void norm_forward(float* out, const float* x, const EltwiseDesc& d) {
+  double total = 0.0;
+  for (int64_t i = 0; i < d.count; ++i) {
+    const double v = std::fabs(static_cast<double>(x[i]));
+    if (d.p == INFINITY)
+      total = std::isnan(v) || std::isnan(total) ? NAN : std::max(total, v);
+    else if (d.p == 0.0)
+      total += x[i] != 0.0f;
+    else
+      total += std::pow(v, d.p);
+  }
+  out[0] = static_cast<float>(d.p == INFINITY || d.p == 0.0 ? total : std::pow(total, 1.0 / d.p));
 }
 
 void concat_forward(float* y, const float* const* inputs, const int64_t* extents, const ConcatDesc& d) {

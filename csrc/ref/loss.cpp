@@ -1,5 +1,6 @@
-// Reference softmax / log-softmax / cross-entropy / NLL / MSE: direct loops over the definitions,
+// Reference softmax / log-softmax / cross-entropy / NLL / element-wise losses: direct loops over the definitions,
 // in double. The oracle for tests.
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -50,6 +51,9 @@ double grad_scale(const float* dloss, int64_t i, int reduction, double divisor) 
   if (reduction == kReductionNone) return dloss[i];
   return reduction == kReductionMean ? dloss[0] / divisor : dloss[0];
 }
+
+// log(1 + exp(v)) without overflow.
+double softplus(double v) { return std::max(v, 0.0) + std::log1p(std::exp(-std::fabs(v))); }
 
 }  // namespace
 
@@ -162,6 +166,69 @@ void mse_loss_backward(float* dinput, const float* dloss, const float* input, co
   for (int64_t i = 0; i < d.batch; ++i)
     dinput[i] = static_cast<float>(2.0 * grad_scale(dloss, i, d.reduction, static_cast<double>(d.batch)) *
                                    (static_cast<double>(input[i]) - target[i]));
+}
+
+void smooth_l1_loss_forward(float* loss, const float* input, const float* target, const LossDesc& d) {
+  std::vector<double> values(d.batch);
+  for (int64_t i = 0; i < d.batch; ++i) {
+    const double diff = std::fabs(static_cast<double>(input[i]) - target[i]);
+    values[i] = (d.huber ? d.beta : 1.0) * (diff < d.beta ? 0.5 * diff * diff / d.beta : diff - 0.5 * d.beta);
+  }
+  reduce_into(loss, values, d.reduction, static_cast<double>(d.batch));
+}
+
+void smooth_l1_loss_backward(float* dinput, const float* dloss, const float* input, const float* target,
+                             const LossDesc& d) {
+  for (int64_t i = 0; i < d.batch; ++i) {
+    const double diff = static_cast<double>(input[i]) - target[i];
+    const double slope = std::fabs(diff) < d.beta ? diff / d.beta : (std::isnan(diff) ? diff : (diff > 0.0) - (diff < 0.0));
+    dinput[i] = static_cast<float>(grad_scale(dloss, i, d.reduction, static_cast<double>(d.batch)) *
+                                   (d.huber ? d.beta : 1.0) * slope);
+  }
+}
+
+void binary_cross_entropy_forward(float* loss, const float* input, const float* target, const float* weight,
+                                  const LossDesc& d) {
+  std::vector<double> values(d.batch);
+  for (int64_t i = 0; i < d.batch; ++i) {
+    const double x = input[i], t = target[i];
+    const double log_x = std::max(std::log(x), -100.0), log_1mx = std::max(std::log(1.0 - x), -100.0);
+    values[i] = -(weight ? weight[i] : 1.0) * (t * log_x + (1.0 - t) * log_1mx);
+  }
+  reduce_into(loss, values, d.reduction, static_cast<double>(d.batch));
+}
+
+void binary_cross_entropy_backward(float* dinput, float* dtarget, const float* dloss, const float* input,
+                                   const float* target, const float* weight, const LossDesc& d) {
+  for (int64_t i = 0; i < d.batch; ++i) {
+    const double x = input[i], w = weight ? weight[i] : 1.0;
+    const double g = grad_scale(dloss, i, d.reduction, static_cast<double>(d.batch)) * w;
+    dinput[i] = static_cast<float>(g * (x - target[i]) / std::max(x * (1.0 - x), 1e-12));
+    if (dtarget)
+      dtarget[i] = static_cast<float>(g * (std::max(std::log(1.0 - x), -100.0) - std::max(std::log(x), -100.0)));
+  }
+}
+
+void bce_with_logits_forward(float* loss, const float* input, const float* target, const float* weight,
+                             const float* pos_weight, const LossDesc& d) {
+  std::vector<double> values(d.batch);
+  for (int64_t i = 0; i < d.batch; ++i) {
+    const double x = input[i], t = target[i], p = pos_weight ? pos_weight[i] : 1.0;
+    const double log_sigmoid_x = -softplus(-x), log_sigmoid_neg_x = -softplus(x);
+    values[i] = -(weight ? weight[i] : 1.0) * (p * t * log_sigmoid_x + (1.0 - t) * log_sigmoid_neg_x);
+  }
+  reduce_into(loss, values, d.reduction, static_cast<double>(d.batch));
+}
+
+void bce_with_logits_backward(float* dinput, float* dtarget, const float* dloss, const float* input,
+                              const float* target, const float* weight, const float* pos_weight, const LossDesc& d) {
+  for (int64_t i = 0; i < d.batch; ++i) {
+    const double x = input[i], t = target[i], p = pos_weight ? pos_weight[i] : 1.0;
+    const double sigmoid = 1.0 / (1.0 + std::exp(-x));
+    const double g = grad_scale(dloss, i, d.reduction, static_cast<double>(d.batch)) * (weight ? weight[i] : 1.0);
+    dinput[i] = static_cast<float>(g * (p * t * (sigmoid - 1.0) + (1.0 - t) * sigmoid));
+    if (dtarget) dtarget[i] = static_cast<float>(g * (p * softplus(-x) - softplus(x)));
+  }
 }
 
 }  // namespace pcn::reference

@@ -1,4 +1,4 @@
-// Reference batch norm and LRN: direct loops over the definitions, accumulating in double.
+// Reference batch norm, group / layer norm and LRN: direct loops over the definitions, accumulating in double.
 #include "kernels/norm.h"
 
 #include <cmath>
@@ -112,6 +112,54 @@ void lrn_backward(float* dx, const float* dy, const float* x, const float* y, co
         dx[at] = static_cast<float>(dy[at] * std::pow(static_cast<double>(scale[at]), -static_cast<double>(d.beta)) -
                                     2.0 * d.alpha * d.beta / d.size * x[at] * sum);
       }
+}
+
+void group_norm_forward(float* y, float* mean, float* rstd, const float* x, const float* weight, const float* bias,
+                        const GroupNormDesc& d) {
+  const int64_t per_group = d.channels / d.groups, size = per_group * d.spatial;
+  for (int64_t row = 0; row < d.batch * d.groups; ++row) {
+    const float* in = x + row * size;
+    double sum = 0.0, squares = 0.0;
+    for (int64_t i = 0; i < size; ++i) sum += in[i];
+    const double m = size ? sum / size : 0.0;
+    for (int64_t i = 0; i < size; ++i) squares += (in[i] - m) * (in[i] - m);
+    const double inv = 1.0 / std::sqrt((size ? squares / size : 0.0) + d.eps);
+    mean[row] = static_cast<float>(m);
+    rstd[row] = static_cast<float>(inv);
+    for (int64_t i = 0; i < size; ++i) {
+      const int64_t channel = (row % d.groups) * per_group + i / d.spatial;
+      y[row * size + i] = static_cast<float>((in[i] - m) * inv * (weight ? weight[channel] : 1.0) +
+                                             (bias ? bias[channel] : 0.0));
+    }
+  }
+}
+
+void group_norm_backward(float* dx, float* dweight, float* dbias, const float* dy, const float* x, const float* mean,
+                         const float* rstd, const float* weight, const GroupNormDesc& d) {
+  const int64_t per_group = d.channels / d.groups, size = per_group * d.spatial;
+  std::vector<double> dw(d.channels, 0.0), db(d.channels, 0.0);
+  for (int64_t row = 0; row < d.batch * d.groups; ++row) {
+    const double m = mean[row], inv = rstd[row];
+    double g_sum = 0.0, gx_sum = 0.0;
+    for (int64_t i = 0; i < size; ++i) {
+      const int64_t channel = (row % d.groups) * per_group + i / d.spatial, at = row * size + i;
+      const double xhat = (x[at] - m) * inv, g = dy[at] * (weight ? weight[channel] : 1.0);
+      g_sum += g;
+      gx_sum += g * xhat;
+      dw[channel] += dy[at] * xhat;
+      db[channel] += dy[at];
+    }
+    if (!dx) continue;
+    for (int64_t i = 0; i < size; ++i) {
+      const int64_t channel = (row % d.groups) * per_group + i / d.spatial, at = row * size + i;
+      const double xhat = (x[at] - m) * inv, g = dy[at] * (weight ? weight[channel] : 1.0);
+      dx[at] = static_cast<float>(inv * (g - g_sum / size - xhat * gx_sum / size));
+    }
+  }
+  for (int64_t c = 0; c < d.channels; ++c) {
+    if (dweight) dweight[c] = static_cast<float>(dw[c]);
+    if (dbias) dbias[c] = static_cast<float>(db[c]);
+  }
 }
 
 }  // namespace pcn::reference

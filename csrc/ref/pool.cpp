@@ -149,4 +149,69 @@ void adaptive_max_pool2d_backward(float* dx, int64_t* first_invalid, const float
   scatter_to_argmax(dx, first_invalid, dy, indices, d.batch * d.channels, d.in_h * d.in_w, d.out_h * d.out_w);
 }
 
+namespace {
+
+int64_t nearest_index(int64_t o, float scale, int64_t in, int64_t out) {
+  if (out == in) return o;
+  if (out == 2 * in) return o / 2;
+  return std::min(static_cast<int64_t>(std::floor(static_cast<float>(o) * scale)), in - 1);
+}
+
+// The two source indices and weights of output index o (see pool.h).
+void linear_taps(int64_t o, float scale, bool align_corners, int64_t in, int64_t index[2], double weight[2]) {
+  const float src = std::max(align_corners ? scale * static_cast<float>(o) : scale * (static_cast<float>(o) + 0.5f) - 0.5f,
+                             0.0f);
+  index[0] = std::min(static_cast<int64_t>(std::floor(src)), in - 1);
+  index[1] = std::min(index[0] + 1, in - 1);
+  weight[1] = std::clamp(static_cast<double>(src - static_cast<float>(index[0])), 0.0, 1.0);
+  weight[0] = 1.0 - weight[1];
+}
+
+// f(input offset, output offset, weight) for every tap of every output element.
+template <class F>
+void for_each_tap(const ResampleDesc& d, bool bilinear, F f) {
+  for (int64_t p = 0; p < d.batch * d.channels; ++p)
+    for (int64_t oh = 0; oh < d.out_h; ++oh)
+      for (int64_t ow = 0; ow < d.out_w; ++ow) {
+        const int64_t out = (p * d.out_h + oh) * d.out_w + ow, plane = p * d.in_h * d.in_w;
+        if (!bilinear) {
+          f(plane + nearest_index(oh, d.scale_h, d.in_h, d.out_h) * d.in_w + nearest_index(ow, d.scale_w, d.in_w, d.out_w),
+            out, 1.0);
+          continue;
+        }
+        int64_t hi[2], wi[2];
+        double hw[2], ww[2];
+        linear_taps(oh, d.scale_h, d.align_corners, d.in_h, hi, hw);
+        linear_taps(ow, d.scale_w, d.align_corners, d.in_w, wi, ww);
+        for (int a = 0; a < 2; ++a)
+          for (int b = 0; b < 2; ++b) f(plane + hi[a] * d.in_w + wi[b], out, hw[a] * ww[b]);
+      }
+}
+
+void resample_forward(float* y, const float* x, const ResampleDesc& d, bool bilinear) {
+  std::vector<double> sum(d.batch * d.channels * d.out_h * d.out_w, 0.0);
+  for_each_tap(d, bilinear, [&](int64_t in, int64_t out, double weight) { sum[out] += weight * x[in]; });
+  for (size_t i = 0; i < sum.size(); ++i) y[i] = static_cast<float>(sum[i]);
+}
+
+void resample_backward(float* dx, const float* dy, const ResampleDesc& d, bool bilinear) {
+  std::vector<double> sum(d.batch * d.channels * d.in_h * d.in_w, 0.0);
+  for_each_tap(d, bilinear, [&](int64_t in, int64_t out, double weight) { sum[in] += weight * dy[out]; });
+  for (size_t i = 0; i < sum.size(); ++i) dx[i] = static_cast<float>(sum[i]);
+}
+
+}  // namespace
+
+void upsample_nearest2d_forward(float* y, const float* x, const ResampleDesc& d) { resample_forward(y, x, d, false); }
+
+void upsample_nearest2d_backward(float* dx, const float* dy, const ResampleDesc& d) {
+  resample_backward(dx, dy, d, false);
+}
+
+void upsample_bilinear2d_forward(float* y, const float* x, const ResampleDesc& d) { resample_forward(y, x, d, true); }
+
+void upsample_bilinear2d_backward(float* dx, const float* dy, const ResampleDesc& d) {
+  resample_backward(dx, dy, d, true);
+}
+
 }  // namespace pcn::reference

@@ -3,9 +3,9 @@
 Each family lives in ``pyconvnet.ops``; this module is the public face that gathers them.
 """
 
-from ..ops.conv import *  # noqa: F401,F403  conv2d, linear, pad
-from ..ops.pooling import *  # noqa: F401,F403  max_pool2d, avg_pool2d, adaptive_*_pool2d
+from ..ops.conv import *  # noqa: F401,F403  conv2d, conv_transpose2d, linear, pad
+from ..ops.pooling import *  # noqa: F401,F403  max_pool2d, avg_pool2d, adaptive_*_pool2d, interpolate
 from ..ops.elementwise import *  # noqa: F401,F403  cat, add_relu
-from ..ops.loss import *  # noqa: F401,F403  softmax, log_softmax, nll_loss, cross_entropy, mse_loss
-from ..ops.normalization import *  # noqa: F401,F403  batch_norm, batch_norm_relu, local_response_norm
-from ..ops.activation import *  # noqa: F401,F403  relu, relu_, leaky_relu, leaky_relu_, sigmoid, tanh, dropout
+from ..ops.loss import *  # noqa: F401,F403  softmax, log_softmax and the losses
+from ..ops.normalization import *  # noqa: F401,F403  batch_norm, batch_norm_relu, layer_norm, group_norm, local_response_norm
+from ..ops.activation import *  # noqa: F401,F403  relu, leaky_relu, sigmoid, tanh, gelu, silu, relu6, hardswish, ..., dropout, dropout2d

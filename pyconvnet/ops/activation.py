@@ -1,4 +1,5 @@
-"""Activations and dropout: relu, leaky_relu, sigmoid, tanh, dropout (and in-place forms).
+"""Activations and dropout: relu, leaky_relu, sigmoid, tanh, gelu, silu, relu6, hardswish,
+hardsigmoid, dropout, dropout2d (and in-place forms).
 
 In-place variants write into the input tensor's array and return a Tensor that shares it. As in
 PyTorch, overwriting a value that another op saved for its backward gives wrong gradients, and
@@ -7,33 +8,73 @@ pyconvnet has no version counters to detect it. relu's own backward only needs i
 """
 
 import numbers
+import warnings
 
 from .. import _C
 from ..autograd import Function, check_inplace
 from ..random import next_seed
 
-__all__ = ["relu", "relu_", "leaky_relu", "leaky_relu_", "sigmoid", "tanh", "dropout"]
+__all__ = [
+    "relu",
+    "relu_",
+    "leaky_relu",
+    "leaky_relu_",
+    "sigmoid",
+    "tanh",
+    "gelu",
+    "silu",
+    "relu6",
+    "hardswish",
+    "hardsigmoid",
+    "dropout",
+    "dropout2d",
+]
 
 
-class ReluFunction(Function):
-    @staticmethod
+def _elementwise_function(name, forward_kernel, backward_kernel, gradient_from):
+    """A Function class for y = f(x) with an ``inplace`` flag whose gradient is
+    backward_kernel(grad_output, v), v the output or the input (``gradient_from``). From the
+    output, in place is free (the saved output is what overwrote the input); from the input, in
+    place copies the input before the kernel overwrites it."""
+
     def forward(ctx, input, inplace):
-        output = _C.relu_forward(input, out=input if inplace else None)
-        ctx.save_for_backward(output)
-        return output
+        out = input if inplace else None
+        if gradient_from == "output":
+            output = forward_kernel(input, out=out)
+            ctx.save_for_backward(output)
+            return output
+        ctx.save_for_backward(input.copy() if inplace else input)
+        return forward_kernel(input, out=out)
 
-    @staticmethod
     def backward(ctx, grad_output):
-        (output,) = ctx.saved_tensors
-        return _C.relu_backward(grad_output, output), None
+        (saved,) = ctx.saved_tensors
+        return backward_kernel(grad_output, saved), None
+
+    return type(name, (Function,), {"forward": staticmethod(forward), "backward": staticmethod(backward)})
+
+
+ReluFunction = _elementwise_function("ReluFunction", _C.relu_forward, _C.relu_backward, "output")
+SigmoidFunction = _elementwise_function("SigmoidFunction", _C.sigmoid_forward, _C.sigmoid_backward, "output")
+TanhFunction = _elementwise_function("TanhFunction", _C.tanh_forward, _C.tanh_backward, "output")
+Relu6Function = _elementwise_function("Relu6Function", _C.relu6_forward, _C.relu6_backward, "output")
+GeluFunction = _elementwise_function("GeluFunction", _C.gelu_forward, _C.gelu_backward, "input")
+GeluTanhFunction = _elementwise_function("GeluTanhFunction", _C.gelu_tanh_forward, _C.gelu_tanh_backward, "input")
+SiluFunction = _elementwise_function("SiluFunction", _C.silu_forward, _C.silu_backward, "input")
+HardswishFunction = _elementwise_function("HardswishFunction", _C.hardswish_forward, _C.hardswish_backward, "input")
+HardsigmoidFunction = _elementwise_function("HardsigmoidFunction", _C.hardsigmoid_forward, _C.hardsigmoid_backward,
+                                            "input")
+
+
+def _elementwise(function, input, inplace, op):
+    if inplace:
+        check_inplace(input, op=op, recorded=True)
+    return function.apply(input, bool(inplace))
 
 
 def relu(input, inplace=False):
     """``max(input, 0)`` element-wise (NaN propagates), as ``torch.nn.functional.relu``.
     ``inplace=True`` overwrites ``input``'s array (see the module notes)."""
-    if inplace:
-        check_inplace(input, op="relu", recorded=True)
-    return ReluFunction.apply(input, bool(inplace))
+    return _elementwise(ReluFunction, input, inplace, "relu")
 
 
 def relu_(input):
@@ -77,46 +118,68 @@ def leaky_relu_(input, negative_slope=0.01):
     return leaky_relu(input, negative_slope, inplace=True)
 
 
-def _output_gradient_function(name, forward_kernel, backward_kernel):
-    """A Function for y = f(x) whose gradient needs only y: backward_kernel(grad_output, y)."""
-
-    def forward(ctx, input):
-        output = forward_kernel(input)
-        ctx.save_for_backward(output)
-        return output
-
-    def backward(ctx, grad_output):
-        (output,) = ctx.saved_tensors
-        return backward_kernel(grad_output, output)
-
-    return type(name, (Function,), {"forward": staticmethod(forward), "backward": staticmethod(backward)})
-
-
-SigmoidFunction = _output_gradient_function("SigmoidFunction", _C.sigmoid_forward, _C.sigmoid_backward)
-TanhFunction = _output_gradient_function("TanhFunction", _C.tanh_forward, _C.tanh_backward)
-
-
 def sigmoid(input):
     """``1 / (1 + exp(-input))`` element-wise, as ``torch.sigmoid``; saturates to exactly 0 or 1
     for large ``|input|`` without overflow."""
-    return SigmoidFunction.apply(input)
+    return SigmoidFunction.apply(input, False)
 
 
 def tanh(input):
     """Hyperbolic tangent element-wise, as ``torch.tanh``."""
-    return TanhFunction.apply(input)
+    return TanhFunction.apply(input, False)
+
+
+_GELU_FUNCTIONS = {"none": GeluFunction, "tanh": GeluTanhFunction}
+
+
+def gelu(input, approximate="none"):
+    """``input * Phi(input)`` with Phi the standard normal CDF, or with ``approximate='tanh'``
+    torch's tanh approximation, as ``torch.nn.functional.gelu``."""
+    if approximate not in _GELU_FUNCTIONS:
+        raise ValueError(f"gelu: approximate argument must be either none or tanh, got {approximate!r}")
+    return _GELU_FUNCTIONS[approximate].apply(input, False)
+
+
+def silu(input, inplace=False):
+    """``input * sigmoid(input)`` element-wise, as ``torch.nn.functional.silu``."""
+    return _elementwise(SiluFunction, input, inplace, "silu")
+
+
+def hardswish(input, inplace=False):
+    """``input * relu6(input + 3) / 6`` element-wise, as ``torch.nn.functional.hardswish``."""
+    return _elementwise(HardswishFunction, input, inplace, "hardswish")
+
+
+def hardsigmoid(input, inplace=False):
+    """``relu6(input + 3) / 6`` element-wise, as ``torch.nn.functional.hardsigmoid``."""
+    return _elementwise(HardsigmoidFunction, input, inplace, "hardsigmoid")
+
+
+def relu6(input, inplace=False):
+    """``min(max(input, 0), 6)`` element-wise (NaN propagates), as ``torch.nn.functional.relu6``;
+    the gradient is 0 at 0 and 6, as torch's (0 < output < 6 exactly where 0 < input < 6)."""
+    return _elementwise(Relu6Function, input, inplace, "relu6")
 
 
 class DropoutFunction(Function):
+    """Dropout with one mask entry per element (mask_ndim = -1) or per leading-dims block."""
+
     @staticmethod
-    def forward(ctx, input, p, seed, inplace):
-        output, mask = _C.dropout_forward(input, p, seed, out=input if inplace else None)
+    def forward(ctx, input, p, seed, inplace, mask_ndim):
+        output, mask = _C.dropout_forward(input, p, seed, out=input if inplace else None, mask_ndim=mask_ndim)
         ctx.mask, ctx.p = mask, p
         return output
 
     @staticmethod
     def backward(ctx, grad_output):
-        return _C.dropout_backward(grad_output, ctx.mask, ctx.p), None, None, None
+        return _C.dropout_backward(grad_output, ctx.mask, ctx.p), None, None, None, None
+
+
+def _check_dropout_p(p, op):
+    if not isinstance(p, numbers.Real) or isinstance(p, bool):
+        raise TypeError(f"{op}: p must be a float, got {type(p).__name__}")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
 
 
 def dropout(input, p=0.5, training=True, inplace=False):
@@ -127,12 +190,37 @@ def dropout(input, p=0.5, training=True, inplace=False):
     index, so ``pyconvnet.manual_seed`` makes it reproducible whatever the thread count (the
     masks differ from torch's generator). A dropped NaN or inf stays NaN, as torch's multiply.
     """
-    if not isinstance(p, numbers.Real) or isinstance(p, bool):
-        raise TypeError(f"dropout: p must be a float, got {type(p).__name__}")
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    _check_dropout_p(p, "dropout")
     if not training:
         return input
     if inplace:
         check_inplace(input, op="dropout", recorded=True)
-    return DropoutFunction.apply(input, float(p), int(next_seed()), bool(inplace))
+    return DropoutFunction.apply(input, float(p), int(next_seed()), bool(inplace), -1)
+
+
+def dropout2d(input, p=0.5, training=True, inplace=False):
+    """Zero whole channels: each (sample, channel) plane of an (N, C, H, W) input is dropped with
+    probability ``p`` and the kept ones scaled by ``1 / (1 - p)``, as
+    ``torch.nn.functional.dropout2d``. A 3-D input is taken as (N, C, L) and other ranks as
+    (N, C, ...), each with torch's warning.
+    The mask comes from the same counter-based hash as ``dropout``'s, one entry per plane."""
+    _check_dropout_p(p, "dropout2d")
+    if input.ndim < 2:
+        raise ValueError(f"dropout2d: input must have a channel dimension (N, C, ...), got shape {list(input.shape)}")
+    if input.ndim not in (3, 4):
+        warnings.warn(
+            f"dropout2d: Received a {input.ndim}-D input to dropout2d, which is deprecated (as in torch); "
+            "each (dim 0, dim 1) entry is dropped as a whole. Use dropout for element-wise dropout.",
+            stacklevel=2,
+        )
+    if input.ndim == 3:
+        warnings.warn(
+            "dropout2d: Received a 3D input to dropout2d and assuming that channel-wise 1D dropout behavior is "
+            "desired - input is interpreted as shape (N, C, L), where C is the channel dim (as in torch).",
+            stacklevel=2,
+        )
+    if not training:
+        return input
+    if inplace:
+        check_inplace(input, op="dropout2d", recorded=True)
+    return DropoutFunction.apply(input, float(p), int(next_seed()), bool(inplace), 2)

@@ -1,4 +1,4 @@
-"""Convolution and fully connected layers: conv2d, linear, and zero padding (pad)."""
+"""Convolution and fully connected layers: conv2d, conv_transpose2d, linear, and zero padding (pad)."""
 
 import math
 
@@ -8,7 +8,7 @@ from .. import _C
 from ..autograd import Function
 from ._args import check_output_fits, int64, pair
 
-__all__ = ["conv2d", "linear", "pad"]
+__all__ = ["conv2d", "conv_transpose2d", "linear", "pad"]
 
 
 class Conv2dFunction(Function):
@@ -65,6 +65,79 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     else:
         padding = pair(padding, "padding", "conv2d")
     return Conv2dFunction.apply(input, weight, bias, stride, padding, dilation, groups)
+
+
+class ConvTranspose2dFunction(Function):
+    """The transpose of conv2d on the same kernels: with torch's (in, out / groups, kH, kW) weight
+    read as a conv2d weight from the output's channels to the input's, the forward is conv2d's
+    backward-data, the input gradient conv2d's forward, and the weight gradient conv2d's weight
+    gradient with input and output exchanged."""
+
+    @staticmethod
+    def forward(ctx, input, weight, bias, output_shape, stride, padding, dilation, groups):
+        ctx.save_for_backward(input, weight)
+        ctx.geometry = (stride, padding, dilation, groups)
+        output = _C.conv2d_backward_data(input, weight, list(output_shape), *ctx.geometry)
+        if bias is not None:
+            output += bias.reshape(1, -1, 1, 1)
+        return output
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        input, weight = ctx.saved_tensors
+        needs_input, needs_weight, needs_bias = ctx.needs_input_grad[:3]
+        grad_input = grad_weight = grad_bias = None
+        if needs_input:
+            grad_input = _C.conv2d_forward(grad_output, weight, None, *ctx.geometry)
+        if needs_weight:
+            grad_weight = _C.conv2d_backward_weight(input, grad_output, list(weight.shape), *ctx.geometry)
+        if needs_bias:
+            grad_bias = _C.conv2d_backward_bias(grad_output)
+        return grad_input, grad_weight, grad_bias, None, None, None, None, None
+
+
+def conv_transpose_output_size(input_size, kernel, stride, padding, output_padding, dilation):
+    """torch's ConvTranspose2d output extent along one axis."""
+    return (input_size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """2-D transposed convolution ("deconvolution") of an (N, C_in, H, W) or unbatched (C_in, H, W)
+    input, as ``torch.nn.functional.conv_transpose2d``: ``weight`` is (C_in, C_out / groups, kH, kW);
+    the output is ``(H - 1) * stride - 2 * padding + dilation * (kH - 1) + output_padding + 1`` high
+    (likewise wide)."""
+    op = "conv_transpose2d"
+    if input.ndim == 3:
+        return conv_transpose2d(input.unsqueeze(0), weight, bias, stride, padding, output_padding, groups,
+                                dilation).squeeze(0)
+    stride, padding = pair(stride, "stride", op), pair(padding, "padding", op)
+    output_padding, dilation = pair(output_padding, "output_padding", op), pair(dilation, "dilation", op)
+    if isinstance(groups, bool) or not isinstance(groups, int):
+        raise TypeError(f"{op}: groups must be an int, got {type(groups).__name__}")
+    groups = int64(groups, "groups", op)
+    if input.ndim != 4 or weight.ndim != 4:
+        raise ValueError(f"{op}: expected a 4-D input (N, C_in, H, W) and a 4-D weight (C_in, C_out / groups, kH, kW), "
+                         f"got input {list(input.shape)} and weight {list(weight.shape)}")
+    if weight.shape[0] != input.shape[1]:
+        raise ValueError(f"{op}: weight of shape {list(weight.shape)} expects {weight.shape[0]} input channels, "
+                         f"got input of shape {list(input.shape)}")
+    if groups <= 0 or weight.shape[0] % groups:
+        raise ValueError(f"{op}: groups={groups} must be positive and divide the {weight.shape[0]} input channels")
+    for axis in range(2):
+        if not 0 <= output_padding[axis] < max(stride[axis], dilation[axis]):
+            raise ValueError(f"{op}: output_padding {output_padding} must be non-negative and smaller than either "
+                             f"stride {stride} or dilation {dilation}")
+    out_channels = weight.shape[1] * groups
+    if bias is not None and tuple(bias.shape) != (out_channels,):
+        raise ValueError(f"{op}: bias must have shape ({out_channels},), got {tuple(bias.shape)}")
+    extents = [conv_transpose_output_size(input.shape[2 + a], weight.shape[2 + a], stride[a], padding[a],
+                                          output_padding[a], dilation[a]) for a in range(2)]
+    if min(extents) <= 0:
+        raise ValueError(f"{op}: output size {extents} is too small for input {list(input.shape)} with weight "
+                         f"{list(weight.shape)}, stride {stride}, padding {padding} and dilation {dilation}")
+    output_shape = (input.shape[0], out_channels, *extents)
+    check_output_fits(output_shape, np.float32, op)
+    return ConvTranspose2dFunction.apply(input, weight, bias, output_shape, stride, padding, dilation, groups)
 
 
 class LinearFunction(Function):

@@ -1,9 +1,12 @@
-"""Softmax, log-softmax and the losses: softmax, log_softmax, nll_loss, cross_entropy, mse_loss.
+"""Softmax, log-softmax and the losses: softmax, log_softmax, nll_loss, cross_entropy, mse_loss,
+l1_loss, smooth_l1_loss, huber_loss, binary_cross_entropy, binary_cross_entropy_with_logits.
 
 Class-index losses take (N, C) or (N, C, d1, ...) inputs (or an unbatched (C,) input) with int64
 class-index targets; the reduction runs over dim 1 as in ``torch.nn.functional``.
 """
 
+import math
+import numbers
 import warnings
 
 import numpy as np
@@ -12,7 +15,18 @@ from .. import _C
 from ..autograd import Function
 from ._args import int64
 
-__all__ = ["softmax", "log_softmax", "nll_loss", "cross_entropy", "mse_loss"]
+__all__ = [
+    "softmax",
+    "log_softmax",
+    "nll_loss",
+    "cross_entropy",
+    "mse_loss",
+    "l1_loss",
+    "smooth_l1_loss",
+    "huber_loss",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+]
 
 _REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
 
@@ -177,20 +191,28 @@ def cross_entropy(
     return CrossEntropyFunction.apply(input, target, weight, ignore_index, code, float(label_smoothing))
 
 
-class MseLossFunction(Function):
+class RegressionLossFunction(Function):
+    """A loss of same-shaped input and target from a (forward, backward) kernel pair called as
+    forward(input, target, reduction, *options) and backward(grad, input, target, reduction, *options);
+    the target's gradient is minus the input's."""
+
     @staticmethod
-    def forward(ctx, input, target, reduction):
+    def forward(ctx, input, target, kernels, reduction, *options):
         ctx.save_for_backward(input, target)
-        ctx.reduction = reduction
-        return _C.mse_loss_forward(input, target, reduction)
+        ctx.backward_kernel, ctx.reduction, ctx.options = kernels[1], reduction, options
+        return kernels[0](input, target, reduction, *options)
 
     @staticmethod
     def backward(ctx, grad_output):
         input, target = ctx.saved_tensors
         grad = grad_output.reshape(input.shape if ctx.reduction == 0 else ())
-        grad_input = _C.mse_loss_backward(grad, input, target, ctx.reduction)
+        grad_input = ctx.backward_kernel(grad, input, target, ctx.reduction, *ctx.options)
         grad_target = -grad_input if ctx.needs_input_grad[1] else None
-        return grad_input, grad_target, None
+        return (grad_input, grad_target, None, None) + (None,) * len(ctx.options)
+
+
+_MSE = (_C.mse_loss_forward, _C.mse_loss_backward)
+_SMOOTH_L1 = (_C.smooth_l1_loss_forward, _C.smooth_l1_loss_backward)
 
 
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
@@ -199,4 +221,103 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
     if weight is not None:
         raise NotImplementedError("mse_loss: weight is not supported")
     code = _reduction_code(reduction, size_average, reduce, "mse_loss")
-    return MseLossFunction.apply(input, target, code)
+    return RegressionLossFunction.apply(input, target, _MSE, code)
+
+
+def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
+    """Mean absolute error, as ``torch.nn.functional.l1_loss`` (gradient sign(input - target), 0
+    where they are equal). ``input`` and ``target`` must have the same shape (no broadcasting);
+    element ``weight`` is not supported."""
+    if weight is not None:
+        raise NotImplementedError("l1_loss: weight is not supported")
+    code = _reduction_code(reduction, size_average, reduce, "l1_loss")
+    return RegressionLossFunction.apply(input, target, _SMOOTH_L1, code, 0.0, False)
+
+
+def _positive_float(value, name, op, allow_zero):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{op}: {name} must be a float, got {type(value).__name__}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = "negative" if allow_zero else "non-positive"
+        raise ValueError(f"{op} does not support {bound} values for {name} (got {value})")
+    return float(value)
+
+
+def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean", beta=1.0):
+    """Squared error (halved, over ``beta``) where ``|input - target| < beta``, absolute error less
+    ``beta / 2`` elsewhere, as ``torch.nn.functional.smooth_l1_loss``; ``beta=0`` is ``l1_loss``.
+    ``input`` and ``target`` must have the same shape (no broadcasting)."""
+    code = _reduction_code(reduction, size_average, reduce, "smooth_l1_loss")
+    beta = _positive_float(beta, "beta", "smooth_l1_loss", allow_zero=True)
+    return RegressionLossFunction.apply(input, target, _SMOOTH_L1, code, beta, False)
+
+
+def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
+    """Halved squared error where ``|input - target| < delta``, ``delta * (|input - target| - delta / 2)``
+    elsewhere, as ``torch.nn.functional.huber_loss`` (``delta * smooth_l1_loss(beta=delta)``).
+    ``input`` and ``target`` must have the same shape; element ``weight`` is not supported."""
+    if weight is not None:
+        raise NotImplementedError("huber_loss: weight is not supported")
+    code = _reduction_code(reduction, None, None, "huber_loss")
+    delta = _positive_float(delta, "delta", "huber_loss", allow_zero=False)
+    return RegressionLossFunction.apply(input, target, _SMOOTH_L1, code, delta, True)
+
+
+class BinaryCrossEntropyFunction(Function):
+    """binary_cross_entropy (``logits`` false) or its with-logits form; weight and pos_weight come
+    broadcast to the input's shape and get no gradient, as in torch."""
+
+    @staticmethod
+    def forward(ctx, input, target, weight, pos_weight, reduction, logits):
+        ctx.save_for_backward(input, target, weight, pos_weight)
+        ctx.reduction, ctx.logits = reduction, logits
+        return _C.binary_cross_entropy_forward(input, target, weight, pos_weight, reduction, logits)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        input, target, weight, pos_weight = ctx.saved_tensors
+        grad = grad_output.reshape(input.shape if ctx.reduction == 0 else ())
+        grads = _C.binary_cross_entropy_backward(grad, input, target, weight, pos_weight, ctx.reduction, ctx.logits,
+                                                 ctx.needs_input_grad[1])
+        return grads[0], grads[1] if len(grads) > 1 else None, None, None, None, None
+
+
+def _broadcast_to_input(value, input, name, op):
+    """``value`` (a Tensor or None) broadcast to ``input``'s shape, as torch's weight rules."""
+    if value is None:
+        return None
+    array = value.detach().numpy() if hasattr(value, "detach") else np.asarray(value)
+    try:
+        return np.broadcast_to(array, input.shape)
+    except ValueError:
+        raise ValueError(f"{op}: {name} of shape {list(array.shape)} does not broadcast to the input's shape "
+                         f"{list(input.shape)}") from None
+
+
+def _check_same_size(input, target, op):
+    if tuple(target.shape) != tuple(input.shape):
+        raise ValueError(f"{op}: target size {list(target.shape)} must be the same as input size {list(input.shape)}")
+
+
+def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None, reduction="mean"):
+    """Binary cross-entropy between probabilities ``input`` (each in [0, 1]) and ``target``, with an
+    optional ``weight`` broadcast to the input, as ``torch.nn.functional.binary_cross_entropy``
+    (each log clamped at -100)."""
+    code = _reduction_code(reduction, size_average, reduce, "binary_cross_entropy")
+    _check_same_size(input, target, "binary_cross_entropy")
+    weight = _broadcast_to_input(weight, input, "weight", "binary_cross_entropy")
+    return BinaryCrossEntropyFunction.apply(input, target, weight, None, code, False)
+
+
+def binary_cross_entropy_with_logits(
+    input, target, weight=None, size_average=None, reduce=None, reduction="mean", pos_weight=None
+):
+    """Sigmoid + binary cross-entropy in one numerically stable step, as
+    ``torch.nn.functional.binary_cross_entropy_with_logits``: ``weight`` and ``pos_weight`` (the
+    positive class's weight, broadcast along the last dims) broadcast to the input."""
+    op = "binary_cross_entropy_with_logits"
+    code = _reduction_code(reduction, size_average, reduce, op)
+    _check_same_size(input, target, op)
+    weight = _broadcast_to_input(weight, input, "weight", op)
+    pos_weight = _broadcast_to_input(pos_weight, input, "pos_weight", op)
+    return BinaryCrossEntropyFunction.apply(input, target, weight, pos_weight, code, True)

@@ -1,5 +1,5 @@
-"""Normalisation layers' functional forms: batch_norm (and batch_norm_relu, it and a ReLU fused)
-and local_response_norm."""
+"""Normalisation layers' functional forms: batch_norm (and batch_norm_relu, it and a ReLU fused),
+layer_norm, group_norm and local_response_norm."""
 
 import math
 import numbers
@@ -10,7 +10,7 @@ from .. import _C
 from ..autograd import Function
 from ._args import int64
 
-__all__ = ["batch_norm", "batch_norm_relu", "local_response_norm"]
+__all__ = ["batch_norm", "batch_norm_relu", "layer_norm", "group_norm", "local_response_norm"]
 
 
 def _array_or_none(value):
@@ -78,6 +78,57 @@ def batch_norm_relu(input, running_mean, running_var, weight=None, bias=None, tr
     extension, like ``add_relu``; the results equal the two ops'). The models' batch norm + ReLU
     pairs run through it (``nn.BatchNorm2d.forward_relu``)."""
     return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, relu=True)
+
+
+class GroupNormFunction(Function):
+    """group_norm (``layer`` false; ``size`` is num_groups) or layer_norm (``size`` is the number
+    of normalised trailing dims): one kernel each way, the statistics saved for backward."""
+
+    @staticmethod
+    def forward(ctx, input, weight, bias, layer, size, eps):
+        forward = _C.layer_norm_forward if layer else _C.group_norm_forward
+        output, mean, rstd = forward(input, size, weight, bias, eps)
+        ctx.save_for_backward(input, weight, mean, rstd)
+        ctx.layer, ctx.size = layer, size
+        return output
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        input, weight, mean, rstd = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        mask = (needs[0], needs[1] and weight is not None, needs[2])
+        backward = _C.layer_norm_backward if ctx.layer else _C.group_norm_backward
+        grad_input, grad_weight, grad_bias = backward(grad_output, input, mean, rstd, weight, ctx.size, mask)
+        return grad_input, grad_weight, grad_bias, None, None, None
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-05):
+    """Normalise over the last ``len(normalized_shape)`` dims (mean and biased variance of each
+    row), then scale by ``weight`` and shift by ``bias`` (both ``normalized_shape``-shaped, or
+    None), as ``torch.nn.functional.layer_norm``."""
+    shape = (normalized_shape,) if isinstance(normalized_shape, numbers.Integral) else tuple(normalized_shape)
+    trailing = tuple(input.shape[input.ndim - len(shape):]) if len(shape) <= input.ndim else None
+    if not shape or trailing != shape:
+        raise ValueError(f"layer_norm: Given normalized_shape={list(shape)}, expected input with shape "
+                         f"[*, {', '.join(map(str, shape))}], but got input of size {list(input.shape)}")
+    return GroupNormFunction.apply(input, weight, bias, True, len(shape), float(eps))
+
+
+def group_norm(input, num_groups, weight=None, bias=None, eps=1e-05):
+    """Normalise each of ``num_groups`` groups of channels of an (N, C, *) input per sample, then
+    scale and shift per channel by ``weight`` and ``bias`` (C each, or None), as
+    ``torch.nn.functional.group_norm``."""
+    if isinstance(num_groups, bool) or not isinstance(num_groups, numbers.Integral):
+        raise TypeError(f"group_norm: num_groups must be an int, got {type(num_groups).__name__}")
+    if input.ndim < 2:
+        raise ValueError(f"group_norm: Expected at least 2 dimensions for input tensor but received {input.ndim}")
+    num_groups = int64(num_groups, "num_groups", "group_norm")
+    if num_groups > 0 and input.shape[1] % num_groups == 0:
+        values_per_group = input.shape[0] * input.shape[1] // num_groups * math.prod(input.shape[2:])
+        if values_per_group == 1:  # torch's rule: a group of one value cannot be normalised
+            size = [input.shape[0] * input.shape[1] // num_groups, num_groups, *input.shape[2:]]
+            raise ValueError(f"Expected more than 1 value per channel when training, got input size {size}")
+    return GroupNormFunction.apply(input, weight, bias, False, num_groups, float(eps))
 
 
 class LocalResponseNormFunction(Function):

@@ -1,4 +1,5 @@
-"""Pooling: max_pool2d, avg_pool2d, adaptive_avg_pool2d and adaptive_max_pool2d.
+"""Pooling and resampling: max_pool2d, avg_pool2d, adaptive_avg_pool2d, adaptive_max_pool2d and
+interpolate (nearest and bilinear, 4-D input).
 
 Each takes a 4-D (N, C, H, W) input or, like torch, an unbatched 3-D (C, H, W) one (run as a
 batch of one and reshaped back). Max-pool indices are int64 flat positions ``h * W + w`` within
@@ -7,13 +8,14 @@ that covers no input element at all (only possible with tiny inputs) gives -inf 
 where torch gives an index outside the plane.
 """
 
+import math
 import numbers
 
 from .. import _C
 from ..autograd import Function
 from ._args import int64, pair
 
-__all__ = ["max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d"]
+__all__ = ["max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d", "interpolate"]
 
 
 def _batched(array):
@@ -157,3 +159,55 @@ def adaptive_max_pool2d(input, output_size, return_indices=False):
     _check_ndim(input, op)
     output, indices = AdaptiveMaxPool2dFunction.apply(input, _output_size(output_size, input.shape, op))
     return (output, indices) if return_indices else output
+
+
+class InterpolateFunction(Function):
+    @staticmethod
+    def forward(ctx, input, output_size, scales, mode, align_corners):
+        ctx.options, ctx.input_shape = (scales, mode, align_corners), list(input.shape)
+        return _C.interpolate_forward(input, output_size, scales, mode, align_corners)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return _C.interpolate_backward(grad_output, ctx.input_shape, *ctx.options), None, None, None, None
+
+
+def _scale_factors(scale_factor, op):
+    factors = scale_factor if isinstance(scale_factor, (tuple, list)) else (scale_factor, scale_factor)
+    if len(factors) != 2:
+        raise ValueError(f"{op}: scale_factor must be a number or a pair for 4-D input, got {scale_factor!r}")
+    for factor in factors:
+        if isinstance(factor, bool) or not isinstance(factor, numbers.Real):
+            raise TypeError(f"{op}: scale_factor must be a number or a pair of numbers, got {scale_factor!r}")
+        if not (math.isfinite(factor) and factor > 0):
+            raise ValueError(f"{op}: scale_factor must be positive and finite, got {scale_factor!r}")
+    return tuple(float(f) for f in factors)
+
+
+def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None, recompute_scale_factor=None,
+                antialias=False):
+    """Resample an (N, C, H, W) input to ``size`` or by ``scale_factor``, as
+    ``torch.nn.functional.interpolate`` with ``mode`` 'nearest' or 'bilinear' (``align_corners``
+    for bilinear only; ``recompute_scale_factor=True`` maps pixels by the sizes instead of the
+    factor). The output size from a factor is ``floor(in * factor)``. No ``antialias``."""
+    op = "interpolate"
+    if mode not in ("nearest", "bilinear"):
+        raise NotImplementedError(f"{op}: mode {mode!r} is not supported (only 'nearest' and 'bilinear')")
+    if input.ndim != 4:
+        raise ValueError(f"{op}: only 4-D (N, C, H, W) input is supported, got shape {list(input.shape)}")
+    if align_corners is not None and mode == "nearest":
+        raise ValueError("align_corners option can only be set with the interpolating modes: linear | bilinear | "
+                         "bicubic | trilinear")
+    if antialias:
+        raise NotImplementedError(f"{op}: antialias=True is not supported")
+    if (size is None) == (scale_factor is None):
+        raise ValueError("only one of size or scale_factor should be defined")
+    if size is not None:
+        output_size, scales = pair(size, "size", op), (0.0, 0.0)
+    else:
+        scales = _scale_factors(scale_factor, op)
+        output_size = tuple(int(math.floor(extent * factor)) for extent, factor in zip(input.shape[2:], scales))
+        if recompute_scale_factor:
+            scales = (0.0, 0.0)
+    return InterpolateFunction.apply(input, output_size, scales, mode, bool(align_corners))
+

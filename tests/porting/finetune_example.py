@@ -25,6 +25,7 @@ parser.add_argument('--epochs', type=int, default=25)
 parser.add_argument('--batch-size', type=int, default=16)
 parser.add_argument('--init-weights', default=None)
 parser.add_argument('--no-augment', action='store_true')
+parser.add_argument('--image-size', type=int, default=64)
 parser.add_argument('--split-seed', type=int, default=42, help='-1: the first 75%% train, the rest val')
 args = parser.parse_args()
 
@@ -35,16 +36,16 @@ torch.set_num_threads(1)
 mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 data_transforms = {
     'train': transforms.Compose(([] if args.no_augment else [
-        transforms.RandomResizedCrop(32, scale=(0.7, 1.0)),
+        transforms.RandomResizedCrop(args.image_size, scale=(0.7, 1.0)),
         transforms.RandomHorizontalFlip(),
     ]) + [
-        transforms.Resize(32),
+        transforms.Resize(args.image_size),
         transforms.ToTensor(),
         transforms.Normalize(mean, std)
     ]),
     'val': transforms.Compose([
-        transforms.Resize(36),
-        transforms.CenterCrop(32),
+        transforms.Resize(args.image_size + args.image_size // 8),
+        transforms.CenterCrop(args.image_size),
         transforms.ToTensor(),
         transforms.Normalize(mean, std)
     ]),
@@ -83,7 +84,7 @@ model_ft = model_ft.to(device)
 print('parameters', sum(p.numel() for p in model_ft.parameters() if p.requires_grad))
 
 criterion = nn.CrossEntropyLoss(label_smoothing=0.1)
-optimizer_ft = optim.SGD(model_ft.parameters(), lr=0.01, momentum=0.9)
+optimizer_ft = optim.SGD(model_ft.parameters(), lr=0.001, momentum=0.9)
 exp_lr_scheduler = lr_scheduler.StepLR(optimizer_ft, step_size=1, gamma=0.5)
 
 

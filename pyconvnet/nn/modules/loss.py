@@ -1,4 +1,5 @@
-"""Loss layers: ``CrossEntropyLoss``, ``NLLLoss`` and ``MSELoss``.
+"""Loss layers: ``CrossEntropyLoss``, ``NLLLoss``, ``MSELoss``, ``L1Loss``, ``SmoothL1Loss``,
+``HuberLoss``, ``BCELoss`` and ``BCEWithLogitsLoss``.
 
 Unlike torch, the deprecated ``size_average``/``reduce`` arguments are not accepted, and the
 arguments after ``weight`` are keyword-only, so a positional call written for torch's order
@@ -10,13 +11,21 @@ from ...ops.loss import _reduction_code
 from ...tensor import Tensor
 from .module import Module
 
-__all__ = ["CrossEntropyLoss", "NLLLoss", "MSELoss"]
-
+__all__ = [
+    "CrossEntropyLoss",
+    "NLLLoss",
+    "MSELoss",
+    "L1Loss",
+    "SmoothL1Loss",
+    "HuberLoss",
+    "BCELoss",
+    "BCEWithLogitsLoss",
+]
 
 class _Loss(Module):
     def __init__(self, reduction):
         super().__init__()
-        _reduction_code(reduction, None, None, type(self).__name__)  # ValueError unless a valid name
+        _reduction_code(reduction, None, None, type(self).__name__)  # the functionals' check, at construction
         self.reduction = reduction
 
 
@@ -25,9 +34,12 @@ class _WeightedLoss(_Loss):
 
     def __init__(self, weight, reduction):
         super().__init__(reduction)
-        if weight is not None and not isinstance(weight, Tensor):
-            raise TypeError(f"{type(self).__name__}: weight must be a Tensor or None, got {type(weight).__name__}")
-        self.register_buffer("weight", weight)
+        self._register_tensor_buffer("weight", weight)
+
+    def _register_tensor_buffer(self, name, value):
+        if value is not None and not isinstance(value, Tensor):
+            raise TypeError(f"{type(self).__name__}: {name} must be a Tensor or None, got {type(value).__name__}")
+        self.register_buffer(name, value)
 
 
 class CrossEntropyLoss(_WeightedLoss):
@@ -64,3 +76,59 @@ class MSELoss(_Loss):
 
     def forward(self, input, target):
         return F.mse_loss(input, target, reduction=self.reduction)
+
+
+class L1Loss(_Loss):
+    """Mean absolute error between same-shaped input and target (torch.nn.L1Loss)."""
+
+    def __init__(self, *, reduction="mean"):
+        super().__init__(reduction)
+
+    def forward(self, input, target):
+        return F.l1_loss(input, target, reduction=self.reduction)
+
+
+class SmoothL1Loss(_Loss):
+    """Squared error below ``beta``, absolute error above (torch.nn.SmoothL1Loss)."""
+
+    def __init__(self, *, reduction="mean", beta=1.0):
+        super().__init__(reduction)
+        self.beta = beta
+
+    def forward(self, input, target):
+        return F.smooth_l1_loss(input, target, reduction=self.reduction, beta=self.beta)
+
+
+class HuberLoss(_Loss):
+    """Halved squared error below ``delta``, ``delta``-scaled absolute error above (torch.nn.HuberLoss)."""
+
+    def __init__(self, reduction="mean", delta=1.0):
+        super().__init__(reduction)
+        self.delta = delta
+
+    def forward(self, input, target):
+        return F.huber_loss(input, target, reduction=self.reduction, delta=self.delta)
+
+
+class BCELoss(_WeightedLoss):
+    """Binary cross-entropy of probabilities, with an optional ``weight`` broadcast to the input
+    (torch.nn.BCELoss)."""
+
+    def __init__(self, weight=None, *, reduction="mean"):
+        super().__init__(weight, reduction)
+
+    def forward(self, input, target):
+        return F.binary_cross_entropy(input, target, weight=self.weight, reduction=self.reduction)
+
+
+class BCEWithLogitsLoss(_WeightedLoss):
+    """Sigmoid and binary cross-entropy in one stable step, with ``weight`` and the positive
+    class's ``pos_weight``, both kept as buffers (torch.nn.BCEWithLogitsLoss)."""
+
+    def __init__(self, weight=None, *, reduction="mean", pos_weight=None):
+        super().__init__(weight, reduction)
+        self._register_tensor_buffer("pos_weight", pos_weight)
+
+    def forward(self, input, target):
+        return F.binary_cross_entropy_with_logits(input, target, self.weight, reduction=self.reduction,
+                                                  pos_weight=self.pos_weight)

@@ -1,4 +1,7 @@
-"""Normalisation layers: ``BatchNorm1d``, ``BatchNorm2d`` and ``LocalResponseNorm``."""
+"""Normalisation layers: ``BatchNorm1d``, ``BatchNorm2d``, ``LayerNorm``, ``GroupNorm`` and
+``LocalResponseNorm``."""
+
+import numbers
 
 from .. import functional as F
 from .. import init
@@ -7,7 +10,7 @@ from ...tensor import int64
 from ...creation import empty, ones, tensor, zeros
 from .module import Module, _name_failing_layer
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "LocalResponseNorm"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "LocalResponseNorm"]
 
 
 class _BatchNorm(Module):
@@ -119,6 +122,68 @@ class BatchNorm2d(_BatchNorm):
     """Batch normalisation of (N, C, H, W) input (torch.nn.BatchNorm2d)."""
 
     _input_ndims = (4,)
+
+
+class _AffineNorm(Module):
+    """A normalisation with an optional affine ``weight`` (ones) and ``bias`` (zeros) of ``shape``."""
+
+    def _register_affine(self, shape, weight, bias):
+        if weight:
+            self.weight = Parameter(ones(*shape))
+        else:
+            self.register_parameter("weight", None)
+        if weight and bias:
+            self.bias = Parameter(zeros(*shape))
+        else:
+            self.register_parameter("bias", None)
+
+    def reset_parameters(self):
+        if self.weight is not None:
+            init.ones_(self.weight)
+        if self.bias is not None:
+            init.zeros_(self.bias)
+
+
+class LayerNorm(_AffineNorm):
+    """Normalisation over the last dims given by ``normalized_shape``, with an element-wise affine
+    ``weight`` and ``bias`` of that shape (torch.nn.LayerNorm)."""
+
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True):
+        super().__init__()
+        shape = (normalized_shape,) if isinstance(normalized_shape, numbers.Integral) else normalized_shape
+        self.normalized_shape = tuple(int(n) for n in shape)
+        self.eps = eps
+        self.elementwise_affine = elementwise_affine
+        self._register_affine(self.normalized_shape, elementwise_affine, bias)
+
+    def forward(self, input):
+        return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self):
+        return (f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}, "
+                f"bias={self.bias is not None}")
+
+
+class GroupNorm(_AffineNorm):
+    """Normalisation of ``num_groups`` groups of channels per sample, with a per-channel affine
+    ``weight`` and ``bias`` (``bias=False``, keyword-only, drops it) (torch.nn.GroupNorm)."""
+
+    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, *, bias=True):
+        super().__init__()
+        if num_channels % num_groups != 0:
+            raise ValueError("num_channels must be divisible by num_groups")
+        self.num_groups = num_groups
+        self.num_channels = num_channels
+        self.eps = eps
+        self.affine = affine
+        self._register_affine((num_channels,), affine, bias)
+
+    def forward(self, input):
+        return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
+
+    def extra_repr(self):
+        return (f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, "
+                f"bias={self.bias is not None}")
 
 
 class LocalResponseNorm(Module):
