@@ -27,7 +27,7 @@ from .modules import (
     Sigmoid,
     Tanh,
 )
-from .parallel import DataParallel
+from .parallel import DataParallel, DistributedDataParallel
 from .parameter import Parameter
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "init",
     "parallel",
     "DataParallel",
+    "DistributedDataParallel",
     "Module",
     "Parameter",
     "Sequential",
