@@ -5,12 +5,41 @@ import numpy as np
 import pytest
 
 import pyconvnet as pcn
-from mpi_support import needs_mpi, run_ranks
+from mpi_support import needs_mpi, run_python, run_ranks
 
 
 def test_needs_an_initialised_group():
     with pytest.raises(RuntimeError, match="init_process_group"):
         pcn.nn.parallel.DistributedDataParallel(pcn.nn.Linear(2, 2))
+
+
+@needs_mpi
+def test_frozen_parameters_and_a_backward_that_raised_in_a_world_of_one():
+    result = run_python("""
+        import pyconvnet as pcn
+        from pyconvnet import distributed as dist, nn
+        dist.init_process_group()
+        model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+        model[0].weight.requires_grad_(False)
+        ddp = nn.parallel.DistributedDataParallel(model)
+        assert [len(bucket.parameters) for bucket in ddp._buckets] == [3]  # the frozen weight has none
+        ddp(pcn.ones(5, 3)).sum().backward()
+        assert model[0].weight.grad is None and model[0].bias.grad is not None
+        def fail(grad):
+            raise ValueError("hook failed")
+        handle = model[0].bias.register_hook(fail)  # the first layer's gradient comes last
+        try:
+            ddp(pcn.ones(5, 3)).sum().backward()
+        except ValueError:
+            pass
+        handle.remove()
+        try:
+            ddp(pcn.ones(5, 3))
+        except RuntimeError as error:
+            print(error)
+    """)
+    assert result.returncode == 0, result.stderr
+    assert "the previous backward pass ended before its gradient reduction finished" in result.stdout
 
 
 # A small conv net without batch norm, trained by SGD with momentum: with N ranks each takes

@@ -74,6 +74,9 @@ class DistributedDataParallel(Module):
             for bucket in self._buckets for index, param in enumerate(bucket.parameters)]
 
     def forward(self, *inputs, **kwargs):
+        if self._pass_started:
+            raise RuntimeError("DistributedDataParallel: the previous backward pass ended before its gradient "
+                               "reduction finished (it raised); the ranks can no longer be kept in step")
         # As torch, whether the coming backward synchronises is decided by the forward (see no_sync).
         self._sync_this_backward = self.require_backward_grad_sync and autograd.is_grad_enabled()
         if self.broadcast_buffers and dist.get_world_size() > 1:
@@ -188,4 +191,5 @@ def _check_same_architecture(module):
 
 def _entry(entry):
     kind, name, shape, dtype = entry[:4]
-    return f"{kind} {name!r} of shape {list(shape)} ({dtype})"
+    frozen = ", requires_grad=False" if entry[4:] == (False,) else ""
+    return f"{kind} {name!r} of shape {list(shape)} ({dtype}{frozen})"
