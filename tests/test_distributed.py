@@ -47,7 +47,8 @@ def test_a_world_of_one_without_mpiexec():
         import pyconvnet as pcn
         from pyconvnet import distributed as dist
         dist.init_process_group()
-        assert (dist.get_rank(), dist.get_world_size()) == (0, 1)
+        assert (dist.get_rank(), dist.get_world_size(), dist.get_local_world_size()) == (0, 1, 1)
+        assert not dist.launched_by_mpi()
         t = pcn.tensor([1.5, -2.0])
         dist.all_reduce(t, op=dist.ReduceOp.AVG)
         assert t.tolist() == [1.5, -2.0]
@@ -65,7 +66,7 @@ from pyconvnet import distributed as dist
 
 dist.init_process_group()
 rank, world = dist.get_rank(), dist.get_world_size()
-assert world == 2
+assert world == 2 and dist.get_local_world_size() == 2 and dist.launched_by_mpi()
 
 
 def values(r, shape, dtype):

@@ -5,9 +5,9 @@ never loads MPI. ``nn.parallel.DistributedDataParallel`` and ``data.DistributedS
 this package."""
 
 from .collectives import (ReduceOp, Work, all_gather, all_gather_object, all_reduce, barrier, broadcast,
-                          destroy_process_group, get_rank, get_world_size, init_process_group, is_available,
-                          is_initialized)
+                          destroy_process_group, get_local_world_size, get_rank, get_world_size, init_process_group,
+                          is_available, is_initialized, launched_by_mpi)
 
 __all__ = ["ReduceOp", "Work", "all_gather", "all_gather_object", "all_reduce", "barrier", "broadcast",
-           "destroy_process_group", "get_rank", "get_world_size", "init_process_group", "is_available",
-           "is_initialized"]
+           "destroy_process_group", "get_local_world_size", "get_rank", "get_world_size", "init_process_group",
+           "is_available", "is_initialized", "launched_by_mpi"]

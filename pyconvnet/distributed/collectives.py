@@ -8,6 +8,7 @@ arguments that one rank can check alone are checked here with a clear exception.
 
 import enum
 import importlib.util
+import os
 import sys
 
 import numpy as np
@@ -15,10 +16,12 @@ import numpy as np
 from ..tensor import Tensor
 
 __all__ = ["ReduceOp", "Work", "all_gather", "all_gather_object", "all_reduce", "barrier", "broadcast",
-           "destroy_process_group", "get_rank", "get_world_size", "init_process_group", "is_available",
-           "is_initialized"]
+           "destroy_process_group", "get_local_world_size", "get_rank", "get_world_size", "init_process_group",
+           "is_available", "is_initialized", "launched_by_mpi"]
 
 _INSTALL_HINT = "pip install 'pyconvnet[mpi]'"
+# What mpiexec sets in each rank's environment: MPICH's Hydra and Intel MPI (PMI), Open MPI, PMIx.
+_LAUNCH_VARIABLES = ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK")
 _REDUCIBLE = (np.dtype(np.float32), np.dtype(np.int64))
 _COMMUNICABLE = _REDUCIBLE + (np.dtype(np.bool_),)
 
@@ -32,6 +35,9 @@ class _ProcessGroup:
         self.comm = mpi.COMM_WORLD.Dup()
         self.rank = self.comm.Get_rank()
         self.size = self.comm.Get_size()
+        host = self.comm.Split_type(mpi.COMM_TYPE_SHARED)  # the ranks sharing this machine's memory
+        self.local_size = host.Get_size()
+        host.Free()
         self.previous_excepthook = sys.excepthook
 
 
@@ -49,6 +55,11 @@ def _import_mpi():
 def is_available():
     """Whether the MPI backend can be used (mpi4py is installed); imports nothing."""
     return importlib.util.find_spec("mpi4py") is not None
+
+
+def launched_by_mpi():
+    """Whether ``mpiexec`` started this process (its environment says so); imports nothing."""
+    return any(name in os.environ for name in _LAUNCH_VARIABLES)
 
 
 def is_initialized():
@@ -108,6 +119,11 @@ def get_rank():
 
 def get_world_size():
     return _initialized("get_world_size").size
+
+
+def get_local_world_size():
+    """How many ranks run on this machine (pyconvnet's; torch reads LOCAL_WORLD_SIZE from its launcher)."""
+    return _initialized("get_local_world_size").local_size
 
 
 def barrier():
