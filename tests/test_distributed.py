@@ -150,3 +150,21 @@ def test_an_exception_on_one_rank_ends_the_job(tmp_path):
     assert result.returncode != 0
     assert "ValueError: rank one gives up" in result.stderr
     assert "rank 1 raised ValueError; aborting all 2 ranks" in result.stderr
+
+
+ONE_RANK_KILLED = """
+import os
+import signal
+from pyconvnet import distributed as dist
+
+dist.init_process_group()
+if dist.get_rank() == 1:
+    os.kill(os.getpid(), signal.SIGKILL)
+dist.barrier()
+"""
+
+
+@needs_mpi
+def test_a_rank_killed_by_sigkill_ends_the_job(tmp_path):
+    result = run_ranks(tmp_path, ONE_RANK_KILLED, check=False, time_limit=30)
+    assert result.returncode != 0

@@ -178,3 +178,42 @@ def test_different_models_are_the_same_error_on_every_rank(tmp_path):
                "where rank 1 has parameter '2.weight' of shape [5, 3] (float32)")
     assert f"rank 0: DistributedDataParallel: {message}" in result.stdout
     assert f"rank 1: DistributedDataParallel: {message}" in result.stdout
+
+
+BATCH_NORM = """
+import numpy as np
+import pyconvnet as pcn
+from pyconvnet import distributed as dist, nn
+
+dist.init_process_group()
+rank = dist.get_rank()
+pcn.manual_seed(rank)
+model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 4 * 4, 3))
+ddp = nn.parallel.DistributedDataParallel(model)
+optimizer = pcn.optim.SGD(ddp.parameters(), lr=0.1)
+rng = np.random.default_rng(rank)  # each rank its own data: per-rank batch statistics differ
+at_forward = []  # the buffers as the wrapped module's forward starts (after DDP's broadcast)
+model.register_forward_pre_hook(lambda module, args: at_forward.append([b.numpy().copy() for b in module.buffers()]))
+for step in range(3):
+    optimizer.zero_grad()
+    nn.functional.cross_entropy(ddp(pcn.tensor(rng.standard_normal((4, 1, 6, 6)).astype(np.float32))),
+                                pcn.tensor(rng.integers(0, 3, 4))).backward()
+    optimizer.step()
+    for buffer in at_forward[-1]:
+        gathered = [pcn.tensor(np.zeros_like(buffer)), pcn.tensor(np.zeros_like(buffer))]
+        dist.all_gather(gathered, pcn.tensor(buffer))
+        np.testing.assert_array_equal(gathered[0].numpy(), gathered[1].numpy())
+after = [b.numpy() for b in model.buffers()]
+assert not np.array_equal(after[0], at_forward[-1][0])  # the last forward's own statistics, per rank
+for p in model.parameters():
+    gathered = [pcn.zeros(*p.shape), pcn.zeros(*p.shape)]
+    dist.all_gather(gathered, p.detach().clone())
+    np.testing.assert_array_equal(gathered[0].numpy(), gathered[1].numpy())
+print("batch norm ok on rank", rank)
+"""
+
+
+@needs_mpi
+def test_batch_norm_buffers_follow_rank_0_and_the_ranks_stay_identical(tmp_path):
+    result = run_ranks(tmp_path, BATCH_NORM)
+    assert result.stdout.count("batch norm ok") == 2
