@@ -39,8 +39,9 @@ def _train(args):
     try:
         accuracy = train.train(settings, out_dir=args.out, resume=args.resume, data_dir=args.data_dir,
                                threads=args.threads)
-    except (train.TrainingStopped, ValueError, FileExistsError, FileNotFoundError) as error:
+    except (train.TrainingStopped, ImportError, ValueError, FileExistsError, FileNotFoundError) as error:
         print(f"pyconvnet train: error: {error}", file=sys.stderr)
+        train.end_distributed_job(1)
         return 1
     return 0 if accuracy is not None else _INTERRUPTED
 

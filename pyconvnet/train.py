@@ -552,6 +552,12 @@ def _join_mpi_launch():
     return dist.get_world_size()
 
 
+def end_distributed_job(errorcode):
+    """After an error on this rank of a multi-rank run: end all ranks (others may be waiting on it)."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.abort(errorcode)
+
+
 def _quiet(*args, **kwargs):
     pass
 

@@ -99,6 +99,12 @@ for dtype in (np.float32, np.int64):
         dist.all_gather(gathered, pcn.tensor(values(rank, shape, dtype)))
         for r in range(world):
             np.testing.assert_array_equal(gathered[r].numpy(), values(r, shape, dtype))
+flags = pcn.tensor([rank == 0, rank == 1, True])
+dist.broadcast(flags, src=1)
+assert flags.tolist() == [False, True, True]
+gathered = [pcn.tensor([False, False]) for _ in range(world)]
+dist.all_gather(gathered, pcn.tensor([rank == 1, True]))
+assert [g.tolist() for g in gathered] == [[False, True], [True, True]]
 objects = [None, None]
 dist.all_gather_object(objects, {"rank": rank})
 assert objects == [{"rank": 0}, {"rank": 1}]
@@ -168,3 +174,20 @@ dist.barrier()
 def test_a_rank_killed_by_sigkill_ends_the_job(tmp_path):
     result = run_ranks(tmp_path, ONE_RANK_KILLED, check=False, time_limit=30)
     assert result.returncode != 0
+
+
+ONE_RANK_ABORTS = """
+from pyconvnet import distributed as dist
+
+dist.init_process_group()
+if dist.get_rank() == 1:
+    print("rank 1 stops", flush=True)
+    dist.abort(3)
+dist.barrier()
+"""
+
+
+@needs_mpi
+def test_abort_on_one_rank_ends_the_job(tmp_path):
+    result = run_ranks(tmp_path, ONE_RANK_ABORTS, check=False, time_limit=30)
+    assert result.returncode != 0 and "rank 1 stops" in result.stdout

@@ -1,6 +1,6 @@
 """``mpiexec -n 2 pyconvnet train``: one set of outputs written by rank 0, resume on the same number
-of ranks bit for bit and on another number at all, a global batch that does not split is the same
-error on every rank. On the real Fashion-MNIST, a few hundred images."""
+of ranks bit for bit and on another number at all, an error ends every rank. On the real
+Fashion-MNIST, a few hundred images."""
 
 import json
 import math
@@ -9,12 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import pyconvnet
 from mpi_support import MPIEXEC, TIME_LIMIT, needs_mpi
-
-pytestmark = needs_mpi
 
 COMMON = ("--limit-train", "768", "--limit-test", "200", "--batch-size", "32", "--lr", "0.01", "--scheduler", "none",
           "--augment")
@@ -37,6 +33,7 @@ def _weights(path):
     return {name: tensor.numpy().tobytes() for name, tensor in pyconvnet.load(path)["model"].items()}
 
 
+@needs_mpi
 def test_two_ranks_train_write_once_and_resume_bit_for_bit(tmp_path, real_fashion_mnist):
     straight = _pyconvnet("train", "--out", tmp_path / "straight", "--epochs", 2, *COMMON)
     assert straight.returncode == 0, straight.stderr
@@ -62,7 +59,20 @@ def test_two_ranks_train_write_once_and_resume_bit_for_bit(tmp_path, real_fashio
     assert [record["epoch"] for record in _metrics(tmp_path / "single")] == [1, 2, 3]
 
 
-def test_a_global_batch_that_does_not_split_is_refused_on_every_rank(tmp_path, real_fashion_mnist):
+@needs_mpi
+def test_an_error_ends_the_whole_job(tmp_path, real_fashion_mnist):
+    # Every rank stops on it and aborts the job: the first abort may end the others before they print.
     result = _pyconvnet("train", "--out", tmp_path / "run", "--epochs", 1, "--limit-train", 64, "--batch-size", 33)
     assert result.returncode != 0
-    assert result.stderr.count("--batch-size 33 (the global batch) does not split evenly over 2 ranks") == 2
+    message = "pyconvnet train: error: --batch-size 33 (the global batch) does not split evenly over 2 ranks"
+    assert message in result.stderr
+
+
+def test_an_mpi_launch_without_mpi4py_says_what_to_install(tmp_path):
+    code = ("import sys; sys.modules['mpi4py'] = None; from pyconvnet import cli; "
+            f"sys.exit(cli.main(['train', '--out', {str(tmp_path)!r}, '--limit-train', '64']))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=TIME_LIMIT,
+                            env={**os.environ, "PMI_RANK": "0", "PMI_SIZE": "1"})  # what mpiexec would set
+    assert result.returncode == 1
+    assert "pyconvnet train: error: pyconvnet.distributed needs mpi4py" in result.stderr
+    assert "pip install 'pyconvnet[mpi]'" in result.stderr

@@ -4,10 +4,10 @@ imported only when ``init_process_group`` or ``is_available`` needs it, so ``imp
 never loads MPI. ``nn.parallel.DistributedDataParallel`` and ``data.DistributedSampler`` build on
 this package."""
 
-from .collectives import (ReduceOp, Work, all_gather, all_gather_object, all_reduce, barrier, broadcast,
+from .collectives import (ReduceOp, Work, abort, all_gather, all_gather_object, all_reduce, barrier, broadcast,
                           destroy_process_group, get_local_world_size, get_rank, get_world_size, init_process_group,
                           is_available, is_initialized, launched_by_mpi)
 
-__all__ = ["ReduceOp", "Work", "all_gather", "all_gather_object", "all_reduce", "barrier", "broadcast",
+__all__ = ["ReduceOp", "Work", "abort", "all_gather", "all_gather_object", "all_reduce", "barrier", "broadcast",
            "destroy_process_group", "get_local_world_size", "get_rank", "get_world_size", "init_process_group",
            "is_available", "is_initialized", "launched_by_mpi"]

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..tensor import Tensor
 
-__all__ = ["ReduceOp", "Work", "all_gather", "all_gather_object", "all_reduce", "barrier", "broadcast",
+__all__ = ["ReduceOp", "Work", "abort", "all_gather", "all_gather_object", "all_reduce", "barrier", "broadcast",
            "destroy_process_group", "get_local_world_size", "get_rank", "get_world_size", "init_process_group",
            "is_available", "is_initialized", "launched_by_mpi"]
 
@@ -91,10 +91,18 @@ def _abort_job_hook(group):
         group.previous_excepthook(exc_type, exc_value, traceback)
         print(f"pyconvnet.distributed: rank {group.rank} raised {exc_type.__name__}; aborting all "
               f"{group.size} ranks", file=sys.stderr)
-        sys.stderr.flush()
-        group.mpi.COMM_WORLD.Abort(1)
+        abort(1)
 
     return abort_job
+
+
+def abort(errorcode=1):
+    """End every rank of the job now with ``errorcode`` (MPI_Abort); pyconvnet's addition, for a rank
+    that stops where the others cannot follow (a rank that simply exits leaves the others waiting)."""
+    group = _initialized("abort")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    group.mpi.COMM_WORLD.Abort(errorcode)
 
 
 def destroy_process_group():
