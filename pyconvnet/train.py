@@ -16,8 +16,8 @@ Started by ``mpiexec -n N``, the run is data-parallel over the N ranks: ``batch_
 global batch (each rank steps on batch_size / N samples of its ``DistributedSampler`` shard, the
 gradients averaged by ``DistributedDataParallel``), the test set is split over the ranks and its
 sums reduced, every rank decides together (a non-finite loss, Ctrl-C), and rank 0 alone prints,
-writes the metrics, checkpoints and pictures. Kernel threads default to the machine's cores divided
-by the ranks on it. A checkpoint resumes on any number of ranks; bit for bit on the same number.
+writes the metrics, checkpoints and pictures. Kernel threads default (without OMP_NUM_THREADS) to
+the machine's cores divided by the ranks on it. A checkpoint resumes on any number of ranks; bit for bit on the same number.
 """
 
 import dataclasses
@@ -501,7 +501,8 @@ def train(settings, out_dir=None, resume=None, data_dir=None, threads=None, log=
     """
     world_size = _join_mpi_launch()
     if world_size > 1:
-        threads = threads or max(1, (os.cpu_count() or 1) // dist.get_local_world_size())
+        if threads is None and "OMP_NUM_THREADS" not in os.environ:  # else OpenMP's, as in a single process
+            threads = max(1, (os.cpu_count() or 1) // dist.get_local_world_size())
         if dist.get_rank() != 0:
             log = _quiet
     if threads is not None:

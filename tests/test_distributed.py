@@ -46,13 +46,20 @@ def test_a_world_of_one_without_mpiexec():
     result = run_python("""
         import pyconvnet as pcn
         from pyconvnet import distributed as dist
-        dist.init_process_group()
+        dist.init_process_group("gloo", world_size=1, rank=0)
         assert (dist.get_rank(), dist.get_world_size(), dist.get_local_world_size()) == (0, 1, 1)
         assert not dist.launched_by_mpi()
         t = pcn.tensor([1.5, -2.0])
         dist.all_reduce(t, op=dist.ReduceOp.AVG)
         assert t.tolist() == [1.5, -2.0]
         dist.destroy_process_group()
+        assert not dist.is_initialized()
+        try:
+            dist.init_process_group(world_size=2)
+        except ValueError as error:
+            assert "world_size=2 but MPI started this process with world_size 1" in str(error), error
+        else:
+            raise AssertionError("no error for world_size=2")
         assert not dist.is_initialized()
     """)
     assert result.returncode == 0, result.stderr
@@ -127,7 +134,7 @@ raises(ValueError, "world_size=2", dist.all_gather, [pcn.zeros(3)], pcn.zeros(3)
 raises(ValueError, "tensor_list[1] is float32 [4]", dist.all_gather, [pcn.zeros(3), pcn.zeros(4)], pcn.zeros(3))
 raises(ValueError, "tensor_list[0] is int64", dist.all_gather, [pcn.tensor([1, 2, 3]), pcn.zeros(3)], pcn.zeros(3))
 raises(RuntimeError, "twice", dist.init_process_group)
-raises(ValueError, "backend must be 'mpi'", dist.init_process_group, backend="nccl")
+raises(ValueError, "backend must be 'mpi' or 'gloo'", dist.init_process_group, backend="nccl")
 dist.barrier()
 dist.destroy_process_group()
 print("collectives ok on rank", rank)

@@ -14,7 +14,7 @@ def test_needs_an_initialised_group():
 
 
 @needs_mpi
-def test_frozen_parameters_and_a_backward_that_raised_in_a_world_of_one():
+def test_frozen_and_shared_parameters_and_a_backward_that_raised_in_a_world_of_one():
     result = run_python("""
         import pyconvnet as pcn
         from pyconvnet import distributed as dist, nn
@@ -37,6 +37,16 @@ def test_frozen_parameters_and_a_backward_that_raised_in_a_world_of_one():
             ddp(pcn.ones(5, 3))
         except RuntimeError as error:
             print(error)
+
+        shared = nn.Linear(3, 3)  # used twice: its gradient is complete only after the second use
+        twice = nn.parallel.DistributedDataParallel(nn.Sequential(shared, nn.Tanh(), shared), bucket_cap_mb=1e-5)
+        x = pcn.tensor([[0.5, -1.0, 2.0]])
+        twice(x).sum().backward()
+        expected = [p.grad.numpy().copy() for p in shared.parameters()]
+        shared.zero_grad()
+        shared(pcn.tanh(shared(x))).sum().backward()
+        for p, grad in zip(shared.parameters(), expected):
+            assert (p.grad.numpy() == grad).all()
     """)
     assert result.returncode == 0, result.stderr
     assert "the previous backward pass ended before its gradient reduction finished" in result.stdout

@@ -16,13 +16,14 @@ COMMON = ("--limit-train", "768", "--limit-test", "200", "--batch-size", "32", "
           "--augment")
 
 
-def _pyconvnet(*args, ranks=2):
-    """Runs the pyconvnet command line on ``ranks`` ranks (plain Python for 0); returns the process."""
+def _pyconvnet(*args, ranks=2, env=None):
+    """Runs the pyconvnet command line on ``ranks`` ranks (plain Python for 0) with one thread each
+    unless ``env`` says otherwise; returns the finished process."""
     command = [sys.executable, "-m", "pyconvnet", *map(str, args)]
     if ranks:
         command = [MPIEXEC, "-n", str(ranks), *command]
     return subprocess.run(command, capture_output=True, text=True, timeout=TIME_LIMIT,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+                          env=env or {**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 def _metrics(out):
@@ -57,6 +58,16 @@ def test_two_ranks_train_write_once_and_resume_bit_for_bit(tmp_path, real_fashio
                         "--out", tmp_path / "single", ranks=0)
     assert single.returncode == 0, single.stderr
     assert [record["epoch"] for record in _metrics(tmp_path / "single")] == [1, 2, 3]
+
+
+@needs_mpi
+def test_ranks_share_the_cores_by_default(tmp_path, real_fashion_mnist):
+    env = {name: value for name, value in os.environ.items() if name != "OMP_NUM_THREADS"}
+    result = _pyconvnet("train", "--out", tmp_path / "run", "--epochs", 1, "--limit-train", 64, "--limit-test", 20,
+                        env=env)
+    assert result.returncode == 0, result.stderr
+    threads = max(1, os.cpu_count() // 2)
+    assert f"2 ranks x {threads} thread{'' if threads == 1 else 's'})" in result.stdout
 
 
 @needs_mpi

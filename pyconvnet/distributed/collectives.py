@@ -66,14 +66,17 @@ def is_initialized():
     return _group is not None
 
 
-def init_process_group(backend="mpi", world_size=-1, rank=-1):
-    """Join the world that ``mpiexec`` started (a world of 1 without it). ``backend`` may be "mpi"
-    or None; ``world_size``/``rank``, when given, must agree with MPI's. With more than one rank,
-    an uncaught exception on any rank prints its traceback and aborts the whole job (MPI_Abort),
-    so no rank waits forever on one that died."""
+def init_process_group(backend=None, init_method=None, timeout=None, world_size=-1, rank=-1):
+    """Join the world that ``mpiexec`` started (a world of 1 without it). ``backend`` may be None,
+    "mpi" or "gloo" (torch's CPU backend, so CPU scripts run unchanged): all mean MPI. MPI finds the
+    other ranks itself, so ``init_method`` and ``timeout`` (kept for torch's argument order) are not
+    used; ``world_size``/``rank``, when given, must agree with MPI's. With more than one rank, an
+    uncaught exception on any rank prints its traceback and aborts the whole job (MPI_Abort), so no
+    rank waits forever on one that died."""
     global _group
-    if backend not in (None, "mpi"):
-        raise ValueError(f"init_process_group: backend must be 'mpi' (pyconvnet runs over MPI), got {backend!r}")
+    if backend not in (None, "mpi", "gloo"):
+        raise ValueError(f"init_process_group: backend must be 'mpi' or 'gloo' (pyconvnet runs over MPI), "
+                         f"got {backend!r}")
     if _group is not None:
         raise RuntimeError("init_process_group: trying to initialize the default process group twice!")
     group = _ProcessGroup(_import_mpi())

@@ -46,8 +46,11 @@ class _Bucket:
 
 
 class DistributedDataParallel(Module):
-    def __init__(self, module, device_ids=None, output_device=None, dim=0, broadcast_buffers=True,
-                 bucket_cap_mb=25):
+    # Keyword-only past broadcast_buffers: torch's next positional arguments are ones pyconvnet has no
+    # use for. Parameters without a gradient in a pass are always handled (torch needs
+    # find_unused_parameters=True for them), so that flag is accepted and changes nothing.
+    def __init__(self, module, device_ids=None, output_device=None, dim=0, broadcast_buffers=True, *,
+                 bucket_cap_mb=25, find_unused_parameters=False):
         super().__init__()
         if not isinstance(module, Module):
             raise TypeError(f"DistributedDataParallel: module must be a Module, got {type(module).__name__}")
@@ -61,6 +64,7 @@ class DistributedDataParallel(Module):
         self.dim = dim
         self.broadcast_buffers = broadcast_buffers
         self.bucket_cap_mb = bucket_cap_mb
+        self.find_unused_parameters = find_unused_parameters
         self.require_backward_grad_sync = True
         _check_same_architecture(module)
         for tensor in list(module.parameters()) + list(module.buffers()):
