@@ -99,13 +99,18 @@ for dtype in (np.float32, np.int64):
                     assert work is None
                 assert t.numpy().dtype == dtype and t.shape == shape
                 np.testing.assert_array_equal(t.numpy(), reduce(every).astype(dtype), err_msg=f"{op} {dtype} {shape}")
-        t = pcn.tensor(values(rank, shape, dtype))
-        dist.broadcast(t, src=1)
-        np.testing.assert_array_equal(t.numpy(), values(1, shape, dtype))
-        gathered = [pcn.tensor(np.zeros(shape, dtype)) for _ in range(world)]
-        dist.all_gather(gathered, pcn.tensor(values(rank, shape, dtype)))
-        for r in range(world):
-            np.testing.assert_array_equal(gathered[r].numpy(), values(r, shape, dtype))
+        for async_op in (False, True):
+            t = pcn.tensor(values(rank, shape, dtype))
+            work = dist.broadcast(t, src=1, async_op=async_op)
+            if async_op:
+                work.wait()
+            np.testing.assert_array_equal(t.numpy(), values(1, shape, dtype))
+            gathered = [pcn.tensor(np.zeros(shape, dtype)) for _ in range(world)]
+            work = dist.all_gather(gathered, pcn.tensor(values(rank, shape, dtype)), async_op=async_op)
+            if async_op:
+                work.wait()
+            for r in range(world):
+                np.testing.assert_array_equal(gathered[r].numpy(), values(r, shape, dtype))
 flags = pcn.tensor([rank == 0, rank == 1, True])
 dist.broadcast(flags, src=1)
 assert flags.tolist() == [False, True, True]
@@ -135,7 +140,9 @@ raises(ValueError, "tensor_list[1] is float32 [4]", dist.all_gather, [pcn.zeros(
 raises(ValueError, "tensor_list[0] is int64", dist.all_gather, [pcn.tensor([1, 2, 3]), pcn.zeros(3)], pcn.zeros(3))
 raises(RuntimeError, "twice", dist.init_process_group)
 raises(ValueError, "backend must be 'mpi' or 'gloo'", dist.init_process_group, backend="nccl")
+raises(ValueError, "group must be None", dist.all_reduce, pcn.zeros(3), dist.ReduceOp.SUM, "world")
 dist.barrier()
+dist.barrier(async_op=True).wait()
 dist.destroy_process_group()
 print("collectives ok on rank", rank)
 """

@@ -1,9 +1,11 @@
 """The process group (one MPI communicator over all ranks) and the collectives on tensors.
 
 Every collective works in place on the tensor's own numpy storage through mpi4py's buffer interface
-(upper-case ``Allreduce``/``Bcast``/``Allgather``; arrays are never pickled). As in MPI, every rank
-must call the same collectives in the same order with tensors of the same shape and dtype; the
-arguments that one rank can check alone are checked here with a clear exception.
+(upper-case ``Iallreduce``/``Ibcast``/``Iallgather``; arrays are never pickled), started
+non-blocking and, unless ``async_op=True`` asks for the Work, waited for at once. As in MPI, every
+rank must call the same collectives in the same order with tensors of the same shape and dtype;
+the arguments that one rank can check alone are checked here with a clear exception. There is one
+process group, the world: ``group`` (torch's argument, kept for its argument order) must be None.
 """
 
 import enum
@@ -117,7 +119,9 @@ def destroy_process_group():
     _group = None
 
 
-def _initialized(caller):
+def _initialized(caller, group=None):
+    if group is not None:
+        raise ValueError(f"{caller}: pyconvnet has one process group, the world; group must be None")
     if _group is None:
         raise RuntimeError(f"{caller}: Default process group has not been initialized, please make sure to "
                            "call init_process_group.")
@@ -137,8 +141,9 @@ def get_local_world_size():
     return _initialized("get_local_world_size").local_size
 
 
-def barrier():
-    _initialized("barrier").comm.Barrier()
+def barrier(group=None, async_op=False):
+    """Wait until every rank has reached the barrier."""
+    return _issue(_initialized("barrier", group).comm.Ibarrier(), None, async_op)
 
 
 class ReduceOp(enum.Enum):
@@ -150,7 +155,7 @@ class ReduceOp(enum.Enum):
 
 class Work:
     """A collective in flight (``async_op=True``): ``wait()`` blocks until its result is in the
-    tensor; ``is_completed()`` asks without blocking."""
+    tensors; ``is_completed()`` asks without blocking (and lets MPI progress it)."""
 
     def __init__(self, request, finish=None):
         self._request = request
@@ -174,6 +179,15 @@ class Work:
             self._finish()
 
 
+def _issue(request, finish, async_op):
+    """The Work of a started collective, or None after waiting for it."""
+    work = Work(request, finish)
+    if async_op:
+        return work
+    work.wait()
+    return None
+
+
 def _buffer(tensor, caller, dtypes=_COMMUNICABLE):
     """The tensor's own storage, which the collective reads and overwrites."""
     if not isinstance(tensor, Tensor):
@@ -187,11 +201,11 @@ def _buffer(tensor, caller, dtypes=_COMMUNICABLE):
     return array
 
 
-def all_reduce(tensor, op=ReduceOp.SUM, async_op=False):
+def all_reduce(tensor, op=ReduceOp.SUM, group=None, async_op=False):
     """Reduce ``tensor`` (float32 or int64) over all ranks, in place on every rank. ``ReduceOp.AVG``
     divides the sum by the world size (float32 only). With ``async_op=True`` returns a Work whose
     ``wait()`` must be called before the tensor is read or written."""
-    group = _initialized("all_reduce")
+    group = _initialized("all_reduce", group)
     array = _buffer(tensor, "all_reduce", _REDUCIBLE)
     if not isinstance(op, ReduceOp):
         raise TypeError(f"all_reduce: op must be a ReduceOp, got {op!r}")
@@ -203,12 +217,7 @@ def all_reduce(tensor, op=ReduceOp.SUM, async_op=False):
     if op is ReduceOp.AVG:
         def finish():
             np.divide(array, np.float32(group.size), out=array)
-    if async_op:
-        return Work(group.comm.Iallreduce(group.mpi.IN_PLACE, array, mpi_op), finish)
-    group.comm.Allreduce(group.mpi.IN_PLACE, array, mpi_op)
-    if finish is not None:
-        finish()
-    return None
+    return _issue(group.comm.Iallreduce(group.mpi.IN_PLACE, array, mpi_op), finish, async_op)
 
 
 def _check_src(src, group, caller):
@@ -216,17 +225,17 @@ def _check_src(src, group, caller):
         raise ValueError(f"{caller}: src must be a rank in [0, {group.size}), got {src!r}")
 
 
-def broadcast(tensor, src):
+def broadcast(tensor, src, group=None, async_op=False):
     """Overwrite ``tensor`` on every rank with rank ``src``'s."""
-    group = _initialized("broadcast")
+    group = _initialized("broadcast", group)
     _check_src(src, group, "broadcast")
-    group.comm.Bcast(_buffer(tensor, "broadcast"), root=src)
+    return _issue(group.comm.Ibcast(_buffer(tensor, "broadcast"), root=src), None, async_op)
 
 
-def all_gather(tensor_list, tensor):
+def all_gather(tensor_list, tensor, group=None, async_op=False):
     """Fill ``tensor_list[r]`` with rank r's ``tensor`` on every rank; the list holds world-size
     tensors of ``tensor``'s shape and dtype."""
-    group = _initialized("all_gather")
+    group = _initialized("all_gather", group)
     send = _buffer(tensor, "all_gather")
     if not isinstance(tensor_list, (list, tuple)) or len(tensor_list) != group.size:
         got = len(tensor_list) if isinstance(tensor_list, (list, tuple)) else type(tensor_list).__name__
@@ -237,15 +246,18 @@ def all_gather(tensor_list, tensor):
             raise ValueError(f"all_gather: tensor_list[{index}] is {out.dtype} {list(out.shape)} but tensor is "
                              f"{send.dtype} {list(send.shape)}")
     gathered = np.empty((group.size,) + send.shape, dtype=send.dtype)
-    group.comm.Allgather(send, gathered)
-    for out, part in zip(outputs, gathered):
-        np.copyto(out, part)
+
+    def copy_out():
+        for out, part in zip(outputs, gathered):
+            np.copyto(out, part)
+
+    return _issue(group.comm.Iallgather(send, gathered), copy_out, async_op)
 
 
-def all_gather_object(object_list, obj):
+def all_gather_object(object_list, obj, group=None):
     """torch's ``all_gather_object``: fill ``object_list`` (world-size long) with every rank's
     picklable ``obj``. For small metadata; tensors go through ``all_gather``."""
-    group = _initialized("all_gather_object")
+    group = _initialized("all_gather_object", group)
     if not isinstance(object_list, list) or len(object_list) != group.size:
         raise ValueError(f"all_gather_object: object_list must be a list of world_size={group.size} entries")
     object_list[:] = group.comm.allgather(obj)
