@@ -5,6 +5,8 @@ Fashion-MNIST, a few hundred images."""
 import json
 import math
 import os
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -87,3 +89,31 @@ def test_an_mpi_launch_without_mpi4py_says_what_to_install(tmp_path):
     assert result.returncode == 1
     assert "pyconvnet train: error: pyconvnet.distributed needs mpi4py" in result.stderr
     assert "pip install 'pyconvnet[mpi]'" in result.stderr
+
+
+@needs_mpi
+def test_ctrl_c_stops_every_rank_at_the_same_step_and_the_run_resumes_bit_for_bit(tmp_path, real_fashion_mnist):
+    """mpiexec passes SIGINT to every rank; the ranks stop together (they agree each step), rank 0
+    saves, and the resumed 2-rank run ends with the weights of a run never interrupted."""
+    args = ("train", "--epochs", 20, "--limit-train", 64, "--limit-test", 20, "--batch-size", 16)
+    command = [MPIEXEC, "-n", "2", sys.executable, "-m", "pyconvnet", *map(str, args), "--out", tmp_path / "stopped"]
+    job = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
+    try:
+        for line in job.stdout:
+            if line.startswith("epoch 1/20"):
+                job.send_signal(signal.SIGINT)
+                break
+        out, err = job.communicate(timeout=TIME_LIMIT)
+    finally:
+        job.kill()
+    assert job.returncode == 130, err
+    assert re.search(r"interrupted (in epoch \d+ after step \d+|after epoch \d+); saved .*last\.safetensors", out), out
+    assert "Traceback" not in err
+    assert 1 <= pyconvnet.load(tmp_path / "stopped" / "last.safetensors")["epoch"] < 20
+
+    resumed = _pyconvnet("train", "--resume", tmp_path / "stopped" / "last.safetensors")
+    assert resumed.returncode == 0, resumed.stderr
+    straight = _pyconvnet(*args, "--out", tmp_path / "straight")
+    assert straight.returncode == 0, straight.stderr
+    assert _weights(tmp_path / "straight" / "last.safetensors") == _weights(tmp_path / "stopped" / "last.safetensors")
