@@ -15,7 +15,7 @@ from .creation import *  # noqa: F401,F403  tensor, zeros, arange, randn, ...
 from .functions import *  # noqa: F401,F403  torch.max, torch.stack, torch.where, ...
 from . import accelerator, backends, cuda  # noqa: E402
 # After Tensor: these build on it.
-from . import models, nn, optim  # noqa: E402
+from . import distributed, models, nn, optim  # noqa: E402 (distributed imports mpi4py only when used)
 from . import utils, vision  # noqa: E402 (torch.utils / torchvision module paths)
 from .ops.elementwise import cat  # noqa: E402
 from .summary import summary  # noqa: E402

@@ -21,7 +21,10 @@ recursion, so graphs thousands of ops deep are fine.
 
 Differences from torch, by design: forward/backward see arrays, so a backward graph cannot
 be differentiated again (no ``create_graph``), and there are no in-place version counters.
-``Tensor.register_hook`` hooks run as the gradient reaches the tensor, before it flows on.
+``Tensor.register_hook`` hooks run as the gradient reaches the tensor, before it flows on;
+``register_post_accumulate_grad_hook`` hooks run once a leaf's ``.grad`` holds this pass's sum,
+and ``queue_callback`` runs a function when the current backward pass ends (what
+``DistributedDataParallel`` builds on).
 """
 
 import functools
@@ -40,6 +43,8 @@ __all__ = [
     "enable_grad",
     "set_grad_enabled",
     "is_grad_enabled",
+    "queue_callback",
+    "register_post_accumulate_grad_hook",
 ]
 
 _FLOAT32 = np.dtype(np.float32)
@@ -194,6 +199,38 @@ class RemovableHandle:
 
     def __exit__(self, exc_type, exc_value, traceback):
         self.remove()
+
+
+def register_post_accumulate_grad_hook(tensor, hook):
+    """torch's ``Tensor.register_post_accumulate_grad_hook``: ``hook(tensor)`` runs once per backward
+    pass that sends gradient to the leaf ``tensor``, after all of that pass's gradient has been added
+    into ``tensor.grad``. Returns a RemovableHandle."""
+    if not tensor._requires_grad:
+        raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+    if tensor._grad_fn is not None:
+        raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf tensors")
+    hooks = tensor.__dict__.setdefault("_post_accumulate_grad_hooks", {})
+    handle = RemovableHandle(hooks)
+    hooks[handle.id] = hook
+    return handle
+
+
+def _post_accumulate_hooks(tensor):
+    return tensor.__dict__.get("_post_accumulate_grad_hooks")
+
+
+# The callbacks queued during the running backward pass (None outside one); per thread.
+_backward_pass = threading.local()
+
+
+def queue_callback(callback):
+    """Run ``callback()`` when the backward pass now running ends (after every leaf's ``.grad`` is
+    written), as torch's ``Variable._execution_engine.queue_callback``; only valid inside backward,
+    e.g. from a gradient hook."""
+    callbacks = getattr(_backward_pass, "callbacks", None)
+    if callbacks is None:
+        raise RuntimeError("queue_callback can only be called during the backward pass")
+    callbacks.append(callback)
 
 
 
@@ -415,7 +452,14 @@ def backward(tensors, grad_tensors=None, retain_graph=None):
                 f"element {index} of tensors does not require grad and does not have a grad_fn"
             )
         roots.append((root, *_root_gradient(index, root, gradient)))
-    _run_backward(roots, bool(retain_graph))
+    outer = getattr(_backward_pass, "callbacks", None)  # a hook may run a backward of its own
+    _backward_pass.callbacks = callbacks = []
+    try:
+        _run_backward(roots, bool(retain_graph))
+        while callbacks:  # a callback may queue another
+            callbacks.pop(0)()
+    finally:
+        _backward_pass.callbacks = outer
 
 
 def _root_gradient(index, root, gradient):
@@ -458,11 +502,15 @@ class _InputBuffer:
 
 def _run_backward(roots, retain_graph):
     # Pass 1: count, for every node reachable from the roots, the edges that point at it.
+    # Leaves with post-accumulate hooks: id -> [edges still to come, leaf, whether gradient arrived].
     dependencies = {}
+    hooked_leaves = {}
     root_nodes = []
     for root, _, _ in roots:
         node = root._grad_fn
-        if node is not None and node not in dependencies:
+        if node is None:
+            _count_leaf_edge(hooked_leaves, root)
+        elif node not in dependencies:
             dependencies[node] = 0
             root_nodes.append(node)
     stack = list(root_nodes)
@@ -478,6 +526,8 @@ def _run_backward(roots, retain_graph):
                 else:
                     dependencies[child] = 1
                     stack.append(child)
+            elif edge is not None:
+                _count_leaf_edge(hooked_leaves, edge[0])
 
     # Pass 2: run each node once all its consumers have run (Kahn's algorithm).
     buffers = {}
@@ -485,6 +535,7 @@ def _run_backward(roots, retain_graph):
         node = root._grad_fn
         if node is None:
             _accumulate_leaf(root, gradient, owned)
+            _leaf_edge_done(hooked_leaves, root, True)
         else:
             _buffer_for(buffers, node).add(root._output_nr, gradient)
     ready = [node for node in root_nodes if dependencies[node] == 0]
@@ -510,10 +561,32 @@ def _run_backward(roots, retain_graph):
                 dependencies[target] -= 1
                 if dependencies[target] == 0:
                     ready.append(target)
-            elif grad is not None:
-                _accumulate_leaf(target, grad, _owned_by_engine(grad, returned, input_grads))
+            else:
+                if grad is not None:
+                    _accumulate_leaf(target, grad, _owned_by_engine(grad, returned, input_grads))
+                _leaf_edge_done(hooked_leaves, target, grad is not None)
         if not retain_graph:
             node._release()
+
+
+def _count_leaf_edge(hooked_leaves, leaf):
+    if _post_accumulate_hooks(leaf):
+        entry = hooked_leaves.setdefault(id(leaf), [0, leaf, False])
+        entry[0] += 1
+
+
+def _leaf_edge_done(hooked_leaves, leaf, accumulated):
+    """One edge into ``leaf`` has been handled; after its last one, run its post-accumulate hooks
+    (when some gradient reached it in this pass)."""
+    entry = hooked_leaves.get(id(leaf))
+    if entry is None:
+        return
+    entry[0] -= 1
+    entry[2] = entry[2] or accumulated
+    if entry[0] == 0 and entry[2] and leaf._requires_grad:
+        hooks = _post_accumulate_hooks(leaf)
+        for hook in [hooks[key] for key in sorted(hooks)]:
+            hook(leaf)
 
 
 def _buffer_for(buffers, node):

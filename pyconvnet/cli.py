@@ -39,8 +39,9 @@ def _train(args):
     try:
         accuracy = train.train(settings, out_dir=args.out, resume=args.resume, data_dir=args.data_dir,
                                threads=args.threads)
-    except (train.TrainingStopped, ValueError, FileExistsError, FileNotFoundError) as error:
+    except (train.TrainingStopped, ImportError, ValueError, FileExistsError, FileNotFoundError) as error:
         print(f"pyconvnet train: error: {error}", file=sys.stderr)
+        train.end_distributed_job(1)
         return 1
     return 0 if accuracy is not None else _INTERRUPTED
 
@@ -91,13 +92,14 @@ def _add_train_parser(commands):
     parser = commands.add_parser(
         "train", help="train a model (LeNet-5 on Fashion-MNIST by default)",
         description="Train one of pyconvnet.models on a dataset. Settings left out come from the model's "
-                    "recipe; the run directory gets metrics.jsonl, last.safetensors and best.safetensors.")
+                    "recipe; the run directory gets metrics.jsonl, last.safetensors and best.safetensors. "
+                    "Under `mpiexec -n N` (the mpi extra) the N ranks train data-parallel; rank 0 writes.")
     # Defaults are None so that the recipe, or the resumed checkpoint, decides what is not given.
     parser.add_argument("--model", default=None, help="a name from pyconvnet.models.list_models() (default lenet5)")
     parser.add_argument("--dataset", default=None, choices=["fashion-mnist", "mnist", "cifar10"],
                         help="default fashion-mnist")
     parser.add_argument("--epochs", type=int)
-    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--batch-size", type=int, help="the global batch, split evenly over MPI ranks")
     parser.add_argument("--lr", type=float, help="learning rate (the peak one for onecycle)")
     parser.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
     parser.add_argument("--scheduler", choices=["none", "step", "multistep", "cosine", "onecycle"],
@@ -109,7 +111,8 @@ def _add_train_parser(commands):
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction,
                         help="random crop (padded) and, where mirror images are plausible, horizontal flip")
     parser.add_argument("--seed", type=int, help="default 0")
-    parser.add_argument("--threads", type=int, help="kernel threads (default: OpenMP's)")
+    parser.add_argument("--threads", type=int, help="kernel threads (default: OpenMP's; under mpiexec, a rank's "
+                                                    "share of the machine's cores)")
     parser.add_argument("--data-dir", help="where the dataset is (default: $PYCONVNET_DATA, the cache, "
                                            "/usr/share/datasets)")
     parser.add_argument("--out", metavar="DIR", help="run directory (default runs/MODEL-DATASET-TIMESTAMP; with "

@@ -11,6 +11,13 @@ checkpoint, interrupted mid-epoch or not, continues exactly as the uninterrupted
 bit-identical weights for the same thread count.
 
 Settings left out come from the model's recipe (``RECIPES``), tuned for Fashion-MNIST.
+
+Started by ``mpiexec -n N``, the run is data-parallel over the N ranks: ``batch_size`` stays the
+global batch (each rank steps on batch_size / N samples of its ``DistributedSampler`` shard, the
+gradients averaged by ``DistributedDataParallel``), the test set is split over the ranks and its
+sums reduced, every rank decides together (a non-finite loss, Ctrl-C), and rank 0 alone prints,
+writes the metrics, checkpoints and pictures. Kernel threads default (without OMP_NUM_THREADS) to
+the machine's cores divided by the ranks on it. A checkpoint resumes on any number of ranks; bit for bit on the same number.
 """
 
 import dataclasses
@@ -28,10 +35,12 @@ import time
 import numpy as np
 
 from . import backend, checkpoint, data, models, optim, viz
+from . import distributed as dist
 from . import nn
 from . import random as _random
 from ._runs import DATASETS, build_dataset, load_model
 from .autograd import no_grad
+from .tensor import Tensor
 
 __all__ = ["DATASETS", "RECIPES", "Config", "recipe_for", "resolve_config", "train", "evaluate_checkpoint",
            "load_model"]
@@ -194,9 +203,9 @@ class _Progress:
     """A tqdm bar with loss, accuracy, images/s and ETA on a terminal; nothing otherwise (the
     epoch's summary line is printed either way)."""
 
-    def __init__(self, total, epoch, epochs, done):
+    def __init__(self, total, epoch, epochs, done, visible=True):
         self._bar = None
-        if sys.stdout.isatty():
+        if visible and sys.stdout.isatty():
             from tqdm import tqdm
 
             self._bar = tqdm(total=total, initial=done, desc=f"epoch {epoch}/{epochs}", file=sys.stdout,
@@ -222,19 +231,32 @@ class TrainingStopped(Exception):
 class _Run:
     """One training run's state: what a checkpoint saves and restores."""
 
-    def __init__(self, config, out_dir, data_dir, log):
+    def __init__(self, config, out_dir, data_dir, log, world_size=1):
         self.config = config
         self.out_dir = out_dir
         self.log = log
+        self.world_size = world_size  # > 1: one of the ranks of an MPI launch
+        self.writes = world_size == 1 or dist.get_rank() == 0
         _random.manual_seed(config.seed)
         self.loader_generator = np.random.Generator(np.random.PCG64(config.seed))
         self.train_set = build_dataset(config.dataset, True, config.augment, data_dir, config.limit_train)
         self.test_set = build_dataset(config.dataset, False, False, data_dir, config.limit_test)
-        # One worker thread prepares the next batches while the model steps.
-        self.train_loader = data.DataLoader(self.train_set, batch_size=config.batch_size, shuffle=True,
-                                            num_workers=1, generator=self.loader_generator)
         self.model_kwargs = model_kwargs(config.model, config.dataset)
         self.model = models.get_model(config.model, **self.model_kwargs)
+        # One worker thread prepares the next batches while the model steps.
+        if world_size == 1:
+            self.sampler = None
+            self.train_loader = data.DataLoader(self.train_set, batch_size=config.batch_size, shuffle=True,
+                                                num_workers=1, generator=self.loader_generator)
+            self.trained = self.model
+        else:
+            if config.batch_size % world_size:
+                raise ValueError(f"--batch-size {config.batch_size} (the global batch) does not split evenly over "
+                                 f"{world_size} ranks")
+            self.sampler = data.DistributedSampler(self.train_set, seed=config.seed)
+            self.train_loader = data.DataLoader(self.train_set, batch_size=config.batch_size // world_size,
+                                                sampler=self.sampler, num_workers=1, generator=self.loader_generator)
+            self.trained = nn.parallel.DistributedDataParallel(self.model)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         self.optimizer = _optimizer(config, self.model.parameters())
         self.steps_per_epoch = len(self.train_loader)
@@ -297,24 +319,52 @@ class _Run:
                 self.scheduler.step()
 
     def save(self, name):
-        checkpoint.save(self.state(), os.path.join(self.out_dir, name))
+        if self.writes:
+            checkpoint.save(self.state(), os.path.join(self.out_dir, name))
+
+    def _on_any_rank(self, flag):
+        """Whether ``flag`` holds on some rank: the ranks must take the same branch."""
+        if self.world_size == 1:
+            return flag
+        return bool(self._summed(float(flag))[0])
+
+    def _summed(self, *values):
+        """``values`` summed over the ranks (float32 on the wire)."""
+        if self.world_size == 1:
+            return values
+        sums = Tensor(np.array(values, dtype=np.float32))
+        dist.all_reduce(sums)
+        return tuple(sums.tolist())
+
+    def _evaluate(self):
+        """(mean test loss, test accuracy); with several ranks each evaluates every world_size-th image
+        of rank 0's model and the sums are reduced."""
+        if self.world_size == 1:
+            return evaluate(self.model, self.test_set)
+        for buffer in self.model.buffers():  # batch-norm statistics: rank 0's, which its checkpoint holds
+            dist.broadcast(buffer, src=0)
+        shard = data.Subset(self.test_set, range(dist.get_rank(), len(self.test_set), self.world_size))
+        loss_sum, correct = self._summed(*_evaluation_sums(self.model, shard))
+        return loss_sum / len(self.test_set), correct / len(self.test_set)
 
     # -- the loop
     def run(self, interrupt):
         """Train to the configured epoch count; False when stopped by Ctrl-C (after saving)."""
         while self.epoch < self.config.epochs:
             started = time.perf_counter() - self.partial.train_seconds
+            if self.sampler is not None:
+                self.sampler.set_epoch(self.epoch)
             if not self._train_epoch(interrupt):
                 self.save("last.safetensors")
                 self.log(f"interrupted in epoch {self.epoch + 1} after step {self.step_in_epoch}; saved "
                          f"{os.path.join(self.out_dir, 'last.safetensors')} (continue with --resume)")
                 return False
-            test_loss, test_acc = evaluate(self.model, self.test_set)
+            test_loss, test_acc = self._evaluate()
             if not math.isfinite(test_loss):
                 raise TrainingStopped(f"test loss is {test_loss} after epoch {self.epoch + 1} (the last steps "
                                       f"diverged); {self._kept()}")
             self._finish_epoch(test_loss, test_acc, time.perf_counter() - started)
-            if interrupt.requested and self.epoch < self.config.epochs:
+            if self._on_any_rank(interrupt.requested) and self.epoch < self.config.epochs:
                 self.log(f"interrupted after epoch {self.epoch}; saved {os.path.join(self.out_dir, 'last.safetensors')}"
                          " (continue with --resume)")
                 return False
@@ -322,23 +372,24 @@ class _Run:
 
     def _train_epoch(self, interrupt):
         """The remaining steps of the epoch in progress; False if Ctrl-C stopped it."""
-        self.model.train()
+        self.trained.train()
         self.loader_generator.bit_generator.state = self.epoch_loader_state
         batches = iter(self.train_loader)
         for _ in range(self.step_in_epoch):  # resuming mid-epoch: the same order, its first batches done
             next(batches)
-        progress = _Progress(self.steps_per_epoch, self.epoch + 1, self.config.epochs, self.step_in_epoch)
+        progress = _Progress(self.steps_per_epoch, self.epoch + 1, self.config.epochs, self.step_in_epoch, self.writes)
         sums = self.partial
         try:
             clock = time.perf_counter() - sums.train_seconds
             for images, labels in batches:
-                if interrupt.requested:
+                if self._on_any_rank(interrupt.requested):
                     return False
-                logits = self.model(images)
+                logits = self.trained(images)
                 loss = self.criterion(logits, labels)
-                loss_value = loss.item()
-                if not math.isfinite(loss_value):
-                    raise TrainingStopped(f"loss is {loss_value} in epoch {self.epoch + 1} at step "
+                correct = int((logits.detach().numpy().argmax(1) == labels.numpy()).sum())
+                loss_sum, correct, count = self._summed(loss.item() * len(labels), correct, len(labels))
+                if not math.isfinite(loss_sum):
+                    raise TrainingStopped(f"loss is {loss_sum / count} in epoch {self.epoch + 1} at step "
                                           f"{self.step_in_epoch + 1}; {self._kept()}")
                 self.optimizer.zero_grad()
                 loss.backward()
@@ -346,8 +397,7 @@ class _Run:
                 self.optimizer.step()
                 if self.scheduler is not None:
                     self.scheduler.step()
-                count = len(labels)
-                sums.add(loss_value * count, int((logits.detach().numpy().argmax(1) == labels.numpy()).sum()), count)
+                sums.add(loss_sum, int(correct), int(count))
                 sums.train_seconds = time.perf_counter() - clock
                 self.step_in_epoch += 1
                 progress.update(sums.loss_sum / sums.seen, sums.correct / sums.seen, sums.seen / max(sums.train_seconds, 1e-9))
@@ -383,6 +433,8 @@ class _Run:
                  f"lr {record['lr']:.4g}  {seconds:.1f}s  {record['images_per_s']:.0f} img/s")
 
     def write_metrics(self):
+        if not self.writes:
+            return
         with open(os.path.join(self.out_dir, "metrics.jsonl"), "w") as file:
             file.writelines(json.dumps(record) + "\n" for record in self.metrics)
 
@@ -409,6 +461,12 @@ class _EpochSums:
 
 def evaluate(model, dataset, batch_size=_EVAL_BATCH_SIZE):
     """(mean cross-entropy, accuracy) of ``model`` over ``dataset``, in eval mode without autograd."""
+    loss_sum, correct = _evaluation_sums(model, dataset, batch_size)
+    return loss_sum / len(dataset), correct / len(dataset)
+
+
+def _evaluation_sums(model, dataset, batch_size=_EVAL_BATCH_SIZE):
+    """(summed cross-entropy, correct predictions) of ``model`` over ``dataset``."""
     model.eval()
     # Its own generator: evaluation must not draw from the global one, which resume restores.
     loader = data.DataLoader(dataset, batch_size=batch_size, num_workers=1,
@@ -420,7 +478,7 @@ def evaluate(model, dataset, batch_size=_EVAL_BATCH_SIZE):
             logits = model(images)
             loss_sum += criterion(logits, labels).item()
             correct += int((logits.numpy().argmax(1) == labels.numpy()).sum())
-    return loss_sum / len(dataset), correct / len(dataset)
+    return loss_sum, correct
 
 
 # ----------------------------------------------------------------------------- entry points
@@ -438,8 +496,15 @@ def train(settings, out_dir=None, resume=None, data_dir=None, threads=None, log=
     checkpoint path) the saved settings are used; given settings may only change those in
     ``RESUME_OVERRIDABLE``, and then the run is no longer bit-identical to an uninterrupted one.
     Raises TrainingStopped on a non-finite loss, FileExistsError for a fresh run into a
-    directory that already holds one.
+    directory that already holds one. Started by ``mpiexec`` with several ranks, trains on all of
+    them (see the module's docstring); ranks other than 0 log nothing.
     """
+    world_size = _join_mpi_launch()
+    if world_size > 1:
+        if threads is None and "OMP_NUM_THREADS" not in os.environ:  # else OpenMP's, as in a single process
+            threads = max(1, (os.cpu_count() or 1) // dist.get_local_world_size())
+        if dist.get_rank() != 0:
+            log = _quiet
     if threads is not None:
         backend.set_num_threads(threads)
     state = None
@@ -454,19 +519,21 @@ def train(settings, out_dir=None, resume=None, data_dir=None, threads=None, log=
             raise FileExistsError(f"{out_dir} already holds a run (last.safetensors); continue it with "
                                   f"--resume {os.path.join(out_dir, 'last.safetensors')} or choose another --out")
     os.makedirs(out_dir, exist_ok=True)
-    run = _Run(config, out_dir, data_dir, log)
+    run = _Run(config, out_dir, data_dir, log, world_size)
     if state is not None:
         run.restore(state, schedule_changed=bool(changed))
         run.write_metrics()
         log(f"resumed {resume} at epoch {run.epoch + 1}, step {run.step_in_epoch}"
             + (f" with new {', '.join(changed)}" if changed else ""))
     threads = backend.get_num_threads()
+    ranks = f"{world_size} ranks x " if world_size > 1 else ""
     log(f"training {config.model} on {config.dataset} ({len(run.train_set)} train / {len(run.test_set)} test "
-        f"images, {threads} thread{'' if threads == 1 else 's'}) into {out_dir}")
+        f"images, {ranks}{threads} thread{'' if threads == 1 else 's'}) into {out_dir}")
     with _Interrupt() as interrupt:
         if not run.run(interrupt):
             return None
-    _write_pictures(out_dir, data_dir, log)
+    if run.writes:
+        _write_pictures(out_dir, data_dir, log)
     if run.metrics:
         best = max(run.metrics, key=lambda record: record["test_acc"])
         log(f"best test accuracy: {best['test_acc']:.4f} (epoch {best['epoch']})")
@@ -474,6 +541,26 @@ def train(settings, out_dir=None, resume=None, data_dir=None, threads=None, log=
         log(f"final test accuracy: {final:.4f}")
         return final
     return None
+
+
+def _join_mpi_launch():
+    """The number of ranks training together: joins the MPI process group when ``mpiexec`` started
+    this process (1 otherwise, without importing MPI)."""
+    if not dist.launched_by_mpi():
+        return 1
+    if not dist.is_initialized():
+        dist.init_process_group()
+    return dist.get_world_size()
+
+
+def end_distributed_job(errorcode):
+    """After an error on this rank of a multi-rank run: end all ranks (others may be waiting on it)."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.abort(errorcode)
+
+
+def _quiet(*args, **kwargs):
+    pass
 
 
 def _write_pictures(out_dir, data_dir, log):

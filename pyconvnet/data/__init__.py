@@ -15,8 +15,8 @@ from .download import DatasetNotFoundError, DownloadError
 from .folder import ImageFolder
 from .loader import DataLoader, WorkerInfo, get_worker_info
 from .mnist import MNIST, FashionMNIST
-from .sampler import (BatchSampler, RandomSampler, Sampler, SequentialSampler, SubsetRandomSampler,
-                      WeightedRandomSampler)
+from .sampler import (BatchSampler, DistributedSampler, RandomSampler, Sampler, SequentialSampler,
+                      SubsetRandomSampler, WeightedRandomSampler)
 
 __all__ = [
     "BatchSampler",
@@ -26,6 +26,7 @@ __all__ = [
     "DataLoader",
     "Dataset",
     "DatasetNotFoundError",
+    "DistributedSampler",
     "DownloadError",
     "FashionMNIST",
     "ImageFolder",

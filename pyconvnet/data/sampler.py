@@ -7,13 +7,16 @@ generator when iteration starts, as torch draws one from its global generator, s
 """
 
 
+import math
+
 import numpy as np
 
+from .. import distributed as _distributed
 from .. import random as _random
 from ..ops._args import check_int
 
 __all__ = ["Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler", "WeightedRandomSampler",
-           "BatchSampler"]
+           "BatchSampler", "DistributedSampler"]
 
 
 def check_generator(generator, owner):
@@ -152,3 +155,54 @@ class BatchSampler(Sampler):
         if self.drop_last:
             return len(self.sampler) // self.batch_size
         return -(-len(self.sampler) // self.batch_size)
+
+
+class DistributedSampler(Sampler):
+    """Rank ``rank``'s share of the dataset when ``num_replicas`` ranks train together: the ranks'
+    shares are disjoint and, together, cover every index. Each rank yields ``len(self)`` indices;
+    unless ``drop_last``, the (shuffled) index list is padded by repeating its start until it
+    divides evenly, else its tail is dropped, as torch. The order is a permutation seeded by
+    ``seed + epoch`` (the same on every rank): call ``set_epoch(epoch)`` before each epoch.
+    ``num_replicas``/``rank`` default to the process group's."""
+
+    def __init__(self, dataset, num_replicas=None, rank=None, shuffle=True, seed=0, drop_last=False):
+        caller = "DistributedSampler"
+        num_replicas = _distributed.get_world_size() if num_replicas is None else num_replicas
+        rank = _distributed.get_rank() if rank is None else rank
+        self.num_replicas = check_int(num_replicas, "num_replicas", caller)
+        self.rank = check_int(rank, "rank", caller, minimum=0)
+        if self.rank >= self.num_replicas:
+            raise ValueError(f"{caller}: invalid rank {rank}, rank should be in the interval [0, {num_replicas - 1}]")
+        for name, flag in (("shuffle", shuffle), ("drop_last", drop_last)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{caller}: {name} must be a bool, got {flag!r}")
+        self.dataset = dataset
+        self.shuffle = shuffle
+        self.seed = check_int(seed, "seed", caller, minimum=0)
+        self.drop_last = drop_last
+        self.epoch = 0
+        count = len(dataset)
+        if drop_last and count % self.num_replicas:
+            self.num_samples = math.ceil((count - self.num_replicas) / self.num_replicas)
+        else:
+            self.num_samples = math.ceil(count / self.num_replicas)
+        self.total_size = self.num_samples * self.num_replicas
+
+    def __iter__(self):
+        count = len(self.dataset)
+        if self.shuffle:
+            indices = _random.Generator().manual_seed(self.seed + self.epoch).permutation(count)
+        else:
+            indices = np.arange(count)
+        if self.drop_last:
+            indices = indices[:self.total_size]
+        elif self.total_size > count:
+            indices = np.resize(indices, self.total_size)  # repeats from the start
+        return iter(indices[self.rank:self.total_size:self.num_replicas].tolist())
+
+    def __len__(self):
+        return self.num_samples
+
+    def set_epoch(self, epoch):
+        """Make the next pass use the permutation of ``seed + epoch``."""
+        self.epoch = check_int(epoch, "epoch", "DistributedSampler.set_epoch", minimum=0)

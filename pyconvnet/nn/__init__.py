@@ -47,7 +47,7 @@ from .modules import (
     UpsamplingBilinear2d,
     UpsamplingNearest2d,
 )
-from .parallel import DataParallel
+from .parallel import DataParallel, DistributedDataParallel
 from .parameter import Parameter
 
 __all__ = [
@@ -55,6 +55,7 @@ __all__ = [
     "init",
     "parallel",
     "DataParallel",
+    "DistributedDataParallel",
     "utils",
     "Module",
     "Parameter",
