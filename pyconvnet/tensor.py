@@ -33,6 +33,7 @@ from .autograd import (
     backward as _autograd_backward,
     check_inplace,
     is_grad_enabled,
+    register_post_accumulate_grad_hook,
 )
 from .formatting import format_tensor
 from .ops import activation as _activation, indexing as _indexing, loss as _loss
@@ -388,6 +389,9 @@ class Tensor:
         handle = RemovableHandle(hooks)
         hooks[handle.id] = hook
         return handle
+
+    # hook(tensor) once this pass's gradient is summed into .grad (see autograd's function).
+    register_post_accumulate_grad_hook = register_post_accumulate_grad_hook
 
     def retain_grad(self):
         """Keep this non-leaf tensor's gradient in ``.grad`` after backward (leaves always do)."""
