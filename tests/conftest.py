@@ -47,7 +47,7 @@ REQUIRED_MODULES = {
     "matplotlib": "pip install '.[test]'",
     "onnx": "pip install '.[test]'",
     "onnxruntime": "pip install '.[test]'",
-    "mpi4py": "pip install '.[mpi]' (mpi4py, and the mpich wheel with mpiexec)",
+    "mpi4py": "pip install '.[test]' (mpi4py, and the mpich wheel with mpiexec)",
 }
 ALLOW_MISSING = os.environ.get("PYCONVNET_TEST_ALLOW_MISSING") == "1"
 
