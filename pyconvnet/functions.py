@@ -26,11 +26,9 @@ def _method(name):
     return function
 
 
-for _name in __all__:
-    if hasattr(Tensor, _name) and _name not in ("all", "any", "max", "min"):
-        globals()[_name] = _method(_name)
-# Builtin names: defined through globals() too, so this module's own code keeps the builtins.
-globals().update(all=_method("all"), any=_method("any"), max=_method("max"), min=_method("min"))
+# Every name in __all__ that is a Tensor method. Some shadow builtins (abs, all, any, max, min,
+# sum): code below must not call those builtins.
+globals().update({name: _method(name) for name in __all__ if hasattr(Tensor, name)})
 mm = _method("matmul")
 
 
@@ -61,10 +59,6 @@ def where(condition, input=None, other=None):
 
 def is_tensor(obj):
     return isinstance(obj, Tensor)
-
-
-def numel(input):
-    return input.numel()
 
 
 def equal(input, other):
