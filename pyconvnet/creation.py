@@ -178,10 +178,10 @@ def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=Fa
     count = max(math.ceil((end - start) / step), 0)
     integral = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (start, end, step))
     dtype = (int64 if integral else float32) if dtype is None else dtype
-    # start + i * step in float64, as torch computes it, then stored.
+    # start + i * step, in int64 or (as torch computes it) float64, then stored as dtype.
+    positions = np.arange(count, dtype=np.int64 if integral else np.float64)
     return _filled((count,), "arange", dtype, device, requires_grad,
-                   lambda shape, dt: (start + np.arange(shape[0], dtype=np.float64) * step).astype(dt)
-                   if not integral else np.arange(start, start + shape[0] * step, step, dtype=dt))
+                   lambda shape, dt: (start + positions * step).astype(dt))
 
 
 def linspace(start, end, steps, *, dtype=None, device=None, requires_grad=False):
