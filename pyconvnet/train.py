@@ -433,14 +433,15 @@ def default_out_dir(config):
     return os.path.join("runs", f"{config.model}-{config.dataset}-{stamp}")
 
 
-def train(settings, out_dir=None, resume=None, data_dir=None, threads=None, log=print):
+def train(settings, out_dir=None, resume=None, data_dir=None, threads=None, log=print, pictures=True):
     """Run training; returns the final test accuracy, or None when Ctrl-C stopped the run.
 
     ``settings`` maps Config field names to values (None: not given). With ``resume`` (a
     checkpoint path) the saved settings are used; given settings may only change those in
     ``RESUME_OVERRIDABLE``, and then the run is no longer bit-identical to an uninterrupted one.
     Raises TrainingStopped on a non-finite loss, FileExistsError for a fresh run into a
-    directory that already holds one.
+    directory that already holds one. ``pictures=False`` leaves out the run's pictures (seconds
+    of matplotlib; ``pyconvnet.experiments`` draws its own).
     """
     if threads is not None:
         backend.set_num_threads(threads)
@@ -468,7 +469,8 @@ def train(settings, out_dir=None, resume=None, data_dir=None, threads=None, log=
     with _Interrupt() as interrupt:
         if not run.run(interrupt):
             return None
-    _write_pictures(out_dir, data_dir, log)
+    if pictures:
+        _write_pictures(out_dir, data_dir, log)
     if run.metrics:
         best = max(run.metrics, key=lambda record: record["test_acc"])
         log(f"best test accuracy: {best['test_acc']:.4f} (epoch {best['epoch']})")
