@@ -239,7 +239,7 @@ def _experiment(args):
     size = args.size or ("quick" if args.quick else "full")
     try:
         experiments.run(args.name, out=args.out, seed=args.seed, size=size, threads=args.threads,
-                        data_dir=args.data_dir, checkpoint=args.checkpoint)
+                        data_dir=args.data_dir, checkpoint=args.checkpoint, runs=args.runs)
     except (train.TrainingStopped, ValueError, FileExistsError, FileNotFoundError) as error:
         print(f"pyconvnet experiment: error: {error}", file=sys.stderr)
         return 1
@@ -253,11 +253,12 @@ def _add_experiment_parser(commands):
     from .experiments import EXPERIMENTS, SIZES
 
     parser = commands.add_parser(
-        "experiment", help="rerun a classic claim about CNNs: degradation, mlp-vs-cnn, kernels",
+        "experiment", help="rerun a classic claim about CNNs: degradation, mlp-vs-cnn, timeline, kernels",
         description="Run one experiment on Fashion-MNIST and write its figures, results.json and report.md into "
                     "--out. degradation: plain vs residual nets of 20 and 56 layers (He et al. 2016, Fig. 1); "
                     "mlp-vs-cnn: LeNet-5 vs fully connected nets, parameters, accuracy, shifted images; kernels: "
-                    "Sobel/Laplacian/Gaussian beside LeNet-5's learned first-layer kernels.")
+                    "Sobel/Laplacian/Gaussian beside LeNet-5's learned first-layer kernels; timeline: every "
+                    "zoo model's parameters, mult-adds, training speed here and recorded accuracy.")
     parser.add_argument("name", choices=list(EXPERIMENTS))
     parser.add_argument("--out", metavar="DIR", help="output directory (default runs/experiment-NAME-TIMESTAMP)")
     parser.add_argument("--seed", type=int, default=0, help="default 0")
@@ -265,6 +266,7 @@ def _add_experiment_parser(commands):
     parser.add_argument("--threads", type=_positive_int, help="kernel threads (default: OpenMP's)")
     parser.add_argument("--data-dir", help="where Fashion-MNIST is (default: as pyconvnet train)")
     parser.add_argument("--checkpoint", metavar="CKPT", help="kernels: a trained LeNet-5 checkpoint instead of training one")
+    parser.add_argument("--runs", metavar="DIR", help="timeline: where recorded training runs are (default runs)")
     parser.add_argument("--size", choices=SIZES, help=argparse.SUPPRESS)  # tiny: the tests' size
     parser.set_defaults(handler=_experiment)
 

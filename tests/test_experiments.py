@@ -8,10 +8,12 @@ import pathlib
 import numpy as np
 import pytest
 
+import pyconvnet
 from pyconvnet import backend, cli, experiments, viz
-from pyconvnet.experiments import degradation, kernels, mlp_vs_cnn
+from pyconvnet.experiments import degradation, kernels, mlp_vs_cnn, timeline
 
-FIGURES = {"degradation": "degradation.png", "mlp-vs-cnn": "mlp_vs_cnn.png", "kernels": "kernels.png"}
+FIGURES = {"degradation": "degradation.png", "mlp-vs-cnn": "mlp_vs_cnn.png", "kernels": "kernels.png",
+           "timeline": "timeline.png"}
 
 
 @pytest.fixture(autouse=True)
@@ -44,8 +46,9 @@ def test_each_experiment_writes_its_outputs_and_repeats_exactly_for_a_seed(capsy
     assert "results.json" in out and "report.md" in out
     assert _run(capsys, tmp_path / "second", name)[0] == 0
     assert _numbers(tmp_path / "second") == document
-    assert _run(capsys, tmp_path / "other-seed", name, "--seed", "1")[0] == 0
-    assert _numbers(tmp_path / "other-seed")["results"] != document["results"]
+    if name != "timeline":  # its numbers are counts and recorded accuracies: no seed in them
+        assert _run(capsys, tmp_path / "other-seed", name, "--seed", "1")[0] == 0
+        assert _numbers(tmp_path / "other-seed")["results"] != document["results"]
 
 
 def test_degradation_results_hold_per_epoch_curves_and_an_estimate(tmp_path, real_fashion_mnist):
@@ -83,8 +86,10 @@ def test_kernels_from_a_checkpoint_match_the_run_that_wrote_it(capsys, tmp_path,
 def test_bad_requests_are_refused(capsys, tmp_path):
     status, _, err = _run(capsys, tmp_path, "degradation", "--checkpoint", str(tmp_path / "x.safetensors"))
     assert status == 1 and "for the kernels experiment only" in err
-    with pytest.raises(ValueError, match="unknown experiment 'timeline'"):
-        experiments.run("timeline")
+    status, _, err = _run(capsys, tmp_path, "kernels", "--runs", str(tmp_path))
+    assert status == 1 and "for the timeline experiment only" in err
+    with pytest.raises(ValueError, match="unknown experiment 'alexnet'"):
+        experiments.run("alexnet")
     with pytest.raises(ValueError, match="size must be one of"):
         experiments.run("kernels", size="huge")
     with pytest.raises(SystemExit):
@@ -223,3 +228,33 @@ def test_kernels_report_says_when_nothing_beats_random_kernels():
     text = kernels.describe(matches, chance)
     assert text.count("no more than random kernels do") == 4
     assert "None of the learned kernels resembles a hand-made one more than random kernels do" in text
+
+
+def _recorded_run(folder, model, accuracies, epochs, limit_train=None):
+    """A run directory as ``pyconvnet train`` leaves it, reduced to what timeline reads."""
+    folder.mkdir(parents=True)
+    config = {"model": model, "dataset": "fashion-mnist", "epochs": epochs, "limit_train": limit_train,
+              "limit_test": None}
+    pyconvnet.save({"config": config}, str(folder / "last.safetensors"))
+    (folder / "metrics.jsonl").write_text("".join(json.dumps({"epoch": i + 1, "test_acc": accuracy}) + "\n"
+                                                  for i, accuracy in enumerate(accuracies)))
+
+
+def test_timeline_reads_accuracy_only_from_complete_recipe_runs(tmp_path):
+    _recorded_run(tmp_path / "lenet5-a", "lenet5", [0.80, 0.91, 0.90], 3)
+    _recorded_run(tmp_path / "lenet5-b", "lenet5", [0.85, 0.89], 2)
+    _recorded_run(tmp_path / "nested" / "resnet20-a", "resnet20", [0.70, 0.93], 2)
+    _recorded_run(tmp_path / "resnet56-limited", "resnet56", [0.99], 1, limit_train=64)
+    _recorded_run(tmp_path / "vgg11-unfinished", "vgg11", [0.60], 30)
+    found = timeline.recorded_accuracies(str(tmp_path))
+    assert found == {"lenet5": (0.91, str(tmp_path / "lenet5-a")),
+                     "resnet20": (0.93, str(tmp_path / "nested" / "resnet20-a"))}
+    assert timeline.recorded_accuracies(str(tmp_path / "missing")) == {}
+
+
+def test_timeline_lists_every_model_with_its_natural_input():
+    assert {timeline.natural_input(name) for name in pyconvnet.models.list_models()} == {
+        (1, 32, 32), (3, 32, 32), (3, 224, 224)}
+    assert timeline.natural_input("plain56") == (3, 32, 32) and timeline.natural_input("vgg16") == (3, 224, 224)
+    assert [timeline.year(name) for name in ("lenet5", "alexnet", "vgg19_bn", "googlenet", "resnet152")] == [
+        1998, 2012, 2014, 2014, 2015]

@@ -9,16 +9,18 @@ deterministic for a seed and thread count (``timing`` in results.json aside).
 - ``mlp-vs-cnn``: LeNet-5 against fully connected networks: parameters, mult-adds, accuracy,
   accuracy on shifted images.
 - ``kernels``: Sobel, Laplacian and Gaussian kernels beside LeNet-5's learned first layer.
+- ``timeline``: every zoo model's parameters, mult-adds, measured training speed and recorded
+  accuracy.
 
 ``run(name, size="quick", seed=0, ...)`` runs one from Python (see ``Options``).
 """
 
-from . import degradation, kernels, mlp_vs_cnn
+from . import degradation, kernels, mlp_vs_cnn, timeline
 from ._common import SIZES, Options
 
 __all__ = ["EXPERIMENTS", "SIZES", "Options", "run"]
 
-EXPERIMENTS = {module.NAME: module for module in (degradation, mlp_vs_cnn, kernels)}
+EXPERIMENTS = {module.NAME: module for module in (degradation, mlp_vs_cnn, timeline, kernels)}
 
 
 def run(name, **options):
@@ -27,4 +29,7 @@ def run(name, **options):
         raise ValueError(f"unknown experiment {name!r}; choose one of: {', '.join(EXPERIMENTS)}")
     if options.get("checkpoint") is not None and name != kernels.NAME:
         raise ValueError(f"--checkpoint is for the kernels experiment only, not {name!r}")
+    if options.get("runs") is not None and name != timeline.NAME:
+        raise ValueError(f"--runs is for the timeline experiment only, not {name!r}")
+    options = {key: value for key, value in options.items() if value is not None or key != "runs"}
     return EXPERIMENTS[name].run(Options(**options))

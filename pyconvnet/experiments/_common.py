@@ -28,6 +28,7 @@ class Options:
     threads: int | None = None
     data_dir: str | None = None
     checkpoint: str | None = None  # kernels only: a trained LeNet-5 instead of training one
+    runs: str = "runs"  # timeline only: where to look for recorded training runs
 
     def __post_init__(self):
         if self.size not in SIZES:

@@ -16,7 +16,7 @@ FULL_TRAIN_IMAGES, FULL_TEST_IMAGES = 60_000, 10_000
 # (train images, test images, epochs, batch size); full: the recipe's own epochs and batch.
 SIZES = {
     "full": (None, None, None, None),
-    "quick": (1000, 500, 3, None),
+    "quick": (1280, 500, 4, None),  # ~2.5 min at one thread on the shared 2-core machine
     "tiny": (64, 32, 1, 32),
 }
 # Gaps of training error smaller than this (half a percentage point) are not read as an effect.
@@ -90,6 +90,7 @@ def plot(curves, path):
         axes.plot(epochs, [100 * record["test_error"] for record in records], style, color=colours[model],
                   linewidth=2.5, label=f"{model} test")
     axes.set_xlabel("epoch")
+    axes.xaxis.get_major_locator().set_params(integer=True)
     axes.set_ylabel("error (%)")
     axes.set_title("Plain vs residual networks on Fashion-MNIST (thin: training, thick: test)", fontsize=9)
     axes.legend(fontsize=7, ncol=2)
