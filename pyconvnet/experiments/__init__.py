@@ -24,12 +24,12 @@ EXPERIMENTS = {module.NAME: module for module in (degradation, mlp_vs_cnn, timel
 
 
 def run(name, **options):
-    """Run experiment ``name`` with ``Options(**options)``; returns the results.json path."""
+    """Run experiment ``name`` with ``Options(**options)`` (None: the option's default);
+    returns the results.json path."""
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; choose one of: {', '.join(EXPERIMENTS)}")
     if options.get("checkpoint") is not None and name != kernels.NAME:
         raise ValueError(f"--checkpoint is for the kernels experiment only, not {name!r}")
     if options.get("runs") is not None and name != timeline.NAME:
         raise ValueError(f"--runs is for the timeline experiment only, not {name!r}")
-    options = {key: value for key, value in options.items() if value is not None or key != "runs"}
-    return EXPERIMENTS[name].run(Options(**options))
+    return EXPERIMENTS[name].run(Options(**{key: value for key, value in options.items() if value is not None}))
