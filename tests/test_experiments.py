@@ -3,6 +3,7 @@ Fashion-MNIST (outputs, determinism for a seed), and each report's claim logic o
 numbers that show the claim and that do not."""
 
 import json
+import re
 import pathlib
 
 import numpy as np
@@ -258,3 +259,14 @@ def test_timeline_lists_every_model_with_its_natural_input():
     assert timeline.natural_input("plain56") == (3, 32, 32) and timeline.natural_input("vgg16") == (3, 224, 224)
     assert [timeline.year(name) for name in ("lenet5", "alexnet", "vgg19_bn", "googlenet", "resnet152")] == [
         1998, 2012, 2014, 2014, 2015]
+
+
+def test_on_a_terminal_a_progress_bar_counts_the_steps(capsys, tmp_path, monkeypatch, real_fashion_mnist):
+    import sys
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    status, out, err = _run(capsys, tmp_path, "mlp-vs-cnn")
+    assert status == 0, err
+    # three networks, 256 images in batches of 32, one epoch: 24 steps
+    assert re.search(r"mlp-vs-cnn \(steps\): 100%.*24/24", out), out
+    assert "lenet5: epoch 1/1" in out
