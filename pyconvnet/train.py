@@ -435,13 +435,13 @@ def default_out_dir(config):
 
 def train(settings, out_dir=None, resume=None, data_dir=None, threads=None, log=print, pictures=True):
     """Run training; returns the final test accuracy, or None when Ctrl-C stopped the run.
+    ``pictures=False`` leaves out the run's pictures (``pyconvnet.experiments`` draws its own).
 
     ``settings`` maps Config field names to values (None: not given). With ``resume`` (a
     checkpoint path) the saved settings are used; given settings may only change those in
     ``RESUME_OVERRIDABLE``, and then the run is no longer bit-identical to an uninterrupted one.
     Raises TrainingStopped on a non-finite loss, FileExistsError for a fresh run into a
-    directory that already holds one. ``pictures=False`` leaves out the run's pictures (seconds
-    of matplotlib; ``pyconvnet.experiments`` draws its own).
+    directory that already holds one.
     """
     if threads is not None:
         backend.set_num_threads(threads)
