@@ -7,6 +7,7 @@ Training error is the running error over each epoch's batches, with the recipe's
 on (as the paper's curves); test error is measured after each epoch.
 """
 
+from .. import backend
 from .. import train as trainer
 from . import _common
 
@@ -156,7 +157,8 @@ def _report(settings, rows, header, assessment, final_train, timing, figures, no
         "",
         describe(assessment, final_train),
         "",
-        f"Measured wall time: {timing['total_seconds']:.1f} s on this machine. Full size (60,000 images, "
+        f"Measured wall time: {timing['total_seconds']:.1f} s on this machine with {backend.get_num_threads()} "
+        f"kernel thread(s). Full size (60,000 images, "
         f"{trainer.recipe_for('resnet56')['epochs']} epochs, all four networks), **estimated** by scaling the "
         f"per-epoch times measured here: {timing['full_size_estimate_seconds'] / 3600:.1f} hours.",
     ]
