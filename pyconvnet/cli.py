@@ -236,6 +236,44 @@ def _add_bench_parser(commands):
     parser.set_defaults(handler=_bench)
 
 
+def _experiment(args):
+    from . import experiments, train
+
+    size = args.size or ("quick" if args.quick else "full")
+    try:
+        experiments.run(args.name, out=args.out, seed=args.seed, size=size, threads=args.threads,
+                        data_dir=args.data_dir, checkpoint=args.checkpoint, runs=args.runs)
+    except (train.TrainingStopped, ValueError, FileExistsError, FileNotFoundError) as error:
+        print(f"pyconvnet experiment: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as error:
+        print(f"pyconvnet experiment: interrupted: {error}", file=sys.stderr)
+        return _INTERRUPTED
+    return 0
+
+
+def _add_experiment_parser(commands):
+    from .experiments import EXPERIMENTS, SIZES
+
+    parser = commands.add_parser(
+        "experiment", help="rerun a classic claim about CNNs: degradation, mlp-vs-cnn, timeline, kernels",
+        description="Run one experiment on Fashion-MNIST and write its figures, results.json and report.md into "
+                    "--out. degradation: plain vs residual nets of 20 and 56 layers (He et al. 2016, Fig. 1); "
+                    "mlp-vs-cnn: LeNet-5 vs fully connected nets, parameters, accuracy, shifted images; kernels: "
+                    "Sobel/Laplacian/Gaussian beside LeNet-5's learned first-layer kernels; timeline: every "
+                    "zoo model's parameters, mult-adds, training speed here and recorded accuracy.")
+    parser.add_argument("name", choices=list(EXPERIMENTS))
+    parser.add_argument("--out", metavar="DIR", help="output directory (default runs/experiment-NAME-TIMESTAMP)")
+    parser.add_argument("--seed", type=int, default=0, help="default 0")
+    parser.add_argument("--quick", action="store_true", help="a subset of images and epochs: minutes, not hours")
+    parser.add_argument("--threads", type=_positive_int, help="kernel threads (default: OpenMP's)")
+    parser.add_argument("--data-dir", help="where Fashion-MNIST is (default: as pyconvnet train)")
+    parser.add_argument("--checkpoint", metavar="CKPT", help="kernels: a trained LeNet-5 checkpoint instead of training one")
+    parser.add_argument("--runs", metavar="DIR", help="timeline: where recorded training runs are (default runs)")
+    parser.add_argument("--size", choices=SIZES, help=argparse.SUPPRESS)  # tiny: the tests' size
+    parser.set_defaults(handler=_experiment)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="pyconvnet", description="Fast CPU training of classic CNNs.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -246,6 +284,7 @@ def build_parser():
     _add_plot_parser(commands)
     _add_export_parser(commands)
     _add_bench_parser(commands)
+    _add_experiment_parser(commands)
     table = commands.add_parser("summary", help="layer table of a model: shapes, parameters, mult-adds, receptive field")
     table.add_argument("model", help="a name from pyconvnet.models.list_models(), e.g. resnet18")
     table.add_argument("--input", type=_input_shape, default=(3, 224, 224),

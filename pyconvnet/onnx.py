@@ -363,6 +363,10 @@ def _basic_block(graph, block, x):
     return _add_relu(graph, out, identity, block)
 
 
+def _plain_block(graph, block, x):
+    return _chain(graph, x, block.conv1, block.bn1, block.relu, block.conv2, block.bn2, block.relu)
+
+
 def _bottleneck(graph, block, x):
     identity = x if block.downsample is None else graph.convert(block.downsample, x)
     out = _chain(graph, x, block.conv1, block.bn1, block.relu, block.conv2, block.bn2, block.relu,
@@ -440,6 +444,7 @@ _CONVERTERS = {
     resnet.ResNet: _resnet,
     resnet.CifarResNet: _cifar_resnet,
     resnet.BasicBlock: _basic_block,
+    resnet.PlainBlock: _plain_block,
     resnet.Bottleneck: _bottleneck,
     resnet.ShortcutA: _shortcut_a,
     GoogLeNet: _googlenet,

@@ -57,11 +57,13 @@ _EVAL_BATCH_SIZE = 500
 # The defaults per model family, keyed by a shell-style name pattern (the longest matching
 # pattern wins). Every model trains in its small-input variant (see ``model_kwargs``).
 _BASE = {"optimizer": "sgd", "momentum": 0.9, "scheduler": "cosine", "batch_size": 128, "label_smoothing": 0.0}
+_RESNET = {**_BASE, "epochs": 30, "lr": 0.1, "weight_decay": 5e-4, "augment": True}
 RECIPES = {
     # LeNet-5 (61,706 weights) underfits random crops and flips in 20-30 epochs (0.910-0.911 test
     # accuracy) and without them overfits after ~10 epochs: more weight decay regularises it instead.
     "lenet5": {**_BASE, "epochs": 20, "lr": 0.05, "weight_decay": 1e-3, "augment": False},
-    "resnet*": {**_BASE, "epochs": 30, "lr": 0.1, "weight_decay": 5e-4, "augment": True},
+    "resnet*": _RESNET,
+    "plain*": _RESNET,  # the ResNets' plain twins: the same recipe, so that only the shortcuts differ
     "vgg*_bn": {**_BASE, "epochs": 30, "lr": 0.05, "weight_decay": 5e-4, "augment": True},
     # Without batch norm nothing rescales the 8 to 16 stacked convolutions: plain VGG's usual
     # rate, a fifth of the batch-norm one, at which it risks diverging (not measured here).
@@ -489,8 +491,9 @@ def default_out_dir(config):
     return os.path.join("runs", f"{config.model}-{config.dataset}-{stamp}")
 
 
-def train(settings, out_dir=None, resume=None, data_dir=None, threads=None, log=print):
+def train(settings, out_dir=None, resume=None, data_dir=None, threads=None, log=print, pictures=True):
     """Run training; returns the final test accuracy, or None when Ctrl-C stopped the run.
+    ``pictures=False`` leaves out the run's pictures (``pyconvnet.experiments`` draws its own).
 
     ``settings`` maps Config field names to values (None: not given). With ``resume`` (a
     checkpoint path) the saved settings are used; given settings may only change those in
@@ -532,7 +535,7 @@ def train(settings, out_dir=None, resume=None, data_dir=None, threads=None, log=
     with _Interrupt() as interrupt:
         if not run.run(interrupt):
             return None
-    if run.writes:
+    if pictures and run.writes:
         _write_pictures(out_dir, data_dir, log)
     if run.metrics:
         best = max(run.metrics, key=lambda record: record["test_acc"])

@@ -42,6 +42,8 @@ PARAMETER_COUNTS = {
     "resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032,
     "resnet101": 44_549_160, "resnet152": 60_192_808,
     "resnet20": 269_722, "resnet32": 464_154, "resnet44": 658_586, "resnet56": 853_018, "resnet110": 1_727_962,
+    # option-A shortcuts hold no parameters: a plain net counts exactly what its ResNet twin does
+    "plain20": 269_722, "plain32": 464_154, "plain44": 658_586, "plain56": 853_018,
 }
 
 

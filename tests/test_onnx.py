@@ -26,6 +26,7 @@ from test_train import _args, _train, data_dir  # noqa: E402, F401 (data_dir is 
 SMALL_INPUT = {
     "lenet5": (1, 28, 28),
     **{name: (3, 8, 8) for name in ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110")},
+    **{name: (3, 8, 8) for name in ("plain20", "plain32", "plain44", "plain56")},
     **{name: (3, 16, 16) for name in ("resnet18", "resnet34", "resnet50", "googlenet", "alexnet")},
     **{name: (3, 8, 8) for name in ("resnet101", "resnet152")},  # small-input stem: 8 -> 4 -> 2 -> 1
     **{name: (3, 32, 32) for name in models.list_models() if name.startswith("vgg")},  # five pools

@@ -1,4 +1,5 @@
-"""The classic CNNs: LeNet-5, AlexNet, VGG, GoogLeNet and ResNet.
+"""The classic CNNs: LeNet-5, AlexNet, VGG, GoogLeNet and ResNet (and plain20..plain56, the
+CIFAR ResNets without shortcuts).
 
 The torchvision architectures keep torchvision's module names, parameter shapes, forward
 semantics and default initialisation, so a torchvision state_dict (converted to arrays) loads
@@ -12,7 +13,8 @@ from .alexnet import AlexNet, alexnet
 from .googlenet import GoogLeNet, GoogLeNetOutputs, googlenet
 from .lenet import ClassicLeNet5, LeNet5, lenet5
 from .resnet import (
-    BasicBlock, Bottleneck, CifarResNet, ResNet,
+    BasicBlock, Bottleneck, CifarResNet, PlainBlock, ResNet,
+    plain20, plain32, plain44, plain56,
     resnet18, resnet20, resnet32, resnet34, resnet44, resnet50, resnet56, resnet101, resnet110, resnet152,
 )
 from .vgg import VGG, vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19, vgg19_bn
@@ -24,13 +26,14 @@ _BUILDERS = {
         vgg11, vgg13, vgg16, vgg19, vgg11_bn, vgg13_bn, vgg16_bn, vgg19_bn,
         resnet18, resnet34, resnet50, resnet101, resnet152,
         resnet20, resnet32, resnet44, resnet56, resnet110,
+        plain20, plain32, plain44, plain56,
     )
 }
 
 __all__ = [
     "get_model", "list_models",
     "AlexNet", "GoogLeNet", "GoogLeNetOutputs", "LeNet5", "ClassicLeNet5",
-    "ResNet", "CifarResNet", "BasicBlock", "Bottleneck", "VGG",
+    "ResNet", "CifarResNet", "BasicBlock", "Bottleneck", "PlainBlock", "VGG",
     *_BUILDERS,
 ]
 

@@ -1,5 +1,8 @@
 """ResNets: torchvision's ImageNet ResNet-18/34/50/101/152 (v1.5: a bottleneck's stride sits on
-its 3x3 convolution) and the CIFAR ResNet-20/32/44/56/110 of He et al. 2016.
+its 3x3 convolution), the CIFAR ResNet-20/32/44/56/110 of He et al. 2016, and their "plain"
+twins plain20/32/44/56: the same layers without the shortcuts (the paper's Figure 1 and 6
+baselines, for the degradation experiment). As in the paper there is no plain-110: after two
+steps of the ResNets' recipe on four images its evaluation loss was already not finite.
 
 The ImageNet models have torchvision's module names, so its state_dicts load unchanged, and
 its initialisation (kaiming-normal fan_out convolutions, batch norm weight 1 and bias 0,
@@ -21,6 +24,7 @@ __all__ = [
     "ResNet", "BasicBlock", "Bottleneck", "CifarResNet",
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
     "resnet20", "resnet32", "resnet44", "resnet56", "resnet110",
+    "PlainBlock", "plain20", "plain32", "plain44", "plain56",
 ]
 
 
@@ -58,6 +62,19 @@ class BasicBlock(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.bn1.forward_relu(self.conv1(x), self.relu)
         return _add_relu(self.bn2(self.conv2(out)), identity, self.relu)
+
+
+class PlainBlock(BasicBlock):
+    """BasicBlock without its shortcut: two 3x3 convolutions with batch norm, each followed by a
+    ReLU. It has BasicBlock's modules, so a plain net's state_dict keys are its ResNet twin's
+    (less the option-A shortcuts, which hold nothing)."""
+
+    def __init__(self, inplanes, planes, stride=1):
+        super().__init__(inplanes, planes, stride)
+
+    def forward(self, x):
+        out = self.bn1.forward_relu(self.conv1(x), self.relu)
+        return self.bn2.forward_relu(self.conv2(out), self.relu)
 
 
 class Bottleneck(nn.Module):
@@ -186,10 +203,17 @@ class CifarResNet(ImageClassifier):
     """The CIFAR-10 ResNet of He et al. 2016 (section 4.2): a 3x3 convolution to 16 maps, three
     stages of ``n`` basic blocks on 16, 32 and 64 maps (32, 16, 8 pixels for a 32x32 input),
     global average pool, ``fc``: 6n + 2 weighted layers. Shortcuts that change shape use
-    option A (parameter-free). Initialised as the ImageNet ResNets."""
+    option A (parameter-free). Initialised as the ImageNet ResNets.
 
-    def __init__(self, n, num_classes=10, in_channels=3, zero_init_residual=False):
+    ``shortcuts=False`` builds the plain network of the same depth (``PlainBlock`` stages):
+    the same weighted layers and, option A adding none, the same parameter count."""
+
+    def __init__(self, n, num_classes=10, in_channels=3, zero_init_residual=False, shortcuts=True):
         super().__init__(num_classes, in_channels)
+        if zero_init_residual and not shortcuts:
+            raise ValueError("CifarResNet: zero_init_residual needs shortcuts (a plain block whose last batch norm "
+                             "is zero outputs zeros)")
+        self.shortcuts = shortcuts
         self.conv1 = conv3x3(in_channels, 16)
         self.bn1 = nn.BatchNorm2d(16)
         self.relu = nn.ReLU(inplace=True)
@@ -205,6 +229,10 @@ class CifarResNet(ImageClassifier):
         layers = []
         for index in range(blocks):
             block_stride = stride if index == 0 else 1
+            if not self.shortcuts:
+                layers.append(PlainBlock(self.inplanes, planes, block_stride))
+                self.inplanes = planes
+                continue
             downsample = None
             if block_stride != 1 or self.inplanes != planes:
                 downsample = ShortcutA(block_stride, planes - self.inplanes)
@@ -271,3 +299,23 @@ def resnet56(num_classes=10, in_channels=3, zero_init_residual=False):
 def resnet110(num_classes=10, in_channels=3, zero_init_residual=False):
     """CIFAR ResNet-110 (n=18; 1,727,962 parameters)."""
     return CifarResNet(18, num_classes, in_channels, zero_init_residual)
+
+
+def plain20(num_classes=10, in_channels=3):
+    """ResNet-20 without shortcuts (269,722 parameters, as resnet20)."""
+    return CifarResNet(3, num_classes, in_channels, shortcuts=False)
+
+
+def plain32(num_classes=10, in_channels=3):
+    """ResNet-32 without shortcuts (464,154 parameters, as resnet32)."""
+    return CifarResNet(5, num_classes, in_channels, shortcuts=False)
+
+
+def plain44(num_classes=10, in_channels=3):
+    """ResNet-44 without shortcuts (658,586 parameters, as resnet44)."""
+    return CifarResNet(7, num_classes, in_channels, shortcuts=False)
+
+
+def plain56(num_classes=10, in_channels=3):
+    """ResNet-56 without shortcuts (853,018 parameters, as resnet56)."""
+    return CifarResNet(9, num_classes, in_channels, shortcuts=False)
