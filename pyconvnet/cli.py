@@ -212,6 +212,11 @@ def _bench(args):
         return subprocess.run([sys.executable, "-m", "pyconvnet", *args.argv], env={**os.environ, **wanted},
                               check=False).returncode
     try:
+        if args.distributed:
+            from .bench import distributed
+
+            distributed.run(threads=args.threads or 2, json_path=args.json)
+            return 0
         suite.run(args.models, layers=args.layers, quick=args.quick,
                   threads=args.threads, repeats=args.repeats, batch=args.batch, json_path=args.json)
     except ImportError as error:
@@ -233,6 +238,9 @@ def _add_bench_parser(commands):
     parser.add_argument("--layers", action="store_true",
                         help="also time every conv, max-pool and batch-norm layer of those models, and sgemm")
     parser.add_argument("--quick", action="store_true", help="fewer repeats and warm-ups: a smoke run")
+    parser.add_argument("--distributed", action="store_true",
+                        help="instead: all-reduce and data-parallel steps under mpiexec -n 2 (the mpi extra), and "
+                             "the projected scaling to clusters (pyconvnet.bench.distributed)")
     parser.add_argument("--threads", type=_positive_int, help="threads for both libraries (default: all cores)")
     parser.add_argument("--repeats", type=_positive_int, help="timed repeats per measurement (default 7, --quick 3)")
     parser.add_argument("--batch", type=_positive_int, help="override every model's batch size")
