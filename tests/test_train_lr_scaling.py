@@ -1,6 +1,7 @@
 """pyconvnet train's --lr-scaling and --warmup-epochs: the rate at every step of a small run,
 against torch's schedulers composed the same way, and the settings' validation."""
 
+import json
 import math
 
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 
 import pyconvnet as pcn
 from pyconvnet import cli, train
+from test_train import _args, _restore_threads, _train, data_dir  # noqa: F401  (fixtures)
 
 STEPS_PER_EPOCH = 3
 
@@ -90,3 +92,15 @@ def test_the_flags_reach_the_settings_and_argparse_checks_the_choice(capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "--lr-scaling", "square"])
     assert "invalid choice: 'square'" in capsys.readouterr().err
+
+
+def test_a_run_reports_the_warmed_up_scaled_rates(capsys, data_dir, tmp_path):
+    # Global batch 64 = half the recipe's 128: linear scaling halves LeNet-5's 0.05. Two steps an epoch;
+    # the warm-up (nothing scaled up: from lr / 2 steps) takes the first, cosine the other two.
+    status, _, err = _train(capsys, *_args(data_dir, tmp_path / "run", "--epochs", 3, "--limit-train", 128,
+                                           "--batch-size", 64, "--lr-scaling", "linear", "--warmup-epochs", 1))
+    assert status == 0, err
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    lr = 0.025
+    expected = [lr * 0.75, lr * (1 + math.cos(math.pi / 4)) / 2, lr * (1 + math.cos(3 * math.pi / 4)) / 2]
+    np.testing.assert_allclose([record["lr"] for record in metrics], expected, rtol=1e-6)
