@@ -104,3 +104,29 @@ def test_a_run_reports_the_warmed_up_scaled_rates(capsys, data_dir, tmp_path):
     lr = 0.025
     expected = [lr * 0.75, lr * (1 + math.cos(math.pi / 4)) / 2, lr * (1 + math.cos(3 * math.pi / 4)) / 2]
     np.testing.assert_allclose([record["lr"] for record in metrics], expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("stop", [2, 6, 9])  # inside the warm-up, at its end, inside the cosine
+def test_the_schedule_resumes_from_its_state_mid_run(stop):
+    config = train.resolve_config(model="resnet20", epochs=5, batch_size=512, lr_scaling="linear", warmup_epochs=2)
+    total = config.epochs * STEPS_PER_EPOCH
+    expected = _our_rates(config)
+
+    def fresh():
+        optimizer = train._optimizer(config, [pcn.nn.Parameter(pcn.zeros(2))])
+        return optimizer, train._scheduler(config, optimizer, total, STEPS_PER_EPOCH)
+
+    optimizer, scheduler = fresh()
+    for _ in range(stop):
+        optimizer.step()
+        scheduler.step()
+    states = optimizer.state_dict(), scheduler.state_dict()
+    optimizer, scheduler = fresh()
+    optimizer.load_state_dict(states[0])
+    scheduler.load_state_dict(states[1])
+    rates = []
+    for _ in range(total - stop):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    np.testing.assert_allclose(rates, expected[stop:], rtol=1e-12)
