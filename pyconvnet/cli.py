@@ -35,7 +35,7 @@ def _train(args):
 
     settings = {name: getattr(args, name) for name in (
         "model", "dataset", "epochs", "batch_size", "lr", "optimizer", "scheduler", "weight_decay", "momentum",
-        "label_smoothing", "augment", "seed", "limit_train", "limit_test")}
+        "label_smoothing", "augment", "seed", "limit_train", "limit_test", "lr_scaling", "warmup_epochs")}
     try:
         accuracy = train.train(settings, out_dir=args.out, resume=args.resume, data_dir=args.data_dir,
                                threads=args.threads)
@@ -101,6 +101,11 @@ def _add_train_parser(commands):
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int, help="the global batch, split evenly over MPI ranks")
     parser.add_argument("--lr", type=float, help="learning rate (the peak one for onecycle)")
+    parser.add_argument("--lr-scaling", choices=["none", "linear"],
+                        help="linear: multiply the rate by the batch size / the recipe's batch size (Goyal et al.; "
+                             "default none)")
+    parser.add_argument("--warmup-epochs", type=int, metavar="N",
+                        help="ramp the rate linearly per step over the first N epochs (default 0)")
     parser.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
     parser.add_argument("--scheduler", choices=["none", "step", "multistep", "cosine", "onecycle"],
                         help="stepped every batch: step = /10 at each third of the run, multistep = /10 at 50%% "
@@ -207,6 +212,11 @@ def _bench(args):
         return subprocess.run([sys.executable, "-m", "pyconvnet", *args.argv], env={**os.environ, **wanted},
                               check=False).returncode
     try:
+        if args.distributed:
+            from .bench import distributed
+
+            distributed.run(threads=args.threads or 2, json_path=args.json)
+            return 0
         suite.run(args.models, layers=args.layers, quick=args.quick,
                   threads=args.threads, repeats=args.repeats, batch=args.batch, json_path=args.json)
     except ImportError as error:
@@ -228,6 +238,9 @@ def _add_bench_parser(commands):
     parser.add_argument("--layers", action="store_true",
                         help="also time every conv, max-pool and batch-norm layer of those models, and sgemm")
     parser.add_argument("--quick", action="store_true", help="fewer repeats and warm-ups: a smoke run")
+    parser.add_argument("--distributed", action="store_true",
+                        help="instead: all-reduce and data-parallel steps under mpiexec -n 2 (the mpi extra), and "
+                             "the projected scaling to clusters (pyconvnet.bench.distributed)")
     parser.add_argument("--threads", type=_positive_int, help="threads for both libraries (default: all cores)")
     parser.add_argument("--repeats", type=_positive_int, help="timed repeats per measurement (default 7, --quick 3)")
     parser.add_argument("--batch", type=_positive_int, help="override every model's batch size")

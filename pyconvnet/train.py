@@ -18,6 +18,14 @@ gradients averaged by ``DistributedDataParallel``), the test set is split over t
 sums reduced, every rank decides together (a non-finite loss, Ctrl-C), and rank 0 alone prints,
 writes the metrics, checkpoints and pictures. Kernel threads default (without OMP_NUM_THREADS) to
 the machine's cores divided by the ranks on it. A checkpoint resumes on any number of ranks; bit for bit on the same number.
+
+For global batches larger than the recipe's (Goyal et al., "Accurate, Large Minibatch SGD"):
+``lr_scaling="linear"`` multiplies the rate by batch_size / the recipe's batch_size (the rate given
+or the recipe's is the one for the recipe's batch; the number of ranks does not enter, since
+batch_size is the global batch at any size), and ``warmup_epochs=W`` ramps the rate linearly, step
+by step, over the first W epochs up to that rate, then runs the scheduler over the remaining steps.
+The ramp starts from the unscaled rate when linear scaling raised it (Goyal et al.'s gradual
+warm-up), else from the rate / the number of warm-up steps.
 """
 
 import dataclasses
@@ -47,6 +55,7 @@ __all__ = ["DATASETS", "RECIPES", "Config", "recipe_for", "resolve_config", "tra
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("none", "step", "multistep", "cosine", "onecycle")
+LR_SCALINGS = ("none", "linear")
 # The schedulers step once per batch; "step" divides the rate by 10 at each third of the run,
 # "multistep" at 50% and 75% of it.
 _STEP_GAMMA = 0.1
@@ -78,7 +87,8 @@ RECIPES = {
     "alexnet": {**_BASE, "optimizer": "adam", "epochs": 30, "lr": 1e-4, "weight_decay": 5e-4, "augment": True},
 }
 # Settings a resumed run may change: they do not alter what a step or an epoch is.
-RESUME_OVERRIDABLE = ("epochs", "lr", "scheduler", "weight_decay", "momentum", "label_smoothing")
+RESUME_OVERRIDABLE = ("epochs", "lr", "scheduler", "weight_decay", "momentum", "label_smoothing", "lr_scaling",
+                      "warmup_epochs")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +109,9 @@ class Config:
     seed: int
     limit_train: int | None
     limit_test: int | None
+    # Defaults here, so that a checkpoint saved before these settings existed still loads.
+    lr_scaling: str = "none"
+    warmup_epochs: int = 0
 
 
 def recipe_for(model):
@@ -130,6 +143,12 @@ def _check_config(config):
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {config.optimizer!r}")
     if config.scheduler not in SCHEDULERS:
         raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {config.scheduler!r}")
+    if config.lr_scaling not in LR_SCALINGS:
+        raise ValueError(f"lr_scaling must be one of {', '.join(LR_SCALINGS)}, got {config.lr_scaling!r}")
+    if not 0 <= config.warmup_epochs < config.epochs:
+        raise ValueError(f"warmup_epochs must be >= 0 and < epochs ({config.epochs}), got {config.warmup_epochs}")
+    if config.warmup_epochs and config.scheduler == "onecycle":
+        raise ValueError("warmup_epochs cannot be combined with scheduler onecycle, which warms up itself")
     for name in ("epochs", "batch_size"):
         if getattr(config, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
@@ -157,14 +176,36 @@ def model_kwargs(model, dataset):
     return kwargs
 
 
+def lr_scale(config):
+    """The factor ``lr_scaling`` applies to ``config.lr``: global batch / the recipe's batch when linear."""
+    if config.lr_scaling == "none":
+        return 1.0
+    return config.batch_size / recipe_for(config.model)["batch_size"]
+
+
 def _optimizer(config, parameters):
+    lr = config.lr * lr_scale(config)
     if config.optimizer == "sgd":
-        return optim.SGD(parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+        return optim.SGD(parameters, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
     cls = optim.Adam if config.optimizer == "adam" else optim.AdamW
-    return cls(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    return cls(parameters, lr=lr, weight_decay=config.weight_decay)
 
 
-def _scheduler(config, optimizer, total_steps):
+def _scheduler(config, optimizer, total_steps, steps_per_epoch):
+    """The per-step schedule of the run: the warm-up (if any), then the recipe's scheduler."""
+    warmup_steps = config.warmup_epochs * steps_per_epoch
+    schedule = _recipe_scheduler(config, optimizer, total_steps - warmup_steps)
+    if not warmup_steps:
+        return schedule
+    scale = lr_scale(config)
+    start = 1.0 / scale if scale > 1 else 1.0 / warmup_steps
+    warmup = optim.lr_scheduler.LinearLR(optimizer, start_factor=start, end_factor=1.0, total_iters=warmup_steps)
+    if schedule is None:
+        return warmup
+    return optim.lr_scheduler.SequentialLR(optimizer, [warmup, schedule], milestones=[warmup_steps])
+
+
+def _recipe_scheduler(config, optimizer, total_steps):
     schedules = optim.lr_scheduler
     if config.scheduler == "none":
         return None
@@ -176,7 +217,8 @@ def _scheduler(config, optimizer, total_steps):
     if config.scheduler == "cosine":
         return schedules.CosineAnnealingLR(optimizer, T_max=total_steps)
     cycle_momentum = config.optimizer != "sgd" or config.momentum > 0
-    return schedules.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total_steps, cycle_momentum=cycle_momentum)
+    return schedules.OneCycleLR(optimizer, max_lr=config.lr * lr_scale(config), total_steps=total_steps,
+                                cycle_momentum=cycle_momentum)
 
 
 class _Interrupt:
@@ -262,14 +304,14 @@ class _Run:
         self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         self.optimizer = _optimizer(config, self.model.parameters())
         self.steps_per_epoch = len(self.train_loader)
-        self.scheduler = _scheduler(config, self.optimizer, config.epochs * self.steps_per_epoch)
+        self.scheduler = _scheduler(config, self.optimizer, config.epochs * self.steps_per_epoch, self.steps_per_epoch)
         self.epoch = 0  # epochs completed
         self.step_in_epoch = 0  # steps completed of the epoch in progress
         self.epoch_loader_state = self.loader_generator.bit_generator.state
         self.partial = _EpochSums()
         self.metrics = []
         self.best_test_acc = -1.0
-        self.last_lr = config.lr  # the rate of the latest step, reported per epoch
+        self.last_lr = self.optimizer.param_groups[0]["lr"]  # the rate of the latest step, reported per epoch
 
     # -- checkpoints
     def state(self):
@@ -309,13 +351,14 @@ class _Run:
         """Settings changed on resume: the optimiser takes the new hyperparameters and the
         schedule restarts as if the run had begun with them, fast-forwarded to this step."""
         for group in self.optimizer.param_groups:
-            group["lr"] = self.config.lr
+            group["lr"] = self.config.lr * lr_scale(self.config)
             group["weight_decay"] = self.config.weight_decay
             if "momentum" in group:
                 group["momentum"] = self.config.momentum
             for key in ("initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum"):
                 group.pop(key, None)
-        self.scheduler = _scheduler(self.config, self.optimizer, self.config.epochs * self.steps_per_epoch)
+        self.scheduler = _scheduler(self.config, self.optimizer, self.config.epochs * self.steps_per_epoch,
+                                    self.steps_per_epoch)
         if self.scheduler is not None:
             for _ in range(self.epoch * self.steps_per_epoch + self.step_in_epoch):
                 self.scheduler.step()

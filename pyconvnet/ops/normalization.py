@@ -1,5 +1,6 @@
 """Normalisation layers' functional forms: batch_norm (and batch_norm_relu, it and a ReLU fused),
-layer_norm, group_norm and local_response_norm."""
+layer_norm, group_norm and local_response_norm; sync_batch_norm, batch norm with its statistics
+over all ranks of the process group (``nn.SyncBatchNorm``)."""
 
 import math
 import numbers
@@ -10,6 +11,7 @@ from .. import _C
 from ..autograd import Function
 from ._args import int64
 
+# sync_batch_norm is not in torch.nn.functional, so it is not exported there: nn.SyncBatchNorm imports it.
 __all__ = ["batch_norm", "batch_norm_relu", "layer_norm", "group_norm", "local_response_norm"]
 
 
@@ -78,6 +80,93 @@ def batch_norm_relu(input, running_mean, running_var, weight=None, bias=None, tr
     extension, like ``add_relu``; the results equal the two ops'). The models' batch norm + ReLU
     pairs run through it (``nn.BatchNorm2d.forward_relu``)."""
     return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps, relu=True)
+
+
+def _channels_last(array):
+    """An (N, C, *) array as (C, N * prod(*)) float64 rows, one per channel."""
+    return np.moveaxis(array.reshape(array.shape[0], array.shape[1], -1), 1, 0).reshape(array.shape[1], -1).astype(
+        np.float64)
+
+
+class SyncBatchNormFunction(Function):
+    """Training-mode batch norm whose statistics cover the whole global batch. Forward: each rank's
+    per-channel mean and sum of squared deviations (float64) and its count are all-gathered and
+    combined (Chan et al.'s pairwise rule, no cancellation), the input is normalised by the eval
+    kernel with the global mean and biased variance, and the running statistics get the global
+    unbiased variance. Backward: the per-channel sums of dy and dy * (x - mean) are all-reduced for
+    the input's gradient; the weight's and bias's gradients stay this rank's own (as torch; DDP
+    averages them)."""
+
+    @staticmethod
+    def forward(ctx, input, weight, bias, running_mean, running_var, momentum, eps, relu):
+        from .. import distributed as dist
+        from ..tensor import Tensor
+
+        rows = _channels_last(input)
+        local_count = rows.shape[1]
+        local_mean = rows.mean(axis=1) if local_count else np.zeros(rows.shape[0])
+        local_m2 = np.square(rows - local_mean[:, None]).sum(axis=1)
+        mine = np.concatenate([[local_count], local_mean, local_m2]).astype(np.float32)
+        gathered = [Tensor._wrap(np.empty_like(mine)) for _ in range(dist.get_world_size())]
+        dist.all_gather(gathered, Tensor._wrap(mine))
+        stats = np.stack([g._array for g in gathered]).astype(np.float64)
+        counts, means, m2s = stats[:, 0], stats[:, 1:1 + rows.shape[0]], stats[:, 1 + rows.shape[0]:]
+        count = counts.sum()
+        if count <= 1:
+            raise ValueError(f"Expected more than 1 value per channel when training, got {int(count)} over all ranks")
+        mean = (counts[:, None] * means).sum(axis=0) / count
+        var = (m2s + counts[:, None] * np.square(means - mean)).sum(axis=0) / count
+        mean32, var32 = mean.astype(np.float32), var.astype(np.float32)
+        output = _C.batch_norm_forward_eval(input, mean32, var32, weight, bias, eps, relu=relu)
+        if running_mean is not None:
+            running_mean[...] = (1 - momentum) * running_mean + momentum * mean
+        if running_var is not None:
+            running_var[...] = (1 - momentum) * running_var + momentum * var * count / (count - 1)
+        invstd = (1.0 / np.sqrt(var + eps)).astype(np.float32)
+        ctx.save_for_backward(input, weight, mean32, invstd, output if relu else None)
+        ctx.count = count
+        return output
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        from .. import distributed as dist
+        from ..tensor import Tensor
+
+        input, weight, mean, invstd, relu_output = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        dy = grad_output if relu_output is None else np.where(relu_output > 0, grad_output, np.float32(0))
+        dy_rows, centred = _channels_last(dy), _channels_last(input) - mean[:, None].astype(np.float64)
+        sums = np.stack([dy_rows.sum(axis=1), (dy_rows * centred).sum(axis=1)])  # this rank's
+        grad_input = None
+        if needs[0]:
+            totals = sums.astype(np.float32)
+            dist.all_reduce(Tensor._wrap(totals))
+            mean_dy, mean_dy_centred = totals.astype(np.float64) / ctx.count
+            istd = invstd.astype(np.float64)
+            scale = istd if weight is None else istd * weight
+            rows = scale[:, None] * (dy_rows - mean_dy[:, None] - centred * (istd ** 2 * mean_dy_centred)[:, None])
+            shape = (input.shape[1], input.shape[0], -1)
+            grad_input = np.ascontiguousarray(np.moveaxis(rows.reshape(shape), 0, 1), dtype=np.float32).reshape(
+                input.shape)
+        grad_weight = (sums[1] * invstd).astype(np.float32) if needs[1] and weight is not None else None
+        grad_bias = sums[0].astype(np.float32) if needs[2] else None
+        return grad_input, grad_weight, grad_bias, None, None, None, None, None
+
+
+def sync_batch_norm(input, running_mean, running_var, weight=None, bias=None, training=True, momentum=0.1, eps=1e-05,
+                    relu=False):
+    """Training-mode batch norm over the global batch of every rank (``nn.SyncBatchNorm``'s
+    functional form, with ``batch_norm``'s arguments; ``relu=True`` applies a ReLU after it). Every
+    rank must call it, in the same order, with the same channels; the process group must be
+    initialised. ``training`` must be True (evaluation is plain ``batch_norm``)."""
+    if not training:
+        raise ValueError("sync_batch_norm: training must be True; evaluation uses batch_norm with the running statistics")
+    if input.ndim < 2:
+        raise ValueError(f"sync_batch_norm: expected at least 2D input (got {input.ndim}D input)")
+    if momentum is None or not isinstance(momentum, numbers.Real):
+        raise TypeError(f"sync_batch_norm: momentum must be a float, got {type(momentum).__name__}")
+    return SyncBatchNormFunction.apply(input, weight, bias, _array_or_none(running_mean), _array_or_none(running_var),
+                                       float(momentum), float(eps), bool(relu))
 
 
 class GroupNormFunction(Function):

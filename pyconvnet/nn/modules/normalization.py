@@ -1,16 +1,19 @@
-"""Normalisation layers: ``BatchNorm1d``, ``BatchNorm2d``, ``LayerNorm``, ``GroupNorm`` and
-``LocalResponseNorm``."""
+"""Normalisation layers: ``BatchNorm1d``, ``BatchNorm2d``, ``SyncBatchNorm`` (batch norm over all
+ranks of a data-parallel job), ``LayerNorm``, ``GroupNorm`` and ``LocalResponseNorm``."""
 
+import functools
 import numbers
 
+from ... import distributed as dist
 from .. import functional as F
 from .. import init
+from ...ops.normalization import sync_batch_norm
 from ..parameter import Parameter
 from ...tensor import int64
 from ...creation import empty, ones, tensor, zeros
 from .module import Module, _name_failing_layer
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "LocalResponseNorm"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "SyncBatchNorm", "LayerNorm", "GroupNorm", "LocalResponseNorm"]
 
 
 class _BatchNorm(Module):
@@ -122,6 +125,49 @@ class BatchNorm2d(_BatchNorm):
     """Batch normalisation of (N, C, H, W) input (torch.nn.BatchNorm2d)."""
 
     _input_ndims = (4,)
+
+
+class SyncBatchNorm(_BatchNorm):
+    """Batch normalisation of (N, C, *) input whose training statistics cover the global batch of
+    every rank of the process group (torch.nn.SyncBatchNorm): the per-channel statistics are
+    all-gathered in forward, the running statistics are updated from the global ones (unbiased
+    variance over the global count) and backward all-reduces the two per-channel gradient sums the
+    input's gradient needs. Without an initialised process group, and in evaluation, it is plain
+    batch norm. Every rank must run the same SyncBatchNorm layers in the same order.
+    ``process_group`` must be None: pyconvnet has one group, the world."""
+
+    _input_ndims = (2, 3, 4, 5)
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
+                 process_group=None, *, bias=True):
+        if process_group is not None:
+            raise ValueError("SyncBatchNorm: pyconvnet has one process group, the world; process_group must be None")
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, bias=bias)
+        self.process_group = None
+
+    def _normalize(self, input, function):
+        if self.training and dist.is_initialized():
+            function = functools.partial(sync_batch_norm, relu=function is F.batch_norm_relu)
+        return super()._normalize(input, function)
+
+    @classmethod
+    def convert_sync_batchnorm(cls, module, process_group=None):
+        """``module`` with every BatchNorm1d/BatchNorm2d in it (itself included) replaced by a
+        SyncBatchNorm holding the same parameters, buffers, configuration and training mode; the
+        module itself, changed in place, unless it is a batch norm layer (then the new layer)."""
+        output = module
+        if isinstance(module, _BatchNorm) and not isinstance(module, SyncBatchNorm):
+            output = cls(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats,
+                         process_group, bias=module.bias is not None)
+            for name in ("weight", "bias"):
+                if getattr(module, name) is not None:
+                    setattr(output, name, getattr(module, name))
+            for name in ("running_mean", "running_var", "num_batches_tracked"):
+                setattr(output, name, getattr(module, name))
+            output.train(module.training)
+        for name, child in module.named_children():
+            output.add_module(name, cls.convert_sync_batchnorm(child, process_group))
+        return output
 
 
 class _AffineNorm(Module):
