@@ -191,8 +191,9 @@ def _optimizer(config, parameters):
     return cls(parameters, lr=lr, weight_decay=config.weight_decay)
 
 
-def _scheduler(config, optimizer, total_steps, steps_per_epoch):
+def _scheduler(config, optimizer, steps_per_epoch):
     """The per-step schedule of the run: the warm-up (if any), then the recipe's scheduler."""
+    total_steps = config.epochs * steps_per_epoch
     warmup_steps = config.warmup_epochs * steps_per_epoch
     schedule = _recipe_scheduler(config, optimizer, total_steps - warmup_steps)
     if not warmup_steps:
@@ -304,7 +305,7 @@ class _Run:
         self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         self.optimizer = _optimizer(config, self.model.parameters())
         self.steps_per_epoch = len(self.train_loader)
-        self.scheduler = _scheduler(config, self.optimizer, config.epochs * self.steps_per_epoch, self.steps_per_epoch)
+        self.scheduler = _scheduler(config, self.optimizer, self.steps_per_epoch)
         self.epoch = 0  # epochs completed
         self.step_in_epoch = 0  # steps completed of the epoch in progress
         self.epoch_loader_state = self.loader_generator.bit_generator.state
@@ -357,8 +358,7 @@ class _Run:
                 group["momentum"] = self.config.momentum
             for key in ("initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum"):
                 group.pop(key, None)
-        self.scheduler = _scheduler(self.config, self.optimizer, self.config.epochs * self.steps_per_epoch,
-                                    self.steps_per_epoch)
+        self.scheduler = _scheduler(self.config, self.optimizer, self.steps_per_epoch)
         if self.scheduler is not None:
             for _ in range(self.epoch * self.steps_per_epoch + self.step_in_epoch):
                 self.scheduler.step()
