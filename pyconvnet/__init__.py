@@ -5,7 +5,12 @@ public names below mirror torch's.
 """
 
 from . import _C, backend
-from .backend import get_num_threads, set_num_threads
+from .backend import (
+    are_deterministic_algorithms_enabled,
+    get_num_threads,
+    set_num_threads,
+    use_deterministic_algorithms,
+)
 from .autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
 from .checkpoint import load, save
 from .devices import device
@@ -13,7 +18,8 @@ from .random import Generator, initial_seed, manual_seed
 from .tensor import Size, Tensor, bool_, float32, int64
 from .creation import *  # noqa: F401,F403  tensor, zeros, arange, randn, ...
 from .functions import *  # noqa: F401,F403  torch.max, torch.stack, torch.where, ...
-from . import accelerator, backends, cuda  # noqa: E402
+from . import accelerator, amp, backends, cuda  # noqa: E402
+from .amp import autocast  # noqa: E402
 # After Tensor: these build on it.
 from . import distributed, models, nn, optim  # noqa: E402 (distributed imports mpi4py only when used)
 from . import utils, vision  # noqa: E402 (torch.utils / torchvision module paths)

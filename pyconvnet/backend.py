@@ -16,6 +16,8 @@ __all__ = [
     "available_isas",
     "isa_choice_reason",
     "get_num_threads",
+    "use_deterministic_algorithms",
+    "are_deterministic_algorithms_enabled",
     "winograd_enabled",
     "set_winograd",
     "buffer_cache_stats",
@@ -66,6 +68,23 @@ def set_num_threads(threads):
     if isinstance(threads, bool) or not isinstance(threads, int):
         raise TypeError(f"set_num_threads: threads must be an int, got {type(threads).__name__}")
     _C.set_num_threads(threads)
+
+
+_deterministic_algorithms = False
+
+
+def use_deterministic_algorithms(mode, *, warn_only=False):
+    """torch's switch for reproducible results. Every pyconvnet kernel is already deterministic for a
+    fixed thread count (no atomics; partial sums reduced in a fixed order), so this only records
+    ``mode`` for ``are_deterministic_algorithms_enabled``."""
+    global _deterministic_algorithms
+    if not isinstance(mode, bool):
+        raise TypeError(f"use_deterministic_algorithms: mode must be a bool, got {type(mode).__name__}")
+    _deterministic_algorithms = mode
+
+
+def are_deterministic_algorithms_enabled():
+    return _deterministic_algorithms
 
 
 def winograd_enabled():

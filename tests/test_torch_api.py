@@ -362,3 +362,50 @@ def test_format_of_a_scalar_tensor_is_its_number():
     assert f"{pcn.tensor(7)}" == f"{torch.tensor(7)}" == "7"
     with pytest.raises(TypeError):
         f"{pcn.ones(2):.2f}"
+
+
+# ----------------------------------------------------------------------------- idioms of GPU-era scripts
+def test_one_hot_matches_torch():
+    labels = np.array([[0, 2], [1, 1]])
+    for num_classes in (-1, 4):
+        ours = pcn.nn.functional.one_hot(pcn.tensor(labels), num_classes)
+        theirs = torch.nn.functional.one_hot(torch.tensor(labels), num_classes)
+        assert ours.dtype == pcn.int64 and np.array_equal(ours.numpy(), theirs.numpy())
+    for bad, match in ((pcn.tensor([0.0]), "int64"), (pcn.tensor([-1]), "non-negative"), (pcn.tensor([3]), "smaller")):
+        with pytest.raises((TypeError, ValueError), match=match):
+            pcn.nn.functional.one_hot(bad, 3)
+
+
+def test_mixed_precision_is_accepted_and_runs_in_float32():
+    model = pcn.nn.Linear(3, 2)
+    optimizer = pcn.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.warns(UserWarning, match="disabling"):
+        scaler = pcn.amp.GradScaler()
+    with pytest.warns(UserWarning, match="float32"):
+        region = pcn.autocast("cpu", dtype=pcn.float32)
+    with region:
+        loss = model(pcn.ones(4, 3)).sum()
+    assert loss.dtype == pcn.float32
+    before = model.weight.detach().clone()
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    scaler.step(optimizer)
+    scaler.update()
+    assert not pcn.equal(before, model.weight.detach()) and scaler.get_scale() == 1.0 and not scaler.is_enabled()
+    from pyconvnet.cuda.amp import GradScaler, autocast
+
+    with autocast(enabled=False):
+        pass
+    assert not GradScaler(enabled=False).is_enabled()
+    pcn.amp.GradScaler(enabled=False).load_state_dict(pcn.amp.GradScaler(enabled=False).state_dict())
+
+
+def test_deterministic_algorithms_switch_is_recorded():
+    assert not pcn.are_deterministic_algorithms_enabled()
+    pcn.use_deterministic_algorithms(True)
+    try:
+        assert pcn.are_deterministic_algorithms_enabled()
+    finally:
+        pcn.use_deterministic_algorithms(False)
+    with pytest.raises(TypeError, match="bool"):
+        pcn.use_deterministic_algorithms(1)

@@ -8,4 +8,5 @@ from ..ops.pooling import *  # noqa: F401,F403  max_pool2d, avg_pool2d, adaptive
 from ..ops.elementwise import *  # noqa: F401,F403  cat, add_relu
 from ..ops.loss import *  # noqa: F401,F403  softmax, log_softmax and the losses
 from ..ops.normalization import *  # noqa: F401,F403  batch_norm, batch_norm_relu, layer_norm, group_norm, local_response_norm
+from ..ops.indexing import one_hot  # noqa: F401
 from ..ops.activation import *  # noqa: F401,F403  relu, leaky_relu, sigmoid, tanh, gelu, silu, relu6, hardswish, ..., dropout, dropout2d

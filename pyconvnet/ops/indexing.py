@@ -1,11 +1,12 @@
 """Selection ops on whole tensors: gather, repeat and where (torch.gather, Tensor.repeat,
-torch.where). Arguments arrive checked by the Tensor methods; these work on storage arrays."""
+torch.where), whose arguments arrive checked by the Tensor methods and which work on storage
+arrays, and ``one_hot`` (torch.nn.functional.one_hot)."""
 
 import numpy as np
 
 from ..autograd import Function
 
-__all__ = ["Gather", "Repeat", "Where"]
+__all__ = ["Gather", "Repeat", "Where", "one_hot"]
 
 _FLOAT32 = np.dtype(np.float32)
 
@@ -66,3 +67,24 @@ class Where(Function):
         return (None,
                 np.where(condition, grad, zero) if needs_a else None,
                 np.where(condition, zero, grad) if needs_b else None)
+
+
+def one_hot(tensor, num_classes=-1):
+    """int64 one-hot rows with a new last dimension of ``num_classes`` (-1: the largest class + 1),
+    as ``torch.nn.functional.one_hot``."""
+    array = getattr(tensor, "_array", None)
+    if array is None or array.dtype != np.int64:
+        raise TypeError(f"one_hot: tensor must be an int64 Tensor, got "
+                        f"{array.dtype if array is not None else type(tensor).__name__}")
+    if array.size and array.min() < 0:
+        raise ValueError(f"one_hot: class values must be non-negative, got {int(array.min())}")
+    largest = int(array.max()) if array.size else -1
+    if num_classes == -1:
+        if not array.size:
+            raise ValueError("one_hot: cannot infer num_classes from an empty tensor")
+        num_classes = largest + 1
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+        raise ValueError(f"one_hot: num_classes must be a positive int or -1, got {num_classes!r}")
+    if largest >= num_classes:
+        raise ValueError(f"one_hot: class value {largest} is not smaller than num_classes={num_classes}")
+    return type(tensor)._wrap(np.eye(num_classes, dtype=np.int64)[array])

@@ -2,7 +2,9 @@
 with ``pcn.cuda.is_available()`` run on the CPU, and seeding the GPU is a no-op, as in torch on a
 machine without CUDA. Anything that would need a GPU raises through ``pcn.device`` resolution."""
 
-__all__ = ["is_available", "device_count", "manual_seed", "manual_seed_all"]
+from . import amp
+
+__all__ = ["amp", "is_available", "device_count", "manual_seed", "manual_seed_all"]
 
 
 def is_available():
