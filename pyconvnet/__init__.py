@@ -7,7 +7,7 @@ public names below mirror torch's.
 from . import _C, backend
 from .backend import get_num_threads, set_num_threads
 from .autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
-from .checkpoint import load, save
+from .checkpoint import load, load_state_dict_file, save
 from .devices import device
 from .random import Generator, initial_seed, manual_seed
 from .tensor import Size, Tensor, bool_, float32, int64
