@@ -47,11 +47,36 @@ _DTYPES = {
 }
 
 
-class _StorageType:
+class _Frozen:
+    """Base of the objects globals resolve to: a pickle's BUILD opcode cannot set their attributes,
+    so no file can alter them for later loads."""
+
+    __slots__ = ()
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"{type(self).__name__} objects are read-only")
+
+
+class _StorageType(_Frozen):
     """What a pickled ``torch.FloatStorage`` (or a dtype) global resolves to: its element type."""
 
+    __slots__ = ("name", "dtype")
+
     def __init__(self, name, dtype):
-        self.name, self.dtype = name, dtype
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "dtype", dtype)
+
+
+class _Callable(_Frozen):
+    """What a pickled function or class global resolves to: a read-only wrapper calling it."""
+
+    __slots__ = ("_function",)
+
+    def __init__(self, function):
+        object.__setattr__(self, "_function", function)
+
+    def __call__(self, *args):
+        return self._function(*args)
 
 
 class _Storage:
@@ -227,13 +252,13 @@ def _size(*args):
 
 
 _ALLOWED = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor_v1,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
-    ("torch", "device"): _device,
-    ("torch", "Size"): _size,
+    ("collections", "OrderedDict"): _Callable(collections.OrderedDict),
+    ("torch._utils", "_rebuild_tensor_v2"): _Callable(_rebuild_tensor),
+    ("torch._utils", "_rebuild_tensor"): _Callable(_rebuild_tensor_v1),
+    ("torch._utils", "_rebuild_parameter"): _Callable(_rebuild_parameter),
+    ("torch._utils", "_rebuild_parameter_with_state"): _Callable(_rebuild_parameter),
+    ("torch", "device"): _Callable(_device),
+    ("torch", "Size"): _Callable(_size),
     **{("torch", storage): _StorageType(storage, dtype) for storage, dtype in _STORAGE_DTYPES.items()},
     ("torch.storage", "UntypedStorage"): _StorageType("UntypedStorage", np.uint8),
     **{("torch", dtype): _StorageType(dtype, numpy_dtype) for dtype, numpy_dtype in _DTYPES.items()},
