@@ -80,8 +80,6 @@ def load(f, map_location=None, *, weights_only=None, mmap=None):
     restricted unpickler (as torch's ``weights_only=True``). ``mmap=True`` is accepted
     with a file name (as torch requires one) but the arrays are read into memory either way.
     """
-    from safetensors.numpy import load as deserialise
-
     source = _file_argument(f, "load", "read")
     place = _placement(map_location)
     if mmap and not isinstance(source, str):
@@ -95,9 +93,16 @@ def load(f, map_location=None, *, weights_only=None, mmap=None):
         data = source.read()
         if not isinstance(data, (bytes, bytearray)):
             raise TypeError(f"load: {name} must be opened in binary mode ('rb'), its read() gave {type(data).__name__}")
+    value = _read(data, name)
+    return value if place is None else _map_tensors(value, place)
+
+
+def _read(data, name):
+    """The object in the bytes ``data`` of a pyconvnet checkpoint or a torch.save file."""
+    from safetensors.numpy import load as deserialise
+
     if is_torch_file(data):
-        value = read_torch_file(data, name)
-        return value if place is None else _map_tensors(value, place)
+        return read_torch_file(data, name)
     metadata = _read_metadata(data, name)
     try:
         arrays = deserialise(data)
@@ -107,10 +112,9 @@ def load(f, map_location=None, *, weights_only=None, mmap=None):
     if not isinstance(tree_json, str) or metadata.get("crc32") != _checksum(tree_json, arrays):
         raise ValueError(f"{name}: corrupt checkpoint: checksum mismatch")
     try:
-        value = _decode(json.loads(tree_json), arrays, name)
+        return _decode(json.loads(tree_json), arrays, name)
     except (KeyError, TypeError, json.JSONDecodeError) as error:
         raise ValueError(f"{name}: corrupt checkpoint structure: {error!r}") from None
-    return value if place is None else _map_tensors(value, place)
 
 
 def load_state_dict_file(path):
@@ -121,19 +125,15 @@ def load_state_dict_file(path):
     path = os.fspath(path)
     with open(path, "rb") as file:
         data = file.read()
-    if is_torch_file(data):
-        value = read_torch_file(data, path)
+    if is_torch_file(data) or _is_ours(data, path):
+        value = _read(data, path)
     else:
+        from safetensors import SafetensorError
+        from safetensors.numpy import load as deserialise
         try:
-            _read_metadata(data, path)
-            value = load(path)
-        except ValueError:
-            from safetensors import SafetensorError
-            from safetensors.numpy import load as deserialise
-            try:
-                value = {key: from_numpy(array) for key, array in deserialise(data).items()}
-            except SafetensorError as error:
-                raise ValueError(f"{path}: not a torch.save, pyconvnet or safetensors file: {error}") from None
+            value = {key: from_numpy(array) for key, array in deserialise(data).items()}
+        except SafetensorError as error:
+            raise ValueError(f"{path}: not a torch.save, pyconvnet or safetensors file: {error}") from None
     if isinstance(value, dict) and not any(isinstance(item, Tensor) for item in value.values()):
         nested = [value[key] for key in _STATE_DICT_KEYS if isinstance(value.get(key), dict)]
         value = nested[0] if nested else value
@@ -311,6 +311,14 @@ def _read_metadata(data, path):
     if metadata.get("version") != _VERSION:
         raise ValueError(f"{path}: checkpoint format version {metadata.get('version')!r}, expected {_VERSION}")
     return metadata
+
+
+def _is_ours(data, path):
+    try:
+        _read_metadata(data, path)
+    except ValueError:
+        return False
+    return True
 
 
 def _write_atomically(path, data):

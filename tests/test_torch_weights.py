@@ -192,3 +192,16 @@ def test_a_pickle_cannot_alter_the_allowed_globals(tmp_path):
     saved = tmp_path / "w.pt"
     torch.save({"w": torch.ones(2)}, saved)
     assert pcn.load(saved)["w"].dtype == pcn.float32
+
+
+def test_load_state_dict_file_reads_pyconvnet_checkpoints_and_builders_take_str_paths(tmp_path):
+    pcn.manual_seed(0)
+    source = models.resnet18(num_classes=4)
+    path = tmp_path / "ours.safetensors"
+    pcn.save({"state_dict": source.state_dict(), "epoch": 2}, path)
+    model = models.resnet18(num_classes=4, weights=str(path))
+    for key, value in source.state_dict().items():
+        np.testing.assert_array_equal(model.state_dict()[key].detach().numpy(), value.detach().numpy())
+    pcn.save({"epoch": 2}, tmp_path / "plain.safetensors")
+    with pytest.raises(ValueError, match="plain.safetensors: does not hold a state_dict"):
+        pcn.load_state_dict_file(tmp_path / "plain.safetensors")
