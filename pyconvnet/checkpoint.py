@@ -101,7 +101,8 @@ def _read(data, name):
     """The object in the bytes ``data`` of a pyconvnet checkpoint or a torch.save file."""
     from safetensors.numpy import load as deserialise
 
-    if is_torch_file(data):
+    # A safetensors header size can begin with a pickle's first bytes: try our format first.
+    if not _is_ours(data, name) and is_torch_file(data):
         return read_torch_file(data, name)
     metadata = _read_metadata(data, name)
     try:
@@ -125,7 +126,7 @@ def load_state_dict_file(path):
     path = os.fspath(path)
     with open(path, "rb") as file:
         data = file.read()
-    if is_torch_file(data) or _is_ours(data, path):
+    if _is_ours(data, path) or is_torch_file(data):
         value = _read(data, path)
     else:
         from safetensors import SafetensorError

@@ -91,6 +91,10 @@ def is_torch_file(data):
     return data.startswith(_ZIP_MAGIC) or data.startswith(_PICKLE_STARTS)
 
 
+class _Refused(pickle.UnpicklingError):
+    """A global outside the allowed set: passed through read_torch_file as it is."""
+
+
 def read_torch_file(data, name):
     """The object torch.save wrote into the bytes ``data`` (``name`` labels errors)."""
     try:
@@ -102,10 +106,6 @@ def read_torch_file(data, name):
     except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, KeyError, struct.error, ValueError,
             TypeError, IndexError, AttributeError) as error:
         raise ValueError(f"{name}: truncated or corrupt torch.save file: {error}") from None
-
-
-class _Refused(pickle.UnpicklingError):
-    pass
 
 
 def _read_zip(data, name):

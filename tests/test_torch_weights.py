@@ -205,3 +205,15 @@ def test_load_state_dict_file_reads_pyconvnet_checkpoints_and_builders_take_str_
     pcn.save({"epoch": 2}, tmp_path / "plain.safetensors")
     with pytest.raises(ValueError, match="plain.safetensors: does not hold a state_dict"):
         pcn.load_state_dict_file(tmp_path / "plain.safetensors")
+
+
+def test_a_pyconvnet_checkpoint_whose_header_size_looks_like_a_pickle_loads(tmp_path):
+    # A safetensors header of 0x280 bytes starts the file with b"\x80\x02", a pickle's first bytes.
+    path = tmp_path / "ours.safetensors"
+    for padding in range(1000):
+        pcn.save({"w": pcn.ones(2), "p" * (padding + 1): pcn.zeros(1)}, path)
+        if path.read_bytes()[:2] == b"\x80\x02":
+            break
+    assert path.read_bytes()[:2] == b"\x80\x02"
+    assert pcn.load(path)["w"].tolist() == [1.0, 1.0]
+    assert pcn.load_state_dict_file(path)["w"].tolist() == [1.0, 1.0]
