@@ -12,7 +12,7 @@ from .backend import (
     use_deterministic_algorithms,
 )
 from .autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
-from .checkpoint import load, save
+from .checkpoint import load, load_state_dict_file, save
 from .devices import device
 from .random import Generator, initial_seed, manual_seed
 from .tensor import Size, Tensor, bool_, float32, int64

@@ -11,7 +11,11 @@ in the file is ever executed.
 Saved to a file name, ``save`` writes a temporary file beside it, fsyncs it, renames it over the
 name and fsyncs the directory, so a crash at any moment leaves either the previous file or the
 new one, never a torn one. ``load`` raises ValueError naming the file when it is truncated,
-corrupt or not a pyconvnet checkpoint (with a hint when it was written by ``torch.save``).
+corrupt or not a pyconvnet checkpoint.
+
+``load`` also reads files written by ``torch.save`` (zip or legacy format) holding tensors in
+plain containers, such as torchvision's weight files, through the restricted unpickler of
+``pyconvnet.torch_format``: no pickled code runs, and other objects are refused.
 """
 
 import json
@@ -23,17 +27,18 @@ import numpy as np
 
 from .tensor import Tensor
 from .creation import from_numpy
+from .torch_format import is_torch_file, read_torch_file
 
-__all__ = ["save", "load"]
+__all__ = ["save", "load", "load_state_dict_file"]
+
+# Keys under which training scripts commonly nest a state_dict in a checkpoint dict.
+_STATE_DICT_KEYS = ("state_dict", "model", "net")
 
 _FORMAT = "pyconvnet.checkpoint"
 _VERSION = "1"
 # safetensors' own header-size field: a little-endian uint64 before the JSON header.
 _HEADER_SIZE_BYTES = 8
 _PLAIN_TYPES = (type(None), bool, int, float, str)
-# torch.save's formats: a zip archive (since torch 1.6), or a pickle (protocol 2 and up) before.
-_ZIP_MAGIC = b"PK\x03\x04"
-_PICKLE_STARTS = tuple(bytes([0x80, protocol]) for protocol in range(2, 6))
 # Device types torch knows besides the CPU: a map_location naming one asks for an accelerator.
 _ACCELERATOR_TYPES = ("cuda", "mps", "xpu", "hip", "xla", "meta", "ipu", "mtia", "hpu", "privateuseone")
 
@@ -71,11 +76,10 @@ def load(f, map_location=None, *, weights_only=None, mmap=None):
     the tensor to use (None keeps the loaded one). Every tensor is saved from, and loads to, the
     CPU; a location naming an accelerator (``'cuda:0'``) raises RuntimeError, since pyconvnet
     has no GPU backend built. ``weights_only`` is accepted and both values load the same way:
-    the format holds no pickled code, so nothing needs restricting. ``mmap=True`` is accepted
+    pyconvnet's format holds no pickled code, and torch.save files are always read with the
+    restricted unpickler (as torch's ``weights_only=True``). ``mmap=True`` is accepted
     with a file name (as torch requires one) but the arrays are read into memory either way.
     """
-    from safetensors.numpy import load as deserialise
-
     source = _file_argument(f, "load", "read")
     place = _placement(map_location)
     if mmap and not isinstance(source, str):
@@ -89,11 +93,18 @@ def load(f, map_location=None, *, weights_only=None, mmap=None):
         data = source.read()
         if not isinstance(data, (bytes, bytearray)):
             raise TypeError(f"load: {name} must be opened in binary mode ('rb'), its read() gave {type(data).__name__}")
-    try:
-        metadata = _read_metadata(data, name)
-    except ValueError:
-        _refuse_torch_file(data, name)
-        raise
+    value = _read(data, name)
+    return value if place is None else _map_tensors(value, place)
+
+
+def _read(data, name):
+    """The object in the bytes ``data`` of a pyconvnet checkpoint or a torch.save file."""
+    from safetensors.numpy import load as deserialise
+
+    # A safetensors header size can begin with a pickle's first bytes: try our format first.
+    if not _is_ours(data, name) and is_torch_file(data):
+        return read_torch_file(data, name)
+    metadata = _read_metadata(data, name)
     try:
         arrays = deserialise(data)
     except Exception as error:  # safetensors raises its own SafetensorError for malformed files
@@ -102,10 +113,37 @@ def load(f, map_location=None, *, weights_only=None, mmap=None):
     if not isinstance(tree_json, str) or metadata.get("crc32") != _checksum(tree_json, arrays):
         raise ValueError(f"{name}: corrupt checkpoint: checksum mismatch")
     try:
-        value = _decode(json.loads(tree_json), arrays, name)
+        return _decode(json.loads(tree_json), arrays, name)
     except (KeyError, TypeError, json.JSONDecodeError) as error:
         raise ValueError(f"{name}: corrupt checkpoint structure: {error!r}") from None
-    return value if place is None else _map_tensors(value, place)
+
+
+def load_state_dict_file(path):
+    """The state_dict (name -> Tensor) in the file ``path``: a torch.save file (``.pth``/``.pt``),
+    a pyconvnet checkpoint or a plain ``.safetensors`` file. A checkpoint dict holding the
+    state_dict under ``'state_dict'``, ``'model'`` or ``'net'`` is unwrapped, and a ``module.``
+    prefix on every key (left by DataParallel) is stripped."""
+    path = os.fspath(path)
+    with open(path, "rb") as file:
+        data = file.read()
+    if _is_ours(data, path) or is_torch_file(data):
+        value = _read(data, path)
+    else:
+        from safetensors import SafetensorError
+        from safetensors.numpy import load as deserialise
+        try:
+            value = {key: from_numpy(array) for key, array in deserialise(data).items()}
+        except SafetensorError as error:
+            raise ValueError(f"{path}: not a torch.save, pyconvnet or safetensors file: {error}") from None
+    if isinstance(value, dict) and not any(isinstance(item, Tensor) for item in value.values()):
+        nested = [value[key] for key in _STATE_DICT_KEYS if isinstance(value.get(key), dict)]
+        value = nested[0] if nested else value
+    if not isinstance(value, dict) or not value or not all(isinstance(item, Tensor) for item in value.values()):
+        raise ValueError(f"{path}: does not hold a state_dict (a dict of tensors, possibly under "
+                         f"{', '.join(repr(key) for key in _STATE_DICT_KEYS)})")
+    if all(isinstance(key, str) and key.startswith("module.") for key in value):
+        value = {key[len("module."):]: item for key, item in value.items()}
+    return dict(value)
 
 
 def _file_argument(f, caller, mode):
@@ -276,17 +314,12 @@ def _read_metadata(data, path):
     return metadata
 
 
-def _refuse_torch_file(data, path):
-    """Raise a ValueError saying what to do when ``data`` is in one of torch.save's formats."""
-    kind = "zip archive" if data.startswith(_ZIP_MAGIC) else "pickle" if data.startswith(_PICKLE_STARTS) else None
-    if kind is None:
-        return
-    raise ValueError(
-        f"{path}: this looks like a file written by torch.save (a {kind}); pyconvnet.load reads only files "
-        "written by pyconvnet.save, never pickles. Convert it once where torch is installed, e.g. "
-        "pyconvnet.save({k: v.numpy() for k, v in torch.load(path, map_location='cpu').items()}, new_path) "
-        "for a state_dict"
-    )
+def _is_ours(data, path):
+    try:
+        _read_metadata(data, path)
+    except ValueError:
+        return False
+    return True
 
 
 def _write_atomically(path, data):

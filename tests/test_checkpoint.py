@@ -1,6 +1,6 @@
 """pyconvnet.save / pyconvnet.load: round trips (file names and file objects), torch.load's
-map_location / weights_only / mmap arguments, crash safety under SIGKILL, refusal of damaged files
-and of files written by torch.save."""
+map_location / weights_only / mmap arguments, crash safety under SIGKILL, refusal of damaged files,
+and reading files written by torch.save (tests/test_torch_weights.py covers those in depth)."""
 
 import io
 import os
@@ -298,14 +298,12 @@ def test_f_must_be_a_file_name_or_a_binary_file_object(tmp_path):
 
 
 @pytest.mark.parametrize("zipfile", [True, False], ids=["zip", "legacy-pickle"])
-def test_a_file_written_by_torch_save_is_refused_with_a_hint(tmp_path, zipfile):
+def test_a_file_written_by_torch_save_loads_from_a_name_or_a_file_object(tmp_path, zipfile):
     torch = pytest.importorskip("torch")
     path = tmp_path / "model.pth"
     torch.save({"w": torch.ones(2)}, path, _use_new_zipfile_serialization=zipfile)
-    with pytest.raises(ValueError, match="model.pth: this looks like a file written by torch.save"):
-        pyconvnet.load(path)
-    with pytest.raises(ValueError, match="written by torch.save"):
-        pyconvnet.load(io.BytesIO(path.read_bytes()))
+    assert pyconvnet.load(path)["w"].tolist() == [1.0, 1.0]
+    assert pyconvnet.load(io.BytesIO(path.read_bytes()))["w"].tolist() == [1.0, 1.0]
 
 
 def test_save_replaces_the_file_and_leaves_no_temporary(tmp_path):

@@ -6,17 +6,20 @@ semantics and default initialisation, so a torchvision state_dict (converted to 
 with ``load_state_dict`` and gives the same logits. Every builder takes ``num_classes`` and
 ``in_channels``; initialisation draws from pyconvnet's global generator, so
 ``pyconvnet.manual_seed`` makes a model reproducible. ``get_model(name, **kwargs)`` builds one
-by name; ``list_models()`` lists the names.
+by name; ``list_models()`` lists the names. ``preprocess()`` is the transform that readies an
+image for ImageNet-trained weights.
 """
 
 from .alexnet import AlexNet, alexnet
-from .googlenet import GoogLeNet, GoogLeNetOutputs, googlenet
+from .googlenet import _IMAGENET_MEAN, _IMAGENET_STD, GoogLeNet, GoogLeNetOutputs, googlenet
 from .lenet import ClassicLeNet5, LeNet5, lenet5
 from .resnet import (
     BasicBlock, Bottleneck, CifarResNet, PlainBlock, ResNet,
     plain20, plain32, plain44, plain56,
     resnet18, resnet20, resnet32, resnet34, resnet44, resnet50, resnet56, resnet101, resnet110, resnet152,
 )
+from ..data.transforms import CenterCrop, Compose, Normalize, Resize, ToTensor
+from ..data.functional import InterpolationMode
 from .vgg import VGG, vgg11, vgg11_bn, vgg13, vgg13_bn, vgg16, vgg16_bn, vgg19, vgg19_bn
 
 _BUILDERS = {
@@ -31,7 +34,7 @@ _BUILDERS = {
 }
 
 __all__ = [
-    "get_model", "list_models",
+    "get_model", "list_models", "preprocess",
     "AlexNet", "GoogLeNet", "GoogLeNetOutputs", "LeNet5", "ClassicLeNet5",
     "ResNet", "CifarResNet", "BasicBlock", "Bottleneck", "PlainBlock", "VGG",
     *_BUILDERS,
@@ -52,3 +55,13 @@ def get_model(name, **kwargs):
     if builder is None:
         raise ValueError(f"get_model: unknown model {name!r}; valid names are: {', '.join(list_models())}")
     return builder(**kwargs)
+
+
+def preprocess(resize_size=256, crop_size=224, mean=_IMAGENET_MEAN, std=_IMAGENET_STD,
+               interpolation=InterpolationMode.BILINEAR, antialias=True):
+    """The evaluation transform of torchvision's ImageNet weights (their ``weights.transforms()``):
+    resize the shorter edge to ``resize_size``, take the centred ``crop_size`` square, convert to
+    a float32 (C, H, W) Tensor in [0, 1] and normalise with ImageNet's per-channel ``mean`` and
+    ``std``. Takes a PIL image or a uint8-like Tensor, as the transforms do."""
+    return Compose([Resize(resize_size, interpolation, antialias=antialias), CenterCrop(crop_size), ToTensor(),
+                    Normalize(mean, std)])

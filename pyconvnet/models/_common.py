@@ -2,6 +2,7 @@
 the layer a too-small or wrongly shaped input fails in, and the zero-padding of small images."""
 
 import functools
+import os
 
 from .. import nn
 from ..nn import functional as F
@@ -62,16 +63,30 @@ def pad_to_size(x, size):
 
 
 def torchvision_builder(builder):
-    """Gives a builder torchvision's keywords: ``weights=None`` (random initialisation),
-    ``progress`` and the old ``pretrained=False``. Named pretrained weights are not bundled and
-    cannot be downloaded here: such a request raises, and a state_dict loads with ``load_state_dict``."""
+    """Gives a builder torchvision's keywords: ``weights=None`` (random initialisation) or a
+    path (str or os.PathLike) to a weight file that ``load_state_dict_file`` reads (such as
+    torchvision's ``resnet18-f37072fd.pth``), loaded strictly; ``progress`` and the old
+    ``pretrained=False``. Named weights (``"IMAGENET1K_V1"``) cannot be downloaded here and raise."""
 
     @functools.wraps(builder)
     def build(*args, weights=None, progress=True, pretrained=False, **kwargs):
-        if weights is not None or pretrained:
+        if pretrained or (weights is not None and not _is_path(weights)):
             requested = f"weights={weights!r}" if weights is not None else "pretrained=True"
-            raise ValueError(f"{builder.__name__}: {requested}: pretrained weights are not bundled with pyconvnet; "
-                             "build with weights=None and load_state_dict() from a file you have")
-        return builder(*args, **kwargs)
+            raise ValueError(f"{builder.__name__}: {requested}: pretrained weights are not bundled with pyconvnet "
+                             "nor downloadable here; pass weights= the path of a weight file you have "
+                             "(.pth, .pt or .safetensors)")
+        model = builder(*args, **kwargs)
+        if weights is not None:
+            from ..checkpoint import load_state_dict_file
+            model.load_state_dict(load_state_dict_file(weights))
+        return model
 
     return build
+
+
+def _is_path(weights):
+    """Whether ``weights`` names a file rather than a torchvision weight enum name."""
+    if isinstance(weights, os.PathLike):
+        return True
+    return isinstance(weights, str) and (
+        os.path.isfile(weights) or os.sep in weights or weights.endswith((".pth", ".pt", ".safetensors")))
