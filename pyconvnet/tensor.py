@@ -219,9 +219,9 @@ def _sorted_indices(array, dim, descending):
     """int64 indices that sort ``array`` along ``dim``; equal entries keep their order."""
     if array.ndim == 0:
         return np.zeros((), dtype=int64)
-    keys = -array if descending and array.dtype != bool_ else array
-    if descending and array.dtype == bool_:
-        keys = ~array
+    keys = array
+    if descending:
+        keys = ~array if array.dtype == bool_ else -array
     return np.argsort(keys, axis=dim, kind="stable").astype(int64)
 
 

@@ -183,7 +183,7 @@ def lr_scale(config):
     return config.batch_size / recipe_for(config.model)["batch_size"]
 
 
-def _optimizer(config, parameters):
+def build_optimizer(config, parameters):
     lr = config.lr * lr_scale(config)
     if config.optimizer == "sgd":
         return optim.SGD(parameters, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
@@ -191,7 +191,7 @@ def _optimizer(config, parameters):
     return cls(parameters, lr=lr, weight_decay=config.weight_decay)
 
 
-def _scheduler(config, optimizer, steps_per_epoch):
+def build_scheduler(config, optimizer, steps_per_epoch):
     """The per-step schedule of the run: the warm-up (if any), then the recipe's scheduler."""
     total_steps = config.epochs * steps_per_epoch
     warmup_steps = config.warmup_epochs * steps_per_epoch
@@ -303,9 +303,9 @@ class _Run:
                                                 sampler=self.sampler, num_workers=1, generator=self.loader_generator)
             self.trained = nn.parallel.DistributedDataParallel(self.model)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-        self.optimizer = _optimizer(config, self.model.parameters())
+        self.optimizer = build_optimizer(config, self.model.parameters())
         self.steps_per_epoch = len(self.train_loader)
-        self.scheduler = _scheduler(config, self.optimizer, self.steps_per_epoch)
+        self.scheduler = build_scheduler(config, self.optimizer, self.steps_per_epoch)
         self.epoch = 0  # epochs completed
         self.step_in_epoch = 0  # steps completed of the epoch in progress
         self.epoch_loader_state = self.loader_generator.bit_generator.state
@@ -358,7 +358,7 @@ class _Run:
                 group["momentum"] = self.config.momentum
             for key in ("initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum"):
                 group.pop(key, None)
-        self.scheduler = _scheduler(self.config, self.optimizer, self.steps_per_epoch)
+        self.scheduler = build_scheduler(self.config, self.optimizer, self.steps_per_epoch)
         if self.scheduler is not None:
             for _ in range(self.epoch * self.steps_per_epoch + self.step_in_epoch):
                 self.scheduler.step()

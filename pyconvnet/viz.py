@@ -35,7 +35,7 @@ def available():
     return importlib.util.find_spec("matplotlib") is not None
 
 
-def _figure(width, height):
+def new_figure(width, height):
     """A matplotlib Figure on an Agg canvas (no pyplot, no display)."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -47,7 +47,7 @@ def _figure(width, height):
     return figure
 
 
-def _save(figure, path):
+def save_figure(figure, path):
     figure.savefig(path, dpi=_DPI)
     return path
 
@@ -61,7 +61,7 @@ def plot_curves(metrics, path):
     if not metrics:
         raise ValueError("metrics is empty: no epoch has finished")
     epochs = [record["epoch"] for record in metrics]
-    figure = _figure(12, 3.6)
+    figure = new_figure(12, 3.6)
     loss, accuracy, rate = figure.subplots(1, 3)
     for axes, key, title in ((loss, "loss", "cross-entropy loss"), (accuracy, "acc", "accuracy")):
         for split in ("train", "test"):
@@ -77,7 +77,7 @@ def plot_curves(metrics, path):
         axes.xaxis.get_major_locator().set_params(integer=True)
         axes.set_xlabel("epoch")
         axes.grid(alpha=0.3)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _first_conv(model):
@@ -119,13 +119,13 @@ def plot_kernels(model, path):
         tiles, cmap = np.stack([_mosaic(kernel, in_channels, fill=0.5) for kernel in kernels]), "gray"
     columns = math.ceil(math.sqrt(out_channels))
     image = _mosaic(tiles, columns)
-    figure = _figure(max(4.0, image.shape[1] / image.shape[0] * 4.0), 4.4)
+    figure = new_figure(max(4.0, image.shape[1] / image.shape[0] * 4.0), 4.4)
     axes = figure.subplots()
     axes.imshow(image, cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
     axes.set_axis_off()
     axes.set_title(f"{name}: {out_channels} kernels {weight.shape[2]}x{weight.shape[3]}, {in_channels} input "
                    f"channel{'s' if in_channels > 1 else ''}", fontsize=9)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def stage_activations(model, image):
@@ -166,7 +166,7 @@ def plot_feature_maps(model, image, path, label=None):
     a stage."""
     stages = stage_activations(model, image)
     panels = [(f"input{'' if label is None else ': ' + label}", image)] + stages
-    figure = _figure(8, 2.4 * len(panels))
+    figure = new_figure(8, 2.4 * len(panels))
     for index, (axes, (title, maps)) in enumerate(zip(figure.subplots(len(panels), 1, squeeze=False)[:, 0], panels)):
         if index == 0 and maps.shape[0] == 3:  # a colour input image
             picture = _normalise(maps.transpose(1, 2, 0), (0, 1, 2))
@@ -179,7 +179,7 @@ def plot_feature_maps(model, image, path, label=None):
         axes.imshow(picture, cmap=None if picture.ndim == 3 else "viridis", vmin=0, vmax=1, interpolation="nearest")
         axes.set_title(title, fontsize=9)
         axes.set_axis_off()
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def confusion_matrix(model, dataset, num_classes, batch_size=500):
@@ -201,7 +201,7 @@ def plot_confusion(counts, classes, path):
         raise ValueError(f"counts must be square with one row per class ({len(classes)}), got shape {counts.shape}")
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     size = len(classes)
-    figure = _figure(1.0 + 0.65 * size, 0.6 + 0.6 * size)
+    figure = new_figure(1.0 + 0.65 * size, 0.6 + 0.6 * size)
     axes = figure.subplots()
     shown = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     for true in range(size):
@@ -215,7 +215,7 @@ def plot_confusion(counts, classes, path):
     accuracy = np.trace(counts) / max(counts.sum(), 1)
     axes.set_title(f"test confusion matrix ({counts.sum()} images, accuracy {accuracy:.4f})", fontsize=9)
     figure.colorbar(shown, ax=axes, label="share of the true class")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 # ----------------------------------------------------------------------------- a run directory

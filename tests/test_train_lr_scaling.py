@@ -15,8 +15,8 @@ STEPS_PER_EPOCH = 3
 
 
 def _our_rates(config):
-    optimizer = train._optimizer(config, [pcn.nn.Parameter(pcn.zeros(2))])
-    scheduler = train._scheduler(config, optimizer, STEPS_PER_EPOCH)
+    optimizer = train.build_optimizer(config, [pcn.nn.Parameter(pcn.zeros(2))])
+    scheduler = train.build_scheduler(config, optimizer, STEPS_PER_EPOCH)
     rates = []
     for _ in range(config.epochs * STEPS_PER_EPOCH):
         rates.append(optimizer.param_groups[0]["lr"])
@@ -69,8 +69,8 @@ def test_defaults_and_linear_scaling_of_onecycle_peak():
     config = train.resolve_config(model="lenet5")
     assert (config.lr_scaling, config.warmup_epochs) == ("none", 0)
     config = train.resolve_config(model="lenet5", batch_size=256, lr_scaling="linear", scheduler="onecycle")
-    optimizer = train._optimizer(config, [pcn.nn.Parameter(pcn.zeros(2))])
-    train._scheduler(config, optimizer, 2)
+    optimizer = train.build_optimizer(config, [pcn.nn.Parameter(pcn.zeros(2))])
+    train.build_scheduler(config, optimizer, 2)
     assert math.isclose(optimizer.param_groups[0]["max_lr"], 0.1)  # the recipe's 0.05, doubled
 
 
@@ -113,8 +113,8 @@ def test_the_schedule_resumes_from_its_state_mid_run(stop):
     expected = _our_rates(config)
 
     def fresh():
-        optimizer = train._optimizer(config, [pcn.nn.Parameter(pcn.zeros(2))])
-        return optimizer, train._scheduler(config, optimizer, STEPS_PER_EPOCH)
+        optimizer = train.build_optimizer(config, [pcn.nn.Parameter(pcn.zeros(2))])
+        return optimizer, train.build_scheduler(config, optimizer, STEPS_PER_EPOCH)
 
     optimizer, scheduler = fresh()
     for _ in range(stop):

@@ -13,7 +13,7 @@ import sys
 
 from .. import backend, viz
 from .. import train as trainer
-from ..viz import _figure as figure, _save as save  # noqa: F401  (the pictures' Agg canvas, for the experiments)
+from ..viz import new_figure as figure, save_figure as save  # noqa: F401  (the pictures' Agg canvas, for the experiments)
 
 SIZES = ("full", "quick", "tiny")  # tiny: the tests' size, a few hundred images and one epoch
 

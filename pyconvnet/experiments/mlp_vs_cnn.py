@@ -78,8 +78,8 @@ def _fit(model, config, train_set, test_set, bar, name):
     """Train ``model`` with ``config``'s optimiser and schedule; per-epoch metrics."""
     loader = data.DataLoader(train_set, batch_size=config.batch_size, shuffle=True, num_workers=1,
                              generator=np.random.Generator(np.random.PCG64(config.seed)))
-    optimizer = trainer._optimizer(config, model.parameters())
-    scheduler = trainer._scheduler(config, optimizer, len(loader))
+    optimizer = trainer.build_optimizer(config, model.parameters())
+    scheduler = trainer.build_scheduler(config, optimizer, len(loader))
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     metrics = []
     for epoch in range(1, config.epochs + 1):

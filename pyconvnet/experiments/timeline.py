@@ -48,7 +48,7 @@ def training_speed(model, batch, steps, seed):
     _random.manual_seed(seed)
     network = models.get_model(model, **trainer.model_kwargs(model, "fashion-mnist"))
     config = trainer.resolve_config(model=model, seed=seed)
-    optimizer = trainer._optimizer(config, network.parameters())
+    optimizer = trainer.build_optimizer(config, network.parameters())
     criterion = nn.CrossEntropyLoss()
     rng = np.random.default_rng(seed)
     images = from_numpy(rng.standard_normal((batch, 1, 28, 28)).astype(np.float32))

@@ -42,7 +42,7 @@ class Add(Function):
 
 def _refuse_bool(operation, *operands):
     """torch refuses arithmetic negation and subtraction on bool tensors (numpy would compute them)."""
-    if any(np.asarray(operand).dtype == bool_ for operand in operands):
+    if any(isinstance(operand, (bool, np.bool_)) or getattr(operand, "dtype", None) == bool_ for operand in operands):
         raise TypeError(f"{operation} on a bool tensor is not supported; use logical_not() or ~ instead")
 
 
