@@ -5,6 +5,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <stdexcept>
 
 namespace pcn::cuda {
 
@@ -14,6 +15,11 @@ struct AllocatorStats {
   int64_t reserved = 0;       // bytes held from the driver (handed out + cached)
   int64_t max_reserved = 0;
   int64_t driver_allocations = 0;  // cudaMalloc calls made
+};
+
+// Raised when the device has no room even after the cache is emptied (Python: MemoryError).
+struct OutOfMemory : std::runtime_error {
+  using std::runtime_error::runtime_error;
 };
 
 void* allocate(int device, size_t bytes, size_t* block_bytes);  // block_bytes: the rounded size

@@ -36,7 +36,7 @@ struct DeviceArray {
 };
 
 // A new uninitialised array on `device` from the caching allocator. ValueError past kMaxElements;
-// MemoryError (std::bad_alloc) when the device has no room even after the cache is emptied.
+// OutOfMemory (Python: MemoryError) when the device has no room even after the cache is emptied.
 DeviceArray empty(const std::vector<int64_t>& shape, Dtype dtype, int device);
 // The same shape, dtype and device as `like`.
 DeviceArray empty_like(const DeviceArray& like);
@@ -49,7 +49,7 @@ cudaStream_t stream(int device);
 void set_device(int device);
 
 // Throws std::runtime_error naming `what` and CUDA's message when status is not cudaSuccess
-// (an out-of-memory status becomes std::bad_alloc, which Python sees as MemoryError).
+// (an out-of-memory status becomes OutOfMemory, which Python sees as MemoryError).
 void check(cudaError_t status, const char* what);
 // check(cudaGetLastError()) after a kernel launch, naming the kernel.
 void check_launch(const char* kernel);
