@@ -7,7 +7,8 @@
 // Every backward kernel gathers (one thread per dx element adds the outputs whose windows hold it, in
 // the CPU kernel's output order): deterministic, no atomics, no zeroing pass. Unlike the CPU kernels,
 // the max backward kernels cannot report an index outside the plane (that would need the host to wait
-// for the kernel): such an index matches no dx element, so its gradient is dropped, never written.
+// for the kernel): a dx element takes the gradient of the windows that hold it and chose it, so an
+// index outside its own window (outside the plane, or any that no forward pass writes) is dropped.
 #pragma once
 #include <cuda_runtime_api.h>
 

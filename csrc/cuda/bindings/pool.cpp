@@ -1,7 +1,8 @@
 // GPU bindings for max/avg/adaptive pooling and resampling (interpolate), forward and backward: the
 // functions of csrc/bindings/pool.cpp with the same names, arguments, checks, descriptors and results,
 // on DeviceArrays (kernels in cuda/pool.cu). One difference: the max backward passes cannot report an
-// argmax index outside the plane without waiting for the GPU, so such an index is dropped (pool.cuh).
+// argmax index outside the plane without waiting for the GPU; an index outside its window is dropped
+// (see pool.cuh).
 #include "cuda/bindings/common.h"
 #include "cuda/pool.cuh"
 
