@@ -151,7 +151,8 @@ __global__ void __launch_bounds__(kBiasThreads)
   const int64_t count = batch * plane;
   for (int64_t oc = blockIdx.x; oc < channels; oc += gridDim.x) {
     float sum = 0.0f;
-    for (int64_t e = threadIdx.x; e < count; e += kBiasThreads) sum += dy[((e / plane) * channels + oc) * plane + e % plane];
+    for (int64_t e = threadIdx.x; e < count; e += kBiasThreads)
+      sum += dy[((e / plane) * channels + oc) * plane + e % plane];
     partial[threadIdx.x] = sum;
     __syncthreads();
     for (int half = kBiasThreads / 2; half > 0; half /= 2) {
