@@ -4,6 +4,7 @@
 // falls. sigmoid, tanh, gelu and silu use their own vector exp (no libm call, so every ISA vectorises it).
 #include "kernels/activation.h"
 
+#include "core/counter_hash.h"
 #include "core/simd.h"
 
 PCN_ISA_BEGIN
@@ -134,18 +135,6 @@ vfloat clamp_0_6(vfloat v) {
   return v > 6.0f ? vbroadcast(6.0f) : v;
 }
 
-// splitmix64's finaliser: a bijective 64-bit mix.
-uint64_t mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ull;
-
-// Element i is kept when the top 32 bits of its hash reach p * 2^32 (never for p = 1).
-uint64_t drop_threshold(float p) { return static_cast<uint64_t>(static_cast<double>(p) * 4294967296.0); }
-
 }  // namespace
 
 void relu_forward(float* y, const float* x, const ActivationDesc& d) {
@@ -243,14 +232,14 @@ void hardsigmoid_backward(float* dx, const float* dy, const float* x, const Acti
 int64_t entries_per_block(const DropoutDesc& d) { return max64(1, kBlock / max64(d.plane, 1)); }
 
 void dropout_forward(float* y, uint8_t* mask, const float* x, const DropoutDesc& d) {
-  const uint64_t key = mix64(d.seed + kGolden), threshold = drop_threshold(d.p);
+  const uint64_t key = dropout_key(d.seed), threshold = drop_threshold(d.p);
   const float keep_scale = d.p < 1.0f ? 1.0f / (1.0f - d.p) : 0.0f;
   const int64_t per_block = entries_per_block(d), blocks = (d.count + per_block - 1) / per_block;
 #pragma omp parallel for num_threads(threads_for(blocks, d.count * d.plane)) schedule(static)
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t end = min64(d.count, (b + 1) * per_block);
     for (int64_t k = b * per_block; k < end; ++k) {
-      const bool keep = (mix64(key + static_cast<uint64_t>(k + 1) * kGolden) >> 32) >= threshold;
+      const bool keep = dropout_keeps(key, k, threshold);
       mask[k] = keep;
       const float scale = keep ? keep_scale : 0.0f;
       for (int64_t i = k * d.plane; i < (k + 1) * d.plane; ++i) y[i] = x[i] * scale;  // a dropped NaN stays NaN
