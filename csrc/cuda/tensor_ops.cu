@@ -206,15 +206,16 @@ __device__ int64_t apply(EwOp op, int64_t a, int64_t b, int64_t c) {
 }
 
 // One thread per output element (grid-stride): the flat index is split into coordinates from the
-// last dimension, each operand's offset is the dot product of the coordinates with its strides.
+// last dimension (what remains for dimension 0 is its coordinate: no division there), and each
+// operand's offset is the dot product of the coordinates with its strides.
 template <class C>
 __global__ void elementwise_kernel(EwLaunch l) {
   for (int64_t i = global_thread(); i < l.numel; i += grid_threads()) {
     int64_t out_offset = 0, in_offset[kMaxInputs] = {};
     int64_t rest = i;
     for (int d = l.ndim - 1; d >= 0; --d) {
-      const int64_t coordinate = rest % l.shape[d];
-      rest /= l.shape[d];
+      const int64_t coordinate = d > 0 ? rest % l.shape[d] : rest;
+      if (d > 0) rest /= l.shape[d];
       out_offset += coordinate * l.out.strides[d];
       for (int k = 0; k < kMaxInputs; ++k) in_offset[k] += coordinate * l.in[k].strides[d];
     }
@@ -386,8 +387,8 @@ __device__ int64_t wrap_index(int64_t i, int64_t n) {
   return (i >= 0 && i < n) ? i : -1;
 }
 
-// Offsets of iteration element `i` in the index, the array (without the axis term), and src; the
-// coordinate along the axis in `axis_coordinate`.
+// Offsets of iteration element `i` in the index, in src, and in the array without the axis term
+// (the caller adds the index value times the axis stride).
 struct AlongOffsets {
   int64_t index = 0, array = 0, src = 0;
 };
@@ -395,8 +396,8 @@ __device__ AlongOffsets along_offsets(const AlongAxis& a, int64_t i) {
   AlongOffsets o;
   int64_t rest = i;
   for (int d = a.ndim - 1; d >= 0; --d) {
-    const int64_t coordinate = rest % a.shape[d];
-    rest /= a.shape[d];
+    const int64_t coordinate = d > 0 ? rest % a.shape[d] : rest;
+    if (d > 0) rest /= a.shape[d];
     o.index += coordinate * a.index_strides[d];
     o.src += coordinate * a.src_strides[d];
     if (d != a.axis) o.array += coordinate * a.array_strides[d];

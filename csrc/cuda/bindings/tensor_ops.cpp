@@ -229,7 +229,7 @@ DeviceArray moved_last(const DeviceArray& x, const std::vector<bool>& moved) {
 
 // ---- op tables and result dtypes ----
 
-enum class Kind { same_or_int, float_only, predicate, arith, div, float_binary, compare, logical, bitwise };
+enum class Kind { same_or_int, float_only, predicate, arith, float_binary, compare, logical, bitwise };
 
 struct OpInfo {
   const char* name;
@@ -256,7 +256,7 @@ constexpr OpInfo kBinaryOps[] = {
     {"add", EwOp::add, Kind::arith},
     {"sub", EwOp::sub, Kind::arith},
     {"mul", EwOp::mul, Kind::arith},
-    {"div", EwOp::div, Kind::div},
+    {"div", EwOp::div, Kind::float_binary},
     {"floordiv", EwOp::floordiv, Kind::arith},
     {"mod", EwOp::mod, Kind::arith},
     {"pow", EwOp::pow, Kind::arith},
@@ -307,7 +307,6 @@ Plan binary_plan(const char* op, const OpInfo& info, Dtype a, Dtype b) {
   const bool both_bool = a == Dtype::bool_ && b == Dtype::bool_;
   const Dtype compute = any_float ? Dtype::float32 : Dtype::int64;
   switch (info.kind) {
-    case Kind::div:
     case Kind::float_binary: return {Dtype::float32, Dtype::float32};
     case Kind::compare:
     case Kind::logical: return {Dtype::bool_, compute};
