@@ -281,7 +281,8 @@ __global__ void reduce_kernel(void* out, Dtype out_dtype, const void* in, Dtype 
     const int64_t row = block / chunks, begin = (block % chunks) * chunk_len;
     const int64_t end = begin + chunk_len < row_len ? begin + chunk_len : row_len;
     C acc = reduce_identity<C>(op);
-    for (int64_t j = begin + t; j < end; j += kThreads) acc = reduce_combine(op, acc, load<C>(in, in_dtype, row * row_len + j));
+    for (int64_t j = begin + t; j < end; j += kThreads)
+      acc = reduce_combine(op, acc, load<C>(in, in_dtype, row * row_len + j));
     partial[t] = acc;
     __syncthreads();
     for (int width = kThreads / 2; width > 0; width /= 2) {
@@ -318,8 +319,8 @@ void launch_reduce(void* out, Dtype out_dtype, const void* in, Dtype in_dtype, i
   reduce_kernel<C><<<blocks_for_rows(rows * chunks), kThreads, 0, stream>>>(
       partial.raw(), compute, in, in_dtype, rows, row_len, chunks, chunk_len, first, row_len);
   check_launch("reduce_kernel");
-  reduce_kernel<C><<<blocks_for_rows(rows), kThreads, 0, stream>>>(out, out_dtype, partial.raw(), compute, rows, chunks, 1,
-                                                                   chunks, op, row_len);
+  reduce_kernel<C><<<blocks_for_rows(rows), kThreads, 0, stream>>>(out, out_dtype, partial.raw(), compute, rows,
+                                                                   chunks, 1, chunks, op, row_len);
   check_launch("reduce_kernel");
 }
 
@@ -659,8 +660,8 @@ void elementwise(const EwLaunch& launch, Dtype compute, cudaStream_t stream) {
 void arange(void* out, Dtype out_dtype, int64_t count, bool integer_steps, int64_t start_i, int64_t step_i,
             double start_f, double step_f, cudaStream_t stream) {
   if (count == 0) return;
-  arange_kernel<<<grid_for(count), kThreads, 0, stream>>>(out, out_dtype, count, integer_steps, start_i, step_i, start_f,
-                                                          step_f);
+  arange_kernel<<<grid_for(count), kThreads, 0, stream>>>(out, out_dtype, count, integer_steps, start_i, step_i,
+                                                          start_f, step_f);
   check_launch("arange_kernel");
 }
 
@@ -677,7 +678,8 @@ void arg_reduce_rows(int64_t* out, const void* in, Dtype in_dtype, int64_t rows,
   if (in_dtype == Dtype::float32)
     arg_reduce_kernel<float><<<blocks_for_rows(rows), kThreads, 0, stream>>>(out, in, in_dtype, rows, row_len, is_max);
   else
-    arg_reduce_kernel<int64_t><<<blocks_for_rows(rows), kThreads, 0, stream>>>(out, in, in_dtype, rows, row_len, is_max);
+    arg_reduce_kernel<int64_t><<<blocks_for_rows(rows), kThreads, 0, stream>>>(out, in, in_dtype, rows, row_len,
+                                                                               is_max);
   check_launch("arg_reduce_kernel");
 }
 
@@ -790,7 +792,8 @@ void sort_rows(void* values, int64_t* indices, const void* x, Dtype dtype, int64
   switch (dtype) {
     case Dtype::float32: launch_sort<float>(values, indices, x, dtype, rows, n, descending, device, stream); break;
     case Dtype::int64: launch_sort<int64_t>(values, indices, x, dtype, rows, n, descending, device, stream); break;
-    default: launch_sort<uint8_t>(values, indices, x, dtype, rows, n, descending, device, stream); break;  // bool, uint8
+    default:  // bool, uint8
+      launch_sort<uint8_t>(values, indices, x, dtype, rows, n, descending, device, stream);
   }
 }
 
