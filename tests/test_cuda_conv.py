@@ -1,23 +1,18 @@
 """GPU conv2d (pyconvnet._C_cuda.conv2d_forward / _backward_data / _backward_weight / _backward_bias)
 against the CPU kernels (_C) on the same inputs: the CPU tests' geometry sweep (tests/test_conv.py),
 shapes that cross the GPU's 64x64 tiles and split the weight gradient's reduction, the model zoo's
-layers, empty batches, and the CPU bindings' errors with the same types and messages."""
+layers, empty batches, the CPU bindings' errors with the same types and messages, and the opt-in
+TF32 path."""
 
 import numpy as np
 import pytest
 
 from pyconvnet import _C
-from support import random_array
+from support import assert_close, random_array
 from test_conv import CONV_CASES
+from test_cuda_gemm import gpu, tf32  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.cuda
-
-
-@pytest.fixture(scope="module")
-def gpu():
-    from pyconvnet.cuda import _module
-
-    return _module()
 
 
 # (batch, in_channels, H, W, out_channels, kernel, stride, padding, dilation, groups)
@@ -48,30 +43,39 @@ def assert_matches_cpu(got, expected, k, what):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * np.sqrt(max(k, 1)), err_msg=what)
 
 
-@pytest.mark.parametrize("case", CONV_CASES + GPU_CASES, ids=case_id)
-def test_conv2d_matches_cpu(gpu, case):
+def conv_results(gpu, case, seed):
+    """(what, CPU result, GPU result, reduction length) for the four conv2d kernels on the same random inputs."""
     n, c, h, w, o, kernel, stride, padding, dilation, groups = case
     geometry = (stride, padding, dilation, groups)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     x, weight, bias = random_array(rng, n, c, h, w), random_array(rng, o, c // groups, *kernel), random_array(rng, o)
     y = _C.conv2d_forward(x, weight, bias, *geometry)
     gy = random_array(rng, *y.shape)
     dev_x, dev_w, dev_b, dev_gy = (gpu.from_numpy(a, 0) for a in (x, weight, bias, gy))
-    forward_k, data_k = c // groups * kernel[0] * kernel[1], o // groups * kernel[0] * kernel[1]
-    positions = n * y.shape[2] * y.shape[3]  # the weight and bias gradients' reduction length
+    taps, positions = kernel[0] * kernel[1], n * y.shape[2] * y.shape[3]
+    return [
+        ("output", y, gpu.conv2d_forward(dev_x, dev_w, dev_b, *geometry), c // groups * taps),
+        ("output without bias", _C.conv2d_forward(x, weight, None, *geometry),
+         gpu.conv2d_forward(dev_x, dev_w, None, *geometry), c // groups * taps),
+        ("grad_input", _C.conv2d_backward_data(gy, weight, list(x.shape), *geometry),
+         gpu.conv2d_backward_data(dev_gy, dev_w, list(x.shape), *geometry), o // groups * taps),
+        ("grad_weight", _C.conv2d_backward_weight(gy, x, list(weight.shape), *geometry),
+         gpu.conv2d_backward_weight(dev_gy, dev_x, list(weight.shape), *geometry), positions),
+        ("grad_bias", _C.conv2d_backward_bias(gy), gpu.conv2d_backward_bias(dev_gy), positions),
+    ]
 
-    got = gpu.to_numpy(gpu.conv2d_forward(dev_x, dev_w, dev_b, *geometry))
-    assert_matches_cpu(got, y, forward_k, "output")
-    got = gpu.to_numpy(gpu.conv2d_forward(dev_x, dev_w, None, *geometry))
-    assert_matches_cpu(got, _C.conv2d_forward(x, weight, None, *geometry), forward_k, "output without bias")
-    expected = _C.conv2d_backward_data(gy, weight, list(x.shape), *geometry)
-    got = gpu.to_numpy(gpu.conv2d_backward_data(dev_gy, dev_w, list(x.shape), *geometry))
-    assert_matches_cpu(got, expected, data_k, "grad_input")
-    expected = _C.conv2d_backward_weight(gy, x, list(weight.shape), *geometry)
-    got = gpu.to_numpy(gpu.conv2d_backward_weight(dev_gy, dev_x, list(weight.shape), *geometry))
-    assert_matches_cpu(got, expected, positions, "grad_weight")
-    got = gpu.to_numpy(gpu.conv2d_backward_bias(dev_gy))
-    assert_matches_cpu(got, _C.conv2d_backward_bias(gy), positions, "grad_bias")
+
+@pytest.mark.parametrize("case", CONV_CASES + GPU_CASES, ids=case_id)
+def test_conv2d_matches_cpu(gpu, case):
+    for what, expected, got, k in conv_results(gpu, case, seed=0):
+        assert_matches_cpu(gpu.to_numpy(got), expected, k, what)
+
+
+@pytest.mark.parametrize("case", CONV_CASES[:6] + GPU_CASES[:6] + GPU_CASES[-3:], ids=case_id)
+def test_conv2d_tf32_matches_cpu(gpu, tf32, case):
+    """TF32 keeps 10 mantissa bits of each operand: about 1e-3 of each result's scale."""
+    for what, expected, got, _ in conv_results(gpu, case, seed=2):
+        assert_close(gpu.to_numpy(got), expected, rtol=1e-2, what=what)
 
 
 def test_conv2d_gradients_are_deterministic(gpu):

@@ -1,12 +1,13 @@
 """GPU sgemm (pyconvnet._C_cuda.sgemm) against the CPU kernel (_C.sgemm) on the same inputs: every
 transpose form, sizes below, at and across the 64x64x8 tile, k = 0, empty matrices, beta = 0 with NaN
-in out, and the CPU binding's errors with the same types and messages."""
+in out, the CPU binding's errors with the same types and messages, and the opt-in TF32 path.
+The `gpu` and `tf32` fixtures are shared with tests/test_cuda_conv.py."""
 
 import numpy as np
 import pytest
 
 from pyconvnet import _C
-from support import random_array
+from support import assert_close, random_array
 
 pytestmark = pytest.mark.cuda
 
@@ -16,6 +17,15 @@ def gpu():
     from pyconvnet.cuda import _module
 
     return _module()
+
+
+@pytest.fixture
+def tf32(gpu):
+    """Lets sgemm and the convolutions use TF32 tensor cores for one test, then restores the switches."""
+    previous = gpu.get_allow_tf32()
+    gpu.set_allow_tf32(conv=True, matmul=True)
+    yield
+    gpu.set_allow_tf32(*previous)
 
 
 def assert_matches_cpu(got, expected, k):
@@ -127,3 +137,22 @@ def test_sgemm_dtype_errors(gpu):
             gpu.sgemm(gpu.from_numpy(bad_a, 0), gpu.from_numpy(bad_b, 0))
     cpu_error, gpu_error = _errors(gpu, a, b, np.zeros((2, 5), np.int64), beta=1.0)
     assert type(gpu_error) is TypeError and str(gpu_error) == str(cpu_error) == "sgemm: out must be a float32 array"
+
+
+def test_tf32_is_off_by_default_and_takes_bools(gpu):
+    assert gpu.get_allow_tf32() == (False, False)
+    with pytest.raises(TypeError):
+        gpu.set_allow_tf32(1, 0)
+    assert gpu.get_allow_tf32() == (False, False)
+
+
+@pytest.mark.parametrize("m,n,k", [(1, 1, 1), (13, 33, 257), (130, 70, 600), (67, 131, 70), (300, 2100, 20)])
+@pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True), (True, True)])
+def test_sgemm_tf32_matches_cpu(gpu, tf32, m, n, k, trans_a, trans_b):
+    """TF32 keeps 10 mantissa bits of each operand: about 1e-3 of the result's scale."""
+    rng = np.random.default_rng(3)
+    a = random_array(rng, *((k, m) if trans_a else (m, k)))
+    b = random_array(rng, *((n, k) if trans_b else (k, n)))
+    c0 = random_array(rng, m, n)
+    got, expected = both(gpu, a, b, c0, trans_a=trans_a, trans_b=trans_b, alpha=0.5, beta=2.0)
+    assert_close(got, expected, rtol=1e-2, what="sgemm with TF32")

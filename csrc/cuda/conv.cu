@@ -1,12 +1,14 @@
 // GPU conv2d (see conv.cuh): forward, backward-data and backward-weight as implicit GEMMs on the
 // shared tiled kernel (gemm_tile.cuh), the im2col element computed when a tile is loaded and never
 // stored; backward-bias as a per-channel tree reduction. Groups are the tile kernel's z dimension.
-// Everything is deterministic: no atomics, every sum in a fixed order.
+// Everything is deterministic: no atomics, every sum in a fixed order. The three GEMMs use TF32
+// tensor cores when allow_tf32_conv() (gemm.cuh) is set.
 #include "cuda/conv.cuh"
 
 #include <algorithm>
 
 #include "cuda/device_array.h"
+#include "cuda/gemm.cuh"
 #include "cuda/gemm_tile.cuh"
 
 namespace pcn::cuda {
@@ -175,13 +177,13 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
                     cudaStream_t stream) {
   const ConvGeometry geo(d);
   const ForwardProblem p{geo, geo.cout_g, d.batch * geo.out_plane, geo.cin_g * geo.taps, x, w, bias, y};
-  tile::launch_gemm_tile(p, d.groups, stream, "conv2d_forward");
+  tile::launch_gemm_tile(p, d.groups, allow_tf32_conv(), stream, "conv2d_forward");
 }
 
 void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv2dDesc& d, cudaStream_t stream) {
   const ConvGeometry geo(d);
   const BackwardDataProblem p{geo, geo.cin_g, d.batch * geo.in_plane, geo.cout_g * geo.taps, dy, w, dx};
-  tile::launch_gemm_tile(p, d.groups, stream, "conv2d_backward_data");
+  tile::launch_gemm_tile(p, d.groups, allow_tf32_conv(), stream, "conv2d_backward_data");
 }
 
 void conv2d_backward_weight(float* dw, const float* dy, const float* x, const Conv2dDesc& d, cudaStream_t stream) {
@@ -197,7 +199,7 @@ void conv2d_backward_weight(float* dw, const float* dy, const float* x, const Co
   splits = std::max<int64_t>((K + chunk - 1) / chunk, 1);  // K == 0 (empty batch): one chunk writes zeros
   if (splits == 1) {
     const BackwardWeightProblem p{geo, M, N, K, 1, chunk, dy, x, dw};
-    tile::launch_gemm_tile(p, d.groups, stream, "conv2d_backward_weight");
+    tile::launch_gemm_tile(p, d.groups, allow_tf32_conv(), stream, "conv2d_backward_weight");
     return;
   }
   const int64_t weights = d.out_channels * N;
@@ -206,7 +208,7 @@ void conv2d_backward_weight(float* dw, const float* dy, const float* x, const Co
   // Freed on return: the stream orders any later user of the block after these two kernels.
   const DeviceArray workspace = empty({splits, weights}, Dtype::float32, device);
   const BackwardWeightProblem p{geo, M, N, K, splits, chunk, dy, x, workspace.data<float>()};
-  tile::launch_gemm_tile(p, d.groups * splits, stream, "conv2d_backward_weight");
+  tile::launch_gemm_tile(p, d.groups * splits, allow_tf32_conv(), stream, "conv2d_backward_weight");
   sum_splits<<<grid_for(weights), 256, 0, stream>>>(dw, workspace.data<float>(), splits, weights);
   check_launch("conv2d_backward_weight sum_splits");
 }

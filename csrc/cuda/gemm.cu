@@ -1,10 +1,16 @@
 // GPU sgemm (see gemm.cuh): the shared tiled kernel (gemm_tile.cuh) reading A and B as plain
-// row-major matrices, transposed or not, with the alpha/beta epilogue.
+// row-major matrices, transposed or not, with the alpha/beta epilogue; and the TF32 switches.
 #include "cuda/gemm.cuh"
+
+#include <atomic>
+
 #include "cuda/gemm_tile.cuh"
 
 namespace pcn::cuda {
 namespace {
+
+// Set from Python while kernels may be launched from threads without the GIL: atomics.
+std::atomic<bool> tf32_conv{false}, tf32_matmul{false};
 
 // A Problem for gemm_tile_kernel: one matrix product (z is always 0).
 struct SgemmProblem {
@@ -49,7 +55,14 @@ void sgemm(float* c, const float* a, const float* b, const GemmDesc& d, cudaStre
   p.beta = d.beta;
   p.a_k_fast = !d.trans_a;
   p.b_k_fast = d.trans_b;
-  tile::launch_gemm_tile(p, 1, stream, "sgemm");
+  tile::launch_gemm_tile(p, 1, allow_tf32_matmul(), stream, "sgemm");
 }
+
+void set_allow_tf32(bool conv, bool matmul) {
+  tf32_conv = conv;
+  tf32_matmul = matmul;
+}
+bool allow_tf32_conv() { return tf32_conv; }
+bool allow_tf32_matmul() { return tf32_matmul; }
 
 }  // namespace pcn::cuda

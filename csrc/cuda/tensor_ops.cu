@@ -206,15 +206,16 @@ __device__ int64_t apply(EwOp op, int64_t a, int64_t b, int64_t c) {
 }
 
 // One thread per output element (grid-stride): the flat index is split into coordinates from the
-// last dimension, each operand's offset is the dot product of the coordinates with its strides.
+// last dimension (what remains for dimension 0 is its coordinate: no division there), and each
+// operand's offset is the dot product of the coordinates with its strides.
 template <class C>
 __global__ void elementwise_kernel(EwLaunch l) {
   for (int64_t i = global_thread(); i < l.numel; i += grid_threads()) {
     int64_t out_offset = 0, in_offset[kMaxInputs] = {};
     int64_t rest = i;
     for (int d = l.ndim - 1; d >= 0; --d) {
-      const int64_t coordinate = rest % l.shape[d];
-      rest /= l.shape[d];
+      const int64_t coordinate = d > 0 ? rest % l.shape[d] : rest;
+      if (d > 0) rest /= l.shape[d];
       out_offset += coordinate * l.out.strides[d];
       for (int k = 0; k < kMaxInputs; ++k) in_offset[k] += coordinate * l.in[k].strides[d];
     }
@@ -280,7 +281,8 @@ __global__ void reduce_kernel(void* out, Dtype out_dtype, const void* in, Dtype 
     const int64_t row = block / chunks, begin = (block % chunks) * chunk_len;
     const int64_t end = begin + chunk_len < row_len ? begin + chunk_len : row_len;
     C acc = reduce_identity<C>(op);
-    for (int64_t j = begin + t; j < end; j += kThreads) acc = reduce_combine(op, acc, load<C>(in, in_dtype, row * row_len + j));
+    for (int64_t j = begin + t; j < end; j += kThreads)
+      acc = reduce_combine(op, acc, load<C>(in, in_dtype, row * row_len + j));
     partial[t] = acc;
     __syncthreads();
     for (int width = kThreads / 2; width > 0; width /= 2) {
@@ -317,8 +319,8 @@ void launch_reduce(void* out, Dtype out_dtype, const void* in, Dtype in_dtype, i
   reduce_kernel<C><<<blocks_for_rows(rows * chunks), kThreads, 0, stream>>>(
       partial.raw(), compute, in, in_dtype, rows, row_len, chunks, chunk_len, first, row_len);
   check_launch("reduce_kernel");
-  reduce_kernel<C><<<blocks_for_rows(rows), kThreads, 0, stream>>>(out, out_dtype, partial.raw(), compute, rows, chunks, 1,
-                                                                   chunks, op, row_len);
+  reduce_kernel<C><<<blocks_for_rows(rows), kThreads, 0, stream>>>(out, out_dtype, partial.raw(), compute, rows,
+                                                                   chunks, 1, chunks, op, row_len);
   check_launch("reduce_kernel");
 }
 
@@ -386,8 +388,8 @@ __device__ int64_t wrap_index(int64_t i, int64_t n) {
   return (i >= 0 && i < n) ? i : -1;
 }
 
-// Offsets of iteration element `i` in the index, the array (without the axis term), and src; the
-// coordinate along the axis in `axis_coordinate`.
+// Offsets of iteration element `i` in the index, in src, and in the array without the axis term
+// (the caller adds the index value times the axis stride).
 struct AlongOffsets {
   int64_t index = 0, array = 0, src = 0;
 };
@@ -395,8 +397,8 @@ __device__ AlongOffsets along_offsets(const AlongAxis& a, int64_t i) {
   AlongOffsets o;
   int64_t rest = i;
   for (int d = a.ndim - 1; d >= 0; --d) {
-    const int64_t coordinate = rest % a.shape[d];
-    rest /= a.shape[d];
+    const int64_t coordinate = d > 0 ? rest % a.shape[d] : rest;
+    if (d > 0) rest /= a.shape[d];
     o.index += coordinate * a.index_strides[d];
     o.src += coordinate * a.src_strides[d];
     if (d != a.axis) o.array += coordinate * a.array_strides[d];
@@ -658,8 +660,8 @@ void elementwise(const EwLaunch& launch, Dtype compute, cudaStream_t stream) {
 void arange(void* out, Dtype out_dtype, int64_t count, bool integer_steps, int64_t start_i, int64_t step_i,
             double start_f, double step_f, cudaStream_t stream) {
   if (count == 0) return;
-  arange_kernel<<<grid_for(count), kThreads, 0, stream>>>(out, out_dtype, count, integer_steps, start_i, step_i, start_f,
-                                                          step_f);
+  arange_kernel<<<grid_for(count), kThreads, 0, stream>>>(out, out_dtype, count, integer_steps, start_i, step_i,
+                                                          start_f, step_f);
   check_launch("arange_kernel");
 }
 
@@ -676,7 +678,8 @@ void arg_reduce_rows(int64_t* out, const void* in, Dtype in_dtype, int64_t rows,
   if (in_dtype == Dtype::float32)
     arg_reduce_kernel<float><<<blocks_for_rows(rows), kThreads, 0, stream>>>(out, in, in_dtype, rows, row_len, is_max);
   else
-    arg_reduce_kernel<int64_t><<<blocks_for_rows(rows), kThreads, 0, stream>>>(out, in, in_dtype, rows, row_len, is_max);
+    arg_reduce_kernel<int64_t><<<blocks_for_rows(rows), kThreads, 0, stream>>>(out, in, in_dtype, rows, row_len,
+                                                                               is_max);
   check_launch("arg_reduce_kernel");
 }
 
@@ -789,7 +792,8 @@ void sort_rows(void* values, int64_t* indices, const void* x, Dtype dtype, int64
   switch (dtype) {
     case Dtype::float32: launch_sort<float>(values, indices, x, dtype, rows, n, descending, device, stream); break;
     case Dtype::int64: launch_sort<int64_t>(values, indices, x, dtype, rows, n, descending, device, stream); break;
-    default: launch_sort<uint8_t>(values, indices, x, dtype, rows, n, descending, device, stream); break;  // bool, uint8
+    default:  // bool, uint8
+      launch_sort<uint8_t>(values, indices, x, dtype, rows, n, descending, device, stream);
   }
 }
 

@@ -1,5 +1,6 @@
 // GPU binding for sgemm: the CPU binding (bindings/gemm.cpp) with DeviceArrays, same names, defaults,
-// errors and out= semantics; launches cuda/gemm.cu's kernel on the inputs' device.
+// errors and out= semantics; launches cuda/gemm.cu's kernel on the inputs' device. Also the TF32
+// switches for sgemm and the convolutions (torch.backends.cuda.matmul / cudnn .allow_tf32).
 #include <algorithm>
 
 #include "cuda/bindings/common.h"
@@ -54,6 +55,11 @@ void bind_gemm(py::module_& m) {
       py::arg("a"), py::arg("b"), py::kw_only(), py::arg("trans_a") = false, py::arg("trans_b") = false,
       py::arg("alpha") = 1.0f, py::arg("beta") = 0.0f, py::arg("out") = py::none(),
       "C = alpha * op(a) @ op(b) + beta * out on the GPU (float32, C-contiguous DeviceArrays).");
+  m.def("set_allow_tf32", &set_allow_tf32, py::arg("conv").noconvert(), py::arg("matmul").noconvert(),
+        "Let the convolutions (conv) and sgemm (matmul) use TF32 tensor cores on sm_80+ GPUs (both off by default).");
+  m.def(
+      "get_allow_tf32", [] { return py::make_tuple(allow_tf32_conv(), allow_tf32_matmul()); },
+      "(conv, matmul): whether the convolutions and sgemm may use TF32 tensor cores.");
 }
 
 }  // namespace pcn::cuda::bind

@@ -29,7 +29,8 @@ Shape contiguous_strides(const Shape& shape) {
 
 void check_shape(const char* op, const Shape& shape) {
   for (int64_t size : shape)
-    if (size < 0) throw py::value_error(std::string(op) + ": shape must not have negative sizes, got " + shape_str(shape));
+    if (size < 0)
+      throw py::value_error(std::string(op) + ": shape must not have negative sizes, got " + shape_str(shape));
   checked_numel(shape, op);
 }
 
@@ -42,14 +43,14 @@ int64_t product(const Shape& shape, size_t begin, size_t end) {
 // An axis argument in [0, ndim).
 void check_axis(const char* op, int64_t axis, const DeviceArray& a) {
   if (axis < 0 || axis >= a.ndim())
-    throw py::value_error(std::string(op) + ": axis " + std::to_string(axis) + " is out of range for an array of shape " +
-                          shape_of(a));
+    throw py::value_error(std::string(op) + ": axis " + std::to_string(axis) +
+                          " is out of range for an array of shape " + shape_of(a));
 }
 
 void check_ndim_limit(const char* op, const DeviceArray& a) {
   if (a.ndim() > kMaxDims)
-    throw py::value_error(std::string(op) + ": at most " + std::to_string(kMaxDims) + " dimensions are supported, got shape " +
-                          shape_of(a));
+    throw py::value_error(std::string(op) + ": at most " + std::to_string(kMaxDims) +
+                          " dimensions are supported, got shape " + shape_of(a));
 }
 
 // ---- Python scalars (weakly typed: their kind, not a width) ----
@@ -70,7 +71,8 @@ Scalar scalar_from(const py::handle& value, const char* op, const char* name) {
     int overflow = 0;
     const long long v = PyLong_AsLongLongAndOverflow(object, &overflow);
     if (overflow != 0)
-      throw py::value_error(std::string(op) + ": " + name + " " + std::string(py::str(value)) + " does not fit in int64");
+      throw py::value_error(std::string(op) + ": " + name + " " + std::string(py::str(value)) +
+                            " does not fit in int64");
     return {Dtype::int64, double(v), int64_t(v)};
   }
   if (PyFloat_Check(object)) return {Dtype::float32, PyFloat_AsDouble(object), 0};
@@ -229,7 +231,7 @@ DeviceArray moved_last(const DeviceArray& x, const std::vector<bool>& moved) {
 
 // ---- op tables and result dtypes ----
 
-enum class Kind { same_or_int, float_only, predicate, arith, div, float_binary, compare, logical, bitwise };
+enum class Kind { same_or_int, float_only, predicate, arith, float_binary, compare, logical, bitwise };
 
 struct OpInfo {
   const char* name;
@@ -256,7 +258,7 @@ constexpr OpInfo kBinaryOps[] = {
     {"add", EwOp::add, Kind::arith},
     {"sub", EwOp::sub, Kind::arith},
     {"mul", EwOp::mul, Kind::arith},
-    {"div", EwOp::div, Kind::div},
+    {"div", EwOp::div, Kind::float_binary},
     {"floordiv", EwOp::floordiv, Kind::arith},
     {"mod", EwOp::mod, Kind::arith},
     {"pow", EwOp::pow, Kind::arith},
@@ -307,14 +309,13 @@ Plan binary_plan(const char* op, const OpInfo& info, Dtype a, Dtype b) {
   const bool both_bool = a == Dtype::bool_ && b == Dtype::bool_;
   const Dtype compute = any_float ? Dtype::float32 : Dtype::int64;
   switch (info.kind) {
-    case Kind::div:
     case Kind::float_binary: return {Dtype::float32, Dtype::float32};
     case Kind::compare:
     case Kind::logical: return {Dtype::bool_, compute};
     case Kind::bitwise:
       if (any_float)
-        throw py::type_error(std::string(op) + ": " + info.name + " needs integer or bool operands, got " + dtype_name(a) +
-                             " and " + dtype_name(b));
+        throw py::type_error(std::string(op) + ": " + info.name + " needs integer or bool operands, got " +
+                             dtype_name(a) + " and " + dtype_name(b));
       return {both_bool ? Dtype::bool_ : Dtype::int64, Dtype::int64};
     default: {  // arith
       if (any_float) return {Dtype::float32, Dtype::float32};
@@ -377,7 +378,8 @@ DeviceArray reduce(const std::string& name, const DeviceArray& x, const Shape& a
   std::vector<bool> reduced(x.shape.size(), false);
   for (int64_t axis : axes) {
     check_axis("reduce", axis, x);
-    if (reduced[axis]) throw py::value_error("reduce: axis " + std::to_string(axis) + " is repeated in " + shape_str(axes));
+    if (reduced[axis])
+      throw py::value_error("reduce: axis " + std::to_string(axis) + " is repeated in " + shape_str(axes));
     reduced[axis] = true;
   }
   Dtype out_dtype = compute_of(x.dtype), compute = compute_of(x.dtype);
@@ -395,8 +397,8 @@ DeviceArray reduce(const std::string& name, const DeviceArray& x, const Shape& a
     throw py::value_error("zero-size array to reduction operation " + name + " which has no identity");
   DeviceArray out = empty(out_shape, out_dtype, x.device);
   if (axes.empty()) {  // nothing to reduce: the values, in the result dtype
-    run_elementwise("reduce", EwOp::copy, compute_of(x.dtype), x.shape, contiguous_operand(out), {contiguous_operand(x)},
-                    launch_on(x));
+    run_elementwise("reduce", EwOp::copy, compute_of(x.dtype), x.shape, contiguous_operand(out),
+                    {contiguous_operand(x)}, launch_on(x));
     return out;
   }
   const DeviceArray rows_last = moved_last(x, reduced);
@@ -434,8 +436,7 @@ DeviceArray arg_reduce(const std::string& name, const DeviceArray& x, int64_t ax
 
 // ---- gathers and scatters ----
 
-// take/put_along_axis's iteration space over `array` (x or dst) and `index`; src_shape, when given,
-// must broadcast to it.
+// take/put_along_axis's iteration space: `index` broadcast against `array` (x or dst) outside axis.
 AlongAxis along_axis(const char* op, const DeviceArray& array, const DeviceArray& index, int64_t axis) {
   index_input(index, op, "index");
   if (index.ndim() != array.ndim())
@@ -582,7 +583,8 @@ void bind_tensor_ops(py::module_& m) {
         Operand array = contiguous_operand(a), constant = scalar_operand(s, a.shape.size());
         std::vector<Operand> inputs{array, constant};
         if (scalar_first) std::swap(inputs[0], inputs[1]);
-        run_elementwise("binary_scalar", info.code, plan.compute, a.shape, contiguous_operand(out), inputs, launch_on(a));
+        run_elementwise("binary_scalar", info.code, plan.compute, a.shape, contiguous_operand(out), inputs,
+                        launch_on(a));
         return out;
       },
       py::arg("op"), py::arg("a"), py::arg("scalar"), py::arg("scalar_first"));
@@ -746,8 +748,9 @@ void bind_tensor_ops(py::module_& m) {
           bool fits = a.ndim() == first.ndim();
           for (int d = 0; fits && d < a.ndim(); ++d) fits = d == axis || a.shape[d] == first.shape[d];
           if (!fits)
-            throw py::value_error("concatenate: " + name + " of shape " + shape_of(a) + " does not match arrays[0] of shape " +
-                                  shape_of(first) + " outside axis " + std::to_string(axis));
+            throw py::value_error("concatenate: " + name + " of shape " + shape_of(a) +
+                                  " does not match arrays[0] of shape " + shape_of(first) + " outside axis " +
+                                  std::to_string(axis));
           shape[axis] += a.shape[axis];
         }
         DeviceArray out = empty(shape, first.dtype, first.device);
