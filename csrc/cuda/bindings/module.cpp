@@ -7,4 +7,13 @@ PYBIND11_MODULE(_C_cuda, m) {
   m.doc() = "pyconvnet's CUDA kernels (private: use tensors on device 'cuda')";
   pybind11::register_exception<pcn::cuda::OutOfMemory>(m, "OutOfMemoryError", PyExc_MemoryError);
   pcn::cuda::bind::bind_runtime(m);
+  pcn::cuda::bind::bind_tensor_ops(m);
+  pcn::cuda::bind::bind_gemm(m);
+  pcn::cuda::bind::bind_conv(m);
+  pcn::cuda::bind::bind_pool(m);
+  pcn::cuda::bind::bind_norm(m);
+  pcn::cuda::bind::bind_activation(m);
+  pcn::cuda::bind::bind_eltwise(m);
+  pcn::cuda::bind::bind_loss(m);
+  pcn::cuda::bind::bind_optim(m);
 }
