@@ -112,6 +112,7 @@ def test_leaky_relu_negative_slope(gpu):
         np.testing.assert_array_equal(dx_gpu, dx)
 
 
+@pytest.mark.sanitize_subset
 @pytest.mark.parametrize("name", ["relu", "sigmoid", "gelu", "hardswish", "leaky_relu"])
 def test_activation_out_and_inplace(gpu, name):
     x = random_array(np.random.default_rng(3), 4, 33) * 3

@@ -78,6 +78,7 @@ def test_conv2d_tf32_matches_cpu(gpu, tf32, case):
         assert_close(gpu.to_numpy(got), expected, rtol=1e-2, what=what)
 
 
+@pytest.mark.sanitize_subset
 def test_conv2d_gradients_are_deterministic(gpu):
     """The weight gradient's split reduction and the bias tree run in a fixed order: bitwise repeatable."""
     rng = np.random.default_rng(1)

@@ -60,6 +60,7 @@ def test_sgemm_matches_cpu(gpu, m, n, k, trans_a, trans_b):
     assert_matches_cpu(got, expected, k)
 
 
+@pytest.mark.sanitize_subset
 def test_sgemm_out_is_updated_in_place(gpu):
     rng = np.random.default_rng(1)
     a, b, c0 = random_array(rng, 9, 4), random_array(rng, 4, 70), random_array(rng, 9, 70)

@@ -136,6 +136,7 @@ def test_ignore_index_values_match_cpu(gpu, ignore_index, reduction):
     np.testing.assert_allclose(loss_gpu, loss, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.sanitize_subset
 def test_class_losses_are_deterministic(gpu):
     rng = np.random.default_rng(4)
     x, target, weight = class_inputs(rng, (300, 1000), True, True)

@@ -224,6 +224,7 @@ def test_binary_every_op_dtype_pair_and_broadcast(gpu, op):
                 check(down(gpu, gpu.binary(op, up(gpu, a), up(gpu, b))), expected, rtol=2e-6)
 
 
+@pytest.mark.sanitize_subset
 def test_binary_float_special_values(gpu):
     a = np.repeat(SPECIAL, SPECIAL.size)
     b = np.tile(SPECIAL, SPECIAL.size)
