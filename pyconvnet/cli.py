@@ -2,6 +2,7 @@
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 
@@ -21,13 +22,36 @@ def _info(args):
         ("compiler", facts["compiler"]),
         ("build flags", facts["build_flags"].strip()),
         ("openmp", str(facts["openmp"])),
-        ("cuda", "built" if facts["cuda"] else "not built"),
+        ("cuda", _cuda_line(facts["cuda"])),
     ]
     lines += [(f"flags[{name}]", flags) for name, flags in facts["isa_flags"].items()]
     width = max(len(key) for key, _ in lines)
     for key, value in lines:
         print(f"{key:<{width}}  {value}")
     return 0
+
+
+def _cuda_line(facts):
+    """'built for sm_75/80/90 (+PTX 90), 1 device: NVIDIA H200', or why no GPU is used."""
+    if not facts["built"]:
+        return facts["reason"]  # which says that the GPU module was not built
+    built = f"built for {_architectures(facts['architectures'])}"
+    if facts["reason"]:
+        return f"{built}; unavailable: {facts['reason']}"
+    count = len(facts["devices"])
+    return f"{built}, {count} device{'' if count == 1 else 's'}: {', '.join(facts['devices'])}"
+
+
+def _architectures(text):
+    """CMake's CUDA architectures as GPU generations: '75-real 80-real 90' -> 'sm_75/80/90 (+PTX 90)'
+    (N-real is machine code only, N-virtual PTX only, a bare N both); other forms are shown as given."""
+    entries = text.split()
+    if not entries or not all(re.fullmatch(r"\d+(-real|-virtual)?", entry) for entry in entries):
+        return text
+    machine = [entry.split("-")[0] for entry in entries if not entry.endswith("-virtual")]
+    ptx = [entry.split("-")[0] for entry in entries if not entry.endswith("-real")]
+    named = f"sm_{'/'.join(machine)}" if machine else "no machine code"
+    return named + (f" (+PTX {'/'.join(ptx)})" if ptx else "")
 
 
 def _train(args):
@@ -38,7 +62,7 @@ def _train(args):
         "label_smoothing", "augment", "seed", "limit_train", "limit_test", "lr_scaling", "warmup_epochs")}
     try:
         accuracy = train.train(settings, out_dir=args.out, resume=args.resume, data_dir=args.data_dir,
-                               threads=args.threads)
+                               threads=args.threads, device=args.device)
     except (train.TrainingStopped, ImportError, ValueError, FileExistsError, FileNotFoundError) as error:
         print(f"pyconvnet train: error: {error}", file=sys.stderr)
         train.end_distributed_job(1)
@@ -118,6 +142,9 @@ def _add_train_parser(commands):
     parser.add_argument("--seed", type=int, help="default 0")
     parser.add_argument("--threads", type=int, help="kernel threads (default: OpenMP's; under mpiexec, a rank's "
                                                     "share of the machine's cores)")
+    parser.add_argument("--device", default="auto", metavar="{auto,cpu,cuda,cuda:N}",
+                        help="where the model trains (default auto: cuda when pyconvnet.cuda.is_available(), else "
+                             "cpu; the CPU under mpiexec); a resumed run may change it")
     parser.add_argument("--data-dir", help="where the dataset is (default: $PYCONVNET_DATA, the cache, "
                                            "/usr/share/datasets)")
     parser.add_argument("--out", metavar="DIR", help="run directory (default runs/MODEL-DATASET-TIMESTAMP; with "
