@@ -625,7 +625,7 @@ def train(settings, out_dir=None, resume=None, data_dir=None, threads=None, log=
         backend.set_num_threads(threads)
     state = None
     if resume is not None:
-        state = checkpoint.load(resume)
+        state = checkpoint.load(resume, map_location="cpu")  # restore() copies it to the run's device
         config, changed = _resumed_config(state["config"], settings, resume)
         out_dir = out_dir or os.path.dirname(os.path.abspath(resume))
     else:
