@@ -49,9 +49,9 @@ def build_dataset(name, train, augment, data_dir, limit):
 
 
 def load_model(path):
-    """(model, state): the model saved in training checkpoint ``path``, rebuilt with its weights,
-    and the checkpoint's whole state."""
-    state = checkpoint.load(path)
+    """(model, state): the model saved in training checkpoint ``path``, rebuilt on the CPU with its
+    weights, and the checkpoint's whole state (its tensors on the CPU, whichever device saved them)."""
+    state = checkpoint.load(path, map_location="cpu")
     for key in ("model_name", "model_kwargs", "dataset", "model"):
         if key not in state:
             raise ValueError(f"{path}: not a training checkpoint (no {key!r})")

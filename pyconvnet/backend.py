@@ -6,6 +6,7 @@ forces a lower one, and ``"reference"`` selects the plain-loop kernels of ``csrc
 tests and debugging). Threads default to OpenMP's default, which honours ``OMP_NUM_THREADS``.
 """
 
+import importlib
 import time
 
 from . import _C
@@ -160,5 +161,21 @@ def info():
         "compiler": build["compiler"],
         "build_flags": build["flags"],
         "openmp": build["openmp"],
-        "cuda": build["cuda"],
+        "cuda": cuda_info(),
     }
+
+
+def cuda_info():
+    """The optional GPU module's facts: ``built`` (whether ``pyconvnet._C_cuda`` exists),
+    ``architectures`` (CMake's CUDA architectures it was compiled for, e.g. "75-real 80-real 90";
+    None when not built), ``devices`` (the names of the GPUs it can use) and ``reason`` (why it
+    cannot use any; "" when it can)."""
+    from . import cuda
+
+    reason = cuda.unavailable_reason()
+    try:
+        module = importlib.import_module("pyconvnet._C_cuda")
+    except ImportError:
+        return {"built": False, "architectures": None, "devices": [], "reason": reason}
+    names = [cuda.get_device_name(index) for index in range(cuda.device_count())]
+    return {"built": True, "architectures": module.built_architectures(), "devices": names, "reason": reason}

@@ -2,6 +2,7 @@
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 
@@ -21,13 +22,36 @@ def _info(args):
         ("compiler", facts["compiler"]),
         ("build flags", facts["build_flags"].strip()),
         ("openmp", str(facts["openmp"])),
-        ("cuda", "built" if facts["cuda"] else "not built"),
+        ("cuda", _cuda_line(facts["cuda"])),
     ]
     lines += [(f"flags[{name}]", flags) for name, flags in facts["isa_flags"].items()]
     width = max(len(key) for key, _ in lines)
     for key, value in lines:
         print(f"{key:<{width}}  {value}")
     return 0
+
+
+def _cuda_line(facts):
+    """'built for sm_75/80/90 (+PTX 90), 1 device: NVIDIA H200', or why no GPU is used."""
+    if not facts["built"]:
+        return facts["reason"]  # which says that the GPU module was not built
+    built = f"built for {_architectures(facts['architectures'])}"
+    if facts["reason"]:
+        return f"{built}; unavailable: {facts['reason']}"
+    count = len(facts["devices"])
+    return f"{built}, {count} device{'' if count == 1 else 's'}: {', '.join(facts['devices'])}"
+
+
+def _architectures(text):
+    """CMake's CUDA architectures as GPU generations: '75-real 80-real 90' -> 'sm_75/80/90 (+PTX 90)'
+    (N-real is machine code only, N-virtual PTX only, a bare N both); other forms are shown as given."""
+    entries = text.split()
+    if not entries or not all(re.fullmatch(r"\d+(-real|-virtual)?", entry) for entry in entries):
+        return text
+    machine = [entry.split("-")[0] for entry in entries if not entry.endswith("-virtual")]
+    ptx = [entry.split("-")[0] for entry in entries if not entry.endswith("-real")]
+    named = f"sm_{'/'.join(machine)}" if machine else "no machine code"
+    return named + (f" (+PTX {'/'.join(ptx)})" if ptx else "")
 
 
 def _train(args):
@@ -38,7 +62,7 @@ def _train(args):
         "label_smoothing", "augment", "seed", "limit_train", "limit_test", "lr_scaling", "warmup_epochs")}
     try:
         accuracy = train.train(settings, out_dir=args.out, resume=args.resume, data_dir=args.data_dir,
-                               threads=args.threads)
+                               threads=args.threads, device=args.device)
     except (train.TrainingStopped, ImportError, ValueError, FileExistsError, FileNotFoundError) as error:
         print(f"pyconvnet train: error: {error}", file=sys.stderr)
         train.end_distributed_job(1)
@@ -118,6 +142,9 @@ def _add_train_parser(commands):
     parser.add_argument("--seed", type=int, help="default 0")
     parser.add_argument("--threads", type=int, help="kernel threads (default: OpenMP's; under mpiexec, a rank's "
                                                     "share of the machine's cores)")
+    parser.add_argument("--device", default="auto", metavar="{auto,cpu,cuda,cuda:N}",
+                        help="where the model trains (default auto: cuda when pyconvnet.cuda.is_available(), else "
+                             "cpu; the CPU under mpiexec); a resumed run may change it")
     parser.add_argument("--data-dir", help="where the dataset is (default: $PYCONVNET_DATA, the cache, "
                                            "/usr/share/datasets)")
     parser.add_argument("--out", metavar="DIR", help="run directory (default runs/MODEL-DATASET-TIMESTAMP; with "
@@ -217,9 +244,9 @@ def _bench(args):
 
             distributed.run(threads=args.threads or 2, json_path=args.json)
             return 0
-        suite.run(args.models, layers=args.layers, quick=args.quick,
-                  threads=args.threads, repeats=args.repeats, batch=args.batch, json_path=args.json)
-    except ImportError as error:
+        suite.run(args.models, layers=args.layers, quick=args.quick, threads=args.threads, repeats=args.repeats,
+                  batch=args.batch, json_path=args.json, device=args.device)
+    except (ImportError, ValueError) as error:
         print(f"pyconvnet bench: error: {error}", file=sys.stderr)
         return 1
     return 0
@@ -229,7 +256,7 @@ def _add_bench_parser(commands):
     from .bench.models import MODEL_CASES
 
     parser = commands.add_parser(
-        "bench", help="time training steps (and layers) against PyTorch on this machine",
+        "bench", help="time training steps (and layers) against PyTorch on this machine's CPU or GPU",
         description="Time one training step of each classic network in pyconvnet and in PyTorch (same weights, "
                     "batch, SGD with momentum, threads), alternating; report ms, images/s, GFLOP/s, share of the "
                     "measured FMA peak and each side's peak memory. Writes the results as JSON. Needs torch.")
@@ -237,7 +264,12 @@ def _add_bench_parser(commands):
                         help=f"cases to run (default all: {' '.join(MODEL_CASES)})")
     parser.add_argument("--layers", action="store_true",
                         help="also time every conv, max-pool and batch-norm layer of those models, and sgemm")
-    parser.add_argument("--quick", action="store_true", help="fewer repeats and warm-ups: a smoke run")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and warm-ups: a smoke run (with --device "
+                                                             "cuda: 5 repeats, 1 warm-up, about a minute on an H200)")
+    parser.add_argument("--device", default="cpu", metavar="{cpu,cuda,cuda:N}",
+                        help="cuda: the training-step suite on that GPU against PyTorch's CUDA build, TF32 as "
+                             "PyTorch's defaults, at batches LeNet-5 128, ResNet-20 128, ResNet-18 64 and the "
+                             "suite's for the others; each side's peak allocator memory (default cpu)")
     parser.add_argument("--distributed", action="store_true",
                         help="instead: all-reduce and data-parallel steps under mpiexec -n 2 (the mpi extra), and "
                              "the projected scaling to clusters (pyconvnet.bench.distributed)")

@@ -26,6 +26,13 @@ batch_size is the global batch at any size), and ``warmup_epochs=W`` ramps the r
 by step, over the first W epochs up to that rate, then runs the scheduler over the remaining steps.
 The ramp starts from the unscaled rate when linear scaling raised it (Goyal et al.'s gradual
 warm-up), else from the rate / the number of warm-up steps.
+
+The run trains on one device (``device="auto"``: the GPU when ``pyconvnet.cuda.is_available()``,
+else the CPU; data-parallel runs train on the CPU): the loaders stay on the host and each batch
+is moved once; a step reads one number back from the device (its loss, which the non-finite
+check needs), and the correct predictions add up on the device until the epoch's end (or, with a
+progress bar to show, every step). Checkpoints hold host copies, so a GPU run resumes on either
+device, and each epoch's record in ``metrics.jsonl`` names the device it ran on.
 """
 
 import dataclasses
@@ -42,16 +49,17 @@ import time
 
 import numpy as np
 
-from . import backend, checkpoint, data, models, optim, viz
+from . import backend, checkpoint, cuda, data, devices, models, optim, viz
 from . import distributed as dist
 from . import nn
 from . import random as _random
 from ._runs import DATASETS, build_dataset, load_model
 from .autograd import no_grad
-from .tensor import Tensor
+from .creation import zeros
+from .tensor import Tensor, int64
 
-__all__ = ["DATASETS", "RECIPES", "Config", "recipe_for", "resolve_config", "train", "evaluate_checkpoint",
-           "load_model"]
+__all__ = ["DATASETS", "RECIPES", "Config", "recipe_for", "resolve_config", "resolve_device", "train",
+           "evaluate_checkpoint", "load_model"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("none", "step", "multistep", "cosine", "onecycle")
@@ -163,6 +171,36 @@ def _check_config(config):
         raise ValueError(f"label_smoothing must be in [0, 1), got {config.label_smoothing}")
 
 
+DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
+
+
+def resolve_device(name="auto"):
+    """The device ``--device name`` means: "auto" is cuda when ``pyconvnet.cuda.is_available()``,
+    else cpu; "cuda" is the current GPU, given its index ("cuda:0") so that records name it.
+    ValueError, saying why, for a name that is no device or a GPU that cannot be used."""
+    if name == "auto":
+        name = "cuda" if cuda.is_available() else "cpu"
+    try:
+        device = devices.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be {DEVICE_CHOICES}, got {name!r}") from None
+    if device.type == "cpu":
+        return device
+    if device.type != "cuda":
+        raise ValueError(f"device must be {DEVICE_CHOICES}, got {name!r}")
+    if not cuda.is_available():
+        raise ValueError(f"device {name!r}: CUDA is not available: {cuda.unavailable_reason()}")
+    index = cuda.current_device() if device.index is None else device.index
+    if index >= cuda.device_count():
+        raise ValueError(f"device {name!r}: there is no GPU {index} ({cuda.device_count()} present)")
+    return devices.device("cuda", index)
+
+
+def describe_device(device):
+    """'cpu' or 'cuda:0 (NVIDIA H200)': for logs and records."""
+    return str(device) if device.type == "cpu" else f"{device} ({cuda.get_device_name(device)})"
+
+
 # ----------------------------------------------------------------------------- building blocks
 
 
@@ -250,7 +288,8 @@ class _Progress:
 
     def __init__(self, total, epoch, epochs, done, visible=True):
         self._bar = None
-        if visible and sys.stdout.isatty():
+        self.visible = visible and sys.stdout.isatty()
+        if self.visible:
             from tqdm import tqdm
 
             self._bar = tqdm(total=total, initial=done, desc=f"epoch {epoch}/{epochs}", file=sys.stdout,
@@ -276,8 +315,9 @@ class TrainingStopped(Exception):
 class _Run:
     """One training run's state: what a checkpoint saves and restores."""
 
-    def __init__(self, config, out_dir, data_dir, log, world_size=1):
+    def __init__(self, config, out_dir, data_dir, log, device, world_size=1):
         self.config = config
+        self.device = device
         self.out_dir = out_dir
         self.log = log
         self.world_size = world_size  # > 1: one of the ranks of an MPI launch
@@ -287,7 +327,7 @@ class _Run:
         self.train_set = build_dataset(config.dataset, True, config.augment, data_dir, config.limit_train)
         self.test_set = build_dataset(config.dataset, False, False, data_dir, config.limit_test)
         self.model_kwargs = model_kwargs(config.model, config.dataset)
-        self.model = models.get_model(config.model, **self.model_kwargs)
+        self.model = models.get_model(config.model, **self.model_kwargs).to(device)
         # One worker thread prepares the next batches while the model steps.
         if world_size == 1:
             self.sampler = None
@@ -423,16 +463,22 @@ class _Run:
         for _ in range(self.step_in_epoch):  # resuming mid-epoch: the same order, its first batches done
             next(batches)
         progress = _Progress(self.steps_per_epoch, self.epoch + 1, self.config.epochs, self.step_in_epoch, self.writes)
+        # The ranks reduce their sums every step anyway, and a visible bar shows the accuracy: then
+        # the correct predictions are read every step, else at the epoch's end (or on Ctrl-C).
+        read_every_step = self.world_size > 1 or progress.visible
         sums = self.partial
+        unread = zeros((), dtype=int64, device=self.device)  # correct predictions not yet in sums
         try:
             clock = time.perf_counter() - sums.train_seconds
             for images, labels in batches:
                 if self._on_any_rank(interrupt.requested):
+                    self._read_correct(unread)
                     return False
+                images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
                 logits = self.trained(images)
                 loss = self.criterion(logits, labels)
-                correct = int((logits.detach().numpy().argmax(1) == labels.numpy()).sum())
-                loss_sum, correct, count = self._summed(loss.item() * len(labels), correct, len(labels))
+                unread = unread + _count_correct(logits.detach(), labels)
+                loss_sum, count = self._summed(loss.item() * len(labels), len(labels))
                 if not math.isfinite(loss_sum):
                     raise TrainingStopped(f"loss is {loss_sum / count} in epoch {self.epoch + 1} at step "
                                           f"{self.step_in_epoch + 1}; {self._kept()}")
@@ -442,14 +488,23 @@ class _Run:
                 self.optimizer.step()
                 if self.scheduler is not None:
                     self.scheduler.step()
-                sums.add(loss_sum, int(correct), int(count))
+                sums.add(loss_sum, int(count))
+                if read_every_step:
+                    unread = self._read_correct(unread)
                 sums.train_seconds = time.perf_counter() - clock
                 self.step_in_epoch += 1
                 progress.update(sums.loss_sum / sums.seen, sums.correct / sums.seen, sums.seen / max(sums.train_seconds, 1e-9))
+            self._read_correct(unread)
         finally:
             progress.close()
             batches.close()
         return True
+
+    def _read_correct(self, unread):
+        """Adds ``unread``, the correct predictions counted on the device, summed over the ranks, to
+        the epoch's sums; returns a new zero count."""
+        self.partial.correct += int(self._summed(unread.item())[0])
+        return zeros((), dtype=int64, device=self.device)
 
     def _finish_epoch(self, test_loss, test_acc, seconds):
         sums = self.partial
@@ -463,6 +518,7 @@ class _Run:
             "lr": self.last_lr,
             "seconds": seconds,
             "images_per_s": sums.seen / max(sums.train_seconds, 1e-9),
+            "device": describe_device(self.device),
         }
         self.metrics.append(record)
         self.step_in_epoch = 0
@@ -498,9 +554,8 @@ class _EpochSums:
     seen: int = 0
     train_seconds: float = 0.0
 
-    def add(self, loss_sum, correct, count):
+    def add(self, loss_sum, count):
         self.loss_sum += loss_sum
-        self.correct += correct
         self.seen += count
 
 
@@ -510,20 +565,27 @@ def evaluate(model, dataset, batch_size=_EVAL_BATCH_SIZE):
     return loss_sum / len(dataset), correct / len(dataset)
 
 
+def _count_correct(logits, labels):
+    """How many rows of ``logits`` have their largest value at the label: a 0-d int64 tensor on their device."""
+    return (logits.argmax(1) == labels).sum()
+
+
 def _evaluation_sums(model, dataset, batch_size=_EVAL_BATCH_SIZE):
-    """(summed cross-entropy, correct predictions) of ``model`` over ``dataset``."""
+    """(summed cross-entropy, correct predictions) of ``model`` over ``dataset``, on the model's device."""
+    device = next(model.parameters()).device
     model.eval()
     # Its own generator: evaluation must not draw from the global one, which resume restores.
     loader = data.DataLoader(dataset, batch_size=batch_size, num_workers=1,
                              generator=np.random.Generator(np.random.PCG64(0)))
     criterion = nn.CrossEntropyLoss(reduction="sum")
-    loss_sum, correct = 0.0, 0
+    loss_sum, correct = 0.0, zeros((), dtype=int64, device=device)
     with no_grad():
         for images, labels in loader:
+            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             logits = model(images)
             loss_sum += criterion(logits, labels).item()
-            correct += int((logits.numpy().argmax(1) == labels.numpy()).sum())
-    return loss_sum, correct
+            correct = correct + _count_correct(logits, labels)
+    return loss_sum, int(correct.item())
 
 
 # ----------------------------------------------------------------------------- entry points
@@ -534,18 +596,26 @@ def default_out_dir(config):
     return os.path.join("runs", f"{config.model}-{config.dataset}-{stamp}")
 
 
-def train(settings, out_dir=None, resume=None, data_dir=None, threads=None, log=print, pictures=True):
+def train(settings, out_dir=None, resume=None, data_dir=None, threads=None, log=print, pictures=True,
+          device="auto"):
     """Run training; returns the final test accuracy, or None when Ctrl-C stopped the run.
     ``pictures=False`` leaves out the run's pictures (``pyconvnet.experiments`` draws its own).
+    ``device``: where the model trains (see ``resolve_device``); a resumed run may change it.
 
     ``settings`` maps Config field names to values (None: not given). With ``resume`` (a
     checkpoint path) the saved settings are used; given settings may only change those in
     ``RESUME_OVERRIDABLE``, and then the run is no longer bit-identical to an uninterrupted one.
     Raises TrainingStopped on a non-finite loss, FileExistsError for a fresh run into a
-    directory that already holds one. Started by ``mpiexec`` with several ranks, trains on all of
-    them (see the module's docstring); ranks other than 0 log nothing.
+    directory that already holds one, ValueError for a device that cannot be used. Started by
+    ``mpiexec`` with several ranks, trains on all of them on the CPU (see the module's docstring);
+    ranks other than 0 log nothing.
     """
     world_size = _join_mpi_launch()
+    if world_size > 1 and device != "cpu":
+        if device != "auto":
+            raise ValueError(f"device {device!r}: runs under mpiexec train on the CPU only (use --device cpu)")
+        device = "cpu"
+    device = resolve_device(device)
     if world_size > 1:
         if threads is None and "OMP_NUM_THREADS" not in os.environ:  # else OpenMP's, as in a single process
             threads = max(1, (os.cpu_count() or 1) // dist.get_local_world_size())
@@ -555,7 +625,7 @@ def train(settings, out_dir=None, resume=None, data_dir=None, threads=None, log=
         backend.set_num_threads(threads)
     state = None
     if resume is not None:
-        state = checkpoint.load(resume)
+        state = checkpoint.load(resume, map_location="cpu")  # restore() copies it to the run's device
         config, changed = _resumed_config(state["config"], settings, resume)
         out_dir = out_dir or os.path.dirname(os.path.abspath(resume))
     else:
@@ -565,7 +635,7 @@ def train(settings, out_dir=None, resume=None, data_dir=None, threads=None, log=
             raise FileExistsError(f"{out_dir} already holds a run (last.safetensors); continue it with "
                                   f"--resume {os.path.join(out_dir, 'last.safetensors')} or choose another --out")
     os.makedirs(out_dir, exist_ok=True)
-    run = _Run(config, out_dir, data_dir, log, world_size)
+    run = _Run(config, out_dir, data_dir, log, device, world_size)
     if state is not None:
         run.restore(state, schedule_changed=bool(changed))
         run.write_metrics()
@@ -574,7 +644,7 @@ def train(settings, out_dir=None, resume=None, data_dir=None, threads=None, log=
     threads = backend.get_num_threads()
     ranks = f"{world_size} ranks x " if world_size > 1 else ""
     log(f"training {config.model} on {config.dataset} ({len(run.train_set)} train / {len(run.test_set)} test "
-        f"images, {ranks}{threads} thread{'' if threads == 1 else 's'}) into {out_dir}")
+        f"images, {ranks}{threads} thread{'' if threads == 1 else 's'}) on {describe_device(device)} into {out_dir}")
     with _Interrupt() as interrupt:
         if not run.run(interrupt):
             return None

@@ -10,6 +10,7 @@ import pytest
 
 import pyconvnet as pcn
 from pyconvnet import backend
+from pyconvnet.cli import _cuda_line
 
 
 def _run_python(code, **env):
@@ -90,7 +91,27 @@ def test_info_command_tells_the_truth():
     assert fields["isa"] == f"{backend.isa()} ({backend.isa_choice_reason()})"
     assert fields["available isas"] == ", ".join(backend.available_isas())
     assert fields["threads"] == str(backend.get_num_threads())
-    assert fields["cuda"] == "not built"
+    cuda = backend.cuda_info()
+    assert cuda["reason"] == pcn.cuda.unavailable_reason() and bool(cuda["devices"]) == pcn.cuda.is_available()
+    if not cuda["built"]:
+        assert fields["cuda"] == cuda["reason"] and "built without" in cuda["reason"]
+    elif cuda["reason"]:
+        assert fields["cuda"].startswith("built for ") and fields["cuda"].endswith(f"; unavailable: {cuda['reason']}")
+    else:
+        assert fields["cuda"].startswith("built for ") and fields["cuda"].endswith(", ".join(cuda["devices"]))
+
+
+@pytest.mark.parametrize("facts, line", [
+    ({"architectures": "75-real 80-real 90", "devices": ["NVIDIA H200"], "reason": ""},
+     "built for sm_75/80/90 (+PTX 90), 1 device: NVIDIA H200"),
+    ({"architectures": "90-real 90-virtual", "devices": ["A", "B"], "reason": ""}, "built for sm_90 (+PTX 90), 2 devices: A, B"),
+    ({"architectures": "80-real", "devices": [], "reason": "no CUDA device found"},
+     "built for sm_80; unavailable: no CUDA device found"),
+    ({"architectures": "native", "devices": [], "reason": "no NVIDIA driver found"},
+     "built for native; unavailable: no NVIDIA driver found"),
+])
+def test_info_names_the_gpu_architectures_and_devices(facts, line):
+    assert _cuda_line({"built": True, **facts}) == line
 
 
 def test_large_outputs_reuse_cached_buffers():

@@ -1,7 +1,8 @@
 """pyconvnet bench: the FMA peak probe on every ISA; the suites' plumbing on tiny cases (CLI and
 JSON record on LeNet-5 at batch 2, layer discovery and the layer suite, the memory subprocess);
-argument errors; the error without torch, and torch staying out of ``import pyconvnet``. Timing
-itself is never asserted here: it lives in the benchmark."""
+argument errors; the error without torch, and torch staying out of ``import pyconvnet``; the GPU
+suite's batches, synchronised timing and its errors on a machine without a GPU (it runs in .ci/gpu).
+Timing itself is never asserted here: it lives in the benchmark."""
 
 import json
 import math
@@ -10,8 +11,9 @@ import sys
 
 import pytest
 
+import pyconvnet
 from pyconvnet import _C, backend, cli, nn
-from pyconvnet.bench import layers, models, suite
+from pyconvnet.bench import gpu, layers, models, suite
 from pyconvnet.bench.timing import compare
 
 
@@ -32,13 +34,15 @@ def test_fma_peak_rejects_bad_arguments():
         backend.fma_peak_gflops(seconds=0)
 
 
-def test_cli_writes_tables_and_json(tmp_path, capsys):
+def test_cli_writes_tables_and_json(tmp_path, capsys, monkeypatch):
     pytest.importorskip("torch")
     path = tmp_path / "out" / "bench.json"
+    monkeypatch.setenv("OUT", str(tmp_path / "collected"))  # the GPU check script's results folder
     argv = ["bench", "--quick", "--models", "lenet5", "--batch", "2", "--repeats", "1", "--json", str(path)]
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert "FMA peak" in printed and "lenet5" in printed and f"wrote {path}" in printed
+    assert (tmp_path / "collected" / "bench.json").read_text() == path.read_text()
     record = json.loads(path.read_text())
     machine = record["machine"]
     assert machine["isa"] == backend.isa() and machine["threads"] >= 1 and machine["fma_peak_gflops"] > 0
@@ -99,11 +103,49 @@ def test_bad_arguments_name_themselves(capsys):
     assert "--batch: expected a positive integer" in capsys.readouterr().err
 
 
-def test_default_json_path_is_dated_and_names_the_cpu():
+def test_default_json_path_is_dated_and_names_the_processor():
     import datetime
 
     path = suite.default_json_path("AMD EPYC 9654 96-Core Processor", datetime.datetime(2026, 11, 25, 9, 5))
     assert path.as_posix() == "bench/results/2026-11-25-0905-amd-epyc-9654-96-core-processor.json"
+    path = suite.default_json_path("NVIDIA H200", datetime.datetime(2026, 12, 4, 15, 2))
+    assert path.as_posix() == "bench/results/2026-12-04-1502-nvidia-h200.json"
+
+
+def test_the_gpu_suite_runs_issue_14s_batches():
+    batches = {case.name: case.batch for case in gpu.select_cases()}
+    assert batches == {"lenet5": 128, "resnet20": 128, "vgg11-cifar": 64, "resnet18": 64, "alexnet": 16, "googlenet": 16}
+    assert [(case.name, case.batch) for case in gpu.select_cases(["resnet18", "lenet5"], batch=8)] == [
+        ("lenet5", 8), ("resnet18", 8)]
+
+
+def test_synchronised_timing_drains_each_queue_around_every_sample():
+    """For a GPU each side's wait runs before its sample's clock starts and before it stops."""
+    events = []
+    timing = compare(lambda: events.append("ours"), lambda: events.append("theirs"), repeats=2, warmup=1,
+                     min_seconds=0, synchronize=(lambda: events.append("wait ours"), lambda: events.append("wait theirs")))
+    sample = lambda side: [side, f"wait {side}", side, f"wait {side}"]  # noqa: E731 (the untimed call, the timed one)
+    assert events == ["ours", "theirs", *sample("ours"), *(sample("ours") + sample("theirs")) * 2]
+    assert timing.ours_ms > 0 and timing.theirs_ms > 0
+
+
+@pytest.mark.skipif(pyconvnet.cuda.is_available(), reason="this machine has a usable GPU")
+def test_the_gpu_suite_without_a_gpu_is_a_one_line_error(capsys, tmp_path):
+    path = tmp_path / "bench.json"
+    assert cli.main(["bench", "--device", "cuda", "--quick", "--json", str(path)]) == 1
+    reason = pyconvnet.cuda.unavailable_reason()
+    assert capsys.readouterr().err == f"pyconvnet bench: error: device 'cuda': CUDA is not available: {reason}\n"
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--device", "cuda", "--layers"], "--layers times the CPU kernels"),
+    (["--device", "tpu"], "device must be auto, cpu, cuda or cuda:N, got 'tpu'"),
+])
+def test_bad_device_arguments_are_one_line_errors(capsys, argv, message):
+    assert cli.main(["bench", "--models", "lenet5", *argv]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pyconvnet bench: error: ") and message in err and err.count("\n") == 1
 
 
 def test_without_torch_the_error_says_how_to_install_it(monkeypatch, capsys):

@@ -1,4 +1,5 @@
-"""``pyconvnet train`` / ``pyconvnet eval``: outputs, exact resume, Ctrl-C, NaN stop, on tiny generated IDX data."""
+"""``pyconvnet train`` / ``pyconvnet eval``: outputs, exact resume, Ctrl-C, NaN stop, the device choice, on tiny
+generated IDX data (training on the GPU: test_cuda_train.py)."""
 
 import json
 import math
@@ -80,7 +81,7 @@ def test_a_run_leaves_metrics_checkpoints_and_prints_the_final_accuracy(capsys, 
     assert [record["epoch"] for record in records] == [1, 2, 3]
     for record in records:
         assert set(record) == {"epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds",
-                               "images_per_s"}
+                               "images_per_s", "device"}
     assert float(final.group(1)) == pytest.approx(records[-1]["test_acc"], abs=1e-4)
     assert records[-1]["test_acc"] >= 0.3  # the bands are easy to tell apart; chance is 0.1
     assert [line for line in lines if line.startswith("epoch ")][0].startswith("epoch 1/3  train loss")
@@ -135,6 +136,36 @@ def test_bad_settings_are_refused(capsys, data_dir, tmp_path):
     assert status == 1 and "unknown model 'nope'" in err and "lenet5" in err
     status, _, err = _train(capsys, *_args(data_dir, tmp_path / "run", "--label-smoothing", 1.5))
     assert status == 1 and "label_smoothing" in err
+
+
+no_gpu = pytest.mark.skipif(pyconvnet.cuda.is_available(), reason="this machine has a usable GPU")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("auto", marks=no_gpu)])
+def test_device_cpu_or_auto_without_a_gpu_trains_on_the_cpu_and_says_so(capsys, data_dir, tmp_path, device):
+    status, out, err = _train(capsys, *_args(data_dir, tmp_path / "run", "--epochs", 1, "--limit-train", 32,
+                                             "--device", device))
+    assert status == 0, err
+    assert re.search(r"\) on cpu into ", out), out
+    (record,) = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert record["device"] == "cpu"
+
+
+@no_gpu
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_device_cuda_without_a_gpu_is_a_one_line_error(capsys, data_dir, tmp_path, device):
+    status, out, err = _train(capsys, *_args(data_dir, tmp_path / "run", "--device", device))
+    assert status == 1
+    reason = pyconvnet.cuda.unavailable_reason()
+    assert reason and err == f"pyconvnet train: error: device {device!r}: CUDA is not available: {reason}\n"
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("device", ["gpu", "mps", "cuda:x", ""])
+def test_a_device_that_is_none_is_refused(capsys, data_dir, tmp_path, device):
+    status, _, err = _train(capsys, *_args(data_dir, tmp_path / "run", "--device", device))
+    assert status == 1
+    assert err == f"pyconvnet train: error: device must be auto, cpu, cuda or cuda:N, got {device!r}\n"
 
 
 def test_nan_loss_stops_the_run_without_writing_a_checkpoint(capsys, data_dir, tmp_path):

@@ -101,7 +101,8 @@ def forward_flops(model, case):
     return 2 * summary(model, case.input_shape).total_mult_adds * case.batch
 
 
-def _pyconvnet_step(model, x, y):
+def pyconvnet_step(model, x, y):
+    """One SGD step of ``model`` on the batch (x, y), as a zero-argument callable."""
     optimizer = optim.SGD(model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM)
     model.train()
 
@@ -113,7 +114,8 @@ def _pyconvnet_step(model, x, y):
     return step
 
 
-def _torch_step(model, x, y):
+def torch_step(model, x, y):
+    """``pyconvnet_step`` for a torch model."""
     torch = require_torch()
     optimizer = torch.optim.SGD(model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM)
     model.train()
@@ -163,9 +165,9 @@ def measure_memory_here(case, side, steps):
     with open("/proc/self/clear_refs", "w") as clear_refs:
         clear_refs.write("5")  # resets VmHWM to the current RSS: import-time peaks do not count
     if side == "torch":
-        step = _torch_step(case.build_torch(torch_models), x, y)
+        step = torch_step(case.build_torch(torch_models), x, y)
     else:
-        step = _pyconvnet_step(case.build(), x, y)
+        step = pyconvnet_step(case.build(), x, y)
     for _ in range(steps):
         step()
     growth = _rss_kib("VmHWM") - baseline - (_rss_kib("RssFile") - baseline_file)
@@ -195,20 +197,27 @@ def run_model_suite(cases, threads, peak_gflops, repeats=7, warmup=2, memory_ste
         model, mirror = build_pair(case)
         flops = 3 * forward_flops(model, case)  # forward, backward-data and backward-weight
         images, labels = random_batch(case)
-        timing = compare(_pyconvnet_step(model, tensor(images), tensor(labels)),
-                         _torch_step(mirror, torch.from_numpy(images), torch.from_numpy(labels)),
+        timing = compare(pyconvnet_step(model, tensor(images), tensor(labels)),
+                         torch_step(mirror, torch.from_numpy(images), torch.from_numpy(labels)),
                          repeats=repeats, warmup=warmup)
-        row = {
-            "name": case.name, "model": case.title, "batch": case.batch, "input": list(case.input_shape),
-            "pyconvnet_ms": timing.ours_ms, "torch_ms": timing.theirs_ms, "ratio": timing.ratio,
-            "gflop_per_step": flops / 1e9,
-        }
-        for side, ms in (("pyconvnet", timing.ours_ms), ("torch", timing.theirs_ms)):
-            row[f"{side}_images_per_s"] = case.batch / ms * 1e3
-            row[f"{side}_gflops"] = flops / ms / 1e6
-            row[f"{side}_peak_percent"] = 100.0 * row[f"{side}_gflops"] / peak_gflops
+        row = timing_row(case, flops, timing, peak_gflops)
         for side in ("pyconvnet", "torch"):
             row[f"{side}_memory_mib"] = measure_memory(case, side, threads, memory_steps)
         rows.append(row)
         report(row)
     return rows
+
+
+def timing_row(case, flops, timing, peak_gflops=None):
+    """The suite's row for ``case`` from its ``Timing`` and FLOPs per step: milliseconds, ratio,
+    images/s, GFLOP/s and, given the peak, each side's share of it (None without)."""
+    row = {
+        "name": case.name, "model": case.title, "batch": case.batch, "input": list(case.input_shape),
+        "pyconvnet_ms": timing.ours_ms, "torch_ms": timing.theirs_ms, "ratio": timing.ratio,
+        "gflop_per_step": flops / 1e9,
+    }
+    for side, ms in (("pyconvnet", timing.ours_ms), ("torch", timing.theirs_ms)):
+        row[f"{side}_images_per_s"] = case.batch / ms * 1e3
+        row[f"{side}_gflops"] = flops / ms / 1e6
+        row[f"{side}_peak_percent"] = None if peak_gflops is None else 100.0 * row[f"{side}_gflops"] / peak_gflops
+    return row

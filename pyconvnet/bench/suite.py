@@ -1,8 +1,10 @@
 """``pyconvnet bench``: probes the FMA peak, runs the training-step suite (and, on request, the
-layer suite), prints their tables and writes everything as one JSON record."""
+layer suite), prints their tables and writes everything as one JSON record; with a cuda device,
+the training-step suite on the GPU instead (pyconvnet.bench.gpu)."""
 
 import datetime
 import json
+import os
 import platform
 import re
 import subprocess
@@ -21,7 +23,7 @@ FULL = {"repeats": 7, "warmup": 2, "memory_steps": 3}
 RESULTS_DIR = Path("bench") / "results"
 
 
-def _git_commit():
+def git_commit():
     """``git describe`` of the source tree pyconvnet runs from (an editable install), else None."""
     root = Path(__file__).resolve().parents[2]
     if not (root / ".git").exists():
@@ -37,16 +39,16 @@ def _git_commit():
 def machine_facts(threads, peak_gflops, torch):
     return {
         "cpu": cpu_name(), "isa": backend.isa(), "threads": threads, "fma_peak_gflops": peak_gflops,
-        "pyconvnet": __version__, "git_commit": _git_commit(), "torch": torch.__version__,
+        "pyconvnet": __version__, "git_commit": git_commit(), "torch": torch.__version__,
         "numpy": np.__version__, "python": platform.python_version(),
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
     }
 
 
-def default_json_path(cpu, now):
-    """bench/results/YYYY-MM-DD-HHMM-<cpu>.json under the current directory."""
-    short_cpu = re.sub(r"[^a-z0-9]+", "-", cpu.lower()).strip("-")[:32] or "cpu"
-    return RESULTS_DIR / f"{now:%Y-%m-%d-%H%M}-{short_cpu}.json"
+def default_json_path(processor, now):
+    """bench/results/YYYY-MM-DD-HHMM-<processor>.json under the current directory (the CPU's or GPU's name)."""
+    short_name = re.sub(r"[^a-z0-9]+", "-", processor.lower()).strip("-")[:32] or "cpu"
+    return RESULTS_DIR / f"{now:%Y-%m-%d-%H%M}-{short_name}.json"
 
 
 def _number(value, digits):
@@ -84,7 +86,8 @@ def _report_layer(row):
     print(f"  {row['kind']} {row['op']} {row['shape']}: ratio {row['ratio']:.2f}", file=sys.stderr, flush=True)
 
 
-def run(model_names=None, layers=False, quick=False, threads=None, repeats=None, batch=None, json_path=None):
+def run(model_names=None, layers=False, quick=False, threads=None, repeats=None, batch=None, json_path=None,
+        device="cpu"):
     """Runs the suites, prints the tables and writes the JSON record; returns the record.
 
     ``model_names``: cases of pyconvnet.bench.models.MODEL_CASES (default all); ``layers``: also
@@ -92,12 +95,22 @@ def run(model_names=None, layers=False, quick=False, threads=None, repeats=None,
     warm-ups (a smoke run); ``threads``: both libraries' thread count (default: this process's
     cores; numpy's BLAS keeps what OPENBLAS_NUM_THREADS said when it loaded); ``repeats``
     overrides the timed repeats; ``batch`` every case's batch size; ``json_path`` the record's
-    path (default ``default_json_path``)."""
+    path (default ``default_json_path``), also written into $OUT when that variable is set;
+    ``device``: 'cpu', or 'cuda' / 'cuda:N' for the training-step suite on that GPU (its batches
+    and settings: pyconvnet.bench.gpu; ``threads`` then only sets the host's threads)."""
+    if repeats is not None and (isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1):
+        raise ValueError(f"repeats must be a positive int, got {repeats!r}")
+    if layers and device != "cpu":
+        raise ValueError(f"--layers times the CPU kernels (against torch and numpy on the CPU): leave it out with "
+                         f"--device {device}")
+    from ..train import resolve_device
+
+    resolved = resolve_device(device)  # ValueError: no device, or a GPU that cannot be used, and why
+    if resolved.type == "cuda":
+        return _run_gpu(resolved, model_names, quick, threads, repeats, batch, json_path)
     cases = model_suite.select_cases(model_names, batch)
     settings = dict(QUICK if quick else FULL)
     if repeats is not None:
-        if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-            raise ValueError(f"repeats must be a positive int, got {repeats!r}")
         settings["repeats"] = repeats
     torch = require_torch()
     threads = default_threads() if threads is None else threads
@@ -118,8 +131,30 @@ def run(model_names=None, layers=False, quick=False, threads=None, repeats=None,
                                                        **layer_settings)
         print("\nLayers (ratio = their time / pyconvnet time; conv GFLOP/s count direct-convolution FLOPs)")
         print(layer_table(record["layers"]))
-    path = Path(json_path) if json_path is not None else default_json_path(facts["cpu"], datetime.datetime.now())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=1) + "\n")
-    print(f"\nwrote {path}")
+    _write(record, json_path, facts["cpu"])
     return record
+
+
+def _run_gpu(device, model_names, quick, threads, repeats, batch, json_path):
+    from . import gpu
+
+    if threads is not None:
+        backend.set_num_threads(threads)
+    record = gpu.run(device, model_names, quick, repeats, batch, git_commit(), report=_report_model)
+    print(f"\nTraining step on {record['machine']['gpu']} (ratio = torch time / pyconvnet time; above 1: "
+          "pyconvnet is faster; MiB: each allocator's peak)")
+    print(model_table(record["models"]))
+    _write(record, json_path, record["machine"]["gpu"])
+    return record
+
+
+def _write(record, json_path, processor):
+    """The record as JSON at ``json_path`` (default ``default_json_path``) and, when the OUT
+    environment variable names a directory (the GPU check script's), under the same name there."""
+    path = Path(json_path) if json_path is not None else default_json_path(processor, datetime.datetime.now())
+    text = json.dumps(record, indent=1) + "\n"
+    paths = [path] + ([Path(os.environ["OUT"]) / path.name] if os.environ.get("OUT") else [])
+    for target in paths:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+        print(f"\nwrote {target}")

@@ -7,7 +7,9 @@ call: thread pools keep their threads spinning for a while after a call (OpenBLA
 libgomp's for a few ms), and on a small machine the side timed next would otherwise share its
 cores with the other library's idle spinners (a 256^3 sgemm ran 2.4x slower right after numpy's
 than after a pause); the untimed call wakes the side's own pool, whose threads have gone to sleep
-meanwhile (waking them took 10-15 ms on a 2-core VM: longer than the whole call).
+meanwhile (waking them took 10-15 ms on a 2-core VM: longer than the whole call). On a GPU, where
+calls only queue kernels, each side's queue is drained before a sample's clock starts and before
+it stops.
 """
 
 import os
@@ -51,34 +53,43 @@ def thread_environment(threads):
 SETTLE_SECONDS = 0.1
 
 
-def compare(ours, theirs, repeats=7, warmup=2, min_seconds=0.02):
+def compare(ours, theirs, repeats=7, warmup=2, min_seconds=0.02, synchronize=None):
     """Times two zero-argument callables; returns a ``Timing`` (a ratio above 1 means ours is
     faster). Calls are batched so that each timed sample lasts at least ``min_seconds``; each
-    sample follows a pause of ``SETTLE_SECONDS`` and an untimed call."""
+    sample follows a pause of ``SETTLE_SECONDS`` and an untimed call. ``synchronize``: for work
+    queued on a GPU, a pair of zero-argument callables (ours, theirs) that wait until that side's
+    queued work has finished; they run before each sample's clock starts and before it stops."""
     if repeats < 1:
         raise ValueError(f"compare: repeats must be >= 1, got {repeats}")
+    our_wait, their_wait = synchronize or (_nothing, _nothing)
     for _ in range(warmup):
         ours()
         theirs()
     calls = 1
-    elapsed = _seconds_per_call(ours, 1)
+    elapsed = _seconds_per_call(ours, 1, our_wait)
     if elapsed < min_seconds:
         calls = max(1, int(min_seconds / max(elapsed, 1e-7)))
     our_times, their_times, ratios = [], [], []
     for _ in range(repeats):
-        our_times.append(_seconds_per_call(ours, calls))
-        their_times.append(_seconds_per_call(theirs, calls))
+        our_times.append(_seconds_per_call(ours, calls, our_wait))
+        their_times.append(_seconds_per_call(theirs, calls, their_wait))
         ratios.append(their_times[-1] / our_times[-1])
     return Timing(1e3 * statistics.median(our_times), 1e3 * statistics.median(their_times),
                   statistics.median(ratios))
 
 
-def _seconds_per_call(fn, calls):
+def _nothing():
+    pass
+
+
+def _seconds_per_call(fn, calls, wait):
     time.sleep(SETTLE_SECONDS)
     fn()
+    wait()
     start = time.perf_counter()
     for _ in range(calls):
         fn()
+    wait()
     return (time.perf_counter() - start) / calls
 
 
