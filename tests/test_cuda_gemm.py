@@ -14,9 +14,15 @@ pytestmark = pytest.mark.cuda
 
 @pytest.fixture(scope="module")
 def gpu():
+    """The GPU module with TF32 off (pyconvnet, like torch, lets convolutions use it by default), so the
+    exact-fp32 kernels are what these tests compare; the switches are restored afterwards."""
     from pyconvnet.cuda import _module
 
-    return _module()
+    module = _module()
+    previous = module.get_allow_tf32()
+    module.set_allow_tf32(conv=False, matmul=False)
+    yield module
+    module.set_allow_tf32(*previous)
 
 
 @pytest.fixture
@@ -140,8 +146,20 @@ def test_sgemm_dtype_errors(gpu):
     assert type(gpu_error) is TypeError and str(gpu_error) == str(cpu_error) == "sgemm: out must be a float32 array"
 
 
-def test_tf32_is_off_by_default_and_takes_bools(gpu):
-    assert gpu.get_allow_tf32() == (False, False)
+def test_tf32_switches_follow_pyconvnet_backends_and_take_bools(gpu):
+    """torch's defaults (convolutions may use TF32, matmul may not) reach the module through
+    pyconvnet.backends, at load and at each assignment."""
+    import pyconvnet as pcn
+
+    assert pcn.backends.cudnn.allow_tf32 and not pcn.backends.cuda.matmul.allow_tf32
+    try:
+        pcn.backends.cuda.matmul.allow_tf32 = True
+        assert gpu.get_allow_tf32() == (True, True)
+        pcn.backends.cudnn.allow_tf32 = False
+        assert gpu.get_allow_tf32() == (False, True)
+    finally:
+        pcn.backends.cudnn.allow_tf32, pcn.backends.cuda.matmul.allow_tf32 = True, False
+        gpu.set_allow_tf32(conv=False, matmul=False)
     with pytest.raises(TypeError):
         gpu.set_allow_tf32(1, 0)
     assert gpu.get_allow_tf32() == (False, False)
