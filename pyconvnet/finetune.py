@@ -113,11 +113,13 @@ def load_backbone(model, path):
     """Load the weight file ``path`` (``load_state_dict_file``'s formats) into every layer of
     ``model`` but its classifier head, which keeps its own (freshly initialised) weights: the
     file's head may be sized for other classes. Any other missing, unexpected or mis-shaped
-    weight raises RuntimeError, as a strict load does."""
+    weight raises RuntimeError, as a strict load does, except those of heads the model leaves out
+    (an attribute set to None: GoogLeNet's ``aux1`` and ``aux2`` without ``aux_logits``)."""
     head, _ = classifier_head(model)
     head_keys = {f"{head}.weight", f"{head}.bias"}
-    state = {key: value for key, value in load_state_dict_file(path).items() if key not in head_keys}
     own = model.state_dict()
+    state = {key: value for key, value in load_state_dict_file(path).items()
+             if key not in head_keys and (key in own or getattr(model, key.split(".")[0], False) is not None)}
     missing = [key for key in own if key not in state and key not in head_keys]
     unexpected = [key for key in state if key not in own]
     if missing or unexpected:

@@ -194,3 +194,18 @@ def test_the_classifier_head_is_the_last_linear_layer(builder, head):
     finetune.freeze_backbone(model)
     trainable = [name for name, parameter in model.named_parameters() if parameter.requires_grad]
     assert trainable == [f"{head}.weight", f"{head}.bias"]
+
+
+def test_load_backbone_skips_the_heads_a_model_leaves_out(tmp_path):
+    pcn.manual_seed(0)
+    pretrained = models.googlenet(aux_logits=True).state_dict()  # torchvision's googlenet file keeps aux1/aux2
+    path = tmp_path / "googlenet.pth"
+    torch.save({key: torch.from_numpy(value.numpy().copy()) for key, value in pretrained.items()}, path)
+    model = models.googlenet(num_classes=3)
+    head = model.fc.weight.detach().numpy().copy()
+    finetune.load_backbone(model, path)
+    state = model.state_dict()
+    assert not any(key.startswith("aux") for key in state)
+    np.testing.assert_array_equal(state["inception5b.branch4.1.conv.weight"].numpy(),
+                                  pretrained["inception5b.branch4.1.conv.weight"].numpy())
+    np.testing.assert_array_equal(model.fc.weight.detach().numpy(), head)
