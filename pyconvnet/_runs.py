@@ -52,18 +52,24 @@ def build_dataset(name, train, augment, data_dir, limit):
 IMAGE_FOLDER = "imagefolder"
 
 
-def build_split(config, train, data_dir=None, limit=None):
-    """(dataset, class names): split ``train`` (True) or test of the run whose settings are ``config``
-    (a Config's fields as a dict), cut to ``limit`` images (default: the run's own limit)."""
-    if limit is None:
-        limit = config["limit_train" if train else "limit_test"]
+def build_splits(config, data_dir=None, limit_test=None):
+    """(train set, test set, class names) of the run whose settings are ``config`` (a Config's fields
+    as a dict), each cut to the run's limit (the test set to ``limit_test`` when given)."""
+    limit_test = config["limit_test"] if limit_test is None else limit_test
     if config["dataset"] == IMAGE_FOLDER:
-        train_set, test_set, classes = finetune.image_folder_splits(
-            config["folder"], config["image_size"], config["val_split"], config["augment"], config["seed"],
-            limit if train else None, None if train else limit)
-        return (train_set if train else test_set), classes
-    dataset = build_dataset(config["dataset"], train, train and config["augment"], data_dir, limit)
-    return dataset, class_names(config)
+        return finetune.image_folder_splits(config["folder"], config["image_size"], config["val_split"],
+                                            config["augment"], config["seed"], config["limit_train"], limit_test)
+    return (build_dataset(config["dataset"], True, config["augment"], data_dir, config["limit_train"]),
+            *build_test_split(config, data_dir, limit_test))
+
+
+def build_test_split(config, data_dir=None, limit=None):
+    """(test set, class names) of the run ``config``, as ``build_splits`` gives them, without
+    reading a built-in dataset's training images."""
+    if config["dataset"] == IMAGE_FOLDER:
+        return build_splits(config, data_dir, limit)[1:]
+    limit = config["limit_test"] if limit is None else limit
+    return build_dataset(config["dataset"], False, False, data_dir, limit), class_names(config)
 
 
 def class_names(config):

@@ -11,6 +11,7 @@ into everything but that head, which keeps its fresh initialisation sized for th
 ``freeze_backbone`` leaves only the head trainable.
 """
 
+import copy
 import os
 
 import numpy as np
@@ -64,7 +65,6 @@ def image_folder_splits(folder, image_size=224, val_split=0.1, augment=True, see
         raise ValueError(f"val_split must be in (0, 1), got {val_split}")
     train_steps = train_transform(image_size) if augment else eval_transform(**eval_settings(image_size))
     test_steps = eval_transform(**eval_settings(image_size))
-    rng = np.random.Generator(np.random.PCG64(seed))
     train_dir, val_dir = os.path.join(folder, "train"), os.path.join(folder, "val")
     if os.path.isdir(train_dir) and os.path.isdir(val_dir):
         train_set = data.ImageFolder(train_dir, transform=train_steps)
@@ -75,12 +75,18 @@ def image_folder_splits(folder, image_size=224, val_split=0.1, augment=True, see
         train_indices, test_indices = np.arange(len(train_set)), np.arange(len(test_set))
     else:
         train_set = data.ImageFolder(folder, transform=train_steps)
-        test_set = data.ImageFolder(folder, transform=test_steps)
-        train_indices, test_indices = _stratified_split(np.array(train_set.targets), val_split, rng)
+        test_set = copy.copy(train_set)  # the same listing, read once
+        test_set.transform = test_steps
+        train_indices, test_indices = _stratified_split(np.array(train_set.targets), val_split, _rng(seed, 0))
         if not len(test_indices):
             raise ValueError(f"{folder}: no class has two images, so no validation split can be held out")
-    return (_limited(train_set, train_indices, limit_train, rng), _limited(test_set, test_indices, limit_test, rng),
-            list(train_set.classes))
+    return (_limited(train_set, train_indices, limit_train, _rng(seed, 1)),
+            _limited(test_set, test_indices, limit_test, _rng(seed, 2)), list(train_set.classes))
+
+
+def _rng(seed, stream):
+    """An independent generator per use, so that each split is the same whichever others are drawn."""
+    return np.random.Generator(np.random.PCG64([seed, stream]))
 
 
 def _stratified_split(targets, val_split, rng):

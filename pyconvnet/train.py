@@ -52,7 +52,7 @@ from . import distributed as dist
 from . import nn
 from . import random as _random
 from . import finetune
-from ._runs import DATASETS, IMAGE_FOLDER, build_split, eval_settings, load_model
+from ._runs import DATASETS, IMAGE_FOLDER, build_splits, build_test_split, eval_settings, load_model
 from .autograd import no_grad
 from .tensor import Tensor
 
@@ -313,8 +313,7 @@ class _Run:
         self.writes = world_size == 1 or dist.get_rank() == 0
         _random.manual_seed(config.seed)
         self.loader_generator = np.random.Generator(np.random.PCG64(config.seed))
-        self.train_set, self.classes = build_split(dataclasses.asdict(config), True, data_dir)
-        self.test_set, _ = build_split(dataclasses.asdict(config), False, data_dir)
+        self.train_set, self.test_set, self.classes = build_splits(dataclasses.asdict(config), data_dir)
         self.model_kwargs = model_kwargs(config.model, config.dataset, _class_count(config, self.classes))
         self.model = models.get_model(config.model, **self.model_kwargs)
         if config.freeze_backbone:
@@ -684,4 +683,4 @@ def evaluate_checkpoint(path, data_dir=None, limit_test=None, threads=None):
     if threads is not None:
         backend.set_num_threads(threads)
     model, state = load_model(path)
-    return evaluate(model, build_split(state["config"], False, data_dir, limit_test)[0])
+    return evaluate(model, build_test_split(state["config"], data_dir, limit_test)[0])

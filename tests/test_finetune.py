@@ -209,3 +209,16 @@ def test_load_backbone_skips_the_heads_a_model_leaves_out(tmp_path):
     np.testing.assert_array_equal(state["inception5b.branch4.1.conv.weight"].numpy(),
                                   pretrained["inception5b.branch4.1.conv.weight"].numpy())
     np.testing.assert_array_equal(model.fc.weight.detach().numpy(), head)
+
+
+def test_the_held_out_split_is_stratified_disjoint_and_the_same_whatever_the_train_limit(folder):
+    train_set, test_set, classes = finetune.image_folder_splits(str(folder), _SIZE, val_split=0.25, seed=3)
+    train, held_out = set(train_set.indices.tolist()), set(test_set.indices.tolist())
+    assert classes == list(_COLOURS) and not train & held_out and len(train | held_out) == 3 * _PER_CLASS
+    assert sorted(test_set.dataset.targets[i] for i in held_out) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    _, again, _ = finetune.image_folder_splits(str(folder), _SIZE, val_split=0.25, seed=3, limit_train=5)
+    assert set(again.indices.tolist()) == held_out
+    _, other_seed, _ = finetune.image_folder_splits(str(folder), _SIZE, val_split=0.25, seed=4)
+    assert set(other_seed.indices.tolist()) != held_out
+    image, label = test_set[0]
+    assert tuple(image.shape) == (3, _SIZE, _SIZE) and label == test_set.dataset.targets[test_set.indices[0]]
