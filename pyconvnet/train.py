@@ -93,7 +93,8 @@ RECIPES = {
     "alexnet": {**_BASE, "optimizer": "adam", "epochs": 30, "lr": 1e-4, "weight_decay": 5e-4, "augment": True},
 }
 # Fine-tuning pretrained weights: smaller steps than training from scratch, fewer epochs.
-_FINETUNE = {"epochs": 10, "lr": 0.01, "batch_size": 32, "weight_decay": 1e-4}
+_FINETUNE = {"optimizer": "sgd", "momentum": 0.9, "scheduler": "cosine", "epochs": 10, "lr": 0.01, "batch_size": 32,
+             "weight_decay": 1e-4, "augment": True}
 # Settings only a run on an image folder takes.
 _IMAGE_FOLDER_SETTINGS = ("weights", "num_classes", "freeze_backbone", "image_size", "val_split")
 # Settings a resumed run may change: they do not alter what a step or an epoch is.
