@@ -63,7 +63,7 @@ def _image_folder(text):
     kind, _, folder = text.partition(":")
     if kind != "imagefolder" or not folder:
         raise argparse.ArgumentTypeError(f"expected imagefolder:DIR, got {text!r}")
-    return os.path.abspath(folder)
+    return os.path.abspath(os.path.expanduser(folder))
 
 
 def _class_count(text):
@@ -103,7 +103,8 @@ def _add_predict_parser(commands):
                     "by name with their probabilities.")
     parser.add_argument("checkpoint", metavar="CKPT")
     parser.add_argument("images", nargs="+", metavar="IMAGE")
-    parser.add_argument("--top-k", type=_positive_int, default=5, metavar="K", help="classes shown per image (default 5)")
+    parser.add_argument("--top-k", type=_positive_int, default=5, metavar="K",
+                        help="classes shown per image (default 5)")
     parser.add_argument("--json", action="store_true",
                         help="print a JSON list of {path, top: [{class, probability}]} instead")
     parser.add_argument("--threads", type=_positive_int)

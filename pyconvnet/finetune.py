@@ -129,9 +129,15 @@ def load_backbone(model, path):
     missing = [key for key in own if key not in state and key not in head_keys]
     unexpected = [key for key in state if key not in own]
     if missing or unexpected:
-        raise RuntimeError(f"{path} does not fit {type(model).__name__}: missing keys {missing or 'none'}, "
-                           f"unexpected keys {unexpected or 'none'}")
+        raise RuntimeError(f"{path} does not fit {type(model).__name__} (another architecture?): "
+                           f"{_some('missing', missing)}; {_some('unexpected', unexpected)}")
     model.load_state_dict(state, strict=False)
+
+
+def _some(kind, keys, shown=6):
+    """'2 missing keys: a, b' with at most ``shown`` keys named."""
+    more = f", ... ({len(keys) - shown} more)" if len(keys) > shown else ""
+    return f"{len(keys)} {kind} keys" + (f": {', '.join(keys[:shown])}{more}" if keys else "")
 
 
 def freeze_backbone(model):
