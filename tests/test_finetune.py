@@ -98,6 +98,7 @@ def test_frozen_fine_tune_then_predict_names_every_images_class(capsys, folder, 
         np.testing.assert_array_equal(state["model"][key].numpy(), loaded[key].numpy())
     assert state["model"]["fc.weight"].shape == (3, 512)
     assert json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])["test_acc"] == 1.0
+    assert (tmp_path / "run" / "confusion.png").is_file()  # the run's pictures draw an image folder's split
 
     status, out, err = _run(capsys, "predict", tmp_path / "run" / "best.safetensors", folder, "--top-k", 2)
     assert status == 0, err
@@ -138,6 +139,11 @@ def test_imagenet_layout_fine_tunes_every_layer_and_validates_on_val(capsys, ima
     status, out, err = _run(capsys, "eval", tmp_path / "run" / "last.safetensors", "--threads", 1)
     assert status == 0, err
     assert "test accuracy" in out
+    onnx = pytest.importorskip("onnx")
+    status, _, err = _run(capsys, "export", tmp_path / "run" / "last.safetensors", "--onnx", tmp_path / "m.onnx")
+    assert status == 0, err
+    dims = onnx.load(tmp_path / "m.onnx").graph.input[0].type.tensor_type.shape.dim
+    assert [dim.dim_value for dim in dims[1:]] == [3, _SIZE, _SIZE]  # the run's crops
 
 
 def test_a_folder_without_two_images_per_class_or_val_cannot_be_split(capsys, weights, tmp_path):
