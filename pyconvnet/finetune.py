@@ -63,8 +63,8 @@ def image_folder_splits(folder, image_size=224, val_split=0.1, augment=True, see
         raise FileNotFoundError(f"image folder {folder} is not a directory")
     if not 0 < val_split < 1:
         raise ValueError(f"val_split must be in (0, 1), got {val_split}")
-    train_steps = train_transform(image_size) if augment else eval_transform(**eval_settings(image_size))
     test_steps = eval_transform(**eval_settings(image_size))
+    train_steps = train_transform(image_size) if augment else test_steps
     train_dir, val_dir = os.path.join(folder, "train"), os.path.join(folder, "val")
     if os.path.isdir(train_dir) and os.path.isdir(val_dir):
         train_set = data.ImageFolder(train_dir, transform=train_steps)
