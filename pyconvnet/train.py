@@ -47,11 +47,10 @@ import time
 
 import numpy as np
 
-from . import backend, checkpoint, data, models, optim, viz
+from . import backend, checkpoint, data, finetune, models, optim, viz
 from . import distributed as dist
 from . import nn
 from . import random as _random
-from . import finetune
 from ._runs import DATASETS, IMAGE_FOLDER, build_splits, build_test_split, eval_settings, load_model
 from .autograd import no_grad
 from .tensor import Tensor
