@@ -1,6 +1,7 @@
 """The ``pyconvnet`` command line (also ``python -m pyconvnet``)."""
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -59,8 +60,10 @@ def _train(args):
 
     settings = {name: getattr(args, name) for name in (
         "model", "dataset", "epochs", "batch_size", "lr", "optimizer", "scheduler", "weight_decay", "momentum",
-        "label_smoothing", "augment", "seed", "limit_train", "limit_test", "lr_scaling", "warmup_epochs")}
+        "label_smoothing", "augment", "seed", "limit_train", "limit_test", "lr_scaling", "warmup_epochs",
+        "weights", "num_classes", "freeze_backbone", "image_size", "val_split")}
     try:
+        settings.update(_data_settings(args))
         accuracy = train.train(settings, out_dir=args.out, resume=args.resume, data_dir=args.data_dir,
                                threads=args.threads, device=args.device)
     except (train.TrainingStopped, ImportError, ValueError, FileExistsError, FileNotFoundError) as error:
@@ -68,6 +71,68 @@ def _train(args):
         train.end_distributed_job(1)
         return 1
     return 0 if accuracy is not None else _INTERRUPTED
+
+
+def _data_settings(args):
+    """The settings ``--data imagefolder:DIR`` stands for (none without it)."""
+    if args.data is None:
+        return {}
+    if args.dataset is not None:
+        raise ValueError("give either --dataset or --data, not both")
+    return {"dataset": "imagefolder", "folder": args.data}
+
+
+def _image_folder(text):
+    """argparse's ``type`` for --data: 'imagefolder:DIR' -> DIR as an absolute path."""
+    kind, _, folder = text.partition(":")
+    if kind != "imagefolder" or not folder:
+        raise argparse.ArgumentTypeError(f"expected imagefolder:DIR, got {text!r}")
+    return os.path.abspath(os.path.expanduser(folder))
+
+
+def _class_count(text):
+    """argparse's ``type`` for --num-classes: 'auto' -> None (not given), else a positive int."""
+    return None if text == "auto" else _positive_int(text)
+
+
+def _predict(args):
+    from . import backend, predict
+
+    if args.threads is not None:
+        backend.set_num_threads(args.threads)
+    try:
+        classifier = predict.Classifier(args.checkpoint)
+        paths = predict.image_paths(args.images)
+        ranked = classifier.predict(paths, args.top_k)
+    except (ImportError, ValueError, FileNotFoundError) as error:
+        print(f"pyconvnet predict: error: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps([{"path": path, "top": [{"class": name, "probability": p} for name, p in top]}
+                          for path, top in zip(paths, ranked)], indent=2))
+        return 0
+    for path, top in zip(paths, ranked):
+        print(path)
+        width = max(len(name) for name, _ in top)
+        for name, probability in top:
+            print(f"  {name:<{width}}  {probability:.4f}")
+    return 0
+
+
+def _add_predict_parser(commands):
+    parser = commands.add_parser(
+        "predict", help="classify images with a saved checkpoint: top-k classes and probabilities",
+        description="Classify each IMAGE (a directory: every image file in it, walked) with the model saved in "
+                    "CKPT, preprocessed as the run's validation images were, and print the most likely classes "
+                    "by name with their probabilities.")
+    parser.add_argument("checkpoint", metavar="CKPT")
+    parser.add_argument("images", nargs="+", metavar="IMAGE")
+    parser.add_argument("--top-k", type=_positive_int, default=5, metavar="K",
+                        help="classes shown per image (default 5)")
+    parser.add_argument("--json", action="store_true",
+                        help="print a JSON list of {path, top: [{class, probability}]} instead")
+    parser.add_argument("--threads", type=_positive_int)
+    parser.set_defaults(handler=_predict)
 
 
 def _eval(args):
@@ -100,11 +165,13 @@ def _plot(args):
 
 def _export(args):
     from . import onnx, train
+    from ._runs import checkpoint_eval_settings
 
     try:
         model, state = train.load_model(args.checkpoint)
-        spec = train.DATASETS[state["dataset"]]
-        onnx.export(model, args.input or (spec.channels, spec.image_size, spec.image_size), args.onnx)
+        preprocess = checkpoint_eval_settings(state)
+        onnx.export(model, args.input or (preprocess["channels"], preprocess["crop_size"], preprocess["crop_size"]),
+                    args.onnx)
     except (ImportError, TypeError, ValueError, FileNotFoundError) as error:
         print(f"pyconvnet export: error: {error}", file=sys.stderr)
         return 1
@@ -122,6 +189,20 @@ def _add_train_parser(commands):
     parser.add_argument("--model", default=None, help="a name from pyconvnet.models.list_models() (default lenet5)")
     parser.add_argument("--dataset", default=None, choices=["fashion-mnist", "mnist", "cifar10"],
                         help="default fashion-mnist")
+    parser.add_argument("--data", type=_image_folder, metavar="imagefolder:DIR",
+                        help="train on a folder of images instead: DIR/<class>/<image> (a --val-split share is held "
+                             "out for validation) or DIR/train/<class>/... with DIR/val/<class>/...")
+    parser.add_argument("--weights", metavar="FILE",
+                        help="fine-tune these weights (a torchvision .pth or a .safetensors file): all but the "
+                             "classifier head is loaded; the head is sized for the data's classes")
+    parser.add_argument("--num-classes", type=_class_count, metavar="auto|N",
+                        help="the classifier's outputs: auto (default), the data's class count, which N must match")
+    parser.add_argument("--freeze-backbone", action="store_true", default=None,
+                        help="train the classifier head only")
+    parser.add_argument("--image-size", type=_positive_int, metavar="N",
+                        help="side of the square crops an image folder's images are trained on (default 224)")
+    parser.add_argument("--val-split", type=float, metavar="SHARE",
+                        help="share of each class held out when the image folder has no val/ (default 0.1)")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int, help="the global batch, split evenly over MPI ranks")
     parser.add_argument("--lr", type=float, help="learning rate (the peak one for onecycle)")
@@ -328,6 +409,7 @@ def build_parser():
     _add_eval_parser(commands)
     _add_plot_parser(commands)
     _add_export_parser(commands)
+    _add_predict_parser(commands)
     _add_bench_parser(commands)
     _add_experiment_parser(commands)
     table = commands.add_parser("summary", help="layer table of a model: shapes, parameters, mult-adds, receptive field")

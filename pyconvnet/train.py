@@ -10,7 +10,12 @@ progress, the partial epoch's running sums and the metrics so far. So a run resu
 checkpoint, interrupted mid-epoch or not, continues exactly as the uninterrupted run would have:
 bit-identical weights for the same thread count.
 
-Settings left out come from the model's recipe (``RECIPES``), tuned for Fashion-MNIST.
+Settings left out come from the model's recipe (``RECIPES``), tuned for Fashion-MNIST. A run on a
+folder of images (``dataset="imagefolder"``, ``folder=DIR``) trains the model's ImageNet-sized variant
+on ``image_size`` crops (see ``pyconvnet.finetune``); with ``weights`` it fine-tunes a weight file:
+everything but the classifier head is loaded, the head is sized for the folder's classes, and
+``freeze_backbone`` trains the head alone (``_FINETUNE`` overrides the recipe). Checkpoints keep the
+class names and the evaluation preprocessing, which ``pyconvnet predict`` applies.
 
 Started by ``mpiexec -n N``, the run is data-parallel over the N ranks: ``batch_size`` stays the
 global batch (each rank steps on batch_size / N samples of its ``DistributedSampler`` shard, the
@@ -49,11 +54,11 @@ import time
 
 import numpy as np
 
-from . import backend, checkpoint, cuda, data, devices, models, optim, viz
+from . import backend, checkpoint, cuda, data, devices, finetune, models, optim, viz
 from . import distributed as dist
 from . import nn
 from . import random as _random
-from ._runs import DATASETS, build_dataset, load_model
+from ._runs import DATASETS, IMAGE_FOLDER, build_splits, build_test_split, eval_settings, load_model
 from .autograd import no_grad
 from .creation import zeros
 from .tensor import Tensor, int64
@@ -94,6 +99,11 @@ RECIPES = {
     # scale: it left the plateau within ~20 steps.
     "alexnet": {**_BASE, "optimizer": "adam", "epochs": 30, "lr": 1e-4, "weight_decay": 5e-4, "augment": True},
 }
+# Fine-tuning pretrained weights: smaller steps than training from scratch, fewer epochs.
+_FINETUNE = {"optimizer": "sgd", "momentum": 0.9, "scheduler": "cosine", "epochs": 10, "lr": 0.01, "batch_size": 32,
+             "weight_decay": 1e-4, "augment": True}
+# Settings only a run on an image folder takes.
+_IMAGE_FOLDER_SETTINGS = ("weights", "num_classes", "freeze_backbone", "image_size", "val_split")
 # Settings a resumed run may change: they do not alter what a step or an epoch is.
 RESUME_OVERRIDABLE = ("epochs", "lr", "scheduler", "weight_decay", "momentum", "label_smoothing", "lr_scaling",
                       "warmup_epochs")
@@ -120,14 +130,22 @@ class Config:
     # Defaults here, so that a checkpoint saved before these settings existed still loads.
     lr_scaling: str = "none"
     warmup_epochs: int = 0
+    # A run on an image folder (dataset "imagefolder"); see the module's docstring.
+    folder: str | None = None
+    weights: str | None = None
+    num_classes: int | None = None  # None: the folder's class count
+    freeze_backbone: bool = False
+    image_size: int = 224
+    val_split: float = 0.1  # the share held out for validation when the folder has no val/
 
 
-def recipe_for(model):
-    """The default settings for ``model`` (a name from ``models.list_models()``)."""
+def recipe_for(model, finetune=False):
+    """The default settings for ``model`` (a name from ``models.list_models()``); with ``finetune``,
+    those for fine-tuning pretrained weights."""
     patterns = [pattern for pattern in RECIPES if fnmatch.fnmatchcase(model, pattern)]
     if not patterns:
         raise ValueError(f"no training recipe for model {model!r}; recipes exist for: {', '.join(RECIPES)}")
-    return RECIPES[max(patterns, key=len)]
+    return {**RECIPES[max(patterns, key=len)], **(_FINETUNE if finetune else {})}
 
 
 def resolve_config(**settings):
@@ -138,9 +156,14 @@ def resolve_config(**settings):
     dataset = given.pop("dataset", "fashion-mnist")
     if model not in models.list_models():
         raise ValueError(f"unknown model {model!r}; choose one of: {', '.join(models.list_models())}")
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose one of: {', '.join(DATASETS)}")
-    defaults = {"seed": 0, "limit_train": None, "limit_test": None, **recipe_for(model)}
+    if dataset not in (*DATASETS, IMAGE_FOLDER):
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of: {', '.join(DATASETS)}, {IMAGE_FOLDER}")
+    if (dataset == IMAGE_FOLDER) != ("folder" in given):
+        raise ValueError(f"dataset {IMAGE_FOLDER} and folder go together (--data imagefolder:DIR)")
+    only = [key for key in _IMAGE_FOLDER_SETTINGS if key in given and dataset != IMAGE_FOLDER]
+    if only:
+        raise ValueError(f"{', '.join('--' + key.replace('_', '-') for key in only)} need --data imagefolder:DIR")
+    defaults = {"seed": 0, "limit_train": None, "limit_test": None, **recipe_for(model, "weights" in given)}
     config = Config(model=model, dataset=dataset, **{**defaults, **given})
     _check_config(config)
     return config
@@ -169,6 +192,9 @@ def _check_config(config):
         raise ValueError("weight_decay and momentum must be >= 0")
     if not 0 <= config.label_smoothing < 1:
         raise ValueError(f"label_smoothing must be in [0, 1), got {config.label_smoothing}")
+    if config.image_size < 1 or not 0 < config.val_split < 1:
+        raise ValueError(f"image_size must be >= 1 and val_split in (0, 1), got {config.image_size} and "
+                         f"{config.val_split}")
 
 
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
@@ -204,11 +230,14 @@ def describe_device(device):
 # ----------------------------------------------------------------------------- building blocks
 
 
-def model_kwargs(model, dataset):
-    """The builder arguments that fit ``model`` to ``dataset``: 10 classes, its channel count,
+def model_kwargs(model, dataset, num_classes=10):
+    """The builder arguments that fit ``model`` to ``dataset``: its classes, its channel count,
     and the small-input variant where the model has one (every model but LeNet-5 and the CIFAR
-    ResNets, which are small-input networks already). Each of them accepts 28x28 images."""
-    kwargs = {"num_classes": 10, "in_channels": DATASETS[dataset].channels}
+    ResNets, which are small-input networks already). Each of them accepts 28x28 images. An image
+    folder's run takes the ImageNet-sized variant, whose layers pretrained weights fit."""
+    if dataset == IMAGE_FOLDER:
+        return {"num_classes": num_classes, "in_channels": 3}
+    kwargs = {"num_classes": num_classes, "in_channels": DATASETS[dataset].channels}
     if "cifar" in inspect.signature(getattr(models, model)).parameters:
         kwargs["cifar"] = True
     return kwargs
@@ -218,7 +247,7 @@ def lr_scale(config):
     """The factor ``lr_scaling`` applies to ``config.lr``: global batch / the recipe's batch when linear."""
     if config.lr_scaling == "none":
         return 1.0
-    return config.batch_size / recipe_for(config.model)["batch_size"]
+    return config.batch_size / recipe_for(config.model, config.weights is not None)["batch_size"]
 
 
 def build_optimizer(config, parameters):
@@ -324,10 +353,11 @@ class _Run:
         self.writes = world_size == 1 or dist.get_rank() == 0
         _random.manual_seed(config.seed)
         self.loader_generator = np.random.Generator(np.random.PCG64(config.seed))
-        self.train_set = build_dataset(config.dataset, True, config.augment, data_dir, config.limit_train)
-        self.test_set = build_dataset(config.dataset, False, False, data_dir, config.limit_test)
-        self.model_kwargs = model_kwargs(config.model, config.dataset)
+        self.train_set, self.test_set, self.classes = build_splits(dataclasses.asdict(config), data_dir)
+        self.model_kwargs = model_kwargs(config.model, config.dataset, _class_count(config, self.classes))
         self.model = models.get_model(config.model, **self.model_kwargs).to(device)
+        if config.freeze_backbone:
+            finetune.freeze_backbone(self.model)
         # One worker thread prepares the next batches while the model steps.
         if world_size == 1:
             self.sampler = None
@@ -343,7 +373,7 @@ class _Run:
                                                 sampler=self.sampler, num_workers=1, generator=self.loader_generator)
             self.trained = nn.parallel.DistributedDataParallel(self.model)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-        self.optimizer = build_optimizer(config, self.model.parameters())
+        self.optimizer = build_optimizer(config, [p for p in self.model.parameters() if p.requires_grad])
         self.steps_per_epoch = len(self.train_loader)
         self.scheduler = build_scheduler(config, self.optimizer, self.steps_per_epoch)
         self.epoch = 0  # epochs completed
@@ -361,6 +391,8 @@ class _Run:
             "model_kwargs": self.model_kwargs,
             "dataset": self.config.dataset,
             "config": dataclasses.asdict(self.config),
+            "classes": self.classes,
+            "preprocess": eval_settings(dataclasses.asdict(self.config)),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
@@ -371,6 +403,16 @@ class _Run:
             "metrics": self.metrics,
             "best_test_acc": self.best_test_acc,
         }
+
+    def load_weights(self):
+        """A fresh fine-tuning run: the weight file into everything but the classifier head."""
+        try:
+            finetune.load_backbone(self.model, self.config.weights)
+        except RuntimeError as error:
+            raise ValueError(f"--weights: {error}") from None
+        head, _ = finetune.classifier_head(self.model)
+        frozen = ", the rest frozen" if self.config.freeze_backbone else ""
+        self.log(f"loaded {self.config.weights} into all but the head '{head}' ({len(self.classes)} classes{frozen})")
 
     def restore(self, state, schedule_changed):
         self.model.load_state_dict(state["model"])
@@ -636,6 +678,8 @@ def train(settings, out_dir=None, resume=None, data_dir=None, threads=None, log=
                                   f"--resume {os.path.join(out_dir, 'last.safetensors')} or choose another --out")
     os.makedirs(out_dir, exist_ok=True)
     run = _Run(config, out_dir, data_dir, log, device, world_size)
+    if state is None and config.weights is not None:
+        run.load_weights()
     if state is not None:
         run.restore(state, schedule_changed=bool(changed))
         run.write_metrics()
@@ -685,6 +729,13 @@ def _write_pictures(out_dir, data_dir, log):
         log(f"pictures: {', '.join(os.path.basename(path) for path in viz.plot_run(out_dir, data_dir))}")
 
 
+def _class_count(config, classes):
+    if config.num_classes is not None and config.num_classes != len(classes):
+        raise ValueError(f"--num-classes {config.num_classes}: the data has {len(classes)} classes "
+                         f"({', '.join(classes)})")
+    return len(classes)
+
+
 def _resumed_config(saved, settings, path):
     given = {key: value for key, value in settings.items() if value is not None}
     fixed = sorted(key for key in given if key not in RESUME_OVERRIDABLE and given[key] != saved[key])
@@ -702,4 +753,4 @@ def evaluate_checkpoint(path, data_dir=None, limit_test=None, threads=None):
     if threads is not None:
         backend.set_num_threads(threads)
     model, state = load_model(path)
-    return evaluate(model, build_dataset(state["dataset"], False, False, data_dir, limit_test))
+    return evaluate(model, build_test_split(state["config"], data_dir, limit_test)[0])

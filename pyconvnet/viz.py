@@ -18,7 +18,7 @@ import os
 import numpy as np
 
 from . import data, nn
-from ._runs import build_dataset, load_model
+from ._runs import build_test_split, load_model
 from .autograd import no_grad
 from .creation import from_numpy
 
@@ -235,10 +235,7 @@ def plot_run(run_dir, data_dir=None, limit_test=None):
     with open(metrics_path) as file:
         metrics = [json.loads(line) for line in file if line.strip()]
     model, state = load_model(checkpoint_path)
-    if limit_test is None:
-        limit_test = state["config"]["limit_test"]
-    test_set = build_dataset(state["dataset"], False, False, data_dir, limit_test)
-    classes = getattr(test_set, "dataset", test_set).classes
+    test_set, classes = build_test_split(state["config"], data_dir, limit_test)
     image, label = test_set[0]  # a normalised (C, H, W) Tensor, as the model sees it
     image = image.numpy()
     paths = [os.path.join(run_dir, name) for name in PICTURES]

@@ -102,6 +102,31 @@ def test_eval_rebuilds_the_model_from_the_checkpoint(capsys, data_dir, tmp_path)
     assert out.splitlines()[-2] == f"test loss: {json.loads(records[-1])['test_loss']:.4f}"
 
 
+def test_predict_prepares_an_image_file_as_the_run_prepared_its_test_images(capsys, data_dir, tmp_path):
+    Image = pytest.importorskip("PIL.Image")
+    _train(capsys, *_args(data_dir, tmp_path / "run", "--epochs", 1, "--limit-train", 64))
+    raw = np.frombuffer((data_dir / "fashion-mnist" / "t10k-images-idx3-ubyte").read_bytes()[16:], np.uint8)
+    images = raw.reshape(-1, 28, 28)[:3]
+    paths = [tmp_path / f"{i}.png" for i in range(len(images))]
+    for image, path in zip(images, paths):
+        Image.fromarray(image).save(path)
+    checkpoint = tmp_path / "run" / "last.safetensors"
+    status, out, err = _train(capsys, "predict", str(checkpoint), *map(str, paths), "--json", "--top-k", "10")
+    assert status == 0, err
+    model, state = pyconvnet.train.load_model(checkpoint)
+    model.eval()
+    spec = pyconvnet.train.DATASETS["fashion-mnist"]
+    inputs = (images[:, None].astype(np.float32) / 255 - spec.mean[0]) / spec.std[0]
+    with pyconvnet.no_grad():
+        logits = model(pyconvnet.from_numpy(inputs)).numpy().astype(np.float64)
+    expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    classes = list(pyconvnet.data.FashionMNIST.classes)
+    assert state["classes"] == classes
+    for result, row in zip(json.loads(out), expected):
+        got = {entry["class"]: entry["probability"] for entry in result["top"]}
+        np.testing.assert_allclose([got[name] for name in classes], row, rtol=1e-4, atol=1e-6)
+
+
 def test_one_epoch_plus_resume_equals_two_epochs_bit_for_bit(capsys, data_dir, tmp_path):
     common = ("--limit-train", 96, "--scheduler", "none", "--augment")
     assert _train(capsys, *_args(data_dir, tmp_path / "straight", "--epochs", 2, *common))[0] == 0

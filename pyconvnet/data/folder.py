@@ -21,7 +21,7 @@ def pil_loader(path):
         with open(path, "rb") as f:
             return image.open(f).convert("RGB")
     except (OSError, SyntaxError, ValueError) as error:
-        raise ValueError(f"ImageFolder: cannot decode {path}: {error}") from error
+        raise ValueError(f"cannot decode {path} as an image: {error}") from error
 
 
 default_loader = pil_loader
