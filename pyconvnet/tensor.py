@@ -26,7 +26,7 @@ from collections import namedtuple
 import numpy as np
 
 from . import devices
-from . import random as _random
+from . import autograd as _autograd, random as _random
 from .autograd import (
     RETAIN_GRAD_KEY,
     RemovableHandle,
@@ -1021,8 +1021,9 @@ class Tensor:
 
     def _inplace_or_rebind(self, other, inplace, out_of_place):
         # With grad tracking needed, `x += y` rebinds x to the recorded `x + y`: the same
-        # result torch gives, except that other references to the old x do not change.
-        if is_grad_enabled() and (
+        # result torch gives, except that other references to the old x do not change. ONNX
+        # export's tracing records it the same way.
+        if _autograd.tracer is not None or is_grad_enabled() and (
             self._requires_grad or (isinstance(other, Tensor) and other._requires_grad)
         ):
             if self._requires_grad and self._grad_fn is None:
