@@ -16,6 +16,7 @@ extra (``pip install pyconvnet[onnx]``); importing pyconvnet does not import onn
 import math
 import os
 import sys
+import weakref
 from collections import namedtuple
 
 import numpy as np
@@ -23,7 +24,8 @@ import numpy as np
 from . import autograd, nn
 from .autograd import no_grad
 from .models.resnet import _SubsamplePadChannels
-from .ops import activation, arithmetic, conv, elementwise, indexing, loss, normalization, pooling, reduction, shape
+from .ops import activation, arithmetic, conv, elementwise, indexing, loss, normalization, pooling, reduction
+from .ops import shape as shape_ops
 from .tensor import Tensor
 
 __all__ = ["export", "OPSET", "IR_VERSION"]
@@ -34,9 +36,9 @@ _INT64_MAX = np.iinfo(np.int64).max
 _INT64_MIN = np.iinfo(np.int64).min
 _EXAMPLE_BATCHES = (2, 3)  # the trace and its check; neither 1, which a broadcast could hide
 
-# A traced value: its name in the graph, the array it held in the example and its batch axis (None
-# once the batch is reduced away or indexed out).
-_Value = namedtuple("_Value", ["name", "array", "batch_axis"])
+# A value of the graph: its name, the shape and dtype it had in the example and its batch axis (None
+# once the batch is reduced away or indexed out, and for initialisers).
+_Value = namedtuple("_Value", ["name", "shape", "dtype", "batch_axis"])
 
 
 def export(model, input_shape, path):
@@ -81,8 +83,8 @@ def _trace(model, example):
     if autograd.tracer is not None:
         raise RuntimeError("export: another export is tracing in this process")
     tracer = _Tracer(model, Tensor._wrap(example))
-    handles = [handle for module in model.modules()
-               for handle in (module.register_forward_pre_hook(tracer.enter), module.register_forward_hook(tracer.leave))]
+    handles = [hook for module in model.modules()
+               for hook in (module.register_forward_pre_hook(tracer.enter), module.register_forward_hook(tracer.leave))]
     autograd.tracer = tracer
     try:
         with no_grad():
@@ -103,14 +105,14 @@ class _Tracer:
         self.paths = {id(module): path for path, module in model.named_modules()}
         self.scopes = []  # the paths of the modules running now, innermost last
         self.names = {id(t._array): name for name, t in (*model.named_parameters(), *model.named_buffers())}
-        self.values = {id(example._array): _Value("input", example._array, 0)}  # by id of the array
+        self.values = {}  # id of a traced array (while it lives) -> its _Value
+        self.bind(example._array, "input", 0)
         self.nodes = []  # (op, inputs, outputs, name, attributes)
         self.initializers = {}  # name -> array
         self.constant_names = {}  # id of a constant's array -> its initialiser name
-        self.kept = []  # the arrays whose ids name values, kept alive so an id is never reused
         self.ops = []  # (Function name, scope) of each recorded op
         self.constant_reads = []  # (op index, array) of each constant that is not a parameter or buffer
-        self.unexpressible = {}  # id of an array -> why no ONNX value holds it
+        self.unexpressible = {}  # id of a traced array (while it lives) that no ONNX value holds -> why
         self.output = None
 
     # --------------------------------------------------------------- recording
@@ -141,7 +143,7 @@ class _Tracer:
         for output, result in zip(outputs, results if isinstance(results, list) else [results]):
             if isinstance(result, str):
                 self.unexpressible[id(output._array)] = result
-                self.kept.append(output._array)
+                weakref.finalize(output._array, self.unexpressible.pop, id(output._array), None)
             else:
                 self.bind(output._array, *result)
         for arg in args:  # an in-place op: the input's memory now holds the output
@@ -159,8 +161,9 @@ class _Tracer:
                             f"which tracing cannot record; use the out-of-place form (x = x + y, torch.where, ...)")
 
     def bind(self, array, name, batch_axis):
-        self.values[id(array)] = _Value(name, array, batch_axis)
-        self.kept.append(array)
+        """``array`` holds the value ``name`` from now on, until it dies and its id may be reused."""
+        self.values[id(array)] = _Value(name, array.shape, array.dtype, batch_axis)
+        weakref.finalize(array, self.values.pop, id(array), None)
 
     def finish(self, output):
         if not isinstance(output, Tensor):
@@ -185,18 +188,15 @@ class _Tracer:
                 name = f"{self.scope}/constant_{len(self.initializers)}"
                 self.constant_reads.append((len(self.ops) - 1, np.array(array)))
             self.constant_names[key] = name
-            self.initializers[name] = array
-            self.kept.append(array)
-        return _Value(name, array, None)
+            self.initializers[name] = array  # which keeps it alive, so its id stays its own
+        return _Value(name, array.shape, array.dtype, None)
 
     def name(self, tensor):
         return self.value(tensor).name
 
     def constant(self, array, dtype=np.int64):
         """The name of a new initialiser holding ``array`` (a list or number) as ``dtype``."""
-        array = np.asarray(array, dtype=dtype)
-        self.kept.append(array)
-        return self.value(array).name
+        return self.value(np.asarray(array, dtype=dtype)).name
 
     def node(self, op, inputs, outputs=1, **attributes):
         """Add ONNX operator ``op`` reading ``inputs`` (names; "" for an absent optional one); the
@@ -229,10 +229,10 @@ class _Tracer:
         nodes = [helper.make_node(op, inputs, outputs, name=name, **attributes)
                  for op, inputs, outputs, name, attributes in self.nodes]
         nodes.append(helper.make_node("Identity", [self.output.name], ["logits"], name="logits"))
-        output_shape = list(self.output.array.shape)
+        output_shape = list(self.output.shape)
         if self.output.batch_axis is not None:
             output_shape[self.output.batch_axis] = "batch"
-        element_type = helper.np_dtype_to_tensor_dtype(self.output.array.dtype)
+        element_type = helper.np_dtype_to_tensor_dtype(self.output.dtype)
         graph = helper.make_graph(
             nodes, "pyconvnet",
             [helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, ["batch", *input_shape])],
@@ -264,7 +264,7 @@ def _batch_of(g, *args):
         if g.is_traced(arg):
             value = g.value(arg)
             if value.batch_axis is not None:
-                return value.batch_axis - value.array.ndim
+                return value.batch_axis - len(value.shape)
     return None
 
 
@@ -324,7 +324,7 @@ def _identity(g, op, x, *args):
 
 def _clamp(g, op, x, low, high):
     value = g.value(x)
-    bounds = [g.constant(b, value.array.dtype) if b is not None else "" for b in (low, high)]
+    bounds = [g.constant(b, value.dtype) if b is not None else "" for b in (low, high)]
     return g.node("Clip", [value.name, *bounds]), value.batch_axis
 
 
@@ -334,9 +334,10 @@ def _add_relu(g, op, a, b):
 
 
 def _matmul(g, op, a, b):
+    """The batch goes where the first operand's is (a 1-D first operand is a vector: none)."""
     ndim = max(_array_of(a).ndim, _array_of(b).ndim)
-    return g.node("MatMul", [g.name(a), g.name(b)]), (_elementwise_batch(g, ndim, a) if _array_of(a).ndim > 1
-                                                     else None)
+    batch = _elementwise_batch(g, ndim, a) if _array_of(a).ndim > 1 else None
+    return g.node("MatMul", [g.name(a), g.name(b)]), batch
 
 
 def _conv2d(g, op, x, weight, bias, stride, padding, dilation, groups):
@@ -350,7 +351,7 @@ def _conv_transpose2d(g, op, x, weight, bias, output_shape, stride, padding, dil
     value = g.value(x)
     kernel = _array_of(weight).shape[2:]
     extra = [out - (s * (n - 1) + d * (k - 1) + 1 - 2 * p)  # torch's output_padding
-             for out, s, n, d, k, p in zip(output_shape[-2:], stride, value.array.shape[-2:], dilation, kernel, padding)]
+             for out, s, n, d, k, p in zip(output_shape[-2:], stride, value.shape[2:], dilation, kernel, padding)]
     inputs = [value.name, g.name(weight)] + ([g.name(bias)] if bias is not None else [])
     return g.node("ConvTranspose", inputs, kernel_shape=list(kernel), strides=list(stride), pads=list(padding) * 2,
                   dilations=list(dilation), group=int(groups), output_padding=extra), value.batch_axis
@@ -359,7 +360,7 @@ def _conv_transpose2d(g, op, x, weight, bias, output_shape, stride, padding, dil
 def _linear(g, op, x, weight, bias):
     value = g.value(x)
     bias = [g.name(bias)] if bias is not None else []
-    if value.array.ndim == 2:
+    if len(value.shape) == 2:
         return g.node("Gemm", [value.name, g.name(weight), *bias], transB=1), value.batch_axis
     product = g.node("MatMul", [value.name, g.node("Transpose", [g.name(weight)], perm=[1, 0])])
     return (g.node("Add", [product, *bias]) if bias else product), value.batch_axis
@@ -370,7 +371,7 @@ def _batch_norm(g, op, x, weight, bias, running_mean, running_var, training, mom
         raise ValueError(f"export: '{g.scope}' normalises with batch statistics (track_running_stats=False or "
                          f"training=True), which ONNX BatchNormalization cannot express")
     value = g.value(x)
-    channels = value.array.shape[1]
+    channels = value.shape[1]
     scale = g.name(weight) if weight is not None else g.constant(np.ones(channels), np.float32)
     shift = g.name(bias) if bias is not None else g.constant(np.zeros(channels), np.float32)
     output = g.node("BatchNormalization", [value.name, scale, shift, g.name(running_mean), g.name(running_var)],
@@ -382,11 +383,11 @@ def _group_norm(g, op, x, weight, bias, layer, size, eps):
     """layer_norm is ONNX LayerNormalization; group_norm normalises (N, groups, -1) by hand."""
     value = g.value(x)
     if layer:
-        normalised_shape = value.array.shape[value.array.ndim - size:]
+        normalised_shape = value.shape[len(value.shape) - size:]
         scale = g.name(weight) if weight is not None else g.constant(np.ones(normalised_shape), np.float32)
         inputs = [value.name, scale] + ([g.name(bias)] if bias is not None else [])
         return g.node("LayerNormalization", inputs, axis=-size, epsilon=float(eps)), value.batch_axis
-    shape = value.array.shape
+    shape = value.shape
     grouped = g.node("Reshape", [value.name, g.constant([0, size, -1])])
     centred = g.node("Sub", [grouped, g.node("ReduceMean", [grouped], axes=[2], keepdims=1)])
     variance = g.node("ReduceMean", [g.node("Mul", [centred, centred])], axes=[2], keepdims=1)
@@ -410,8 +411,8 @@ def _local_response_norm(g, op, x, size, alpha, beta, k):
 
 
 def _check_4d(g, value, op):
-    if value.array.ndim != 4:
-        raise TypeError(f"export: {op} in '{g.scope}' on a {value.array.ndim}-D input: ONNX pools (N, C, H, W) only")
+    if len(value.shape) != 4:
+        raise TypeError(f"export: {op} in '{g.scope}' on a {len(value.shape)}-D input: ONNX pools (N, C, H, W) only")
 
 
 def _window_attributes(kernel_size, stride, padding, ceil_mode):
@@ -440,7 +441,7 @@ def _avg_pool2d(g, op, x, kernel_size, stride, padding, ceil_mode, count_include
 def _adaptive_avg_pool2d(g, op, x, output_size):
     value = g.value(x)
     _check_4d(g, value, op)
-    size = value.array.shape[2:]
+    size = value.shape[2:]
     if tuple(output_size) == (1, 1):
         return g.node("GlobalAveragePool", [value.name]), value.batch_axis
     if not any(n % o for n, o in zip(size, output_size)):
@@ -466,7 +467,7 @@ def _averaging_matrix(size, output_size):
 def _adaptive_max_pool2d(g, op, x, output_size):
     value = g.value(x)
     _check_4d(g, value, op)
-    size = value.array.shape[2:]
+    size = value.shape[2:]
     if any(n % o for n, o in zip(size, output_size)):
         raise TypeError(f"export: {op} in '{g.scope}' from {tuple(size)} to {tuple(output_size)} has uneven windows, "
                         f"which ONNX MaxPool cannot express")
@@ -495,7 +496,7 @@ def _interpolate(g, op, x, output_size, scales, mode, align_corners):
 def _pad(g, op, x, widths, fill):
     value = g.value(x)
     pads = g.constant([before for before, _ in widths] + [after for _, after in widths])
-    return g.node("Pad", [value.name, pads, g.constant(fill, value.array.dtype)]), value.batch_axis
+    return g.node("Pad", [value.name, pads, g.constant(fill, value.dtype)]), value.batch_axis
 
 
 def _subsample_pad_channels(g, op, x, stride, before, after):
@@ -529,14 +530,14 @@ def _sum(g, op, x, axes, keepdim):
     value = g.value(x)
     axes_input = [g.constant(list(axes))] if axes is not None else []
     output = g.node("ReduceSum", [value.name, *axes_input], keepdims=int(keepdim))
-    return output, _reduced_batch(value.batch_axis, axes, value.array.ndim, keepdim)
+    return output, _reduced_batch(value.batch_axis, axes, len(value.shape), keepdim)
 
 
 def _mean(g, op, x, axes, keepdim):
     value = g.value(x)
     axes_attribute = {"axes": list(axes)} if axes is not None else {}
     output = g.node("ReduceMean", [value.name], keepdims=int(keepdim), **axes_attribute)
-    return output, _reduced_batch(value.batch_axis, axes, value.array.ndim, keepdim)
+    return output, _reduced_batch(value.batch_axis, axes, len(value.shape), keepdim)
 
 
 def _extremum(g, op, x, largest):
@@ -547,14 +548,16 @@ def _extremum_along_dim(g, op, x, dim, keepdim, largest):
     value = g.value(x)
     values = g.node("ReduceMax" if largest else "ReduceMin", [value.name], axes=[dim], keepdims=int(keepdim))
     indices = g.node("ArgMax" if largest else "ArgMin", [value.name], axis=dim, keepdims=int(keepdim))
-    batch = _reduced_batch(value.batch_axis, (dim,), value.array.ndim, keepdim)
+    batch = _reduced_batch(value.batch_axis, (dim,), len(value.shape), keepdim)
     return [(values, batch), (indices, batch)]
 
 
 def _reshape(g, op, x, target):
     """The traced output shape with -1 where the batch went, so the batch stays dynamic."""
     value = g.value(x)
-    shape, new_shape = value.array.shape, list(value.array.reshape(target).shape)
+    shape, new_shape = value.shape, list(target)
+    if -1 in new_shape:
+        new_shape[new_shape.index(-1)] = -math.prod(shape) // math.prod(new_shape)
     batch = value.batch_axis
     if batch is not None:
         before, after = math.prod(shape[:batch]), math.prod(shape[batch + 1:])
@@ -586,7 +589,7 @@ def _expand(g, op, x, target):
 def _index(g, op, x, key):
     """Basic indexing (ints, slices, None, ...) as one Slice, a Gather per int and an Unsqueeze."""
     value = g.value(x)
-    entries = _basic_key(key, value.array.ndim)
+    entries = _basic_key(key, len(value.shape))
     if entries is None:
         raise TypeError(f"export: indexing with {key!r} in '{g.scope}' (advanced indexing) has no ONNX mapping here; "
                         f"use basic indexing (ints, slices, None)")
@@ -597,7 +600,7 @@ def _index(g, op, x, key):
             new_axes.append(out_axis)
             out_axis += 1
             continue
-        size = value.array.shape[axis]
+        size = value.shape[axis]
         if isinstance(entry, slice):
             start, stop, step = entry.indices(size)
             whole = (start, step) == (0, 1) and stop == size
@@ -672,11 +675,11 @@ _CONVERTERS = {
     activation.GeluTanhFunction: _gelu,
     activation.LeakyReluFunction: _leaky_relu,
     activation.DropoutFunction: _identity,  # eval-mode export: dropout is the identity
-    shape.Clone: _identity,
-    shape.Reshape: _reshape,
-    shape.Permute: _permute,
-    shape.Expand: _expand,
-    shape.Index: _index,
+    shape_ops.Clone: _identity,
+    shape_ops.Reshape: _reshape,
+    shape_ops.Permute: _permute,
+    shape_ops.Expand: _expand,
+    shape_ops.Index: _index,
     elementwise.AddReluFunction: _add_relu,
     elementwise.CatFunction: _concat,
     conv.Conv2dFunction: _conv2d,
