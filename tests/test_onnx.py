@@ -219,8 +219,29 @@ class _ShapesNet(nn.Module):
         return F.log_softmax(logits[..., ::2], dim=1) + F.relu6(logits).max(dim=1, keepdim=True).values
 
 
-@pytest.mark.parametrize(("model", "input_shape"), [(_UserNet, (3, 8, 8)), (_ShapesNet, (4, 5, 5))],
-                         ids=["branches-residual-concat-view", "shape-ops-reductions-activations"])
+class _MoreOpsNet(nn.Module):
+    """A transposed convolution, adaptive max pooling, a Linear on 4-D input, numbers on either side
+    of an op, gather by traced indices, where with a constant mask, expand and clamp."""
+
+    def __init__(self):
+        super().__init__()
+        self.up = nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1, output_padding=1)
+        self.pool = nn.AdaptiveMaxPool2d(4)
+        self.proj = nn.Linear(4, 6)
+        self.register_buffer("mask", pyconvnet.from_numpy(np.arange(6) % 2 == 0))
+
+    def forward(self, x):
+        x = F.leaky_relu(self.up(x), 0.2)  # (N, 4, 8, 8)
+        x = self.proj(self.pool(x).permute(0, 2, 3, 1))  # (N, 4, 4, 6)
+        x = F.hardsigmoid(x) + F.gelu(x, approximate="tanh") - 1.0 / (2.0 + x.abs()) + x ** 2
+        top = x.max(dim=-1, keepdim=True)
+        x = pyconvnet.where(self.mask, x, top.values.expand(-1, -1, -1, 6)) * x.gather(-1, top.indices)
+        return x.flatten(1).clamp(max=3.0)
+
+
+@pytest.mark.parametrize(("model", "input_shape"), [(_UserNet, (3, 8, 8)), (_ShapesNet, (4, 5, 5)),
+                                                    (_MoreOpsNet, (3, 4, 4))],
+                         ids=["branches-residual-concat-view", "shape-ops-reductions-activations", "more-ops"])
 def test_a_user_defined_model_runs_in_onnxruntime_with_pyconvnets_logits(model, input_shape, tmp_path):
     pyconvnet.manual_seed(0)
     model = model()
