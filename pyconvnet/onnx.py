@@ -8,7 +8,7 @@ from the input (parameters, buffers, constants, and whatever ops on those alone 
 initialisers. Every value remembers which axis is the batch, so reshapes and slices keep the
 batch dimension dynamic. A second trace with another batch size and other values checks that the
 graph and its constants do not depend on the example: a tensor made from the input outside the
-traced ops (``.numpy()``, comparisons, argmax, a shape with the batch size in it) is refused with
+traced ops (``.numpy()``, argmax, a shape with the batch size in it) is refused with
 a TypeError naming the op that reads it, as is an op with no ONNX mapping. Needs the ``onnx``
 extra (``pip install pyconvnet[onnx]``); importing pyconvnet does not import onnx.
 """
@@ -221,7 +221,7 @@ class _Tracer:
                 op, scope = self.ops[index]
                 raise TypeError(
                     f"export: op {op} in '{scope}' reads a tensor that changes with the input but was not computed "
-                    f"from it by traced ops (made through .numpy(), .item(), a comparison, argmax, sort, or with "
+                    f"from it by traced ops (made through .numpy(), .item(), argmax, sort, or with "
                     f"the batch size baked into its shape), so ONNX cannot express it")
 
     def to_onnx(self, onnx, input_shape):
@@ -331,6 +331,25 @@ def _clamp(g, op, x, low, high):
 def _add_relu(g, op, a, b):
     total, batch = _binary("Add")(g, op, a, b)
     return g.node("Relu", [total]), batch
+
+
+_COMPARISONS = {np.equal: "Equal", np.less: "Less", np.less_equal: "LessOrEqual", np.greater: "Greater",
+                np.greater_equal: "GreaterOrEqual"}
+
+
+def _compare(g, op, a, b, comparison):
+    if comparison is np.not_equal:
+        equal, batch = _binary("Equal")(g, op, a, b)
+        return g.node("Not", [equal]), batch
+    return _binary(_COMPARISONS[comparison])(g, op, a, b)
+
+
+_ONNX_TYPES = {np.dtype(np.float32): 1, np.dtype(np.int64): 7, np.dtype(np.bool_): 9}  # TensorProto's numbers
+
+
+def _cast(g, op, x, dtype):
+    value = g.value(x)
+    return g.node("Cast", [value.name], to=_ONNX_TYPES[np.dtype(dtype)]), value.batch_axis
 
 
 def _matmul(g, op, a, b):
@@ -664,6 +683,8 @@ _CONVERTERS = {
     arithmetic.Abs: _unary("Abs"),
     arithmetic.Clamp: _clamp,
     arithmetic.MatMul: _matmul,
+    arithmetic.Compare: _compare,
+    arithmetic.Cast: _cast,
     activation.ReluFunction: _unary("Relu"),
     activation.SigmoidFunction: _unary("Sigmoid"),
     activation.TanhFunction: _unary("Tanh"),

@@ -37,7 +37,7 @@ from .autograd import (
 )
 from .formatting import format_tensor
 from .ops import activation as _activation, indexing as _indexing, loss as _loss
-from .ops.arithmetic import Abs, Add, Clamp, Div, Exp, Log, MatMul, Mul, Neg, Pow, Sqrt, Sub
+from .ops.arithmetic import Abs, Add, Cast, Clamp, Compare, Div, Exp, Log, MatMul, Mul, Neg, Pow, Sqrt, Sub
 from .ops.reduction import Extremum, ExtremumAlongDim, Mean, Sum
 from .ops.shape import Clone, Expand, Index, Permute, Reshape
 
@@ -515,9 +515,7 @@ class Tensor:
         dtype = _resolve_dtype(dtype)
         if dtype == self._array.dtype:
             return self
-        # Only one float dtype exists, so every real cast leaves the graph.
-        with np.errstate(invalid="ignore"):
-            return Tensor._wrap(self._array.astype(dtype))
+        return Cast.apply(self, dtype)
 
     # --------------------------------------------------------------- Python protocols
     __hash__ = object.__hash__
@@ -920,7 +918,7 @@ class Tensor:
 
     # --------------------------------------------------------------- comparisons
     def _compare(self, ufunc, other):
-        return Tensor._wrap(np.asarray(ufunc(self._array, _array_of(other))))
+        return Compare.apply(self, _operand(other), ufunc)
 
     def eq(self, other):
         return self._compare(np.equal, other)

@@ -221,7 +221,8 @@ class _ShapesNet(nn.Module):
 
 class _MoreOpsNet(nn.Module):
     """A transposed convolution, adaptive max pooling, a Linear on 4-D input, numbers on either side
-    of an op, gather by traced indices, where with a constant mask, expand and clamp."""
+    of an op, gather by traced indices, where with a constant and a traced mask, comparisons, a
+    cast, expand and clamp."""
 
     def __init__(self):
         super().__init__()
@@ -236,6 +237,7 @@ class _MoreOpsNet(nn.Module):
         x = F.hardsigmoid(x) + F.gelu(x, approximate="tanh") - 1.0 / (2.0 + x.abs()) + x ** 2
         top = x.max(dim=-1, keepdim=True)
         x = pyconvnet.where(self.mask, x, top.values.expand(-1, -1, -1, 6)) * x.gather(-1, top.indices)
+        x = pyconvnet.where(x > 0.5, x, -x) + (x <= 0.2).float() - x.ne(1.0).float()
         return x.flatten(1).clamp(max=3.0)
 
 
