@@ -905,10 +905,10 @@ class Tensor:
         return TopKResult(self.gather(dim, Tensor._wrap(indices)), Tensor._wrap(indices))
 
     def maximum(self, other):
-        return _indexing.Where.apply(np.greater_equal(self._array, _array_of(other)), self, _operand(other))
+        return _indexing.Where.apply(self.ge(other), self, _operand(other))
 
     def minimum(self, other):
-        return _indexing.Where.apply(np.less_equal(self._array, _array_of(other)), self, _operand(other))
+        return _indexing.Where.apply(self.le(other), self, _operand(other))
 
     def argmax(self, dim=None, keepdim=False):
         return Tensor._wrap(_arg_extremum(self._array, dim, keepdim, np.argmax))

@@ -237,7 +237,7 @@ class _MoreOpsNet(nn.Module):
         x = F.hardsigmoid(x) + F.gelu(x, approximate="tanh") - 1.0 / (2.0 + x.abs()) + x ** 2
         top = x.max(dim=-1, keepdim=True)
         x = pyconvnet.where(self.mask, x, top.values.expand(-1, -1, -1, 6)) * x.gather(-1, top.indices)
-        x = pyconvnet.where(x > 0.5, x, -x) + (x <= 0.2).float() - x.ne(1.0).float()
+        x = pyconvnet.where(x > 0.5, x, -x) + (x <= 0.2).float() - x.ne(1.0).float() + x.minimum(x * 0.3)
         return x.flatten(1).clamp(max=3.0)
 
 
