@@ -237,7 +237,7 @@ class _Tracer:
             nodes, "pyconvnet",
             [helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, ["batch", *input_shape])],
             [helper.make_tensor_value_info("logits", element_type, output_shape)],
-            [onnx.numpy_helper.from_array(np.ascontiguousarray(array), name)
+            [onnx.numpy_helper.from_array(array, name)
              for name, array in self.initializers.items()],
         )
         return helper.make_model(graph, ir_version=IR_VERSION, opset_imports=[helper.make_opsetid("", OPSET)],
@@ -257,28 +257,25 @@ def _array_of(value):
 # no value for it.
 
 
-def _batch_of(g, *args):
-    """The batch axis of the first traced argument that has one, counted from the end (broadcasting
-    aligns shapes at the right); None if none has."""
-    for arg in args:
-        if g.is_traced(arg):
-            value = g.value(arg)
-            if value.batch_axis is not None:
-                return value.batch_axis - len(value.shape)
-    return None
-
-
-def _elementwise_batch(g, output_ndim, *args):
-    from_end = _batch_of(g, *args)
-    return None if from_end is None else output_ndim + from_end
+def _broadcast(g, *operands):
+    """The input names of an element-wise op on Tensors or numbers (numbers become constants of the
+    Tensors' dtype) and where the batch axis of the first operand with one lands in the result
+    (shapes align at the right when they broadcast)."""
+    arrays = [_array_of(v) for v in operands]
+    dtype = next((array.dtype for array in arrays if array is not None and array.dtype != np.bool_), np.float32)
+    names = [g.name(v) if array is not None else g.constant(v, dtype) for v, array in zip(operands, arrays)]
+    ndim = max(array.ndim for array in arrays if array is not None)
+    for v, array in zip(operands, arrays):
+        batch = g.value(v).batch_axis if g.is_traced(v) else None
+        if batch is not None:
+            return names, ndim - array.ndim + batch
+    return names, None
 
 
 def _binary(onnx_op):
     def convert(g, op, a, b):
-        dtype = next(_array_of(v).dtype for v in (a, b) if _array_of(v) is not None)
-        names = [g.name(v) if _array_of(v) is not None else g.constant(v, dtype) for v in (a, b)]
-        ndim = max(np.ndim(_array_of(v)) if _array_of(v) is not None else 0 for v in (a, b))
-        return g.node(onnx_op, names), _elementwise_batch(g, ndim, a, b)
+        names, batch = _broadcast(g, a, b)
+        return g.node(onnx_op, names), batch
     return convert
 
 
@@ -353,10 +350,9 @@ def _cast(g, op, x, dtype):
 
 
 def _matmul(g, op, a, b):
-    """The batch goes where the first operand's is (a 1-D first operand is a vector: none)."""
-    ndim = max(_array_of(a).ndim, _array_of(b).ndim)
-    batch = _elementwise_batch(g, ndim, a) if _array_of(a).ndim > 1 else None
-    return g.node("MatMul", [g.name(a), g.name(b)]), batch
+    """The batch axes broadcast as an element-wise op's, unless the first operand is a vector."""
+    names, batch = _broadcast(g, a, b)
+    return g.node("MatMul", names), batch if _array_of(a).ndim > 1 else None
 
 
 def _conv2d(g, op, x, weight, bias, stride, padding, dilation, groups):
@@ -598,7 +594,7 @@ def _permute(g, op, x, axes):
 def _expand(g, op, x, target):
     """ONNX Expand broadcasts both ways, so a 1 where the batch goes keeps it dynamic."""
     value = g.value(x)
-    batch = _elementwise_batch(g, len(target), x)
+    batch = None if value.batch_axis is None else value.batch_axis + len(target) - len(value.shape)
     target = list(target)
     if batch is not None:
         target[batch] = 1
@@ -664,10 +660,8 @@ def _gather(g, op, x, dim, index):
 
 
 def _where(g, op, condition, a, b):
-    dtype = next(_array_of(v).dtype for v in (a, b) if _array_of(v) is not None)
-    names = [g.name(v) if _array_of(v) is not None else g.constant(v, dtype) for v in (condition, a, b)]
-    ndim = max(np.ndim(_array_of(v)) if _array_of(v) is not None else 0 for v in (condition, a, b))
-    return g.node("Where", names), _elementwise_batch(g, ndim, condition, a, b)
+    names, batch = _broadcast(g, condition, a, b)
+    return g.node("Where", names), batch
 
 
 _CONVERTERS = {

@@ -214,7 +214,7 @@ class _ShapesNet(nn.Module):
         rows = x.permute(0, 2, 3, 1) @ self.mix  # (N, 5, 5, 5)
         rows = F.layer_norm(rows, (5,)) + F.hardswish(rows).clamp(min=-1.0, max=2.0)
         weights = F.softmax(rows.mean(dim=3), dim=-1)  # (N, 5, 5)
-        pooled = (rows * weights.unsqueeze(-1)).sum(2).transpose(1, 2)  # (N, 5, 5)
+        pooled = (rows * weights.unsqueeze(-1)).sum(2).transpose(1, 2) + rows[:, None, 2, ::-1].sum(1)  # (N, 5, 5)
         logits = pooled.flatten(1) - pooled.flatten(1).exp().sum(1, keepdim=True).log()
         return F.log_softmax(logits[..., ::2], dim=1) + F.relu6(logits).max(dim=1, keepdim=True).values
 
