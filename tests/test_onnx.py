@@ -295,6 +295,8 @@ def _in_place_add(x):
     (lambda x: x.view(-1), r"merges the batch dimension"),
     (lambda x: x[:1], r"slicing the batch dimension"),
     (lambda x: x if x.size(0) % 2 == 0 else -x, r"depend on the input"),  # control flow
+    (lambda x: F.max_pool2d(x, 2, return_indices=True)[1].float(), r"no value for the indices of MaxPool2dFunction"),
+    (lambda x: (x, x), r"must return one Tensor, got tuple"),
 ])
 def test_what_tracing_cannot_express_is_refused(function, message, tmp_path):
     with pytest.raises(TypeError, match=message):
