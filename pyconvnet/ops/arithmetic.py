@@ -1,15 +1,16 @@
 """Element-wise arithmetic and matmul on storage arrays (the Tensor operators): add, sub, mul,
 div, neg, pow, matmul, exp, log, sqrt, abs, clamp, and the comparisons and dtype casts (not
-differentiable; Functions so that ONNX export's tracing sees them). Same-shape float32 operands run on the OpenMP
-kernels; broadcasting and other dtypes are numpy's job, and the engine sums broadcast gradients
-back to each input's shape."""
+differentiable, but Functions so that ONNX export's tracing records them). Same-shape float32
+operands run on the OpenMP kernels; broadcasting and other dtypes are numpy's job, and the engine
+sums broadcast gradients back to each input's shape."""
 
 import numpy as np
 
 from .. import _C
 from ..autograd import Function, sum_to_shape
 
-__all__ = ["Add", "Sub", "Mul", "Div", "Neg", "Pow", "MatMul", "Exp", "Log", "Sqrt", "Abs", "Clamp", "Compare", "Cast"]
+__all__ = ["Add", "Sub", "Mul", "Div", "Neg", "Pow", "MatMul", "Exp", "Log", "Sqrt", "Abs", "Clamp", "Compare",
+           "Cast"]
 
 float32 = np.dtype(np.float32)
 bool_ = np.dtype(np.bool_)
