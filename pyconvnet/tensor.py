@@ -1020,8 +1020,9 @@ class Tensor:
     def _inplace_or_rebind(self, other, inplace, out_of_place):
         # With grad tracking needed, `x += y` rebinds x to the recorded `x + y`: the same
         # result torch gives, except that other references to the old x do not change. ONNX
-        # export's tracing records it the same way.
-        if _autograd.tracer is not None or is_grad_enabled() and (
+        # export's tracing records it the same way where x or y comes from the traced input.
+        tracer = _autograd.tracer
+        if (tracer is not None and (tracer.is_traced(self) or tracer.is_traced(other))) or is_grad_enabled() and (
             self._requires_grad or (isinstance(other, Tensor) and other._requires_grad)
         ):
             if self._requires_grad and self._grad_fn is None:
