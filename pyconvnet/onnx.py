@@ -6,10 +6,11 @@ The graph is traced: the model runs once in eval mode under ``no_grad`` on an ex
 nodes (``_CONVERTERS``, one converter per Function class). Tensors that no recorded op computed
 from the input (parameters, buffers, constants, and whatever ops on those alone compute) become
 initialisers. Every value remembers which axis is the batch, so reshapes and slices keep the
-batch dimension dynamic. A second trace with another batch size and other values checks that the
-graph and its constants do not depend on the example: a tensor made from the input outside the
-traced ops (``.numpy()``, argmax, a shape with the batch size in it) is refused with
-a TypeError naming the op that reads it, as is an op with no ONNX mapping. Needs the ``onnx``
+batch dimension dynamic. In-place Tensor methods on traced tensors are refused (``x += y`` is
+recorded as ``x = x + y``). A second trace with another batch size and other values checks that
+the graph and its constants do not depend on the example: a tensor made from the input outside the
+traced ops (``.numpy()``, ``.item()``, argmax, sort, a shape with the batch size in it) is refused
+with a TypeError naming the op that reads it, as is an op with no ONNX mapping. Needs the ``onnx``
 extra (``pip install pyconvnet[onnx]``); importing pyconvnet does not import onnx.
 """
 
