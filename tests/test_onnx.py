@@ -299,8 +299,11 @@ def _in_place_add(x):
     (lambda x: (x, x), r"must return one Tensor, got tuple"),
 ])
 def test_what_tracing_cannot_express_is_refused(function, message, tmp_path):
+    model = nn.Sequential(nn.Conv2d(1, 1, 1), _Lambda(function))
     with pytest.raises(TypeError, match=message):
-        onnx_export.export(nn.Sequential(nn.Conv2d(1, 1, 1), _Lambda(function)), (1, 4, 4), tmp_path / "bad.onnx")
+        onnx_export.export(model, (1, 4, 4), tmp_path / "bad.onnx")
+    assert pyconvnet.autograd.tracer is None  # tracing ended with the error
+    assert not any(module._forward_pre_hooks or module._forward_hooks for module in model.modules())
 
 
 @pytest.mark.parametrize(("module", "message"), [
