@@ -166,6 +166,8 @@ def check_inplace(target, *operands, op=None, recorded=False):
     own in-place methods (``add_``, ``masked_fill_``, ``x[i] = v``, ...) are not recorded, so they
     also refuse a non-leaf that requires grad and an operand that requires grad.
     """
+    if tracer is not None and not recorded:
+        tracer.check_inplace(target, operands, op)
     if not is_grad_enabled():
         return
     prefix = f"{op}: " if op else ""
@@ -178,6 +180,12 @@ def check_inplace(target, *operands, op=None, recorded=False):
     if not recorded and any(getattr(operand, "requires_grad", False) for operand in operands):
         raise RuntimeError(f"{prefix}an in-place operation would drop the gradient of an operand that requires "
                            "grad; use the out-of-place op or wrap the update in pyconvnet.no_grad()")
+
+
+# ----------------------------------------------------------------------------- tracing
+# The recorder of ``pyconvnet.onnx.export`` while it traces a model, else None: ``Function.apply``
+# hands it every call, and an in-place Tensor method it is not told about raises there.
+tracer = None
 
 
 # ----------------------------------------------------------------------------- hooks
@@ -400,6 +408,9 @@ class Function:
             ctx._edges = tuple(edges)
             ctx._input_shapes = tuple(input_shapes)
             ctx._output_shapes = tuple(o._array.shape for o in outputs)
+
+        if tracer is not None:  # pyconvnet.onnx.export is recording the graph
+            tracer.record(cls, args, kwargs, outputs)
         return outputs[0] if single else tuple(outputs)
 
 

@@ -1,48 +1,54 @@
-"""ONNX export: ``export(model, input_shape, path)`` writes a model as an ONNX file (opset 17)
+"""ONNX export: ``export(model, input_shape, path)`` writes any ``nn.Module`` as an ONNX file (opset 17)
 that onnxruntime runs with the same logits.
 
-The graph is built from the model's module structure: one converter per module class (in
-``_CONVERTERS``) emits that module's ONNX nodes. Leaf layers map to one ONNX operator each;
-the models' own classes and their blocks (residual blocks, inception modules, LeNet-5's
-layers) have converters that mirror their ``forward``. While converting, every module also
-runs on an example tensor, so each converter knows the shapes it works on (adaptive pooling
-needs them). The export runs in eval mode: dropout is the identity, batch norm uses its
-running statistics. Needs the ``onnx`` extra (``pip install pyconvnet[onnx]``); importing
-pyconvnet does not import onnx.
+The graph is traced: the model runs once in eval mode under ``no_grad`` on an example batch while
+``Function.apply`` hands every op to a ``_Tracer`` (``autograd.tracer``), which maps it to ONNX
+nodes (``_CONVERTERS``, one converter per Function class). Tensors that no recorded op computed
+from the input (parameters, buffers, constants, and whatever ops on those alone compute) become
+initialisers. Every value remembers which axis is the batch, so reshapes and slices keep the
+batch dimension dynamic. In-place Tensor methods on traced tensors are refused (``x += y`` is
+recorded as ``x = x + y``). A second trace with another batch size and other values checks that
+the graph and its constants do not depend on the example: a tensor made from the input outside the
+traced ops (``.numpy()``, ``.item()``, argmax, sort, a shape with the batch size in it) is refused
+with a TypeError naming the op that reads it, as is an op with no ONNX mapping. Needs the ``onnx``
+extra (``pip install pyconvnet[onnx]``); importing pyconvnet does not import onnx.
 """
 
+import math
 import os
+import sys
+import weakref
 from collections import namedtuple
 
 import numpy as np
 
-from . import nn
+from . import autograd, nn
 from .autograd import no_grad
-from .models import lenet, resnet, vgg
-from .models._common import padding_to_size
-from .models.alexnet import AlexNet
-from .models.googlenet import _IMAGENET_MEAN, _IMAGENET_STD, BasicConv2d, GoogLeNet, Inception
-from .models.vgg import VGG
-from .nn import functional as F
-from .ops._args import pair
-from .creation import zeros
+from .models.resnet import _SubsamplePadChannels
+from .ops import activation, arithmetic, conv, elementwise, indexing, loss, normalization, pooling, reduction
+from .ops import shape as shape_ops
+from .tensor import Tensor
 
 __all__ = ["export", "OPSET", "IR_VERSION"]
 
 OPSET = 17
 IR_VERSION = 8  # what opset 17 needs; every onnxruntime since 1.13 reads it
 _INT64_MAX = np.iinfo(np.int64).max
+_INT64_MIN = np.iinfo(np.int64).min
+_EXAMPLE_BATCHES = (2, 3)  # the trace and its check; neither 1, which a broadcast could hide
 
-# An ONNX value: its name in the graph and the pyconvnet tensor it holds for the example input.
-_Value = namedtuple("_Value", ["name", "tensor"])
+# A value of the graph: its name, the shape and dtype it had in the example and its batch axis (None
+# once the batch is reduced away or indexed out, and for initialisers).
+_Value = namedtuple("_Value", ["name", "shape", "dtype", "batch_axis"])
 
 
 def export(model, input_shape, path):
     """Write ``model`` (an ``nn.Module``) to ``path`` as an ONNX model for inputs of one sample's
     shape ``input_shape`` (e.g. ``(1, 28, 28)``). The graph's input is ``input`` of shape
     (batch, *input_shape) with a dynamic ``batch`` dimension; its output is ``logits``. The
-    model is exported in eval mode and left in the mode it was in. TypeError for a module with
-    no converter (naming it), ValueError for a layer setting ONNX cannot express."""
+    model is exported in eval mode and left in the mode it was in. TypeError for an op with no
+    ONNX mapping or one that cannot be traced (naming it), ValueError for a layer setting ONNX
+    cannot express."""
     onnx = _import_onnx()
     if not isinstance(model, nn.Module):
         raise TypeError(f"export: model must be a pyconvnet nn.Module, got {type(model).__name__}")
@@ -55,13 +61,14 @@ def export(model, input_shape, path):
     modes = [(module, module.training) for module in model.modules()]
     model.eval()
     try:
-        with no_grad():
-            graph = _Graph(model)
-            output = graph.convert(model, _Value("input", zeros(1, *input_shape)))
+        rng = np.random.default_rng(0)
+        traced, check = (_trace(model, rng.standard_normal((batch, *input_shape)).astype(np.float32))
+                         for batch in _EXAMPLE_BATCHES)
+        traced.check_matches(check)
     finally:
         for module, training in modes:
             module.training = training
-    onnx.save(graph.to_onnx(onnx, input_shape, output), os.fspath(path))
+    onnx.save(traced.to_onnx(onnx, input_shape), os.fspath(path))
 
 
 def _import_onnx():
@@ -72,172 +79,395 @@ def _import_onnx():
     return onnx
 
 
-class _Graph:
-    """The nodes and initialisers (weights, constants) of the graph being built."""
+def _trace(model, example):
+    """The ``_Tracer`` holding ``model``'s graph for the ``example`` batch (an array)."""
+    if autograd.tracer is not None:
+        raise RuntimeError("export: another export is tracing in this process")
+    tracer = _Tracer(model, Tensor._wrap(example))
+    handles = [hook for module in model.modules()
+               for hook in (module.register_forward_pre_hook(tracer.enter), module.register_forward_hook(tracer.leave))]
+    autograd.tracer = tracer
+    try:
+        with no_grad():
+            output = model(tracer.input)
+    finally:
+        autograd.tracer = None
+        for handle in handles:
+            handle.remove()
+    tracer.finish(output)
+    return tracer
 
-    def __init__(self, model):
-        self.paths = {id(module): path or type(module).__name__ for path, module in model.named_modules()}
-        self.nodes = []  # (op, inputs, output, attributes)
-        self.initializers = {}  # name -> float32 or int64 array
 
-    def convert(self, module, x):
-        """The value ``module`` computes from ``x``, its nodes added to the graph."""
-        converter = _CONVERTERS.get(type(module))
+class _Tracer:
+    """Records the ops of one forward pass as ONNX nodes: ``record`` is called by ``Function.apply``."""
+
+    def __init__(self, model, example):
+        self.input = example
+        self.paths = {id(module): path for path, module in model.named_modules()}
+        self.scopes = []  # the paths of the modules running now, innermost last
+        self.names = {id(t._array): name for name, t in (*model.named_parameters(), *model.named_buffers())}
+        self.values = {}  # id of a traced array (while it lives) -> its _Value
+        self.bind(example._array, "input", 0)
+        self.nodes = []  # (op, inputs, outputs, name, attributes)
+        self.initializers = {}  # name -> array
+        self.constant_names = {}  # id of a constant's array -> its initialiser name
+        self.ops = []  # (Function name, scope) of each recorded op
+        self.constant_reads = []  # (op index, array) of each constant that is not a parameter or buffer
+        self.unexpressible = {}  # id of a traced array (while it lives) that no ONNX value holds -> why
+        self.output = None
+
+    # --------------------------------------------------------------- recording
+    def enter(self, module, args):
+        self.scopes.append(self.paths.get(id(module), type(module).__name__) or type(module).__name__)
+
+    def leave(self, module, args, output):
+        self.scopes.pop()
+
+    @property
+    def scope(self):
+        return self.scopes[-1] if self.scopes else "model"
+
+    def is_traced(self, value):
+        array = _array_of(value)
+        return array is not None and (id(array) in self.values or id(array) in self.unexpressible)
+
+    def record(self, function, args, kwargs, outputs):
+        """Add the ONNX nodes of ``function.apply(*args, **kwargs)``, which returned the Tensors ``outputs``."""
+        if not any(self.is_traced(arg) for arg in (*args, *kwargs.values())):
+            return  # an op on constants: its outputs are constants too
+        op = function.__name__
+        self.ops.append((op, self.scope))
+        converter = _CONVERTERS.get(function)
         if converter is None:
-            raise TypeError(f"export: no ONNX converter for module '{self.path(module)}' of type "
-                            f"{type(module).__module__}.{type(module).__qualname__}")
-        return converter(self, module, x)
+            raise TypeError(f"export: no ONNX mapping for op {op} ({function.__module__}) in '{self.scope}'")
+        results = converter(self, op, *args, **kwargs)
+        for output, result in zip(outputs, results if isinstance(results, list) else [results]):
+            if isinstance(result, str):
+                self.unexpressible[id(output._array)] = result
+                weakref.finalize(output._array, self.unexpressible.pop, id(output._array), None)
+            else:
+                self.bind(output._array, *result)
+        for arg in args:  # an in-place op: the input's memory now holds the output
+            array = _array_of(arg)
+            if array is not None and id(array) in self.values:
+                for output in outputs:
+                    if output._array is not array and output._array.shape == array.shape \
+                            and np.may_share_memory(output._array, array):
+                        self.values[id(array)] = self.values[id(output._array)]
 
-    def path(self, module):
-        return self.paths.get(id(module), type(module).__name__)
+    def check_inplace(self, target, operands, op):
+        if any(self.is_traced(value) for value in (target, *operands)):
+            op = op or sys._getframe(2).f_code.co_name  # the Tensor method that called check_inplace
+            raise TypeError(f"export: in-place op {op} in '{self.scope}' writes a tensor computed from the input, "
+                            f"which tracing cannot record; use the out-of-place form (x = x + y, torch.where, ...)")
 
-    def node(self, op, inputs, tensor, module, **attributes):
-        """Add ONNX operator ``op`` (scoped under ``module``'s path) reading ``inputs`` (names);
-        its output holds ``tensor`` for the example input."""
-        name = f"{self.path(module)}/{op}_{len(self.nodes)}"
-        self.nodes.append((op, list(inputs), name, attributes))
-        return _Value(name, tensor)
+    def bind(self, array, name, batch_axis):
+        """``array`` holds the value ``name`` from now on, until it dies and its id may be reused."""
+        self.values[id(array)] = _Value(name, array.shape, array.dtype, batch_axis)
+        weakref.finalize(array, self.values.pop, id(array), None)
 
-    def constant(self, module, name, array):
-        """The name of an initialiser ``<module path>.<name>`` holding ``array`` (float32 unless int64)."""
-        full_name = f"{self.path(module)}.{name}"
-        array = np.asarray(array)
-        self.initializers[full_name] = array if array.dtype == np.int64 else array.astype(np.float32)
-        return full_name
+    def finish(self, output):
+        if not isinstance(output, Tensor):
+            raise TypeError(f"export: the model must return one Tensor, got {type(output).__name__}")
+        self.output = self.value(output)
 
-    def parameter(self, module, name):
-        """The initialiser of parameter or buffer ``name`` of ``module``."""
-        return self.constant(module, name, getattr(module, name).detach().numpy())
+    # --------------------------------------------------------------- values and nodes
+    def value(self, tensor):
+        """The ``_Value`` of a Tensor, array or number: traced, or an initialiser (batch axis None)."""
+        array = _array_of(tensor)
+        if array is None:
+            array = np.asarray(tensor, dtype=np.float32)
+        key = id(array)
+        if key in self.values:
+            return self.values[key]
+        if key in self.unexpressible:
+            raise TypeError(f"export: ONNX has no value for {self.unexpressible[key]}, which '{self.scope}' reads")
+        name = self.constant_names.get(key)
+        if name is None:
+            name = self.names.get(key)
+            if name is None:
+                name = f"{self.scope}/constant_{len(self.initializers)}"
+                self.constant_reads.append((len(self.ops) - 1, np.array(array)))
+            self.constant_names[key] = name
+            self.initializers[name] = array  # which keeps it alive, so its id stays its own
+        return _Value(name, array.shape, array.dtype, None)
 
-    def to_onnx(self, onnx, input_shape, output):
+    def name(self, tensor):
+        return self.value(tensor).name
+
+    def constant(self, array, dtype=np.int64):
+        """The name of a new initialiser holding ``array`` (a list or number) as ``dtype``."""
+        return self.value(np.asarray(array, dtype=dtype)).name
+
+    def node(self, op, inputs, outputs=1, **attributes):
+        """Add ONNX operator ``op`` reading ``inputs`` (names; "" for an absent optional one); the
+        name of its output, or a list of ``outputs`` names."""
+        name = f"{self.scope}/{op}_{len(self.nodes)}"
+        names = [name] if outputs == 1 else [f"{name}:{i}" for i in range(outputs)]
+        self.nodes.append((op, list(inputs), names, name, attributes))
+        return names[0] if outputs == 1 else names
+
+    # --------------------------------------------------------------- the check and the file
+    def check_matches(self, other):
+        """TypeError unless ``other`` (a trace with another example) ran the same ops reading the
+        same constants."""
+        for index, (op, scope) in enumerate(self.ops):
+            if index >= len(other.ops) or other.ops[index] != (op, scope):
+                raise TypeError(f"export: the ops the model runs depend on the input (op {op} in '{scope}' is "
+                                f"not run for another batch): tracing records one fixed graph")
+        if len(other.ops) != len(self.ops):
+            raise TypeError("export: the ops the model runs depend on the input: tracing records one fixed graph")
+        for (index, array), (_, other_array) in zip(self.constant_reads, other.constant_reads):
+            if array.shape != other_array.shape or not np.array_equal(array, other_array, equal_nan=True):
+                op, scope = self.ops[index]
+                raise TypeError(
+                    f"export: op {op} in '{scope}' reads a tensor that changes with the input but was not computed "
+                    f"from it by traced ops (made through .numpy(), .item(), argmax, sort, or with "
+                    f"the batch size baked into its shape), so ONNX cannot express it")
+
+    def to_onnx(self, onnx, input_shape):
         helper = onnx.helper
-        nodes = [helper.make_node(op, inputs, ["logits" if name == output.name else name], name=name, **attributes)
-                 for op, inputs, name, attributes in self.nodes]
-        if output.name == "input":  # a model that computes nothing
-            nodes.append(helper.make_node("Identity", ["input"], ["logits"], name="output"))
+        nodes = [helper.make_node(op, inputs, outputs, name=name, **attributes)
+                 for op, inputs, outputs, name, attributes in self.nodes]
+        nodes.append(helper.make_node("Identity", [self.output.name], ["logits"], name="logits"))
+        output_shape = list(self.output.shape)
+        if self.output.batch_axis is not None:
+            output_shape[self.output.batch_axis] = "batch"
+        element_type = helper.np_dtype_to_tensor_dtype(self.output.dtype)
         graph = helper.make_graph(
             nodes, "pyconvnet",
             [helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, ["batch", *input_shape])],
-            [helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["batch", *output.tensor.shape[1:]])],
-            [onnx.numpy_helper.from_array(array, name) for name, array in self.initializers.items()],
+            [helper.make_tensor_value_info("logits", element_type, output_shape)],
+            [onnx.numpy_helper.from_array(array, name)
+             for name, array in self.initializers.items()],
         )
         return helper.make_model(graph, ir_version=IR_VERSION, opset_imports=[helper.make_opsetid("", OPSET)],
                                  producer_name="pyconvnet")
 
 
-# ----------------------------------------------------------------------------- helpers
+def _array_of(value):
+    """The array a Tensor argument holds (Functions also take storage arrays), else None."""
+    if isinstance(value, Tensor):
+        return value._array
+    return value if isinstance(value, np.ndarray) else None
 
 
-def _flatten(graph, x, module):
-    """``x.flatten(1)``."""
-    return graph.node("Flatten", [x.name], x.tensor.flatten(1), module, axis=1)
+# ----------------------------------------------------------------------------- converters
+# Each converter gets the tracer, the op's name and the arguments ``apply`` got; it adds nodes and
+# returns per output (a list for several) its (name, batch axis), or a string saying why ONNX has
+# no value for it.
 
 
-def _pad(graph, x, module, torch_pad):
-    """Zero padding with ``F.pad``'s ``torch_pad`` ((before, after) pairs from the last dim)."""
-    ndim = x.tensor.ndim
-    before, after = [0] * ndim, [0] * ndim
-    for i in range(len(torch_pad) // 2):
-        before[ndim - 1 - i], after[ndim - 1 - i] = torch_pad[2 * i], torch_pad[2 * i + 1]
-    pads = graph.constant(module, f"pads{len(graph.nodes)}", np.array(before + after, dtype=np.int64))
-    return graph.node("Pad", [x.name, pads], F.pad(x.tensor, torch_pad), module)
+def _broadcast(g, *operands):
+    """The input names of an element-wise op on Tensors or numbers (numbers become constants of the
+    Tensors' dtype) and where the batch axis of the first operand with one lands in the result
+    (shapes align at the right when they broadcast)."""
+    arrays = [_array_of(v) for v in operands]
+    dtype = next((array.dtype for array in arrays if array is not None and array.dtype != np.bool_), np.float32)
+    names = [g.name(v) if array is not None else g.constant(v, dtype) for v, array in zip(operands, arrays)]
+    ndim = max(array.ndim for array in arrays if array is not None)
+    for v, array in zip(operands, arrays):
+        batch = g.value(v).batch_axis if g.is_traced(v) else None
+        if batch is not None:
+            return names, ndim - array.ndim + batch
+    return names, None
 
 
-def _add_relu(graph, a, b, module):
-    total = graph.node("Add", [a.name, b.name], None, module)
-    return graph.node("Relu", [total.name], F.add_relu(a.tensor, b.tensor), module)
+def _binary(onnx_op):
+    def convert(g, op, a, b):
+        names, batch = _broadcast(g, a, b)
+        return g.node(onnx_op, names), batch
+    return convert
 
 
-def _chain(graph, x, *modules):
-    for module in modules:
-        x = graph.convert(module, x)
-    return x
+def _unary(onnx_op, **attributes):
+    def convert(g, op, x, *flags):
+        value = g.value(x)
+        return g.node(onnx_op, [value.name], **attributes), value.batch_axis
+    return convert
 
 
-def _pool_attributes(pool):
-    ph, pw = pair(pool.padding, "padding", type(pool).__name__)
-    return {"kernel_shape": list(pair(pool.kernel_size, "kernel_size", type(pool).__name__)),
-            "strides": list(pair(pool.stride, "stride", type(pool).__name__)),
-            "pads": [ph, pw, ph, pw], "ceil_mode": int(pool.ceil_mode)}
+def _relu6(g, op, x, inplace):
+    value = g.value(x)
+    return g.node("Clip", [value.name, g.constant(0.0, np.float32), g.constant(6.0, np.float32)]), value.batch_axis
 
 
-# ----------------------------------------------------------------------------- layers
+def _silu(g, op, x, inplace):
+    value = g.value(x)
+    return g.node("Mul", [value.name, g.node("Sigmoid", [value.name])]), value.batch_axis
 
 
-def _conv2d(graph, conv, x):
-    if conv.padding == "valid":
-        pads = [0, 0, 0, 0]
-    elif conv.padding == "same":  # the extra pixel of an odd total goes after, as torch does
-        totals = [d * (k - 1) for d, k in zip(conv.dilation, conv.kernel_size)]
-        pads = [t // 2 for t in totals] + [t - t // 2 for t in totals]
+def _gelu(g, op, x, inplace):
+    """0.5 x (1 + erf(x / sqrt 2)), or with tanh: 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))."""
+    value = g.value(x)
+    if op == "GeluTanhFunction":
+        cube = g.node("Mul", [value.name, g.node("Mul", [value.name, value.name])])
+        inner = g.node("Add", [value.name, g.node("Mul", [cube, g.constant(0.044715, np.float32)])])
+        curve = g.node("Tanh", [g.node("Mul", [inner, g.constant(math.sqrt(2 / math.pi), np.float32)])])
     else:
-        pads = list(conv.padding) * 2
-    inputs = [x.name, graph.parameter(conv, "weight")] + ([graph.parameter(conv, "bias")] if conv.bias is not None else [])
-    return graph.node("Conv", inputs, conv(x.tensor), conv, kernel_shape=list(conv.kernel_size),
-                      strides=list(conv.stride), pads=pads, dilations=list(conv.dilation), group=conv.groups)
+        curve = g.node("Erf", [g.node("Div", [value.name, g.constant(math.sqrt(2.0), np.float32)])])
+    half_x = g.node("Mul", [value.name, g.constant(0.5, np.float32)])
+    return g.node("Mul", [half_x, g.node("Add", [curve, g.constant(1.0, np.float32)])]), value.batch_axis
 
 
-def _linear(graph, linear, x):
-    bias = [graph.parameter(linear, "bias")] if linear.bias is not None else []
-    if x.tensor.ndim == 2:
-        return graph.node("Gemm", [x.name, graph.parameter(linear, "weight"), *bias], linear(x.tensor), linear,
-                          transB=1)
-    weight_t = graph.constant(linear, "weight_t", linear.weight.detach().numpy().T)
-    product = graph.node("MatMul", [x.name, weight_t], None if bias else linear(x.tensor), linear)
-    return graph.node("Add", [product.name, *bias], linear(x.tensor), linear) if bias else product
+def _leaky_relu(g, op, x, negative_slope, inplace):
+    value = g.value(x)
+    return g.node("LeakyRelu", [value.name], alpha=float(negative_slope)), value.batch_axis
 
 
-def _batch_norm(graph, norm, x):
-    if norm.running_mean is None:
-        raise ValueError(f"export: '{graph.path(norm)}' ({type(norm).__name__}) has track_running_stats=False: in "
-                         f"eval mode it normalises with batch statistics, which ONNX BatchNormalization cannot")
-    channels = norm.num_features
-    scale = graph.parameter(norm, "weight") if norm.weight is not None else graph.constant(norm, "weight", np.ones(channels))
-    shift = graph.parameter(norm, "bias") if norm.bias is not None else graph.constant(norm, "bias", np.zeros(channels))
-    inputs = [x.name, scale, shift, graph.parameter(norm, "running_mean"), graph.parameter(norm, "running_var")]
-    return graph.node("BatchNormalization", inputs, norm(x.tensor), norm, epsilon=float(norm.eps))
+def _identity(g, op, x, *args):
+    value = g.value(x)
+    return value.name, value.batch_axis
 
 
-def _local_response_norm(graph, norm, x):
-    if norm.size % 2 == 0:  # ONNX centres an even window one channel later than torch
-        raise ValueError(f"export: '{graph.path(norm)}' (LocalResponseNorm) has an even size ({norm.size}); "
-                         f"ONNX LRN matches torch's channel window only for odd sizes")
-    return graph.node("LRN", [x.name], norm(x.tensor), norm, size=norm.size, alpha=float(norm.alpha),
-                      beta=float(norm.beta), bias=float(norm.k))
+def _clamp(g, op, x, low, high):
+    value = g.value(x)
+    bounds = [g.constant(b, value.dtype) if b is not None else "" for b in (low, high)]
+    return g.node("Clip", [value.name, *bounds]), value.batch_axis
 
 
-def _max_pool2d(graph, pool, x):
-    if pool.return_indices:
-        raise ValueError(f"export: '{graph.path(pool)}' (MaxPool2d) has return_indices=True; export the logits only")
-    return graph.node("MaxPool", [x.name], pool(x.tensor), pool, **_pool_attributes(pool),
-                      dilations=list(pair(pool.dilation, "dilation", "MaxPool2d")))
+def _add_relu(g, op, a, b):
+    total, batch = _binary("Add")(g, op, a, b)
+    return g.node("Relu", [total]), batch
 
 
-def _avg_pool2d(graph, pool, x):
-    if pool.divisor_override is not None:
-        raise ValueError(f"export: '{graph.path(pool)}' (AvgPool2d) has divisor_override={pool.divisor_override}, "
-                         f"which ONNX AveragePool cannot express")
-    return graph.node("AveragePool", [x.name], pool(x.tensor), pool, **_pool_attributes(pool),
-                      count_include_pad=int(pool.count_include_pad))
+_COMPARISONS = {np.equal: "Equal", np.less: "Less", np.less_equal: "LessOrEqual", np.greater: "Greater",
+                np.greater_equal: "GreaterOrEqual"}
 
 
-def _adaptive_avg_pool2d(graph, pool, x):
-    size = tuple(x.tensor.shape[2:])
-    wanted = pool.output_size if isinstance(pool.output_size, (tuple, list)) else (pool.output_size,) * 2
-    wanted = tuple(n if o is None else o for n, o in zip(size, wanted))
-    output = pool(x.tensor)
-    if wanted == (1, 1):
-        return graph.node("GlobalAveragePool", [x.name], output, pool)
-    if not any(n % o for n, o in zip(size, wanted)):
-        kernel = [n // o for n, o in zip(size, wanted)]
-        return graph.node("AveragePool", [x.name], output, pool, kernel_shape=kernel, strides=kernel)
+def _compare(g, op, a, b, comparison):
+    if comparison is np.not_equal:
+        equal, batch = _binary("Equal")(g, op, a, b)
+        return g.node("Not", [equal]), batch
+    return _binary(_COMPARISONS[comparison])(g, op, a, b)
+
+
+_ONNX_TYPES = {np.dtype(np.float32): 1, np.dtype(np.int64): 7, np.dtype(np.bool_): 9}  # TensorProto's numbers
+
+
+def _cast(g, op, x, dtype):
+    value = g.value(x)
+    return g.node("Cast", [value.name], to=_ONNX_TYPES[np.dtype(dtype)]), value.batch_axis
+
+
+def _matmul(g, op, a, b):
+    """The batch axes broadcast as an element-wise op's, unless the first operand is a vector."""
+    names, batch = _broadcast(g, a, b)
+    return g.node("MatMul", names), batch if _array_of(a).ndim > 1 else None
+
+
+def _conv2d(g, op, x, weight, bias, stride, padding, dilation, groups):
+    value = g.value(x)
+    inputs = [value.name, g.name(weight)] + ([g.name(bias)] if bias is not None else [])
+    return g.node("Conv", inputs, kernel_shape=list(_array_of(weight).shape[2:]), strides=list(stride),
+                  pads=list(padding) * 2, dilations=list(dilation), group=int(groups)), value.batch_axis
+
+
+def _conv_transpose2d(g, op, x, weight, bias, output_shape, stride, padding, dilation, groups):
+    value = g.value(x)
+    kernel = _array_of(weight).shape[2:]
+    extra = [out - (s * (n - 1) + d * (k - 1) + 1 - 2 * p)  # torch's output_padding
+             for out, s, n, d, k, p in zip(output_shape[-2:], stride, value.shape[2:], dilation, kernel, padding)]
+    inputs = [value.name, g.name(weight)] + ([g.name(bias)] if bias is not None else [])
+    return g.node("ConvTranspose", inputs, kernel_shape=list(kernel), strides=list(stride), pads=list(padding) * 2,
+                  dilations=list(dilation), group=int(groups), output_padding=extra), value.batch_axis
+
+
+def _linear(g, op, x, weight, bias):
+    value = g.value(x)
+    bias = [g.name(bias)] if bias is not None else []
+    if len(value.shape) == 2:
+        return g.node("Gemm", [value.name, g.name(weight), *bias], transB=1), value.batch_axis
+    product = g.node("MatMul", [value.name, g.node("Transpose", [g.name(weight)], perm=[1, 0])])
+    return (g.node("Add", [product, *bias]) if bias else product), value.batch_axis
+
+
+def _batch_norm(g, op, x, weight, bias, running_mean, running_var, training, momentum, eps, relu):
+    if training or running_mean is None:
+        raise ValueError(f"export: '{g.scope}' normalises with batch statistics (track_running_stats=False or "
+                         f"training=True), which ONNX BatchNormalization cannot express")
+    value = g.value(x)
+    channels = value.shape[1]
+    scale = g.name(weight) if weight is not None else g.constant(np.ones(channels), np.float32)
+    shift = g.name(bias) if bias is not None else g.constant(np.zeros(channels), np.float32)
+    output = g.node("BatchNormalization", [value.name, scale, shift, g.name(running_mean), g.name(running_var)],
+                    epsilon=float(eps))
+    return (g.node("Relu", [output]) if relu else output), value.batch_axis
+
+
+def _group_norm(g, op, x, weight, bias, layer, size, eps):
+    """layer_norm is ONNX LayerNormalization; group_norm normalises (N, groups, -1) by hand."""
+    value = g.value(x)
+    if layer:
+        normalised_shape = value.shape[len(value.shape) - size:]
+        scale = g.name(weight) if weight is not None else g.constant(np.ones(normalised_shape), np.float32)
+        inputs = [value.name, scale] + ([g.name(bias)] if bias is not None else [])
+        return g.node("LayerNormalization", inputs, axis=-size, epsilon=float(eps)), value.batch_axis
+    shape = value.shape
+    grouped = g.node("Reshape", [value.name, g.constant([0, size, -1])])
+    centred = g.node("Sub", [grouped, g.node("ReduceMean", [grouped], axes=[2], keepdims=1)])
+    variance = g.node("ReduceMean", [g.node("Mul", [centred, centred])], axes=[2], keepdims=1)
+    deviation = g.node("Sqrt", [g.node("Add", [variance, g.constant(eps, np.float32)])])
+    output = g.node("Reshape", [g.node("Div", [centred, deviation]), g.constant([0, *shape[1:]])])
+    per_channel = [shape[1]] + [1] * (len(shape) - 2)
+    if weight is not None:
+        output = g.node("Mul", [output, g.node("Reshape", [g.name(weight), g.constant(per_channel)])])
+    if bias is not None:
+        output = g.node("Add", [output, g.node("Reshape", [g.name(bias), g.constant(per_channel)])])
+    return output, value.batch_axis
+
+
+def _local_response_norm(g, op, x, size, alpha, beta, k):
+    if size % 2 == 0:  # ONNX centres an even window one channel later than torch
+        raise ValueError(f"export: '{g.scope}' (local_response_norm) has an even size ({size}); ONNX LRN matches "
+                         f"torch's channel window only for odd sizes")
+    value = g.value(x)
+    return g.node("LRN", [value.name], size=int(size), alpha=float(alpha), beta=float(beta),
+                  bias=float(k)), value.batch_axis
+
+
+def _check_4d(g, value, op):
+    if len(value.shape) != 4:
+        raise TypeError(f"export: {op} in '{g.scope}' on a {len(value.shape)}-D input: ONNX pools (N, C, H, W) only")
+
+
+def _window_attributes(kernel_size, stride, padding, ceil_mode):
+    return {"kernel_shape": list(kernel_size), "strides": list(stride), "pads": list(padding) * 2,
+            "ceil_mode": int(ceil_mode)}
+
+
+def _max_pool2d(g, op, x, kernel_size, stride, padding, dilation, ceil_mode):
+    value = g.value(x)
+    _check_4d(g, value, op)
+    output = g.node("MaxPool", [value.name], **_window_attributes(kernel_size, stride, padding, ceil_mode),
+                    dilations=list(dilation))
+    return [(output, value.batch_axis), f"the indices of {op} in '{g.scope}'"]
+
+
+def _avg_pool2d(g, op, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
+    if divisor_override:
+        raise ValueError(f"export: '{g.scope}' (avg_pool2d) has divisor_override={divisor_override}, which ONNX "
+                         f"AveragePool cannot express")
+    value = g.value(x)
+    _check_4d(g, value, op)
+    return g.node("AveragePool", [value.name], **_window_attributes(kernel_size, stride, padding, ceil_mode),
+                  count_include_pad=int(count_include_pad)), value.batch_axis
+
+
+def _adaptive_avg_pool2d(g, op, x, output_size):
+    value = g.value(x)
+    _check_4d(g, value, op)
+    size = value.shape[2:]
+    if tuple(output_size) == (1, 1):
+        return g.node("GlobalAveragePool", [value.name]), value.batch_axis
+    if not any(n % o for n, o in zip(size, output_size)):
+        kernel = [n // o for n, o in zip(size, output_size)]
+        return g.node("AveragePool", [value.name], kernel_shape=kernel, strides=kernel), value.batch_axis
     # Uneven windows (e.g. 2x2 -> 7x7): average with a matrix per axis, x (N, C, H, W) ->
     # rows (oh, H) @ x @ columns (W, ow).
-    suffix = len(graph.nodes)  # the matrices depend on the input size, which may differ between calls
-    rows = graph.constant(pool, f"rows{suffix}", _averaging_matrix(size[0], wanted[0]))
-    columns = graph.constant(pool, f"columns{suffix}", _averaging_matrix(size[1], wanted[1]).T)
-    pooled_columns = graph.node("MatMul", [x.name, columns], None, pool)
-    return graph.node("MatMul", [rows, pooled_columns.name], output, pool)
+    rows = g.constant(_averaging_matrix(size[0], output_size[0]), np.float32)
+    columns = g.constant(_averaging_matrix(size[1], output_size[1]).T, np.float32)
+    return g.node("MatMul", [rows, g.node("MatMul", [value.name, columns])]), value.batch_axis
 
 
 def _averaging_matrix(size, output_size):
@@ -250,204 +480,242 @@ def _averaging_matrix(size, output_size):
     return matrix
 
 
-def _flatten_module(graph, flatten, x):
-    if (flatten.start_dim, flatten.end_dim) == (1, -1):
-        return graph.node("Flatten", [x.name], flatten(x.tensor), flatten, axis=1)
-    output = flatten(x.tensor)
-    start = flatten.start_dim % x.tensor.ndim
-    end = flatten.end_dim % x.tensor.ndim
-    shape = [0] * start + [-1] + list(x.tensor.shape[end + 1:])  # 0 copies the (dynamic) size
-    target = graph.constant(flatten, "shape", np.array(shape, dtype=np.int64))
-    return graph.node("Reshape", [x.name, target], output, flatten)
+def _adaptive_max_pool2d(g, op, x, output_size):
+    value = g.value(x)
+    _check_4d(g, value, op)
+    size = value.shape[2:]
+    if any(n % o for n, o in zip(size, output_size)):
+        raise TypeError(f"export: {op} in '{g.scope}' from {tuple(size)} to {tuple(output_size)} has uneven windows, "
+                        f"which ONNX MaxPool cannot express")
+    kernel = [n // o for n, o in zip(size, output_size)]
+    output = g.node("MaxPool", [value.name], kernel_shape=kernel, strides=kernel)
+    return [(output, value.batch_axis), f"the indices of {op} in '{g.scope}'"]
 
 
-def _elementwise(op, **attributes):
-    def convert(graph, module, x):
-        values = {name: float(getattr(module, field)) for name, field in attributes.items()}
-        return graph.node(op, [x.name], module(x.tensor), module, **values)
-    return convert
+def _interpolate(g, op, x, output_size, scales, mode, align_corners):
+    """Resize to the (N, C) of the input and the traced output size, or by the scale factors that
+    torch maps pixels with when they were given."""
+    value = g.value(x)
+    if any(scales):
+        sizing = ["", g.constant([1.0, 1.0, *scales], np.float32)]
+    else:
+        batch_and_channels = g.node("Slice", [g.node("Shape", [value.name]), g.constant([0]), g.constant([2])])
+        sizing = ["", "", g.node("Concat", [batch_and_channels, g.constant(list(output_size))], axis=0)]
+    if mode == "nearest":
+        attributes = {"mode": "nearest", "coordinate_transformation_mode": "asymmetric", "nearest_mode": "floor"}
+    else:
+        attributes = {"mode": "linear",
+                      "coordinate_transformation_mode": "align_corners" if align_corners else "pytorch_half_pixel"}
+    return g.node("Resize", [value.name, *sizing], **attributes), value.batch_axis
 
 
-def _identity(graph, module, x):
-    return x
+def _pad(g, op, x, widths, fill):
+    value = g.value(x)
+    pads = g.constant([before for before, _ in widths] + [after for _, after in widths])
+    return g.node("Pad", [value.name, pads, g.constant(fill, value.dtype)]), value.batch_axis
 
 
-def _sequential(graph, sequence, x):
-    return _chain(graph, x, *sequence)
+def _subsample_pad_channels(g, op, x, stride, before, after):
+    """ResNet's option-A shortcut: x[:, :, ::stride, ::stride] with zero channels around it."""
+    value = g.value(x)
+    sampled = g.node("Slice", [value.name, g.constant([0, 0]), g.constant([_INT64_MAX] * 2), g.constant([2, 3]),
+                               g.constant([stride, stride])])
+    pads = g.constant([0, before, 0, 0, 0, after, 0, 0])
+    return g.node("Pad", [sampled, pads]), value.batch_axis
 
 
-# ----------------------------------------------------------------------------- model blocks
+def _concat(g, op, dim, *tensors):
+    batch = next((g.value(t).batch_axis for t in tensors if g.is_traced(t)), None)
+    return g.node("Concat", [g.name(t) for t in tensors], axis=int(dim)), batch
 
 
-def _lenet5(graph, model, x):
-    x = _to_32x32(graph, model, x)
-    x = _flatten(graph, graph.convert(model.features, x), model)
-    return graph.convert(model.classifier, x)
+def _softmax(g, op, x, dim, log):
+    value = g.value(x)
+    return g.node("LogSoftmax" if log else "Softmax", [value.name], axis=int(dim)), value.batch_axis
 
 
-def _classic_lenet5(graph, model, x):
-    squash = model.squash
-    x = _chain(graph, _to_32x32(graph, model, x), model.c1, squash, model.s2, squash, model.c3, squash, model.s4,
-               squash, model.c5, squash)
-    return _chain(graph, _flatten(graph, x, model), model.f6, squash, model.output)
+def _reduced_batch(batch_axis, axes, ndim, keepdim):
+    """Where the batch axis is after reducing ``axes`` (None: all)."""
+    axes = range(ndim) if axes is None else axes
+    if batch_axis is None or batch_axis in axes:
+        return None
+    return batch_axis if keepdim else batch_axis - sum(1 for axis in axes if axis < batch_axis)
 
 
-def _to_32x32(graph, model, x):
-    """LeNet-5's zero padding of 28x28 inputs to 32x32 (``lenet._to_32x32``, which also checks
-    the size)."""
-    lenet._to_32x32(x.tensor, type(model).__name__)
-    return _pad_to_size(graph, x, model, 32)
+def _sum(g, op, x, axes, keepdim):
+    value = g.value(x)
+    axes_input = [g.constant(list(axes))] if axes is not None else []
+    output = g.node("ReduceSum", [value.name, *axes_input], keepdims=int(keepdim))
+    return output, _reduced_batch(value.batch_axis, axes, len(value.shape), keepdim)
 
 
-def _pad_to_size(graph, x, model, size):
-    """``models._common.pad_to_size``: centred zero padding up to ``size`` x ``size``."""
-    amounts = padding_to_size(x.tensor.shape, size)
-    return x if amounts is None else _pad(graph, x, model, amounts)
+def _mean(g, op, x, axes, keepdim):
+    value = g.value(x)
+    axes_attribute = {"axes": list(axes)} if axes is not None else {}
+    output = g.node("ReduceMean", [value.name], keepdims=int(keepdim), **axes_attribute)
+    return output, _reduced_batch(value.batch_axis, axes, len(value.shape), keepdim)
 
 
-def _squash(graph, squash, x):
-    slope = graph.constant(squash, "slope", np.float32(lenet.SQUASH_SLOPE))
-    amplitude = graph.constant(squash, "amplitude", np.float32(lenet.SQUASH_AMPLITUDE))
-    scaled = graph.node("Mul", [x.name, slope], None, squash)
-    squashed = graph.node("Tanh", [scaled.name], None, squash)
-    return graph.node("Mul", [squashed.name, amplitude], squash(x.tensor), squash)
+def _extremum(g, op, x, largest):
+    return g.node("ReduceMax" if largest else "ReduceMin", [g.name(x)], keepdims=0), None
 
 
-def _subsampling(graph, layer, x):
-    channels = layer.weight.shape[0]
-    # 2x2 sums times the coefficient = 2x2 averages times 4 * coefficient.
-    scale = graph.constant(layer, "scale", 4.0 * layer.weight.detach().numpy().reshape(1, channels, 1, 1))
-    bias = graph.constant(layer, "bias", layer.bias.detach().numpy().reshape(1, channels, 1, 1))
-    averages = graph.node("AveragePool", [x.name], None, layer, kernel_shape=[2, 2], strides=[2, 2])
-    scaled = graph.node("Mul", [averages.name, scale], None, layer)
-    return graph.node("Add", [scaled.name, bias], layer(x.tensor), layer)
+def _extremum_along_dim(g, op, x, dim, keepdim, largest):
+    value = g.value(x)
+    values = g.node("ReduceMax" if largest else "ReduceMin", [value.name], axes=[dim], keepdims=int(keepdim))
+    indices = g.node("ArgMax" if largest else "ArgMin", [value.name], axis=dim, keepdims=int(keepdim))
+    batch = _reduced_batch(value.batch_axis, (dim,), len(value.shape), keepdim)
+    return [(values, batch), (indices, batch)]
 
 
-def _partial_conv2d(graph, conv, x):
-    weight = graph.constant(conv, "weight", conv.dense_weight().detach().numpy())
-    return graph.node("Conv", [x.name, weight, graph.parameter(conv, "bias")], conv(x.tensor), conv,
-                      kernel_shape=[conv.kernel_size] * 2)
+def _reshape(g, op, x, target):
+    """The traced output shape with -1 where the batch went, so the batch stays dynamic."""
+    value = g.value(x)
+    shape, new_shape = value.shape, list(target)
+    if -1 in new_shape:
+        new_shape[new_shape.index(-1)] = -math.prod(shape) // math.prod(new_shape)
+    batch = value.batch_axis
+    if batch is not None:
+        before, after = math.prod(shape[:batch]), math.prod(shape[batch + 1:])
+        batch = next((j for j in range(len(new_shape)) if new_shape[j] == shape[batch]
+                      and math.prod(new_shape[:j]) == before and math.prod(new_shape[j + 1:]) == after), None)
+        if batch is None:
+            raise TypeError(f"export: {op} in '{g.scope}' from {tuple(shape)} to {tuple(new_shape)} merges the batch "
+                            f"dimension with others, so the graph would only work for the example's batch size")
+        new_shape[batch] = -1
+    return g.node("Reshape", [value.name, g.constant(new_shape)]), batch
 
 
-def _rbf_output(graph, layer, x):
-    # -||x - c||^2 = 2 x.c - ||c||^2 - ||x||^2
-    centers = layer.centers.numpy()
-    squared_centers = graph.constant(layer, "squared_centers", -(centers * centers).sum(1))
-    cross = graph.node("Gemm", [x.name, graph.parameter(layer, "centers"), squared_centers], None, layer,
-                       alpha=2.0, transB=1)
-    squared_inputs = graph.node("ReduceSumSquare", [x.name], None, layer, axes=[1], keepdims=1)
-    return graph.node("Sub", [cross.name, squared_inputs.name], layer(x.tensor), layer)
+def _permute(g, op, x, axes):
+    value = g.value(x)
+    batch = None if value.batch_axis is None else list(axes).index(value.batch_axis)
+    return g.node("Transpose", [value.name], perm=[int(a) for a in axes]), batch
 
 
-def _alexnet_or_vgg(graph, model, x):
-    if isinstance(model, VGG) and model.cifar:
-        x = _pad_to_size(graph, x, model, vgg.CIFAR_INPUT_SIZE)
-    x = graph.convert(model.avgpool, graph.convert(model.features, x))
-    return graph.convert(model.classifier, _flatten(graph, x, model))
+def _expand(g, op, x, target):
+    """ONNX Expand broadcasts both ways, so a 1 where the batch goes keeps it dynamic."""
+    value = g.value(x)
+    batch = None if value.batch_axis is None else value.batch_axis + len(target) - len(value.shape)
+    target = list(target)
+    if batch is not None:
+        target[batch] = 1
+    return g.node("Expand", [value.name, g.constant(target)]), batch
 
 
-def _resnet(graph, model, x):
-    x = _chain(graph, x, model.conv1, model.bn1, model.relu, model.maxpool,
-               model.layer1, model.layer2, model.layer3, model.layer4, model.avgpool)
-    return graph.convert(model.fc, _flatten(graph, x, model))
+def _index(g, op, x, key):
+    """Basic indexing (ints, slices, None, ...) as one Slice, a Gather per int and an Unsqueeze."""
+    value = g.value(x)
+    entries = _basic_key(key, len(value.shape))
+    if entries is None:
+        raise TypeError(f"export: indexing with {key!r} in '{g.scope}' (advanced indexing) has no ONNX mapping here; "
+                        f"use basic indexing (ints, slices, None)")
+    starts, ends, axes, steps, ints, new_axes = [], [], [], [], [], []
+    batch, axis, out_axis = None, 0, 0
+    for entry in entries:
+        if entry is None:
+            new_axes.append(out_axis)
+            out_axis += 1
+            continue
+        size = value.shape[axis]
+        if isinstance(entry, slice):
+            start, stop, step = entry.indices(size)
+            whole = (start, step) == (0, 1) and stop == size
+            if axis == value.batch_axis:
+                if not whole:
+                    raise TypeError(f"export: slicing the batch dimension with {entry} in '{g.scope}' would fix the "
+                                    f"batch size; ONNX export keeps it dynamic")
+                batch = out_axis
+            elif not whole:
+                end = stop if step > 0 or stop >= 0 else _INT64_MIN
+                starts, ends, axes, steps = starts + [start], ends + [end], axes + [axis], steps + [step]
+            out_axis += 1
+        else:
+            ints.append((axis, int(entry) % size))
+        axis += 1
+    name = value.name
+    if axes:
+        name = g.node("Slice", [name, g.constant(starts), g.constant(ends), g.constant(axes), g.constant(steps)])
+    for int_axis, position in reversed(ints):  # the last first, so the earlier axes keep their numbers
+        name = g.node("Gather", [name, g.constant(position)], axis=int_axis)
+    if new_axes:
+        name = g.node("Unsqueeze", [name, g.constant(new_axes)])
+    return name, batch
 
 
-def _cifar_resnet(graph, model, x):
-    x = _chain(graph, x, model.conv1, model.bn1, model.relu, model.layer1, model.layer2, model.layer3, model.avgpool)
-    return graph.convert(model.fc, _flatten(graph, x, model))
+def _basic_key(key, ndim):
+    """``key`` as one entry per input axis (plus Nones), Ellipsis expanded; None if not basic."""
+    entries = list(key) if isinstance(key, tuple) else [key]
+    if not all(e is None or e is Ellipsis or isinstance(e, (slice, int, np.integer)) and not isinstance(e, bool)
+               for e in entries):
+        return None
+    used = sum(1 for e in entries if e is not None and e is not Ellipsis)
+    if Ellipsis in entries:
+        at = entries.index(Ellipsis)
+        entries[at:at + 1] = [slice(None)] * (ndim - used)
+    return entries + [slice(None)] * (ndim - sum(1 for e in entries if e is not None))
 
 
-def _basic_block(graph, block, x):
-    identity = x if block.downsample is None else graph.convert(block.downsample, x)
-    out = _chain(graph, x, block.conv1, block.bn1, block.relu, block.conv2, block.bn2)
-    return _add_relu(graph, out, identity, block)
+def _gather(g, op, x, dim, index):
+    value = g.value(x)
+    return g.node("GatherElements", [value.name, g.name(index)], axis=int(dim)), value.batch_axis
 
 
-def _plain_block(graph, block, x):
-    return _chain(graph, x, block.conv1, block.bn1, block.relu, block.conv2, block.bn2, block.relu)
-
-
-def _bottleneck(graph, block, x):
-    identity = x if block.downsample is None else graph.convert(block.downsample, x)
-    out = _chain(graph, x, block.conv1, block.bn1, block.relu, block.conv2, block.bn2, block.relu,
-                 block.conv3, block.bn3)
-    return _add_relu(graph, out, identity, block)
-
-
-def _shortcut_a(graph, shortcut, x):
-    stride = shortcut.stride
-    starts = graph.constant(shortcut, "starts", np.array([0, 0], dtype=np.int64))
-    ends = graph.constant(shortcut, "ends", np.array([_INT64_MAX] * 2, dtype=np.int64))
-    axes = graph.constant(shortcut, "axes", np.array([2, 3], dtype=np.int64))
-    steps = graph.constant(shortcut, "steps", np.array([stride, stride], dtype=np.int64))
-    sampled = graph.node("Slice", [x.name, starts, ends, axes, steps],
-                         x.tensor[:, :, ::stride, ::stride], shortcut)
-    before = shortcut.extra_channels // 2
-    return _pad(graph, sampled, shortcut, (0, 0, 0, 0, before, shortcut.extra_channels - before))
-
-
-def _googlenet(graph, model, x):
-    if model.transform_input:
-        x = _googlenet_transform_input(graph, model, x)
-    x = _chain(graph, x, model.conv1, model.maxpool1, model.conv2, model.conv3, model.maxpool2,
-               model.inception3a, model.inception3b, model.maxpool3,
-               model.inception4a, model.inception4b, model.inception4c, model.inception4d, model.inception4e,
-               model.maxpool4, model.inception5a, model.inception5b, model.avgpool)
-    return _chain(graph, _flatten(graph, x, model), model.dropout, model.fc)  # aux heads run in training only
-
-
-def _googlenet_transform_input(graph, model, x):
-    """Channel c becomes x * (std_c / 0.5) + (mean_c - 0.5) / 0.5, as one Mul and one Add."""
-    mean, std = np.array(_IMAGENET_MEAN), np.array(_IMAGENET_STD)
-    scale = graph.constant(model, "transform_scale", (std / 0.5).reshape(1, 3, 1, 1))
-    shift = graph.constant(model, "transform_shift", ((mean - 0.5) / 0.5).reshape(1, 3, 1, 1))
-    scaled = graph.node("Mul", [x.name, scale], None, model)
-    return graph.node("Add", [scaled.name, shift], model._transform_input(x.tensor), model)
-
-
-def _basic_conv2d(graph, block, x):
-    x = _chain(graph, x, block.conv, block.bn)
-    return graph.node("Relu", [x.name], F.relu(x.tensor), block)
-
-
-def _inception(graph, block, x):
-    branches = [graph.convert(branch, x) for branch in (block.branch1, block.branch2, block.branch3, block.branch4)]
-    return graph.node("Concat", [branch.name for branch in branches], F.cat([b.tensor for b in branches], 1),
-                      block, axis=1)
+def _where(g, op, condition, a, b):
+    names, batch = _broadcast(g, condition, a, b)
+    return g.node("Where", names), batch
 
 
 _CONVERTERS = {
-    nn.Conv2d: _conv2d,
-    nn.Linear: _linear,
-    nn.BatchNorm1d: _batch_norm,
-    nn.BatchNorm2d: _batch_norm,
-    nn.LocalResponseNorm: _local_response_norm,
-    nn.MaxPool2d: _max_pool2d,
-    nn.AvgPool2d: _avg_pool2d,
-    nn.AdaptiveAvgPool2d: _adaptive_avg_pool2d,
-    nn.Flatten: _flatten_module,
-    nn.ReLU: _elementwise("Relu"),
-    nn.LeakyReLU: _elementwise("LeakyRelu", alpha="negative_slope"),
-    nn.Sigmoid: _elementwise("Sigmoid"),
-    nn.Tanh: _elementwise("Tanh"),
-    nn.Dropout: _identity,
-    nn.Identity: _identity,
-    nn.Sequential: _sequential,
-    lenet.LeNet5: _lenet5,
-    lenet.ClassicLeNet5: _classic_lenet5,
-    lenet.Squash: _squash,
-    lenet.Subsampling: _subsampling,
-    lenet.PartialConv2d: _partial_conv2d,
-    lenet.RBFOutput: _rbf_output,
-    AlexNet: _alexnet_or_vgg,
-    VGG: _alexnet_or_vgg,
-    resnet.ResNet: _resnet,
-    resnet.CifarResNet: _cifar_resnet,
-    resnet.BasicBlock: _basic_block,
-    resnet.PlainBlock: _plain_block,
-    resnet.Bottleneck: _bottleneck,
-    resnet.ShortcutA: _shortcut_a,
-    GoogLeNet: _googlenet,
-    BasicConv2d: _basic_conv2d,
-    Inception: _inception,
+    arithmetic.Add: _binary("Add"),
+    arithmetic.Sub: _binary("Sub"),
+    arithmetic.Mul: _binary("Mul"),
+    arithmetic.Div: _binary("Div"),
+    arithmetic.Pow: _binary("Pow"),
+    arithmetic.Neg: _unary("Neg"),
+    arithmetic.Exp: _unary("Exp"),
+    arithmetic.Log: _unary("Log"),
+    arithmetic.Sqrt: _unary("Sqrt"),
+    arithmetic.Abs: _unary("Abs"),
+    arithmetic.Clamp: _clamp,
+    arithmetic.MatMul: _matmul,
+    arithmetic.Compare: _compare,
+    arithmetic.Cast: _cast,
+    activation.ReluFunction: _unary("Relu"),
+    activation.SigmoidFunction: _unary("Sigmoid"),
+    activation.TanhFunction: _unary("Tanh"),
+    activation.Relu6Function: _relu6,
+    activation.HardswishFunction: _unary("HardSwish"),
+    activation.HardsigmoidFunction: _unary("HardSigmoid", alpha=1.0 / 6.0, beta=0.5),
+    activation.SiluFunction: _silu,
+    activation.GeluFunction: _gelu,
+    activation.GeluTanhFunction: _gelu,
+    activation.LeakyReluFunction: _leaky_relu,
+    activation.DropoutFunction: _identity,  # eval-mode export: dropout is the identity
+    shape_ops.Clone: _identity,
+    shape_ops.Reshape: _reshape,
+    shape_ops.Permute: _permute,
+    shape_ops.Expand: _expand,
+    shape_ops.Index: _index,
+    elementwise.AddReluFunction: _add_relu,
+    elementwise.CatFunction: _concat,
+    conv.Conv2dFunction: _conv2d,
+    conv.ConvTranspose2dFunction: _conv_transpose2d,
+    conv.LinearFunction: _linear,
+    conv.ConstantPadFunction: _pad,
+    normalization.BatchNormFunction: _batch_norm,
+    normalization.GroupNormFunction: _group_norm,
+    normalization.LocalResponseNormFunction: _local_response_norm,
+    pooling.MaxPool2dFunction: _max_pool2d,
+    pooling.AvgPool2dFunction: _avg_pool2d,
+    pooling.AdaptiveAvgPool2dFunction: _adaptive_avg_pool2d,
+    pooling.AdaptiveMaxPool2dFunction: _adaptive_max_pool2d,
+    pooling.InterpolateFunction: _interpolate,
+    loss.SoftmaxFunction: _softmax,
+    reduction.Sum: _sum,
+    reduction.Mean: _mean,
+    reduction.Extremum: _extremum,
+    reduction.ExtremumAlongDim: _extremum_along_dim,
+    indexing.Gather: _gather,
+    indexing.Where: _where,
+    _SubsamplePadChannels: _subsample_pad_channels,
 }

@@ -26,7 +26,7 @@ from collections import namedtuple
 import numpy as np
 
 from . import devices
-from . import random as _random
+from . import autograd as _autograd, random as _random
 from .autograd import (
     RETAIN_GRAD_KEY,
     RemovableHandle,
@@ -37,7 +37,7 @@ from .autograd import (
 )
 from .formatting import format_tensor
 from .ops import activation as _activation, indexing as _indexing, loss as _loss
-from .ops.arithmetic import Abs, Add, Clamp, Div, Exp, Log, MatMul, Mul, Neg, Pow, Sqrt, Sub
+from .ops.arithmetic import Abs, Add, Cast, Clamp, Compare, Div, Exp, Log, MatMul, Mul, Neg, Pow, Sqrt, Sub
 from .ops.reduction import Extremum, ExtremumAlongDim, Mean, Sum
 from .ops.shape import Clone, Expand, Index, Permute, Reshape
 
@@ -515,9 +515,7 @@ class Tensor:
         dtype = _resolve_dtype(dtype)
         if dtype == self._array.dtype:
             return self
-        # Only one float dtype exists, so every real cast leaves the graph.
-        with np.errstate(invalid="ignore"):
-            return Tensor._wrap(self._array.astype(dtype))
+        return Cast.apply(self, dtype)
 
     # --------------------------------------------------------------- Python protocols
     __hash__ = object.__hash__
@@ -907,10 +905,10 @@ class Tensor:
         return TopKResult(self.gather(dim, Tensor._wrap(indices)), Tensor._wrap(indices))
 
     def maximum(self, other):
-        return _indexing.Where.apply(np.greater_equal(self._array, _array_of(other)), self, _operand(other))
+        return _indexing.Where.apply(self.ge(other), self, _operand(other))
 
     def minimum(self, other):
-        return _indexing.Where.apply(np.less_equal(self._array, _array_of(other)), self, _operand(other))
+        return _indexing.Where.apply(self.le(other), self, _operand(other))
 
     def argmax(self, dim=None, keepdim=False):
         return Tensor._wrap(_arg_extremum(self._array, dim, keepdim, np.argmax))
@@ -920,7 +918,7 @@ class Tensor:
 
     # --------------------------------------------------------------- comparisons
     def _compare(self, ufunc, other):
-        return Tensor._wrap(np.asarray(ufunc(self._array, _array_of(other))))
+        return Compare.apply(self, _operand(other), ufunc)
 
     def eq(self, other):
         return self._compare(np.equal, other)
@@ -1021,8 +1019,10 @@ class Tensor:
 
     def _inplace_or_rebind(self, other, inplace, out_of_place):
         # With grad tracking needed, `x += y` rebinds x to the recorded `x + y`: the same
-        # result torch gives, except that other references to the old x do not change.
-        if is_grad_enabled() and (
+        # result torch gives, except that other references to the old x do not change. ONNX
+        # export's tracing records it the same way where x or y comes from the traced input.
+        tracer = _autograd.tracer
+        if (tracer is not None and (tracer.is_traced(self) or tracer.is_traced(other))) or is_grad_enabled() and (
             self._requires_grad or (isinstance(other, Tensor) and other._requires_grad)
         ):
             if self._requires_grad and self._grad_fn is None:

@@ -1,6 +1,7 @@
-"""ONNX export: every model of ``list_models()`` (and the variants with their own code paths)
-exports, passes the ONNX checker and gives pyconvnet's eval-mode logits in onnxruntime, for two
-batch sizes through one file; the layer converters' options; the errors; ``pyconvnet export``.
+"""ONNX export: every model of ``list_models()`` (and the variants with their own code paths) and
+user-defined models export, pass the ONNX checker and give pyconvnet's eval-mode logits in
+onnxruntime, for batch 1 and 3 through one file; the op converters' options; what tracing refuses;
+the errors; ``pyconvnet export``.
 
 Speed: the models are built in their small-input variant where they have one (``cifar=True``)
 at the smallest input that reaches every layer; the ImageNet heads (AlexNet's and VGG's 6x6 /
@@ -61,7 +62,7 @@ def _session(path):
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-def _assert_runs_like_pyconvnet(model, input_shape, path, batches=(2, 3)):
+def _assert_runs_like_pyconvnet(model, input_shape, path, batches=(1, 3)):
     """``model`` exported to ``path`` passes the checker and matches pyconvnet's eval-mode
     logits in onnxruntime for each batch size, within 1e-4 of the logits' scale."""
     onnx_export.export(model, input_shape, path)
@@ -168,16 +169,141 @@ def test_flatten_of_inner_dimensions_keeps_the_batch_dynamic(tmp_path):
     _assert_runs_like_pyconvnet(model, (2, 4, 5), tmp_path / "flatten.onnx")
 
 
+class _UserNet(nn.Module):
+    """A model written the way users write them: two branches, a residual ``+=`` after an in-place
+    ReLU, a concat, a functional relu and a flatten through ``view(x.size(0), -1)``."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.left = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(8, 8, 1))
+        self.right = nn.Conv2d(8, 4, 1)
+        self.pool = nn.MaxPool2d(2)
+        self.head = nn.Linear(12 * 4 * 4, 5)
+
+    def forward(self, x):
+        x = F.relu(self.bn(self.stem(x)))
+        out = self.left(x)
+        out += x  # the residual add, in place as torchvision writes it
+        out = F.relu(out)
+        x = F.cat([out, F.sigmoid(self.right(x)) * 2.0], 1)
+        x = self.pool(x)
+        return self.head(x.view(x.size(0), -1))
+
+
 class _Swish(nn.Module):
     def forward(self, x):
         return x * F.sigmoid(x)
 
 
-def test_an_unsupported_module_is_named(tmp_path):
-    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Sequential(nn.ReLU(), _Swish()))
-    with pytest.raises(TypeError, match=r"'1\.1' of type .*_Swish"):
-        onnx_export.export(model, (1, 8, 8), tmp_path / "swish.onnx")
-    assert not (tmp_path / "swish.onnx").exists()
+class _ShapesNet(nn.Module):
+    """Shape ops, reductions, softmax, matmul, slicing and the other activations."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 6, 3, padding=1)
+        self.norm = nn.GroupNorm(3, 6)
+        self.mix = nn.Parameter(pyconvnet.randn(5, 5))
+        self.swish = _Swish()
+
+    def forward(self, x):
+        x = F.interpolate(self.norm(self.conv(x)), scale_factor=2, mode="nearest")  # (N, 6, 10, 10)
+        x = F.pad(F.gelu(x), (1, 0, 0, 1))[:, 1:, :10, 1:]  # (N, 5, 10, 10)
+        x = F.interpolate(self.swish(x), size=(5, 5), mode="bilinear", align_corners=False)
+        rows = x.permute(0, 2, 3, 1) @ self.mix  # (N, 5, 5, 5)
+        rows = F.layer_norm(rows, (5,)) + F.hardswish(rows).clamp(min=-1.0, max=2.0)
+        weights = F.softmax(rows.mean(dim=3), dim=-1)  # (N, 5, 5)
+        pooled = (rows * weights.unsqueeze(-1)).sum(2).transpose(1, 2) + rows[:, None, 2, ::-1].sum(1)  # (N, 5, 5)
+        logits = pooled.flatten(1) - pooled.flatten(1).exp().sum(1, keepdim=True).log()
+        return F.log_softmax(logits[..., ::2], dim=1) + F.relu6(logits).max(dim=1, keepdim=True).values
+
+
+class _MoreOpsNet(nn.Module):
+    """A transposed convolution, adaptive max pooling, a Linear on 4-D input, numbers on either side
+    of an op, gather by traced indices, where with a constant and a traced mask, comparisons, a
+    cast, expand and clamp."""
+
+    def __init__(self):
+        super().__init__()
+        self.up = nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1, output_padding=1)
+        self.pool = nn.AdaptiveMaxPool2d(4)
+        self.proj = nn.Linear(4, 6)
+        self.register_buffer("mask", pyconvnet.from_numpy(np.arange(6) % 2 == 0))
+
+    def forward(self, x):
+        x = F.leaky_relu(self.up(x), 0.2)  # (N, 4, 8, 8)
+        x = self.proj(self.pool(x).permute(0, 2, 3, 1))  # (N, 4, 4, 6)
+        x = F.hardsigmoid(x) + F.gelu(x, approximate="tanh") - 1.0 / (2.0 + x.abs()) + x ** 2
+        top = x.max(dim=-1, keepdim=True)
+        x = pyconvnet.where(self.mask, x, top.values.expand(-1, -1, -1, 6)) * x.gather(-1, top.indices)
+        x = pyconvnet.where(x > 0.5, x, -x) + (x <= 0.2).float() - x.ne(1.0).float() + x.minimum(x * 0.3)
+        return x.flatten(1).clamp(max=3.0)
+
+
+@pytest.mark.parametrize(("model", "input_shape"), [(_UserNet, (3, 8, 8)), (_ShapesNet, (4, 5, 5)),
+                                                    (_MoreOpsNet, (3, 4, 4))],
+                         ids=["branches-residual-concat-view", "shape-ops-reductions-activations", "more-ops"])
+def test_a_user_defined_model_runs_in_onnxruntime_with_pyconvnets_logits(model, input_shape, tmp_path):
+    pyconvnet.manual_seed(0)
+    model = model()
+    _randomise_batch_norm(model)
+    _assert_runs_like_pyconvnet(model, input_shape, tmp_path / "user.onnx")
+
+
+class _Cube(pyconvnet.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x * x * x
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise NotImplementedError
+
+
+class _CubeModule(nn.Module):
+    def forward(self, x):
+        return _Cube.apply(x)
+
+
+def test_an_op_without_onnx_mapping_is_named_with_its_module(tmp_path):
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Sequential(nn.ReLU(), _CubeModule()))
+    with pytest.raises(TypeError, match=r"no ONNX mapping for op _Cube .* in '1\.1'"):
+        onnx_export.export(model, (1, 8, 8), tmp_path / "cube.onnx")
+    assert not (tmp_path / "cube.onnx").exists()
+
+
+class _Lambda(nn.Module):
+    def __init__(self, function):
+        super().__init__()
+        self.function = function
+
+    def forward(self, x):
+        return self.function(x)
+
+
+def _in_place_add(x):
+    y = F.relu(x)
+    y.add_(1.0)
+    return y
+
+
+@pytest.mark.parametrize(("function", "message"), [
+    (_in_place_add, r"in-place op add_ .* use the out-of-place form"),
+    (lambda x: x * pyconvnet.from_numpy(x.numpy() > 0).float(), r"op Mul .* changes with the input"),
+    (lambda x: x + pyconvnet.zeros(x.size(0), 1, 4, 4), r"op Add .* batch size baked"),
+    (lambda x: x.view(-1), r"merges the batch dimension"),
+    (lambda x: x[:1], r"slicing the batch dimension"),
+    (lambda x: x if x.size(0) % 2 == 0 else -x, r"depend on the input"),  # control flow
+    (lambda x: F.max_pool2d(x, 2, return_indices=True)[1].float(), r"no value for the indices of MaxPool2dFunction"),
+    (lambda x: (x, x), r"must return one Tensor, got tuple"),
+])
+def test_what_tracing_cannot_express_is_refused(function, message, tmp_path):
+    model = nn.Sequential(nn.Conv2d(1, 1, 1), _Lambda(function))
+    with pytest.raises(TypeError, match=message):
+        onnx_export.export(model, (1, 4, 4), tmp_path / "bad.onnx")
+    assert pyconvnet.autograd.tracer is None  # tracing ended with the error
+    assert not any(module._forward_pre_hooks or module._forward_hooks for module in model.modules())
 
 
 @pytest.mark.parametrize(("module", "message"), [

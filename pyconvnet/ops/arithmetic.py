@@ -1,14 +1,16 @@
 """Element-wise arithmetic and matmul on storage arrays (the Tensor operators): add, sub, mul,
-div, neg, pow, matmul, exp, log, sqrt, abs, clamp. Same-shape float32 operands run on the OpenMP
-kernels; broadcasting and other dtypes are numpy's job, and the engine sums broadcast gradients
-back to each input's shape."""
+div, neg, pow, matmul, exp, log, sqrt, abs, clamp, and the comparisons and dtype casts (not
+differentiable, but Functions so that ONNX export's tracing records them). Same-shape float32
+operands run on the OpenMP kernels; broadcasting and other dtypes are numpy's job, and the engine
+sums broadcast gradients back to each input's shape."""
 
 import numpy as np
 
 from .. import _C
 from ..autograd import Function, sum_to_shape
 
-__all__ = ["Add", "Sub", "Mul", "Div", "Neg", "Pow", "MatMul", "Exp", "Log", "Sqrt", "Abs", "Clamp"]
+__all__ = ["Add", "Sub", "Mul", "Div", "Neg", "Pow", "MatMul", "Exp", "Log", "Sqrt", "Abs", "Clamp", "Compare",
+           "Cast"]
 
 float32 = np.dtype(np.float32)
 bool_ = np.dtype(np.bool_)
@@ -240,3 +242,21 @@ class Clamp(Function):
         if high is not None:
             inside &= a < high
         return grad * inside, None, None
+
+
+class Compare(Function):
+    """``comparison(a, b)``, a numpy comparison ufunc (np.less, np.equal, ...): a bool array."""
+
+    @staticmethod
+    def forward(ctx, a, b, comparison):
+        return np.asarray(comparison(a, b))
+
+
+class Cast(Function):
+    """``a`` as ``dtype``, another storage dtype than its own (only one float dtype exists, so the
+    result is never differentiable)."""
+
+    @staticmethod
+    def forward(ctx, a, dtype):
+        with np.errstate(invalid="ignore"):  # NaN -> int casts are undefined in torch too
+            return a.astype(dtype)
