@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from ... import _C
+from ... import kernels
 from ...creation import tensor
 from ...tensor import Tensor
 
@@ -41,8 +41,8 @@ def get_total_norm(tensors, norm_type=2.0, error_if_nonfinite=False, foreach=Non
     arrays = [t.detach().numpy() for t in _as_list(tensors)]
     if not arrays:
         return tensor(0.0)
-    norms = np.array([_C.norm(array, norm_type) for array in arrays], np.float32)
-    total = _C.norm(norms, norm_type)
+    norms = np.array([kernels.norm(array, norm_type) for array in arrays], np.float32)
+    total = kernels.norm(norms, norm_type)
     if error_if_nonfinite and not math.isfinite(float(total)):
         raise RuntimeError(
             f"The total norm of order {norm_type} for gradients from `parameters` is non-finite, so it cannot be "
