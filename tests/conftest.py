@@ -72,6 +72,15 @@ def pytest_configure(config):
                     returncode=4)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` need a usable GPU: without one they skip, saying why."""
+    gpu_tests = [item for item in items if item.get_closest_marker("cuda") is not None]
+    if gpu_tests and not pyconvnet.cuda.is_available():
+        skip = pytest.mark.skip(reason=f"no usable GPU: {pyconvnet.cuda.unavailable_reason()}")
+        for item in gpu_tests:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def real_fashion_mnist():
     """The real Fashion-MNIST (train, test), found where ``pyconvnet train`` looks for it."""

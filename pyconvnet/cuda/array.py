@@ -278,8 +278,8 @@ class CudaArray:
             mask = key[0]
             rows, flat = self._masked_rows(mask)
             return rows.take(CudaArray(_gpu().nonzero(flat.device_array)).reshape(-1), 0)
-        merged, positions, index = self._merged(key, advanced)
-        return merged.take(index, positions)
+        merged, axis, index, _ = self._merged(key, advanced)
+        return merged.take(index, axis)
 
     def __setitem__(self, key, value):
         key = _normalise_key(key, self)
@@ -299,7 +299,7 @@ class CudaArray:
             mask = mask.reshape(mask.shape + (1,) * (self.ndim - mask.ndim))
             self._assign(_where(mask, _operand_array(value, self), self))
             return
-        merged, axis, index = self._merged(key, advanced, writing=True)
+        merged, axis, index, write_back = self._merged(key, advanced)
         index = index.reshape(-1)
         shape = merged.shape[:axis] + (index.size,) + merged.shape[axis + 1:]
         source = _broadcast_to(_operand_array(value, self).astype(self.dtype, copy=False),
@@ -308,6 +308,7 @@ class CudaArray:
         index_shape[axis] = index.size
         _gpu().put_along_axis(merged.device_array, _broadcast_to(index.reshape(index_shape), shape).device_array,
                               source.reshape(shape).device_array, axis, False)
+        write_back()
 
     def _basic(self, key):
         shape, strides, offset = _basic_geometry(self.shape, key)
@@ -322,21 +323,24 @@ class CudaArray:
             raise IndexError(f"boolean index of shape {mask.shape} does not match array of shape {self.shape}")
         return self.reshape((mask.size,) + self.shape[mask.ndim:]), mask.reshape(-1)
 
-    def _merged(self, key, advanced, writing=False):
-        """(this array with the advanced axes merged into one, that axis, the int64 index into it)
-        for a key whose integer-array entries are adjacent (numpy's other case is not supported)."""
+    def _merged(self, key, advanced):
+        """(the basic part of ``key`` applied to this array with the advanced axes merged into one,
+        that axis, the int64 index into it, ``write_back``) for a key whose integer-array entries are
+        adjacent (numpy's other case is not supported). The first entry shares this array's storage
+        unless the basic part is not contiguous: then it is a copy that ``write_back()`` stores back."""
         if advanced != list(range(advanced[0], advanced[-1] + 1)) or any(key[i].dtype == _BOOL for i in advanced):
             _unsupported("indexing with non-adjacent or boolean index arrays mixed with other indices", self)
         basic_key = tuple(slice(None) if i in advanced else item for i, item in enumerate(key))
         # Where the advanced axes land once the basic entries before them dropped or added axes.
         first = sum(1 for item in key[: advanced[0]] if item is None or isinstance(item, slice))
-        if writing:
-            shape, strides, offset = _basic_geometry(self.shape, basic_key)
-            if not _is_contiguous(shape, strides):
-                _unsupported("index assignment through a non-contiguous slice", self)
-            selected = CudaArray(self.device_array.view(list(shape), offset))
+        shape, strides, offset = _basic_geometry(self.shape, basic_key)
+        if _is_contiguous(shape, strides):
+            selected, write_back = CudaArray(self.device_array.view(list(shape), offset)), lambda: None
         else:
-            selected = self._basic(basic_key)
+            selected = self._strided(shape, strides, offset)
+
+            def write_back():
+                _gpu().strided_assign(self.device_array, shape, strides, offset, selected.device_array)
         extents = selected.shape[first: first + len(advanced)]
         arrays = [key[i] for i in advanced]
         index = arrays[-1] % extents[-1] if len(arrays) > 1 else arrays[0]
@@ -345,7 +349,7 @@ class CudaArray:
             index = index + (array % extent) * scale
             scale *= extent
         merged_shape = selected.shape[:first] + (math.prod(extents),) + selected.shape[first + len(advanced):]
-        return selected.reshape(merged_shape), first, index
+        return selected.reshape(merged_shape), first, index, write_back
 
     # ----------------------------------------------------------------- numpy protocols
     def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
@@ -501,7 +505,7 @@ def unwrap(value):
 
 def from_numpy(array, device):
     """One host-to-device copy of ``array``."""
-    return CudaArray(_gpu().from_numpy(np.ascontiguousarray(array), int(device)))
+    return CudaArray(_gpu().from_numpy(np.asarray(array, order="C"), int(device)))  # 0-d stays 0-d
 
 
 def to_numpy(array):
@@ -805,15 +809,16 @@ def _add_at(target, indices, values):
     if len(key) == 1 and key[0].dtype == _BOOL:
         rows, flat = target._masked_rows(key[0])
         index = CudaArray(_gpu().nonzero(flat.device_array)).reshape(-1)
-        merged, axis = rows, 0
+        merged, axis, write_back = rows, 0, lambda: None
         result_shape = (index.size,) + rows.shape[1:]
     else:
-        merged, axis, index = target._merged(key, advanced, writing=True)
+        merged, axis, index, write_back = target._merged(key, advanced)
         result_shape = merged.shape[:axis] + _broadcast_index_shape(key, advanced) + merged.shape[axis + 1:]
         index = index.reshape(-1)
     source = _broadcast_to(values.astype(target.dtype, copy=False), result_shape)
     source = source.reshape(merged.shape[:axis] + (index.size,) + merged.shape[axis + 1:])
     _gpu().index_add(merged.device_array, axis, index.device_array, source.device_array)
+    write_back()
 
 
 def _clip(a, a_min=None, a_max=None, out=None, **kwargs):

@@ -182,20 +182,29 @@ def _check_dropout_p(p, op):
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
 
 
+def _seed_for(input):
+    """A dropout seed from the generator of ``input``'s device."""
+    if input.is_cuda:
+        from ..cuda import next_seed as gpu_seed
+
+        return gpu_seed()
+    return int(next_seed())
+
+
 def dropout(input, p=0.5, training=True, inplace=False):
     """Zero each element with probability ``p`` and scale the others by ``1 / (1 - p)``, as
     ``torch.nn.functional.dropout``. ``training=False`` returns ``input`` itself.
 
-    The mask is a hash of a seed drawn from ``pyconvnet.random.next_seed()`` and the element
-    index, so ``pyconvnet.manual_seed`` makes it reproducible whatever the thread count (the
-    masks differ from torch's generator). A dropped NaN or inf stays NaN, as torch's multiply.
+    The mask is a hash of a seed drawn from ``pyconvnet.random.next_seed()`` (on a GPU:
+    ``pyconvnet.cuda``'s generator) and the element index, so ``pyconvnet.manual_seed`` makes it
+    reproducible whatever the thread count (the masks differ from torch's generator). A dropped NaN or inf stays NaN, as torch's multiply.
     """
     _check_dropout_p(p, "dropout")
     if not training:
         return input
     if inplace:
         check_inplace(input, op="dropout", recorded=True)
-    return DropoutFunction.apply(input, float(p), int(next_seed()), bool(inplace), -1)
+    return DropoutFunction.apply(input, float(p), _seed_for(input), bool(inplace), -1)
 
 
 def dropout2d(input, p=0.5, training=True, inplace=False):
@@ -223,4 +232,4 @@ def dropout2d(input, p=0.5, training=True, inplace=False):
         return input
     if inplace:
         check_inplace(input, op="dropout2d", recorded=True)
-    return DropoutFunction.apply(input, float(p), int(next_seed()), bool(inplace), 2)
+    return DropoutFunction.apply(input, float(p), _seed_for(input), bool(inplace), 2)

@@ -19,7 +19,7 @@ def _array_or_none(value):
     """The numpy array behind a Tensor (shared, so in-place updates reach it), an array, or None."""
     if value is None or isinstance(value, np.ndarray):
         return value
-    return value.detach().numpy()
+    return value._array
 
 
 class BatchNormFunction(Function):
