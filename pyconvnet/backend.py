@@ -148,8 +148,6 @@ def fma_peak_gflops(repeats=5, seconds=0.05):
 
 def info():
     """Build and run-time facts as a dict (what ``pyconvnet info`` prints)."""
-    from . import cuda  # not at import time: pyconvnet.cuda needs the package
-
     build = dict(_C.build_info)
     return {
         "version": build["version"],
@@ -162,5 +160,5 @@ def info():
         "compiler": build["compiler"],
         "build_flags": build["flags"],
         "openmp": build["openmp"],
-        "cuda": cuda.describe(),
+        "cuda": build["cuda"],
     }

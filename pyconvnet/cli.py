@@ -21,7 +21,7 @@ def _info(args):
         ("compiler", facts["compiler"]),
         ("build flags", facts["build_flags"].strip()),
         ("openmp", str(facts["openmp"])),
-        ("cuda", facts["cuda"]),
+        ("cuda", "built" if facts["cuda"] else "not built"),
     ]
     lines += [(f"flags[{name}]", flags) for name, flags in facts["isa_flags"].items()]
     width = max(len(key) for key, _ in lines)

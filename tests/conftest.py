@@ -72,15 +72,6 @@ def pytest_configure(config):
                     returncode=4)
 
 
-def pytest_collection_modifyitems(config, items):
-    """Tests marked ``cuda`` need a usable GPU: without one they skip, saying why."""
-    gpu_tests = [item for item in items if item.get_closest_marker("cuda") is not None]
-    if gpu_tests and not pyconvnet.cuda.is_available():
-        skip = pytest.mark.skip(reason=f"no usable GPU: {pyconvnet.cuda.unavailable_reason()}")
-        for item in gpu_tests:
-            item.add_marker(skip)
-
-
 @pytest.fixture(scope="session")
 def real_fashion_mnist():
     """The real Fashion-MNIST (train, test), found where ``pyconvnet train`` looks for it."""
@@ -88,3 +79,17 @@ def real_fashion_mnist():
         return pyconvnet.data.FashionMNIST(train=True), pyconvnet.data.FashionMNIST(train=False)
     except pyconvnet.data.DatasetNotFoundError as error:
         pytest.skip(f"Fashion-MNIST is not installed ({error})")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` need a usable GPU: where there is none they skip, with the reason."""
+    cuda_items = [item for item in items if item.get_closest_marker("cuda")]
+    if not cuda_items:
+        return
+    import pyconvnet.cuda
+
+    if pyconvnet.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason=f"no usable GPU: {pyconvnet.cuda.unavailable_reason()}")
+    for item in cuda_items:
+        item.add_marker(skip)

@@ -14,7 +14,7 @@ __all__ = [
     "amp", "is_available", "device_count", "current_device", "set_device", "get_device_name",
     "get_device_capability", "synchronize", "manual_seed", "manual_seed_all", "initial_seed", "memory_allocated",
     "max_memory_allocated", "memory_reserved", "max_memory_reserved", "reset_peak_memory_stats", "empty_cache",
-    "unavailable_reason", "describe",
+    "unavailable_reason",
 ]
 
 _state = {"loaded": False, "module": None, "reason": "", "device": 0, "seed": None}
@@ -53,21 +53,6 @@ def unavailable_reason():
 
 def is_available():
     return _module() is not None
-
-
-def describe():
-    """One line for ``pyconvnet info``: the architectures built and the devices, or why none is usable."""
-    module = _module()
-    if module is None:
-        built = not _state["reason"].startswith("pyconvnet was built without")
-        return f"built, not usable: {_state['reason']}" if built else "not built"
-    names = ", ".join(module.device_name(i) for i in range(module.device_count()))
-    return f"built for {module.built_architectures()}, {module.device_count()} device(s): {names}"
-
-
-def device_count():
-    module = _module()
-    return 0 if module is None else module.device_count()
 
 
 def _index(device):
