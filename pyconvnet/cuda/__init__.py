@@ -55,6 +55,11 @@ def is_available():
     return _module() is not None
 
 
+def device_count():
+    module = _module()
+    return 0 if module is None else module.device_count()
+
+
 def _index(device):
     """The ordinal a device argument names (None: the current device), checked against the count."""
     from .. import devices
