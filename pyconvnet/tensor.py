@@ -945,7 +945,7 @@ class Tensor:
             raise ValueError(f"topk: k={k!r} out of range for dim {dim} of size {extent}")
         if self._array.ndim == 0:
             return TopKResult(self.clone(), Tensor._wrap(_array.zeros((), int64, self._array)))
-        indices = _sorted_indices(self._array, dim, largest).take(range(k), axis=dim)
+        indices = _array.ascontiguous(_sorted_indices(self._array, dim, largest)[(slice(None),) * dim + (slice(0, k),)])
         return TopKResult(self.gather(dim, Tensor._wrap(indices)), Tensor._wrap(indices))
 
     def maximum(self, other):

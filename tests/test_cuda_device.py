@@ -301,3 +301,16 @@ def test_a_training_step_copies_only_the_loss():
     assert tuple(gpu.transfer_counts()) == (0, 0)
     loss.item()
     assert tuple(gpu.transfer_counts()) == (0, 1)
+
+
+def test_init_functions_fill_gpu_tensors_as_on_the_cpu():
+    for name, args in (("uniform_", (-0.5, 0.5)), ("normal_", (0.0, 2.0)), ("kaiming_normal_", ()),
+                       ("xavier_uniform_", ()), ("orthogonal_", ()), ("trunc_normal_", ()), ("constant_", (0.3,)),
+                       ("eye_", ()), ("zeros_", ())):
+        host, gpu = pcn.empty(4, 6), pcn.empty(4, 6, device="cuda")
+        pcn.manual_seed(1)
+        getattr(nn.init, name)(host, *args)
+        pcn.manual_seed(1)
+        assert getattr(nn.init, name)(gpu, *args) is gpu
+        assert gpu.device == CUDA
+        np.testing.assert_array_equal(_host(gpu), host.numpy(), err_msg=name)

@@ -58,10 +58,13 @@ SigmoidFunction = _elementwise_function("SigmoidFunction", kernels.sigmoid_forwa
 TanhFunction = _elementwise_function("TanhFunction", kernels.tanh_forward, kernels.tanh_backward, "output")
 Relu6Function = _elementwise_function("Relu6Function", kernels.relu6_forward, kernels.relu6_backward, "output")
 GeluFunction = _elementwise_function("GeluFunction", kernels.gelu_forward, kernels.gelu_backward, "input")
-GeluTanhFunction = _elementwise_function("GeluTanhFunction", kernels.gelu_tanh_forward, kernels.gelu_tanh_backward, "input")
+GeluTanhFunction = _elementwise_function("GeluTanhFunction", kernels.gelu_tanh_forward, kernels.gelu_tanh_backward,
+                                         "input")
 SiluFunction = _elementwise_function("SiluFunction", kernels.silu_forward, kernels.silu_backward, "input")
-HardswishFunction = _elementwise_function("HardswishFunction", kernels.hardswish_forward, kernels.hardswish_backward, "input")
-HardsigmoidFunction = _elementwise_function("HardsigmoidFunction", kernels.hardsigmoid_forward, kernels.hardsigmoid_backward,
+HardswishFunction = _elementwise_function("HardswishFunction", kernels.hardswish_forward, kernels.hardswish_backward,
+                                          "input")
+HardsigmoidFunction = _elementwise_function("HardsigmoidFunction", kernels.hardsigmoid_forward,
+                                            kernels.hardsigmoid_backward,
                                             "input")
 
 
@@ -197,7 +200,8 @@ def dropout(input, p=0.5, training=True, inplace=False):
 
     The mask is a hash of a seed drawn from ``pyconvnet.random.next_seed()`` (on a GPU:
     ``pyconvnet.cuda``'s generator) and the element index, so ``pyconvnet.manual_seed`` makes it
-    reproducible whatever the thread count (the masks differ from torch's generator). A dropped NaN or inf stays NaN, as torch's multiply.
+    reproducible whatever the thread count (the masks differ from torch's generator). A dropped NaN
+    or inf stays NaN, as torch's multiply.
     """
     _check_dropout_p(p, "dropout")
     if not training:

@@ -101,7 +101,8 @@ class CrossEntropyFunction(Function):
     @staticmethod
     def forward(ctx, input, target, weight, ignore_index, reduction, label_smoothing):
         logits, target, unbatched = _batched(input, target)
-        loss, log_probs = kernels.cross_entropy_forward(logits, target, weight, ignore_index, reduction, label_smoothing)
+        loss, log_probs = kernels.cross_entropy_forward(logits, target, weight, ignore_index, reduction,
+                                                        label_smoothing)
         ctx.save_for_backward(log_probs, target, weight)
         ctx.options = (ignore_index, reduction, label_smoothing)
         ctx.input_shape = input.shape
@@ -279,8 +280,8 @@ class BinaryCrossEntropyFunction(Function):
     def backward(ctx, grad_output):
         input, target, weight, pos_weight = ctx.saved_tensors
         grad = grad_output.reshape(input.shape if ctx.reduction == 0 else ())
-        grads = kernels.binary_cross_entropy_backward(grad, input, target, weight, pos_weight, ctx.reduction, ctx.logits,
-                                                 ctx.needs_input_grad[1])
+        grads = kernels.binary_cross_entropy_backward(grad, input, target, weight, pos_weight, ctx.reduction,
+                                                      ctx.logits, ctx.needs_input_grad[1])
         return grads[0], grads[1] if len(grads) > 1 else None, None, None, None, None
 
 

@@ -26,8 +26,8 @@ class BatchNormFunction(Function):
     @staticmethod
     def forward(ctx, input, weight, bias, running_mean, running_var, training, momentum, eps, relu):
         if training:
-            output, mean, invstd = kernels.batch_norm_forward_train(input, running_mean, running_var, weight, bias, momentum,
-                                                               eps, relu=relu)
+            output, mean, invstd = kernels.batch_norm_forward_train(input, running_mean, running_var, weight, bias,
+                                                                    momentum, eps, relu=relu)
         else:
             output = kernels.batch_norm_forward_eval(input, running_mean, running_var, weight, bias, eps, relu=relu)
             # Snapshot the statistics used, so a later update of the buffers cannot change the gradient.
@@ -43,8 +43,8 @@ class BatchNormFunction(Function):
         input, weight, mean, invstd, relu_output = ctx.saved_tensors
         needs = ctx.needs_input_grad
         mask = (needs[0], needs[1] and weight is not None, needs[2])
-        grad_input, grad_weight, grad_bias = kernels.batch_norm_backward(grad_output, input, mean, invstd, weight, ctx.training,
-                                                                    mask, relu_output)
+        grad_input, grad_weight, grad_bias = kernels.batch_norm_backward(grad_output, input, mean, invstd, weight,
+                                                                         ctx.training, mask, relu_output)
         return grad_input, grad_weight, grad_bias, None, None, None, None, None, None
 
 
