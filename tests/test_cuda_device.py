@@ -164,6 +164,15 @@ def test_tensor_operations_match_the_cpu():
         np.testing.assert_allclose(_host(got), expected.numpy(), rtol=1e-5, atol=1e-6, err_msg=name)
 
 
+def test_comparisons_of_whole_tensors():
+    cpu, gpu = _pair(3, 4, seed=8)
+    assert pcn.equal(gpu, gpu.clone()) and not pcn.equal(gpu, gpu + 1) and not pcn.equal(gpu, gpu[:2])
+    assert pcn.allclose(gpu, gpu + 1e-9) and not pcn.allclose(gpu, gpu + 1e-3)
+    nan = pcn.tensor([float("nan"), float("inf")], device="cuda")
+    assert not pcn.allclose(nan, nan) and pcn.allclose(nan, nan, equal_nan=True)
+    assert [t.tolist() for t in pcn.where(gpu > 0)] == [t.tolist() for t in pcn.where(cpu > 0)]
+
+
 def test_in_place_updates_and_setitem_match_the_cpu():
     (a, ga), (b, gb) = _pair(4, 5, seed=4), _pair(4, 5, seed=5)
     index = pcn.tensor([0, 2])

@@ -949,6 +949,22 @@ def _nonzero(a):
     return tuple(positions[:, axis] for axis in range(a.ndim))
 
 
+def _array_equal(a1, a2, equal_nan=False):
+    if np.shape(a1) != np.shape(a2):
+        return False
+    same = np.equal(a1, a2)
+    if equal_nan:
+        same = np.logical_or(same, np.logical_and(np.isnan(a1), np.isnan(a2)))
+    return bool(np.all(same))
+
+
+def _isclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
+    close = np.logical_or(np.less_equal(np.abs(np.subtract(a, b)), atol + rtol * np.abs(b)), np.equal(a, b))
+    if equal_nan:
+        close = np.logical_or(close, np.logical_and(np.isnan(a), np.isnan(b)))
+    return close
+
+
 _FUNCTIONS = {
     np.where: _where,
     np.zeros_like: _like("zeros"),
@@ -990,6 +1006,10 @@ _FUNCTIONS = {
     np.nonzero: _nonzero,
     np.copy: lambda a, order="K", subok=False: a.copy(),
     np.matmul: _matmul,
+    np.array_equal: _array_equal,
+    np.isclose: _isclose,
+    np.allclose: lambda a, b, rtol=1e-05, atol=1e-08, equal_nan=False: bool(np.all(_isclose(a, b, rtol, atol,
+                                                                                           equal_nan))),
     np.result_type: lambda *values: np.result_type(*(v.dtype if isinstance(v, CudaArray) else v for v in values)),
 }
 
