@@ -689,6 +689,8 @@ def _owned_by_engine(grad, returned, input_grads):
     whole kernel output that the backward returned once (handed over, as ``Function``'s
     contract says). Views, read-only arrays (a passed-on ``grad_output``), plain numpy arrays
     and memory returned for two inputs are not: the caller or another input may hold them."""
+    if _array.on_gpu(grad):  # no buffer owner to ask: only what the engine itself converted or summed
+        return grad is not returned
     if type(grad) is not np.ndarray or not (grad.flags.c_contiguous and grad.flags.writeable):
         return False
     if grad is not returned:
