@@ -20,6 +20,15 @@ HOST_MESSAGE = ("can't convert cuda:0 device type tensor to numpy. Use Tensor.cp
 MIXED_MESSAGE = "Expected all tensors to be on the same device, but found at least two devices, cuda:0 and cpu!"
 
 
+@pytest.fixture(autouse=True)
+def exact_fp32(monkeypatch):
+    """TF32 off for GPU convolutions and matmuls (on by default, as in torch): the CPU is the oracle."""
+    monkeypatch.setattr(pcn.backends.cudnn, "allow_tf32", False, raising=False)
+    cuda_backends = getattr(pcn.backends, "cuda", None)
+    if cuda_backends is not None:
+        monkeypatch.setattr(cuda_backends.matmul, "allow_tf32", False)
+
+
 def _host(tensor):
     return tensor.detach().cpu().numpy()
 
