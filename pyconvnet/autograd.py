@@ -33,7 +33,7 @@ import threading
 
 import numpy as np
 
-from . import _C
+from . import _C, _array
 
 __all__ = [
     "Function",
@@ -48,6 +48,7 @@ __all__ = [
 ]
 
 _FLOAT32 = np.dtype(np.float32)
+_NDARRAY = np.ndarray
 
 # Marks a positional forward argument that was not a Tensor, so it may not get a gradient.
 _NOT_A_TENSOR = object()
@@ -368,13 +369,16 @@ class Function:
         grad_mode = is_grad_enabled()
         record = False
         arrays, needs_input_grad, edges, input_shapes = [], [], [], []
+        on_gpu = False
         for arg in args:
             if not isinstance(arg, tensor_type):
                 arrays.append(arg)
                 needs_input_grad.append(False)
                 edges.append(None)
                 input_shapes.append(_NOT_A_TENSOR)
-            elif grad_mode and arg._requires_grad:
+                continue
+            on_gpu = on_gpu or type(arg._array) is not _NDARRAY
+            if grad_mode and arg._requires_grad:
                 record = True
                 arrays.append(arg._array)
                 needs_input_grad.append(True)
@@ -385,6 +389,8 @@ class Function:
                 needs_input_grad.append(False)
                 edges.append(None)
                 input_shapes.append(None)
+        if on_gpu:
+            _check_devices(args, arrays, tensor_type)
         ctx = FunctionCtx(cls, tuple(needs_input_grad))
 
         raw = cls.forward(ctx, *arrays, **kwargs)
@@ -412,6 +418,22 @@ class Function:
         if tracer is not None:  # pyconvnet.onnx.export is recording the graph
             tracer.record(cls, args, kwargs, outputs)
         return outputs[0] if single else tuple(outputs)
+
+
+def _check_devices(args, arrays, tensor_type):
+    """ValueError naming both devices unless every Tensor argument lives on one device, as torch's
+    "same device" check; a 0-d CPU tensor beside GPU tensors is passed as its Python number."""
+    gpu = {arg.device for arg in args if isinstance(arg, tensor_type) and type(arg._array) is not _NDARRAY}
+    first = min(gpu, key=str)
+    for index, arg in enumerate(args):
+        if not isinstance(arg, tensor_type):
+            continue
+        where = arg.device
+        if where.type == "cpu" and arg._array.ndim == 0:
+            arrays[index] = arg._array.item()
+        elif where != first:
+            raise ValueError(f"Expected all tensors to be on the same device, but found at least two devices, "
+                             f"{first} and {where}!")
 
 
 def _edge_to(tensor):
@@ -480,8 +502,15 @@ def _root_gradient(index, root, gradient):
     if gradient is None:
         if root._array.size != 1:
             raise RuntimeError("grad can be implicitly created only for scalar outputs")
-        return np.ones(shape, dtype=_FLOAT32), True
+        return _array.ones(shape, _FLOAT32, root._array), True
     array = gradient._array if isinstance(gradient, _tensor.Tensor) else np.asarray(gradient)
+    if _array.on_gpu(array) or _array.on_gpu(root._array):
+        if gradient.device != root.device:
+            raise ValueError(f"gradient is on {gradient.device} but output[{index}] is on {root.device}")
+        if array.shape != shape:
+            raise ValueError(f"Mismatch in shape: gradient has a shape of {list(array.shape)} and "
+                             f"output[{index}] has a shape of {list(shape)}")
+        return array.astype(_FLOAT32), True
     if array.dtype.kind not in "fiub":
         raise TypeError(f"gradient must be a real number array, got dtype {array.dtype}")
     if array.shape != shape:
@@ -617,8 +646,9 @@ def _call_backward(node, buffer):
     for index, hooks in (node._output_hooks or {}).items():
         if grads[index] is not None:
             grads[index] = _run_hooks(hooks, grads[index])
+    like = next(grad for grad in grads if grad is not None)
     grad_outputs = [
-        _read_only(np.zeros(shape, dtype=_FLOAT32) if grad is None else grad)
+        _read_only(_array.zeros(shape, _FLOAT32, like) if grad is None else grad)
         for grad, shape in zip(grads, node._output_shapes)
     ]
     result = node._function.backward(node, *grad_outputs)
@@ -636,7 +666,10 @@ def _call_backward(node, buffer):
 
 def _read_only(grad):
     """A C-contiguous read-only view: one gradient array may feed several branches, so a
-    backward that wrote into its ``grad_output`` would corrupt the others."""
+    backward that wrote into its ``grad_output`` would corrupt the others. (GPU arrays have no
+    read-only flag: they pass as they are.)"""
+    if _array.on_gpu(grad):
+        return grad
     view = np.asarray(grad, order="C").view()  # 0-d stays 0-d
     view.flags.writeable = False
     return view
@@ -645,7 +678,7 @@ def _read_only(grad):
 def _checked_input_grad(node, index, grad):
     """One gradient from ``node``'s backward, as float32 with exactly the input's shape."""
     expected = node._input_shapes[index]
-    grad = np.asarray(grad, dtype=_FLOAT32)
+    grad = _array.asarray(grad, _FLOAT32)
     reduced = sum_to_shape(grad, expected)
     if reduced is None:
         raise RuntimeError(
@@ -667,6 +700,8 @@ def _owned_by_engine(grad, returned, input_grads):
     whole kernel output that the backward returned once (handed over, as ``Function``'s
     contract says). Views, read-only arrays (a passed-on ``grad_output``), plain numpy arrays
     and memory returned for two inputs are not: the caller or another input may hold them."""
+    if _array.on_gpu(grad):  # no buffer owner to ask: only what the engine itself converted or summed
+        return grad is not returned
     if type(grad) is not np.ndarray or not (grad.flags.c_contiguous and grad.flags.writeable):
         return False
     if grad is not returned:
@@ -689,7 +724,7 @@ def _run_hooks(hooks, grad):
                 raise RuntimeError(f"a gradient hook returned {type(replaced).__name__} "
                                    f"{getattr(replaced, 'shape', '')}; expected None or a Tensor of shape "
                                    f"{tuple(grad.shape)}")
-            grad = np.asarray(replaced._array, dtype=_FLOAT32)
+            grad = _array.asarray(replaced._array, _FLOAT32)
     return grad
 
 
@@ -704,7 +739,7 @@ def _accumulate_leaf(leaf, grad, owned):
         grad = replaced
     if leaf._grad is None:
         if not owned:
-            grad = np.array(grad, dtype=_FLOAT32, order="C", copy=True)
+            grad = grad.copy() if _array.on_gpu(grad) else np.array(grad, dtype=_FLOAT32, order="C", copy=True)
         leaf._grad = _tensor.Tensor._wrap(grad)
     else:
         np.add(leaf._grad._array, grad, out=leaf._grad._array)

@@ -25,6 +25,7 @@ import zlib
 
 import numpy as np
 
+from . import devices
 from .tensor import Tensor
 from .creation import from_numpy
 from .torch_format import is_torch_file, read_torch_file
@@ -73,15 +74,17 @@ def load(f, map_location=None, *, weights_only=None, mmap=None):
 
     ``map_location`` is accepted in each of torch's forms: ``'cpu'`` or a device (str or device
     object), a dict from saved locations to targets, or a function ``(tensor, 'cpu')`` returning
-    the tensor to use (None keeps the loaded one). Every tensor is saved from, and loads to, the
-    CPU; a location naming an accelerator (``'cuda:0'``) raises RuntimeError, since pyconvnet
-    has no GPU backend built. ``weights_only`` is accepted and both values load the same way:
+    the tensor to use (None keeps the loaded one). GPU tensors are saved as host copies with
+    their device recorded; without ``map_location`` each tensor loads back on its saved device
+    when that device is available here, else on the CPU (so a checkpoint written from a GPU run
+    loads on a CPU-only machine). A location naming an accelerator this build or machine cannot
+    use raises RuntimeError. ``weights_only`` is accepted and both values load the same way:
     pyconvnet's format holds no pickled code, and torch.save files are always read with the
     restricted unpickler (as torch's ``weights_only=True``). ``mmap=True`` is accepted
     with a file name (as torch requires one) but the arrays are read into memory either way.
     """
     source = _file_argument(f, "load", "read")
-    place = _placement(map_location)
+    place = _placement(map_location)  # checks the location before the file is read
     if mmap and not isinstance(source, str):
         raise ValueError("load: f must be a file name (str or os.PathLike) to use the mmap argument")
     if isinstance(source, str):
@@ -93,17 +96,16 @@ def load(f, map_location=None, *, weights_only=None, mmap=None):
         data = source.read()
         if not isinstance(data, (bytes, bytearray)):
             raise TypeError(f"load: {name} must be opened in binary mode ('rb'), its read() gave {type(data).__name__}")
-    value = _read(data, name)
-    return value if place is None else _map_tensors(value, place)
+    return _read(data, name, place)
 
 
-def _read(data, name):
+def _read(data, name, place):
     """The object in the bytes ``data`` of a pyconvnet checkpoint or a torch.save file."""
     from safetensors.numpy import load as deserialise
 
     # A safetensors header size can begin with a pickle's first bytes: try our format first.
     if not _is_ours(data, name) and is_torch_file(data):
-        return read_torch_file(data, name)
+        return _map_tensors(read_torch_file(data, name), place)
     metadata = _read_metadata(data, name)
     try:
         arrays = deserialise(data)
@@ -113,7 +115,9 @@ def _read(data, name):
     if not isinstance(tree_json, str) or metadata.get("crc32") != _checksum(tree_json, arrays):
         raise ValueError(f"{name}: corrupt checkpoint: checksum mismatch")
     try:
-        return _decode(json.loads(tree_json), arrays, name)
+        return _decode(json.loads(tree_json), arrays, name, place)
+    except _MapLocationError:
+        raise
     except (KeyError, TypeError, json.JSONDecodeError) as error:
         raise ValueError(f"{name}: corrupt checkpoint structure: {error!r}") from None
 
@@ -127,7 +131,7 @@ def load_state_dict_file(path):
     with open(path, "rb") as file:
         data = file.read()
     if _is_ours(data, path) or is_torch_file(data):
-        value = _read(data, path)
+        value = _read(data, path, lambda tensor, location: tensor)  # weights load on the CPU
     else:
         from safetensors import SafetensorError
         from safetensors.numpy import load as deserialise
@@ -162,41 +166,60 @@ def _file_argument(f, caller, mode):
 
 
 def _placement(map_location):
-    """The function that map_location applies to each loaded Tensor (all saved from the CPU)."""
+    """``place(tensor, saved_location)``: the Tensor to return for one loaded (CPU) Tensor saved
+    from ``saved_location`` ('cpu', 'cuda:0', ...), as map_location asks."""
     if map_location is None:
-        return None
+        return _saved_place
     if isinstance(map_location, dict):
-        _check_device(map_location.get("cpu", "cpu"))
-        return None
+        targets = {str(key): _check_device(value) for key, value in map_location.items()}
+        return lambda tensor, location: (tensor.to(targets[location]) if location in targets
+                                         else _saved_place(tensor, location))
     if isinstance(map_location, str) or hasattr(map_location, "type"):
-        _check_device(map_location)
-        return None
+        target = _check_device(map_location)
+        return lambda tensor, location: tensor.to(target)
     if callable(map_location):
-        return lambda tensor: _mapped(map_location, tensor)
+        return lambda tensor, location: _mapped(map_location, tensor, location)
     raise TypeError(
         "load: map_location must be None, a device (str or device object), a dict or a function, "
         f"got {type(map_location).__name__}"
     )
 
 
+def _saved_place(tensor, location):
+    """A tensor back on the device it was saved from when that is available here, else the CPU."""
+    if location == "cpu":
+        return tensor
+    from . import cuda
+
+    available = location.startswith("cuda") and int(location.partition(":")[2] or 0) < cuda.device_count()
+    return tensor.to(location) if available else tensor
+
+
 def _check_device(location):
-    """Accept a CPU location; raise RuntimeError for an accelerator and ValueError otherwise."""
+    """The device a CPU or usable GPU location names; RuntimeError for an accelerator this build or
+    machine cannot use, ValueError for anything else."""
     kind = location if isinstance(location, str) else getattr(location, "type", None)
     kind = kind.partition(":")[0] if isinstance(kind, str) else kind
     if kind == "cpu":
-        return
+        return devices.CPU
     if kind in _ACCELERATOR_TYPES:
+        from . import cuda
+
+        if kind == "cuda" and cuda.is_available():
+            return devices.resolve(str(location))
+        reason = f" ({cuda.unavailable_reason()})" if kind == "cuda" else ""
         raise RuntimeError(
             f"load: map_location={str(location)!r} asks for a {kind} device, but pyconvnet has no GPU backend "
-            "built: everything loads on the CPU (pass map_location='cpu' or leave it out)"
+            f"usable here{reason}: load on the CPU (pass map_location='cpu' or leave it out)"
         )
     raise ValueError(f"load: map_location {location!r} is not a device (expected 'cpu' or a device object)")
 
 
 def _map_tensors(value, place):
-    """``value`` with each Tensor inside its dicts, lists and tuples replaced by place(tensor)."""
+    """``value`` with each Tensor inside its dicts, lists and tuples (all from the CPU) replaced by
+    place(tensor, 'cpu')."""
     if isinstance(value, Tensor):
-        return place(value)
+        return place(value, "cpu")
     if isinstance(value, dict):
         return {key: _map_tensors(item, place) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
@@ -204,12 +227,17 @@ def _map_tensors(value, place):
     return value
 
 
-def _mapped(function, tensor):
-    result = function(tensor, "cpu")
+class _MapLocationError(TypeError):
+    """A bad map_location function result (raised while decoding, not a corrupt file)."""
+
+
+def _mapped(function, tensor, location):
+    result = function(tensor, location)
     if result is None:
-        return tensor
+        return _saved_place(tensor, location)
     if not isinstance(result, Tensor):
-        raise TypeError(f"load: the map_location function must return a Tensor or None, got {type(result).__name__}")
+        raise _MapLocationError(f"load: the map_location function must return a Tensor or None, got "
+                                f"{type(result).__name__}")
     return result
 
 
@@ -234,7 +262,10 @@ def _encode(value, where, arrays):
             items.append([key, _encode(item, (*where, str(key)), arrays)])
         return {"dict": items}
     if isinstance(value, Tensor):
-        return {"tensor": _add_array(value.detach().numpy(), where, arrays), "requires_grad": value.requires_grad}
+        node = {"tensor": _add_array(value.detach().cpu().numpy(), where, arrays), "requires_grad": value.requires_grad}
+        if value.is_cuda:
+            node["device"] = str(value.device)
+        return node
     if isinstance(value, np.ndarray):
         return {"ndarray": _add_array(value, where, arrays)}
     if isinstance(value, np.generic):
@@ -260,17 +291,18 @@ def _place(where):
     return "/".join(where) or "the top level"
 
 
-def _decode(node, arrays, path):
+def _decode(node, arrays, path, place):
     if isinstance(node, list):
-        return [_decode(item, arrays, path) for item in node]
+        return [_decode(item, arrays, path, place) for item in node]
     if not isinstance(node, dict):
         return node
     if len(node) == 1 and "tuple" in node:
-        return tuple(_decode(item, arrays, path) for item in node["tuple"])
+        return tuple(_decode(item, arrays, path, place) for item in node["tuple"])
     if len(node) == 1 and "dict" in node:
-        return {key: _decode(item, arrays, path) for key, item in node["dict"]}
+        return {key: _decode(item, arrays, path, place) for key, item in node["dict"]}
     if "tensor" in node:
-        return from_numpy(_array(node["tensor"], arrays, path)).requires_grad_(node["requires_grad"])
+        tensor = place(from_numpy(_array(node["tensor"], arrays, path)), str(node.get("device", "cpu")))
+        return tensor.requires_grad_(node["requires_grad"]) if tensor.is_leaf else tensor
     if "ndarray" in node:
         return _array(node["ndarray"], arrays, path)
     if "scalar" in node:

@@ -1,4 +1,7 @@
-"""Creation functions (torch.tensor, zeros, arange, randn, ...): new leaf Tensors on the CPU.
+"""Creation functions (torch.tensor, zeros, arange, randn, ...): new leaf Tensors on the CPU or,
+with ``device='cuda'``, on a GPU: zeros/ones/full/empty/arange and rand/randn (from the GPU
+generator, ``pyconvnet.cuda.manual_seed``) are made there; the rest are made on the host and
+copied over once.
 
 Random draws come from the library's global generator (``pyconvnet.manual_seed``) unless a numpy
 ``generator`` is passed; the values differ from torch's for the same seed.
@@ -14,6 +17,7 @@ from .tensor import (
     _STORAGE_DTYPES,
     Tensor,
     _convert,
+    _to_device,
     _resolve_dtype,
     _size_args,
     bool_,
@@ -41,8 +45,10 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     Without ``dtype``: floats become float32, integers int64, bools bool. The copy is always
     C-contiguous and native-endian, whatever the layout or byte order of ``data``.
     """
-    devices.resolve(device)
-    return _new_leaf(_convert(data, dtype), requires_grad)
+    array = _convert(data, dtype)
+    if device is not None:
+        array = _to_device(array, devices.resolve(device))
+    return _new_leaf(array, requires_grad)
 
 
 def from_numpy(ndarray):
@@ -61,58 +67,84 @@ def from_numpy(ndarray):
     return Tensor._wrap(_convert(ndarray))
 
 
-def _filled(size, name, dtype, device, requires_grad, fill):
-    devices.resolve(device)
+def _cuda_array():
+    from .cuda import array
+
+    return array
+
+
+def _filled(size, name, dtype, device, requires_grad, fill, gpu_fill=None):
+    """A new leaf of ``size`` made by ``fill(shape, dtype)`` on the host, or on a GPU by
+    ``gpu_fill(cuda_array_module, shape, dtype, ordinal)`` (by copying ``fill``'s result over without one)."""
+    target = devices.resolve(device)
     shape = _size_args(size, name)
     dtype = float32 if dtype is None else _resolve_dtype(dtype)
-    return _new_leaf(fill(shape, dtype), requires_grad)
+    if target.type == "cpu":
+        return _new_leaf(fill(shape, dtype), requires_grad)
+    if gpu_fill is None:
+        return _new_leaf(_to_device(fill(shape, dtype), target), requires_grad)
+    return _new_leaf(gpu_fill(_cuda_array(), shape, dtype, target.index), requires_grad)
+
+
+def _gpu_seed():
+    from .cuda import next_seed
+
+    return next_seed()
 
 
 def zeros(*size, dtype=None, device=None, requires_grad=False):
-    return _filled(size, "zeros", dtype, device, requires_grad, np.zeros)
+    return _filled(size, "zeros", dtype, device, requires_grad, np.zeros,
+                   lambda gpu, shape, dt, index: gpu.full(shape, 0, dt, index))
 
 
 def ones(*size, dtype=None, device=None, requires_grad=False):
-    return _filled(size, "ones", dtype, device, requires_grad, np.ones)
+    return _filled(size, "ones", dtype, device, requires_grad, np.ones,
+                   lambda gpu, shape, dt, index: gpu.full(shape, 1, dt, index))
 
 
 def empty(*size, dtype=None, device=None, requires_grad=False):
     """Uninitialised storage."""
-    return _filled(size, "empty", dtype, device, requires_grad, np.empty)
+    return _filled(size, "empty", dtype, device, requires_grad, np.empty, lambda gpu, *args: gpu.empty(*args))
 
 
-def _random_float32(size, name, generator, dtype, device, requires_grad, method):
+def _random_float32(size, name, generator, dtype, device, requires_grad, method, gpu_draw):
+    """Draws from ``generator`` (default: the global one); on a GPU without an explicit generator,
+    ``gpu_draw(cuda_array_module, shape, seed, ordinal)`` from the GPU generator."""
     if dtype is not None and _resolve_dtype(dtype) != float32:
         raise TypeError(f"{name}: random floats need dtype float32, got {np.dtype(dtype)}")
-    generator = _random.default_generator() if generator is None else generator
-    draw = getattr(generator, method)
-    return _filled(size, name, None, device, requires_grad, lambda shape, dt: draw(shape, dtype=dt))
+    gpu_fill = None if generator is not None else \
+        lambda gpu, shape, dt, index: gpu_draw(gpu, shape, _gpu_seed(), index)
+    draw = getattr(_random.default_generator() if generator is None else generator, method)
+    return _filled(size, name, None, device, requires_grad, lambda shape, dt: draw(shape, dtype=dt), gpu_fill)
 
 
 def rand(*size, generator=None, dtype=None, device=None, requires_grad=False):
     """Uniform samples in [0, 1) from the global generator (or a numpy ``generator``)."""
-    return _random_float32(size, "rand", generator, dtype, device, requires_grad, "random")
+    return _random_float32(size, "rand", generator, dtype, device, requires_grad, "random",
+                           lambda gpu, shape, seed, index: gpu.uniform(shape, 0.0, 1.0, seed, index))
 
 
 def randn(*size, generator=None, dtype=None, device=None, requires_grad=False):
     """Standard normal samples from the global generator (or a numpy ``generator``)."""
-    return _random_float32(
-        size, "randn", generator, dtype, device, requires_grad, "standard_normal"
-    )
+    return _random_float32(size, "randn", generator, dtype, device, requires_grad, "standard_normal",
+                           lambda gpu, shape, seed, index: gpu.normal(shape, 0.0, 1.0, seed, index))
 
 
 def zeros_like(input, dtype=None, device=None, requires_grad=False):
     dtype = input.dtype if dtype is None else dtype
+    device = input.device if device is None else device
     return zeros(input._array.shape, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
 def ones_like(input, dtype=None, device=None, requires_grad=False):
     dtype = input.dtype if dtype is None else dtype
+    device = input.device if device is None else device
     return ones(input._array.shape, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
 def empty_like(input, dtype=None, device=None, requires_grad=False):
     dtype = input.dtype if dtype is None else dtype
+    device = input.device if device is None else device
     return empty(input._array.shape, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
@@ -128,19 +160,23 @@ def _fill_dtype(fill_value):
 def full(size, fill_value, *, dtype=None, device=None, requires_grad=False):
     dtype = _fill_dtype(fill_value) if dtype is None else dtype
     return _filled((size,) if isinstance(size, (int, np.integer)) else tuple(size), "full", dtype, device,
-                   requires_grad, lambda shape, dt: np.full(shape, fill_value, dtype=dt))
+                   requires_grad, lambda shape, dt: np.full(shape, fill_value, dtype=dt),
+                   lambda gpu, shape, dt, index: gpu.full(shape, fill_value, dt, index))
 
 
 def full_like(input, fill_value, *, dtype=None, device=None, requires_grad=False):
     dtype = input.dtype if dtype is None else dtype
+    device = input.device if device is None else device
     return full(input._array.shape, fill_value, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
 def rand_like(input, *, dtype=None, device=None, requires_grad=False):
+    device = input.device if device is None else device
     return rand(input._array.shape, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
 def randn_like(input, *, dtype=None, device=None, requires_grad=False):
+    device = input.device if device is None else device
     return randn(input._array.shape, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
@@ -181,7 +217,8 @@ def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=Fa
     # start + i * step, in int64 or (as torch computes it) float64, then stored as dtype.
     positions = np.arange(count, dtype=np.int64 if integral else np.float64)
     return _filled((count,), "arange", dtype, device, requires_grad,
-                   lambda shape, dt: (start + positions * step).astype(dt))
+                   lambda shape, dt: (start + positions * step).astype(dt),
+                   lambda gpu, shape, dt, index: gpu.arange(count, start, step, dt, index))
 
 
 def linspace(start, end, steps, *, dtype=None, device=None, requires_grad=False):

@@ -1,14 +1,17 @@
 """Devices, as ``torch.device``: where a Tensor's storage lives.
 
-pyconvnet's kernels run on the CPU; a ``device`` naming another type ('cuda', 'mps') can be
+Storage lives on the CPU or, when the optional GPU module is built and a GPU is present, on a
+``cuda`` device. A ``device`` naming another type ('mps', or 'cuda' without a usable GPU) can be
 built and compared, as in torch on a machine without that backend, and asking for storage on
-it raises a RuntimeError that says so. ``pyconvnet.cuda``, ``pyconvnet.accelerator`` and
+it raises a RuntimeError that says why. ``pyconvnet.cuda``, ``pyconvnet.accelerator`` and
 ``pyconvnet.backends`` answer the availability questions GPU scripts ask.
 """
 
+import numpy as np
+
 __all__ = ["device"]
 
-# The types torch scripts name; only "cpu" has a backend here.
+# The types torch scripts name; "cpu" always has a backend, "cuda" when pyconvnet.cuda is available.
 DEVICE_TYPES = ("cpu", "cuda", "mps")
 
 
@@ -78,12 +81,30 @@ CPU = device("cpu")
 
 def resolve(value):
     """The device ``value`` names (a string, int or device; None means the CPU), checked to be one
-    this build can hold storage on."""
+    this build can hold storage on; 'cuda' without an index means the current GPU."""
     if value is None:
         return CPU
     resolved = value if isinstance(value, device) else device(value)
-    if resolved.type != "cpu":
-        raise RuntimeError(
-            f"pyconvnet has no {resolved.type!r} backend in this build ({resolved} requested; "
-            f"pyconvnet.cuda.is_available() is False): use device 'cpu'")
-    return CPU
+    if resolved.type == "cpu":
+        return CPU
+    if resolved.type == "cuda":
+        from . import cuda
+
+        if cuda.is_available():
+            index = cuda.current_device() if resolved.index is None else resolved.index
+            if index >= cuda.device_count():
+                raise RuntimeError(f"CUDA error: invalid device ordinal ({resolved} requested; "
+                                   f"{cuda.device_count()} device(s) present)")
+            return device("cuda", index)
+        reason = f"pyconvnet.cuda.is_available() is False: {cuda.unavailable_reason()}"
+    else:
+        reason = "pyconvnet has no such backend"
+    raise RuntimeError(f"pyconvnet has no {resolved.type!r} backend in this build ({resolved} requested; "
+                       f"{reason}): use device 'cpu'")
+
+
+def of_array(array):
+    """The device an array (a Tensor's storage) lives on."""
+    if type(array) is np.ndarray:
+        return CPU
+    return device("cuda", array.device)

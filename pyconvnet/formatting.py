@@ -1,5 +1,6 @@
 """How a Tensor prints (``repr``): torch's layout, ``tensor([...])`` with its dtype when it is not
-the default and its ``grad_fn`` or ``requires_grad``, numbers in one fixed or scientific format."""
+the default, its device when it is a GPU (whose values are copied to the host to print), and its
+``grad_fn`` or ``requires_grad``, numbers in one fixed or scientific format."""
 
 import numpy as np
 
@@ -10,6 +11,9 @@ float32 = np.dtype(np.float32)
 
 def format_tensor(tensor):
     array = tensor._array
+    on_gpu = type(array) is not np.ndarray
+    if on_gpu:
+        array = array.get()
     if array.dtype == float32 and array.size:
         formatter = {"float_kind": _float_formatter(array)}
     else:
@@ -20,6 +24,8 @@ def format_tensor(tensor):
     extras = []
     if array.size == 0 and array.ndim != 1:
         extras.append(f"size={array.shape}")
+    if on_gpu:
+        extras.append(f"device='{tensor.device}'")
     if tensor._grad_fn is not None:
         extras.append(f"grad_fn=<{tensor._grad_fn.name()}>")
     elif tensor._requires_grad:

@@ -25,10 +25,11 @@ from collections import namedtuple
 
 import numpy as np
 
-from . import devices
+from . import _array, devices
 from . import autograd as _autograd, random as _random
 from .autograd import (
     RETAIN_GRAD_KEY,
+    Function,
     RemovableHandle,
     backward as _autograd_backward,
     check_inplace,
@@ -97,8 +98,11 @@ def _resolve_dtype(dtype):
 
 
 def _convert(data, dtype=None):
-    """A fresh C-contiguous, native, writable storage array holding ``data``."""
+    """A fresh C-contiguous, native, writable storage array holding ``data`` (on the GPU when
+    ``data`` is a GPU Tensor)."""
     array = data._array if isinstance(data, Tensor) else np.asarray(data)
+    if _array.on_gpu(array):
+        return array.astype(_storage_dtype(array.dtype, dtype))
     target = _storage_dtype(array.dtype, dtype)
     if array.dtype == np.uint64 and array.size and array.max() > _INT64_MAX:
         raise OverflowError("uint64 value does not fit in int64")
@@ -113,7 +117,7 @@ def _as_storage(value):
         and value.dtype in _STORAGE_DTYPES
         and value.flags.c_contiguous
         and value.flags.writeable
-    ):
+    ) or _array.on_gpu(value):
         return value
     return _convert(value)
 
@@ -137,8 +141,8 @@ def _array_of(value):
 
 def _parse_to_args(args, kwargs):
     """(device, dtype, other keywords) from the forms ``to`` takes: ``to(device)``, ``to(dtype)``,
-    ``to(device, dtype)``, ``to(other_tensor)`` and the keywords; the device is resolved, and
-    ``non_blocking`` dropped (it changes nothing on the CPU)."""
+    ``to(device, dtype)``, ``to(other_tensor)`` and the keywords; the device is resolved (None when
+    not given), and ``non_blocking`` dropped (copies are ordered on the device's one stream)."""
     device, dtype = kwargs.pop("device", None), kwargs.pop("dtype", None)
     kwargs.pop("non_blocking", None)
     for arg in args:
@@ -148,7 +152,7 @@ def _parse_to_args(args, kwargs):
             device = arg
         else:
             dtype = arg
-    return devices.resolve(device), dtype, kwargs
+    return (None if device is None else devices.resolve(device)), dtype, kwargs
 
 
 # ----------------------------------------------------------------------------- argument parsing
@@ -218,11 +222,38 @@ def _bool_mask(mask, name):
 def _sorted_indices(array, dim, descending):
     """int64 indices that sort ``array`` along ``dim``; equal entries keep their order."""
     if array.ndim == 0:
-        return np.zeros((), dtype=int64)
+        return _array.zeros((), int64, array)
+    if _array.on_gpu(array):
+        return _cuda_array().CudaArray(_cuda().sort(array.device_array, dim, descending)[1])
     keys = array
     if descending:
         keys = ~array if array.dtype == bool_ else -array
     return np.argsort(keys, axis=dim, kind="stable").astype(int64)
+
+
+def _cuda():
+    from .cuda import _required
+
+    return _required()
+
+
+def _cuda_array():
+    from .cuda import array
+
+    return array
+
+
+def _to_device(array, device):
+    """``array`` copied to ``device`` (itself when it is there already)."""
+    if device.type == "cpu":
+        return array.get() if _array.on_gpu(array) else array
+    if _array.on_gpu(array):
+        if array.device == device.index:
+            return array
+        moved = _cuda_array().empty(array.shape, array.dtype, device.index)
+        _cuda().copy_(moved.device_array, array.device_array)
+        return moved
+    return _cuda_array().from_numpy(array, device.index)
 
 
 # ----------------------------------------------------------------------------- the Tensor
@@ -302,15 +333,19 @@ class Tensor:
 
     @property
     def device(self):
-        return devices.CPU
+        return devices.of_array(self._array)
 
     @property
     def is_cuda(self):
-        return False
+        return _array.on_gpu(self._array)
+
+    @property
+    def is_cpu(self):
+        return not _array.on_gpu(self._array)
 
     def get_device(self):
-        """-1: the CPU (torch's answer for CPU tensors)."""
-        return -1
+        """The GPU ordinal, or -1 for the CPU (as torch)."""
+        return self._array.device if _array.on_gpu(self._array) else -1
 
     @property
     def grad_fn(self):
@@ -402,7 +437,7 @@ class Tensor:
 
         def keep(grad):
             if self._grad is None:
-                self._grad = Tensor._wrap(np.array(grad._array))
+                self._grad = Tensor._wrap(grad._array.copy())
             else:
                 np.add(self._grad._array, grad._array, out=self._grad._array)
 
@@ -432,7 +467,10 @@ class Tensor:
 
     # --------------------------------------------------------------- conversion
     def numpy(self):
-        """The storage array itself (shared, like torch)."""
+        """The storage array itself (shared, like torch); a GPU tensor must be copied with ``cpu()`` first."""
+        if _array.on_gpu(self._array):
+            raise TypeError(f"can't convert {self.device} device type tensor to numpy. Use Tensor.cpu() to copy "
+                            f"the tensor to host memory first.")
         if self._requires_grad:
             raise RuntimeError(
                 "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() "
@@ -465,17 +503,20 @@ class Tensor:
         return True
 
     def to(self, *args, **kwargs):
-        """``to(device)``, ``to(dtype)``, ``to(device, dtype)``, ``to(other)``, with torch's keywords;
-        only the cpu device has a backend."""
-        _, dtype, kwargs = _parse_to_args(args, kwargs)
+        """``to(device)``, ``to(dtype)``, ``to(device, dtype)``, ``to(other)``, with torch's keywords.
+        A move to another device is a copy outside the graph's gradient flow only when this tensor
+        does not require grad; otherwise it is recorded (gradients flow back to this device)."""
+        device, dtype, kwargs = _parse_to_args(args, kwargs)
         copy = kwargs.pop("copy", False)
         if kwargs:
             raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
         result = self if dtype is None else self._cast(dtype)
+        if device is not None and device != result.device:
+            result = ToDevice.apply(result, device)
         return result.clone() if copy and result is self else result
 
     def cpu(self):
-        return self
+        return self.to(devices.CPU)
 
     def cuda(self, device=None, non_blocking=False):
         return self.to(devices.device("cuda") if device is None else devices.device(device))
@@ -516,6 +557,7 @@ class Tensor:
         if dtype == self._array.dtype:
             return self
         return Cast.apply(self, dtype)
+
 
     # --------------------------------------------------------------- Python protocols
     __hash__ = object.__hash__
@@ -876,11 +918,11 @@ class Tensor:
         return self.var(dim, correction=correction, keepdim=keepdim, unbiased=unbiased).sqrt()
 
     def all(self, dim=None, keepdim=False):
-        return Tensor._wrap(np.asarray(np.all(self._array, axis=_reduction_axes(dim, self._array.ndim),
+        return Tensor._wrap(_array.asarray(np.all(self._array, axis=_reduction_axes(dim, self._array.ndim),
                                               keepdims=keepdim)))
 
     def any(self, dim=None, keepdim=False):
-        return Tensor._wrap(np.asarray(np.any(self._array, axis=_reduction_axes(dim, self._array.ndim),
+        return Tensor._wrap(_array.asarray(np.any(self._array, axis=_reduction_axes(dim, self._array.ndim),
                                               keepdims=keepdim)))
 
     def sort(self, dim=-1, descending=False, stable=False):
@@ -900,8 +942,8 @@ class Tensor:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= extent:
             raise ValueError(f"topk: k={k!r} out of range for dim {dim} of size {extent}")
         if self._array.ndim == 0:
-            return TopKResult(self.clone(), Tensor._wrap(np.zeros((), dtype=int64)))
-        indices = _sorted_indices(self._array, dim, largest).take(range(k), axis=dim)
+            return TopKResult(self.clone(), Tensor._wrap(_array.zeros((), int64, self._array)))
+        indices = _array.ascontiguous(_sorted_indices(self._array, dim, largest)[(slice(None),) * dim + (slice(0, k),)])
         return TopKResult(self.gather(dim, Tensor._wrap(indices)), Tensor._wrap(indices))
 
     def maximum(self, other):
@@ -952,21 +994,32 @@ class Tensor:
     # --------------------------------------------------------------- in-place updates
     _check_inplace = check_inplace  # in-place methods are not recorded: see autograd.check_inplace
 
-    def _fill_random_(self, draw):
+    def _fill_random_(self, draw, gpu_draw):
+        """Fill from the CPU generator with ``draw(rng, shape)``, or on a GPU with
+        ``gpu_draw(cuda_array_module, shape, seed, device)`` from the GPU generator."""
         self._check_inplace()
-        self._array[...] = draw(_random.default_generator(), self._array.shape)
+        array = self._array
+        if _array.on_gpu(array):
+            from .cuda import next_seed
+
+            array[...] = gpu_draw(_cuda_array(), array.shape, next_seed(), array.device)
+        else:
+            array[...] = draw(_random.default_generator(), array.shape)
         return self
 
     def uniform_(self, from_=0.0, to=1.0):
-        return self._fill_random_(lambda rng, shape: rng.uniform(from_, to, shape))
+        return self._fill_random_(lambda rng, shape: rng.uniform(from_, to, shape),
+                                  lambda gpu, shape, seed, device: gpu.uniform(shape, from_, to, seed, device))
 
     def normal_(self, mean=0.0, std=1.0):
-        return self._fill_random_(lambda rng, shape: rng.normal(mean, std, shape))
+        return self._fill_random_(lambda rng, shape: rng.normal(mean, std, shape),
+                                  lambda gpu, shape, seed, device: gpu.normal(shape, mean, std, seed, device))
 
     def bernoulli_(self, p=0.5):
         """Each element 1 with probability ``p`` (a number or a Tensor of probabilities), else 0."""
         probability = _array_of(p)
-        return self._fill_random_(lambda rng, shape: rng.random(shape) < probability)
+        return self._fill_random_(lambda rng, shape: rng.random(shape) < probability,
+                                  lambda gpu, shape, seed, device: gpu.uniform(shape, 0, 1, seed, device) < probability)
 
     def fill_(self, value):
         self._check_inplace(value)
@@ -977,8 +1030,12 @@ class Tensor:
         return self.fill_(0)
 
     def copy_(self, src):
+        """Copy ``src`` (broadcast, cast, from any device) into this tensor."""
         self._check_inplace(src)
-        np.copyto(self._array, _array_of(src), casting="unsafe")
+        source = _array_of(src)
+        if isinstance(src, Tensor) and src.device != self.device:
+            source = _to_device(source, self.device)
+        np.copyto(self._array, source, casting="unsafe")
         return self
 
     def add_(self, other, *, alpha=1):
@@ -1043,12 +1100,25 @@ class Tensor:
         return self._inplace_or_rebind(other, Tensor.div_, Tensor.__truediv__)
 
 
+class ToDevice(Function):
+    """A copy to another device; the gradient is copied back."""
+
+    @staticmethod
+    def forward(ctx, array, device):
+        ctx.source = devices.of_array(array)
+        return _to_device(array, device)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _to_device(grad, ctx.source), None
+
+
 def _arg_extremum(array, dim, keepdim, arg_function):
     """argmax/argmin as int64; dim=None indexes the flattened tensor."""
     if dim is None:
-        index = np.asarray(arg_function(array), dtype=int64)
+        index = _array.asarray(arg_function(array), int64)
         return index.reshape((1,) * array.ndim) if keepdim else index
     dim = _wrap_dim(dim, array.ndim)
     if array.ndim == 0:
-        return np.zeros((), dtype=int64)
-    return np.asarray(arg_function(array, axis=dim, keepdims=keepdim), dtype=int64)
+        return _array.zeros((), int64, array)
+    return _array.asarray(arg_function(array, axis=dim, keepdims=keepdim), int64)

@@ -13,9 +13,7 @@ and see what they would in torchvision (``relu`` twice per basic block, three ti
 bottleneck, the second or third time on the block's output).
 """
 
-import numpy as np
-
-from .. import nn
+from .. import _array, nn
 from ..autograd import Function
 from ..nn import functional as F
 from ._common import ImageClassifier, torchvision_builder
@@ -169,13 +167,13 @@ class _SubsamplePadChannels(Function):
     def forward(ctx, x, stride, before, after):
         ctx.input_shape, ctx.stride, ctx.channels = x.shape, stride, slice(before, before + x.shape[1])
         n, c, h, w = x.shape
-        out = np.zeros((n, before + c + after, -(-h // stride), -(-w // stride)), dtype=x.dtype)
+        out = _array.zeros((n, before + c + after, -(-h // stride), -(-w // stride)), x.dtype, x)
         out[:, ctx.channels] = x[:, :, ::stride, ::stride]
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        grad_x = np.zeros(ctx.input_shape, dtype=grad.dtype)
+        grad_x = _array.zeros(ctx.input_shape, grad.dtype, grad)
         grad_x[:, :, :: ctx.stride, :: ctx.stride] = grad[:, ctx.channels]
         return grad_x, None, None, None
 

@@ -4,18 +4,21 @@ Each fills a Tensor in place, outside autograd (like torch's ``no_grad`` initial
 returns it. Random ones draw from pyconvnet's global generator, so ``pyconvnet.manual_seed``
 makes them reproducible, or from a numpy ``Generator`` passed as ``generator``. The numbers
 differ from torch's for the same seed (another random stream); the distributions are the same.
+A GPU tensor gets the same values as a CPU one: it is filled on the host and copied over once.
 The names without the trailing underscore (``kaiming_normal``, ``constant``, ...) are torch's
 deprecated aliases: they warn with a FutureWarning, as torch does, and do the same.
 """
 
+import functools
 import math
 import numbers
 import warnings
 
 import numpy as np
 
+from .. import devices
 from .. import random as _random
-from ..tensor import Tensor
+from ..tensor import Tensor, _to_device
 
 __all__ = [
     "calculate_gain",
@@ -84,6 +87,22 @@ def _storage(tensor, name):
     return tensor._array
 
 
+def _filled_on_host(init):
+    """A GPU tensor is filled on the host (from the same generators, so with the same values) and
+    copied over once."""
+
+    @functools.wraps(init)
+    def fill(tensor, *args, **kwargs):
+        if not (isinstance(tensor, Tensor) and tensor.is_cuda):
+            return init(tensor, *args, **kwargs)
+        host = Tensor._wrap(_to_device(tensor._array, devices.CPU))
+        init(host, *args, **kwargs)
+        np.copyto(tensor._array, _to_device(host._array, tensor.device))
+        return tensor
+
+    return fill
+
+
 def _generator(generator):
     return _random.default_generator() if generator is None else generator
 
@@ -117,12 +136,14 @@ def _fill_normal(array, mean, std, generator):
     array += np.float32(mean)
 
 
+@_filled_on_host
 def uniform_(tensor, a=0.0, b=1.0, generator=None):
     """Fill with U(a, b)."""
     _fill_uniform(_storage(tensor, "uniform_"), a, b, generator)
     return tensor
 
 
+@_filled_on_host
 def normal_(tensor, mean=0.0, std=1.0, generator=None):
     """Fill with N(mean, std**2)."""
     _fill_normal(_storage(tensor, "normal_"), mean, std, generator)
@@ -133,6 +154,7 @@ def _normal_cdf(x):
     return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
 
 
+@_filled_on_host
 def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
     """Fill with N(mean, std**2) truncated to [a, b] (``a``, ``b`` are absolute bounds).
 
@@ -166,20 +188,24 @@ def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
     return tensor
 
 
+@_filled_on_host
 def constant_(tensor, val):
     """Fill with ``val``."""
     _storage(tensor, "constant_").fill(val)
     return tensor
 
 
+@_filled_on_host
 def ones_(tensor):
     return constant_(tensor, 1.0)
 
 
+@_filled_on_host
 def zeros_(tensor):
     return constant_(tensor, 0.0)
 
 
+@_filled_on_host
 def xavier_uniform_(tensor, gain=1.0, generator=None):
     """Glorot uniform: U(-bound, bound), bound = gain * sqrt(6 / (fan_in + fan_out))."""
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
@@ -188,6 +214,7 @@ def xavier_uniform_(tensor, gain=1.0, generator=None):
     return tensor
 
 
+@_filled_on_host
 def xavier_normal_(tensor, gain=1.0, generator=None):
     """Glorot normal: N(0, std**2), std = gain * sqrt(2 / (fan_in + fan_out))."""
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
@@ -204,6 +231,7 @@ def _kaiming_std(tensor, a, mode, nonlinearity):
     return calculate_gain(nonlinearity, a) / math.sqrt(_calculate_correct_fan(tensor, mode))
 
 
+@_filled_on_host
 def kaiming_uniform_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu", generator=None):
     """He uniform: U(-bound, bound), bound = gain * sqrt(3 / fan); ``a`` is the leaky_relu
     slope used by the gain, ``mode`` picks fan_in or fan_out."""
@@ -215,6 +243,7 @@ def kaiming_uniform_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu", gene
     return tensor
 
 
+@_filled_on_host
 def kaiming_normal_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu", generator=None):
     """He normal: N(0, std**2), std = gain / sqrt(fan)."""
     array = _storage(tensor, "kaiming_normal_")
@@ -224,6 +253,7 @@ def kaiming_normal_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu", gener
     return tensor
 
 
+@_filled_on_host
 def eye_(tensor):
     """Fill a 2-D tensor with the identity (ones on the main diagonal, zeros elsewhere)."""
     array = _storage(tensor, "eye_")
@@ -233,6 +263,7 @@ def eye_(tensor):
     return tensor
 
 
+@_filled_on_host
 def dirac_(tensor, groups=1):
     """Fill a 3-, 4- or 5-D convolution weight with the Dirac delta, so that the convolution
     passes its input through: in each of ``groups``, output channel ``d`` gets a one at the
@@ -253,6 +284,7 @@ def dirac_(tensor, groups=1):
     return tensor
 
 
+@_filled_on_host
 def orthogonal_(tensor, gain=1, generator=None):
     """Fill with a (semi-)orthogonal matrix scaled by ``gain``, uniformly distributed (Haar):
     the tensor viewed as (rows, everything else) has orthonormal rows or columns, whichever
@@ -278,6 +310,7 @@ def orthogonal_(tensor, gain=1, generator=None):
     return tensor
 
 
+@_filled_on_host
 def sparse_(tensor, sparsity, std=0.01, generator=None):
     """Fill a 2-D tensor with N(0, std**2) values, then zero ceil(sparsity * rows) randomly
     chosen entries in every column."""

@@ -10,7 +10,7 @@ pyconvnet has no version counters to detect it. relu's own backward only needs i
 import numbers
 import warnings
 
-from .. import _C
+from .. import kernels
 from ..autograd import Function, check_inplace
 from ..random import next_seed
 
@@ -53,15 +53,18 @@ def _elementwise_function(name, forward_kernel, backward_kernel, gradient_from):
     return type(name, (Function,), {"forward": staticmethod(forward), "backward": staticmethod(backward)})
 
 
-ReluFunction = _elementwise_function("ReluFunction", _C.relu_forward, _C.relu_backward, "output")
-SigmoidFunction = _elementwise_function("SigmoidFunction", _C.sigmoid_forward, _C.sigmoid_backward, "output")
-TanhFunction = _elementwise_function("TanhFunction", _C.tanh_forward, _C.tanh_backward, "output")
-Relu6Function = _elementwise_function("Relu6Function", _C.relu6_forward, _C.relu6_backward, "output")
-GeluFunction = _elementwise_function("GeluFunction", _C.gelu_forward, _C.gelu_backward, "input")
-GeluTanhFunction = _elementwise_function("GeluTanhFunction", _C.gelu_tanh_forward, _C.gelu_tanh_backward, "input")
-SiluFunction = _elementwise_function("SiluFunction", _C.silu_forward, _C.silu_backward, "input")
-HardswishFunction = _elementwise_function("HardswishFunction", _C.hardswish_forward, _C.hardswish_backward, "input")
-HardsigmoidFunction = _elementwise_function("HardsigmoidFunction", _C.hardsigmoid_forward, _C.hardsigmoid_backward,
+ReluFunction = _elementwise_function("ReluFunction", kernels.relu_forward, kernels.relu_backward, "output")
+SigmoidFunction = _elementwise_function("SigmoidFunction", kernels.sigmoid_forward, kernels.sigmoid_backward, "output")
+TanhFunction = _elementwise_function("TanhFunction", kernels.tanh_forward, kernels.tanh_backward, "output")
+Relu6Function = _elementwise_function("Relu6Function", kernels.relu6_forward, kernels.relu6_backward, "output")
+GeluFunction = _elementwise_function("GeluFunction", kernels.gelu_forward, kernels.gelu_backward, "input")
+GeluTanhFunction = _elementwise_function("GeluTanhFunction", kernels.gelu_tanh_forward, kernels.gelu_tanh_backward,
+                                         "input")
+SiluFunction = _elementwise_function("SiluFunction", kernels.silu_forward, kernels.silu_backward, "input")
+HardswishFunction = _elementwise_function("HardswishFunction", kernels.hardswish_forward, kernels.hardswish_backward,
+                                          "input")
+HardsigmoidFunction = _elementwise_function("HardsigmoidFunction", kernels.hardsigmoid_forward,
+                                            kernels.hardsigmoid_backward,
                                             "input")
 
 
@@ -85,7 +88,7 @@ def relu_(input):
 class LeakyReluFunction(Function):
     @staticmethod
     def forward(ctx, input, negative_slope, inplace):
-        output = _C.leaky_relu_forward(input, negative_slope, out=input if inplace else None)
+        output = kernels.leaky_relu_forward(input, negative_slope, out=input if inplace else None)
         # Out of place the gradient reads the input; in place only the output is left, whose sign
         # equals the input's when negative_slope >= 0.
         ctx.save_for_backward(output if inplace else input)
@@ -100,7 +103,7 @@ class LeakyReluFunction(Function):
                 "leaky_relu: the in-place backward is not supported with a negative slope "
                 f"({ctx.negative_slope}); call the out-of-place version instead"
             )
-        return _C.leaky_relu_backward(grad_output, saved, ctx.negative_slope), None, None
+        return kernels.leaky_relu_backward(grad_output, saved, ctx.negative_slope), None, None
 
 
 def leaky_relu(input, negative_slope=0.01, inplace=False):
@@ -166,13 +169,13 @@ class DropoutFunction(Function):
 
     @staticmethod
     def forward(ctx, input, p, seed, inplace, mask_ndim):
-        output, mask = _C.dropout_forward(input, p, seed, out=input if inplace else None, mask_ndim=mask_ndim)
+        output, mask = kernels.dropout_forward(input, p, seed, out=input if inplace else None, mask_ndim=mask_ndim)
         ctx.mask, ctx.p = mask, p
         return output
 
     @staticmethod
     def backward(ctx, grad_output):
-        return _C.dropout_backward(grad_output, ctx.mask, ctx.p), None, None, None, None
+        return kernels.dropout_backward(grad_output, ctx.mask, ctx.p), None, None, None, None
 
 
 def _check_dropout_p(p, op):
@@ -182,20 +185,30 @@ def _check_dropout_p(p, op):
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
 
 
+def _seed_for(input):
+    """A dropout seed from the generator of ``input``'s device."""
+    if input.is_cuda:
+        from ..cuda import next_seed as gpu_seed
+
+        return gpu_seed()
+    return int(next_seed())
+
+
 def dropout(input, p=0.5, training=True, inplace=False):
     """Zero each element with probability ``p`` and scale the others by ``1 / (1 - p)``, as
     ``torch.nn.functional.dropout``. ``training=False`` returns ``input`` itself.
 
-    The mask is a hash of a seed drawn from ``pyconvnet.random.next_seed()`` and the element
-    index, so ``pyconvnet.manual_seed`` makes it reproducible whatever the thread count (the
-    masks differ from torch's generator). A dropped NaN or inf stays NaN, as torch's multiply.
+    The mask is a hash of a seed drawn from ``pyconvnet.random.next_seed()`` (on a GPU:
+    ``pyconvnet.cuda``'s generator) and the element index, so ``pyconvnet.manual_seed`` makes it
+    reproducible whatever the thread count (the masks differ from torch's generator). A dropped NaN
+    or inf stays NaN, as torch's multiply.
     """
     _check_dropout_p(p, "dropout")
     if not training:
         return input
     if inplace:
         check_inplace(input, op="dropout", recorded=True)
-    return DropoutFunction.apply(input, float(p), int(next_seed()), bool(inplace), -1)
+    return DropoutFunction.apply(input, float(p), _seed_for(input), bool(inplace), -1)
 
 
 def dropout2d(input, p=0.5, training=True, inplace=False):
@@ -223,4 +236,4 @@ def dropout2d(input, p=0.5, training=True, inplace=False):
         return input
     if inplace:
         check_inplace(input, op="dropout2d", recorded=True)
-    return DropoutFunction.apply(input, float(p), int(next_seed()), bool(inplace), 2)
+    return DropoutFunction.apply(input, float(p), _seed_for(input), bool(inplace), 2)

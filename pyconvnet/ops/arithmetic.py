@@ -6,7 +6,7 @@ sums broadcast gradients back to each input's shape."""
 
 import numpy as np
 
-from .. import _C
+from .. import _array, kernels
 from ..autograd import Function, sum_to_shape
 
 __all__ = ["Add", "Sub", "Mul", "Div", "Neg", "Pow", "MatMul", "Exp", "Log", "Sqrt", "Abs", "Clamp", "Compare",
@@ -24,11 +24,11 @@ def _same_shape_float32(a, b):
 # Same-shape float32 operands (residual adds, gradient products) run on the OpenMP kernels;
 # broadcasting and other dtypes are numpy's job.
 def add_arrays(a, b):
-    return _C.add(a, b) if _same_shape_float32(a, b) else np.add(a, b)
+    return kernels.add(a, b) if _same_shape_float32(a, b) else np.add(a, b)
 
 
 def multiply_arrays(a, b):
-    return _C.mul(a, b) if _same_shape_float32(a, b) else np.multiply(a, b)
+    return kernels.mul(a, b) if _same_shape_float32(a, b) else np.multiply(a, b)
 
 
 class Add(Function):
@@ -131,7 +131,7 @@ def _matmul(a, b, transpose_a=False, transpose_b=False):
     """op(a) @ op(b): 2-D float32 products run on the library's packed SGEMM (multi-threaded,
     deterministic); batched, 1-D and integer products fall back to numpy."""
     if a.ndim == 2 and b.ndim == 2 and a.dtype == float32 and b.dtype == float32:
-        return _C.sgemm(np.ascontiguousarray(a), np.ascontiguousarray(b), trans_a=transpose_a, trans_b=transpose_b)
+        return kernels.sgemm(_array.ascontiguous(a), _array.ascontiguous(b), trans_a=transpose_a, trans_b=transpose_b)
     return np.matmul(np.swapaxes(a, -1, -2) if transpose_a else a, np.swapaxes(b, -1, -2) if transpose_b else b)
 
 
@@ -236,7 +236,7 @@ class Clamp(Function):
         (a,) = ctx.saved_tensors
         low, high = ctx.bounds
         # Strictly inside: a value clamped onto a bound gets no gradient (torch 2.14's rule).
-        inside = np.ones(a.shape, dtype=bool)
+        inside = _array.ones(a.shape, bool, a)
         if low is not None:
             inside &= a > low
         if high is not None:
@@ -249,7 +249,7 @@ class Compare(Function):
 
     @staticmethod
     def forward(ctx, a, b, comparison):
-        return np.asarray(comparison(a, b))
+        return _array.asarray(comparison(a, b))
 
 
 class Cast(Function):

@@ -1,9 +1,9 @@
 """Concatenation and the fused residual add + ReLU (cat, add_relu). Tensor ``+``/``*``/``sum``
-call the element-wise kernels (``_C.add``, ``_C.mul``, ``_C.sum``) directly, in tensor.py."""
+call the element-wise kernels (``kernels.add``, ``kernels.mul``, ``kernels.sum``) directly, in tensor.py."""
 
 import numpy as np
 
-from .. import _C
+from .. import kernels
 from ..autograd import Function
 
 __all__ = ["cat", "add_relu"]
@@ -14,14 +14,14 @@ _FLOAT32 = np.dtype(np.float32)
 class AddReluFunction(Function):
     @staticmethod
     def forward(ctx, a, b):
-        output = _C.add_relu(a, b)
+        output = kernels.add_relu(a, b)
         ctx.save_for_backward(output)
         return output
 
     @staticmethod
     def backward(ctx, grad_output):
         (output,) = ctx.saved_tensors
-        grad = _C.relu_backward(grad_output, output)
+        grad = kernels.relu_backward(grad_output, output)
         return grad, grad
 
 
@@ -36,12 +36,12 @@ class CatFunction(Function):
         ctx.extents = [t.shape[dim] for t in tensors]
         ctx.dim = dim
         if all(t.dtype == _FLOAT32 for t in tensors):
-            return _C.concat(list(tensors), dim)
+            return kernels.concat(list(tensors), dim)
         return np.concatenate(tensors, axis=dim)  # int64 or mixed dtypes: numpy, promoted as torch
 
     @staticmethod
     def backward(ctx, grad_output):
-        return (None, *_C.split(grad_output, ctx.extents, ctx.dim))
+        return (None, *kernels.split(grad_output, ctx.extents, ctx.dim))
 
 
 def cat(tensors, dim=0):

@@ -4,6 +4,7 @@ arrays, and ``one_hot`` (torch.nn.functional.one_hot)."""
 
 import numpy as np
 
+from .. import _array
 from ..autograd import Function
 
 __all__ = ["Gather", "Repeat", "Where", "one_hot"]
@@ -26,10 +27,8 @@ class Gather(Function):
     @staticmethod
     def backward(ctx, grad):
         (index,) = ctx.saved_tensors
-        grad_input = np.zeros(ctx.input_shape, dtype=_FLOAT32)
-        coordinates = list(np.indices(index.shape, sparse=True))
-        coordinates[ctx.dim] = index
-        np.add.at(grad_input, tuple(coordinates), grad)
+        grad_input = _array.zeros(ctx.input_shape, _FLOAT32, grad)
+        _array.add_along_axis(grad_input, index, grad, ctx.dim)
         return grad_input, None, None
 
 
@@ -87,4 +86,7 @@ def one_hot(tensor, num_classes=-1):
         raise ValueError(f"one_hot: num_classes must be a positive int or -1, got {num_classes!r}")
     if largest >= num_classes:
         raise ValueError(f"one_hot: class value {largest} is not smaller than num_classes={num_classes}")
+    if _array.on_gpu(array):
+        classes = _array.arange(num_classes, np.int64, array)
+        return type(tensor)._wrap((np.expand_dims(array, -1) == classes).astype(np.int64))
     return type(tensor)._wrap(np.eye(num_classes, dtype=np.int64)[array])

@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from .. import _C
+from .. import _array, kernels
 from ..autograd import Function
 from ._args import int64
 
@@ -65,7 +65,7 @@ class SoftmaxFunction(Function):
 
     @staticmethod
     def forward(ctx, input, dim, log):
-        output = (_C.log_softmax_forward if log else _C.softmax_forward)(input, dim)
+        output = (kernels.log_softmax_forward if log else kernels.softmax_forward)(input, dim)
         ctx.save_for_backward(output)
         ctx.dim, ctx.log = dim, log
         return output
@@ -73,7 +73,7 @@ class SoftmaxFunction(Function):
     @staticmethod
     def backward(ctx, grad_output):
         (output,) = ctx.saved_tensors
-        backward = _C.log_softmax_backward if ctx.log else _C.softmax_backward
+        backward = kernels.log_softmax_backward if ctx.log else kernels.softmax_backward
         return backward(grad_output, output, ctx.dim), None, None
 
 
@@ -101,7 +101,8 @@ class CrossEntropyFunction(Function):
     @staticmethod
     def forward(ctx, input, target, weight, ignore_index, reduction, label_smoothing):
         logits, target, unbatched = _batched(input, target)
-        loss, log_probs = _C.cross_entropy_forward(logits, target, weight, ignore_index, reduction, label_smoothing)
+        loss, log_probs = kernels.cross_entropy_forward(logits, target, weight, ignore_index, reduction,
+                                                        label_smoothing)
         ctx.save_for_backward(log_probs, target, weight)
         ctx.options = (ignore_index, reduction, label_smoothing)
         ctx.input_shape = input.shape
@@ -111,7 +112,7 @@ class CrossEntropyFunction(Function):
     def backward(ctx, grad_output):
         log_probs, target, weight = ctx.saved_tensors
         grad = grad_output.reshape(target.shape if ctx.options[1] == 0 else ())
-        grad_input = _C.cross_entropy_backward(grad, log_probs, target, weight, *ctx.options)
+        grad_input = kernels.cross_entropy_backward(grad, log_probs, target, weight, *ctx.options)
         return grad_input.reshape(ctx.input_shape), None, None
 
 
@@ -119,7 +120,7 @@ class NllLossFunction(Function):
     @staticmethod
     def forward(ctx, input, target, weight, ignore_index, reduction):
         log_probs, target, unbatched = _batched(input, target)
-        loss = _C.nll_loss_forward(log_probs, target, weight, ignore_index, reduction)
+        loss = kernels.nll_loss_forward(log_probs, target, weight, ignore_index, reduction)
         ctx.save_for_backward(target, weight)
         ctx.options = (ignore_index, reduction)
         ctx.shapes = (input.shape, log_probs.shape)
@@ -131,7 +132,7 @@ class NllLossFunction(Function):
         ignore_index, reduction = ctx.options
         input_shape, batched_shape = ctx.shapes
         grad = grad_output.reshape(target.shape if reduction == 0 else ())
-        grad_input = _C.nll_loss_backward(grad, target, weight, list(batched_shape), ignore_index, reduction)
+        grad_input = kernels.nll_loss_backward(grad, target, weight, list(batched_shape), ignore_index, reduction)
         return grad_input.reshape(input_shape), None, None
 
 
@@ -147,7 +148,7 @@ class SoftTargetCrossEntropyFunction(Function):
                 f"cross_entropy: a class-probability target must have the input's shape {tuple(input.shape)}, "
                 f"got {tuple(target.shape)}"
             )
-        log_probs = _C.log_softmax_forward(input, 1)
+        log_probs = kernels.log_softmax_forward(input, 1)
         classes = input.shape[1]
         mixed = target * (1.0 - label_smoothing) + label_smoothing / classes if label_smoothing else target
         scale = mixed if weight is None else mixed * weight.reshape((1, classes) + (1,) * (input.ndim - 2))
@@ -157,7 +158,8 @@ class SoftTargetCrossEntropyFunction(Function):
         if reduction == 0:
             return per_element.astype(np.float32)
         total = per_element.sum()
-        return np.float32(total / per_element.size if reduction == 1 else total)
+        result = total / per_element.size if reduction == 1 else total
+        return result if _array.on_gpu(result) else np.float32(result)
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -165,9 +167,10 @@ class SoftTargetCrossEntropyFunction(Function):
         if ctx.reduction == 0:
             grad = np.expand_dims(grad_output.reshape(log_probs.shape[:1] + log_probs.shape[2:]), 1)
         else:
-            grad = float(grad_output.reshape(())) / (ctx.count if ctx.reduction == 1 else 1)
-        grad_log_probs = np.ascontiguousarray(-grad * scale, dtype=np.float32)
-        return _C.log_softmax_backward(grad_log_probs, log_probs, 1), None, None
+            grad = grad_output.reshape(()) / (ctx.count if ctx.reduction == 1 else 1)
+            grad = grad if _array.on_gpu(grad) else float(grad)
+        grad_log_probs = _array.ascontiguous(-grad * scale, np.float32)
+        return kernels.log_softmax_backward(grad_log_probs, log_probs, 1), None, None
 
 
 def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None, reduction="mean"):
@@ -211,8 +214,8 @@ class RegressionLossFunction(Function):
         return (grad_input, grad_target, None, None) + (None,) * len(ctx.options)
 
 
-_MSE = (_C.mse_loss_forward, _C.mse_loss_backward)
-_SMOOTH_L1 = (_C.smooth_l1_loss_forward, _C.smooth_l1_loss_backward)
+_MSE = (kernels.mse_loss_forward, kernels.mse_loss_backward)
+_SMOOTH_L1 = (kernels.smooth_l1_loss_forward, kernels.smooth_l1_loss_backward)
 
 
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
@@ -271,14 +274,14 @@ class BinaryCrossEntropyFunction(Function):
     def forward(ctx, input, target, weight, pos_weight, reduction, logits):
         ctx.save_for_backward(input, target, weight, pos_weight)
         ctx.reduction, ctx.logits = reduction, logits
-        return _C.binary_cross_entropy_forward(input, target, weight, pos_weight, reduction, logits)
+        return kernels.binary_cross_entropy_forward(input, target, weight, pos_weight, reduction, logits)
 
     @staticmethod
     def backward(ctx, grad_output):
         input, target, weight, pos_weight = ctx.saved_tensors
         grad = grad_output.reshape(input.shape if ctx.reduction == 0 else ())
-        grads = _C.binary_cross_entropy_backward(grad, input, target, weight, pos_weight, ctx.reduction, ctx.logits,
-                                                 ctx.needs_input_grad[1])
+        grads = kernels.binary_cross_entropy_backward(grad, input, target, weight, pos_weight, ctx.reduction,
+                                                      ctx.logits, ctx.needs_input_grad[1])
         return grads[0], grads[1] if len(grads) > 1 else None, None, None, None, None
 
 
@@ -286,7 +289,7 @@ def _broadcast_to_input(value, input, name, op):
     """``value`` (a Tensor or None) broadcast to ``input``'s shape, as torch's weight rules."""
     if value is None:
         return None
-    array = value.detach().numpy() if hasattr(value, "detach") else np.asarray(value)
+    array = value.detach()._array if hasattr(value, "detach") else np.asarray(value)
     try:
         return np.broadcast_to(array, input.shape)
     except ValueError:

@@ -7,7 +7,7 @@ import numbers
 
 import numpy as np
 
-from .. import _C
+from .. import _array, kernels
 from ..autograd import Function
 from ._args import int64
 
@@ -19,19 +19,19 @@ def _array_or_none(value):
     """The numpy array behind a Tensor (shared, so in-place updates reach it), an array, or None."""
     if value is None or isinstance(value, np.ndarray):
         return value
-    return value.detach().numpy()
+    return value._array
 
 
 class BatchNormFunction(Function):
     @staticmethod
     def forward(ctx, input, weight, bias, running_mean, running_var, training, momentum, eps, relu):
         if training:
-            output, mean, invstd = _C.batch_norm_forward_train(input, running_mean, running_var, weight, bias, momentum,
-                                                               eps, relu=relu)
+            output, mean, invstd = kernels.batch_norm_forward_train(input, running_mean, running_var, weight, bias,
+                                                                    momentum, eps, relu=relu)
         else:
-            output = _C.batch_norm_forward_eval(input, running_mean, running_var, weight, bias, eps, relu=relu)
+            output = kernels.batch_norm_forward_eval(input, running_mean, running_var, weight, bias, eps, relu=relu)
             # Snapshot the statistics used, so a later update of the buffers cannot change the gradient.
-            mean = np.array(running_mean, dtype=np.float32)
+            mean = running_mean.astype(np.float32)
             invstd = (1.0 / np.sqrt(running_var.astype(np.float64) + eps)).astype(np.float32)
         # A fused relu's gradient reads the output (as relu's own backward does).
         ctx.save_for_backward(input, weight, mean, invstd, output if relu else None)
@@ -43,8 +43,8 @@ class BatchNormFunction(Function):
         input, weight, mean, invstd, relu_output = ctx.saved_tensors
         needs = ctx.needs_input_grad
         mask = (needs[0], needs[1] and weight is not None, needs[2])
-        grad_input, grad_weight, grad_bias = _C.batch_norm_backward(grad_output, input, mean, invstd, weight, ctx.training,
-                                                                    mask, relu_output)
+        grad_input, grad_weight, grad_bias = kernels.batch_norm_backward(grad_output, input, mean, invstd, weight,
+                                                                         ctx.training, mask, relu_output)
         return grad_input, grad_weight, grad_bias, None, None, None, None, None, None
 
 
@@ -117,7 +117,7 @@ class SyncBatchNormFunction(Function):
         mean = (counts[:, None] * means).sum(axis=0) / count
         var = (m2s + counts[:, None] * np.square(means - mean)).sum(axis=0) / count
         mean32, var32 = mean.astype(np.float32), var.astype(np.float32)
-        output = _C.batch_norm_forward_eval(input, mean32, var32, weight, bias, eps, relu=relu)
+        output = kernels.batch_norm_forward_eval(input, mean32, var32, weight, bias, eps, relu=relu)
         if running_mean is not None:
             running_mean[...] = (1 - momentum) * running_mean + momentum * mean
         if running_var is not None:
@@ -146,7 +146,7 @@ class SyncBatchNormFunction(Function):
             scale = istd if weight is None else istd * weight
             rows = scale[:, None] * (dy_rows - mean_dy[:, None] - centred * (istd ** 2 * mean_dy_centred)[:, None])
             shape = (input.shape[1], input.shape[0], -1)
-            grad_input = np.ascontiguousarray(np.moveaxis(rows.reshape(shape), 0, 1), dtype=np.float32).reshape(
+            grad_input = _array.ascontiguous(np.moveaxis(rows.reshape(shape), 0, 1), np.float32).reshape(
                 input.shape)
         grad_weight = (sums[1] * invstd).astype(np.float32) if needs[1] and weight is not None else None
         grad_bias = sums[0].astype(np.float32) if needs[2] else None
@@ -175,7 +175,7 @@ class GroupNormFunction(Function):
 
     @staticmethod
     def forward(ctx, input, weight, bias, layer, size, eps):
-        forward = _C.layer_norm_forward if layer else _C.group_norm_forward
+        forward = kernels.layer_norm_forward if layer else kernels.group_norm_forward
         output, mean, rstd = forward(input, size, weight, bias, eps)
         ctx.save_for_backward(input, weight, mean, rstd)
         ctx.layer, ctx.size = layer, size
@@ -186,7 +186,7 @@ class GroupNormFunction(Function):
         input, weight, mean, rstd = ctx.saved_tensors
         needs = ctx.needs_input_grad
         mask = (needs[0], needs[1] and weight is not None, needs[2])
-        backward = _C.layer_norm_backward if ctx.layer else _C.group_norm_backward
+        backward = kernels.layer_norm_backward if ctx.layer else kernels.group_norm_backward
         grad_input, grad_weight, grad_bias = backward(grad_output, input, mean, rstd, weight, ctx.size, mask)
         return grad_input, grad_weight, grad_bias, None, None, None
 
@@ -223,7 +223,7 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-05):
 class LocalResponseNormFunction(Function):
     @staticmethod
     def forward(ctx, input, size, alpha, beta, k):
-        output, scale = _C.lrn_forward(input, size, alpha, beta, k)
+        output, scale = kernels.lrn_forward(input, size, alpha, beta, k)
         ctx.save_for_backward(input, output, scale)
         ctx.params = (size, alpha, beta, k)
         return output
@@ -231,7 +231,7 @@ class LocalResponseNormFunction(Function):
     @staticmethod
     def backward(ctx, grad_output):
         input, output, scale = ctx.saved_tensors
-        return _C.lrn_backward(grad_output, input, output, scale, *ctx.params), None, None, None, None
+        return kernels.lrn_backward(grad_output, input, output, scale, *ctx.params), None, None, None, None
 
 
 def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):

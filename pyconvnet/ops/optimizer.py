@@ -4,7 +4,7 @@ Each call updates one float32, C-contiguous numpy parameter and its state arrays
 torch.optim's single-tensor (``foreach=False``) arithmetic, in one pass of a C++ kernel.
 """
 
-from .. import _C
+from .. import kernels
 
 __all__ = []
 
@@ -16,8 +16,8 @@ def sgd_update_(
     """One ``torch.optim.SGD`` step. ``momentum_buffer`` (param-shaped, may be None when
     ``momentum == 0``) is overwritten with the gradient when ``first_step``, otherwise updated
     as ``momentum * buf + (1 - dampening) * grad``."""
-    _C.sgd_update(param, grad, momentum_buffer, float(lr), float(momentum), float(dampening), float(weight_decay),
-                  bool(nesterov), bool(maximize), bool(first_step))
+    kernels.sgd_update(param, grad, momentum_buffer, float(lr), float(momentum), float(dampening), float(weight_decay),
+                       bool(nesterov), bool(maximize), bool(first_step))
 
 
 def adam_update_(
@@ -27,8 +27,9 @@ def adam_update_(
     """One ``torch.optim.Adam`` (or, with ``decoupled_weight_decay``, ``AdamW``) step; ``step``
     counts updates including this one (1 on the first). ``max_exp_avg_sq`` is needed only with
     ``amsgrad``."""
-    _C.adam_update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, int(step), float(lr), float(beta1), float(beta2),
-                   float(eps), float(weight_decay), bool(amsgrad), bool(maximize), bool(decoupled_weight_decay))
+    kernels.adam_update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, int(step), float(lr), float(beta1),
+                        float(beta2), float(eps), float(weight_decay), bool(amsgrad), bool(maximize),
+                        bool(decoupled_weight_decay))
 
 
 def rmsprop_update_(
@@ -36,18 +37,18 @@ def rmsprop_update_(
 ):
     """One ``torch.optim.RMSprop`` step. ``grad_avg`` is needed only when ``centered`` and
     ``momentum_buffer`` only when ``momentum > 0``; every buffer starts at zero."""
-    _C.rmsprop_update(param, grad, square_avg, grad_avg, momentum_buffer, float(lr), float(alpha), float(eps),
-                      float(weight_decay), float(momentum), bool(centered), bool(maximize))
+    kernels.rmsprop_update(param, grad, square_avg, grad_avg, momentum_buffer, float(lr), float(alpha), float(eps),
+                           float(weight_decay), float(momentum), bool(centered), bool(maximize))
 
 
 def adagrad_update_(param, grad, state_sum, *, step, lr, lr_decay, eps, weight_decay, maximize):
     """One ``torch.optim.Adagrad`` step at the rate ``lr / (1 + (step - 1) * lr_decay)``; ``step``
     counts updates including this one."""
-    _C.adagrad_update(param, grad, state_sum, int(step), float(lr), float(lr_decay), float(eps), float(weight_decay),
-                      bool(maximize))
+    kernels.adagrad_update(param, grad, state_sum, int(step), float(lr), float(lr_decay), float(eps),
+                           float(weight_decay), bool(maximize))
 
 
 def adadelta_update_(param, grad, square_avg, acc_delta, *, lr, rho, eps, weight_decay, maximize):
     """One ``torch.optim.Adadelta`` step."""
-    _C.adadelta_update(param, grad, square_avg, acc_delta, float(lr), float(rho), float(eps), float(weight_decay),
-                       bool(maximize))
+    kernels.adadelta_update(param, grad, square_avg, acc_delta, float(lr), float(rho), float(eps), float(weight_decay),
+                            bool(maximize))

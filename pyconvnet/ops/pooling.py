@@ -11,7 +11,7 @@ where torch gives an index outside the plane.
 import math
 import numbers
 
-from .. import _C
+from .. import kernels
 from ..autograd import Function
 from ._args import int64, pair
 
@@ -53,12 +53,12 @@ class MaxPool2dFunction(Function):
     @staticmethod
     def forward(ctx, input, kernel_size, stride, padding, dilation, ceil_mode):
         ctx.geometry = (kernel_size, stride, padding, dilation, ceil_mode)
-        return _argmax_outputs(ctx, input, *_C.max_pool2d_forward(_batched(input), *ctx.geometry))
+        return _argmax_outputs(ctx, input, *kernels.max_pool2d_forward(_batched(input), *ctx.geometry))
 
     @staticmethod
     def backward(ctx, grad_output, grad_indices):
         (indices,) = ctx.saved_tensors
-        grad_input = _C.max_pool2d_backward(_batched(grad_output), indices, ctx.batched_shape, *ctx.geometry)
+        grad_input = kernels.max_pool2d_backward(_batched(grad_output), indices, ctx.batched_shape, *ctx.geometry)
         return _unbatched_like(grad_input, ctx.input_ndim), None, None, None, None, None
 
 
@@ -81,11 +81,11 @@ class AvgPool2dFunction(Function):
     def forward(ctx, input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
         ctx.geometry = (kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
         ctx.input_ndim, ctx.batched_shape = input.ndim, list(_batched(input).shape)
-        return _unbatched_like(_C.avg_pool2d_forward(_batched(input), *ctx.geometry), input.ndim)
+        return _unbatched_like(kernels.avg_pool2d_forward(_batched(input), *ctx.geometry), input.ndim)
 
     @staticmethod
     def backward(ctx, grad_output):
-        grad_input = _C.avg_pool2d_backward(_batched(grad_output), ctx.batched_shape, *ctx.geometry)
+        grad_input = kernels.avg_pool2d_backward(_batched(grad_output), ctx.batched_shape, *ctx.geometry)
         return (_unbatched_like(grad_input, ctx.input_ndim),) + (None,) * 6
 
 
@@ -124,11 +124,11 @@ class AdaptiveAvgPool2dFunction(Function):
     @staticmethod
     def forward(ctx, input, output_size):
         ctx.input_ndim, ctx.batched_shape = input.ndim, list(_batched(input).shape)
-        return _unbatched_like(_C.adaptive_avg_pool2d_forward(_batched(input), output_size), input.ndim)
+        return _unbatched_like(kernels.adaptive_avg_pool2d_forward(_batched(input), output_size), input.ndim)
 
     @staticmethod
     def backward(ctx, grad_output):
-        grad_input = _C.adaptive_avg_pool2d_backward(_batched(grad_output), ctx.batched_shape)
+        grad_input = kernels.adaptive_avg_pool2d_backward(_batched(grad_output), ctx.batched_shape)
         return _unbatched_like(grad_input, ctx.input_ndim), None
 
 
@@ -143,12 +143,12 @@ def adaptive_avg_pool2d(input, output_size):
 class AdaptiveMaxPool2dFunction(Function):
     @staticmethod
     def forward(ctx, input, output_size):
-        return _argmax_outputs(ctx, input, *_C.adaptive_max_pool2d_forward(_batched(input), output_size))
+        return _argmax_outputs(ctx, input, *kernels.adaptive_max_pool2d_forward(_batched(input), output_size))
 
     @staticmethod
     def backward(ctx, grad_output, grad_indices):
         (indices,) = ctx.saved_tensors
-        grad_input = _C.adaptive_max_pool2d_backward(_batched(grad_output), indices, ctx.batched_shape)
+        grad_input = kernels.adaptive_max_pool2d_backward(_batched(grad_output), indices, ctx.batched_shape)
         return _unbatched_like(grad_input, ctx.input_ndim), None
 
 
@@ -165,11 +165,11 @@ class InterpolateFunction(Function):
     @staticmethod
     def forward(ctx, input, output_size, scales, mode, align_corners):
         ctx.options, ctx.input_shape = (scales, mode, align_corners), list(input.shape)
-        return _C.interpolate_forward(input, output_size, scales, mode, align_corners)
+        return kernels.interpolate_forward(input, output_size, scales, mode, align_corners)
 
     @staticmethod
     def backward(ctx, grad_output):
-        return _C.interpolate_backward(grad_output, ctx.input_shape, *ctx.options), None, None, None, None
+        return kernels.interpolate_backward(grad_output, ctx.input_shape, *ctx.options), None, None, None, None
 
 
 def _scale_factors(scale_factor, op):

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from .. import _C
+from .. import _array, kernels
 from ..autograd import Function
 
 __all__ = ["Sum", "Mean", "Extremum", "ExtremumAlongDim"]
@@ -31,7 +31,7 @@ class Sum(Function):
         if a.dtype == bool_:
             return np.sum(a, axis=axes, keepdims=keepdim, dtype=int64)  # torch sums bools to int64
         if axes is None and not keepdim and a.dtype == float32:
-            return _C.sum(a)  # double accumulation, threaded, deterministic
+            return kernels.sum(a)  # double accumulation, threaded, deterministic
         return np.sum(a, axis=axes, keepdims=keepdim)
 
     @staticmethod
@@ -47,7 +47,7 @@ class Mean(Function):
         ctx.count = np.float32(math.prod(reduced))
         with np.errstate(invalid="ignore"):  # the mean of nothing is NaN, silently as in torch
             if axes is None and not keepdim and a.dtype == float32:
-                return _C.sum(a) / ctx.count  # the same threaded, deterministic kernel as sum()
+                return kernels.sum(a) / ctx.count  # the same threaded, deterministic kernel as sum()
             return np.sum(a, axis=axes, keepdims=keepdim) / ctx.count
 
     @staticmethod
@@ -65,7 +65,7 @@ class Extremum(Function):
             raise ValueError(
                 "max()/min() of an empty tensor: specify the reduction dim with the 'dim' argument"
             )
-        out = np.asarray(a.max() if largest else a.min())
+        out = _array.asarray(a.max() if largest else a.min())
         ctx.save_for_backward(a, out)
         return out
 
@@ -73,6 +73,8 @@ class Extremum(Function):
     def backward(ctx, grad):
         a, out = ctx.saved_tensors
         hits = a == out  # all False when the extremum is NaN: no gradient flows
+        if _array.on_gpu(hits):  # the tie count stays on the device
+            return hits * (grad / np.maximum(hits.sum(), 1)), None
         return hits * (grad / np.float32(max(np.count_nonzero(hits), 1))), None
 
 
@@ -98,6 +100,6 @@ class ExtremumAlongDim(Function):
         (indices,) = ctx.saved_tensors
         if not ctx.keepdim:
             grad_values = np.expand_dims(grad_values, ctx.dim)
-        grad_input = np.zeros(ctx.input_shape, dtype=float32)
+        grad_input = _array.zeros(ctx.input_shape, float32, grad_values)
         np.put_along_axis(grad_input, indices, grad_values, axis=ctx.dim)
         return grad_input, None, None, None

@@ -3,6 +3,7 @@ clone. Storage is always C-contiguous, so permute and advanced indexing copy (se
 
 import numpy as np
 
+from .. import _array
 from ..autograd import Function
 
 __all__ = ["Reshape", "Permute", "Expand", "Index", "Clone"]
@@ -34,7 +35,7 @@ class Permute(Function):
     @staticmethod
     def forward(ctx, a, axes):
         ctx.axes = axes
-        return np.ascontiguousarray(a.transpose(axes))
+        return _array.ascontiguous(a.transpose(axes))
 
     @staticmethod
     def backward(ctx, grad):
@@ -44,7 +45,7 @@ class Permute(Function):
 class Expand(Function):
     @staticmethod
     def forward(ctx, a, shape):
-        return np.array(np.broadcast_to(a, shape))
+        return _array.broadcast_copy(a, shape)
 
     @staticmethod
     def backward(ctx, grad):
@@ -60,7 +61,7 @@ class Index(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        grad_input = np.zeros(ctx.input_shape, dtype=float32)
+        grad_input = _array.zeros(ctx.input_shape, float32, grad)
         if _is_basic_key(ctx.key):
             grad_input[ctx.key] = grad
         else:

@@ -18,8 +18,9 @@ from itertools import chain
 
 import numpy as np
 
+from .. import devices
 from ..autograd import enable_grad, no_grad
-from ..tensor import Tensor, float32
+from ..tensor import Tensor, _to_device, float32
 
 __all__ = ["Optimizer"]
 
@@ -211,9 +212,9 @@ def _check_param(param):
 def _loaded_state_value(param, index, key, value):
     """A state entry as loaded: Tensors, arrays, numpy scalars and a ``step`` count kept as a
     Python number (older checkpoints) become fresh float32 Tensors; a parameter-shaped buffer
-    must have the parameter's shape."""
+    must have the parameter's shape and goes to the parameter's device (``step`` stays on the host)."""
     if isinstance(value, Tensor):
-        value = value._array
+        value = _to_device(value._array, devices.CPU)
     elif key == "step" and isinstance(value, (int, float)):
         value = np.float32(value)
     if not isinstance(value, (np.ndarray, np.generic)):
@@ -225,4 +226,4 @@ def _loaded_state_value(param, index, key, value):
             f"loaded state dict entry state[{index}][{key!r}] has shape {list(loaded.shape)}, "
             f"but the parameter has shape {list(param.shape)}"
         )
-    return loaded
+    return loaded if key == "step" else loaded.to(param.device)

@@ -12,7 +12,7 @@ import numpy as np
 
 from ...autograd import RemovableHandle, no_grad
 from ... import devices
-from ...tensor import Tensor, _parse_to_args, _resolve_dtype
+from ...tensor import Tensor, _parse_to_args, _resolve_dtype, _to_device
 from ..parameter import Parameter
 
 __all__ = ["Module", "RemovableHandle"]
@@ -379,16 +379,25 @@ class Module:
         return self
 
     def to(self, *args, **kwargs):
-        """Checks the device/dtype and returns self: pyconvnet runs on the CPU in float32."""
-        _, dtype, kwargs = _parse_to_args(args, kwargs)
+        """Moves every parameter and buffer (and gradient) to the device in place and returns self:
+        the Parameter and buffer objects stay the same, so an optimizer built before still holds them.
+        Modules are float32 only."""
+        device, dtype, kwargs = _parse_to_args(args, kwargs)
         if kwargs:
             raise TypeError(f"to() got unexpected keyword arguments {sorted(kwargs)}")
         if dtype is not None and _resolve_dtype(dtype) != np.float32:
             raise TypeError(f"Module.to: only float32 modules are supported, got dtype {np.dtype(dtype)}")
+        if device is not None:
+            for module in self.modules():
+                for tensor in [*module._parameters.values(), *module._buffers.values()]:
+                    if tensor is not None:
+                        tensor._array = _to_device(tensor._array, device)
+                        if tensor._grad is not None:
+                            tensor._grad._array = _to_device(tensor._grad._array, device)
         return self
 
     def cpu(self):
-        return self
+        return self.to(devices.CPU)
 
     def cuda(self, device=None):
         return self.to(devices.device("cuda") if device is None else devices.device(device))
@@ -446,7 +455,7 @@ class Module:
             )
         with no_grad():
             for target, source in copies:
-                np.copyto(target._array, source, casting="unsafe")
+                np.copyto(target._array, _to_device(source, target.device), casting="unsafe")
         return _IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------------ repr

@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from ... import _C
+from ... import kernels
 from ...creation import tensor
 from ...tensor import Tensor
 
@@ -38,11 +38,11 @@ def get_total_norm(tensors, norm_type=2.0, error_if_nonfinite=False, foreach=Non
     norm_type = _real(norm_type, "norm_type", "get_total_norm")
     if not norm_type >= 0:
         raise ValueError(f"get_total_norm: norm_type must be non-negative (or inf), got {norm_type}")
-    arrays = [t.detach().numpy() for t in _as_list(tensors)]
+    arrays = [t.detach()._array for t in _as_list(tensors)]
     if not arrays:
         return tensor(0.0)
-    norms = np.array([_C.norm(array, norm_type) for array in arrays], np.float32)
-    total = _C.norm(norms, norm_type)
+    norms = np.stack([kernels.norm(array, norm_type) for array in arrays])  # 0-d float32 arrays, on their device
+    total = kernels.norm(norms, norm_type)
     if error_if_nonfinite and not math.isfinite(float(total)):
         raise RuntimeError(
             f"The total norm of order {norm_type} for gradients from `parameters` is non-finite, so it cannot be "
@@ -93,5 +93,5 @@ def clip_grad_value_(parameters, clip_value, foreach=None):
     ``torch.nn.utils.clip_grad_value_`` (NaN stays NaN)."""
     clip_value = _real(clip_value, "clip_value", "clip_grad_value_")
     for grad in _gradients(parameters):
-        array = grad.numpy()
+        array = grad._array
         np.clip(array, -clip_value, clip_value, out=array)
