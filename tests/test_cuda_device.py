@@ -282,8 +282,11 @@ def _training_steps(model, optimizer, x, target, steps=2):
     return losses
 
 
-@pytest.mark.parametrize("name,shape", [("lenet5", (16, 1, 28, 28)), ("resnet20", (8, 3, 32, 32))])
-def test_training_steps_match_the_cpu(name, shape):
+# Parameters after two steps: ResNet-20's batch norms over 8 images amplify fp32 summation order, so
+# its tolerance is the drift measured between the CPU's own builds (generic vs avx512: up to 5e-4 on
+# conv1's weights on the same inputs); the H200 differed from avx512 by 2e-4.
+@pytest.mark.parametrize("name,shape,atol", [("lenet5", (16, 1, 28, 28), 1e-4), ("resnet20", (8, 3, 32, 32), 1e-3)])
+def test_training_steps_match_the_cpu(name, shape, atol):
     pcn.manual_seed(0)
     cpu_model = getattr(pcn.models, name)()
     gpu_model = copy.deepcopy(cpu_model).cuda()
@@ -296,7 +299,7 @@ def test_training_steps_match_the_cpu(name, shape):
     np.testing.assert_allclose(results[1], results[0], rtol=1e-4)
     for (key, cpu_value), gpu_value in zip(cpu_model.state_dict().items(), gpu_model.state_dict().values()):
         assert gpu_value.device == CUDA, key
-        np.testing.assert_allclose(_host(gpu_value), cpu_value.numpy(), rtol=1e-3, atol=1e-4, err_msg=key)
+        np.testing.assert_allclose(_host(gpu_value), cpu_value.numpy(), rtol=1e-3, atol=atol, err_msg=key)
     cpu_model.eval()
     gpu_model.eval()
     with pcn.no_grad():

@@ -225,7 +225,7 @@ STEPS = 3
 OPTIM_SHAPES = [(37,), (3, 5, 7), (41000,), (0,)]
 
 
-def check_updates(gpu, name, shape, states, make_args):
+def check_updates(gpu, name, shape, states, make_args, rtol=2e-6):
     """STEPS updates of `name` on both devices from the same parameter, state and gradients;
     make_args(arrays, grad, step) gives the kernel's arguments. Parameter and state must match."""
     rng = np.random.default_rng(8)
@@ -237,7 +237,7 @@ def check_updates(gpu, name, shape, states, make_args):
         assert getattr(gpu, name)(*make_args(dev, gpu.from_numpy(grad, 0), step)) is None
     for key, value in cpu.items():
         if value is not None:
-            np.testing.assert_allclose(gpu.to_numpy(dev[key]), value, rtol=2e-6, atol=1e-6, err_msg=key)
+            np.testing.assert_allclose(gpu.to_numpy(dev[key]), value, rtol=rtol, atol=1e-6, err_msg=key)
 
 
 def flag_id(flags):
@@ -292,7 +292,7 @@ def test_rmsprop_update_matches_cpu(gpu, flags, shape):
     states = {"sq": zeros(), "avg": zeros() if f["centered"] else None, "buf": zeros() if f["momentum"] else None}
     check_updates(gpu, "rmsprop_update", shape, states, lambda a, g, step: (
         a["param"], g, a["sq"], a["avg"], a["buf"], 1e-2, 0.99, 1e-8, f["weight_decay"], f["momentum"], f["centered"],
-        f["maximize"]))
+        f["maximize"]), rtol=1e-5 if f["centered"] else 2e-6)  # centered: sqrt(sq - avg^2) cancels (seen: 5.7e-6 on an H200)
 
 
 ADAGRAD_FLAGS = [

@@ -39,7 +39,7 @@ def test_import_pyconvnet_does_not_load_the_gpu_module():
 @pytest.mark.parametrize("shape", [(), (0,), (1,), (3, 5), (2, 3, 4, 1000)])
 def test_round_trip_keeps_values_shape_and_dtype(dtype, shape):
     rng = np.random.default_rng(0)
-    host = (rng.standard_normal(shape) * 100).astype(dtype)
+    host = np.asarray(rng.standard_normal(shape) * 100).astype(dtype)  # 0-d stays an array
     device_array = _C_cuda.from_numpy(host, 0)
     assert device_array.shape == shape and device_array.dtype == np.dtype(dtype).name
     assert device_array.numel == host.size and device_array.nbytes == host.nbytes

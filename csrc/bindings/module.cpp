@@ -1,8 +1,10 @@
 // The compiled extension pyconvnet._C: one bind_* call per kernel family.
 #include "bindings/common.h"
+#include "bindings/exceptions.h"
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "pyconvnet's compiled kernels (private: use pyconvnet.nn.functional and pyconvnet.backend)";
+  pcn::bind::translate_exceptions_locally();
   pcn::bind::bind_backend(m);
   pcn::bind::bind_gemm(m);
   pcn::bind::bind_conv(m);

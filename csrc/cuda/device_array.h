@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -15,7 +16,11 @@ namespace pcn::cuda {
 enum class Dtype : int32_t { float32 = 0, int64 = 1, bool_ = 2, uint8 = 3 };
 int64_t itemsize(Dtype dtype);
 const char* dtype_name(Dtype dtype);  // numpy's names: "float32", "int64", "bool", "uint8"
-Dtype dtype_from_name(const std::string& name);  // TypeError for any other name
+// A dtype no CUDA array holds (Python: TypeError).
+struct DtypeError : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
+Dtype dtype_from_name(const std::string& name);  // DtypeError for any other name
 
 // A C-contiguous array on one device. `storage` owns a caching-allocator block and is shared by
 // views (reshape, contiguous slices), which differ only in `offset`, `shape` and `dtype`.

@@ -35,7 +35,7 @@ Dtype dtype_from_name(const std::string& name) {
   if (name == "int64") return Dtype::int64;
   if (name == "bool") return Dtype::bool_;
   if (name == "uint8") return Dtype::uint8;
-  throw std::invalid_argument("dtype must be float32, int64, bool or uint8 on a CUDA device, got " + name);
+  throw DtypeError("dtype must be float32, int64, bool or uint8 on a CUDA device, got " + name);
 }
 
 int64_t DeviceArray::numel() const {
