@@ -4,7 +4,22 @@
 public names below mirror torch's.
 """
 
-from . import _C, backend
+try:
+    from . import _C
+except ImportError:
+    import importlib.util
+
+    # A checkout's pyconvnet/ holds no compiled extension: Python found the source tree (the working
+    # directory comes first on sys.path) instead of an installed package.
+    if importlib.util.find_spec(__name__ + "._C") is not None:
+        raise  # the extension is there but does not load: its own error says why
+    raise ImportError(
+        f"pyconvnet at {__path__[0]} is not built: it has no compiled extension pyconvnet._C, which is "
+        "what a source checkout looks like. Install the package with `pip install .` and run Python "
+        "outside the source tree (inside it, the sources shadow the installed package), or, to "
+        "develop, build it in place with `pip install --no-build-isolation -e .`."
+    ) from None
+from . import backend
 from .backend import (
     are_deterministic_algorithms_enabled,
     get_num_threads,
