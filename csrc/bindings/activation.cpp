@@ -2,6 +2,7 @@
 // shape; forward kernels take an optional out= (a writable C-contiguous float32 array of the
 // input's shape, which may be the input itself: in-place).
 #include "bindings/common.h"
+#include "bindings/descriptors.h"
 #include "dispatch.h"
 
 namespace pcn::bind {
@@ -10,14 +11,6 @@ namespace {
 using MaskArray = py::array_t<uint8_t, py::array::c_style>;
 using ForwardKernel = void (*)(float*, const float*, const ActivationDesc&);
 using BackwardKernel = void (*)(float*, const float*, const float*, const ActivationDesc&);
-
-ActivationDesc activation_desc(const FloatArray& x, double negative_slope) {
-  ActivationDesc d;
-  d.count = checked_numel(shape_of(x), "activation: input");
-  d.negative_slope = static_cast<float>(negative_slope);
-  validate(d);
-  return d;
-}
 
 // out= if given (checked), else a fresh array shaped like x.
 FloatArray output_like(const FloatArray& x, const py::handle& out_obj, const char* op) {
@@ -28,7 +21,7 @@ FloatArray output_like(const FloatArray& x, const py::handle& out_obj, const cha
 FloatArray run_forward(ForwardKernel KernelTable::*kernel, const py::handle& x_obj, const py::handle& out_obj,
                        double negative_slope, const char* op) {
   FloatArray x = float_input(x_obj, op, "input");
-  const ActivationDesc d = activation_desc(x, negative_slope);
+  const ActivationDesc d = activation_desc(shape_of(x), negative_slope);
   FloatArray y = output_like(x, out_obj, op);
   float* y_data = y.mutable_data();
   {
@@ -42,7 +35,7 @@ FloatArray run_backward(BackwardKernel KernelTable::*kernel, const py::handle& d
                         const char* v_name, double negative_slope, const char* op) {
   FloatArray v = float_input(v_obj, op, v_name), dy = float_input(dy_obj, op, "grad_output");
   expect_shape(dy, shape_of(v), op, "grad_output");
-  const ActivationDesc d = activation_desc(v, negative_slope);
+  const ActivationDesc d = activation_desc(shape_of(v), negative_slope);
   FloatArray dx = empty_float(shape_of(v));
   float* dx_data = dx.mutable_data();
   {
@@ -56,19 +49,6 @@ MaskArray mask_input(const py::handle& obj, const char* op) {
   if (!py::isinstance<py::array>(obj) || !py::reinterpret_borrow<py::array>(obj).dtype().equal(py::dtype::of<uint8_t>()))
     throw py::type_error(std::string(op) + ": mask must be a uint8 array");
   return MaskArray::ensure(obj);
-}
-
-// The mask covers the leading mask_ndim dims of x; each entry scales the block of trailing dims.
-DropoutDesc dropout_desc(const FloatArray& x, int64_t mask_ndim, double p, uint64_t seed) {
-  const std::vector<int64_t> shape = shape_of(x);
-  DropoutDesc d;
-  d.count = checked_numel(std::vector<int64_t>(shape.begin(), shape.begin() + mask_ndim), "dropout: mask");
-  d.plane = checked_numel(std::vector<int64_t>(shape.begin() + mask_ndim, shape.end()), "dropout: input");
-  d.p = static_cast<float>(p);
-  d.seed = seed;
-  if (!(p >= 0.0 && p <= 1.0)) d.p = -1.0f;  // let validate() report it, whatever float rounding does
-  validate(d);
-  return d;
 }
 
 }  // namespace
@@ -124,11 +104,8 @@ void bind_activation(py::module_& m) {
       "dropout_forward",
       [](const py::handle& x_obj, double p, uint64_t seed, const py::handle& out_obj, int64_t mask_ndim) {
         FloatArray x = float_input(x_obj, "dropout", "input");
-        if (mask_ndim < 0) mask_ndim = x.ndim();
-        if (mask_ndim > x.ndim())
-          throw py::value_error("dropout: mask_ndim " + std::to_string(mask_ndim) + " exceeds the dims of input of shape " +
-                                shape_str(shape_of(x)));
-        const DropoutDesc d = dropout_desc(x, mask_ndim, p, seed);
+        mask_ndim = dropout_mask_ndim(shape_of(x), mask_ndim);
+        const DropoutDesc d = dropout_desc(shape_of(x), mask_ndim, p, seed);
         FloatArray y = output_like(x, out_obj, "dropout");
         MaskArray mask(std::vector<py::ssize_t>(x.shape(), x.shape() + mask_ndim));
         float* y_data = y.mutable_data();
@@ -147,12 +124,9 @@ void bind_activation(py::module_& m) {
       [](const py::handle& dy_obj, const py::handle& mask_obj, double p) {
         FloatArray dy = float_input(dy_obj, "dropout backward", "grad_output");
         MaskArray mask = mask_input(mask_obj, "dropout backward");
-        const std::vector<int64_t> dy_shape = shape_of(dy);
-        if (mask.ndim() > dy.ndim() || shape_of(mask) != std::vector<int64_t>(dy_shape.begin(), dy_shape.begin() + mask.ndim()))
-          throw py::value_error("dropout backward: mask shape " + shape_str(shape_of(mask)) +
-                                " does not match grad_output shape " + shape_str(dy_shape));
-        const DropoutDesc d = dropout_desc(dy, mask.ndim(), p, 0);
-        FloatArray dx = empty_float(dy_shape);
+        expect_dropout_mask(shape_of(mask), shape_of(dy));
+        const DropoutDesc d = dropout_desc(shape_of(dy), mask.ndim(), p, 0);
+        FloatArray dx = empty_float(shape_of(dy));
         float* dx_data = dx.mutable_data();
         {
           py::gil_scoped_release nogil;

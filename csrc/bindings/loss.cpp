@@ -2,33 +2,18 @@
 // and huber_loss, binary_cross_entropy with and without logits).
 // Losses return a 0-d array for reduction mean/sum and a target-shaped array for none.
 #include "bindings/common.h"
+#include "bindings/descriptors.h"
 #include "dispatch.h"
 
 namespace pcn::bind {
 namespace {
-
-SoftmaxDesc softmax_desc(const py::array& x, int64_t dim, const char* op) {
-  const int64_t ndim = x.ndim();
-  if (ndim == 0 ? (dim != 0 && dim != -1) : (dim < -ndim || dim >= ndim))
-    throw py::value_error(std::string(op) + ": dim " + std::to_string(dim) + " is out of range for input of shape " +
-                          shape_str(shape_of(x)));
-  if (dim < 0) dim += ndim;
-  SoftmaxDesc d;
-  d.outer = 1;
-  d.classes = ndim == 0 ? 1 : x.shape(dim);
-  d.inner = 1;
-  for (int64_t i = 0; i < dim; ++i) d.outer *= x.shape(i);
-  for (int64_t i = dim + 1; i < ndim; ++i) d.inner *= x.shape(i);
-  validate(d);
-  return d;
-}
 
 using SoftmaxKernel = void (*)(float*, const float*, const SoftmaxDesc&);
 using SoftmaxBackwardKernel = void (*)(float*, const float*, const float*, const SoftmaxDesc&);
 
 FloatArray softmax_call(const py::handle& x_obj, int64_t dim, const char* op, SoftmaxKernel KernelTable::*kernel) {
   FloatArray x = float_input(x_obj, op, "input");
-  const SoftmaxDesc d = softmax_desc(x, dim, op);
+  const SoftmaxDesc d = softmax_desc(shape_of(x), dim, op);
   FloatArray y = empty_float(shape_of(x));
   float* y_data = y.mutable_data();
   {
@@ -42,7 +27,7 @@ FloatArray softmax_backward_call(const py::handle& dy_obj, const py::handle& y_o
                                  SoftmaxBackwardKernel KernelTable::*kernel) {
   FloatArray dy = float_input(dy_obj, op, "grad_output"), y = float_input(y_obj, op, "output");
   expect_shape(dy, shape_of(y), op, "grad_output");
-  const SoftmaxDesc d = softmax_desc(y, dim, op);
+  const SoftmaxDesc d = softmax_desc(shape_of(y), dim, op);
   FloatArray dx = empty_float(shape_of(y));
   float* dx_data = dx.mutable_data();
   {
@@ -68,23 +53,9 @@ ClassTask class_task(const py::handle& input_obj, const std::vector<int64_t>& in
                      const char* op) {
   ClassTask task;
   task.target = index_input(target_obj, op, "target");
-  if (input_shape.size() < 2)
-    throw py::value_error(std::string(op) + ": input must be (N, C) or (N, C, d1, ...), got shape " +
-                          shape_str(input_shape));
-  task.target_shape = input_shape;
-  task.target_shape.erase(task.target_shape.begin() + 1);
-  if (shape_of(task.target) != task.target_shape)
-    throw py::value_error(std::string(op) + ": target must have shape " + shape_str(task.target_shape) +
-                          " for input of shape " + shape_str(input_shape) + ", got " + shape_str(shape_of(task.target)));
-  LossDesc& d = task.d;
-  d.batch = input_shape[0];
-  d.classes = input_shape[1];
-  d.inner = 1;
-  for (size_t i = 2; i < input_shape.size(); ++i) d.inner = checked_mul(d.inner, input_shape[i], op);
-  d.ignore_index = ignore_index;
-  d.reduction = reduction;
-  d.label_smoothing = label_smoothing;
-  validate(d, op);
+  task.target_shape = shape_of(task.target);
+  task.d = class_loss_desc(input_shape, task.target_shape, ignore_index, reduction, label_smoothing, op);
+  const LossDesc& d = task.d;
   if (!weight_obj.is_none()) {
     task.weight = float_input(weight_obj, op, "weight");
     expect_shape(task.weight, {d.classes}, op, "weight");
@@ -101,10 +72,6 @@ ClassTask class_task(const py::handle& input_obj, const std::vector<int64_t>& in
     expect_shape(task.input, input_shape, op, "input");
   }
   return task;
-}
-
-std::vector<int64_t> loss_shape(const LossDesc& d, const std::vector<int64_t>& per_element) {
-  return d.reduction == kReductionNone ? per_element : std::vector<int64_t>{};
 }
 
 FloatArray grad_loss_input(const py::handle& obj, const LossDesc& d, const std::vector<int64_t>& per_element,
@@ -130,12 +97,7 @@ FlatTask flat_task(const py::handle& input_obj, const py::handle& target_obj, in
   task.input = float_input(input_obj, op.c_str(), "input");
   task.target = float_input(target_obj, op.c_str(), "target");
   expect_shape(task.target, shape_of(task.input), op.c_str(), "target");
-  task.d.batch = task.input.size();
-  task.d.classes = task.d.inner = 1;
-  task.d.reduction = reduction;
-  task.d.beta = beta;
-  task.d.huber = huber;
-  validate(task.d, op.c_str());
+  task.d = flat_loss_desc(task.input.size(), reduction, beta, huber, op.c_str());
   return task;
 }
 
@@ -157,11 +119,11 @@ void expect_probabilities(const FloatArray& values, const std::string& op, const
 
 FlatTask binary_task(const py::handle& input_obj, const py::handle& target_obj, const py::handle& weight_obj,
                      const py::handle& pos_weight_obj, int reduction, bool logits, const char* suffix) {
-  const std::string op = std::string(logits ? "binary_cross_entropy_with_logits" : "binary_cross_entropy") + suffix;
+  const std::string op = binary_loss_op(logits, suffix);
   FlatTask task = flat_task(input_obj, target_obj, reduction, op);
   task.weight_data = optional_elementwise(weight_obj, &task.weight, task, "weight");
   task.pos_weight_data = optional_elementwise(pos_weight_obj, &task.pos_weight, task, "pos_weight");
-  if (!logits && task.pos_weight_data) throw py::value_error(op + ": pos_weight needs logits");
+  expect_pos_weight_allowed(logits, task.pos_weight_data != nullptr, op);
   if (!logits) {
     expect_probabilities(task.input, op, "input");
     expect_probabilities(task.target, op, "target");

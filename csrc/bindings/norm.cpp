@@ -1,33 +1,11 @@
 // Bindings for batch norm, group / layer norm and local response norm (kernels/norm.h). Inputs are (N, C, *):
 // everything after the channel axis is flattened into `spatial`.
 #include "bindings/common.h"
+#include "bindings/descriptors.h"
 #include "dispatch.h"
 
 namespace pcn::bind {
 namespace {
-
-// (batch, channels, spatial) of an (N, C, *) array with at least `min_ndim` dimensions.
-std::array<int64_t, 3> ncs_shape(const FloatArray& a, int min_ndim, const char* op, const char* name) {
-  if (a.ndim() < min_ndim)
-    throw py::value_error(std::string(op) + ": " + name + " must have at least " + std::to_string(min_ndim) +
-                          " dimensions (N, C, ...), got shape " + shape_str(shape_of(a)));
-  int64_t spatial = 1;
-  for (py::ssize_t i = 2; i < a.ndim(); ++i) spatial = checked_mul(spatial, a.shape(i), op);
-  return {a.shape(0), a.shape(1), spatial};
-}
-
-BatchNormDesc bn_desc(const FloatArray& x, double eps, double momentum, bool training) {
-  const auto [batch, channels, spatial] = ncs_shape(x, 2, "batch_norm", "input");
-  BatchNormDesc d;
-  d.batch = batch;
-  d.channels = channels;
-  d.spatial = spatial;
-  d.eps = static_cast<float>(eps);
-  d.momentum = static_cast<float>(momentum);
-  d.training = training;
-  validate(d);
-  return d;
-}
 
 // A (C,) float32 parameter or statistic; null for None.
 const float* channel_vector(const py::handle& obj, FloatArray& holder, const BatchNormDesc& d, const char* name) {
@@ -37,20 +15,6 @@ const float* channel_vector(const py::handle& obj, FloatArray& holder, const Bat
   return holder.data();
 }
 
-LrnDesc lrn_desc(const FloatArray& x, int64_t size, double alpha, double beta, double k) {
-  const auto [batch, channels, spatial] = ncs_shape(x, 3, "local_response_norm", "input");
-  LrnDesc d;
-  d.batch = batch;
-  d.channels = channels;
-  d.spatial = spatial;
-  d.size = size;
-  d.alpha = static_cast<float>(alpha);
-  d.beta = static_cast<float>(beta);
-  d.k = static_cast<float>(k);
-  validate(d);
-  return d;
-}
-
 FloatArray same_shape_input(const py::handle& obj, const FloatArray& like, const char* op, const char* name) {
   FloatArray a = float_input(obj, op, name);
   expect_shape(a, shape_of(like), op, name);
@@ -58,40 +22,6 @@ FloatArray same_shape_input(const py::handle& obj, const FloatArray& like, const
 }
 
 py::object optional(const FloatArray& a, bool present) { return present ? py::object(a) : py::object(py::none()); }
-
-// Group norm of an (N, C, *) input, or layer norm over its last `normalized_ndim` dims (one group,
-// the trailing dims as channels); param_shape is what weight and bias must look like.
-struct GroupNormTask {
-  GroupNormDesc d;
-  std::vector<int64_t> param_shape;
-  std::string op;
-};
-
-GroupNormTask group_norm_task(const FloatArray& x, bool layer, int64_t groups_or_ndim, double eps, const char* suffix) {
-  GroupNormTask task;
-  task.op = std::string(layer ? "layer_norm" : "group_norm") + suffix;
-  const std::vector<int64_t> shape = shape_of(x);
-  GroupNormDesc& d = task.d;
-  d.eps = static_cast<float>(eps);
-  if (layer) {
-    const int64_t ndim = groups_or_ndim;
-    if (ndim < 1 || ndim > static_cast<int64_t>(shape.size()))
-      throw py::value_error(task.op + ": normalized_shape has " + std::to_string(ndim) +
-                            " dims, more than the input of shape " + shape_str(shape) + " (or none)");
-    task.param_shape.assign(shape.end() - ndim, shape.end());
-    d.batch = checked_numel(std::vector<int64_t>(shape.begin(), shape.end() - ndim), task.op.c_str());
-    d.channels = checked_numel(task.param_shape, task.op.c_str());
-  } else {
-    const auto [batch, channels, spatial] = ncs_shape(x, 2, task.op.c_str(), "input");
-    d.batch = batch;
-    d.channels = channels;
-    d.spatial = spatial;
-    d.groups = groups_or_ndim;
-    task.param_shape = {channels};
-  }
-  validate(d, task.op.c_str());
-  return task;
-}
 
 const float* norm_parameter(const py::handle& obj, FloatArray& holder, const GroupNormTask& task, const char* name) {
   if (obj.is_none()) return nullptr;
@@ -103,7 +33,7 @@ const float* norm_parameter(const py::handle& obj, FloatArray& holder, const Gro
 py::tuple group_norm_forward_call(const py::handle& x_obj, bool layer, int64_t groups_or_ndim, const py::handle& w_obj,
                                   const py::handle& b_obj, double eps) {
   FloatArray x = float_input(x_obj, layer ? "layer_norm" : "group_norm", "input");
-  const GroupNormTask task = group_norm_task(x, layer, groups_or_ndim, eps, "");
+  const GroupNormTask task = group_norm_task(shape_of(x), layer, groups_or_ndim, eps, "");
   FloatArray w, b;
   const float* weight = norm_parameter(w_obj, w, task, "weight");
   const float* bias = norm_parameter(b_obj, b, task, "bias");
@@ -121,7 +51,7 @@ py::tuple group_norm_backward_call(const py::handle& dy_obj, const py::handle& x
                                    const py::handle& rstd_obj, const py::handle& w_obj, bool layer,
                                    int64_t groups_or_ndim, std::array<bool, 3> output_mask) {
   FloatArray x = float_input(x_obj, layer ? "layer_norm backward" : "group_norm backward", "input");
-  const GroupNormTask task = group_norm_task(x, layer, groups_or_ndim, 0.0, " backward");
+  const GroupNormTask task = group_norm_task(shape_of(x), layer, groups_or_ndim, 0.0, " backward");
   const char* op = task.op.c_str();
   FloatArray dy = same_shape_input(dy_obj, x, op, "grad_output");
   FloatArray mean = float_input(mean_obj, op, "mean"), rstd = float_input(rstd_obj, op, "rstd"), w;
@@ -150,7 +80,7 @@ void bind_norm(py::module_& m) {
       [](const py::handle& x_obj, const py::handle& rm_obj, const py::handle& rv_obj, const py::handle& w_obj,
          const py::handle& b_obj, double momentum, double eps, bool relu) {
         FloatArray x = float_input(x_obj, "batch_norm", "input");
-        BatchNormDesc d = bn_desc(x, eps, momentum, true);
+        BatchNormDesc d = bn_desc(shape_of(x), eps, momentum, true);
         d.relu = relu;
         FloatArray rm, rv, w, b;
         float* rm_data = rm_obj.is_none() ? nullptr : (rm = inplace_float(rm_obj, {d.channels}, "batch_norm", "running_mean")).mutable_data();
@@ -174,7 +104,7 @@ void bind_norm(py::module_& m) {
       [](const py::handle& x_obj, const py::handle& rm_obj, const py::handle& rv_obj, const py::handle& w_obj,
          const py::handle& b_obj, double eps, bool relu) {
         FloatArray x = float_input(x_obj, "batch_norm", "input");
-        BatchNormDesc d = bn_desc(x, eps, 0.0, false);
+        BatchNormDesc d = bn_desc(shape_of(x), eps, 0.0, false);
         d.relu = relu;
         FloatArray rm, rv, w, b;
         const float* mean = channel_vector(rm_obj, rm, d, "running_mean");
@@ -201,7 +131,7 @@ void bind_norm(py::module_& m) {
         FloatArray relu_output;
         if (!relu_obj.is_none()) relu_output = same_shape_input(relu_obj, x, "batch_norm backward", "relu_output");
         // training=false here only selects the gradient formula; the size rule is the forward's.
-        const BatchNormDesc d = bn_desc(x, 0.0, 0.0, false);
+        const BatchNormDesc d = bn_desc(shape_of(x), 0.0, 0.0, false);
         BatchNormDesc kd = d;
         kd.training = training;
         kd.relu = !relu_obj.is_none();
@@ -260,7 +190,7 @@ void bind_norm(py::module_& m) {
       "lrn_forward",
       [](const py::handle& x_obj, int64_t size, double alpha, double beta, double k) {
         FloatArray x = float_input(x_obj, "local_response_norm", "input");
-        const LrnDesc d = lrn_desc(x, size, alpha, beta, k);
+        const LrnDesc d = lrn_desc(shape_of(x), size, alpha, beta, k);
         FloatArray y = empty_float(shape_of(x)), scale = empty_float(shape_of(x));
         float *y_data = y.mutable_data(), *scale_data = scale.mutable_data();
         {
@@ -279,7 +209,7 @@ void bind_norm(py::module_& m) {
         FloatArray x = float_input(x_obj, op, "input");
         FloatArray dy = same_shape_input(dy_obj, x, op, "grad_output"), y = same_shape_input(y_obj, x, op, "output"),
                    scale = same_shape_input(scale_obj, x, op, "scale");
-        const LrnDesc d = lrn_desc(x, size, alpha, beta, k);
+        const LrnDesc d = lrn_desc(shape_of(x), size, alpha, beta, k);
         FloatArray dx = empty_float(shape_of(x));
         float* dx_data = dx.mutable_data();
         {

@@ -2,6 +2,7 @@
 // C-contiguous float32 arrays (they are updated in place, never copied); the gradient may be any
 // float32 array of the parameter's shape.
 #include "bindings/common.h"
+#include "bindings/descriptors.h"
 #include "dispatch.h"
 
 namespace pcn::bind {
@@ -37,8 +38,7 @@ ParamAndGrad param_and_grad(const py::handle& param_obj, const py::handle& grad_
 // naming `condition` when it is needed.
 float* optional_state(const py::handle& obj, bool needed, const char* op, const char* name, const char* condition,
                       const std::vector<int64_t>& shape, FloatArray& keep) {
-  if (!needed) return nullptr;
-  if (obj.is_none()) throw py::value_error(std::string(op) + ": " + name + " is required when " + condition);
+  if (!state_needed(!obj.is_none(), needed, op, name, condition)) return nullptr;
   return state_buffer(obj, op, name, &shape, keep);
 }
 
@@ -51,16 +51,7 @@ void bind_optim(py::module_& m) {
          double dampening, double weight_decay, bool nesterov, bool maximize, bool first_step) {
         const char* op = "sgd_update";
         ParamAndGrad pg = param_and_grad(param_obj, grad_obj, op);
-        SgdDesc d;
-        d.count = pg.param.size();
-        d.lr = lr;
-        d.momentum = momentum;
-        d.dampening = dampening;
-        d.weight_decay = weight_decay;
-        d.nesterov = nesterov;
-        d.maximize = maximize;
-        d.first_step = first_step;
-        validate(d);
+        const SgdDesc d = sgd_desc(pg.param.size(), lr, momentum, dampening, weight_decay, nesterov, maximize, first_step);
         FloatArray buf;
         float* b = optional_state(buf_obj, momentum != 0.0, op, "momentum_buffer", "momentum != 0", pg.shape, buf);
         {
@@ -80,18 +71,8 @@ void bind_optim(py::module_& m) {
         FloatArray avg, sq, max_sq;
         float* a = state_buffer(avg_obj, op, "exp_avg", &pg.shape, avg);
         float* s = state_buffer(sq_obj, op, "exp_avg_sq", &pg.shape, sq);
-        AdamDesc d;
-        d.count = pg.param.size();
-        d.lr = lr;
-        d.beta1 = beta1;
-        d.beta2 = beta2;
-        d.eps = eps;
-        d.weight_decay = weight_decay;
-        d.step = step;
-        d.amsgrad = amsgrad;
-        d.maximize = maximize;
-        d.decoupled_weight_decay = decoupled_weight_decay;
-        validate(d);
+        const AdamDesc d = adam_desc(pg.param.size(), step, lr, beta1, beta2, eps, weight_decay, amsgrad, maximize,
+                                     decoupled_weight_decay);
         float* mx = optional_state(max_obj, amsgrad, op, "max_exp_avg_sq", "amsgrad=True", pg.shape, max_sq);
         {
           py::gil_scoped_release nogil;
@@ -110,16 +91,7 @@ void bind_optim(py::module_& m) {
         ParamAndGrad pg = param_and_grad(param_obj, grad_obj, op);
         FloatArray sq, avg, buf;
         float* s = state_buffer(sq_obj, op, "square_avg", &pg.shape, sq);
-        RmspropDesc d;
-        d.count = pg.param.size();
-        d.lr = lr;
-        d.alpha = alpha;
-        d.eps = eps;
-        d.weight_decay = weight_decay;
-        d.momentum = momentum;
-        d.centered = centered;
-        d.maximize = maximize;
-        validate(d);
+        const RmspropDesc d = rmsprop_desc(pg.param.size(), lr, alpha, eps, weight_decay, momentum, centered, maximize);
         float* a = optional_state(avg_obj, centered, op, "grad_avg", "centered=True", pg.shape, avg);
         float* b = optional_state(buf_obj, momentum > 0.0, op, "momentum_buffer", "momentum > 0", pg.shape, buf);
         {
@@ -138,15 +110,7 @@ void bind_optim(py::module_& m) {
         ParamAndGrad pg = param_and_grad(param_obj, grad_obj, op);
         FloatArray sum;
         float* s = state_buffer(sum_obj, op, "state_sum", &pg.shape, sum);
-        AdagradDesc d;
-        d.count = pg.param.size();
-        d.lr = lr;
-        d.lr_decay = lr_decay;
-        d.eps = eps;
-        d.weight_decay = weight_decay;
-        d.step = step;
-        d.maximize = maximize;
-        validate(d);
+        const AdagradDesc d = adagrad_desc(pg.param.size(), step, lr, lr_decay, eps, weight_decay, maximize);
         {
           py::gil_scoped_release nogil;
           kernels().adagrad_update(pg.data, s, pg.grad.data(), d);
@@ -163,14 +127,7 @@ void bind_optim(py::module_& m) {
         FloatArray sq, acc;
         float* s = state_buffer(sq_obj, op, "square_avg", &pg.shape, sq);
         float* a = state_buffer(acc_obj, op, "acc_delta", &pg.shape, acc);
-        AdadeltaDesc d;
-        d.count = pg.param.size();
-        d.lr = lr;
-        d.rho = rho;
-        d.eps = eps;
-        d.weight_decay = weight_decay;
-        d.maximize = maximize;
-        validate(d);
+        const AdadeltaDesc d = adadelta_desc(pg.param.size(), lr, rho, eps, weight_decay, maximize);
         {
           py::gil_scoped_release nogil;
           kernels().adadelta_update(pg.data, s, a, pg.grad.data(), d);

@@ -1,5 +1,6 @@
 // Bindings for max/avg/adaptive pooling and resampling (interpolate), forward and backward.
 #include "bindings/common.h"
+#include "bindings/descriptors.h"
 #include "dispatch.h"
 
 namespace pcn::bind {
@@ -9,49 +10,6 @@ FloatArray pool_input(const py::handle& obj, const char* op, const char* name) {
   FloatArray a = float_input(obj, op, name);
   expect_ndim(a, 4, op, name, "(N, C, H, W)");
   return a;
-}
-
-std::vector<int64_t> input_shape_arg(const std::vector<int64_t>& shape, const char* op) {
-  if (shape.size() != 4)
-    throw py::value_error(std::string(op) + " backward: input_shape must have 4 entries, got " + shape_str(shape));
-  checked_numel(shape, op);
-  return shape;
-}
-
-// A descriptor with its op and input extents from an (N, C, H, W) shape.
-template <class Desc>
-Desc desc_for_input(const char* op, const std::vector<int64_t>& input_shape) {
-  Desc d;
-  d.op = op;
-  d.batch = input_shape[0];
-  d.channels = input_shape[1];
-  d.in_h = input_shape[2];
-  d.in_w = input_shape[3];
-  return d;
-}
-
-Pool2dDesc pool_desc(const char* op, const std::vector<int64_t>& input_shape, Pair kernel, Pair stride, Pair padding,
-                     Pair dilation, bool ceil_mode) {
-  Pool2dDesc d = desc_for_input<Pool2dDesc>(op, input_shape);
-  d.kernel_h = kernel[0];
-  d.kernel_w = kernel[1];
-  d.stride_h = stride[0];
-  d.stride_w = stride[1];
-  d.pad_h = padding[0];
-  d.pad_w = padding[1];
-  d.dilation_h = dilation[0];
-  d.dilation_w = dilation[1];
-  d.ceil_mode = ceil_mode;
-  validate(d);
-  return d;
-}
-
-AdaptivePool2dDesc adaptive_desc(const char* op, const std::vector<int64_t>& input_shape, Pair output_size) {
-  AdaptivePool2dDesc d = desc_for_input<AdaptivePool2dDesc>(op, input_shape);
-  d.out_h = output_size[0];
-  d.out_w = output_size[1];
-  validate(d);
-  return d;
 }
 
 // The argmax indices handed back to a backward pass, of the right shape. Their values are checked
@@ -71,42 +29,12 @@ void report_invalid_index(const IndexArray& indices, int64_t first_invalid, cons
                         std::to_string(first_invalid));
 }
 
-template <class Desc>
-std::vector<int64_t> output_shape(const Desc& d) {
-  return {d.batch, d.channels, d.out_h, d.out_w};
-}
-
-template <class Desc>
-std::vector<int64_t> input_shape(const Desc& d) {
-  return {d.batch, d.channels, d.in_h, d.in_w};
-}
-
-// scales: torch's per-axis scale_factor, or <= 0 where none was given (then in / out is used).
-ResampleDesc resample_desc(const char* op, const std::vector<int64_t>& input_shape, Pair output_size,
-                           std::array<double, 2> scales, bool align_corners) {
-  ResampleDesc d = desc_for_input<ResampleDesc>(op, input_shape);
-  d.out_h = output_size[0];
-  d.out_w = output_size[1];
-  d.align_corners = align_corners;
-  const auto scale = [align_corners](int64_t in, int64_t out, double factor) {
-    if (align_corners) return out > 1 ? static_cast<float>(in - 1) / static_cast<float>(out - 1) : 0.0f;
-    return factor > 0.0 ? static_cast<float>(1.0 / factor) : static_cast<float>(in) / static_cast<float>(out);
-  };
-  if (d.out_h > 0 && d.out_w > 0) {
-    d.scale_h = scale(d.in_h, d.out_h, scales[0]);
-    d.scale_w = scale(d.in_w, d.out_w, scales[1]);
-  }
-  validate(d);
-  return d;
-}
-
 using ResampleKernel = void (*)(float*, const float*, const ResampleDesc&);
 
 ResampleKernel KernelTable::*resample_kernel(const std::string& mode, bool backward) {
-  if (mode == "nearest") return backward ? &KernelTable::upsample_nearest2d_backward : &KernelTable::upsample_nearest2d_forward;
-  if (mode == "bilinear")
+  if (resample_bilinear(mode))
     return backward ? &KernelTable::upsample_bilinear2d_backward : &KernelTable::upsample_bilinear2d_forward;
-  throw py::value_error("interpolate: mode must be 'nearest' or 'bilinear', got '" + mode + "'");
+  return backward ? &KernelTable::upsample_nearest2d_backward : &KernelTable::upsample_nearest2d_forward;
 }
 
 }  // namespace
@@ -119,7 +47,7 @@ void bind_pool(py::module_& m) {
         FloatArray x = pool_input(x_obj, "interpolate", "input");
         const ResampleKernel KernelTable::*kernel = resample_kernel(mode, false);
         const ResampleDesc d = resample_desc("interpolate", shape_of(x), output_size, scales, align_corners);
-        FloatArray y = empty_float(output_shape(d));
+        FloatArray y = empty_float(pool_output_shape(d));
         float* y_data = y.mutable_data();
         {
           py::gil_scoped_release nogil;
@@ -137,9 +65,9 @@ void bind_pool(py::module_& m) {
         FloatArray dy = pool_input(dy_obj, op, "grad_output");
         const ResampleKernel KernelTable::*kernel = resample_kernel(mode, true);
         const ResampleDesc d =
-            resample_desc(op, input_shape_arg(in_shape, op), {dy.shape(2), dy.shape(3)}, scales, align_corners);
-        expect_shape(dy, output_shape(d), op, "grad_output");
-        FloatArray dx = empty_float(input_shape(d));
+            resample_desc(op, pool_input_shape_arg(in_shape, op), {dy.shape(2), dy.shape(3)}, scales, align_corners);
+        expect_shape(dy, pool_output_shape(d), op, "grad_output");
+        FloatArray dx = empty_float(pool_input_shape(d));
         float* dx_data = dx.mutable_data();
         {
           py::gil_scoped_release nogil;
@@ -153,8 +81,8 @@ void bind_pool(py::module_& m) {
       [](const py::handle& x_obj, Pair kernel, Pair stride, Pair padding, Pair dilation, bool ceil_mode) {
         FloatArray x = pool_input(x_obj, "max_pool2d", "input");
         const Pool2dDesc d = pool_desc("max_pool2d", shape_of(x), kernel, stride, padding, dilation, ceil_mode);
-        FloatArray y = empty_float(output_shape(d));
-        IndexArray indices = empty_index(output_shape(d));
+        FloatArray y = empty_float(pool_output_shape(d));
+        IndexArray indices = empty_index(pool_output_shape(d));
         float* y_data = y.mutable_data();
         int64_t* i_data = indices.mutable_data();
         {
@@ -171,10 +99,10 @@ void bind_pool(py::module_& m) {
          Pair stride, Pair padding, Pair dilation, bool ceil_mode) {
         const char* op = "max_pool2d backward";
         FloatArray dy = pool_input(dy_obj, op, "grad_output");
-        const Pool2dDesc d = pool_desc(op, input_shape_arg(in_shape, op), kernel, stride, padding, dilation, ceil_mode);
-        expect_shape(dy, output_shape(d), op, "grad_output");
-        IndexArray indices = argmax_input(i_obj, op, output_shape(d));
-        FloatArray dx = empty_float(input_shape(d));
+        const Pool2dDesc d = pool_desc(op, pool_input_shape_arg(in_shape, op), kernel, stride, padding, dilation, ceil_mode);
+        expect_shape(dy, pool_output_shape(d), op, "grad_output");
+        IndexArray indices = argmax_input(i_obj, op, pool_output_shape(d));
+        FloatArray dx = empty_float(pool_input_shape(d));
         float* dx_data = dx.mutable_data();
         int64_t first_invalid;
         {
@@ -194,7 +122,7 @@ void bind_pool(py::module_& m) {
         Pool2dDesc d = pool_desc("avg_pool2d", shape_of(x), kernel, stride, padding, {1, 1}, ceil_mode);
         d.count_include_pad = count_include_pad;
         d.divisor_override = divisor_override;
-        FloatArray y = empty_float(output_shape(d));
+        FloatArray y = empty_float(pool_output_shape(d));
         float* y_data = y.mutable_data();
         {
           py::gil_scoped_release nogil;
@@ -210,11 +138,11 @@ void bind_pool(py::module_& m) {
          bool ceil_mode, bool count_include_pad, int64_t divisor_override) {
         const char* op = "avg_pool2d backward";
         FloatArray dy = pool_input(dy_obj, op, "grad_output");
-        Pool2dDesc d = pool_desc(op, input_shape_arg(in_shape, op), kernel, stride, padding, {1, 1}, ceil_mode);
+        Pool2dDesc d = pool_desc(op, pool_input_shape_arg(in_shape, op), kernel, stride, padding, {1, 1}, ceil_mode);
         d.count_include_pad = count_include_pad;
         d.divisor_override = divisor_override;
-        expect_shape(dy, output_shape(d), op, "grad_output");
-        FloatArray dx = empty_float(input_shape(d));
+        expect_shape(dy, pool_output_shape(d), op, "grad_output");
+        FloatArray dx = empty_float(pool_input_shape(d));
         float* dx_data = dx.mutable_data();
         {
           py::gil_scoped_release nogil;
@@ -229,7 +157,7 @@ void bind_pool(py::module_& m) {
       [](const py::handle& x_obj, Pair output_size) {
         FloatArray x = pool_input(x_obj, "adaptive_avg_pool2d", "input");
         const AdaptivePool2dDesc d = adaptive_desc("adaptive_avg_pool2d", shape_of(x), output_size);
-        FloatArray y = empty_float(output_shape(d));
+        FloatArray y = empty_float(pool_output_shape(d));
         float* y_data = y.mutable_data();
         {
           py::gil_scoped_release nogil;
@@ -243,9 +171,9 @@ void bind_pool(py::module_& m) {
       [](const py::handle& dy_obj, const std::vector<int64_t>& in_shape) {
         const char* op = "adaptive_avg_pool2d backward";
         FloatArray dy = pool_input(dy_obj, op, "grad_output");
-        const AdaptivePool2dDesc d = adaptive_desc(op, input_shape_arg(in_shape, op), {dy.shape(2), dy.shape(3)});
-        expect_shape(dy, output_shape(d), op, "grad_output");
-        FloatArray dx = empty_float(input_shape(d));
+        const AdaptivePool2dDesc d = adaptive_desc(op, pool_input_shape_arg(in_shape, op), {dy.shape(2), dy.shape(3)});
+        expect_shape(dy, pool_output_shape(d), op, "grad_output");
+        FloatArray dx = empty_float(pool_input_shape(d));
         float* dx_data = dx.mutable_data();
         {
           py::gil_scoped_release nogil;
@@ -259,8 +187,8 @@ void bind_pool(py::module_& m) {
       [](const py::handle& x_obj, Pair output_size) {
         FloatArray x = pool_input(x_obj, "adaptive_max_pool2d", "input");
         const AdaptivePool2dDesc d = adaptive_desc("adaptive_max_pool2d", shape_of(x), output_size);
-        FloatArray y = empty_float(output_shape(d));
-        IndexArray indices = empty_index(output_shape(d));
+        FloatArray y = empty_float(pool_output_shape(d));
+        IndexArray indices = empty_index(pool_output_shape(d));
         float* y_data = y.mutable_data();
         int64_t* i_data = indices.mutable_data();
         {
@@ -275,10 +203,10 @@ void bind_pool(py::module_& m) {
       [](const py::handle& dy_obj, const py::handle& i_obj, const std::vector<int64_t>& in_shape) {
         const char* op = "adaptive_max_pool2d backward";
         FloatArray dy = pool_input(dy_obj, op, "grad_output");
-        const AdaptivePool2dDesc d = adaptive_desc(op, input_shape_arg(in_shape, op), {dy.shape(2), dy.shape(3)});
-        expect_shape(dy, output_shape(d), op, "grad_output");
-        IndexArray indices = argmax_input(i_obj, op, output_shape(d));
-        FloatArray dx = empty_float(input_shape(d));
+        const AdaptivePool2dDesc d = adaptive_desc(op, pool_input_shape_arg(in_shape, op), {dy.shape(2), dy.shape(3)});
+        expect_shape(dy, pool_output_shape(d), op, "grad_output");
+        IndexArray indices = argmax_input(i_obj, op, pool_output_shape(d));
+        FloatArray dx = empty_float(pool_input_shape(d));
         float* dx_data = dx.mutable_data();
         int64_t first_invalid;
         {

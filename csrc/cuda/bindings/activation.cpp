@@ -2,6 +2,7 @@
 // bindings/activation.cpp: the same names, arguments, descriptors and messages, with DeviceArrays
 // for numpy arrays. Forward kernels take an optional out= (a float32 array of the input's shape on
 // its device, which may be the input itself: in-place).
+#include "bindings/descriptors.h"
 #include "cuda/activation.cuh"
 #include "cuda/bindings/common.h"
 
@@ -10,14 +11,6 @@ namespace {
 
 using ForwardLauncher = void (*)(float*, const float*, const ActivationDesc&, cudaStream_t);
 using BackwardLauncher = void (*)(float*, const float*, const float*, const ActivationDesc&, cudaStream_t);
-
-ActivationDesc activation_desc(const DeviceArray& x, double negative_slope) {
-  ActivationDesc d;
-  d.count = checked_numel(x.shape, "activation: input");
-  d.negative_slope = static_cast<float>(negative_slope);
-  validate(d);
-  return d;
-}
 
 // out= if given (checked), else a fresh array shaped like x.
 DeviceArray output_like(const DeviceArray& x, const std::optional<DeviceArray>& out, const char* op) {
@@ -31,7 +24,7 @@ DeviceArray output_like(const DeviceArray& x, const std::optional<DeviceArray>& 
 DeviceArray run_forward(ForwardLauncher launcher, const DeviceArray& x, const std::optional<DeviceArray>& out,
                         double negative_slope, const char* op) {
   float_input(x, op, "input");
-  const ActivationDesc d = activation_desc(x, negative_slope);
+  const ActivationDesc d = activation_desc(x.shape, negative_slope);
   DeviceArray y = output_like(x, out, op);
   cudaStream_t stream = launch_on(x);
   {
@@ -47,7 +40,7 @@ DeviceArray run_backward(BackwardLauncher launcher, const DeviceArray& dy, const
   float_input(dy, op, "grad_output");
   expect_shape(dy, v.shape, op, "grad_output");
   expect_same_device(op, {&v, &dy});
-  const ActivationDesc d = activation_desc(v, negative_slope);
+  const ActivationDesc d = activation_desc(v.shape, negative_slope);
   DeviceArray dx = empty_like(v);
   cudaStream_t stream = launch_on(v);
   {
@@ -55,18 +48,6 @@ DeviceArray run_backward(BackwardLauncher launcher, const DeviceArray& dy, const
     launcher(dx.data<float>(), dy.data<float>(), v.data<float>(), d, stream);
   }
   return dx;
-}
-
-// The mask covers the leading mask_ndim dims of x; each entry scales the block of trailing dims.
-DropoutDesc dropout_desc(const std::vector<int64_t>& shape, int64_t mask_ndim, double p, uint64_t seed) {
-  DropoutDesc d;
-  d.count = checked_numel(std::vector<int64_t>(shape.begin(), shape.begin() + mask_ndim), "dropout: mask");
-  d.plane = checked_numel(std::vector<int64_t>(shape.begin() + mask_ndim, shape.end()), "dropout: input");
-  d.p = static_cast<float>(p);
-  d.seed = seed;
-  if (!(p >= 0.0 && p <= 1.0)) d.p = -1.0f;  // let validate() report it, whatever float rounding does
-  validate(d);
-  return d;
 }
 
 }  // namespace
@@ -124,10 +105,7 @@ void bind_activation(py::module_& m) {
       "dropout_forward",
       [](const DeviceArray& x, double p, uint64_t seed, const std::optional<DeviceArray>& out, int64_t mask_ndim) {
         float_input(x, "dropout", "input");
-        if (mask_ndim < 0) mask_ndim = x.ndim();
-        if (mask_ndim > x.ndim())
-          throw py::value_error("dropout: mask_ndim " + std::to_string(mask_ndim) + " exceeds the dims of input of shape " +
-                                shape_str(x.shape));
+        mask_ndim = dropout_mask_ndim(x.shape, mask_ndim);
         const DropoutDesc d = dropout_desc(x.shape, mask_ndim, p, seed);
         DeviceArray y = output_like(x, out, "dropout");
         DeviceArray mask = empty(std::vector<int64_t>(x.shape.begin(), x.shape.begin() + mask_ndim), Dtype::uint8, x.device);
@@ -146,10 +124,7 @@ void bind_activation(py::module_& m) {
       [](const DeviceArray& dy, const DeviceArray& mask, double p) {
         float_input(dy, "dropout backward", "grad_output");
         expect_dtype(mask, Dtype::uint8, "dropout backward", "mask");
-        if (mask.ndim() > dy.ndim() ||
-            mask.shape != std::vector<int64_t>(dy.shape.begin(), dy.shape.begin() + mask.ndim()))
-          throw py::value_error("dropout backward: mask shape " + shape_str(mask.shape) +
-                                " does not match grad_output shape " + shape_str(dy.shape));
+        expect_dropout_mask(mask.shape, dy.shape);
         expect_same_device("dropout backward", {&dy, &mask});
         const DropoutDesc d = dropout_desc(dy.shape, mask.ndim(), p, 0);
         DeviceArray dx = empty_like(dy);

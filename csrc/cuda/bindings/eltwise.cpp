@@ -1,5 +1,6 @@
 // GPU bindings for same-shape element-wise ops, the deterministic sum and norm, and concat / split
 // (cuda/eltwise.cuh), mirroring bindings/eltwise.cpp with DeviceArrays for numpy arrays.
+#include "bindings/descriptors.h"
 #include "cuda/bindings/common.h"
 #include "cuda/eltwise.cuh"
 
@@ -11,13 +12,8 @@ using BinaryLauncher = void (*)(float*, const float*, const float*, const Eltwis
 DeviceArray binary_call(const DeviceArray& a, const DeviceArray& b, const char* op, BinaryLauncher launcher) {
   float_input(a, op, "input");
   float_input(b, op, "other");
-  if (a.shape != b.shape)
-    throw py::value_error(std::string(op) + ": input and other must have the same shape, got " + shape_str(a.shape) +
-                          " and " + shape_str(b.shape));
+  const EltwiseDesc d = binary_desc(a.shape, b.shape, op);
   expect_same_device(op, {&a, &b});
-  EltwiseDesc d;
-  d.count = a.numel();
-  validate(d);
   DeviceArray y = empty_like(a);
   cudaStream_t stream = launch_on(a);
   {
@@ -31,10 +27,7 @@ DeviceArray binary_call(const DeviceArray& a, const DeviceArray& b, const char* 
 DeviceArray reduce_call(const DeviceArray& x, const char* op, double p,
                         void (*launcher)(float*, const float*, const EltwiseDesc&, cudaStream_t)) {
   float_input(x, op, "input");
-  EltwiseDesc d;
-  d.count = x.numel();
-  d.p = p;
-  validate(d);
+  const EltwiseDesc d = reduction_desc(x.numel(), p);
   DeviceArray out = empty({}, Dtype::float32, x.device);
   cudaStream_t stream = launch_on(x);
   {
@@ -42,24 +35,6 @@ DeviceArray reduce_call(const DeviceArray& x, const char* op, double p,
     launcher(out.data<float>(), x.data<float>(), d, stream);
   }
   return out;
-}
-
-// Normalises `dim` for `ndim` dimensions (negative counts from the end).
-int64_t concat_dim(int64_t dim, int64_t ndim, const char* op) {
-  if (dim < -ndim || dim >= ndim)
-    throw py::value_error(std::string(op) + ": dim " + std::to_string(dim) + " is out of range for " +
-                          std::to_string(ndim) + "-D tensors");
-  return dim < 0 ? dim + ndim : dim;
-}
-
-// outer = prod(shape[:dim]), inner = prod(shape[dim+1:]).
-ConcatDesc concat_desc(const std::vector<int64_t>& shape, int64_t dim, int64_t inputs) {
-  ConcatDesc d;
-  d.outer = d.inner = 1;
-  for (int64_t i = 0; i < dim; ++i) d.outer = checked_mul(d.outer, shape[i], "cat");
-  for (size_t i = dim + 1; i < shape.size(); ++i) d.inner = checked_mul(d.inner, shape[i], "cat");
-  d.inputs = inputs;
-  return d;
 }
 
 }  // namespace
@@ -78,35 +53,22 @@ void bind_eltwise(py::module_& m) {
   m.def(
       "concat",
       [](const std::vector<DeviceArray>& parts, int64_t dim) {
-        const int64_t inputs = static_cast<int64_t>(parts.size());
-        if (inputs == 0) throw py::value_error("cat: expected a non-empty list of tensors");
-        for (int64_t i = 0; i < inputs; ++i) float_input(parts[i], "cat", ("tensors[" + std::to_string(i) + "]").c_str());
-        const std::vector<int64_t>& first = parts[0].shape;
-        if (first.empty()) throw py::value_error("cat: zero-dimensional tensors cannot be concatenated");
-        dim = concat_dim(dim, static_cast<int64_t>(first.size()), "cat");
-        std::vector<int64_t> extents(inputs);
-        std::vector<const float*> pointers(inputs);
-        for (int64_t i = 0; i < inputs; ++i) {
-          const std::vector<int64_t>& shape = parts[i].shape;
-          bool match = shape.size() == first.size();
-          for (size_t k = 0; match && k < shape.size(); ++k) match = static_cast<int64_t>(k) == dim || shape[k] == first[k];
-          if (!match)
-            throw py::value_error("cat: sizes of tensors must match except in dimension " + std::to_string(dim) +
-                                  ": tensors[0] has shape " + shape_str(first) + " but tensors[" + std::to_string(i) +
-                                  "] has shape " + shape_str(shape));
-          expect_same_device("cat", {&parts[0], &parts[i]});
-          extents[i] = shape[dim];
-          pointers[i] = parts[i].data<float>();
+        std::vector<std::vector<int64_t>> shapes;
+        for (size_t i = 0; i < parts.size(); ++i) {
+          float_input(parts[i], "cat", ("tensors[" + std::to_string(i) + "]").c_str());
+          shapes.push_back(parts[i].shape);
         }
-        ConcatDesc d = concat_desc(first, dim, inputs);
-        validate(d, extents.data());
-        std::vector<int64_t> out_shape = first;
-        out_shape[dim] = d.total;
-        DeviceArray y = empty(out_shape, Dtype::float32, parts[0].device);
+        const ConcatLayout layout = concat_layout(shapes, dim);
+        std::vector<const float*> pointers;
+        for (const DeviceArray& part : parts) {
+          expect_same_device("cat", {&parts[0], &part});
+          pointers.push_back(part.data<float>());
+        }
+        DeviceArray y = empty(with_extent(shapes[0], layout.dim, layout.d.total), Dtype::float32, parts[0].device);
         cudaStream_t stream = launch_on(parts[0]);
         {
           py::gil_scoped_release nogil;
-          concat_forward(y.data<float>(), pointers.data(), extents.data(), d, stream);
+          concat_forward(y.data<float>(), pointers.data(), layout.extents.data(), layout.d, stream);
         }
         return y;
       },
@@ -115,27 +77,17 @@ void bind_eltwise(py::module_& m) {
       "split",
       [](const DeviceArray& y, std::vector<int64_t> extents, int64_t dim) {
         float_input(y, "split", "input");
-        const std::vector<int64_t>& shape = y.shape;
-        if (shape.empty()) throw py::value_error("split: input must have at least one dimension");
-        dim = concat_dim(dim, static_cast<int64_t>(shape.size()), "split");
-        if (extents.empty()) throw py::value_error("split: sizes must not be empty");
-        ConcatDesc d = concat_desc(shape, dim, static_cast<int64_t>(extents.size()));
-        validate(d, extents.data());
-        if (d.total != shape[dim])
-          throw py::value_error("split: sizes " + shape_str(extents) + " must add up to dimension " + std::to_string(dim) +
-                                " of input shape " + shape_str(shape));
+        const ConcatLayout layout = split_layout(y.shape, std::move(extents), dim);
         std::vector<DeviceArray> outputs;
         std::vector<float*> pointers;
-        for (int64_t extent : extents) {
-          std::vector<int64_t> part_shape = shape;
-          part_shape[dim] = extent;
-          outputs.push_back(empty(part_shape, Dtype::float32, y.device));
+        for (int64_t extent : layout.extents) {
+          outputs.push_back(empty(with_extent(y.shape, layout.dim, extent), Dtype::float32, y.device));
           pointers.push_back(outputs.back().data<float>());
         }
         cudaStream_t stream = launch_on(y);
         {
           py::gil_scoped_release nogil;
-          split_forward(pointers.data(), y.data<float>(), extents.data(), d, stream);
+          split_forward(pointers.data(), y.data<float>(), layout.extents.data(), layout.d, stream);
         }
         return outputs;
       },

@@ -4,34 +4,19 @@
 // The CPU binding also checks every class target and every binary_cross_entropy probability on the
 // host; here that would wait for the device, so it is left out: an out-of-range class target gives
 // a NaN loss and gradient (loss.cuh), a probability outside [0, 1] the clamped-log value.
+#include "bindings/descriptors.h"
 #include "cuda/bindings/common.h"
 #include "cuda/loss.cuh"
 
 namespace pcn::cuda::bind {
 namespace {
 
-SoftmaxDesc softmax_desc(const DeviceArray& x, int64_t dim, const char* op) {
-  const int64_t ndim = x.ndim();
-  if (ndim == 0 ? (dim != 0 && dim != -1) : (dim < -ndim || dim >= ndim))
-    throw py::value_error(std::string(op) + ": dim " + std::to_string(dim) + " is out of range for input of shape " +
-                          shape_str(x.shape));
-  if (dim < 0) dim += ndim;
-  SoftmaxDesc d;
-  d.outer = 1;
-  d.classes = ndim == 0 ? 1 : x.shape[dim];
-  d.inner = 1;
-  for (int64_t i = 0; i < dim; ++i) d.outer *= x.shape[i];
-  for (int64_t i = dim + 1; i < ndim; ++i) d.inner *= x.shape[i];
-  validate(d);
-  return d;
-}
-
 using SoftmaxLauncher = void (*)(float*, const float*, const SoftmaxDesc&, cudaStream_t);
 using SoftmaxBackwardLauncher = void (*)(float*, const float*, const float*, const SoftmaxDesc&, cudaStream_t);
 
 DeviceArray softmax_call(const DeviceArray& x, int64_t dim, const char* op, SoftmaxLauncher launcher) {
   float_input(x, op, "input");
-  const SoftmaxDesc d = softmax_desc(x, dim, op);
+  const SoftmaxDesc d = softmax_desc(x.shape, dim, op);
   DeviceArray y = empty_like(x);
   cudaStream_t stream = launch_on(x);
   {
@@ -47,7 +32,7 @@ DeviceArray softmax_backward_call(const DeviceArray& dy, const DeviceArray& y, i
   float_input(y, op, "output");
   expect_shape(dy, y.shape, op, "grad_output");
   expect_same_device(op, {&y, &dy});
-  const SoftmaxDesc d = softmax_desc(y, dim, op);
+  const SoftmaxDesc d = softmax_desc(y.shape, dim, op);
   DeviceArray dx = empty_like(y);
   cudaStream_t stream = launch_on(y);
   {
@@ -70,23 +55,9 @@ ClassTask class_task(const DeviceArray* input, const std::vector<int64_t>& input
                      float label_smoothing, const char* op) {
   ClassTask task;
   index_input(target, op, "target");
-  if (input_shape.size() < 2)
-    throw py::value_error(std::string(op) + ": input must be (N, C) or (N, C, d1, ...), got shape " +
-                          shape_str(input_shape));
-  task.target_shape = input_shape;
-  task.target_shape.erase(task.target_shape.begin() + 1);
-  if (target.shape != task.target_shape)
-    throw py::value_error(std::string(op) + ": target must have shape " + shape_str(task.target_shape) +
-                          " for input of shape " + shape_str(input_shape) + ", got " + shape_str(target.shape));
-  LossDesc& d = task.d;
-  d.batch = input_shape[0];
-  d.classes = input_shape[1];
-  d.inner = 1;
-  for (size_t i = 2; i < input_shape.size(); ++i) d.inner = checked_mul(d.inner, input_shape[i], op);
-  d.ignore_index = ignore_index;
-  d.reduction = reduction;
-  d.label_smoothing = label_smoothing;
-  validate(d, op);
+  task.target_shape = target.shape;
+  task.d = class_loss_desc(input_shape, task.target_shape, ignore_index, reduction, label_smoothing, op);
+  const LossDesc& d = task.d;
   if (weight) {
     float_input(*weight, op, "weight");
     expect_shape(*weight, {d.classes}, op, "weight");
@@ -95,10 +66,6 @@ ClassTask class_task(const DeviceArray* input, const std::vector<int64_t>& input
   }
   if (input) expect_same_device(op, {input, &target});
   return task;
-}
-
-std::vector<int64_t> loss_shape(const LossDesc& d, const std::vector<int64_t>& per_element) {
-  return d.reduction == kReductionNone ? per_element : std::vector<int64_t>{};
 }
 
 void expect_grad_loss(const DeviceArray& g, const DeviceArray& like, const LossDesc& d,
@@ -124,12 +91,7 @@ FlatTask flat_task(const DeviceArray& input, const DeviceArray& target, int redu
   float_input(target, op.c_str(), "target");
   expect_shape(target, input.shape, op.c_str(), "target");
   expect_same_device(op.c_str(), {&input, &target});
-  task.d.batch = input.numel();
-  task.d.classes = task.d.inner = 1;
-  task.d.reduction = reduction;
-  task.d.beta = beta;
-  task.d.huber = huber;
-  validate(task.d, op.c_str());
+  task.d = flat_loss_desc(input.numel(), reduction, beta, huber, op.c_str());
   return task;
 }
 
@@ -145,11 +107,11 @@ const float* optional_elementwise(const std::optional<DeviceArray>& array, const
 
 FlatTask binary_task(const DeviceArray& input, const DeviceArray& target, const std::optional<DeviceArray>& weight,
                      const std::optional<DeviceArray>& pos_weight, int reduction, bool logits, const char* suffix) {
-  const std::string op = std::string(logits ? "binary_cross_entropy_with_logits" : "binary_cross_entropy") + suffix;
+  const std::string op = binary_loss_op(logits, suffix);
   FlatTask task = flat_task(input, target, reduction, op);
   task.weight_data = optional_elementwise(weight, input, task, "weight");
   task.pos_weight_data = optional_elementwise(pos_weight, input, task, "pos_weight");
-  if (!logits && task.pos_weight_data) throw py::value_error(op + ": pos_weight needs logits");
+  expect_pos_weight_allowed(logits, task.pos_weight_data != nullptr, op);
   return task;
 }
 

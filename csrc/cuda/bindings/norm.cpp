@@ -2,6 +2,7 @@
 // csrc/bindings/norm.cpp with the same names, arguments, checks, descriptors, results and in-place
 // running-statistics updates, on DeviceArrays (kernels in cuda/norm.cu). Inputs are (N, C, *):
 // everything after the channel axis is flattened into `spatial`.
+#include "bindings/descriptors.h"
 #include "cuda/bindings/common.h"
 #include "cuda/norm.cuh"
 
@@ -9,29 +10,6 @@ namespace pcn::cuda::bind {
 namespace {
 
 using OptionalArray = std::optional<DeviceArray>;
-
-// (batch, channels, spatial) of an (N, C, *) array with at least `min_ndim` dimensions.
-std::array<int64_t, 3> ncs_shape(const DeviceArray& a, int min_ndim, const char* op, const char* name) {
-  if (a.ndim() < min_ndim)
-    throw py::value_error(std::string(op) + ": " + name + " must have at least " + std::to_string(min_ndim) +
-                          " dimensions (N, C, ...), got shape " + shape_str(a.shape));
-  int64_t spatial = 1;
-  for (int i = 2; i < a.ndim(); ++i) spatial = checked_mul(spatial, a.shape[i], op);
-  return {a.shape[0], a.shape[1], spatial};
-}
-
-BatchNormDesc bn_desc(const DeviceArray& x, double eps, double momentum, bool training) {
-  const auto [batch, channels, spatial] = ncs_shape(x, 2, "batch_norm", "input");
-  BatchNormDesc d;
-  d.batch = batch;
-  d.channels = channels;
-  d.spatial = spatial;
-  d.eps = static_cast<float>(eps);
-  d.momentum = static_cast<float>(momentum);
-  d.training = training;
-  validate(d);
-  return d;
-}
 
 // A (C,) float32 parameter or statistic on x's device; null for None.
 float* channel_vector(const OptionalArray& a, const DeviceArray& x, const BatchNormDesc& d, const char* op,
@@ -41,20 +19,6 @@ float* channel_vector(const OptionalArray& a, const DeviceArray& x, const BatchN
   expect_shape(*a, {d.channels}, op, name);
   expect_same_device(op, {&x, &*a});
   return a->data<float>();
-}
-
-LrnDesc lrn_desc(const DeviceArray& x, int64_t size, double alpha, double beta, double k) {
-  const auto [batch, channels, spatial] = ncs_shape(x, 3, "local_response_norm", "input");
-  LrnDesc d;
-  d.batch = batch;
-  d.channels = channels;
-  d.spatial = spatial;
-  d.size = size;
-  d.alpha = static_cast<float>(alpha);
-  d.beta = static_cast<float>(beta);
-  d.k = static_cast<float>(k);
-  validate(d);
-  return d;
 }
 
 const DeviceArray& same_shape_input(const DeviceArray& a, const DeviceArray& like, const char* op, const char* name) {
@@ -74,41 +38,6 @@ float* data_or_null(const OptionalArray& a) { return a ? a->data<float>() : null
 
 using Gradients = std::tuple<OptionalArray, OptionalArray, OptionalArray>;
 
-// Group norm of an (N, C, *) input, or layer norm over its last `normalized_ndim` dims (one group,
-// the trailing dims as channels); param_shape is what weight and bias must look like.
-struct GroupNormTask {
-  GroupNormDesc d;
-  std::vector<int64_t> param_shape;
-  std::string op;
-};
-
-GroupNormTask group_norm_task(const DeviceArray& x, bool layer, int64_t groups_or_ndim, double eps,
-                              const char* suffix) {
-  GroupNormTask task;
-  task.op = std::string(layer ? "layer_norm" : "group_norm") + suffix;
-  const std::vector<int64_t>& shape = x.shape;
-  GroupNormDesc& d = task.d;
-  d.eps = static_cast<float>(eps);
-  if (layer) {
-    const int64_t ndim = groups_or_ndim;
-    if (ndim < 1 || ndim > static_cast<int64_t>(shape.size()))
-      throw py::value_error(task.op + ": normalized_shape has " + std::to_string(ndim) +
-                            " dims, more than the input of shape " + shape_str(shape) + " (or none)");
-    task.param_shape.assign(shape.end() - ndim, shape.end());
-    d.batch = checked_numel(std::vector<int64_t>(shape.begin(), shape.end() - ndim), task.op.c_str());
-    d.channels = checked_numel(task.param_shape, task.op.c_str());
-  } else {
-    const auto [batch, channels, spatial] = ncs_shape(x, 2, task.op.c_str(), "input");
-    d.batch = batch;
-    d.channels = channels;
-    d.spatial = spatial;
-    d.groups = groups_or_ndim;
-    task.param_shape = {channels};
-  }
-  validate(d, task.op.c_str());
-  return task;
-}
-
 const float* norm_parameter(const OptionalArray& a, const DeviceArray& x, const GroupNormTask& task,
                             const char* name) {
   if (!a) return nullptr;
@@ -123,7 +52,7 @@ std::tuple<DeviceArray, DeviceArray, DeviceArray> group_norm_forward_call(const 
                                                                           const OptionalArray& w,
                                                                           const OptionalArray& b, double eps) {
   float_input(x, layer ? "layer_norm" : "group_norm", "input");
-  const GroupNormTask task = group_norm_task(x, layer, groups_or_ndim, eps, "");
+  const GroupNormTask task = group_norm_task(x.shape, layer, groups_or_ndim, eps, "");
   const float* weight = norm_parameter(w, x, task, "weight");
   const float* bias = norm_parameter(b, x, task, "bias");
   const int64_t rows = task.d.batch * task.d.groups;
@@ -142,7 +71,7 @@ Gradients group_norm_backward_call(const DeviceArray& dy, const DeviceArray& x, 
                                    const DeviceArray& rstd, const OptionalArray& w, bool layer, int64_t groups_or_ndim,
                                    std::array<bool, 3> output_mask) {
   float_input(x, layer ? "layer_norm backward" : "group_norm backward", "input");
-  const GroupNormTask task = group_norm_task(x, layer, groups_or_ndim, 0.0, " backward");
+  const GroupNormTask task = group_norm_task(x.shape, layer, groups_or_ndim, 0.0, " backward");
   const char* op = task.op.c_str();
   same_shape_input(dy, x, op, "grad_output");
   float_input(mean, op, "mean");
@@ -172,7 +101,7 @@ void bind_norm(py::module_& m) {
       [](const DeviceArray& x, const OptionalArray& rm, const OptionalArray& rv, const OptionalArray& w,
          const OptionalArray& b, double momentum, double eps, bool relu) {
         float_input(x, "batch_norm", "input");
-        BatchNormDesc d = bn_desc(x, eps, momentum, true);
+        BatchNormDesc d = bn_desc(x.shape, eps, momentum, true);
         d.relu = relu;
         // Updated in place: the caller's arrays share their storage with rm / rv.
         float* running_mean = channel_vector(rm, x, d, "batch_norm", "running_mean");
@@ -198,7 +127,7 @@ void bind_norm(py::module_& m) {
       [](const DeviceArray& x, const OptionalArray& rm, const OptionalArray& rv, const OptionalArray& w,
          const OptionalArray& b, double eps, bool relu) {
         float_input(x, "batch_norm", "input");
-        BatchNormDesc d = bn_desc(x, eps, 0.0, false);
+        BatchNormDesc d = bn_desc(x.shape, eps, 0.0, false);
         d.relu = relu;
         const float* mean = channel_vector(rm, x, d, "batch_norm", "running_mean");
         const float* var = channel_vector(rv, x, d, "batch_norm", "running_var");
@@ -225,7 +154,7 @@ void bind_norm(py::module_& m) {
         same_shape_input(dy, x, op, "grad_output");
         if (relu_output) same_shape_input(*relu_output, x, op, "relu_output");
         // training=false here only selects the gradient formula; the size rule is the forward's.
-        const BatchNormDesc d = bn_desc(x, 0.0, 0.0, false);
+        const BatchNormDesc d = bn_desc(x.shape, 0.0, 0.0, false);
         BatchNormDesc kd = d;
         kd.training = training;
         kd.relu = relu_output.has_value();
@@ -284,7 +213,7 @@ void bind_norm(py::module_& m) {
       "lrn_forward",
       [](const DeviceArray& x, int64_t size, double alpha, double beta, double k) {
         float_input(x, "local_response_norm", "input");
-        const LrnDesc d = lrn_desc(x, size, alpha, beta, k);
+        const LrnDesc d = lrn_desc(x.shape, size, alpha, beta, k);
         DeviceArray y = empty_like(x), scale = empty_like(x);
         const cudaStream_t stream = launch_on(x);
         {
@@ -304,7 +233,7 @@ void bind_norm(py::module_& m) {
         same_shape_input(dy, x, op, "grad_output");
         same_shape_input(y, x, op, "output");
         same_shape_input(scale, x, op, "scale");
-        const LrnDesc d = lrn_desc(x, size, alpha, beta, k);
+        const LrnDesc d = lrn_desc(x.shape, size, alpha, beta, k);
         DeviceArray dx = empty_like(x);
         const cudaStream_t stream = launch_on(x);
         {

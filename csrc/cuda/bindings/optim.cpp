@@ -1,6 +1,7 @@
 // GPU bindings for the in-place optimiser updates (cuda/optim.cuh), mirroring bindings/optim.cpp
 // with DeviceArrays for numpy arrays. Parameters and state are updated in place (a DeviceArray is
 // always C-contiguous and writable); every array must lie on the parameter's device.
+#include "bindings/descriptors.h"
 #include "cuda/bindings/common.h"
 #include "cuda/optim.cuh"
 
@@ -27,8 +28,7 @@ void check_param_and_grad(const DeviceArray& param, const DeviceArray& grad, con
 // naming `condition` when it is needed.
 float* optional_state(const DeviceArray& param, const std::optional<DeviceArray>& state, bool needed, const char* op,
                       const char* name, const char* condition) {
-  if (!needed) return nullptr;
-  if (!state) throw py::value_error(std::string(op) + ": " + name + " is required when " + condition);
+  if (!state_needed(state.has_value(), needed, op, name, condition)) return nullptr;
   return state_buffer(param, *state, op, name);
 }
 
@@ -41,16 +41,7 @@ void bind_optim(py::module_& m) {
          double momentum, double dampening, double weight_decay, bool nesterov, bool maximize, bool first_step) {
         const char* op = "sgd_update";
         check_param_and_grad(param, grad, op);
-        SgdDesc d;
-        d.count = param.numel();
-        d.lr = lr;
-        d.momentum = momentum;
-        d.dampening = dampening;
-        d.weight_decay = weight_decay;
-        d.nesterov = nesterov;
-        d.maximize = maximize;
-        d.first_step = first_step;
-        validate(d);
+        const SgdDesc d = sgd_desc(param.numel(), lr, momentum, dampening, weight_decay, nesterov, maximize, first_step);
         float* b = optional_state(param, buf, momentum != 0.0, op, "momentum_buffer", "momentum != 0");
         cudaStream_t stream = launch_on(param);
         {
@@ -69,18 +60,8 @@ void bind_optim(py::module_& m) {
         check_param_and_grad(param, grad, op);
         float* a = state_buffer(param, avg, op, "exp_avg");
         float* s = state_buffer(param, sq, op, "exp_avg_sq");
-        AdamDesc d;
-        d.count = param.numel();
-        d.lr = lr;
-        d.beta1 = beta1;
-        d.beta2 = beta2;
-        d.eps = eps;
-        d.weight_decay = weight_decay;
-        d.step = step;
-        d.amsgrad = amsgrad;
-        d.maximize = maximize;
-        d.decoupled_weight_decay = decoupled_weight_decay;
-        validate(d);
+        const AdamDesc d = adam_desc(param.numel(), step, lr, beta1, beta2, eps, weight_decay, amsgrad, maximize,
+                                     decoupled_weight_decay);
         float* mx = optional_state(param, max_sq, amsgrad, op, "max_exp_avg_sq", "amsgrad=True");
         cudaStream_t stream = launch_on(param);
         {
@@ -99,16 +80,7 @@ void bind_optim(py::module_& m) {
         const char* op = "rmsprop_update";
         check_param_and_grad(param, grad, op);
         float* s = state_buffer(param, sq, op, "square_avg");
-        RmspropDesc d;
-        d.count = param.numel();
-        d.lr = lr;
-        d.alpha = alpha;
-        d.eps = eps;
-        d.weight_decay = weight_decay;
-        d.momentum = momentum;
-        d.centered = centered;
-        d.maximize = maximize;
-        validate(d);
+        const RmspropDesc d = rmsprop_desc(param.numel(), lr, alpha, eps, weight_decay, momentum, centered, maximize);
         float* a = optional_state(param, avg, centered, op, "grad_avg", "centered=True");
         float* b = optional_state(param, buf, momentum > 0.0, op, "momentum_buffer", "momentum > 0");
         cudaStream_t stream = launch_on(param);
@@ -127,15 +99,7 @@ void bind_optim(py::module_& m) {
         const char* op = "adagrad_update";
         check_param_and_grad(param, grad, op);
         float* s = state_buffer(param, sum, op, "state_sum");
-        AdagradDesc d;
-        d.count = param.numel();
-        d.lr = lr;
-        d.lr_decay = lr_decay;
-        d.eps = eps;
-        d.weight_decay = weight_decay;
-        d.step = step;
-        d.maximize = maximize;
-        validate(d);
+        const AdagradDesc d = adagrad_desc(param.numel(), step, lr, lr_decay, eps, weight_decay, maximize);
         cudaStream_t stream = launch_on(param);
         {
           py::gil_scoped_release nogil;
@@ -152,14 +116,7 @@ void bind_optim(py::module_& m) {
         check_param_and_grad(param, grad, op);
         float* s = state_buffer(param, sq, op, "square_avg");
         float* a = state_buffer(param, acc, op, "acc_delta");
-        AdadeltaDesc d;
-        d.count = param.numel();
-        d.lr = lr;
-        d.rho = rho;
-        d.eps = eps;
-        d.weight_decay = weight_decay;
-        d.maximize = maximize;
-        validate(d);
+        const AdadeltaDesc d = adadelta_desc(param.numel(), lr, rho, eps, weight_decay, maximize);
         cudaStream_t stream = launch_on(param);
         {
           py::gil_scoped_release nogil;
