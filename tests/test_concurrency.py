@@ -102,18 +102,22 @@ def test_changing_thread_count_between_and_during_calls_is_safe():
     try:
         backend.set_num_threads(1)
         expected = {name: job() for name, job in JOBS.items()}
-        stop = threading.Event()
+        started, stop = threading.Event(), threading.Event()
 
         def toggler():
             counts = [1, 3, 2, 4, 1, 7, 2]
             i = 0
-            while not stop.is_set():
+            while True:
                 backend.set_num_threads(counts[i % len(counts)])
                 i += 1
+                started.set()
+                if stop.is_set():
+                    return i
                 time.sleep(0.001)
-            return i
 
         def worker():
+            # On a loaded machine the toggler may be scheduled late: the calls start once it has run.
+            started.wait()
             try:
                 return [(name, job()) for _ in range(ROUNDS) for name, job in JOBS.items()]
             finally:
