@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from .. import _array, kernels
+from .. import _array, kernels, plans
 from ..autograd import Function
 from ._args import check_output_fits, int64, pair
 
@@ -16,7 +16,7 @@ class Conv2dFunction(Function):
     def forward(ctx, input, weight, bias, stride, padding, dilation, groups):
         ctx.save_for_backward(input, weight)
         ctx.geometry = (stride, padding, dilation, groups)
-        return kernels.conv2d_forward(input, weight, bias, stride, padding, dilation, groups)
+        return plans.conv2d("forward", input, weight, bias, stride, padding, dilation, groups)
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -25,9 +25,9 @@ class Conv2dFunction(Function):
         needs_input, needs_weight, needs_bias = ctx.needs_input_grad[:3]
         grad_input = grad_weight = grad_bias = None
         if needs_input:
-            grad_input = kernels.conv2d_backward_data(grad_output, weight, list(input.shape), *geometry)
+            grad_input = plans.conv2d("backward_data", grad_output, weight, list(input.shape), *geometry)
         if needs_weight:
-            grad_weight = kernels.conv2d_backward_weight(grad_output, input, list(weight.shape), *geometry)
+            grad_weight = plans.conv2d("backward_weight", grad_output, input, list(weight.shape), *geometry)
         if needs_bias:
             grad_bias = kernels.conv2d_backward_bias(grad_output)
         return grad_input, grad_weight, grad_bias
@@ -77,7 +77,7 @@ class ConvTranspose2dFunction(Function):
     def forward(ctx, input, weight, bias, output_shape, stride, padding, dilation, groups):
         ctx.save_for_backward(input, weight)
         ctx.geometry = (stride, padding, dilation, groups)
-        output = kernels.conv2d_backward_data(input, weight, list(output_shape), *ctx.geometry)
+        output = plans.conv2d("backward_data", input, weight, list(output_shape), *ctx.geometry)
         if bias is not None:
             output += bias.reshape(1, -1, 1, 1)
         return output
@@ -88,9 +88,9 @@ class ConvTranspose2dFunction(Function):
         needs_input, needs_weight, needs_bias = ctx.needs_input_grad[:3]
         grad_input = grad_weight = grad_bias = None
         if needs_input:
-            grad_input = kernels.conv2d_forward(grad_output, weight, None, *ctx.geometry)
+            grad_input = plans.conv2d("forward", grad_output, weight, None, *ctx.geometry)
         if needs_weight:
-            grad_weight = kernels.conv2d_backward_weight(input, grad_output, list(weight.shape), *ctx.geometry)
+            grad_weight = plans.conv2d("backward_weight", input, grad_output, list(weight.shape), *ctx.geometry)
         if needs_bias:
             grad_bias = kernels.conv2d_backward_bias(grad_output)
         return grad_input, grad_weight, grad_bias, None, None, None, None, None
