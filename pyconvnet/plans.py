@@ -7,8 +7,10 @@ returns the chosen candidate's result. Plans are keyed by the CPU model, the ISA
 thread count, the pass and the geometry, and persisted as JSON in
 ``$XDG_CACHE_HOME/pyconvnet/plans-<cpu>.json`` (default ``~/.cache/pyconvnet``), so later runs
 start with them. The ISAs tried are every SIMD ISA the CPU runs, unless ``backend.set_isa`` or
-``PYCONVNET_ISA`` chose one (then only that one). Timing a shape costs each candidate one run
-plus further rounds of the close contenders within a time budget (``set_autotune``).
+``PYCONVNET_ISA`` chose one (then only that one). Timing a shape costs each candidate a warm-up
+run and (within 3x of the fastest) a timed one, then further rounds of the close contenders
+within a time budget (``set_autotune``); the heuristic's choice stays unless another candidate is
+more than 5 % faster.
 
 Switches: ``backend.set_autotune(False)`` or ``PYCONVNET_AUTOTUNE=0`` run the fixed heuristics
 of csrc/kernels/conv.cpp; ``backend.set_conv_algorithm(name)`` forces an algorithm wherever it
@@ -35,9 +37,13 @@ PASSES = ("forward", "backward_data", "backward_weight")
 FORMAT, VERSION = "pyconvnet-plans", 1
 
 _enabled = os.environ.get("PYCONVNET_AUTOTUNE", "1") != "0"
-_budget_s = 0.5          # extra timing rounds per pass and shape, after one run of every candidate
+# Timing a new shape: one warm-up run of every candidate, one timed run of those within 3x of the
+# fastest, then rounds of those within 1.5x while the budget lasts (at most _max_rounds in all).
+# On a shared machine a descheduled thread can make one run several times slower, so a candidate
+# replaces the heuristic's choice only when it is faster by more than _margin.
+_budget_s = 0.5
 _max_rounds = 5
-_contender_ratio = 1.5   # candidates within this factor of the best get the extra rounds
+_margin = 0.05
 _forced_algorithm = None
 _isa_forced = "PYCONVNET_ISA" in os.environ
 # Test hook: (isa, algorithm) -> seconds spent (sleeping) inside that candidate's timed region.
@@ -49,7 +55,7 @@ _file = {"path": None, "cpu": None, "plans": {}}   # the loaded cache file's pla
 
 def set_autotune(enabled, budget_s=None):
     """Turn measured selection on (the default) or off (fixed heuristics); ``budget_s`` bounds the
-    extra timing rounds per pass and shape (0.5 s by default; every candidate always runs once)."""
+    timing rounds per pass and shape after the first two (0.5 s by default)."""
     global _enabled, _budget_s
     if not isinstance(enabled, bool):
         raise TypeError(f"set_autotune: enabled must be a bool, got {type(enabled).__name__}")
@@ -259,33 +265,36 @@ def _tune(pass_, function, args, input_shape, weight_shape):
     if heuristic in candidates:  # timed first, as the yardstick
         candidates.remove(heuristic)
         candidates.insert(0, heuristic)
-    best_ms, result = {}, None
-    best = None
+    ms, outputs = {}, {}  # fastest run per candidate; the outputs of the heuristic's and the leader's
 
     def run(candidate):
-        nonlocal best, result
         isa, algorithm = candidate
         begin = time.perf_counter()
         out = function(*args, algorithm=algorithm, isa=isa)
         if candidate in _test_delay:
             time.sleep(_test_delay[candidate])
-        ms = (time.perf_counter() - begin) * 1e3
-        best_ms[candidate] = min(ms, best_ms.get(candidate, ms))
-        if best is None or best_ms[candidate] < best_ms[best]:
-            best, result = candidate, out
-        elif candidate == best:
-            result = out
+        elapsed = (time.perf_counter() - begin) * 1e3
+        ms[candidate] = min(elapsed, ms.get(candidate, elapsed))
+        outputs[candidate] = out
+        leader = min(ms, key=ms.get)
+        for kept in [c for c in outputs if c not in (heuristic, leader)]:
+            del outputs[kept]
 
-    for candidate in candidates:  # every candidate once: its first run also sizes its scratch buffers
+    for candidate in candidates:  # warm-up: a first run also sizes the scratch buffers
         run(candidate)
     deadline = time.perf_counter() + _budget_s
-    for _ in range(_max_rounds - 1):
-        if time.perf_counter() >= deadline or len(candidates) == 1:
+    for round_ in range(_max_rounds - 1):
+        if len(candidates) == 1 or (round_ > 0 and time.perf_counter() >= deadline):
             break
-        for candidate in [c for c in candidates if best_ms[c] <= _contender_ratio * best_ms[best]]:
+        fastest = min(ms.values())
+        for candidate in [c for c in candidates if ms[c] <= (3.0 if round_ == 0 else 1.5) * fastest]:
             run(candidate)
+    best = min(ms, key=ms.get)
+    if heuristic in ms and ms[best] > (1.0 - _margin) * ms[heuristic]:
+        best = heuristic
+    result = outputs[best]
     plan = {"isa": best[0], "algorithm": best[1], "heuristic": "/".join(heuristic) if heuristic else None,
-            "ms": {f"{isa}/{name}": round(ms, 4) for (isa, name), ms in best_ms.items()}}
+            "ms": {f"{isa}/{name}": round(t, 4) for (isa, name), t in ms.items()}}
     geometry = (tuple(stride), tuple(padding), tuple(dilation), groups)
     threads = _C.get_num_threads()
     _plans[(pass_, tuple(input_shape), tuple(weight_shape), geometry, isas, threads, winograd)] = plan

@@ -187,7 +187,8 @@ def test_autotune_off_runs_the_heuristic_and_writes_nothing(tuning):
 
 def test_a_slower_heuristic_choice_loses_to_the_fastest_candidate(tuning):
     """The heuristic's candidate is slowed by 50 ms (a test hook sleeping inside its timed region):
-    selection must take another, and in every case the plan is the measured minimum."""
+    selection must take another; in every pass the plan is the measured minimum, or the heuristic's
+    choice when nothing beat it by the margin."""
     shape, weight_shape, geometry = (2, 16, 10, 10), (16, 16, 3, 3), ((1, 1), (1, 1), (1, 1), 1)
     _, heuristic = _C.conv2d_algorithms("forward", shape, weight_shape, *geometry)
     plans._test_delay[(backend.isa(), heuristic)] = 0.05
@@ -196,9 +197,13 @@ def test_a_slower_heuristic_choice_loses_to_the_fastest_candidate(tuning):
     assert plan["heuristic"] == f"{backend.isa()}/{heuristic}"
     assert (plan["isa"], plan["algorithm"]) != (backend.isa(), heuristic)
     assert len(plan["ms"]) >= 2 * len(SIMD_ISAS) - 2  # several algorithms on each SIMD ISA were timed
-    for pass_ in plans.PASSES:
+    for pass_ in plans.PASSES:  # the measured minimum, unless the heuristic's choice is within the margin
         timed = plans.plan_of(pass_, shape, weight_shape, *geometry)
-        assert f"{timed['isa']}/{timed['algorithm']}" == min(timed["ms"], key=timed["ms"].get)
+        chosen, fastest = f"{timed['isa']}/{timed['algorithm']}", min(timed["ms"], key=timed["ms"].get)
+        if chosen == timed["heuristic"]:
+            assert timed["ms"][fastest] >= (1 - plans._margin) * timed["ms"][chosen]
+        else:
+            assert chosen == fastest
     # The tuning call returned the chosen candidate's own result.
     chosen = _C.conv2d_forward(x.detach().numpy(), w.detach().numpy(), None, *geometry, algorithm=plan["algorithm"],
                                isa=plan["isa"])
