@@ -154,13 +154,13 @@ def _save(key, plan):
     """Adds one plan to the file: re-read (another process may have added plans), merged, written
     to a temporary file and renamed over it. A cache that cannot be written costs a warning."""
     path = cache_path()
-    plans = _file_plans()
-    plans[key] = plan
+    known = _file_plans()
+    known[key] = plan
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a broken file was reported when it was first read
-            merged = {**_read(path), **plans}
+            merged = {**_read(path), **known}
         handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".plans-", suffix=".tmp")
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as f:
@@ -218,10 +218,13 @@ def plan_of(pass_, input_shape, weight_shape, stride, padding, dilation, groups)
     plan = _plans.get(key)
     if plan is None:
         plan = from_file.get(_string_key(pass_, input_shape, weight_shape, geometry, isas, threads, winograd))
-        if plan is not None and plan["isa"] in isas:
-            _plans[key] = plan
-        else:
-            plan = None
+        if plan is None or plan["isa"] not in isas:
+            return None
+        names, _ = _C.conv2d_algorithms(pass_, input_shape, weight_shape, stride, padding, dilation, groups,
+                                        isa=plan["isa"])
+        if plan["algorithm"] not in names:  # an edited file: the shape is timed again
+            return None
+        _plans[key] = plan
     return plan
 
 

@@ -166,6 +166,20 @@ def test_a_corrupt_or_foreign_cache_is_ignored_with_a_warning(tuning, content):
     assert len(_file_plans(tuning)["plans"]) == 3  # rewritten whole, with this run's plans
 
 
+def test_a_plan_whose_algorithm_cannot_compute_the_shape_is_timed_again(tuning):
+    _conv_step(shape=(2, 3, 10, 10), out_channels=4, kernel=5, padding=2)
+    path = plans.cache_path()
+    with open(path) as f:
+        data = json.load(f)
+    for plan in data["plans"].values():
+        plan["algorithm"] = "winograd"  # not for a 5x5 kernel
+    with open(path, "w") as f:
+        json.dump(data, f)
+    plans._file["path"] = None
+    _, _, y = _conv_step(shape=(2, 3, 10, 10), out_channels=4, kernel=5, padding=2)
+    assert all(plan["algorithm"] != "winograd" for plan in _file_plans(tuning)["plans"].values())
+
+
 def test_an_unwritable_cache_folder_costs_a_warning_only(tuning, monkeypatch):
     blocker = tuning / "blocked"
     blocker.write_text("a file where the folder would go")
