@@ -40,13 +40,14 @@ _enabled = os.environ.get("PYCONVNET_AUTOTUNE", "1") != "0"
 # Timing a new shape: one warm-up run of every candidate, one timed run of those within 3x of the
 # fastest, then rounds of those within 1.5x while the budget lasts (at most _max_rounds in all).
 # On a shared machine a descheduled thread can make one run several times slower, so a candidate
-# replaces the heuristic's choice only when it is faster by more than _margin.
+# replaces the heuristic's choice only when it is faster by more than _margin; single-threaded
+# runs are timed in CPU time.
 _budget_s = 0.5
 _max_rounds = 5
 _margin = 0.05
 _forced_algorithm = None
 _isa_forced = "PYCONVNET_ISA" in os.environ
-# Test hook: (isa, algorithm) -> seconds spent (sleeping) inside that candidate's timed region.
+# Test hook: (isa, algorithm) -> seconds that candidate's timed region takes at least (spinning).
 _test_delay = {}
 
 _plans = {}              # in-memory key tuple -> plan dict (this process)
@@ -270,13 +271,18 @@ def _tune(pass_, function, args, input_shape, weight_shape):
         candidates.insert(0, heuristic)
     ms, outputs = {}, {}  # fastest run per candidate; the outputs of the heuristic's and the leader's
 
+    # One thread runs the kernel on this one: its CPU time, which a busy machine does not inflate by
+    # descheduling it. A team's time is the wall clock's.
+    clock = time.thread_time if _C.get_num_threads() == 1 else time.perf_counter
+
     def run(candidate):
         isa, algorithm = candidate
-        begin = time.perf_counter()
+        begin = clock()
         out = function(*args, algorithm=algorithm, isa=isa)
         if candidate in _test_delay:
-            time.sleep(_test_delay[candidate])
-        elapsed = (time.perf_counter() - begin) * 1e3
+            while clock() - begin < _test_delay[candidate]:
+                pass
+        elapsed = (clock() - begin) * 1e3
         ms[candidate] = min(elapsed, ms.get(candidate, elapsed))
         outputs[candidate] = out
         leader = min(ms, key=ms.get)
