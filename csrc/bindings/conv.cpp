@@ -74,7 +74,8 @@ void choose_algorithm(Conv2dDesc& d, ConvPass pass, const std::string& name, con
 ConvPass pass_from_name(const std::string& name) {
   for (int p = 0; p < 3; ++p)
     if (name == kPassNames[p]) return static_cast<ConvPass>(p);
-  throw py::value_error("conv2d_algorithms: pass must be forward, backward_data or backward_weight, got '" + name + "'");
+  throw py::value_error("conv2d_algorithms: pass must be forward, backward_data or backward_weight, got '" + name +
+                        "'");
 }
 
 FloatArray conv_input(const py::handle& obj, const char* name) {
