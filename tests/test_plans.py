@@ -5,6 +5,8 @@ plan is the measured minimum)."""
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -265,3 +267,36 @@ def test_info_and_the_layer_suite_report_the_plans(tuning):
         assert row["plan"] == f"{plan['isa']}/{plan['algorithm']}"
     facts = backend.info()["plans"]  # the three passes, and the forward of finding the layers (batch 1)
     assert facts["path"] == plans.cache_path() and facts["entries"] == 4 and facts["autotune"]
+
+
+TRAINING = """
+import hashlib
+import numpy as np
+import pyconvnet as pcn
+from pyconvnet import nn, optim
+
+pcn.manual_seed(0)
+model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.Flatten(),
+                      nn.Linear(16 * 12 * 12, 4))
+optimizer = optim.SGD(model.parameters(), lr=0.1)
+rng = np.random.default_rng(0)
+for _ in range(3):
+    x, y = pcn.tensor(rng.standard_normal((8, 3, 12, 12), dtype=np.float32)), pcn.tensor(rng.integers(0, 4, 8))
+    optimizer.zero_grad()
+    nn.functional.cross_entropy(model(x), y).backward()
+    optimizer.step()
+print(hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in model.parameters())).hexdigest())
+"""
+
+
+def test_runs_with_the_same_seed_threads_and_cache_give_the_same_bits(tmp_path):
+    """The first run times the shapes and fills the cache; the second reads it: the same weights."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path), "PYCONVNET_AUTOTUNE": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("PYCONVNET_ISA", None)
+    runs = [subprocess.run([sys.executable, "-c", TRAINING], capture_output=True, text=True, env=env, timeout=300)
+            for _ in range(2)]
+    assert all(run.returncode == 0 for run in runs), [run.stderr for run in runs]
+    assert runs[0].stdout == runs[1].stdout
+    (cache,) = os.listdir(tmp_path / "pyconvnet")
+    with open(tmp_path / "pyconvnet" / cache) as f:
+        assert len(json.load(f)["plans"]) == 5  # both layers' forward and weight gradient, the second's dx
