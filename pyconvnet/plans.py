@@ -51,7 +51,7 @@ _isa_forced = "PYCONVNET_ISA" in os.environ
 _test_delay = {}
 
 _plans = {}              # in-memory key tuple -> plan dict (this process)
-_file = {"path": None, "cpu": None, "plans": {}}   # the loaded cache file's plans by string key
+_file = {"path": None, "plans": {}}   # the loaded cache file's plans by string key
 
 
 def set_autotune(enabled, budget_s=None):
