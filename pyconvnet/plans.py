@@ -1,5 +1,6 @@
-"""Measured kernel selection for conv2d: which ISA's kernels and which algorithm (``gemm``,
-``pointwise``, ``window``, ``winograd``) compute each pass of each convolution.
+"""Measured kernel selection: which ISA's kernels and which algorithm (``gemm``, ``pointwise``,
+``window``, ``winograd``) compute each pass of each convolution, and which ISA's SGEMM each
+matrix product of linear layers and matmul (the ops with several implementations).
 
 The first call of a pass (forward, backward_data, backward_weight) with a given geometry times
 every candidate on the call's own arrays and keeps the fastest as that shape's *plan*; the call
@@ -29,7 +30,7 @@ import warnings
 
 from . import _C, kernels
 
-__all__ = ["ALGORITHMS", "PASSES", "conv2d", "cache_path", "cache_info", "set_autotune", "autotune_enabled",
+__all__ = ["ALGORITHMS", "PASSES", "conv2d", "sgemm", "cache_path", "cache_info", "set_autotune", "autotune_enabled",
            "set_conv_algorithm", "conv_algorithm", "plan_of"]
 
 ALGORITHMS = ("gemm", "pointwise", "window", "winograd")
@@ -209,24 +210,45 @@ def _shapes(pass_, a, b, c):
     return tuple(b.shape), tuple(c)
 
 
-def plan_of(pass_, input_shape, weight_shape, stride, padding, dilation, groups):
-    """The plan this process would use for a pass of this geometry, as a dict (``isa``,
-    ``algorithm``, ``ms`` per candidate, ``heuristic``), or None when there is none."""
-    geometry = (tuple(stride), tuple(padding), tuple(dilation), groups)
-    isas, threads, winograd = _isas(), _C.get_num_threads(), _C.winograd_enabled()
-    key = (pass_, tuple(input_shape), tuple(weight_shape), geometry, isas, threads, winograd)
+def _lookup(key, isas, string_key, usable):
+    """The plan under ``key`` in memory, else the file's under ``string_key()`` when its ISA is one
+    of ``isas`` and ``usable(plan)`` (an edited file may name a path that cannot compute the shape:
+    it is timed again); None when there is none."""
     from_file = _file_plans()  # first: a new cache folder drops the plans in memory
     plan = _plans.get(key)
     if plan is None:
-        plan = from_file.get(_string_key(pass_, input_shape, weight_shape, geometry, isas, threads, winograd))
-        if plan is None or plan["isa"] not in isas:
-            return None
-        names, _ = _C.conv2d_algorithms(pass_, input_shape, weight_shape, stride, padding, dilation, groups,
-                                        isa=plan["isa"])
-        if plan["algorithm"] not in names:  # an edited file: the shape is timed again
+        plan = from_file.get(string_key())
+        if plan is None or plan["isa"] not in isas or not usable(plan):
             return None
         _plans[key] = plan
     return plan
+
+
+def _remember(key, string_key, plan):
+    _plans[key] = plan
+    _save(string_key, plan)
+
+
+def _tuning():
+    """Whether a call without a plan times its candidates (deterministic mode times nothing)."""
+    from .backend import are_deterministic_algorithms_enabled
+
+    return not are_deterministic_algorithms_enabled()
+
+
+def plan_of(pass_, input_shape, weight_shape, stride, padding, dilation, groups):
+    """The plan this process would use for a conv2d pass of this geometry, as a dict (``isa``,
+    ``algorithm``, ``ms`` per candidate, ``heuristic``), or None when there is none."""
+    geometry = (tuple(stride), tuple(padding), tuple(dilation), groups)
+    isas, threads, winograd = _isas(), _C.get_num_threads(), _C.winograd_enabled()
+
+    def usable(plan):
+        names, _ = _C.conv2d_algorithms(pass_, input_shape, weight_shape, stride, padding, dilation, groups,
+                                        isa=plan["isa"])
+        return plan["algorithm"] in names
+
+    return _lookup((pass_, tuple(input_shape), tuple(weight_shape), geometry, isas, threads, winograd), isas,
+                   lambda: _string_key(pass_, input_shape, weight_shape, geometry, isas, threads, winograd), usable)
 
 
 def conv2d(pass_, a, b, c, stride, padding, dilation, groups):
@@ -247,15 +269,8 @@ def conv2d(pass_, a, b, c, stride, padding, dilation, groups):
     plan = plan_of(pass_, input_shape, weight_shape, stride, padding, dilation, groups)
     if plan is not None:
         return function(*args, algorithm=plan["algorithm"], isa=plan["isa"])
-    from .backend import are_deterministic_algorithms_enabled
-
-    if are_deterministic_algorithms_enabled():
+    if not _tuning():
         return function(*args)
-    return _tune(pass_, function, args, input_shape, weight_shape)
-
-
-def _tune(pass_, function, args, input_shape, weight_shape):
-    stride, padding, dilation, groups = args[3:]
     isas, winograd = _isas(), _C.winograd_enabled()
     candidates, heuristic = [], None
     for isa in isas:
@@ -266,9 +281,55 @@ def _tune(pass_, function, args, input_shape, weight_shape):
         candidates += [(isa, name) for name in names if winograd or name != "winograd"]
     if not candidates:  # the reference ISA: one way only
         return function(*args)
+    plan, result = _select(candidates, heuristic, lambda isa, name: function(*args, algorithm=name, isa=isa))
+    geometry = (tuple(stride), tuple(padding), tuple(dilation), groups)
+    threads = _C.get_num_threads()
+    _remember((pass_, input_shape, weight_shape, geometry, isas, threads, winograd),
+              _string_key(pass_, input_shape, weight_shape, geometry, isas, threads, winograd), plan)
+    return result
+
+
+def sgemm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None):
+    """``backend.sgemm`` on the ISA measured fastest for its sizes (one plan per m, n, k and
+    transposes; GPU arrays go to the GPU kernel unchanged). With ``out`` and ``beta`` != 0 the
+    candidates are timed on copies of ``out``."""
+    options = {"trans_a": trans_a, "trans_b": trans_b, "alpha": alpha, "beta": beta, "out": out}
+    gpu = kernels.gpu_array_type
+    if gpu is not None and (isinstance(a, gpu) or isinstance(b, gpu)):
+        return kernels.sgemm(a, b, **options)
+    isas = _isas()
+    if not _enabled or len(isas) == 1 or a.ndim != 2 or b.ndim != 2:
+        return _C.sgemm(a, b, **options)
+    m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
+    n = b.shape[0] if trans_b else b.shape[1]
+    threads = _C.get_num_threads()
+    key = ("sgemm", m, n, k, trans_a, trans_b, isas, threads)
+
+    def string_key():
+        return f"{'+'.join(isas)}|threads={threads}|sgemm|m={m}|n={n}|k={k}|trans_a={trans_a}|trans_b={trans_b}"
+
+    plan = _lookup(key, isas, string_key, lambda plan: plan["algorithm"] == "gemm")
+    if plan is not None:
+        return _C.sgemm(a, b, **options, isa=plan["isa"])
+    if not _tuning():
+        return _C.sgemm(a, b, **options)
+
+    def call(isa, _name):
+        return _C.sgemm(a, b, **{**options, "out": None if out is None else out.copy()}, isa=isa)
+
+    plan, result = _select([(isa, "gemm") for isa in isas], (_C.isa(), "gemm"), call)
+    _remember(key, string_key(), plan)
+    if out is None:
+        return result
+    out[...] = result
+    return out
+
+
+def _select(candidates, heuristic, call):
+    """Times ``call(isa, algorithm)`` for each (isa, algorithm) candidate (the heuristic's first)
+    and returns the plan and the chosen candidate's result."""
     if heuristic in candidates:  # timed first, as the yardstick
-        candidates.remove(heuristic)
-        candidates.insert(0, heuristic)
+        candidates = [heuristic] + [c for c in candidates if c != heuristic]
     ms, outputs = {}, {}  # fastest run per candidate; the outputs of the heuristic's and the leader's
 
     # One thread runs the kernel on this one: its CPU time, which a busy machine does not inflate by
@@ -276,9 +337,8 @@ def _tune(pass_, function, args, input_shape, weight_shape):
     clock = time.thread_time if _C.get_num_threads() == 1 else time.perf_counter
 
     def run(candidate):
-        isa, algorithm = candidate
         begin = clock()
-        out = function(*args, algorithm=algorithm, isa=isa)
+        out = call(*candidate)
         if candidate in _test_delay:
             while clock() - begin < _test_delay[candidate]:
                 pass
@@ -301,11 +361,6 @@ def _tune(pass_, function, args, input_shape, weight_shape):
     best = min(ms, key=ms.get)
     if heuristic in ms and ms[best] > (1.0 - _margin) * ms[heuristic]:
         best = heuristic
-    result = outputs[best]
     plan = {"isa": best[0], "algorithm": best[1], "heuristic": "/".join(heuristic) if heuristic else None,
             "ms": {f"{isa}/{name}": round(t, 4) for (isa, name), t in ms.items()}}
-    geometry = (tuple(stride), tuple(padding), tuple(dilation), groups)
-    threads = _C.get_num_threads()
-    _plans[(pass_, tuple(input_shape), tuple(weight_shape), geometry, isas, threads, winograd)] = plan
-    _save(_string_key(pass_, input_shape, weight_shape, geometry, isas, threads, winograd), plan)
-    return result
+    return plan, outputs[best]

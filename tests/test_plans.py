@@ -137,7 +137,7 @@ def test_the_plan_cache_round_trips_through_its_file(tuning, monkeypatch):
     def no_timing(*args):
         raise AssertionError("a shape with a plan in the cache was timed again")
 
-    monkeypatch.setattr(plans, "_tune", no_timing)
+    monkeypatch.setattr(plans, "_select", no_timing)
     _, _, again = _conv_step()
     assert np.array_equal(again.detach().numpy(), y.detach().numpy())
     plan = plans.plan_of("forward", (2, 16, 10, 10), (16, 16, 3, 3), (1, 1), (1, 1), (1, 1), 1)
@@ -299,4 +299,27 @@ def test_runs_with_the_same_seed_threads_and_cache_give_the_same_bits(tmp_path):
     assert runs[0].stdout == runs[1].stdout
     (cache,) = os.listdir(tmp_path / "pyconvnet")
     with open(tmp_path / "pyconvnet" / cache) as f:
-        assert len(json.load(f)["plans"]) == 5  # both layers' forward and weight gradient, the second's dx
+        kinds = [key.split("|")[2] for key in json.load(f)["plans"]]
+    assert kinds.count("sgemm") == 3  # the linear layer's three products
+    assert len(kinds) == 3 + 5  # and both convolutions' forward and weight gradient, the second's dx
+
+
+TUNED_ISAS = [isa for isa in backend.available_isas() if isa not in ("reference", "generic")]
+
+
+@pytest.mark.skipif(len(TUNED_ISAS) < 2, reason="SGEMM has one implementation per ISA: needs two SIMD ISAs")
+def test_sgemm_takes_the_faster_isa_and_bias_is_added_once(tuning):
+    """linear's products get a plan per size; the bias (out= with beta=1) is not added once per
+    timed candidate."""
+    plans._test_delay[(backend.isa(), "gemm")] = 0.05
+    rng = np.random.default_rng(5)
+    x, weight, bias = random_array(rng, 6, 40), random_array(rng, 24, 40), random_array(rng, 24)
+    y = F.linear(pcn.tensor(x), pcn.tensor(weight), pcn.tensor(bias)).numpy()
+    assert_close(y, x.astype(np.float64) @ weight.T.astype(np.float64) + bias, what="linear")
+    keys = [key for key in _file_plans(tuning)["plans"] if "|sgemm|" in key]
+    assert keys == [f"{'+'.join(TUNED_ISAS)}|threads={backend.get_num_threads()}|sgemm|m=6|n=24|k=40|trans_a=False|"
+                    "trans_b=True"]
+    plan = _file_plans(tuning)["plans"][keys[0]]
+    assert plan["isa"] != backend.isa() and plan["heuristic"] == f"{backend.isa()}/gemm"
+    again = F.linear(pcn.tensor(x), pcn.tensor(weight), pcn.tensor(bias)).numpy()
+    assert np.array_equal(again, y)

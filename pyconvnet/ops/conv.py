@@ -147,11 +147,11 @@ class LinearFunction(Function):
         ctx.save_for_backward(rows, weight)
         ctx.input_shape = input.shape
         if bias is None:
-            out = kernels.sgemm(rows, weight, trans_b=True)
+            out = plans.sgemm(rows, weight, trans_b=True)
         else:
             out = _array.empty((rows.shape[0], weight.shape[0]), np.float32, rows)
             out[...] = bias
-            kernels.sgemm(rows, weight, trans_b=True, beta=1.0, out=out)
+            plans.sgemm(rows, weight, trans_b=True, beta=1.0, out=out)
         return out.reshape(*input.shape[:-1], weight.shape[0])
 
     @staticmethod
@@ -160,9 +160,9 @@ class LinearFunction(Function):
         grad_rows = _array.ascontiguous(grad_output, np.float32).reshape(rows.shape[0], weight.shape[0])
         grad_input = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
-            grad_input = kernels.sgemm(grad_rows, weight).reshape(ctx.input_shape)
+            grad_input = plans.sgemm(grad_rows, weight).reshape(ctx.input_shape)
         if ctx.needs_input_grad[1]:
-            grad_weight = kernels.sgemm(grad_rows, rows, trans_a=True)
+            grad_weight = plans.sgemm(grad_rows, rows, trans_a=True)
         if ctx.needs_input_grad[2]:
             grad_bias = grad_rows.sum(axis=0, dtype=np.float64).astype(np.float32)
         return grad_input, grad_weight, grad_bias
