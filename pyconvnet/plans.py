@@ -30,7 +30,7 @@ import warnings
 
 from . import _C, kernels
 
-__all__ = ["ALGORITHMS", "PASSES", "conv2d", "sgemm", "cache_path", "cache_info", "set_autotune", "autotune_enabled",
+__all__ = ["ALGORITHMS", "PASSES", "conv2d", "sgemm", "sgemm_plan_of", "cache_path", "cache_info", "set_autotune", "autotune_enabled",
            "set_conv_algorithm", "conv_algorithm", "plan_of"]
 
 ALGORITHMS = ("gemm", "pointwise", "window", "winograd")
@@ -302,13 +302,8 @@ def sgemm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None):
         return _C.sgemm(a, b, **options)
     m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
     n = b.shape[0] if trans_b else b.shape[1]
-    threads = _C.get_num_threads()
-    key = ("sgemm", m, n, k, trans_a, trans_b, isas, threads)
-
-    def string_key():
-        return f"{'+'.join(isas)}|threads={threads}|sgemm|m={m}|n={n}|k={k}|trans_a={trans_a}|trans_b={trans_b}"
-
-    plan = _lookup(key, isas, string_key, lambda plan: plan["algorithm"] == "gemm")
+    key, string_key = _sgemm_keys(m, n, k, trans_a, trans_b, isas)
+    plan = sgemm_plan_of(m, n, k, trans_a, trans_b)
     if plan is not None:
         return _C.sgemm(a, b, **options, isa=plan["isa"])
     if not _tuning():
@@ -318,11 +313,24 @@ def sgemm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None):
         return _C.sgemm(a, b, **{**options, "out": None if out is None else out.copy()}, isa=isa)
 
     plan, result = _select([(isa, "gemm") for isa in isas], (_C.isa(), "gemm"), call)
-    _remember(key, string_key(), plan)
+    _remember(key, string_key, plan)
     if out is None:
         return result
     out[...] = result
     return out
+
+
+def _sgemm_keys(m, n, k, trans_a, trans_b, isas):
+    threads = _C.get_num_threads()
+    return (("sgemm", m, n, k, trans_a, trans_b, isas, threads),
+            f"{'+'.join(isas)}|threads={threads}|sgemm|m={m}|n={n}|k={k}|trans_a={trans_a}|trans_b={trans_b}")
+
+
+def sgemm_plan_of(m, n, k, trans_a=False, trans_b=False):
+    """The plan this process would use for an SGEMM of op(a) m x k times op(b) k x n, or None."""
+    isas = _isas()
+    key, string_key = _sgemm_keys(m, n, k, trans_a, trans_b, isas)
+    return _lookup(key, isas, lambda: string_key, lambda plan: plan["algorithm"] == "gemm")
 
 
 def _select(candidates, heuristic, call):

@@ -259,14 +259,17 @@ def test_info_and_the_layer_suite_report_the_plans(tuning):
     from pyconvnet.bench import layers, models
 
     tiny = models.ModelCase("tiny", "conv", 2, (3, 9, 9), 4, lambda: nn.Sequential(nn.Conv2d(3, 4, 3)), None)
-    rows = layers.run_layer_suite([tiny], peak_gflops=100.0, gemm_cases=[], repeats=1, warmup=0,
-                                  report=lambda row: None)
-    assert [row["op"] for row in rows] == ["fwd", "bwd-data", "bwd-weight"]
+    rows = layers.run_layer_suite([tiny], peak_gflops=100.0, gemm_cases=[("tiny gemm", 8, 12, 16)], repeats=1,
+                                  warmup=0, report=lambda row: None)
+    assert [row["op"] for row in rows] == ["fwd", "bwd-data", "bwd-weight", "tiny gemm"]
     for row, pass_ in zip(rows, plans.PASSES):
         plan = plans.plan_of(pass_, (2, 3, 9, 9), (4, 3, 3, 3), (1, 1), (0, 0), (1, 1), 1)
         assert row["plan"] == f"{plan['isa']}/{plan['algorithm']}"
-    facts = backend.info()["plans"]  # the three passes, and the forward of finding the layers (batch 1)
-    assert facts["path"] == plans.cache_path() and facts["entries"] == 4 and facts["autotune"]
+    gemm_plan = plans.sgemm_plan_of(8, 12, 16)  # None where one SIMD ISA is all there is
+    assert rows[-1]["plan"] == ("heuristic" if gemm_plan is None else f"{gemm_plan['isa']}/gemm")
+    facts = backend.info()["plans"]  # the three passes, the forward of finding the layers (batch 1), sgemm
+    assert facts["path"] == plans.cache_path() and facts["autotune"]
+    assert facts["entries"] == 4 + (gemm_plan is not None)
 
 
 TRAINING = """

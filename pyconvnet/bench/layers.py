@@ -1,6 +1,6 @@
 """Layer suite: every distinct convolution, max-pool and batch-norm layer of the training-step
-suite's models, at the suite's batch sizes, pyconvnet against torch; and backend.sgemm against
-numpy's matmul on square and convolution-shaped sizes.
+suite's models, at the suite's batch sizes, pyconvnet against torch; and the SGEMM (backend.sgemm on
+its plan's ISA) against numpy's matmul on square and convolution-shaped sizes.
 
 The layers are found by running each model once (one sample, no_grad) with forward hooks on its
 Conv2d, MaxPool2d and BatchNorm2d modules, so the list follows the models as they change.
@@ -9,14 +9,15 @@ max-pool and batch-norm (training mode) time forward + backward through each lib
 functional API. GFLOP/s counts direct-convolution FLOPs (2 per multiply-add), whatever
 algorithm a kernel uses. Convolutions run the plans measured kernel selection picks
 (pyconvnet.plans; the first call of each pass tunes it, outside the timed runs); each row's
-``plan`` says which ISA and algorithm ran ("heuristic" with selection off).
+``plan`` says which ISA and algorithm ran ("heuristic" with selection off), as does each SGEMM
+row's.
 """
 
 from collections import namedtuple
 
 import numpy as np
 
-from .. import backend, nn, no_grad, plans, tensor, zeros
+from .. import nn, no_grad, plans, tensor, zeros
 from ..nn import functional
 from .timing import compare, require_torch
 
@@ -150,8 +151,10 @@ def _time_gemm(case, rng, compare_sides):
     name, m, n, k = case
     a = rng.standard_normal((m, k), dtype=np.float32)
     b = rng.standard_normal((k, n), dtype=np.float32)
-    compare_sides("sgemm", name, f"{m}x{n}x{k}", "", 2.0 * m * n * k, lambda: backend.sgemm(a, b), lambda: a @ b,
-                  baseline="numpy")
+    plans.sgemm(a, b)  # tunes the size on its first call
+    plan = plans.sgemm_plan_of(m, n, k)
+    compare_sides("sgemm", name, f"{m}x{n}x{k}", "", 2.0 * m * n * k, lambda: plans.sgemm(a, b), lambda: a @ b,
+                  baseline="numpy", plan="heuristic" if plan is None else f"{plan['isa']}/{plan['algorithm']}")
 
 
 def run_layer_suite(cases, peak_gflops, gemm_cases=GEMM_CASES, repeats=7, warmup=2, report=print):
