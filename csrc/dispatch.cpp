@@ -148,11 +148,24 @@ std::vector<Isa> available_isas() {
   return isas;
 }
 
-void set_isa(Isa isa) {
+namespace {
+
+void expect_available(Isa isa) {
   if (!isa_available(isa)) {
     std::string reason = row_of(isa) ? "this CPU does not support it" : "this build does not include it";
     throw std::invalid_argument("ISA '" + isa_name(isa) + "' is not available: " + reason);
   }
+}
+
+}  // namespace
+
+const KernelTable& kernels_for(Isa isa) {
+  expect_available(isa);
+  return *row_of(isa);
+}
+
+void set_isa(Isa isa) {
+  expect_available(isa);
   ensure_initialised();
   g_isa.store(isa);
   g_row.store(row_of(isa), std::memory_order_release);

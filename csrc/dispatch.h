@@ -21,6 +21,10 @@ enum class Isa { reference = 0, generic, avx2, avx512 };
 // The row in use. Reading it is lock-free; set_isa() swaps it atomically.
 const KernelTable& kernels();
 
+// The row of one ISA, whichever is in use: measured selection times each available one. Throws
+// std::invalid_argument if the ISA is not available.
+const KernelTable& kernels_for(Isa isa);
+
 Isa current_isa();
 std::string isa_name(Isa isa);
 // Throws std::invalid_argument for unknown names.

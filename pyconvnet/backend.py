@@ -4,12 +4,14 @@ The newest instruction set the CPU supports is chosen at import (``avx512`` > ``
 ``generic``); ``PYCONVNET_ISA=generic`` in the environment or ``set_isa("generic")`` at run time
 forces a lower one, and ``"reference"`` selects the plain-loop kernels of ``csrc/ref`` (slow; for
 tests and debugging). Threads default to OpenMP's default, which honours ``OMP_NUM_THREADS``.
+Each convolution's ISA and algorithm are chosen by measurement and remembered (``pyconvnet.plans``:
+``set_autotune``, ``set_conv_algorithm``, ``plan_cache_info``).
 """
 
 import importlib
 import time
 
-from . import _C
+from . import _C, plans
 
 __all__ = [
     "isa",
@@ -21,6 +23,11 @@ __all__ = [
     "are_deterministic_algorithms_enabled",
     "winograd_enabled",
     "set_winograd",
+    "set_autotune",
+    "autotune_enabled",
+    "set_conv_algorithm",
+    "conv_algorithm",
+    "plan_cache_info",
     "buffer_cache_stats",
     "empty_buffer_cache",
     "set_num_threads",
@@ -30,6 +37,11 @@ __all__ = [
 ]
 
 sgemm = _C.sgemm
+set_autotune = plans.set_autotune
+autotune_enabled = plans.autotune_enabled
+set_conv_algorithm = plans.set_conv_algorithm
+conv_algorithm = plans.conv_algorithm
+plan_cache_info = plans.cache_info
 
 
 def isa():
@@ -43,10 +55,12 @@ def available_isas():
 
 
 def set_isa(name):
-    """Use the kernels compiled for ``name``; ValueError if this build or CPU cannot run them."""
+    """Use the kernels compiled for ``name``; ValueError if this build or CPU cannot run them.
+    From then on measured kernel selection times only this ISA's kernels."""
     if not isinstance(name, str):
         raise TypeError(f"set_isa: name must be a str, got {type(name).__name__}")
     _C.set_isa(name)
+    plans.note_isa_forced()
 
 
 def isa_choice_reason():
@@ -76,8 +90,10 @@ _deterministic_algorithms = False
 
 def use_deterministic_algorithms(mode, *, warn_only=False):
     """torch's switch for reproducible results. Every pyconvnet kernel is already deterministic for a
-    fixed thread count (no atomics; partial sums reduced in a fixed order), so this only records
-    ``mode`` for ``are_deterministic_algorithms_enabled``."""
+    fixed thread count (no atomics; partial sums reduced in a fixed order); what can change bits
+    between runs is which kernel measured selection picks for a convolution. With ``mode`` True
+    nothing is timed: a convolution with a plan in the cache (``pyconvnet.plans``) runs it, one
+    without runs the fixed heuristic, so the result no longer depends on this run's timings."""
     global _deterministic_algorithms
     if not isinstance(mode, bool):
         raise TypeError(f"use_deterministic_algorithms: mode must be a bool, got {type(mode).__name__}")
@@ -158,6 +174,7 @@ def info():
         "isa_flags": {name: _C.isa_flags(name) for name in available_isas()},
         "threads": get_num_threads(),
         "winograd": winograd_enabled(),
+        "plans": plan_cache_info(),
         "compiler": build["compiler"],
         "build_flags": build["flags"],
         "openmp": build["openmp"],

@@ -20,6 +20,7 @@ def _info(args):
         ("available isas", ", ".join(facts["available_isas"])),
         ("threads", str(facts["threads"])),
         ("winograd", "on" if facts["winograd"] else "off (PYCONVNET_WINOGRAD=0 or set_winograd(False))"),
+        ("kernel plans", _plans_line(facts["plans"])),
         ("compiler", facts["compiler"]),
         ("build flags", facts["build_flags"].strip()),
         ("openmp", str(facts["openmp"])),
@@ -30,6 +31,14 @@ def _info(args):
     for key, value in lines:
         print(f"{key:<{width}}  {value}")
     return 0
+
+
+def _plans_line(facts):
+    """'12 plans in PATH (measured selection on)', or why the file is not there yet."""
+    state = "measured selection on" if facts["autotune"] else "off: fixed heuristics (PYCONVNET_AUTOTUNE=0)"
+    if not facts["exists"]:
+        return f"no cache yet ({facts['path']}; {state})"
+    return f"{facts['entries']} plan{'' if facts['entries'] == 1 else 's'} in {facts['path']} ({state})"
 
 
 def _cuda_line(facts):

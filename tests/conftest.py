@@ -17,6 +17,12 @@ from pyconvnet import backend
 
 ISAS = backend.available_isas()
 
+# Measured kernel selection would time every new convolution shape of the suite and write the
+# user's plan cache: the suite (and its subprocesses) run the fixed heuristics; tests/test_plans.py
+# turns selection on with a scratch cache.
+os.environ["PYCONVNET_AUTOTUNE"] = "0"
+backend.set_autotune(False)
+
 
 @pytest.fixture(params=ISAS)
 def isa(request):

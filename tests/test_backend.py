@@ -91,6 +91,8 @@ def test_info_command_tells_the_truth():
     assert fields["isa"] == f"{backend.isa()} ({backend.isa_choice_reason()})"
     assert fields["available isas"] == ", ".join(backend.available_isas())
     assert fields["threads"] == str(backend.get_num_threads())
+    plans_line = fields["kernel plans"]  # the suite runs with selection off
+    assert backend.plan_cache_info()["path"] in plans_line and "off: fixed heuristics" in plans_line
     cuda = backend.cuda_info()
     assert cuda["reason"] == pcn.cuda.unavailable_reason() and bool(cuda["devices"]) == pcn.cuda.is_available()
     if not cuda["built"]:

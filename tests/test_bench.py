@@ -68,6 +68,7 @@ def test_layer_suite_times_every_kind_of_layer():
         ("batch_norm", "fwd+bwd"), ("sgemm", "tiny gemm")]
     conv, gemm = rows[0], rows[-1]
     assert conv["shape"] == "2x3x9x9 -> 4 k3x3 s1 p0" and conv["models"] == "tiny" and conv["baseline"] == "torch"
+    assert conv["plan"] == gemm["plan"] == "heuristic" and rows[3]["plan"] is None  # the suite: selection off
     assert conv["gflop"] == pytest.approx(2 * 2 * 4 * 7 * 7 * 3 * 3 * 3 / 1e9)
     assert gemm["baseline"] == "numpy" and gemm["gflop"] == pytest.approx(2 * 8 * 12 * 16 / 1e9)
     assert all(r["pyconvnet_ms"] > 0 and r["baseline_ms"] > 0 and r["ratio"] > 0 for r in rows)

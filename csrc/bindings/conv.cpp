@@ -2,16 +2,18 @@
 #include "bindings/common.h"
 #include "dispatch.h"
 
+#include <optional>
+
 namespace pcn::bind {
 namespace {
 
-Conv2dDesc conv_desc(const FloatArray& x, const std::vector<int64_t>& w_shape, Pair stride, Pair padding,
-                     Pair dilation, int64_t groups) {
+Conv2dDesc conv_desc(const std::vector<int64_t>& x_shape, const std::vector<int64_t>& w_shape, Pair stride,
+                     Pair padding, Pair dilation, int64_t groups) {
   Conv2dDesc d;
-  d.batch = x.shape(0);
-  d.in_channels = x.shape(1);
-  d.in_h = x.shape(2);
-  d.in_w = x.shape(3);
+  d.batch = x_shape[0];
+  d.in_channels = x_shape[1];
+  d.in_h = x_shape[2];
+  d.in_w = x_shape[3];
   d.out_channels = w_shape[0];
   d.kernel_h = w_shape[2];
   d.kernel_w = w_shape[3];
@@ -25,9 +27,55 @@ Conv2dDesc conv_desc(const FloatArray& x, const std::vector<int64_t>& w_shape, P
   if (groups > 0 && checked_mul(w_shape[1], groups, "conv2d: weight") != d.in_channels)
     throw py::value_error("conv2d: weight of shape " + shape_str(w_shape) + " with groups=" + std::to_string(groups) +
                           " expects " + std::to_string(w_shape[1] * groups) + " input channels, got input of shape " +
-                          shape_str(shape_of(x)));
+                          shape_str(x_shape));
   validate(d);
   return d;
+}
+
+constexpr const char* kAlgorithmNames[] = {"auto", "gemm", "pointwise", "window", "winograd"};
+constexpr const char* kPassNames[] = {"forward", "backward_data", "backward_weight"};
+
+// The named ISA's kernels, or those in use.
+const KernelTable& row(const std::optional<std::string>& isa) {
+  return isa ? kernels_for(isa_from_name(*isa)) : kernels();
+}
+
+std::vector<std::string> candidate_names(uint32_t mask) {
+  std::vector<std::string> names;
+  for (int a = 1; a < 5; ++a)
+    if (mask >> a & 1) names.push_back(kAlgorithmNames[a]);
+  return names;
+}
+
+// Sets d.algorithm to the named one; ValueError unless it is "auto" or a candidate for the pass.
+void choose_algorithm(Conv2dDesc& d, ConvPass pass, const std::string& name, const KernelTable& table) {
+  int index = 0;
+  while (index < 5 && name != kAlgorithmNames[index]) ++index;
+  if (index == 5)
+    throw py::value_error("conv2d: algorithm must be one of auto, gemm, pointwise, window, winograd; got '" + name +
+                          "'");
+  if (index == 0) return;
+  uint32_t mask = 0;
+  ConvAlgorithm heuristic;
+  table.conv2d_algorithms(&mask, &heuristic, pass, d);
+  if (!(mask >> index & 1)) {
+    std::string allowed;
+    for (const std::string& candidate : candidate_names(mask)) allowed += (allowed.empty() ? "" : ", ") + candidate;
+    throw py::value_error(std::string("conv2d ") + kPassNames[static_cast<int>(pass)] + ": algorithm '" + name +
+                          "' cannot compute this convolution (input " +
+                          shape_str({d.batch, d.in_channels, d.in_h, d.in_w}) + ", kernel " +
+                          std::to_string(d.kernel_h) + "x" + std::to_string(d.kernel_w) + ", stride " +
+                          std::to_string(d.stride_h) + "x" + std::to_string(d.stride_w) + "); candidates: " +
+                          (allowed.empty() ? "none with this ISA" : allowed));
+  }
+  d.algorithm = static_cast<ConvAlgorithm>(index);
+}
+
+ConvPass pass_from_name(const std::string& name) {
+  for (int p = 0; p < 3; ++p)
+    if (name == kPassNames[p]) return static_cast<ConvPass>(p);
+  throw py::value_error("conv2d_algorithms: pass must be forward, backward_data or backward_weight, got '" + name +
+                        "'");
 }
 
 FloatArray conv_input(const py::handle& obj, const char* name) {
@@ -52,9 +100,12 @@ void bind_conv(py::module_& m) {
   m.def(
       "conv2d_forward",
       [](const py::handle& x_obj, const py::handle& w_obj, const py::handle& b_obj, Pair stride, Pair padding,
-         Pair dilation, int64_t groups) {
+         Pair dilation, int64_t groups,
+         const std::string& algorithm, const std::optional<std::string>& isa) {
         FloatArray x = conv_input(x_obj, "input"), w = weight_input(w_obj);
-        Conv2dDesc d = conv_desc(x, shape_of(w), stride, padding, dilation, groups);
+        Conv2dDesc d = conv_desc(shape_of(x), shape_of(w), stride, padding, dilation, groups);
+        const KernelTable& table = row(isa);
+        choose_algorithm(d, ConvPass::forward, algorithm, table);
         FloatArray b;
         if (!b_obj.is_none()) {
           b = float_input(b_obj, "conv2d", "bias");
@@ -65,50 +116,77 @@ void bind_conv(py::module_& m) {
         float* y_data = y.mutable_data();
         {
           py::gil_scoped_release nogil;
-          kernels().conv2d_forward(y_data, x.data(), w.data(), bias, d);
+          table.conv2d_forward(y_data, x.data(), w.data(), bias, d);
         }
         return y;
       },
       py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"),
-      py::arg("dilation"), py::arg("groups"));
+      py::arg("dilation"), py::arg("groups"), py::kw_only(), py::arg("algorithm") = "auto",
+      py::arg("isa") = py::none());
   m.def(
       "conv2d_backward_data",
       [](const py::handle& dy_obj, const py::handle& w_obj, std::vector<int64_t> input_shape, Pair stride,
-         Pair padding, Pair dilation, int64_t groups) {
+         Pair padding, Pair dilation, int64_t groups,
+         const std::string& algorithm, const std::optional<std::string>& isa) {
         FloatArray dy = conv_input(dy_obj, "grad_output"), w = weight_input(w_obj);
         if (input_shape.size() != 4)
           throw py::value_error("conv2d backward: input_shape must have 4 entries, got " + shape_str(input_shape));
         FloatArray dx = empty_float(input_shape);
-        Conv2dDesc d = conv_desc(dx, shape_of(w), stride, padding, dilation, groups);
+        Conv2dDesc d = conv_desc(input_shape, shape_of(w), stride, padding, dilation, groups);
         expect_grad_output(dy, d);
+        const KernelTable& table = row(isa);
+        choose_algorithm(d, ConvPass::backward_data, algorithm, table);
         float* dx_data = dx.mutable_data();
         {
           py::gil_scoped_release nogil;
-          kernels().conv2d_backward_data(dx_data, dy.data(), w.data(), d);
+          table.conv2d_backward_data(dx_data, dy.data(), w.data(), d);
         }
         return dx;
       },
       py::arg("grad_output"), py::arg("weight"), py::arg("input_shape"), py::arg("stride"), py::arg("padding"),
-      py::arg("dilation"), py::arg("groups"));
+      py::arg("dilation"), py::arg("groups"), py::kw_only(), py::arg("algorithm") = "auto",
+      py::arg("isa") = py::none());
   m.def(
       "conv2d_backward_weight",
       [](const py::handle& dy_obj, const py::handle& x_obj, std::vector<int64_t> weight_shape, Pair stride,
-         Pair padding, Pair dilation, int64_t groups) {
+         Pair padding, Pair dilation, int64_t groups,
+         const std::string& algorithm, const std::optional<std::string>& isa) {
         FloatArray dy = conv_input(dy_obj, "grad_output"), x = conv_input(x_obj, "input");
         if (weight_shape.size() != 4)
           throw py::value_error("conv2d backward: weight_shape must have 4 entries, got " + shape_str(weight_shape));
-        Conv2dDesc d = conv_desc(x, weight_shape, stride, padding, dilation, groups);
+        Conv2dDesc d = conv_desc(shape_of(x), weight_shape, stride, padding, dilation, groups);
         expect_grad_output(dy, d);
+        const KernelTable& table = row(isa);
+        choose_algorithm(d, ConvPass::backward_weight, algorithm, table);
         FloatArray dw = empty_float(weight_shape);
         float* dw_data = dw.mutable_data();
         {
           py::gil_scoped_release nogil;
-          kernels().conv2d_backward_weight(dw_data, dy.data(), x.data(), d);
+          table.conv2d_backward_weight(dw_data, dy.data(), x.data(), d);
         }
         return dw;
       },
       py::arg("grad_output"), py::arg("input"), py::arg("weight_shape"), py::arg("stride"), py::arg("padding"),
-      py::arg("dilation"), py::arg("groups"));
+      py::arg("dilation"), py::arg("groups"), py::kw_only(), py::arg("algorithm") = "auto",
+      py::arg("isa") = py::none());
+  m.def(
+      "conv2d_algorithms",
+      [](const std::string& pass_name, std::vector<int64_t> input_shape, std::vector<int64_t> weight_shape,
+         Pair stride, Pair padding, Pair dilation, int64_t groups, const std::optional<std::string>& isa) {
+        const ConvPass pass = pass_from_name(pass_name);
+        if (input_shape.size() != 4 || weight_shape.size() != 4)
+          throw py::value_error("conv2d_algorithms: input_shape and weight_shape must have 4 entries, got " +
+                                shape_str(input_shape) + " and " + shape_str(weight_shape));
+        Conv2dDesc d = conv_desc(input_shape, weight_shape, stride, padding, dilation, groups);
+        uint32_t mask = 0;
+        ConvAlgorithm heuristic;
+        row(isa).conv2d_algorithms(&mask, &heuristic, pass, d);
+        return py::make_tuple(candidate_names(mask), kAlgorithmNames[static_cast<int>(heuristic)]);
+      },
+      py::arg("pass_"), py::arg("input_shape"), py::arg("weight_shape"), py::arg("stride"), py::arg("padding"),
+      py::arg("dilation"), py::arg("groups"), py::kw_only(), py::arg("isa") = py::none(),
+      "The algorithms that can compute a conv2d pass (forward, backward_data, backward_weight) of these "
+      "shapes with an ISA's kernels, and the one the fixed heuristic takes ('auto' for the reference ISA).");
   m.def(
       "conv2d_backward_bias",
       [](const py::handle& dy_obj) {

@@ -1,5 +1,6 @@
 // Binding for the library's SGEMM (pyconvnet.backend.sgemm).
 #include <algorithm>
+#include <optional>
 
 #include "bindings/common.h"
 #include "dispatch.h"
@@ -10,7 +11,7 @@ void bind_gemm(py::module_& m) {
   m.def(
       "sgemm",
       [](const py::handle& a_obj, const py::handle& b_obj, bool trans_a, bool trans_b, float alpha, float beta,
-         const py::handle& out_obj) {
+         const py::handle& out_obj, const std::optional<std::string>& isa) {
         FloatArray a = float_input(a_obj, "sgemm", "a"), b = float_input(b_obj, "sgemm", "b");
         expect_ndim(a, 2, "sgemm", "a", "(rows, cols)");
         expect_ndim(b, 2, "sgemm", "b", "(rows, cols)");
@@ -46,13 +47,14 @@ void bind_gemm(py::module_& m) {
         float* c_data = c.mutable_data();
         {
           py::gil_scoped_release nogil;
-          kernels().sgemm(c_data, a.data(), b.data(), d);
+          (isa ? kernels_for(isa_from_name(*isa)) : kernels()).sgemm(c_data, a.data(), b.data(), d);
         }
         return c;
       },
       py::arg("a"), py::arg("b"), py::kw_only(), py::arg("trans_a") = false, py::arg("trans_b") = false,
-      py::arg("alpha") = 1.0f, py::arg("beta") = 0.0f, py::arg("out") = py::none(),
-      "C = alpha * op(a) @ op(b) + beta * out with the library's packed SGEMM (float32, C-contiguous).");
+      py::arg("alpha") = 1.0f, py::arg("beta") = 0.0f, py::arg("out") = py::none(), py::arg("isa") = py::none(),
+      "C = alpha * op(a) @ op(b) + beta * out with the library's packed SGEMM (float32, C-contiguous), on the "
+      "kernels of the ISA in use or of the one named by isa.");
 }
 
 }  // namespace pcn::bind

@@ -7,6 +7,8 @@
 // convolution whose stride stays within the kernel's extent runs on sliding windows over a padded
 // image instead (conv_window.h), as does backward-data at stride 1: what is left here is strides
 // beyond the kernel (1x1 at stride 2, say) and strided backward-data.
+// Which path a pass takes is the descriptor's algorithm when one is forced (measured selection,
+// pyconvnet/plans.py), otherwise the fixed heuristic below.
 // Threads take whole images when there are enough of them (each with its own scratch and, for
 // backward-weight, its own partial sum reduced in thread order: deterministic for a fixed thread
 // count); otherwise the whole team shares each image's GEMM.
@@ -247,14 +249,54 @@ void pointwise_backward_weight(float* dw, const float* dy, const float* x, const
   }
 }
 
+// The paths each pass can take (gemm, the patch packer, takes every convolution) and the one the
+// fixed heuristic takes: Winograd where it pays, then the window path, then the pointwise GEMM.
+uint32_t candidate_mask(ConvPass pass, const Conv2dDesc& d) {
+  const auto bit = [](ConvAlgorithm a) { return uint32_t(1) << static_cast<int>(a); };
+  uint32_t mask = bit(ConvAlgorithm::gemm);
+  if (geometry(d).pointwise) mask |= bit(ConvAlgorithm::pointwise);
+  if (pass == ConvPass::backward_data ? window_backward_data_applies(d) : window_applies(d))
+    mask |= bit(ConvAlgorithm::window);
+  if (winograd_possible(pass, d)) mask |= bit(ConvAlgorithm::winograd);
+  return mask;
+}
+
+ConvAlgorithm heuristic_algorithm(ConvPass pass, const Conv2dDesc& d) {
+  bool winograd = false, window = false;
+  switch (pass) {
+    case ConvPass::forward: winograd = winograd_applies(d), window = window_applies(d); break;
+    case ConvPass::backward_data:
+      winograd = winograd_backward_data_applies(d), window = window_backward_data_applies(d);
+      break;
+    case ConvPass::backward_weight: winograd = winograd_backward_weight_applies(d), window = window_applies(d); break;
+  }
+  if (winograd) return ConvAlgorithm::winograd;
+  if (window) return ConvAlgorithm::window;
+  return geometry(d).pointwise ? ConvAlgorithm::pointwise : ConvAlgorithm::gemm;
+}
+
+// The descriptor's algorithm, or the heuristic's for `automatic` (the binding has checked that a
+// forced one is a candidate).
+ConvAlgorithm algorithm_for(ConvPass pass, const Conv2dDesc& d) {
+  return d.algorithm == ConvAlgorithm::automatic ? heuristic_algorithm(pass, d) : d.algorithm;
+}
+
 }  // namespace
+
+void conv2d_algorithms(uint32_t* candidates, ConvAlgorithm* heuristic, ConvPass pass, const Conv2dDesc& d) {
+  *candidates = candidate_mask(pass, d);
+  *heuristic = heuristic_algorithm(pass, d);
+}
 
 void conv2d_forward(float* y, const float* x, const float* w, const float* bias, const Conv2dDesc& d) {
   const ConvGeometry g = geometry(d);
   if (d.batch == 0) return;
-  if (winograd_applies(d)) return winograd_forward(y, x, w, bias, d);
-  if (window_applies(d)) return window_forward(y, x, w, bias, d);
-  if (g.pointwise) return pointwise_convolution(y, x, w, bias, d, g, false);
+  switch (algorithm_for(ConvPass::forward, d)) {
+    case ConvAlgorithm::winograd: return winograd_forward(y, x, w, bias, d);
+    case ConvAlgorithm::window: return window_forward(y, x, w, bias, d);
+    case ConvAlgorithm::pointwise: return pointwise_convolution(y, x, w, bias, d, g, false);
+    default: break;
+  }
   const int threads = num_threads();
   const bool by_image = parallel_over_images(d);
   const int64_t a_floats = packed_a_floats(g.cout_g, g.k), b_floats = packed_b_floats(g.p, g.k);
@@ -283,9 +325,12 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
 void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv2dDesc& d) {
   const ConvGeometry g = geometry(d);
   if (d.batch == 0) return;
-  if (winograd_backward_data_applies(d)) return winograd_backward_data(dx, dy, w, d);
-  if (window_backward_data_applies(d)) return window_backward_data(dx, dy, w, d);
-  if (g.pointwise) return pointwise_convolution(dx, dy, w, nullptr, d, g, true);
+  switch (algorithm_for(ConvPass::backward_data, d)) {
+    case ConvAlgorithm::winograd: return winograd_backward_data(dx, dy, w, d);
+    case ConvAlgorithm::window: return window_backward_data(dx, dy, w, d);
+    case ConvAlgorithm::pointwise: return pointwise_convolution(dx, dy, w, nullptr, d, g, true);
+    default: break;
+  }
   const int threads = num_threads();
   const bool by_image = parallel_over_images(d);
   // Column chunks keep the K x chunk buffer near 16 MB whatever the image size.
@@ -338,9 +383,12 @@ void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv
 
 void conv2d_backward_weight(float* dw, const float* dy, const float* x, const Conv2dDesc& d) {
   const ConvGeometry g = geometry(d);
-  if (winograd_backward_weight_applies(d)) return winograd_backward_weight(dw, dy, x, d);
-  if (window_applies(d)) return window_backward_weight(dw, dy, x, d);
-  if (g.pointwise) return pointwise_backward_weight(dw, dy, x, d, g);
+  switch (algorithm_for(ConvPass::backward_weight, d)) {
+    case ConvAlgorithm::winograd: return winograd_backward_weight(dw, dy, x, d);
+    case ConvAlgorithm::window: return window_backward_weight(dw, dy, x, d);
+    case ConvAlgorithm::pointwise: return pointwise_backward_weight(dw, dy, x, d, g);
+    default: break;
+  }
   const int64_t w_floats = d.out_channels * g.k;
   const int threads = num_threads();
   const bool by_image = parallel_over_images(d);

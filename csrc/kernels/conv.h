@@ -9,11 +9,18 @@
 
 namespace pcn {
 
+// How a convolution pass is computed. `automatic` is the fixed heuristic in conv.cpp; the others
+// force one path (conv2d_algorithms says which can take a given pass). The reference kernels
+// ignore it.
+enum class ConvAlgorithm : int32_t { automatic = 0, gemm, pointwise, window, winograd };
+enum class ConvPass : int32_t { forward = 0, backward_data, backward_weight };
+
 struct Conv2dDesc {
   int64_t batch = 0, in_channels = 0, in_h = 0, in_w = 0;
   int64_t out_channels = 0, kernel_h = 0, kernel_w = 0;
   int64_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dilation_h = 1, dilation_w = 1, groups = 1;
   int64_t out_h = 0, out_w = 0;  // filled by validate()
+  ConvAlgorithm algorithm = ConvAlgorithm::automatic;
 };
 
 // Checks every field against the others and fills out_h/out_w (ValueError naming the argument).
@@ -23,6 +30,7 @@ void validate(Conv2dDesc& desc);
   X(conv2d_forward, (float* y, const float* x, const float* w, const float* bias, const Conv2dDesc& d)) \
   X(conv2d_backward_data, (float* dx, const float* dy, const float* w, const Conv2dDesc& d))            \
   X(conv2d_backward_weight, (float* dw, const float* dy, const float* x, const Conv2dDesc& d))          \
-  X(conv2d_backward_bias, (float* db, const float* dy, const Conv2dDesc& d))
+  X(conv2d_backward_bias, (float* db, const float* dy, const Conv2dDesc& d))                            \
+  X(conv2d_algorithms, (uint32_t* candidates, ConvAlgorithm* heuristic, ConvPass pass, const Conv2dDesc& d))
 
 }  // namespace pcn

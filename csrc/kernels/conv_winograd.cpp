@@ -537,25 +537,40 @@ bool tiles_fit(int64_t h, int64_t w) {
 }
 
 bool winograd_shape(const Conv2dDesc& d) {
-  return winograd_enabled() && d.kernel_h == 3 && d.kernel_w == 3 && d.stride_h == 1 && d.stride_w == 1 &&
-         d.dilation_h == 1 && d.dilation_w == 1 && d.groups == 1 && d.in_channels >= kMinChannels &&
-         d.out_channels >= kMinChannels;
+  return d.kernel_h == 3 && d.kernel_w == 3 && d.stride_h == 1 && d.stride_w == 1 && d.dilation_h == 1 &&
+         d.dilation_w == 1 && d.groups == 1 && d.in_channels >= kMinChannels && d.out_channels >= kMinChannels;
+}
+
+bool weight_grad_channels(const Conv2dDesc& d) {
+  const auto in_range = [](int64_t channels) {
+    return channels >= kMinWeightGradChannels && channels <= kMaxWeightGradChannels;
+  };
+  return in_range(d.in_channels) && in_range(d.out_channels);
 }
 
 }  // namespace
 
-bool winograd_applies(const Conv2dDesc& d) { return winograd_shape(d) && tiles_fit(d.out_h, d.out_w); }
+bool winograd_possible(ConvPass pass, const Conv2dDesc& d) {
+  if (!winograd_shape(d)) return false;
+  switch (pass) {
+    case ConvPass::forward: return true;
+    // dx is the convolution of dy padded by 2 - padding with the flipped weights.
+    case ConvPass::backward_data: return d.pad_h <= 2 && d.pad_w <= 2;
+    case ConvPass::backward_weight: return weight_grad_channels(d);
+  }
+  return false;
+}
+
+bool winograd_applies(const Conv2dDesc& d) {
+  return winograd_enabled() && winograd_possible(ConvPass::forward, d) && tiles_fit(d.out_h, d.out_w);
+}
 
 bool winograd_backward_weight_applies(const Conv2dDesc& d) {
-  const auto in_range = [](int64_t channels) {
-    return channels >= kMinWeightGradChannels && channels <= kMaxWeightGradChannels;
-  };
-  return winograd_applies(d) && in_range(d.in_channels) && in_range(d.out_channels);
+  return winograd_applies(d) && weight_grad_channels(d);
 }
 
 bool winograd_backward_data_applies(const Conv2dDesc& d) {
-  // dx is the convolution of dy padded by 2 - padding with the flipped weights.
-  return winograd_shape(d) && d.pad_h <= 2 && d.pad_w <= 2 && tiles_fit(d.in_h, d.in_w);
+  return winograd_enabled() && winograd_possible(ConvPass::backward_data, d) && tiles_fit(d.in_h, d.in_w);
 }
 
 void winograd_forward(float* y, const float* x, const float* w, const float* bias, const Conv2dDesc& d) {

@@ -19,8 +19,11 @@
 
 PCN_ISA_BEGIN
 
+// Whether Winograd tiles can compute this pass at all, on or off (set_winograd_enabled), on any map
+// size: the candidates measured selection may time.
+bool winograd_possible(ConvPass pass, const Conv2dDesc& d);
 // Whether the forward / backward-data / backward-weight computation of this convolution runs as
-// Winograd tiles.
+// Winograd tiles by the fixed heuristic: possible, allowed, and on maps where the tiles pay.
 bool winograd_applies(const Conv2dDesc& d);
 bool winograd_backward_data_applies(const Conv2dDesc& d);
 bool winograd_backward_weight_applies(const Conv2dDesc& d);

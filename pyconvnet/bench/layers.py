@@ -1,20 +1,23 @@
 """Layer suite: every distinct convolution, max-pool and batch-norm layer of the training-step
-suite's models, at the suite's batch sizes, pyconvnet against torch; and backend.sgemm against
-numpy's matmul on square and convolution-shaped sizes.
+suite's models, at the suite's batch sizes, pyconvnet against torch; and the SGEMM (backend.sgemm on
+its plan's ISA) against numpy's matmul on square and convolution-shaped sizes.
 
 The layers are found by running each model once (one sample, no_grad) with forward hooks on its
 Conv2d, MaxPool2d and BatchNorm2d modules, so the list follows the models as they change.
 Convolutions time the kernels alone (forward, backward-data, backward-weight, no bias);
 max-pool and batch-norm (training mode) time forward + backward through each library's
 functional API. GFLOP/s counts direct-convolution FLOPs (2 per multiply-add), whatever
-algorithm a kernel uses.
+algorithm a kernel uses. Convolutions run the plans measured kernel selection picks
+(pyconvnet.plans; the first call of each pass tunes it, outside the timed runs); each row's
+``plan`` says which ISA and algorithm ran ("heuristic" with selection off), as does each SGEMM
+row's.
 """
 
 from collections import namedtuple
 
 import numpy as np
 
-from .. import _C, backend, nn, no_grad, tensor, zeros
+from .. import nn, no_grad, plans, tensor, zeros
 from ..nn import functional
 from .timing import compare, require_torch
 
@@ -92,7 +95,7 @@ def _time_conv(shape, used_by, rng, torch, compare_sides):
     x = rng.standard_normal(shape.input, dtype=np.float32)
     w = rng.standard_normal((shape.out_channels, shape.input[1] // shape.groups, *shape.kernel), dtype=np.float32)
     geometry = (shape.stride, shape.padding, shape.dilation, shape.groups)
-    y = _C.conv2d_forward(x, w, None, *geometry)
+    y = plans.conv2d("forward", x, w, None, *geometry)
     gy = rng.standard_normal(y.shape, dtype=np.float32)
     tx, tw, tgy = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(gy)
     flops = 2.0 * y.size * w[0].size
@@ -103,15 +106,21 @@ def _time_conv(shape, used_by, rng, torch, compare_sides):
     def torch_backward(mask):
         return torch.ops.aten.convolution_backward(tgy, tx, tw, None, *torch_geometry, mask)
 
+    def ours(pass_, a, b, c):
+        """The timed call of a pass and the plan it runs, tuned by a first call outside the timing."""
+        plans.conv2d(pass_, a, b, c, *geometry)
+        plan = plans.plan_of(pass_, x.shape, w.shape, *geometry)
+        return (lambda: plans.conv2d(pass_, a, b, c, *geometry),
+                "heuristic" if plan is None else f"{plan['isa']}/{plan['algorithm']}")
+
     with torch.no_grad():
-        compare_sides("conv", "fwd", label, used_by, flops, lambda: _C.conv2d_forward(x, w, None, *geometry),
-                      lambda: torch.nn.functional.conv2d(tx, tw, None, *geometry))
-        compare_sides("conv", "bwd-data", label, used_by, flops,
-                      lambda: _C.conv2d_backward_data(gy, w, list(x.shape), *geometry),
-                      lambda: torch_backward([True, False, False]))
-        compare_sides("conv", "bwd-weight", label, used_by, flops,
-                      lambda: _C.conv2d_backward_weight(gy, x, list(w.shape), *geometry),
-                      lambda: torch_backward([False, True, False]))
+        for op, pass_, operands, theirs in (
+                ("fwd", "forward", (x, w, None), lambda: torch.nn.functional.conv2d(tx, tw, None, *geometry)),
+                ("bwd-data", "backward_data", (gy, w, list(x.shape)), lambda: torch_backward([True, False, False])),
+                ("bwd-weight", "backward_weight", (gy, x, list(w.shape)),
+                 lambda: torch_backward([False, True, False]))):
+            timed, plan = ours(pass_, *operands)
+            compare_sides("conv", op, label, used_by, flops, timed, theirs, plan=plan)
 
 
 def _time_pool(shape, used_by, rng, torch, compare_sides):
@@ -142,8 +151,10 @@ def _time_gemm(case, rng, compare_sides):
     name, m, n, k = case
     a = rng.standard_normal((m, k), dtype=np.float32)
     b = rng.standard_normal((k, n), dtype=np.float32)
-    compare_sides("sgemm", name, f"{m}x{n}x{k}", "", 2.0 * m * n * k, lambda: backend.sgemm(a, b), lambda: a @ b,
-                  baseline="numpy")
+    plans.sgemm(a, b)  # tunes the size on its first call
+    plan = plans.sgemm_plan_of(m, n, k)
+    compare_sides("sgemm", name, f"{m}x{n}x{k}", "", 2.0 * m * n * k, lambda: plans.sgemm(a, b), lambda: a @ b,
+                  baseline="numpy", plan="heuristic" if plan is None else f"{plan['isa']}/{plan['algorithm']}")
 
 
 def run_layer_suite(cases, peak_gflops, gemm_cases=GEMM_CASES, repeats=7, warmup=2, report=print):
@@ -153,9 +164,9 @@ def run_layer_suite(cases, peak_gflops, gemm_cases=GEMM_CASES, repeats=7, warmup
     rng = np.random.default_rng(0)
     rows = []
 
-    def compare_sides(kind, op, shape, used_by, flops, ours, theirs, baseline="torch"):
+    def compare_sides(kind, op, shape, used_by, flops, ours, theirs, baseline="torch", plan=None):
         timing = compare(ours, theirs, repeats=repeats, warmup=warmup)
-        row = {"kind": kind, "op": op, "shape": shape, "models": used_by, "baseline": baseline,
+        row = {"kind": kind, "op": op, "shape": shape, "plan": plan, "models": used_by, "baseline": baseline,
                "pyconvnet_ms": timing.ours_ms, "baseline_ms": timing.theirs_ms, "ratio": timing.ratio,
                "gflop": None if flops is None else flops / 1e9}
         for side, ms in (("pyconvnet", timing.ours_ms), ("baseline", timing.theirs_ms)):

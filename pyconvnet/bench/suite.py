@@ -68,10 +68,11 @@ def model_table(rows):
 
 
 def layer_table(rows):
-    headers = ["layer", "op", "shape", "vs", "pcn ms", "their ms", "ratio", "pcn GF/s", "their GF/s", "pcn %pk",
-               "their %pk", "models"]
+    headers = ["layer", "op", "shape", "plan", "vs", "pcn ms", "their ms", "ratio", "pcn GF/s", "their GF/s",
+               "pcn %pk", "their %pk", "models"]
     return format_table(headers, [
-        (r["kind"], r["op"], r["shape"], r["baseline"], _number(r["pyconvnet_ms"], 3), _number(r["baseline_ms"], 3),
+        (r["kind"], r["op"], r["shape"], r["plan"] or "", r["baseline"], _number(r["pyconvnet_ms"], 3),
+         _number(r["baseline_ms"], 3),
          _number(r["ratio"], 2), _number(r["pyconvnet_gflops"], 1), _number(r["baseline_gflops"], 1),
          _number(r["pyconvnet_peak_percent"], 0), _number(r["baseline_peak_percent"], 0), r["models"])
         for r in rows])

@@ -6,7 +6,7 @@ sums broadcast gradients back to each input's shape."""
 
 import numpy as np
 
-from .. import _array, kernels
+from .. import _array, kernels, plans
 from ..autograd import Function, sum_to_shape
 
 __all__ = ["Add", "Sub", "Mul", "Div", "Neg", "Pow", "MatMul", "Exp", "Log", "Sqrt", "Abs", "Clamp", "Compare",
@@ -131,7 +131,7 @@ def _matmul(a, b, transpose_a=False, transpose_b=False):
     """op(a) @ op(b): 2-D float32 products run on the library's packed SGEMM (multi-threaded,
     deterministic); batched, 1-D and integer products fall back to numpy."""
     if a.ndim == 2 and b.ndim == 2 and a.dtype == float32 and b.dtype == float32:
-        return kernels.sgemm(_array.ascontiguous(a), _array.ascontiguous(b), trans_a=transpose_a, trans_b=transpose_b)
+        return plans.sgemm(_array.ascontiguous(a), _array.ascontiguous(b), trans_a=transpose_a, trans_b=transpose_b)
     return np.matmul(np.swapaxes(a, -1, -2) if transpose_a else a, np.swapaxes(b, -1, -2) if transpose_b else b)
 
 

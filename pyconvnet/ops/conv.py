@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from .. import _array, kernels
+from .. import _array, kernels, plans
 from ..autograd import Function
 from ._args import check_output_fits, int64, pair
 
@@ -16,7 +16,7 @@ class Conv2dFunction(Function):
     def forward(ctx, input, weight, bias, stride, padding, dilation, groups):
         ctx.save_for_backward(input, weight)
         ctx.geometry = (stride, padding, dilation, groups)
-        return kernels.conv2d_forward(input, weight, bias, stride, padding, dilation, groups)
+        return plans.conv2d("forward", input, weight, bias, stride, padding, dilation, groups)
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -25,9 +25,9 @@ class Conv2dFunction(Function):
         needs_input, needs_weight, needs_bias = ctx.needs_input_grad[:3]
         grad_input = grad_weight = grad_bias = None
         if needs_input:
-            grad_input = kernels.conv2d_backward_data(grad_output, weight, list(input.shape), *geometry)
+            grad_input = plans.conv2d("backward_data", grad_output, weight, list(input.shape), *geometry)
         if needs_weight:
-            grad_weight = kernels.conv2d_backward_weight(grad_output, input, list(weight.shape), *geometry)
+            grad_weight = plans.conv2d("backward_weight", grad_output, input, list(weight.shape), *geometry)
         if needs_bias:
             grad_bias = kernels.conv2d_backward_bias(grad_output)
         return grad_input, grad_weight, grad_bias
@@ -77,7 +77,7 @@ class ConvTranspose2dFunction(Function):
     def forward(ctx, input, weight, bias, output_shape, stride, padding, dilation, groups):
         ctx.save_for_backward(input, weight)
         ctx.geometry = (stride, padding, dilation, groups)
-        output = kernels.conv2d_backward_data(input, weight, list(output_shape), *ctx.geometry)
+        output = plans.conv2d("backward_data", input, weight, list(output_shape), *ctx.geometry)
         if bias is not None:
             output += bias.reshape(1, -1, 1, 1)
         return output
@@ -88,9 +88,9 @@ class ConvTranspose2dFunction(Function):
         needs_input, needs_weight, needs_bias = ctx.needs_input_grad[:3]
         grad_input = grad_weight = grad_bias = None
         if needs_input:
-            grad_input = kernels.conv2d_forward(grad_output, weight, None, *ctx.geometry)
+            grad_input = plans.conv2d("forward", grad_output, weight, None, *ctx.geometry)
         if needs_weight:
-            grad_weight = kernels.conv2d_backward_weight(input, grad_output, list(weight.shape), *ctx.geometry)
+            grad_weight = plans.conv2d("backward_weight", input, grad_output, list(weight.shape), *ctx.geometry)
         if needs_bias:
             grad_bias = kernels.conv2d_backward_bias(grad_output)
         return grad_input, grad_weight, grad_bias, None, None, None, None, None
@@ -147,11 +147,11 @@ class LinearFunction(Function):
         ctx.save_for_backward(rows, weight)
         ctx.input_shape = input.shape
         if bias is None:
-            out = kernels.sgemm(rows, weight, trans_b=True)
+            out = plans.sgemm(rows, weight, trans_b=True)
         else:
             out = _array.empty((rows.shape[0], weight.shape[0]), np.float32, rows)
             out[...] = bias
-            kernels.sgemm(rows, weight, trans_b=True, beta=1.0, out=out)
+            plans.sgemm(rows, weight, trans_b=True, beta=1.0, out=out)
         return out.reshape(*input.shape[:-1], weight.shape[0])
 
     @staticmethod
@@ -160,9 +160,9 @@ class LinearFunction(Function):
         grad_rows = _array.ascontiguous(grad_output, np.float32).reshape(rows.shape[0], weight.shape[0])
         grad_input = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
-            grad_input = kernels.sgemm(grad_rows, weight).reshape(ctx.input_shape)
+            grad_input = plans.sgemm(grad_rows, weight).reshape(ctx.input_shape)
         if ctx.needs_input_grad[1]:
-            grad_weight = kernels.sgemm(grad_rows, rows, trans_a=True)
+            grad_weight = plans.sgemm(grad_rows, rows, trans_a=True)
         if ctx.needs_input_grad[2]:
             grad_bias = grad_rows.sum(axis=0, dtype=np.float64).astype(np.float32)
         return grad_input, grad_weight, grad_bias
