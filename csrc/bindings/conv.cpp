@@ -52,9 +52,10 @@ void bind_conv(py::module_& m) {
   m.def(
       "conv2d_forward",
       [](const py::handle& x_obj, const py::handle& w_obj, const py::handle& b_obj, Pair stride, Pair padding,
-         Pair dilation, int64_t groups) {
+         Pair dilation, int64_t groups, bool bf16) {
         FloatArray x = conv_input(x_obj, "input"), w = weight_input(w_obj);
         Conv2dDesc d = conv_desc(x, shape_of(w), stride, padding, dilation, groups);
+        d.bf16 = bf16;
         FloatArray b;
         if (!b_obj.is_none()) {
           b = float_input(b_obj, "conv2d", "bias");
@@ -70,16 +71,17 @@ void bind_conv(py::module_& m) {
         return y;
       },
       py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"),
-      py::arg("dilation"), py::arg("groups"));
+      py::arg("dilation"), py::arg("groups"), py::kw_only(), py::arg("bf16") = false);
   m.def(
       "conv2d_backward_data",
       [](const py::handle& dy_obj, const py::handle& w_obj, std::vector<int64_t> input_shape, Pair stride,
-         Pair padding, Pair dilation, int64_t groups) {
+         Pair padding, Pair dilation, int64_t groups, bool bf16) {
         FloatArray dy = conv_input(dy_obj, "grad_output"), w = weight_input(w_obj);
         if (input_shape.size() != 4)
           throw py::value_error("conv2d backward: input_shape must have 4 entries, got " + shape_str(input_shape));
         FloatArray dx = empty_float(input_shape);
         Conv2dDesc d = conv_desc(dx, shape_of(w), stride, padding, dilation, groups);
+        d.bf16 = bf16;
         expect_grad_output(dy, d);
         float* dx_data = dx.mutable_data();
         {
@@ -89,15 +91,16 @@ void bind_conv(py::module_& m) {
         return dx;
       },
       py::arg("grad_output"), py::arg("weight"), py::arg("input_shape"), py::arg("stride"), py::arg("padding"),
-      py::arg("dilation"), py::arg("groups"));
+      py::arg("dilation"), py::arg("groups"), py::kw_only(), py::arg("bf16") = false);
   m.def(
       "conv2d_backward_weight",
       [](const py::handle& dy_obj, const py::handle& x_obj, std::vector<int64_t> weight_shape, Pair stride,
-         Pair padding, Pair dilation, int64_t groups) {
+         Pair padding, Pair dilation, int64_t groups, bool bf16) {
         FloatArray dy = conv_input(dy_obj, "grad_output"), x = conv_input(x_obj, "input");
         if (weight_shape.size() != 4)
           throw py::value_error("conv2d backward: weight_shape must have 4 entries, got " + shape_str(weight_shape));
         Conv2dDesc d = conv_desc(x, weight_shape, stride, padding, dilation, groups);
+        d.bf16 = bf16;
         expect_grad_output(dy, d);
         FloatArray dw = empty_float(weight_shape);
         float* dw_data = dw.mutable_data();
@@ -108,7 +111,7 @@ void bind_conv(py::module_& m) {
         return dw;
       },
       py::arg("grad_output"), py::arg("input"), py::arg("weight_shape"), py::arg("stride"), py::arg("padding"),
-      py::arg("dilation"), py::arg("groups"));
+      py::arg("dilation"), py::arg("groups"), py::kw_only(), py::arg("bf16") = false);
   m.def(
       "conv2d_backward_bias",
       [](const py::handle& dy_obj) {
