@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 
-from . import _array, devices
+from . import _C, _array, devices
 
 __all__ = ["autocast", "GradScaler", "bfloat16", "is_autocast_enabled", "get_autocast_dtype"]
 
@@ -55,16 +55,9 @@ def bf16_active(array):
 
 
 def round_bf16(array):
-    """A float32 array's values rounded to bfloat16 (round to nearest, ties to even), as float32:
+    """A float32 CPU array's values rounded to bfloat16 (round to nearest, ties to even), as float32:
     the upper 16 bits of each float kept. NaN stays NaN; values past bfloat16's largest become inf."""
-    bits = np.ascontiguousarray(array, dtype=np.float32).view(np.uint32)
-    rounded = bits + (np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1)))
-    rounded &= np.uint32(0xFFFF0000)
-    out = rounded.view(np.float32)
-    nan = np.isnan(array)
-    if nan.any():
-        out[nan] = np.nan
-    return out.reshape(np.shape(array))
+    return _C.round_bf16(array)
 
 
 def _is_dtype(dtype):

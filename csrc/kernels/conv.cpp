@@ -6,8 +6,8 @@
 // A 1x1, stride-1, unpadded convolution reads x/dx directly as the GEMM operand; every other
 // convolution whose stride stays within the kernel's extent runs on sliding windows over a padded
 // image instead (conv_window.h), as does backward-data at stride 1: what is left here is strides
-// beyond the kernel (1x1 at stride 2, say) and strided backward-data, and under autocast (desc.bf16)
-// every pass, on bfloat16 panels in the avx512bf16 build.
+// beyond the kernel (1x1 at stride 2, say) and strided backward-data. Under autocast (desc.bf16) the
+// choice is the same; these GEMMs then multiply bfloat16 panels in the avx512bf16 build.
 // Threads take whole images when there are enough of them (each with its own scratch and, for
 // backward-weight, its own partial sum reduced in thread order: deterministic for a fixed thread
 // count); otherwise the whole team shares each image's GEMM.
@@ -253,8 +253,8 @@ void pointwise_backward_weight(float* dw, const float* dy, const float* x, const
 void conv2d_forward(float* y, const float* x, const float* w, const float* bias, const Conv2dDesc& d) {
   const ConvGeometry g = geometry(d);
   if (d.batch == 0) return;
-  if (!d.bf16 && winograd_applies(d)) return winograd_forward(y, x, w, bias, d);
-  if (!d.bf16 && window_applies(d)) return window_forward(y, x, w, bias, d);
+  if (winograd_applies(d)) return winograd_forward(y, x, w, bias, d);
+  if (window_applies(d)) return window_forward(y, x, w, bias, d);
   if (g.pointwise) return pointwise_convolution(y, x, w, bias, d, g, false);
   const int threads = num_threads();
   const bool by_image = parallel_over_images(d);
@@ -284,8 +284,8 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
 void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv2dDesc& d) {
   const ConvGeometry g = geometry(d);
   if (d.batch == 0) return;
-  if (!d.bf16 && winograd_backward_data_applies(d)) return winograd_backward_data(dx, dy, w, d);
-  if (!d.bf16 && window_backward_data_applies(d)) return window_backward_data(dx, dy, w, d);
+  if (winograd_backward_data_applies(d)) return winograd_backward_data(dx, dy, w, d);
+  if (window_backward_data_applies(d)) return window_backward_data(dx, dy, w, d);
   if (g.pointwise) return pointwise_convolution(dx, dy, w, nullptr, d, g, true);
   const int threads = num_threads();
   const bool by_image = parallel_over_images(d);
@@ -339,8 +339,8 @@ void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv
 
 void conv2d_backward_weight(float* dw, const float* dy, const float* x, const Conv2dDesc& d) {
   const ConvGeometry g = geometry(d);
-  if (!d.bf16 && winograd_backward_weight_applies(d)) return winograd_backward_weight(dw, dy, x, d);
-  if (!d.bf16 && window_applies(d)) return window_backward_weight(dw, dy, x, d);
+  if (winograd_backward_weight_applies(d)) return winograd_backward_weight(dw, dy, x, d);
+  if (window_applies(d)) return window_backward_weight(dw, dy, x, d);
   if (g.pointwise) return pointwise_backward_weight(dw, dy, x, d, g);
   const int64_t w_floats = d.out_channels * g.k;
   const int threads = num_threads();

@@ -36,24 +36,32 @@ constexpr bool kGemmBf16Dot = false;
 // A packed panel (kc x width floats, width per k) rewritten in place as bfloat16 pairs: 32-bit
 // word (q, j) holds row 2q's value j in its low half and row 2q + 1's in its high half (zero past
 // kc), the operand layout of vdpbf16ps. Rounds to nearest even (exact on bfloat16 values).
+// The panel's floats read and written as bits (may_alias: the same memory is also float data).
+typedef uint32_t vuint_u __attribute__((vector_size(kVecFloats * sizeof(uint32_t)), aligned(4), may_alias));
+typedef uint32_t uint_alias __attribute__((may_alias));
+
+template <class Bits>
+static inline Bits bf16_upper_half(Bits bits) {
+  return (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
+}
+
 static inline void pack_bf16_pairs(float* panel, int64_t kc, int64_t width) {
-  uint32_t* words = reinterpret_cast<uint32_t*>(panel);
-  const auto upper = [](float x) {
-    uint32_t bits;
-    std::memcpy(&bits, &x, 4);
-    return (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
-  };
+  uint_alias* words = reinterpret_cast<uint_alias*>(panel);
+  const uint_alias* bits = words;
+  // Word q * width + j lies at or before float 2q * width + j: reading in order is safe as long as
+  // each vector of pairs is computed before it is stored (only q = 0 overwrites its own input).
   for (int64_t q = 0; 2 * q < kc; ++q) {
-    const float* even = panel + 2 * q * width;
-    const float* odd = 2 * q + 1 < kc ? even + width : nullptr;
-    // Word q * width + j lies at or before float 2q * width + j, so reading ahead in order is safe
-    // once a row's pair is computed before it is stored (only q = 0 overlaps its own input).
-    for (int64_t j0 = 0; j0 < width; j0 += kVecFloats) {
-      uint32_t pair[kVecFloats];
-      const int64_t n = min64(kVecFloats, width - j0);
-      for (int64_t j = 0; j < n; ++j) pair[j] = upper(even[j0 + j]) | (odd ? upper(odd[j0 + j]) << 16 : 0u);
-      for (int64_t j = 0; j < n; ++j) words[q * width + j0 + j] = pair[j];
+    const uint_alias* even = bits + 2 * q * width;
+    const bool has_odd = 2 * q + 1 < kc;
+    uint_alias* out = words + q * width;
+    int64_t j = 0;
+    for (; j + kVecFloats <= width; j += kVecFloats) {
+      const vuint_u e = *reinterpret_cast<const vuint_u*>(even + j);
+      const vuint_u o = has_odd ? *reinterpret_cast<const vuint_u*>(even + width + j) : vuint_u{};
+      *reinterpret_cast<vuint_u*>(out + j) = bf16_upper_half(e) | (bf16_upper_half(o) << 16);
     }
+    for (; j < width; ++j)
+      out[j] = bf16_upper_half(even[j]) | (has_odd ? bf16_upper_half(even[width + j]) << 16 : 0u);
   }
 }
 
@@ -64,7 +72,7 @@ static inline void gemm_tile_sum(vfloat (&acc)[kRows][kGemmNRVecs], int64_t kc, 
   const vfloat* bp = reinterpret_cast<const vfloat*>(__builtin_assume_aligned(b, 64));
   if constexpr (kBf16) {
 #if defined(PCN_ISA_IS_avx512bf16)
-    const uint32_t* aw = reinterpret_cast<const uint32_t*>(a);
+    const uint_alias* aw = reinterpret_cast<const uint_alias*>(a);
 #pragma GCC unroll 4
     for (int64_t q = 0; q < (kc + 1) / 2; ++q) {
       __builtin_prefetch(aw + (q + kGemmPrefetchK) * kGemmMR, 0, 3);
