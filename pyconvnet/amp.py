@@ -2,7 +2,9 @@
 the CPU default, as in torch) makes convolution and linear layers round their inputs and weights to
 bfloat16 (round to nearest even) and accumulate the products in float32; tensors, weights,
 gradients and optimiser state stay float32 (the master copies), and the backward passes of those
-layers round their operands (the incoming gradient, the saved input and weight) the same way.
+layers round their operands (the incoming gradient, the saved input and weight) the same way. The
+kernels (csrc/kernels/conv.h, gemm.h) pick their algorithm as in float32; GEMM passes multiply
+bfloat16 panels with vdpbf16ps where the CPU has AVX512-BF16.
 Any other dtype, and autocast on other devices, run in float32 and say so once, as torch does where
 a device cannot honour the request; a ``GradScaler`` has nothing to scale (bfloat16 keeps
 float32's exponent range) and disables itself."""
