@@ -10,6 +10,7 @@
 #define PCN_ROW_generic(name, params) &generic::name,
 #define PCN_ROW_avx2(name, params) &avx2::name,
 #define PCN_ROW_avx512(name, params) &avx512::name,
+#define PCN_ROW_avx512bf16(name, params) &avx512bf16::name,
 
 namespace pcn {
 namespace reference { PCN_KERNEL_LIST(PCN_DECLARE) }
@@ -20,8 +21,13 @@ namespace avx2 { PCN_KERNEL_LIST(PCN_DECLARE) }
 #ifdef PCN_HAVE_avx512
 namespace avx512 { PCN_KERNEL_LIST(PCN_DECLARE) }
 #endif
+#ifdef PCN_HAVE_avx512bf16
+namespace avx512bf16 { PCN_KERNEL_LIST(PCN_DECLARE) }
+#endif
 
 namespace {
+
+constexpr Isa kAllIsas[] = {Isa::reference, Isa::generic, Isa::avx2, Isa::avx512, Isa::avx512bf16};
 
 const KernelTable kReferenceRow = {PCN_KERNEL_LIST(PCN_ROW_reference)};
 const KernelTable kGenericRow = {PCN_KERNEL_LIST(PCN_ROW_generic)};
@@ -30,6 +36,9 @@ const KernelTable kAvx2Row = {PCN_KERNEL_LIST(PCN_ROW_avx2)};
 #endif
 #ifdef PCN_HAVE_avx512
 const KernelTable kAvx512Row = {PCN_KERNEL_LIST(PCN_ROW_avx512)};
+#endif
+#ifdef PCN_HAVE_avx512bf16
+const KernelTable kAvx512Bf16Row = {PCN_KERNEL_LIST(PCN_ROW_avx512bf16)};
 #endif
 
 const KernelTable* row_of(Isa isa) {
@@ -41,6 +50,9 @@ const KernelTable* row_of(Isa isa) {
 #endif
 #ifdef PCN_HAVE_avx512
     case Isa::avx512: return &kAvx512Row;
+#endif
+#ifdef PCN_HAVE_avx512bf16
+    case Isa::avx512bf16: return &kAvx512Bf16Row;
 #endif
     default: return nullptr;
   }
@@ -56,6 +68,7 @@ bool cpu_supports(Isa isa) {
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
              __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case Isa::avx512bf16: return cpu_supports(Isa::avx512) && __builtin_cpu_supports("avx512bf16");
     default: return true;
   }
 #else
@@ -70,13 +83,14 @@ struct Choice {
 
 Choice choose_at_import() {
   Isa best = Isa::generic;
-  for (Isa isa : {Isa::avx512, Isa::avx2}) {
+  for (Isa isa : {Isa::avx512bf16, Isa::avx512, Isa::avx2}) {
     if (isa_available(isa)) {
       best = isa;
       break;
     }
   }
   std::string reason = "newest ISA that is both built and supported by this CPU";
+  if (best == Isa::avx512 && row_of(Isa::avx512bf16)) reason += " (CPU lacks AVX512-BF16)";
   if (best != Isa::avx512 && row_of(Isa::avx512) && !cpu_supports(Isa::avx512))
     reason += " (CPU lacks AVX-512 F/BW/VL/DQ)";
   if (best == Isa::generic && row_of(Isa::avx2) && !cpu_supports(Isa::avx2)) reason += " (CPU lacks AVX2+FMA)";
@@ -129,21 +143,23 @@ std::string isa_name(Isa isa) {
     case Isa::generic: return "generic";
     case Isa::avx2: return "avx2";
     case Isa::avx512: return "avx512";
+    case Isa::avx512bf16: return "avx512bf16";
   }
   return "unknown";
 }
 
 Isa isa_from_name(const std::string& name) {
-  for (Isa isa : {Isa::reference, Isa::generic, Isa::avx2, Isa::avx512})
+  for (Isa isa : kAllIsas)
     if (isa_name(isa) == name) return isa;
-  throw std::invalid_argument("unknown ISA '" + name + "' (expected one of: reference, generic, avx2, avx512)");
+  throw std::invalid_argument("unknown ISA '" + name +
+                              "' (expected one of: reference, generic, avx2, avx512, avx512bf16)");
 }
 
 bool isa_available(Isa isa) { return row_of(isa) != nullptr && cpu_supports(isa); }
 
 std::vector<Isa> available_isas() {
   std::vector<Isa> isas;
-  for (Isa isa : {Isa::reference, Isa::generic, Isa::avx2, Isa::avx512})
+  for (Isa isa : kAllIsas)
     if (isa_available(isa)) isas.push_back(isa);
   return isas;
 }
@@ -182,6 +198,9 @@ std::string isa_flags(Isa isa) {
 #endif
 #ifdef PCN_HAVE_avx512
     case Isa::avx512: return PCN_FLAGS_avx512;
+#endif
+#ifdef PCN_HAVE_avx512bf16
+    case Isa::avx512bf16: return PCN_FLAGS_avx512bf16;
 #endif
     default: return "(not built)";
   }

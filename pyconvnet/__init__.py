@@ -34,7 +34,7 @@ from .tensor import Size, Tensor, bool_, float32, int64
 from .creation import *  # noqa: F401,F403  tensor, zeros, arange, randn, ...
 from .functions import *  # noqa: F401,F403  torch.max, torch.stack, torch.where, ...
 from . import accelerator, amp, backends, cuda  # noqa: E402
-from .amp import autocast  # noqa: E402
+from .amp import autocast, bfloat16, get_autocast_dtype, is_autocast_enabled  # noqa: E402
 # After Tensor: these build on it.
 from . import distributed, models, nn, optim  # noqa: E402 (distributed imports mpi4py only when used)
 from . import utils, vision  # noqa: E402 (torch.utils / torchvision module paths)

@@ -70,7 +70,7 @@ def _train(args):
     settings = {name: getattr(args, name) for name in (
         "model", "dataset", "epochs", "batch_size", "lr", "optimizer", "scheduler", "weight_decay", "momentum",
         "label_smoothing", "augment", "seed", "limit_train", "limit_test", "lr_scaling", "warmup_epochs",
-        "weights", "num_classes", "freeze_backbone", "image_size", "val_split")}
+        "weights", "num_classes", "freeze_backbone", "image_size", "val_split", "amp")}
     try:
         settings.update(_data_settings(args))
         accuracy = train.train(settings, out_dir=args.out, resume=args.resume, data_dir=args.data_dir,
@@ -230,6 +230,9 @@ def _add_train_parser(commands):
     parser.add_argument("--augment", action=argparse.BooleanOptionalAction,
                         help="random crop (padded) and, where mirror images are plausible, horizontal flip")
     parser.add_argument("--seed", type=int, help="default 0")
+    parser.add_argument("--amp", choices=["none", "bf16"],
+                        help="bf16: convolution and linear layers of the training steps compute in bfloat16 "
+                             "(float32 sums, weights and optimiser state; CPU only; default none)")
     parser.add_argument("--threads", type=int, help="kernel threads (default: OpenMP's; under mpiexec, a rank's "
                                                     "share of the machine's cores)")
     parser.add_argument("--device", default="auto", metavar="{auto,cpu,cuda,cuda:N}",

@@ -251,14 +251,17 @@ def plan_of(pass_, input_shape, weight_shape, stride, padding, dilation, groups)
                    lambda: _string_key(pass_, input_shape, weight_shape, geometry, isas, threads, winograd), usable)
 
 
-def conv2d(pass_, a, b, c, stride, padding, dilation, groups):
+def conv2d(pass_, a, b, c, stride, padding, dilation, groups, bf16=False):
     """``_C.conv2d_<pass_>(a, b, c, stride, padding, dilation, groups)`` with the plan for its
-    geometry (GPU arrays go to the GPU kernels unchanged)."""
+    geometry (GPU arrays go to the GPU kernels unchanged). ``bf16`` (autocast's bfloat16 operands)
+    takes the fixed heuristic: plans are measured for float32."""
     gpu = kernels.gpu_array_type
     if gpu is not None and (isinstance(a, gpu) or isinstance(b, gpu)):
         return getattr(kernels, "conv2d_" + pass_)(a, b, c, stride, padding, dilation, groups)
     function = getattr(_C, "conv2d_" + pass_)
     args = (a, b, c, stride, padding, dilation, groups)
+    if bf16:
+        return function(*args, bf16=True)
     if _forced_algorithm is not None:
         input_shape, weight_shape = _shapes(pass_, a, b, c)
         names, _ = _C.conv2d_algorithms(pass_, input_shape, weight_shape, stride, padding, dilation, groups)
@@ -289,15 +292,18 @@ def conv2d(pass_, a, b, c, stride, padding, dilation, groups):
     return result
 
 
-def sgemm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None):
+def sgemm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, bf16=False):
     """``backend.sgemm`` on the ISA measured fastest for its sizes (one plan per m, n, k and
     transposes; GPU arrays go to the GPU kernel unchanged). With ``out`` and ``beta`` != 0 the
-    candidates are timed on copies of ``out``."""
+    candidates are timed on copies of ``out``. ``bf16`` (autocast's bfloat16 operands) runs on the
+    ISA in use: plans are measured for float32."""
     options = {"trans_a": trans_a, "trans_b": trans_b, "alpha": alpha, "beta": beta, "out": out}
     gpu = kernels.gpu_array_type
     if gpu is not None and (isinstance(a, gpu) or isinstance(b, gpu)):
         return kernels.sgemm(a, b, **options)
     isas = _isas()
+    if bf16:
+        return _C.sgemm(a, b, **options, bf16=True)
     if not _enabled or len(isas) == 1 or a.ndim != 2 or b.ndim != 2:
         return _C.sgemm(a, b, **options)
     m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape

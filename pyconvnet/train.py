@@ -54,7 +54,7 @@ import time
 
 import numpy as np
 
-from . import backend, checkpoint, cuda, data, devices, finetune, models, optim, viz
+from . import amp, backend, checkpoint, cuda, data, devices, finetune, models, optim, viz
 from . import distributed as dist
 from . import nn
 from . import random as _random
@@ -106,7 +106,9 @@ _FINETUNE = {"optimizer": "sgd", "momentum": 0.9, "scheduler": "cosine", "epochs
 _IMAGE_FOLDER_SETTINGS = ("weights", "num_classes", "freeze_backbone", "image_size", "val_split")
 # Settings a resumed run may change: they do not alter what a step or an epoch is.
 RESUME_OVERRIDABLE = ("epochs", "lr", "scheduler", "weight_decay", "momentum", "label_smoothing", "lr_scaling",
-                      "warmup_epochs")
+                      "warmup_epochs", "amp")
+# --amp: the precision of the training steps' convolution and linear layers (evaluation runs float32).
+AMP_MODES = ("none", "bf16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,6 +139,7 @@ class Config:
     freeze_backbone: bool = False
     image_size: int = 224
     val_split: float = 0.1  # the share held out for validation when the folder has no val/
+    amp: str = "none"  # "bf16": training steps run under autocast("cpu", dtype=bfloat16)
 
 
 def recipe_for(model, finetune=False):
@@ -176,6 +179,8 @@ def _check_config(config):
         raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {config.scheduler!r}")
     if config.lr_scaling not in LR_SCALINGS:
         raise ValueError(f"lr_scaling must be one of {', '.join(LR_SCALINGS)}, got {config.lr_scaling!r}")
+    if config.amp not in AMP_MODES:
+        raise ValueError(f"amp must be one of {', '.join(AMP_MODES)}, got {config.amp!r}")
     if not 0 <= config.warmup_epochs < config.epochs:
         raise ValueError(f"warmup_epochs must be >= 0 and < epochs ({config.epochs}), got {config.warmup_epochs}")
     if config.warmup_epochs and config.scheduler == "onecycle":
@@ -347,6 +352,8 @@ class _Run:
     def __init__(self, config, out_dir, data_dir, log, device, world_size=1):
         self.config = config
         self.device = device
+        if config.amp != "none" and device.type != "cpu":
+            raise ValueError(f"amp {config.amp} runs on the CPU only (autocast('cpu')); the run is on {device}")
         self.out_dir = out_dir
         self.log = log
         self.world_size = world_size  # > 1: one of the ranks of an MPI launch
@@ -517,8 +524,9 @@ class _Run:
                     self._read_correct(unread)
                     return False
                 images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
-                logits = self.trained(images)
-                loss = self.criterion(logits, labels)
+                with amp.autocast("cpu", enabled=self.config.amp == "bf16"):
+                    logits = self.trained(images)
+                    loss = self.criterion(logits, labels)
                 unread = unread + _count_correct(logits.detach(), labels)
                 loss_sum, count = self._summed(loss.item() * len(labels), len(labels))
                 if not math.isfinite(loss_sum):

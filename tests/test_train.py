@@ -272,3 +272,20 @@ def test_every_model_trains_on_28x28_images_with_its_recipe(capsys, data_dir, tm
     (record,) = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert math.isfinite(record["train_loss"]) and math.isfinite(record["test_loss"]), record
     assert pyconvnet.load(tmp_path / "run" / "last.safetensors")["config"]["lr"] == recipe_for(model)["lr"]
+
+
+def test_amp_bf16_trains_in_bfloat16_and_is_recorded(capsys, data_dir, tmp_path):
+    runs = {}
+    for amp in ("none", "bf16"):
+        status, _, err = _train(capsys, *_args(data_dir, tmp_path / amp, "--epochs", 1, "--limit-train", 64,
+                                               "--amp", amp))
+        assert status == 0, err
+        runs[amp] = _weights(tmp_path / amp / "last.safetensors")
+        assert pyconvnet.load(tmp_path / amp / "last.safetensors")["config"]["amp"] == amp
+    # the bf16 steps round the convolution and linear operands: the weights drift apart, a little
+    differences = [np.abs(runs["bf16"][name] - runs["none"][name]).max() for name in runs["none"]]
+    assert 1e-6 < max(differences) < 0.05
+    with pytest.raises(SystemExit) as stopped:
+        _train(capsys, *_args(data_dir, tmp_path / "bad", "--amp", "fp8"))
+    assert stopped.value.code == 2 and "--amp" in capsys.readouterr().err
+    assert not pyconvnet.is_autocast_enabled("cpu")

@@ -101,9 +101,10 @@ void bind_conv(py::module_& m) {
       "conv2d_forward",
       [](const py::handle& x_obj, const py::handle& w_obj, const py::handle& b_obj, Pair stride, Pair padding,
          Pair dilation, int64_t groups,
-         const std::string& algorithm, const std::optional<std::string>& isa) {
+         const std::string& algorithm, const std::optional<std::string>& isa, bool bf16) {
         FloatArray x = conv_input(x_obj, "input"), w = weight_input(w_obj);
         Conv2dDesc d = conv_desc(shape_of(x), shape_of(w), stride, padding, dilation, groups);
+        d.bf16 = bf16;
         const KernelTable& table = row(isa);
         choose_algorithm(d, ConvPass::forward, algorithm, table);
         FloatArray b;
@@ -122,17 +123,18 @@ void bind_conv(py::module_& m) {
       },
       py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"),
       py::arg("dilation"), py::arg("groups"), py::kw_only(), py::arg("algorithm") = "auto",
-      py::arg("isa") = py::none());
+      py::arg("isa") = py::none(), py::arg("bf16") = false);
   m.def(
       "conv2d_backward_data",
       [](const py::handle& dy_obj, const py::handle& w_obj, std::vector<int64_t> input_shape, Pair stride,
          Pair padding, Pair dilation, int64_t groups,
-         const std::string& algorithm, const std::optional<std::string>& isa) {
+         const std::string& algorithm, const std::optional<std::string>& isa, bool bf16) {
         FloatArray dy = conv_input(dy_obj, "grad_output"), w = weight_input(w_obj);
         if (input_shape.size() != 4)
           throw py::value_error("conv2d backward: input_shape must have 4 entries, got " + shape_str(input_shape));
         FloatArray dx = empty_float(input_shape);
         Conv2dDesc d = conv_desc(input_shape, shape_of(w), stride, padding, dilation, groups);
+        d.bf16 = bf16;
         expect_grad_output(dy, d);
         const KernelTable& table = row(isa);
         choose_algorithm(d, ConvPass::backward_data, algorithm, table);
@@ -145,16 +147,17 @@ void bind_conv(py::module_& m) {
       },
       py::arg("grad_output"), py::arg("weight"), py::arg("input_shape"), py::arg("stride"), py::arg("padding"),
       py::arg("dilation"), py::arg("groups"), py::kw_only(), py::arg("algorithm") = "auto",
-      py::arg("isa") = py::none());
+      py::arg("isa") = py::none(), py::arg("bf16") = false);
   m.def(
       "conv2d_backward_weight",
       [](const py::handle& dy_obj, const py::handle& x_obj, std::vector<int64_t> weight_shape, Pair stride,
          Pair padding, Pair dilation, int64_t groups,
-         const std::string& algorithm, const std::optional<std::string>& isa) {
+         const std::string& algorithm, const std::optional<std::string>& isa, bool bf16) {
         FloatArray dy = conv_input(dy_obj, "grad_output"), x = conv_input(x_obj, "input");
         if (weight_shape.size() != 4)
           throw py::value_error("conv2d backward: weight_shape must have 4 entries, got " + shape_str(weight_shape));
         Conv2dDesc d = conv_desc(shape_of(x), weight_shape, stride, padding, dilation, groups);
+        d.bf16 = bf16;
         expect_grad_output(dy, d);
         const KernelTable& table = row(isa);
         choose_algorithm(d, ConvPass::backward_weight, algorithm, table);
@@ -168,7 +171,7 @@ void bind_conv(py::module_& m) {
       },
       py::arg("grad_output"), py::arg("input"), py::arg("weight_shape"), py::arg("stride"), py::arg("padding"),
       py::arg("dilation"), py::arg("groups"), py::kw_only(), py::arg("algorithm") = "auto",
-      py::arg("isa") = py::none());
+      py::arg("isa") = py::none(), py::arg("bf16") = false);
   m.def(
       "conv2d_algorithms",
       [](const std::string& pass_name, std::vector<int64_t> input_shape, std::vector<int64_t> weight_shape,

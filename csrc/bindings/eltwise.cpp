@@ -31,6 +31,22 @@ void bind_eltwise(py::module_& m) {
         [](const py::handle& a, const py::handle& b) { return binary_call(a, b, "add_relu", &KernelTable::add_relu_forward); },
         py::arg("input"), py::arg("other"));
   m.def(
+      "round_bf16",
+      [](const py::handle& x_obj) {
+        FloatArray x = float_input(x_obj, "round_bf16", "input");
+        EltwiseDesc d;
+        d.count = x.size();
+        validate(d);
+        FloatArray y = empty_float(shape_of(x));
+        float* y_data = y.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          kernels().round_bf16_forward(y_data, x.data(), d);
+        }
+        return y;
+      },
+      py::arg("input"), "input's values rounded to bfloat16 (nearest, ties to even), as float32.");
+  m.def(
       "sum",
       [](const py::handle& x_obj) {
         FloatArray x = float_input(x_obj, "sum", "input");

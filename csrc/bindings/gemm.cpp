@@ -11,7 +11,7 @@ void bind_gemm(py::module_& m) {
   m.def(
       "sgemm",
       [](const py::handle& a_obj, const py::handle& b_obj, bool trans_a, bool trans_b, float alpha, float beta,
-         const py::handle& out_obj, const std::optional<std::string>& isa) {
+         const py::handle& out_obj, const std::optional<std::string>& isa, bool bf16) {
         FloatArray a = float_input(a_obj, "sgemm", "a"), b = float_input(b_obj, "sgemm", "b");
         expect_ndim(a, 2, "sgemm", "a", "(rows, cols)");
         expect_ndim(b, 2, "sgemm", "b", "(rows, cols)");
@@ -31,6 +31,7 @@ void bind_gemm(py::module_& m) {
         d.ldc = std::max<int64_t>(d.n, 1);
         d.alpha = alpha;
         d.beta = beta;
+        d.bf16 = bf16;
         validate(d);
         FloatArray c;
         if (out_obj.is_none()) {
@@ -53,8 +54,10 @@ void bind_gemm(py::module_& m) {
       },
       py::arg("a"), py::arg("b"), py::kw_only(), py::arg("trans_a") = false, py::arg("trans_b") = false,
       py::arg("alpha") = 1.0f, py::arg("beta") = 0.0f, py::arg("out") = py::none(), py::arg("isa") = py::none(),
+      py::arg("bf16") = false,
       "C = alpha * op(a) @ op(b) + beta * out with the library's packed SGEMM (float32, C-contiguous), on the "
-      "kernels of the ISA in use or of the one named by isa.");
+      "kernels of the ISA in use or of the one named by isa. bf16: a and b hold bfloat16 values, multiplied as "
+      "bfloat16 (vdpbf16ps) where the avx512bf16 kernels run.");
 }
 
 }  // namespace pcn::bind

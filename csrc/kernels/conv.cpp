@@ -6,7 +6,8 @@
 // A 1x1, stride-1, unpadded convolution reads x/dx directly as the GEMM operand; every other
 // convolution whose stride stays within the kernel's extent runs on sliding windows over a padded
 // image instead (conv_window.h), as does backward-data at stride 1: what is left here is strides
-// beyond the kernel (1x1 at stride 2, say) and strided backward-data.
+// beyond the kernel (1x1 at stride 2, say) and strided backward-data. Under autocast (desc.bf16) the
+// choice is the same; these GEMMs then multiply bfloat16 panels in the avx512bf16 build.
 // Which path a pass takes is the descriptor's algorithm when one is forced (measured selection,
 // pyconvnet/plans.py), otherwise the fixed heuristic below.
 // Threads take whole images when there are enough of them (each with its own scratch and, for
@@ -163,11 +164,11 @@ const float* bundle_rows(float* buf, const float* src, int64_t image_stride, int
 // out (rows x count * p of a bundle) = packed_a * B rows, into the images' planes (dst).
 void pointwise_gemm(float* dst, int64_t dst_image_stride, float* out_buf, int64_t count, int64_t rows,
                     int64_t reduce, const float* packed_a, const float* b_rows, const float* bias, float* b_buf,
-                    const ConvGeometry& g, bool team) {
+                    const ConvGeometry& g, bool team, bool bf16) {
   const int64_t columns = count * g.p;
   float* out = count == 1 ? dst : out_buf;
   gemm_packed(rows, columns, reduce, packed_a, MatrixPackB{b_rows, columns, false}, out, columns, 1.0f, 0.0f, bias,
-              b_buf, team);
+              b_buf, team, bf16);
   if (count == 1) return;
   int64_t lo, hi;
   team_range(rows, team, &lo, &hi);
@@ -194,7 +195,7 @@ void pointwise_convolution(float* out, const float* in, const float* w, const fl
   {
     for (int64_t group = 0; group < g.groups; ++group)
       pack_a_matrix(packed_w + group * a_floats, w + group * g.cout_g * g.k, g.k, backward_data, out_rows, in_rows,
-                    true);
+                    true, d.bf16);
     const bool team = !split.by_bundle;
     const int slot = split.by_bundle ? omp_get_thread_num() : 0;
     int64_t begin, end;
@@ -206,7 +207,7 @@ void pointwise_convolution(float* out, const float* in, const float* w, const fl
                                       in_stride, count, in_rows, g, team);
       pointwise_gemm(out + n0 * out_stride + group * out_rows * g.p, out_stride, out_bufs + slot * out_rows * bundled,
                      count, out_rows, in_rows, packed_w + group * a_floats, rows,
-                     bias ? bias + group * out_rows : nullptr, b_bufs + slot * b_floats, g, team);
+                     bias ? bias + group * out_rows : nullptr, b_bufs + slot * b_floats, g, team, d.bf16);
     }
   }
 }
@@ -241,9 +242,9 @@ void pointwise_backward_weight(float* dw, const float* dy, const float* x, const
                                     x + (n0 * d.in_channels + group * g.cin_g) * g.in_plane, d.in_channels * g.in_plane,
                                     count, g.cin_g, g, team);
       float* a_buf = a_bufs + slot * a_floats;
-      pack_a_matrix(a_buf, grad, reduce, false, g.cout_g, reduce, team);
+      pack_a_matrix(a_buf, grad, reduce, false, g.cout_g, reduce, team, d.bf16);
       gemm_packed(g.cout_g, g.k, reduce, a_buf, MatrixPackB{in, reduce, true}, out + group * g.cout_g * g.k, g.k, 1.0f,
-                  1.0f, nullptr, b_bufs + slot * b_floats, team);
+                  1.0f, nullptr, b_bufs + slot * b_floats, team, d.bf16);
     }
     if (split.by_bundle) reduce_thread_partials(dw, partials, w_floats);
   }
@@ -306,7 +307,7 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
 #pragma omp parallel num_threads(threads)
   {
     for (int64_t group = 0; group < g.groups; ++group)
-      pack_a_matrix(packed_w + group * a_floats, w + group * g.cout_g * g.k, g.k, false, g.cout_g, g.k, true);
+      pack_a_matrix(packed_w + group * a_floats, w + group * g.cout_g * g.k, g.k, false, g.cout_g, g.k, true, d.bf16);
     const bool team = !by_image;
     float* b_buf = b_bufs + (by_image ? omp_get_thread_num() * b_floats : 0);
     int64_t begin, end;
@@ -317,7 +318,7 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
       float* yg = y + (n * d.out_channels + group * g.cout_g) * g.out_plane;
       const float* bg = bias ? bias + group * g.cout_g : nullptr;
       gemm_packed(g.cout_g, g.p, g.k, packed_w + group * a_floats, PatchPackB{xg, &d}, yg, g.p, 1.0f, 0.0f, bg, b_buf,
-                  team);
+                  team, d.bf16);
     }
   }
 }
@@ -345,7 +346,7 @@ void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv
 #pragma omp parallel num_threads(threads)
   {
     for (int64_t group = 0; group < g.groups; ++group)
-      pack_a_matrix(packed_wt + group * a_floats, w + group * g.cout_g * g.k, g.k, true, g.k, g.cout_g, true);
+      pack_a_matrix(packed_wt + group * a_floats, w + group * g.cout_g * g.k, g.k, true, g.k, g.cout_g, true, d.bf16);
     const bool team = !by_image;
     const int slot = by_image ? omp_get_thread_num() : 0;
     float* b_buf = b_bufs + slot * b_floats;
@@ -364,7 +365,7 @@ void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv
       for (int64_t p0 = 0; p0 < g.p; p0 += chunk) {
         const int64_t pc = min64(chunk, g.p - p0);
         gemm_packed(g.k, pc, g.cout_g, ag, MatrixPackB{dyg + p0, g.p, false}, cols, pc, 1.0f, 0.0f, nullptr, b_buf,
-                    team);
+                    team, d.bf16);
         // Rows of one input channel only touch that channel of dx: channels split the team.
         for (int64_t k = c_begin * taps; k < c_end * taps; ++k) {
           const float* col = cols + k * pc;
@@ -413,8 +414,9 @@ void conv2d_backward_weight(float* dw, const float* dy, const float* x, const Co
       const float* xg = x + (n * d.in_channels + group * g.cin_g) * g.in_plane;
       const float* dyg = dy + (n * d.out_channels + group * g.cout_g) * g.out_plane;
       float* dwg = out + group * g.cout_g * g.k;
-      pack_a_matrix(a_buf, dyg, g.p, false, g.cout_g, g.p, team);
-      gemm_packed(g.cout_g, g.k, g.p, a_buf, PatchTransposedPackB{xg, &d}, dwg, g.k, 1.0f, 1.0f, nullptr, b_buf, team);
+      pack_a_matrix(a_buf, dyg, g.p, false, g.cout_g, g.p, team, d.bf16);
+      gemm_packed(g.cout_g, g.k, g.p, a_buf, PatchTransposedPackB{xg, &d}, dwg, g.k, 1.0f, 1.0f, nullptr, b_buf, team,
+                  d.bf16);
     }
     if (by_image) reduce_thread_partials(dw, partials, w_floats);
   }

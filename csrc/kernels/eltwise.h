@@ -1,6 +1,8 @@
 // Element-wise ops and concatenation, float32, C-contiguous.
 //   add/mul/add_relu   y, a, b: (count); y may alias a or b. add_relu: y = max(a + b, 0), the
 //                      residual block's fused add and ReLU.
+//   round_bf16         y = x (count) rounded to bfloat16 (nearest, ties to even; NaN stays a quiet
+//                      NaN, overflow gives inf), held in float32: autocast's operand rounding.
 //   sum                out: 1 value = sum of x (count), accumulated in double over fixed blocks,
 //                      so the result does not depend on the thread count.
 //   norm               out: 1 value = the p-norm of x (count) the same way: (sum |x|^p)^(1/p), max
@@ -32,6 +34,7 @@ void validate(ConcatDesc& desc, const int64_t* extents);
   X(add_forward, (float* y, const float* a, const float* b, const EltwiseDesc& d))                   \
   X(mul_forward, (float* y, const float* a, const float* b, const EltwiseDesc& d))                   \
   X(add_relu_forward, (float* y, const float* a, const float* b, const EltwiseDesc& d))              \
+  X(round_bf16_forward, (float* y, const float* x, const EltwiseDesc& d))                            \
   X(sum_forward, (float* out, const float* x, const EltwiseDesc& d))                                 \
   X(norm_forward, (float* out, const float* x, const EltwiseDesc& d))                                \
   X(concat_forward, (float* y, const float* const* inputs, const int64_t* extents, const ConcatDesc& d)) \

@@ -15,8 +15,8 @@ void sgemm(float* c, const float* a, const float* b, const GemmDesc& d) {
   const int threads = flops < (int64_t(1) << 20) ? 1 : num_threads();
 #pragma omp parallel num_threads(threads)
   {
-    pack_a_matrix(packed_a, a, d.lda, d.trans_a, d.m, d.k, true);
-    gemm_packed(d.m, d.n, d.k, packed_a, pack_b, c, d.ldc, d.alpha, d.beta, nullptr, b_buf, true);
+    pack_a_matrix(packed_a, a, d.lda, d.trans_a, d.m, d.k, true, d.bf16);
+    gemm_packed(d.m, d.n, d.k, packed_a, pack_b, c, d.ldc, d.alpha, d.beta, nullptr, b_buf, true, d.bf16);
   }
 }
 

@@ -2,6 +2,8 @@
 // Row-major: C[m x n] = alpha * op(A)[m x k] * op(B)[k x n] + beta * C, where op(A) is A (m x k,
 // row stride lda) or, with trans_a, the transpose of A stored k x m; likewise for B. With beta == 0
 // C is not read (it may hold NaN). Deterministic: each C element is summed in a fixed order.
+// bf16: the caller has rounded A and B to bfloat16 values (autocast); the avx512bf16 build then
+// multiplies bfloat16 panels with vdpbf16ps (float32 sums), the others the float32 values as given.
 #pragma once
 #include <cstdint>
 
@@ -12,6 +14,7 @@ struct GemmDesc {
   int64_t lda = 0, ldb = 0, ldc = 0;
   bool trans_a = false, trans_b = false;
   float alpha = 1.0f, beta = 0.0f;
+  bool bf16 = false;
 };
 
 // Checks sizes and leading dimensions (ValueError on failure).

@@ -3,6 +3,10 @@
 // block along k; B is packed one KC x NC block at a time by a caller-supplied packer, which is how
 // convolution feeds image patches straight into the panel without an im2col buffer.
 //
+// bf16 (the operands are bfloat16 values, see GemmDesc): in the avx512bf16 build every packed panel
+// is rewritten as bfloat16 pairs (pack_bf16_pairs) and multiplied with vdpbf16ps; elsewhere the flag
+// changes nothing.
+//
 // "team" mode: called by every thread of an OpenMP team with identical arguments; packing and
 // tiles are shared out and barriers separate the phases. Otherwise the calling thread does all
 // the work alone (used when the caller already parallelises over images).
@@ -64,7 +68,7 @@ static inline void reduce_thread_partials(float* dst, const float* partials, int
 // Packs op(A) (m x k) as: for each k-block of KC, ceil(m/MR) panels of kc x MR, zero-padded rows.
 // op(A)[i][p] = trans_a ? a[p * lda + i] : a[i * lda + p].
 static inline void pack_a_matrix(float* dst, const float* a, int64_t lda, bool trans_a, int64_t m, int64_t k,
-                                 bool team) {
+                                 bool team, bool bf16 = false) {
   const int64_t m_pad = round_up(m, kGemmMR), panels = m_pad / kGemmMR;
   const int64_t k_blocks = (k + kGemmKC - 1) / kGemmKC;
   int64_t begin, end;
@@ -98,6 +102,7 @@ static inline void pack_a_matrix(float* dst, const float* a, int64_t lda, bool t
         out[p * kGemmMR + r] = trans_a ? a[(pc + p) * lda + i0 + r] : a[(i0 + r) * lda + pc + p];
       for (int64_t r = rows; r < kGemmMR; ++r) out[p * kGemmMR + r] = 0.0f;
     }
+    if (kGemmBf16Dot && bf16) pack_bf16_pairs(out, kc, kGemmMR);
   }
   team_barrier(team);
 }
@@ -199,7 +204,7 @@ constexpr int64_t kGemmMinPanelsPerThread = 4;
 // too narrow to split this way.
 template <class PackB>
 bool gemm_by_columns(int64_t m, int64_t n, int64_t k, const float* packed_a, const PackB& pack_b, float* c,
-                     int64_t ldc, float alpha, float beta, const float* row_bias, float* b_buf, bool team) {
+                     int64_t ldc, float alpha, float beta, const float* row_bias, float* b_buf, bool team, bool bf16) {
   const int64_t m_pad = round_up(m, kGemmMR), n_panels = (n + kGemmNR - 1) / kGemmNR;
   const int64_t threads = team ? omp_get_num_threads() : 1;
   const bool one_row_block = m_pad <= kGemmMC;
@@ -219,6 +224,8 @@ bool gemm_by_columns(int64_t m, int64_t n, int64_t k, const float* packed_a, con
       const float* block_bias = pc == 0 ? row_bias : nullptr;
       const float* a_block = packed_a + pc * m_pad;
       pack_b_panels(pack_b, my_buf, pc, kc, j0, cols);
+      if (kGemmBf16Dot && bf16)
+        for (int64_t jr = 0; jr < cols; jr += kGemmNR) pack_bf16_pairs(my_buf + (jr / kGemmNR) * kc * kGemmNR, kc, kGemmNR);
       for (int64_t ic = 0; ic < m; ic += kGemmMC) {
         const int64_t ic_end = min64(m, ic + kGemmMC);
         for (int64_t jr = 0; jr < cols; jr += kGemmNR) {  // one B panel stays in L1 across the A panels
@@ -226,7 +233,7 @@ bool gemm_by_columns(int64_t m, int64_t n, int64_t k, const float* packed_a, con
           for (int64_t ir = ic; ir < ic_end; ir += kGemmMR)
             gemm_ukernel(kc, a_block + ir * kc, b_panel, c + ir * ldc + j0 + jr, ldc,
                          static_cast<int>(min64(kGemmMR, m - ir)), static_cast<int>(min64(kGemmNR, cols - jr)), alpha,
-                         block_beta, block_bias ? block_bias + ir : nullptr);
+                         block_beta, block_bias ? block_bias + ir : nullptr, bf16);
         }
       }
     }
@@ -237,10 +244,10 @@ bool gemm_by_columns(int64_t m, int64_t n, int64_t k, const float* packed_a, con
 
 // C (m x n, row stride ldc) = alpha * A * B + beta * C (+ row_bias[i] per row), A packed by
 // pack_a_matrix, B packed block by block by pack_b into b_buf (packed_b_floats(n, k) floats,
-// shared by the team in team mode).
+// shared by the team in team mode). With bf16, A was packed with bf16 too.
 template <class PackB>
 void gemm_packed(int64_t m, int64_t n, int64_t k, const float* packed_a, const PackB& pack_b, float* c, int64_t ldc,
-                 float alpha, float beta, const float* row_bias, float* b_buf, bool team) {
+                 float alpha, float beta, const float* row_bias, float* b_buf, bool team, bool bf16 = false) {
   const int64_t m_pad = round_up(m, kGemmMR);
   if (k == 0) {  // nothing to multiply: C = beta * C (+ bias)
     int64_t begin, end;
@@ -251,7 +258,7 @@ void gemm_packed(int64_t m, int64_t n, int64_t k, const float* packed_a, const P
     team_barrier(team);
     return;
   }
-  if (gemm_by_columns(m, n, k, packed_a, pack_b, c, ldc, alpha, beta, row_bias, b_buf, team)) return;
+  if (gemm_by_columns(m, n, k, packed_a, pack_b, c, ldc, alpha, beta, row_bias, b_buf, team, bf16)) return;
   // Too few columns to share out: the team packs each B block together and splits its tiles.
   for (int64_t jc = 0; jc < n; jc += kGemmNC) {
     const int64_t nc = min64(kGemmNC, n - jc), n_panels = (nc + kGemmNR - 1) / kGemmNR;
@@ -259,8 +266,10 @@ void gemm_packed(int64_t m, int64_t n, int64_t k, const float* packed_a, const P
       const int64_t kc = min64(kGemmKC, k - pc);
       int64_t begin, end;
       team_range(n_panels, team, &begin, &end);
-      for (int64_t panel = begin; panel < end; ++panel)
+      for (int64_t panel = begin; panel < end; ++panel) {
         pack_b(b_buf + panel * kc * kGemmNR, pc, kc, jc + panel * kGemmNR, min64(kGemmNR, nc - panel * kGemmNR));
+        if (kGemmBf16Dot && bf16) pack_bf16_pairs(b_buf + panel * kc * kGemmNR, kc, kGemmNR);
+      }
       team_barrier(team);
 
       const float block_beta = pc == 0 ? beta : 1.0f;
@@ -274,7 +283,7 @@ void gemm_packed(int64_t m, int64_t n, int64_t k, const float* packed_a, const P
           const int64_t jr = (tile / m_panels) * kGemmNR, ir = ic + (tile % m_panels) * kGemmMR;
           gemm_ukernel(kc, a_block + ir * kc, b_buf + jr * kc, c + ir * ldc + jc + jr, ldc,
                        static_cast<int>(min64(kGemmMR, m - ir)), static_cast<int>(min64(kGemmNR, nc - jr)), alpha,
-                       block_beta, block_bias ? block_bias + ir : nullptr);
+                       block_beta, block_bias ? block_bias + ir : nullptr, bf16);
         }
       }
       team_barrier(team);  // b_buf is overwritten by the next block

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 namespace pcn::reference {
 
@@ -13,6 +14,22 @@ void add_forward(float* y, const float* a, const float* b, const EltwiseDesc& d)
 
 void mul_forward(float* y, const float* a, const float* b, const EltwiseDesc& d) {
   for (int64_t i = 0; i < d.count; ++i) y[i] = a[i] * b[i];
+}
+
+void round_bf16_forward(float* y, const float* x, const EltwiseDesc& d) {
+  for (int64_t i = 0; i < d.count; ++i) {
+    if (std::isnan(x[i])) {
+      y[i] = std::nanf("");
+      continue;
+    }
+    // The nearest multiple of the bfloat16 spacing at x's binade, ties to the even mantissa.
+    uint32_t bits;
+    std::memcpy(&bits, x + i, 4);
+    const uint32_t low = bits & 0xFFFFu, kept = bits & 0xFFFF0000u;
+    const bool up = low > 0x8000u || (low == 0x8000u && (kept & 0x10000u));
+    bits = kept + (up ? 0x10000u : 0u);
+    std::memcpy(y + i, &bits, 4);
+  }
 }
 
 void add_relu_forward(float* y, const float* a, const float* b, const EltwiseDesc& d) {

@@ -1,22 +1,44 @@
-"""Convolution and fully connected layers: conv2d, conv_transpose2d, linear, and zero padding (pad)."""
+"""Convolution and fully connected layers: conv2d, conv_transpose2d, linear, and zero padding (pad).
+
+Inside a CPU ``autocast`` region (pyconvnet.amp) the three layers compute in bfloat16: forward
+rounds the input and weight, backward the incoming gradient and the saved (rounded) operands; the
+products are summed in float32. Bias, outputs and gradients stay float32 (torch rounds the bias and
+the output too); the bias gradient sums the rounded incoming gradient, as torch's does."""
 
 import math
 
 import numpy as np
 
-from .. import _array, kernels, plans
+from .. import _array, amp, kernels, plans
 from ..autograd import Function
 from ._args import check_output_fits, int64, pair
 
 __all__ = ["conv2d", "conv_transpose2d", "linear", "pad"]
 
 
+def _operands(ctx, input, weight):
+    """The layer's (input, weight), rounded to bfloat16 inside a CPU autocast region. Recorded on ctx
+    for backward: ``ctx.bf16``, and ``ctx.precision``, the kernels' keyword arguments (bf16=True
+    lets the avx512bf16 kernels multiply bfloat16 panels; the GPU kernels never get it)."""
+    ctx.bf16 = amp.bf16_active(input)
+    ctx.precision = {"bf16": True} if ctx.bf16 else {}
+    if ctx.bf16:
+        return amp.round_bf16(input), amp.round_bf16(weight)
+    return input, weight
+
+
+def _grad_operand(ctx, grad_output):
+    """The incoming gradient as the layer's backward products use it."""
+    return amp.round_bf16(grad_output) if ctx.bf16 else grad_output
+
+
 class Conv2dFunction(Function):
     @staticmethod
     def forward(ctx, input, weight, bias, stride, padding, dilation, groups):
+        input, weight = _operands(ctx, input, weight)
         ctx.save_for_backward(input, weight)
         ctx.geometry = (stride, padding, dilation, groups)
-        return plans.conv2d("forward", input, weight, bias, stride, padding, dilation, groups)
+        return plans.conv2d("forward", input, weight, bias, stride, padding, dilation, groups, **ctx.precision)
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -24,12 +46,13 @@ class Conv2dFunction(Function):
         geometry = ctx.geometry
         needs_input, needs_weight, needs_bias = ctx.needs_input_grad[:3]
         grad_input = grad_weight = grad_bias = None
+        grad = _grad_operand(ctx, grad_output)
         if needs_input:
-            grad_input = plans.conv2d("backward_data", grad_output, weight, list(input.shape), *geometry)
+            grad_input = plans.conv2d("backward_data", grad, weight, list(input.shape), *geometry, **ctx.precision)
         if needs_weight:
-            grad_weight = plans.conv2d("backward_weight", grad_output, input, list(weight.shape), *geometry)
+            grad_weight = plans.conv2d("backward_weight", grad, input, list(weight.shape), *geometry, **ctx.precision)
         if needs_bias:
-            grad_bias = kernels.conv2d_backward_bias(grad_output)
+            grad_bias = kernels.conv2d_backward_bias(grad)
         return grad_input, grad_weight, grad_bias
 
 
@@ -75,9 +98,10 @@ class ConvTranspose2dFunction(Function):
 
     @staticmethod
     def forward(ctx, input, weight, bias, output_shape, stride, padding, dilation, groups):
+        input, weight = _operands(ctx, input, weight)
         ctx.save_for_backward(input, weight)
         ctx.geometry = (stride, padding, dilation, groups)
-        output = plans.conv2d("backward_data", input, weight, list(output_shape), *ctx.geometry)
+        output = plans.conv2d("backward_data", input, weight, list(output_shape), *ctx.geometry, **ctx.precision)
         if bias is not None:
             output += bias.reshape(1, -1, 1, 1)
         return output
@@ -87,12 +111,13 @@ class ConvTranspose2dFunction(Function):
         input, weight = ctx.saved_tensors
         needs_input, needs_weight, needs_bias = ctx.needs_input_grad[:3]
         grad_input = grad_weight = grad_bias = None
+        grad = _grad_operand(ctx, grad_output)
         if needs_input:
-            grad_input = plans.conv2d("forward", grad_output, weight, None, *ctx.geometry)
+            grad_input = plans.conv2d("forward", grad, weight, None, *ctx.geometry, **ctx.precision)
         if needs_weight:
-            grad_weight = plans.conv2d("backward_weight", input, grad_output, list(weight.shape), *ctx.geometry)
+            grad_weight = plans.conv2d("backward_weight", input, grad, list(weight.shape), *ctx.geometry, **ctx.precision)
         if needs_bias:
-            grad_bias = kernels.conv2d_backward_bias(grad_output)
+            grad_bias = kernels.conv2d_backward_bias(grad)
         return grad_input, grad_weight, grad_bias, None, None, None, None, None
 
 
@@ -143,15 +168,16 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
 class LinearFunction(Function):
     @staticmethod
     def forward(ctx, input, weight, bias):
+        input, weight = _operands(ctx, input, weight)
         rows = input.reshape(math.prod(input.shape[:-1]), input.shape[-1])  # -1 is ambiguous for 0 features
         ctx.save_for_backward(rows, weight)
         ctx.input_shape = input.shape
         if bias is None:
-            out = plans.sgemm(rows, weight, trans_b=True)
+            out = plans.sgemm(rows, weight, trans_b=True, **ctx.precision)
         else:
             out = _array.empty((rows.shape[0], weight.shape[0]), np.float32, rows)
             out[...] = bias
-            plans.sgemm(rows, weight, trans_b=True, beta=1.0, out=out)
+            plans.sgemm(rows, weight, trans_b=True, beta=1.0, out=out, **ctx.precision)
         return out.reshape(*input.shape[:-1], weight.shape[0])
 
     @staticmethod
@@ -159,19 +185,21 @@ class LinearFunction(Function):
         rows, weight = ctx.saved_tensors
         grad_rows = _array.ascontiguous(grad_output, np.float32).reshape(rows.shape[0], weight.shape[0])
         grad_input = grad_weight = grad_bias = None
+        grad = _grad_operand(ctx, grad_rows)
         if ctx.needs_input_grad[0]:
-            grad_input = plans.sgemm(grad_rows, weight).reshape(ctx.input_shape)
+            grad_input = plans.sgemm(grad, weight, **ctx.precision).reshape(ctx.input_shape)
         if ctx.needs_input_grad[1]:
-            grad_weight = plans.sgemm(grad_rows, rows, trans_a=True)
+            grad_weight = plans.sgemm(grad, rows, trans_a=True, **ctx.precision)
         if ctx.needs_input_grad[2]:
-            grad_bias = grad_rows.sum(axis=0, dtype=np.float64).astype(np.float32)
+            grad_bias = grad.sum(axis=0, dtype=np.float64).astype(np.float32)
         return grad_input, grad_weight, grad_bias
 
 
 def linear(input, weight, bias=None):
     """``input @ weight.T + bias`` over the last dimension, as ``torch.nn.functional.linear``.
 
-    Runs on the library's packed SGEMM (``pyconvnet.backend.sgemm``).
+    Runs on the library's packed SGEMM (``pyconvnet.backend.sgemm``); in bfloat16 inside a CPU
+    ``autocast`` region.
     """
     if weight.ndim != 2:
         raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got shape {tuple(weight.shape)}")
