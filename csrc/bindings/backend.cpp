@@ -45,7 +45,6 @@ void bind_backend(py::module_& m) {
   build["compiler"] = PCN_COMPILER;
   build["flags"] = PCN_BUILD_FLAGS;
   build["openmp"] = _OPENMP;
-  build["cuda"] = false;
   m.attr("build_info") = build;
 }
 

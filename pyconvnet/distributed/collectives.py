@@ -12,6 +12,7 @@ import enum
 import importlib.util
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -107,6 +108,9 @@ def abort(errorcode=1):
     group = _initialized("abort")
     sys.stdout.flush()
     sys.stderr.flush()
+    # MPI_Abort takes the launcher's output forwarding down with the job: without a pause, what the
+    # ranks printed just before (the error itself) was sometimes lost.
+    time.sleep(0.5)
     group.mpi.COMM_WORLD.Abort(errorcode)
 
 
