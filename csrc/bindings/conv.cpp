@@ -1,36 +1,12 @@
 // Bindings for conv2d forward and backward.
 #include "bindings/common.h"
+#include "bindings/descriptors.h"
 #include "dispatch.h"
 
 #include <optional>
 
 namespace pcn::bind {
 namespace {
-
-Conv2dDesc conv_desc(const std::vector<int64_t>& x_shape, const std::vector<int64_t>& w_shape, Pair stride,
-                     Pair padding, Pair dilation, int64_t groups) {
-  Conv2dDesc d;
-  d.batch = x_shape[0];
-  d.in_channels = x_shape[1];
-  d.in_h = x_shape[2];
-  d.in_w = x_shape[3];
-  d.out_channels = w_shape[0];
-  d.kernel_h = w_shape[2];
-  d.kernel_w = w_shape[3];
-  d.stride_h = stride[0];
-  d.stride_w = stride[1];
-  d.pad_h = padding[0];
-  d.pad_w = padding[1];
-  d.dilation_h = dilation[0];
-  d.dilation_w = dilation[1];
-  d.groups = groups;
-  if (groups > 0 && checked_mul(w_shape[1], groups, "conv2d: weight") != d.in_channels)
-    throw py::value_error("conv2d: weight of shape " + shape_str(w_shape) + " with groups=" + std::to_string(groups) +
-                          " expects " + std::to_string(w_shape[1] * groups) + " input channels, got input of shape " +
-                          shape_str(x_shape));
-  validate(d);
-  return d;
-}
 
 constexpr const char* kAlgorithmNames[] = {"auto", "gemm", "pointwise", "window", "winograd"};
 constexpr const char* kPassNames[] = {"forward", "backward_data", "backward_weight"};

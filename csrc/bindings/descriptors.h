@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kernels/activation.h"
+#include "kernels/conv.h"
 #include "kernels/eltwise.h"
 #include "kernels/loss.h"
 #include "kernels/norm.h"
@@ -18,6 +19,12 @@
 #include "kernels/pool.h"
 
 namespace pcn {
+
+// ---- conv2d: (N, C, H, W) input, (out_channels, in_channels / groups, kH, kW) weight ----------------
+
+Conv2dDesc conv_desc(const std::vector<int64_t>& x_shape, const std::vector<int64_t>& w_shape,
+                     std::array<int64_t, 2> stride, std::array<int64_t, 2> padding, std::array<int64_t, 2> dilation,
+                     int64_t groups);
 
 // ---- pooling and resampling: (N, C, H, W) inputs -------------------------------------------------
 
