@@ -35,17 +35,10 @@ def _module():
                 _state["reason"] = reason
             else:
                 _state["module"] = module
-                _push_tf32()
+                from ..backends import cuda as switches
+
+                switches.push_tf32()  # the TF32 switches reach the module as soon as it is loaded
     return _state["module"]
-
-
-def _push_tf32():
-    """Hand the TF32 switches (``pyconvnet.backends.cuda``) to the module as soon as it is loaded."""
-    try:
-        from ..backends import cuda as switches
-    except ImportError:  # a tree whose backends have no GPU switches yet
-        return
-    switches.push_tf32()
 
 
 def _required():
