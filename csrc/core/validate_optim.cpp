@@ -37,6 +37,25 @@ void validate(SgdDesc& d) {
     fail("sgd_update: nesterov momentum requires a momentum and zero dampening");
 }
 
+AdamScalars adam_scalars(const AdamDesc& d) {
+  const double step = static_cast<double>(d.step);
+  const double correction1 = 1.0 - std::pow(d.beta1, step), correction2 = 1.0 - std::pow(d.beta2, step);
+  AdamScalars s;
+  s.step_size = static_cast<float>(d.lr / correction1);
+  s.correction2_sqrt = static_cast<float>(std::sqrt(correction2));
+  s.decay_scale = static_cast<float>(1.0 - d.lr * d.weight_decay);
+  s.avg_weight = static_cast<float>(1.0 - d.beta1);
+  s.beta2 = static_cast<float>(d.beta2);
+  s.sq_weight = static_cast<float>(1.0 - d.beta2);
+  s.eps = static_cast<float>(d.eps);
+  s.decay = static_cast<float>(d.weight_decay);
+  s.sign = d.maximize ? -1.0f : 1.0f;
+  s.decoupled = d.decoupled_weight_decay && d.weight_decay != 0.0;
+  s.coupled = !d.decoupled_weight_decay && d.weight_decay != 0.0;
+  s.amsgrad = d.amsgrad;
+  return s;
+}
+
 void validate(AdamDesc& d) {
   expect_count(d.count, "adam_update");
   expect_at_least_zero(d.lr, "adam_update", "lr");

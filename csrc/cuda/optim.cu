@@ -61,24 +61,23 @@ struct Sgd {
 struct Adam {
   float *param, *exp_avg, *exp_avg_sq, *max_exp_avg_sq;
   const float* grad;
-  float step_size, correction2_sqrt, decay_scale, avg_weight, beta2, sq_weight, eps, decay, sign;
-  bool decoupled, coupled, amsgrad;
+  AdamScalars s;
   __device__ void operator()(int64_t i) const {
-    float g = grad[i] * sign, p = param[i];
-    if (decoupled) p = p * decay_scale;
-    if (coupled) g = g + p * decay;
-    const float m = lerp(exp_avg[i], g, avg_weight);
-    float v = exp_avg_sq[i] * beta2;
-    v = v + g * sq_weight * g;
+    float g = grad[i] * s.sign, p = param[i];
+    if (s.decoupled) p = p * s.decay_scale;
+    if (s.coupled) g = g + p * s.decay;
+    const float m = lerp(exp_avg[i], g, s.avg_weight);
+    float v = exp_avg_sq[i] * s.beta2;
+    v = v + g * s.sq_weight * g;
     exp_avg[i] = m;
     exp_avg_sq[i] = v;
-    if (amsgrad) {
+    if (s.amsgrad) {
       const float top = max_exp_avg_sq[i];
       v = top > v ? top : v;
       max_exp_avg_sq[i] = v;
     }
-    const float denom = sqrtf(v) / correction2_sqrt + eps;
-    p = p + m * -step_size / denom;
+    const float denom = sqrtf(v) / s.correction2_sqrt + s.eps;
+    p = p + m * -s.step_size / denom;
     param[i] = p;
   }
 };
@@ -163,27 +162,13 @@ void sgd_update(float* param, float* momentum_buffer, const float* grad, const S
 
 void adam_update(float* param, float* exp_avg, float* exp_avg_sq, float* max_exp_avg_sq, const float* grad,
                  const AdamDesc& d, cudaStream_t stream) {
-  // Scalars derived in double and rounded once, like torch's Python-side arithmetic.
-  const double step = static_cast<double>(d.step);
-  const double correction1 = 1.0 - pow(d.beta1, step), correction2 = 1.0 - pow(d.beta2, step);
   Adam f;
   f.param = param;
   f.exp_avg = exp_avg;
   f.exp_avg_sq = exp_avg_sq;
   f.max_exp_avg_sq = max_exp_avg_sq;
   f.grad = grad;
-  f.step_size = static_cast<float>(d.lr / correction1);
-  f.correction2_sqrt = static_cast<float>(sqrt(correction2));
-  f.decay_scale = static_cast<float>(1.0 - d.lr * d.weight_decay);
-  f.avg_weight = static_cast<float>(1.0 - d.beta1);
-  f.beta2 = static_cast<float>(d.beta2);
-  f.sq_weight = static_cast<float>(1.0 - d.beta2);
-  f.eps = static_cast<float>(d.eps);
-  f.decay = static_cast<float>(d.weight_decay);
-  f.sign = d.maximize ? -1.0f : 1.0f;
-  f.decoupled = d.decoupled_weight_decay && d.weight_decay != 0.0;
-  f.coupled = !d.decoupled_weight_decay && d.weight_decay != 0.0;
-  f.amsgrad = d.amsgrad;
+  f.s = adam_scalars(d);
   launch(d.count, f, stream, "adam_update");
 }
 

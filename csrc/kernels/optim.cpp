@@ -53,11 +53,6 @@ V lerp(const V& from, const V& to, float weight) {
 }
 
 // Adam's per-call scalars, in float as torch's kernels apply them.
-struct AdamScalars {
-  float step_size, correction2_sqrt, decay_scale, avg_weight, beta2, sq_weight, eps, decay, sign;
-  bool decoupled, coupled, amsgrad;
-};
-
 // Square roots. GCC will not vectorise sqrtf while it may set errno, so vectors use the ISA's
 // sqrt instruction directly (correctly rounded, like the scalar one).
 float root(float x) { return __builtin_sqrtf(x); }
@@ -134,22 +129,7 @@ void sgd_update(float* param, float* momentum_buffer, const float* grad, const S
 
 void adam_update(float* param, float* exp_avg, float* exp_avg_sq, float* max_exp_avg_sq, const float* grad,
                  const AdamDesc& d) {
-  // Scalars derived in double and rounded once, like torch's Python-side arithmetic.
-  const double step = static_cast<double>(d.step);
-  const double correction1 = 1.0 - pow(d.beta1, step), correction2 = 1.0 - pow(d.beta2, step);
-  AdamScalars s;
-  s.step_size = static_cast<float>(d.lr / correction1);
-  s.correction2_sqrt = static_cast<float>(sqrt(correction2));
-  s.decay_scale = static_cast<float>(1.0 - d.lr * d.weight_decay);
-  s.avg_weight = static_cast<float>(1.0 - d.beta1);
-  s.beta2 = static_cast<float>(d.beta2);
-  s.sq_weight = static_cast<float>(1.0 - d.beta2);
-  s.eps = static_cast<float>(d.eps);
-  s.decay = static_cast<float>(d.weight_decay);
-  s.sign = d.maximize ? -1.0f : 1.0f;
-  s.decoupled = d.decoupled_weight_decay && d.weight_decay != 0.0;
-  s.coupled = !d.decoupled_weight_decay && d.weight_decay != 0.0;
-  s.amsgrad = d.amsgrad;
+  const AdamScalars s = adam_scalars(d);
   over_chunks(d.count, [&](int64_t i, auto lanes) {
     adam_at<decltype(lanes)>(i, param, exp_avg, exp_avg_sq, max_exp_avg_sq, grad, s);
   });

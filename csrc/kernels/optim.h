@@ -34,6 +34,14 @@ struct AdamDesc {
   bool amsgrad = false, maximize = false, decoupled_weight_decay = false;
 };
 
+// The per-step float32 scalars of an Adam update, derived once from the descriptor (in double and
+// rounded once, like torch's Python-side arithmetic); shared by the CPU and GPU kernels.
+struct AdamScalars {
+  float step_size, correction2_sqrt, decay_scale, avg_weight, beta2, sq_weight, eps, decay, sign;
+  bool decoupled, coupled, amsgrad;
+};
+AdamScalars adam_scalars(const AdamDesc& d);
+
 struct RmspropDesc {
   int64_t count = 0;
   double lr = 0.0, alpha = 0.99, eps = 1e-8, weight_decay = 0.0, momentum = 0.0;
