@@ -106,7 +106,12 @@ def cpu_model():
 
 def cache_path():
     """The plan cache file for this CPU (the folder may not exist yet)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return _cache_path_for(os.environ.get("XDG_CACHE_HOME"), os.environ.get("HOME"))
+
+
+@functools.lru_cache(maxsize=8)  # asked on every conv and GEMM call; HOME is in the key for expanduser
+def _cache_path_for(xdg_cache_home, home):
+    base = xdg_cache_home or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "pyconvnet", f"plans-{_cpu_slug()}.json")
 
 
@@ -190,6 +195,11 @@ def _isas():
     current = _C.isa()
     if _isa_forced or current in ("reference", "generic"):
         return (current,)
+    return _simd_isas()
+
+
+@functools.cache
+def _simd_isas():
     return tuple(isa for isa in _C.available_isas() if isa not in ("reference", "generic"))
 
 
@@ -309,7 +319,7 @@ def sgemm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, bf1
     m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
     n = b.shape[0] if trans_b else b.shape[1]
     key, string_key = _sgemm_keys(m, n, k, trans_a, trans_b, isas)
-    plan = sgemm_plan_of(m, n, k, trans_a, trans_b)
+    plan = _lookup(key, isas, string_key, _is_gemm)
     if plan is not None:
         return _C.sgemm(a, b, **options, isa=plan["isa"])
     if not _tuning():
@@ -319,7 +329,7 @@ def sgemm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, bf1
         return _C.sgemm(a, b, **{**options, "out": None if out is None else out.copy()}, isa=isa)
 
     plan, result = _select([(isa, "gemm") for isa in isas], (_C.isa(), "gemm"), call)
-    _remember(key, string_key, plan)
+    _remember(key, string_key(), plan)
     if out is None:
         return result
     out[...] = result
@@ -327,16 +337,21 @@ def sgemm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, bf1
 
 
 def _sgemm_keys(m, n, k, trans_a, trans_b, isas):
+    """The in-memory key and a function making the file's key (built only on a miss)."""
     threads = _C.get_num_threads()
     return (("sgemm", m, n, k, trans_a, trans_b, isas, threads),
-            f"{'+'.join(isas)}|threads={threads}|sgemm|m={m}|n={n}|k={k}|trans_a={trans_a}|trans_b={trans_b}")
+            lambda: f"{'+'.join(isas)}|threads={threads}|sgemm|m={m}|n={n}|k={k}|trans_a={trans_a}|trans_b={trans_b}")
+
+
+def _is_gemm(plan):
+    return plan["algorithm"] == "gemm"
 
 
 def sgemm_plan_of(m, n, k, trans_a=False, trans_b=False):
     """The plan this process would use for an SGEMM of op(a) m x k times op(b) k x n, or None."""
     isas = _isas()
     key, string_key = _sgemm_keys(m, n, k, trans_a, trans_b, isas)
-    return _lookup(key, isas, lambda: string_key, lambda plan: plan["algorithm"] == "gemm")
+    return _lookup(key, isas, string_key, _is_gemm)
 
 
 def _select(candidates, heuristic, call):
