@@ -403,12 +403,14 @@ def _add_experiment_parser(commands):
     parser.add_argument("name", choices=list(EXPERIMENTS))
     parser.add_argument("--out", metavar="DIR", help="output directory (default runs/experiment-NAME-TIMESTAMP)")
     parser.add_argument("--seed", type=int, default=0, help="default 0")
-    parser.add_argument("--quick", action="store_true", help="a subset of images and epochs: minutes, not hours")
+    parser.add_argument("--size", choices=SIZES,
+                        help="full (default: the recipe; hours for degradation), medium (an hour at most), quick "
+                             "(minutes) or tiny (seconds: the tests' size, which shows nothing)")
+    parser.add_argument("--quick", action="store_true", help="the same as --size quick")
     parser.add_argument("--threads", type=_positive_int, help="kernel threads (default: OpenMP's)")
     parser.add_argument("--data-dir", help="where Fashion-MNIST is (default: as pyconvnet train)")
     parser.add_argument("--checkpoint", metavar="CKPT", help="kernels: a trained LeNet-5 checkpoint instead of training one")
     parser.add_argument("--runs", metavar="DIR", help="timeline: where recorded training runs are (default runs)")
-    parser.add_argument("--size", choices=SIZES, help=argparse.SUPPRESS)  # tiny: the tests' size
     parser.set_defaults(handler=_experiment)
 
 

@@ -15,7 +15,7 @@ from .. import backend, viz
 from .. import train as trainer
 from ..viz import new_figure as figure, save_figure as save  # noqa: F401  (the pictures' Agg canvas, for the experiments)
 
-SIZES = ("full", "quick", "tiny")  # tiny: the tests' size, a few hundred images and one epoch
+SIZES = ("full", "medium", "quick", "tiny")  # tiny: the tests' size, a few hundred images and one epoch
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,6 +25,7 @@ CIFAR_NETS = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110", "plai
 # (models, batch, timed steps); full and quick measure every model, tiny three small ones.
 SIZES = {
     "full": (None, 32, 5),
+    "medium": (None, 16, 3),
     "quick": (None, 8, 1),  # 43 s measured (one thread, shared machine)
     "tiny": (("lenet5", "plain20", "resnet20"), 2, 1),
 }
