@@ -338,7 +338,7 @@ def _bench(args):
             distributed.run(threads=args.threads or 2, json_path=args.json)
             return 0
         suite.run(args.models, layers=args.layers, quick=args.quick, threads=args.threads, repeats=args.repeats,
-                  batch=args.batch, json_path=args.json, device=args.device)
+                  batch=args.batch, json_path=args.json, device=args.device, profile=args.profile)
     except (ImportError, ValueError) as error:
         print(f"pyconvnet bench: error: {error}", file=sys.stderr)
         return 1
@@ -357,6 +357,9 @@ def _add_bench_parser(commands):
                         help=f"cases to run (default all: {' '.join(MODEL_CASES)})")
     parser.add_argument("--layers", action="store_true",
                         help="also time every conv, max-pool and batch-norm layer of those models, and sgemm")
+    parser.add_argument("--profile", action="store_true",
+                        help="also split each pyconvnet step into time inside the kernels (per kernel) and outside "
+                             "them (Python, autograd, dispatch), with its system time and page faults")
     parser.add_argument("--quick", action="store_true", help="fewer repeats and warm-ups: a smoke run (with --device "
                                                              "cuda: 5 repeats, 1 warm-up, about a minute on an H200)")
     parser.add_argument("--device", default="cpu", metavar="{cpu,cuda,cuda:N}",

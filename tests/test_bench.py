@@ -8,12 +8,13 @@ import json
 import math
 import subprocess
 import sys
+import time
 
 import pytest
 
 import pyconvnet
 from pyconvnet import _C, backend, cli, nn
-from pyconvnet.bench import gpu, layers, models, suite
+from pyconvnet.bench import gpu, layers, models, profile, suite
 from pyconvnet.bench.timing import compare
 
 
@@ -47,12 +48,51 @@ def test_cli_writes_tables_and_json(tmp_path, capsys, monkeypatch):
     machine = record["machine"]
     assert machine["isa"] == backend.isa() and machine["threads"] >= 1 and machine["fma_peak_gflops"] > 0
     assert {"cpu", "torch", "pyconvnet", "numpy", "git_commit", "date"} <= set(machine)
-    assert record["settings"]["repeats"] == 1 and "layers" not in record
+    assert record["settings"]["repeats"] == 1 and "layers" not in record and "profile" not in record
     (row,) = record["models"]
     assert row["name"] == "lenet5" and row["batch"] == 2 and row["gflop_per_step"] > 0
     for side in ("pyconvnet", "torch"):
         assert row[f"{side}_ms"] > 0 and row[f"{side}_gflops"] > 0 and row[f"{side}_images_per_s"] > 0
         assert row[f"{side}_memory_mib"] >= 0  # freed import-time memory may hold a tiny model
+
+
+def test_the_profile_tallies_every_kernel_call_once_and_restores_the_module():
+    original = _C.relu_forward
+    x = pyconvnet.randn(3, 4)
+    with profile.kernel_tally(time.perf_counter) as tally:
+        assert _C.relu_forward is not original
+        nn.functional.relu(x)
+        nn.functional.relu(x)
+        with pytest.raises(ValueError):  # a failing call is counted too, and its error passes through
+            _C.relu_backward(x.numpy(), x.numpy()[:2])
+    assert _C.relu_forward is original
+    assert tally["relu_forward"][1] == 2 and tally["relu_forward"][0] >= 0
+    assert tally["relu_backward"][1] == 1 and "sgemm" not in tally
+
+
+def test_cli_profile_adds_the_split_to_the_tables_and_json(tmp_path, capsys):
+    pytest.importorskip("torch")
+    path = tmp_path / "bench.json"
+    argv = ["bench", "--quick", "--profile", "--models", "lenet5", "--batch", "2", "--repeats", "1", "--json", str(path)]
+    assert cli.main(argv) == 0
+    assert "Where pyconvnet's step goes" in capsys.readouterr().out
+    (row,) = json.loads(path.read_text())["profile"]
+    assert row["model"] == "lenet5" and row["batch"] == 2 and row["kernel_ms"] > 0
+
+
+def test_profile_splits_a_step_into_kernels_and_the_rest():
+    case = models.MODEL_CASES["lenet5"].with_batch(2)
+    (row,) = profile.run_profile_suite([case], threads=1, steps=2, warmup=1)
+    assert row["model"] == "lenet5" and row["clock"] == "process CPU time"
+    kernels = row["kernels"]
+    assert kernels["conv2d_forward"]["calls"] == 2 and kernels["sgd_update"]["calls"] == 10  # 2 convs; 10 tensors
+    assert list(kernels) == sorted(kernels, key=lambda name: -kernels[name]["ms"])
+    assert row["kernel_ms"] == pytest.approx(sum(entry["ms"] for entry in kernels.values()))
+    assert row["outside_ms"] == pytest.approx(row["tallied_step_ms"] - row["kernel_ms"])
+    assert row["kernel_calls"] == sum(entry["calls"] for entry in kernels.values())
+    assert row["system_ms"] >= 0 and row["minor_faults"] >= 0
+    text = profile.profile_table([row])
+    assert text.startswith("lenet5 (batch 2, 1 thread(s), process CPU time)") and "conv2d_forward" in text
 
 
 def test_layer_suite_times_every_kind_of_layer():
@@ -140,7 +180,8 @@ def test_the_gpu_suite_without_a_gpu_is_a_one_line_error(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--device", "cuda", "--layers"], "--layers times the CPU kernels"),
+    (["--device", "cuda", "--layers"], "--layers and --profile time the CPU kernels"),
+    (["--device", "cuda", "--profile"], "--layers and --profile time the CPU kernels"),
     (["--device", "tpu"], "device must be auto, cpu, cuda or cuda:N, got 'tpu'"),
 ])
 def test_bad_device_arguments_are_one_line_errors(capsys, argv, message):

@@ -16,6 +16,7 @@ import numpy as np
 from .. import __version__, backend
 from . import layers as layer_suite
 from . import models as model_suite
+from . import profile as profile_suite
 from .timing import cpu_name, default_threads, format_table, require_torch
 
 QUICK = {"repeats": 3, "warmup": 1, "memory_steps": 2}
@@ -88,7 +89,7 @@ def _report_layer(row):
 
 
 def run(model_names=None, layers=False, quick=False, threads=None, repeats=None, batch=None, json_path=None,
-        device="cpu"):
+        device="cpu", profile=False):
     """Runs the suites, prints the tables and writes the JSON record; returns the record.
 
     ``model_names``: cases of pyconvnet.bench.models.MODEL_CASES (default all); ``layers``: also
@@ -98,12 +99,12 @@ def run(model_names=None, layers=False, quick=False, threads=None, repeats=None,
     overrides the timed repeats; ``batch`` every case's batch size; ``json_path`` the record's
     path (default ``default_json_path``), also written into $OUT when that variable is set;
     ``device``: 'cpu', or 'cuda' / 'cuda:N' for the training-step suite on that GPU (its batches
-    and settings: pyconvnet.bench.gpu; ``threads`` then only sets the host's threads)."""
+    and settings: pyconvnet.bench.gpu; ``threads`` then only sets the host's threads); ``profile``:
+    also split each pyconvnet step into kernels and the rest (pyconvnet.bench.profile)."""
     if repeats is not None and (isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1):
         raise ValueError(f"repeats must be a positive int, got {repeats!r}")
-    if layers and device != "cpu":
-        raise ValueError(f"--layers times the CPU kernels (against torch and numpy on the CPU): leave it out with "
-                         f"--device {device}")
+    if (layers or profile) and device != "cpu":
+        raise ValueError(f"--layers and --profile time the CPU kernels: leave them out with --device {device}")
     from ..train import resolve_device
 
     resolved = resolve_device(device)  # ValueError: no device, or a GPU that cannot be used, and why
@@ -132,6 +133,10 @@ def run(model_names=None, layers=False, quick=False, threads=None, repeats=None,
                                                        **layer_settings)
         print("\nLayers (ratio = their time / pyconvnet time; conv GFLOP/s count direct-convolution FLOPs)")
         print(layer_table(record["layers"]))
+    if profile:
+        record["profile"] = profile_suite.run_profile_suite(cases, threads, steps=5 if quick else 20)
+        print("\nWhere pyconvnet's step goes: inside the kernels and outside them (Python, autograd, dispatch)")
+        print(profile_suite.profile_table(record["profile"]))
     _write(record, json_path, facts["cpu"])
     return record
 
