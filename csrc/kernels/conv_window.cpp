@@ -380,13 +380,14 @@ static inline void dot_tile(float* sums, int64_t ld, const float* const (&rows)[
 // dst[i] = the lane sums of the first `slots` slots' vector sums (slot s holds vector i at
 // (s * count + i) * kVecFloats), added in slot order. Called by the whole team.
 static inline void reduce_vector_sums(float* dst, const float* sums, int slots, int64_t count) {
-#pragma omp barrier
-#pragma omp for schedule(static)
+  team_barrier(true);
+#pragma omp for schedule(static) nowait
   for (int64_t i = 0; i < count; ++i) {
     float total = 0.0f;
     for (int s = 0; s < slots; ++s) total += lane_sum(vload(sums + (s * count + i) * kVecFloats));
     dst[i] = total;
   }
+  team_barrier(true);
 }
 
 // Maps with fewer positions than this (per image) and layers with more than
