@@ -135,14 +135,88 @@ static inline void store_transposed8x8(float* dst, int64_t ld_dst, const float* 
   for (int i = 0; i < 8; ++i) _mm256_storeu_ps(dst + i * ld_dst, r[i]);
 }
 
-// A 4 x 4 transpose within each 128-bit half: r[i][j] <- r[j][i] and r[i][4 + j] <- r[j][4 + i].
-static inline void transpose4x4_halves(__m256 (&r)[4]) {
-  const __m256 lo01 = _mm256_unpacklo_ps(r[0], r[1]), hi01 = _mm256_unpackhi_ps(r[0], r[1]),
-               lo23 = _mm256_unpacklo_ps(r[2], r[3]), hi23 = _mm256_unpackhi_ps(r[2], r[3]);
-  r[0] = _mm256_shuffle_ps(lo01, lo23, 0x44);
-  r[1] = _mm256_shuffle_ps(lo01, lo23, 0xEE);
-  r[2] = _mm256_shuffle_ps(hi01, hi23, 0x44);
-  r[3] = _mm256_shuffle_ps(hi01, hi23, 0xEE);
+// Vectors as groups of four lanes (one 128-bit lane each): kVecGroups of them.
+constexpr int kVecGroups = kVecFloats / 4;
+
+// A 4 x 4 transpose within each group of four lanes: r[i][4g + j] <- r[j][4g + i].
+static inline void transpose4x4_groups(vfloat (&r)[4]) {
+#if defined(PCN_ISA_IS_avx512)
+  const __m512 r0 = reinterpret_cast<__m512>(r[0]), r1 = reinterpret_cast<__m512>(r[1]),
+               r2 = reinterpret_cast<__m512>(r[2]), r3 = reinterpret_cast<__m512>(r[3]);
+  const __m512 lo01 = _mm512_unpacklo_ps(r0, r1), hi01 = _mm512_unpackhi_ps(r0, r1), lo23 = _mm512_unpacklo_ps(r2, r3),
+               hi23 = _mm512_unpackhi_ps(r2, r3);
+  r[0] = reinterpret_cast<vfloat>(_mm512_shuffle_ps(lo01, lo23, 0x44));
+  r[1] = reinterpret_cast<vfloat>(_mm512_shuffle_ps(lo01, lo23, 0xEE));
+  r[2] = reinterpret_cast<vfloat>(_mm512_shuffle_ps(hi01, hi23, 0x44));
+  r[3] = reinterpret_cast<vfloat>(_mm512_shuffle_ps(hi01, hi23, 0xEE));
+#else
+  const __m256 r0 = reinterpret_cast<__m256>(r[0]), r1 = reinterpret_cast<__m256>(r[1]),
+               r2 = reinterpret_cast<__m256>(r[2]), r3 = reinterpret_cast<__m256>(r[3]);
+  const __m256 lo01 = _mm256_unpacklo_ps(r0, r1), hi01 = _mm256_unpackhi_ps(r0, r1), lo23 = _mm256_unpacklo_ps(r2, r3),
+               hi23 = _mm256_unpackhi_ps(r2, r3);
+  r[0] = reinterpret_cast<vfloat>(_mm256_shuffle_ps(lo01, lo23, 0x44));
+  r[1] = reinterpret_cast<vfloat>(_mm256_shuffle_ps(lo01, lo23, 0xEE));
+  r[2] = reinterpret_cast<vfloat>(_mm256_shuffle_ps(hi01, hi23, 0x44));
+  r[3] = reinterpret_cast<vfloat>(_mm256_shuffle_ps(hi01, hi23, 0xEE));
+#endif
+}
+
+// The first n[g] floats (0 to 4) of group g of v to dst[g], and the inverse (zeros in the other
+// lanes); nothing is read or written past them. Partial groups are masked on AVX-512; on AVX2 they go
+// float by float in a loop of fixed length (GCC made the copy of n floats a `rep movs`).
+static inline void store_groups(float* const (&dst)[kVecGroups], vfloat v, const int (&n)[kVecGroups]) {
+#if defined(PCN_ISA_IS_avx512)
+  const __m512 x = reinterpret_cast<__m512>(v);
+  const __m128 groups[4] = {_mm512_castps512_ps128(x), _mm512_extractf32x4_ps(x, 1), _mm512_extractf32x4_ps(x, 2),
+                            _mm512_extractf32x4_ps(x, 3)};
+  for (int g = 0; g < 4; ++g) _mm_mask_storeu_ps(dst[g], __mmask8((1u << n[g]) - 1), groups[g]);
+#else
+  const __m256 x = reinterpret_cast<__m256>(v);
+  const __m128 groups[2] = {_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1)};
+  for (int g = 0; g < 2; ++g) {
+    if (n[g] == 4) {
+      _mm_storeu_ps(dst[g], groups[g]);
+      continue;
+    }
+    alignas(16) float part[4];
+    _mm_store_ps(part, groups[g]);
+    for (int j = 0; j < 4; ++j)
+      if (j < n[g]) dst[g][j] = part[j];
+  }
+#endif
+}
+
+static inline vfloat load_groups(const float* const (&src)[kVecGroups], const int (&n)[kVecGroups]) {
+  __m128 groups[kVecGroups];
+  for (int g = 0; g < kVecGroups; ++g) {
+#if defined(PCN_ISA_IS_avx512)
+    groups[g] = _mm_maskz_loadu_ps(__mmask8((1u << n[g]) - 1), src[g]);
+#else
+    if (n[g] == 4) {
+      groups[g] = _mm_loadu_ps(src[g]);
+      continue;
+    }
+    alignas(16) float part[4];
+    for (int j = 0; j < 4; ++j) part[j] = j < n[g] ? src[g][j] : 0.0f;
+    groups[g] = _mm_load_ps(part);
+#endif
+  }
+  const __m256 lo = _mm256_insertf128_ps(_mm256_castps128_ps256(groups[0]), groups[1], 1);
+#if defined(PCN_ISA_IS_avx512)
+  const __m256 hi = _mm256_insertf128_ps(_mm256_castps128_ps256(groups[2]), groups[3], 1);
+  return reinterpret_cast<vfloat>(_mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1));
+#else
+  return reinterpret_cast<vfloat>(lo);
+#endif
+}
+
+// The vector whose lanes [8p, 8p + 8) are pieces[p].
+static inline vfloat join_pieces(const __m256 (&pieces)[kVecFloats / 8]) {
+#if defined(PCN_ISA_IS_avx512)
+  return reinterpret_cast<vfloat>(_mm512_insertf32x8(_mm512_castps256_ps512(pieces[0]), pieces[1], 1));
+#else
+  return reinterpret_cast<vfloat>(pieces[0]);
+#endif
 }
 #endif
 
