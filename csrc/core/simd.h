@@ -210,12 +210,53 @@ static inline vfloat load_groups(const float* const (&src)[kVecGroups], const in
 #endif
 }
 
-// The vector whose lanes [8p, 8p + 8) are pieces[p].
-static inline vfloat join_pieces(const __m256 (&pieces)[kVecFloats / 8]) {
+// Eight floats from p, those whose bit is set in `read` (the others zero and not accessed).
+static inline __m256 load8_masked(const float* p, unsigned read) {
 #if defined(PCN_ISA_IS_avx512)
-  return reinterpret_cast<vfloat>(_mm512_insertf32x8(_mm512_castps256_ps512(pieces[0]), pieces[1], 1));
+  return _mm256_maskz_loadu_ps(__mmask8(read), p);
 #else
-  return reinterpret_cast<vfloat>(pieces[0]);
+  if (read == 0xFFu) return _mm256_loadu_ps(p);
+  const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+  const __m256i mask = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(static_cast<int>(read)), bit), bit);
+  return _mm256_maskload_ps(p, mask);
+#endif
+}
+
+// columns[j][lane] = rows[lane][j] for j < 8 (zero where bit j of read[lane] is clear): eight
+// floats from each lane's row, transposed. AVX2: one 8x8 register transpose. AVX-512: lanes l and
+// l + 8 share a register (one row in each half), go through the same in-lane steps, and a
+// two-source permute puts the halves in lane order.
+static inline void load_transposed8(const float* const (&rows)[kVecFloats], const unsigned (&read)[kVecFloats],
+                                    vfloat (&columns)[8]) {
+#if defined(PCN_ISA_IS_avx512)
+  __m512 r[8];
+  for (int l = 0; l < 8; ++l)
+    r[l] = _mm512_insertf32x8(_mm512_castps256_ps512(load8_masked(rows[l], read[l])),
+                              load8_masked(rows[l + 8], read[l + 8]), 1);
+  __m512 t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+    u[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+    u[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    u[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  // u[j] (j < 4) holds columns j and j + 4 of rows 0-3 in its 128-bit groups 0 and 1 (lanes 0-3)
+  // and 2 and 3 (lanes 8-11); u[4 + j] the same for rows 4-7.
+  const __m512i low = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
+  const __m512i high = _mm512_setr_epi32(4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+  for (int j = 0; j < 4; ++j) {
+    columns[j] = reinterpret_cast<vfloat>(_mm512_permutex2var_ps(u[j], low, u[4 + j]));
+    columns[4 + j] = reinterpret_cast<vfloat>(_mm512_permutex2var_ps(u[j], high, u[4 + j]));
+  }
+#else
+  __m256 r[8];
+  for (int l = 0; l < 8; ++l) r[l] = load8_masked(rows[l], read[l]);
+  transpose8x8(r);
+  for (int j = 0; j < 8; ++j) columns[j] = reinterpret_cast<vfloat>(r[j]);
 #endif
 }
 #endif

@@ -9,8 +9,8 @@ namespace {
 constexpr int kTile = 4;                      // outputs per tile side
 constexpr int kAlpha = kTile + 2;             // inputs per tile side
 constexpr int kPoints = kAlpha * kAlpha;      // transformed values per tile: the 36 GEMMs
-// Row length of a window copied with zeros around it: the AVX2 and AVX-512 transforms read 8 floats
-// per row.
+// Row length read from a window inside the image, and of a window copied with zeros around it: the
+// AVX2 and AVX-512 transforms read 8 floats per row.
 #if defined(__AVX2__)
 constexpr int kEdgeRow = 8;
 #else
@@ -195,6 +195,27 @@ void transform_inputs(float* v, const TransformLayout& layout, const TileWindow*
   for (int64_t c = 0; c < job.channels; ++c) {
     const float* in = job.in + c * plane;
     for (int64_t t0 = 0; t0 < columns; t0 += kVecFloats) {
+      vfloat rows[kAlpha][kAlpha];  // d B: row i of every lane's window, transformed along j
+#if defined(__AVX2__)
+      // Each lane reads its window's rows straight from the input, masked to the columns inside
+      // the image (zeros for the others, and for rows outside it and missing tiles).
+      const TileWindow* w = windows + t0;
+      for (int i = 0; i < kAlpha; ++i) {
+        const float* row[kVecFloats];
+        unsigned read[kVecFloats];
+        for (int lane = 0; lane < kVecFloats; ++lane) {
+          const bool row_inside = i >= w[lane].row_lo && i < w[lane].row_hi;
+          row[lane] = row_inside ? in + w[lane].in_offset + i * job.in_w : in;
+          read[lane] = !row_inside      ? 0u
+                       : w[lane].inside ? 0xFFu
+                                        : ((1u << w[lane].col_hi) - 1) & ~((1u << w[lane].col_lo) - 1);
+        }
+        vfloat columns[8], d[kAlpha];
+        load_transposed8(row, read, columns);
+        for (int j = 0; j < kAlpha; ++j) d[j] = columns[j];
+        input_transform_1d(d, rows[i]);
+      }
+#else
       // Each lane reads its window's rows from the input or, where the window leaves the image
       // (or for a missing tile), from a copy with zeros outside.
       alignas(64) float edges[kVecFloats][kAlpha][kEdgeRow];
@@ -219,26 +240,13 @@ void transform_inputs(float* v, const TransformLayout& layout, const TileWindow*
         window[lane] = edge[0];
         row_stride[lane] = kEdgeRow;
       }
-      vfloat rows[kAlpha][kAlpha];  // d B: row i of every lane's window, transformed along j
       for (int i = 0; i < kAlpha; ++i) {
         vfloat d[kAlpha];
-#if defined(__AVX2__)
-        // Eight lanes at a time through an 8x8 register transpose.
-        __m256 pieces[kAlpha][kVecFloats / 8];
-        for (int p = 0; p < kVecFloats / 8; ++p) {
-          __m256 r[8];
-          for (int lane = 0; lane < 8; ++lane)
-            r[lane] = _mm256_loadu_ps(window[8 * p + lane] + i * row_stride[8 * p + lane]);
-          transpose8x8(r);
-          for (int j = 0; j < kAlpha; ++j) pieces[j][p] = r[j];
-        }
-        for (int j = 0; j < kAlpha; ++j) d[j] = join_pieces(pieces[j]);
-#else
         for (int j = 0; j < kAlpha; ++j)
           for (int lane = 0; lane < kVecFloats; ++lane) d[j][lane] = window[lane][i * row_stride[lane] + j];
-#endif
         input_transform_1d(d, rows[i]);
       }
+#endif
       float* dst = v + c * layout.channel + (t0 / kGemmNR) * layout.panel + t0 % kGemmNR;
       for (int s = 0; s < kAlpha; ++s) {  // B^T along i, column by column
         vfloat column[kAlpha], t[kAlpha];
