@@ -1,12 +1,17 @@
 """The avx2 and avx512 kernel rows side by side on issue 18's layers: every pass (forward,
 backward-data, backward-weight) on every algorithm that can compute it, the two ISAs alternating
 in one process, one thread, each call timed in process CPU time (a shared machine's descheduling
-does not inflate it), best of R. Ratio = avx2 ms / avx512 ms: above 1, avx512 is faster.
+does not inflate it), best of R rounds. Ratio = avx2 ms / avx512 ms: above 1, avx512 is faster.
 
-    python bench/isa_layers.py [--layers lenet-conv1 ...] [--repeats R] [--algorithms window ...]
+``--baseline PATH`` also loads another build's extension module (``_C*.so`` of an earlier commit)
+and times its rows in the same rounds, so before and after come from one run.
+
+    python bench/isa_layers.py [--layers lenet-conv1 ...] [--algorithms window ...] [--repeats R]
+                               [--baseline /path/to/_C.cpython-311-x86_64-linux-gnu.so]
 """
 
 import argparse
+import importlib.util
 import os
 import time
 
@@ -41,32 +46,39 @@ def operands(shape, rng):
             "backward_weight": (dy, x, list(w.shape), *geometry)}, w.shape, geometry
 
 
-def best_ms(function, args, isa, algorithm, repeats):
-    times = []
-    for _ in range(repeats):
-        begin = time.process_time()
-        function(*args, algorithm=algorithm, isa=isa)
-        times.append(time.process_time() - begin)
-    return min(times) * 1e3
+def load_baseline(path):
+    """Another build's extension module, under a name of its own (its init function is _C's)."""
+    spec = importlib.util.spec_from_file_location("pyconvnet_baseline._C", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.set_num_threads(1)
+    return module
 
 
-def measure(name, shape, algorithms, repeats, rng):
+def measure(name, shape, modules, algorithms, repeats, rng):
     args, weight_shape, geometry = operands(shape, rng)
+    sides = [(label, module, isa) for label, module in modules for isa in ISAS]
     for pass_ in PASSES:
-        function = getattr(_C, "conv2d_" + pass_)
         names, heuristic = _C.conv2d_algorithms(pass_, shape[0], weight_shape, *geometry, isa="avx512")
         for algorithm in names:
             if algorithms and algorithm not in algorithms:
                 continue
-            for isa in ISAS:  # warm-up: sizes the scratch buffers
-                function(*args[pass_], algorithm=algorithm, isa=isa)
-            ms = {isa: float("inf") for isa in ISAS}
-            for _ in range(repeats):  # rounds alternate the ISAs; each round's best of 2 calls
-                for isa in ISAS:
-                    ms[isa] = min(ms[isa], best_ms(function, args[pass_], isa, algorithm, 2))
-            mark = "*" if algorithm == heuristic else " "
-            print(f"| {name} | {pass_} | {algorithm}{mark} | {ms['avx2']:.2f} | {ms['avx512']:.2f} | "
-                  f"{ms['avx2'] / ms['avx512']:.2f} |", flush=True)
+            for _, module, isa in sides:  # warm-up: sizes the scratch buffers
+                getattr(module, "conv2d_" + pass_)(*args[pass_], algorithm=algorithm, isa=isa)
+            ms = {side[0::2]: float("inf") for side in sides}
+            for _ in range(repeats):  # each round times every side twice, alternating
+                for label, module, isa in sides:
+                    function = getattr(module, "conv2d_" + pass_)
+                    for _ in range(2):
+                        begin = time.process_time()
+                        function(*args[pass_], algorithm=algorithm, isa=isa)
+                        ms[label, isa] = min(ms[label, isa], (time.process_time() - begin) * 1e3)
+            cells = []
+            for label, _ in modules:
+                avx2, avx512 = ms[label, "avx2"], ms[label, "avx512"]
+                cells += [f"{avx2:.2f}", f"{avx512:.2f}", f"{avx2 / avx512:.2f}"]
+            mark = "*" if algorithm == heuristic else ""
+            print(f"| {name} | {pass_} | {algorithm}{mark} | " + " | ".join(cells) + " |", flush=True)
 
 
 def main():
@@ -74,14 +86,18 @@ def main():
     parser.add_argument("--layers", nargs="*", choices=sorted(LAYERS), default=list(LAYERS))
     parser.add_argument("--algorithms", nargs="*", default=[])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--baseline", help="another build's _C extension module to time alongside")
     args = parser.parse_args()
     backend.set_num_threads(1)
-    print(f"isa {backend.isa()}, {backend.get_num_threads()} thread, load average {os.getloadavg()[0]:.1f}; "
-          "* = the heuristic's algorithm")
-    print("| layer | pass | algorithm | avx2 ms | avx512 ms | avx2 / avx512 |\n|---|---|---|---:|---:|---:|")
+    modules = [("base", load_baseline(args.baseline))] if args.baseline else []
+    modules.append(("this", _C))
+    print(f"isa at import {backend.isa()}, 1 thread, load average {os.getloadavg()[0]:.1f}; "
+          "* = the heuristic's algorithm; ms = best of the rounds in process CPU time")
+    header = " | ".join(f"{label} avx2 ms | {label} avx512 ms | {label} avx2 / avx512" for label, _ in modules)
+    print(f"| layer | pass | algorithm | {header} |\n|---|---|---|" + "---:|" * (3 * len(modules)))
     rng = np.random.default_rng(0)
     for name in args.layers:
-        measure(name, LAYERS[name], args.algorithms, args.repeats, rng)
+        measure(name, LAYERS[name], modules, args.algorithms, args.repeats, rng)
 
 
 if __name__ == "__main__":
