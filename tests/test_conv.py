@@ -41,6 +41,8 @@ CONV_CASES = [
     (2, 3, 13, 12, 4, (3, 3), (2, 3), (2, 1), (2, 2), 1),  # unequal strides with dilation
     (5, 6, 7, 7, 10, (1, 1), (1, 1), (0, 0), (1, 1), 1),  # pointwise on 7x7: images bundled, the last partial
     (2, 6, 14, 14, 16, (5, 5), (1, 1), (0, 0), (1, 1), 1),  # LeNet's conv2: backward-data tiles start every row
+    (2, 5, 16, 16, 13, (3, 3), (1, 1), (1, 1), (1, 1), 1),  # 13 output channels: direct tiles of a whole panel and of 1 row
+    (3, 7, 12, 12, 20, (3, 3), (1, 1), (1, 1), (1, 1), 1),  # 12-wide rows: packed panels of several short runs
 ]
 
 

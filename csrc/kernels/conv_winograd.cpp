@@ -9,8 +9,9 @@ namespace {
 constexpr int kTile = 4;                      // outputs per tile side
 constexpr int kAlpha = kTile + 2;             // inputs per tile side
 constexpr int kPoints = kAlpha * kAlpha;      // transformed values per tile: the 36 GEMMs
-// Row length of a window copied with zeros around it: the AVX2 transform reads 8 floats per row.
-#if defined(PCN_ISA_IS_avx2)
+// Row length read from a window inside the image, and of a window copied with zeros around it: the
+// AVX2 and AVX-512 transforms read 8 floats per row.
+#if defined(__AVX2__)
 constexpr int kEdgeRow = 8;
 #else
 constexpr int kEdgeRow = kAlpha;
@@ -194,6 +195,27 @@ void transform_inputs(float* v, const TransformLayout& layout, const TileWindow*
   for (int64_t c = 0; c < job.channels; ++c) {
     const float* in = job.in + c * plane;
     for (int64_t t0 = 0; t0 < columns; t0 += kVecFloats) {
+      vfloat rows[kAlpha][kAlpha];  // d B: row i of every lane's window, transformed along j
+#if defined(__AVX2__)
+      // Each lane reads its window's rows straight from the input, masked to the columns inside
+      // the image (zeros for the others, and for rows outside it and missing tiles).
+      const TileWindow* w = windows + t0;
+      for (int i = 0; i < kAlpha; ++i) {
+        const float* row[kVecFloats];
+        unsigned read[kVecFloats];
+        for (int lane = 0; lane < kVecFloats; ++lane) {
+          const bool row_inside = i >= w[lane].row_lo && i < w[lane].row_hi;
+          row[lane] = row_inside ? in + w[lane].in_offset + i * job.in_w : in;
+          read[lane] = !row_inside      ? 0u
+                       : w[lane].inside ? 0xFFu
+                                        : ((1u << w[lane].col_hi) - 1) & ~((1u << w[lane].col_lo) - 1);
+        }
+        vfloat columns[8], d[kAlpha];
+        load_transposed8(row, read, columns);
+        for (int j = 0; j < kAlpha; ++j) d[j] = columns[j];
+        input_transform_1d(d, rows[i]);
+      }
+#else
       // Each lane reads its window's rows from the input or, where the window leaves the image
       // (or for a missing tile), from a copy with zeros outside.
       alignas(64) float edges[kVecFloats][kAlpha][kEdgeRow];
@@ -218,20 +240,13 @@ void transform_inputs(float* v, const TransformLayout& layout, const TileWindow*
         window[lane] = edge[0];
         row_stride[lane] = kEdgeRow;
       }
-      vfloat rows[kAlpha][kAlpha];  // d B: row i of every lane's window, transformed along j
       for (int i = 0; i < kAlpha; ++i) {
         vfloat d[kAlpha];
-#if defined(PCN_ISA_IS_avx2)
-        __m256 r[8];
-        for (int lane = 0; lane < 8; ++lane) r[lane] = _mm256_loadu_ps(window[lane] + i * row_stride[lane]);
-        transpose8x8(r);
-        for (int j = 0; j < kAlpha; ++j) d[j] = reinterpret_cast<vfloat>(r[j]);
-#else
         for (int j = 0; j < kAlpha; ++j)
           for (int lane = 0; lane < kVecFloats; ++lane) d[j][lane] = window[lane][i * row_stride[lane] + j];
-#endif
         input_transform_1d(d, rows[i]);
       }
+#endif
       float* dst = v + c * layout.channel + (t0 / kGemmNR) * layout.panel + t0 % kGemmNR;
       for (int s = 0; s < kAlpha; ++s) {  // B^T along i, column by column
         vfloat column[kAlpha], t[kAlpha];
@@ -263,25 +278,27 @@ void transform_outputs(const float* m, int64_t ldm, int64_t m_point, const TileW
       }
       const TileWindow* w = windows + t0;
       const int lanes = static_cast<int>(min64(kVecFloats, count - t0));
-#if defined(PCN_ISA_IS_avx2)
-      bool whole = lanes == 8;
-      for (int lane = 0; lane < lanes; ++lane) whole = whole && w[lane].out_rows == kTile && w[lane].out_cols == kTile;
-      if (whole) {
-        for (int i = 0; i < kTile; ++i) {
-          vfloat o[kTile];
-          output_transform_1d(am[i], o);
-          // Lanes to rows: a 4 x 4 transpose within each 128-bit half leaves lane l's four outputs
-          // in the low half of r_l and lane l + 4's in the high half.
-          __m256 r[kTile];
-          for (int j = 0; j < kTile; ++j) r[j] = reinterpret_cast<__m256>(o[j] + bias);
-          transpose4x4_halves(r);
-          for (int lane = 0; lane < 4; ++lane) {
-            _mm_storeu_ps(out + w[lane].out_offset + i * job.out_w, _mm256_castps256_ps128(r[lane]));
-            _mm_storeu_ps(out + w[lane + 4].out_offset + i * job.out_w, _mm256_extractf128_ps(r[lane], 1));
+#if defined(__AVX2__)
+      for (int i = 0; i < kTile; ++i) {
+        vfloat o[kTile], r[kTile];
+        output_transform_1d(am[i], o);
+        for (int j = 0; j < kTile; ++j) r[j] = o[j] + bias;
+        // Lanes to rows: a 4 x 4 transpose within each group of four lanes leaves lane 4g + l's row
+        // in group g of r[l], stored without the outputs past the edge (nothing for missing tiles).
+        transpose4x4_groups(r);
+        for (int l = 0; l < kTile; ++l) {
+          float* dst[kVecGroups];
+          int n[kVecGroups];
+          for (int g = 0; g < kVecGroups; ++g) {
+            const int lane = 4 * g + l;
+            const bool row = lane < lanes && i < w[lane].out_rows;
+            dst[g] = row ? out + w[lane].out_offset + i * job.out_w : out;
+            n[g] = row ? w[lane].out_cols : 0;
           }
+          store_groups(dst, r[l], n);
         }
-        continue;
       }
+      continue;
 #endif
       alignas(64) float stage[kTile * kTile][kVecFloats];
       for (int i = 0; i < kTile; ++i) {
@@ -398,35 +415,37 @@ void transform_output_grads(float* dm, int64_t point, int64_t ld, const TileWind
     for (int64_t t0 = 0; t0 < columns; t0 += kVecFloats) {
       const TileWindow* w = windows + t0;
       vfloat rows[kTile][kAlpha];  // dY A^T: row i of every lane's tile, expanded along j
-#if defined(PCN_ISA_IS_avx2)
-      bool whole = t0 + kVecFloats <= count;
-      for (int lane = 0; whole && lane < kVecFloats; ++lane) whole = w[lane].out_rows == kTile && w[lane].out_cols == kTile;
-      if (whole) {
-        for (int i = 0; i < kTile; ++i) {
-          // Rows to lanes: lanes l and l + 4 side by side, then a 4 x 4 transpose within each half.
-          __m256 q[4];
-          for (int lane = 0; lane < 4; ++lane)
-            q[lane] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(grad + w[lane].out_offset + i * job.out_w)),
-                                           _mm_loadu_ps(grad + w[lane + 4].out_offset + i * job.out_w), 1);
-          transpose4x4_halves(q);
-          const vfloat y[kTile] = {reinterpret_cast<vfloat>(q[0]), reinterpret_cast<vfloat>(q[1]),
-                                   reinterpret_cast<vfloat>(q[2]), reinterpret_cast<vfloat>(q[3])};
-          output_grad_transform_1d(y, rows[i]);
+#if defined(__AVX2__)
+      for (int i = 0; i < kTile; ++i) {
+        // Rows to lanes: lane 4g + l's row i into group g of y[l] (zeros past the edge and for
+        // missing tiles), then a 4 x 4 transpose within each group.
+        vfloat y[kTile];
+        for (int l = 0; l < kTile; ++l) {
+          const float* src[kVecGroups];
+          int n[kVecGroups];
+          for (int g = 0; g < kVecGroups; ++g) {
+            const int lane = 4 * g + l;
+            const bool row = t0 + lane < count && i < w[lane].out_rows;
+            src[g] = row ? grad + w[lane].out_offset + i * job.out_w : grad;
+            n[g] = row ? w[lane].out_cols : 0;
+          }
+          y[l] = load_groups(src, n);
         }
-      } else
-#endif
-      {
-        alignas(64) float stage[kTile * kTile][kVecFloats] = {};
-        for (int lane = 0; lane < kVecFloats && t0 + lane < count; ++lane)
-          for (int i = 0; i < w[lane].out_rows; ++i)
-            for (int j = 0; j < w[lane].out_cols; ++j)
-              stage[i * kTile + j][lane] = grad[w[lane].out_offset + i * job.out_w + j];
-        for (int i = 0; i < kTile; ++i) {
-          vfloat y[kTile];
-          for (int j = 0; j < kTile; ++j) y[j] = vload(stage[i * kTile + j]);
-          output_grad_transform_1d(y, rows[i]);
-        }
+        transpose4x4_groups(y);
+        output_grad_transform_1d(y, rows[i]);
       }
+#else
+      alignas(64) float stage[kTile * kTile][kVecFloats] = {};
+      for (int lane = 0; lane < kVecFloats && t0 + lane < count; ++lane)
+        for (int i = 0; i < w[lane].out_rows; ++i)
+          for (int j = 0; j < w[lane].out_cols; ++j)
+            stage[i * kTile + j][lane] = grad[w[lane].out_offset + i * job.out_w + j];
+      for (int i = 0; i < kTile; ++i) {
+        vfloat y[kTile];
+        for (int j = 0; j < kTile; ++j) y[j] = vload(stage[i * kTile + j]);
+        output_grad_transform_1d(y, rows[i]);
+      }
+#endif
       float* dst = dm + k * ld + t0;
       for (int s = 0; s < kAlpha; ++s) {
         vfloat column[kTile], m[kAlpha];

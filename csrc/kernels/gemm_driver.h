@@ -82,20 +82,28 @@ static inline void pack_a_matrix(float* dst, const float* a, int64_t lda, bool t
     const int64_t rows = min64(kGemmMR, m - i0);
     float* out = dst + pc * m_pad + i0 * kc;
     int64_t p = 0;
-#if defined(PCN_ISA_IS_avx2)
-    // Rows of A to the panel's columns, 8 at a time: 6 rows and 2 zero rows through one 8x8
-    // register transpose, 6 floats of each result stored (the winograd weight gradient packs its
-    // tile-major dM this way for every point).
-    static_assert(kGemmMR == 6, "the AVX2 panel has 6 rows");
+#if defined(__AVX2__)
+    // Rows of A to the panel's columns, 8 k at a time: up to 8 rows (zero rows past the panel)
+    // through one 8x8 register transpose, the panel's share of each result stored (AVX2's 6 rows:
+    // one transpose; AVX-512's 12: 8 rows and 4). The winograd weight gradient packs its
+    // tile-major dM this way for every point.
     if (!trans_a && rows == kGemmMR) {
       for (; p + 8 <= kc; p += 8) {
-        __m256 r[8];
-        for (int i = 0; i < 6; ++i) r[i] = _mm256_loadu_ps(a + (i0 + i) * lda + pc + p);
-        r[6] = r[7] = _mm256_setzero_ps();
-        transpose8x8(r);
-        for (int j = 0; j < 8; ++j) {
-          _mm_storeu_ps(out + (p + j) * kGemmMR, _mm256_castps256_ps128(r[j]));
-          _mm_storel_pi(reinterpret_cast<__m64*>(out + (p + j) * kGemmMR + 4), _mm256_extractf128_ps(r[j], 1));
+        for (int r0 = 0; r0 < kGemmMR; r0 += 8) {
+          const int n = kGemmMR - r0 < 8 ? kGemmMR - r0 : 8;
+          __m256 r[8];
+          for (int i = 0; i < 8; ++i) r[i] = i < n ? _mm256_loadu_ps(a + (i0 + r0 + i) * lda + pc + p) : _mm256_setzero_ps();
+          transpose8x8(r);
+          for (int j = 0; j < 8; ++j) {
+            float* dst = out + (p + j) * kGemmMR + r0;
+#if defined(PCN_ISA_IS_avx512)
+            _mm256_mask_storeu_ps(dst, __mmask8((1u << n) - 1), r[j]);
+#else
+            static_assert(kGemmMR == 6, "the AVX2 panel has 6 rows");
+            _mm_storeu_ps(dst, _mm256_castps256_ps128(r[j]));
+            _mm_storel_pi(reinterpret_cast<__m64*>(dst + 4), _mm256_extractf128_ps(r[j], 1));
+#endif
+          }
         }
       }
     }
