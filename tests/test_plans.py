@@ -220,8 +220,8 @@ def test_a_slower_heuristic_choice_loses_to_the_fastest_candidate(tuning, thread
         chosen, fastest = f"{timed['isa']}/{timed['algorithm']}", min(timed["ms"], key=timed["ms"].get)
         if chosen == timed["heuristic"]:
             assert timed["ms"][fastest] >= (1 - plans._margin) * timed["ms"][chosen]
-        else:
-            assert chosen == fastest
+        else:  # the minimum (the plan keeps times rounded to 0.1 us: two candidates may tie)
+            assert timed["ms"][chosen] == timed["ms"][fastest]
     # The tuning call returned the chosen candidate's own result.
     chosen = _C.conv2d_forward(x.detach().numpy(), w.detach().numpy(), None, *geometry, algorithm=plan["algorithm"],
                                isa=plan["isa"])
