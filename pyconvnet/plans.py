@@ -7,7 +7,8 @@ every candidate on the call's own arrays and keeps the fastest as that shape's *
 returns the chosen candidate's result. Plans are keyed by the CPU model, the ISAs tried, the
 thread count, the pass and the geometry, and persisted as JSON in
 ``$XDG_CACHE_HOME/pyconvnet/plans-<cpu>.json`` (default ``~/.cache/pyconvnet``), so later runs
-start with them. The ISAs tried are every SIMD ISA the CPU runs, unless ``backend.set_isa`` or
+start with them; a file written by another build of the kernels (another version, or the extension
+rebuilt) is set aside without a warning and its shapes timed again. The ISAs tried are every SIMD ISA the CPU runs, unless ``backend.set_isa`` or
 ``PYCONVNET_ISA`` chose one (then only that one). Timing a shape costs each candidate a warm-up
 run and (within 3x of the fastest) a timed one, then further rounds of the close contenders
 within a time budget (``set_autotune``); the heuristic's choice stays unless another candidate is
@@ -16,7 +17,7 @@ more than 5 % faster.
 Switches: ``backend.set_autotune(False)`` or ``PYCONVNET_AUTOTUNE=0`` run the fixed heuristics
 of csrc/kernels/conv.cpp; ``backend.set_conv_algorithm(name)`` forces an algorithm wherever it
 can compute the pass (tests, comparisons); ``backend.use_deterministic_algorithms(True)`` times
-nothing: shapes with a plan use it, the others the heuristic (README: "Kernel plans").
+nothing: shapes with a plan use it, the others the heuristic (docs/api.md, "Kernel plans").
 """
 
 import functools
@@ -104,6 +105,14 @@ def cpu_model():
     return platform.processor() or platform.machine() or "unknown-cpu"
 
 
+@functools.cache
+def build_id():
+    """The kernels' build: the package version and the extension file's size and modification
+    time, so that plans measured for other kernels (an upgrade, a rebuild) are not reused."""
+    stat = os.stat(_C.__file__)
+    return f"{_C.build_info['version']}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
 def cache_path():
     """The plan cache file for this CPU (the folder may not exist yet)."""
     return _cache_path_for(os.environ.get("XDG_CACHE_HOME"), os.environ.get("HOME"))
@@ -141,6 +150,8 @@ def _read(path):
     if problem:
         warnings.warn(f"pyconvnet: ignoring the kernel plan cache {path}: {problem}", RuntimeWarning, stacklevel=4)
         return {}
+    if data.get("build") != build_id():  # measured for other kernels: time this build's again
+        return {}
     return {key: plan for key, plan in data["plans"].items() if _valid_plan(plan)}
 
 
@@ -171,7 +182,8 @@ def _save(key, plan):
         handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".plans-", suffix=".tmp")
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as f:
-                json.dump({"format": FORMAT, "version": VERSION, "cpu": cpu_model(), "plans": merged}, f, indent=1,
+                json.dump({"format": FORMAT, "version": VERSION, "cpu": cpu_model(), "build": build_id(),
+                           "plans": merged}, f, indent=1,
                           sort_keys=True)
             os.replace(temporary, path)
         except BaseException:

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -166,6 +167,30 @@ def test_a_corrupt_or_foreign_cache_is_ignored_with_a_warning(tuning, content):
     with pytest.warns(RuntimeWarning, match="ignoring the kernel plan cache"):
         _conv_step()
     assert len(_file_plans(tuning)["plans"]) == 3  # rewritten whole, with this run's plans
+
+
+def test_plans_of_another_build_of_the_kernels_are_timed_again_without_a_warning(tuning, monkeypatch):
+    _conv_step()
+    path = plans.cache_path()
+    with open(path) as f:
+        data = json.load(f)
+    assert data["build"] == plans.build_id()
+    data["build"] = "0.0.1:123:456"  # as a file from before an upgrade or a rebuild
+    for plan in data["plans"].values():
+        plan["algorithm"] = "gemm"
+    with open(path, "w") as f:
+        json.dump(data, f)
+    plans._file["path"] = None  # as a new process
+    plans._plans.clear()
+    timed = []
+    select = plans._select
+    monkeypatch.setattr(plans, "_select", lambda *args: timed.append(1) or select(*args))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _conv_step()
+    assert len(timed) == 3  # every pass measured again
+    data = _file_plans(tuning)
+    assert data["build"] == plans.build_id() and len(data["plans"]) == 3
 
 
 def test_a_plan_whose_algorithm_cannot_compute_the_shape_is_timed_again(tuning):
