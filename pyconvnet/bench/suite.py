@@ -16,10 +16,12 @@ import numpy as np
 from .. import __version__, backend
 from . import layers as layer_suite
 from . import models as model_suite
+from . import sharing
 from .timing import cpu_name, default_threads, format_table, require_torch
 
 QUICK = {"repeats": 3, "warmup": 1, "memory_steps": 2}
 FULL = {"repeats": 7, "warmup": 2, "memory_steps": 3}
+SHARING_ROUNDS = {"quick": 2, "full": 5}
 RESULTS_DIR = Path("bench") / "results"
 
 
@@ -87,8 +89,13 @@ def _report_layer(row):
     print(f"  {row['kind']} {row['op']} {row['shape']}: ratio {row['ratio']:.2f}", file=sys.stderr, flush=True)
 
 
+def _report_sharing(row):
+    print(f"  {row['name']}: pyconvnet {row['pyconvnet_quiet_ms']:.2f} -> {row['pyconvnet_loaded_ms']:.2f} ms, "
+          f"torch {row['torch_quiet_ms']:.2f} -> {row['torch_loaded_ms']:.2f} ms", file=sys.stderr, flush=True)
+
+
 def run(model_names=None, layers=False, quick=False, threads=None, repeats=None, batch=None, json_path=None,
-        device="cpu"):
+        device="cpu", neighbours=None, rounds=None):
     """Runs the suites, prints the tables and writes the JSON record; returns the record.
 
     ``model_names``: cases of pyconvnet.bench.models.MODEL_CASES (default all); ``layers``: also
@@ -98,12 +105,18 @@ def run(model_names=None, layers=False, quick=False, threads=None, repeats=None,
     overrides the timed repeats; ``batch`` every case's batch size; ``json_path`` the record's
     path (default ``default_json_path``), also written into $OUT when that variable is set;
     ``device``: 'cpu', or 'cuda' / 'cuda:N' for the training-step suite on that GPU (its batches
-    and settings: pyconvnet.bench.gpu; ``threads`` then only sets the host's threads)."""
+    and settings: pyconvnet.bench.gpu; ``threads`` then only sets the host's threads);
+    ``neighbours``: instead of the training-step suite, the sharing suite (pyconvnet.bench.sharing)
+    beside that many busy-loop processes, over ``rounds`` alternating rounds (default 5, quick 2)."""
     if repeats is not None and (isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1):
         raise ValueError(f"repeats must be a positive int, got {repeats!r}")
     if layers and device != "cpu":
         raise ValueError(f"--layers times the CPU kernels (against torch and numpy on the CPU): leave it out with "
                          f"--device {device}")
+    if neighbours is not None and (layers or device != "cpu"):
+        raise ValueError("--neighbour times CPU training steps beside busy loops: leave out --layers and --device")
+    if rounds is not None and neighbours is None:
+        raise ValueError("--rounds counts the rounds of --neighbour: give both or neither")
     from ..train import resolve_device
 
     resolved = resolve_device(device)  # ValueError: no device, or a GPU that cannot be used, and why
@@ -123,6 +136,16 @@ def run(model_names=None, layers=False, quick=False, threads=None, repeats=None,
           f"{threads} threads  |  FMA peak {peak:.1f} GFLOP/s", flush=True)
 
     record = {"machine": facts, "settings": {**settings, "quick": quick, "batch": batch}}
+    if neighbours is not None:
+        rounds = SHARING_ROUNDS["quick" if quick else "full"] if rounds is None else rounds
+        record["settings"].update(neighbours=neighbours, rounds=rounds)
+        record["sharing"] = sharing.run_sharing_suite(cases, threads, neighbours, rounds, settings["repeats"],
+                                                      settings["warmup"], report=_report_sharing)
+        print(f"\nTraining step in ms: quiet, beside {neighbours} busy-loop process(es), their ratio (x) and quiet "
+              f"on 1 thread; medians of {rounds} alternating rounds")
+        print(sharing.sharing_table(record["sharing"]))
+        _write(record, json_path, facts["cpu"])
+        return record
     record["models"] = model_suite.run_model_suite(cases, threads, peak, report=_report_model, **settings)
     print("\nTraining step (ratio = torch time / pyconvnet time; above 1: pyconvnet is faster)")
     print(model_table(record["models"]))
