@@ -13,6 +13,7 @@ import importlib
 import time
 
 from . import _C, plans
+from ._wait_policy import wait_policy
 
 __all__ = [
     "isa",
@@ -32,6 +33,7 @@ __all__ = [
     "buffer_cache_stats",
     "empty_buffer_cache",
     "set_num_threads",
+    "wait_policy",
     "sgemm",
     "fma_peak_gflops",
     "info",
@@ -179,6 +181,7 @@ def info():
         "compiler": build["compiler"],
         "build_flags": build["flags"],
         "openmp": build["openmp"],
+        "openmp_wait": wait_policy(),
         "cuda": cuda_info(),
     }
 

@@ -24,6 +24,7 @@ def _info(args):
         ("compiler", facts["compiler"]),
         ("build flags", facts["build_flags"].strip()),
         ("openmp", str(facts["openmp"])),
+        ("openmp waiting", facts["openmp_wait"]),
         ("cuda", _cuda_line(facts["cuda"])),
     ]
     lines += [(f"flags[{name}]", flags) for name, flags in facts["isa_flags"].items()]

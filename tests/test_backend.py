@@ -1,4 +1,4 @@
-"""Run-time dispatch, thread control and `pyconvnet info`."""
+"""Run-time dispatch, thread control, how OpenMP threads wait, and `pyconvnet info`."""
 
 import os
 import re
@@ -83,6 +83,30 @@ def test_threads_default_follows_omp_num_threads_and_can_be_set():
         backend.set_num_threads(1.5)
 
 
+_POLICY_CODE = ("import os, sys\nif sys.argv[1] == 'torch': import torch\nimport pyconvnet\n"
+                "print(pyconvnet.backend.wait_policy()); print(os.environ.get('OMP_WAIT_POLICY'))")
+
+
+@pytest.mark.parametrize("first, env, policy", [
+    ("pyconvnet", {}, "pyconvnet's default: OMP_WAIT_POLICY=passive (sleep at once)"),
+    ("pyconvnet", {"OMP_WAIT_POLICY": "active"}, "from the environment: OMP_WAIT_POLICY=active"),
+    ("pyconvnet", {"GOMP_SPINCOUNT": "1000"}, "from the environment: GOMP_SPINCOUNT=1000"),
+    ("pyconvnet", {"GOMP_SPINCOUNT": "0", "OMP_WAIT_POLICY": "passive"},
+     "from the environment: OMP_WAIT_POLICY=passive GOMP_SPINCOUNT=0"),
+    ("torch", {}, "libgomp's own (it was loaded before pyconvnet, e.g. by torch)"),
+])
+def test_openmp_waits_briefly_unless_the_user_or_an_earlier_libgomp_decided(first, env, policy):
+    """libgomp reads its wait policy when the extension loads it: pyconvnet sets passive waiting only
+    for that moment (the environment is as before afterwards) and only where nobody else chose."""
+    if first == "torch":
+        pytest.importorskip("torch")
+    environment = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    result = subprocess.run([sys.executable, "-c", _POLICY_CODE, first], capture_output=True, text=True,
+                            env={**environment, **env}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [policy, env.get("OMP_WAIT_POLICY", "None")]
+
+
 def test_info_command_tells_the_truth():
     out = subprocess.run([sys.executable, "-m", "pyconvnet", "info"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -91,6 +115,7 @@ def test_info_command_tells_the_truth():
     assert fields["isa"] == f"{backend.isa()} ({backend.isa_choice_reason()})"
     assert fields["available isas"] == ", ".join(backend.available_isas())
     assert fields["threads"] == str(backend.get_num_threads())
+    assert fields["openmp waiting"] == backend.wait_policy()
     plans_line = fields["kernel plans"]  # the suite runs with selection off
     assert backend.plan_cache_info()["path"] in plans_line and "off: fixed heuristics" in plans_line
     cuda = backend.cuda_info()
