@@ -6,10 +6,15 @@ for a teammate, polls 300,000 times (about 8 ms on a Zen 4 core) before it sleep
 shared with another busy process that is the wrong bet: the spinning threads hold cores that a
 descheduled teammate (or this process's own Python thread) needs, and a LeNet-5 step beside one
 busy neighbour on two cores ran many times slower than on one thread (bench/NOTES.md, "Sharing the
-machine"). pyconvnet's default is ``OMP_WAIT_POLICY=passive``: a waiting thread sleeps at once and
-is woken by a futex. On the 2-core VM where this was measured any spinning lost, even 1,000 turns
-(26 microseconds) beside other agents' builds; waking a sleeping team costs about 10 microseconds
-per parallel region (a LeNet-5 step has 18 two-thread regions).
+machine"). pyconvnet's default is a short spin, then sleep: ``GOMP_SPINCOUNT=1000`` (about 26
+microseconds of polling on a Zen 4 core, then a futex wait). Measured on a 2-core VM: with one busy
+neighbour a LeNet-5 step took 1.1-1.6x its quiet time (libgomp's default: 2.2-3.7x) and ResNet-20's
+1.7-1.9x (2.7-3.3x); beside other processes of any priority, libgomp's default made the "quiet" step
+itself 2-7x slower. The price is on an idle VM, where waking a sleeping thread costs tens of
+microseconds per parallel region: LeNet-5 (18 two-thread regions a step) up to 1.3x slower there,
+ResNet-20 not measurably. ``OMP_WAIT_POLICY=passive`` (no spin) degraded least under load and cost
+LeNet-5 more when idle (up to 1.5x); ``GOMP_SPINCOUNT`` of 2,000 or more kept the idle speed but not
+the loaded one.
 
 The user's choice wins: with ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` in the environment nothing is
 set. So do the settings of whoever loaded libgomp first: PyTorch ships its own copy under the same
@@ -20,7 +25,7 @@ libgomp's default for both (``wait_policy()`` says which applies).
 import contextlib
 import os
 
-DEFAULT = ("OMP_WAIT_POLICY", "passive")
+DEFAULT = ("GOMP_SPINCOUNT", "1000")
 VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 
 _policy = None
@@ -47,7 +52,7 @@ def default_wait_policy():
         _policy = "libgomp's own (it was loaded before pyconvnet, e.g. by torch)"
     else:
         name, value = DEFAULT
-        _policy = f"pyconvnet's default: {name}={value} (sleep at once)"
+        _policy = f"pyconvnet's default: {name}={value} (a short spin, then sleep)"
         os.environ[name] = value
         try:
             yield
