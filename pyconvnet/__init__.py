@@ -4,11 +4,8 @@
 public names below mirror torch's.
 """
 
-from ._wait_policy import default_wait_policy
-
 try:
-    with default_wait_policy():  # libgomp reads how its threads wait when _C loads it
-        from . import _C
+    from . import _C
 except ImportError:
     import importlib.util
 
