@@ -10,6 +10,7 @@ Each convolution's ISA and algorithm are chosen by measurement and remembered (`
 """
 
 import importlib
+import os
 import time
 
 from . import _C, plans
@@ -32,6 +33,7 @@ __all__ = [
     "buffer_cache_stats",
     "empty_buffer_cache",
     "set_num_threads",
+    "wait_policy",
     "sgemm",
     "fma_peak_gflops",
     "info",
@@ -67,6 +69,23 @@ def set_isa(name):
 def isa_choice_reason():
     """Why the ISA in use at import was chosen."""
     return _C.isa_choice_reason()
+
+
+# What GNU OpenMP read when the extension loaded it (it reads these once, at load).
+_WAIT_SETTINGS = tuple(f"{name}={os.environ[name]}" for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+                       if name in os.environ)
+
+
+def wait_policy():
+    """How idle OpenMP threads wait, as the environment set it when pyconvnet loaded. Without a
+    setting GNU OpenMP spins 300,000 turns (about 8 ms on a Zen 4 core) before it sleeps: fastest on
+    an idle machine, but beside another busy process a step can slow down far more than the share of
+    the CPU it lost; ``GOMP_SPINCOUNT=1000`` or ``OMP_WAIT_POLICY=passive`` in the environment before
+    the first import of pyconvnet or torch (they share one libgomp) trades idle speed for that
+    (bench/NOTES.md, "Sharing the machine")."""
+    if _WAIT_SETTINGS:
+        return f"from the environment: {' '.join(_WAIT_SETTINGS)}"
+    return "OpenMP's default (GNU: spin about 300,000 turns, then sleep)"
 
 
 def get_num_threads():
@@ -179,6 +198,7 @@ def info():
         "compiler": build["compiler"],
         "build_flags": build["flags"],
         "openmp": build["openmp"],
+        "openmp_wait": wait_policy(),
         "cuda": cuda_info(),
     }
 

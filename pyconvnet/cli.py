@@ -24,6 +24,7 @@ def _info(args):
         ("compiler", facts["compiler"]),
         ("build flags", facts["build_flags"].strip()),
         ("openmp", str(facts["openmp"])),
+        ("openmp waiting", facts["openmp_wait"]),
         ("cuda", _cuda_line(facts["cuda"])),
     ]
     lines += [(f"flags[{name}]", flags) for name, flags in facts["isa_flags"].items()]
@@ -338,7 +339,8 @@ def _bench(args):
             distributed.run(threads=args.threads or 2, json_path=args.json)
             return 0
         suite.run(args.models, layers=args.layers, quick=args.quick, threads=args.threads, repeats=args.repeats,
-                  batch=args.batch, json_path=args.json, device=args.device, profile=args.profile)
+                  batch=args.batch, json_path=args.json, device=args.device, profile=args.profile,
+                  neighbours=args.neighbour, rounds=args.rounds)
     except (ImportError, ValueError) as error:
         print(f"pyconvnet bench: error: {error}", file=sys.stderr)
         return 1
@@ -369,6 +371,10 @@ def _add_bench_parser(commands):
     parser.add_argument("--distributed", action="store_true",
                         help="instead: all-reduce and data-parallel steps under mpiexec -n 2 (the mpi extra), and "
                              "the projected scaling to clusters (pyconvnet.bench.distributed)")
+    parser.add_argument("--neighbour", type=_positive_int, metavar="N",
+                        help="instead: time each training step quiet, beside N busy-loop processes and on one "
+                             "thread, in alternating rounds, and report the slowdown (pyconvnet.bench.sharing)")
+    parser.add_argument("--rounds", type=_positive_int, help="alternating rounds of --neighbour (default 5, --quick 2)")
     parser.add_argument("--threads", type=_positive_int, help="threads for both libraries (default: all cores)")
     parser.add_argument("--repeats", type=_positive_int, help="timed repeats per measurement (default 7, --quick 3)")
     parser.add_argument("--batch", type=_positive_int, help="override every model's batch size")

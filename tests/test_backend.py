@@ -1,4 +1,4 @@
-"""Run-time dispatch, thread control and `pyconvnet info`."""
+"""Run-time dispatch, thread control, how OpenMP threads wait, and `pyconvnet info`."""
 
 import os
 import re
@@ -83,6 +83,20 @@ def test_threads_default_follows_omp_num_threads_and_can_be_set():
         backend.set_num_threads(1.5)
 
 
+@pytest.mark.parametrize("env, policy", [
+    ({}, "OpenMP's default (GNU: spin about 300,000 turns, then sleep)"),
+    ({"OMP_WAIT_POLICY": "passive"}, "from the environment: OMP_WAIT_POLICY=passive"),
+    ({"GOMP_SPINCOUNT": "1000", "OMP_WAIT_POLICY": "active"},
+     "from the environment: OMP_WAIT_POLICY=active GOMP_SPINCOUNT=1000"),
+])
+def test_wait_policy_reports_what_openmp_read(env, policy):
+    environment = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    result = subprocess.run([sys.executable, "-c", "import pyconvnet; print(pyconvnet.backend.wait_policy())"],
+                            capture_output=True, text=True, env={**environment, **env}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == policy
+
+
 def test_info_command_tells_the_truth():
     out = subprocess.run([sys.executable, "-m", "pyconvnet", "info"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -91,6 +105,7 @@ def test_info_command_tells_the_truth():
     assert fields["isa"] == f"{backend.isa()} ({backend.isa_choice_reason()})"
     assert fields["available isas"] == ", ".join(backend.available_isas())
     assert fields["threads"] == str(backend.get_num_threads())
+    assert fields["openmp waiting"] == backend.wait_policy()
     plans_line = fields["kernel plans"]  # the suite runs with selection off
     assert backend.plan_cache_info()["path"] in plans_line and "off: fixed heuristics" in plans_line
     cuda = backend.cuda_info()

@@ -1,11 +1,13 @@
 """pyconvnet bench: the FMA peak probe on every ISA; the suites' plumbing on tiny cases (CLI and
 JSON record on LeNet-5 at batch 2, layer discovery and the layer suite, the memory subprocess);
 argument errors; the error without torch, and torch staying out of ``import pyconvnet``; the GPU
-suite's batches, synchronised timing and its errors on a machine without a GPU (it runs in .ci/gpu).
+suite's batches, synchronised timing and its errors on a machine without a GPU (it runs in .ci/gpu);
+the sharing suite (--neighbour): both columns reported, its busy-loop neighbours always cleaned up.
 Timing itself is never asserted here: it lives in the benchmark."""
 
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -14,7 +16,7 @@ import pytest
 
 import pyconvnet
 from pyconvnet import _C, backend, cli, nn
-from pyconvnet.bench import gpu, layers, models, profile, suite
+from pyconvnet.bench import gpu, layers, models, profile, sharing, suite
 from pyconvnet.bench.timing import compare
 
 
@@ -68,6 +70,19 @@ def test_the_profile_tallies_every_kernel_call_once_and_restores_the_module():
     assert _C.relu_forward is original
     assert tally["relu_forward"][1] == 2 and tally["relu_forward"][0] >= 0
     assert tally["relu_backward"][1] == 1 and "sgemm" not in tally
+
+
+def test_the_suite_leaves_the_callers_thread_counts_as_they_were(tmp_path):
+    torch = pytest.importorskip("torch")
+    before = backend.get_num_threads(), torch.get_num_threads()
+    backend.set_num_threads(1)
+    torch.set_num_threads(1)
+    try:
+        suite.run(["lenet5"], quick=True, threads=2, repeats=1, batch=2, json_path=tmp_path / "bench.json")
+        assert (backend.get_num_threads(), torch.get_num_threads()) == (1, 1)
+    finally:
+        backend.set_num_threads(before[0])
+        torch.set_num_threads(before[1])
 
 
 def test_cli_profile_adds_the_split_to_the_tables_and_json(tmp_path, capsys):
@@ -183,8 +198,10 @@ def test_the_gpu_suite_without_a_gpu_is_a_one_line_error(capsys, tmp_path):
     (["--device", "cuda", "--layers"], "--layers and --profile time the CPU kernels"),
     (["--device", "cuda", "--profile"], "--layers and --profile time the CPU kernels"),
     (["--device", "tpu"], "device must be auto, cpu, cuda or cuda:N, got 'tpu'"),
+    (["--neighbour", "1", "--layers"], "--neighbour times CPU training steps"),
+    (["--rounds", "2"], "--rounds counts the rounds of --neighbour"),
 ])
-def test_bad_device_arguments_are_one_line_errors(capsys, argv, message):
+def test_bad_device_and_mode_arguments_are_one_line_errors(capsys, argv, message):
     assert cli.main(["bench", "--models", "lenet5", *argv]) == 1
     err = capsys.readouterr().err
     assert err.startswith("pyconvnet bench: error: ") and message in err and err.count("\n") == 1
@@ -200,3 +217,75 @@ def test_importing_the_package_and_its_cli_does_not_import_torch():
     code = ("import sys, pyconvnet, pyconvnet.cli, pyconvnet.bench.suite; "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def _children():
+    """Pids of this process's children that have not exited (zombies count as exited)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == os.getpid() and fields[0] != "Z":
+                pids.append(int(entry))
+    return pids
+
+
+def _running(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads process states from /proc")
+def test_cli_sharing_mode_reports_quiet_and_loaded_and_leaves_no_process(tmp_path, capsys):
+    pytest.importorskip("torch")
+    before, threads = set(_children()), backend.get_num_threads()
+    path = tmp_path / "sharing.json"
+    argv = ["bench", "--neighbour", "1", "--quick", "--models", "lenet5", "--batch", "2", "--repeats", "1",
+            "--rounds", "1", "--json", str(path)]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "beside 1 busy-loop process" in printed and "pcn quiet" in printed and "torch loaded" in printed
+    record = json.loads(path.read_text())
+    assert record["settings"]["neighbours"] == 1 and record["settings"]["rounds"] == 1 and "models" not in record
+    (row,) = record["sharing"]
+    assert row["name"] == "lenet5" and row["batch"] == 2 and row["neighbours"] == 1
+    for side in ("pyconvnet", "torch"):
+        for column in ("quiet_ms", "loaded_ms", "one_thread_ms", "slowdown"):
+            assert row[f"{side}_{column}"] > 0
+    assert set(_children()) == before
+    assert backend.get_num_threads() == threads  # the one-thread rounds, and the suite, put the count back
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads process states from /proc")
+def test_neighbours_spin_inside_the_block_and_are_gone_after_it_even_on_errors():
+    with sharing.busy_neighbours(2) as processes:
+        assert len(processes) == 2 and all(_running(p.pid) for p in processes)
+    assert all(p.returncode is not None for p in processes) and not any(_running(p.pid) for p in processes)
+    with pytest.raises(KeyboardInterrupt):
+        with sharing.busy_neighbours(1) as processes:
+            raise KeyboardInterrupt
+    assert not _running(processes[0].pid)
+    with pytest.raises(ValueError, match="neighbours must be a non-negative int"):
+        with sharing.busy_neighbours(-1):
+            pass
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads process states from /proc")
+def test_the_neighbours_of_a_killed_bench_exit_by_themselves():
+    """A bench killed by SIGKILL cannot clean up: its neighbours notice and exit by themselves."""
+    code = ("import os, sys\nfrom pyconvnet.bench.sharing import busy_neighbours\n"
+            "with busy_neighbours(1) as (p,):\n    print(p.pid, flush=True)\n    os._exit(0)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    pid = int(result.stdout)
+    deadline = time.monotonic() + 30  # it checks its parent every ~100,000 loop turns
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _running(pid)
+

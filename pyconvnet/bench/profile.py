@@ -23,8 +23,8 @@ def kernel_tally(clock):
     """Within the block every public ``_C`` function adds its ``clock`` time and one call to the
     yielded ``{name: [seconds, calls]}``; the originals are restored on exit."""
     tally = collections.defaultdict(lambda: [0.0, 0])
-    originals = {name: getattr(_C, name) for name in dir(_C)
-                 if not name.startswith("_") and callable(getattr(_C, name)) and not isinstance(getattr(_C, name), type)}
+    originals = {name: value for name, value in vars(_C).items()
+                 if not name.startswith("_") and callable(value) and not isinstance(value, type)}
 
     def timed(name, function):
         def call(*args, **kwargs):

@@ -17,10 +17,12 @@ from .. import __version__, backend
 from . import layers as layer_suite
 from . import models as model_suite
 from . import profile as profile_suite
+from . import sharing
 from .timing import cpu_name, default_threads, format_table, require_torch
 
 QUICK = {"repeats": 3, "warmup": 1, "memory_steps": 2}
 FULL = {"repeats": 7, "warmup": 2, "memory_steps": 3}
+SHARING_ROUNDS = {"quick": 2, "full": 5}
 RESULTS_DIR = Path("bench") / "results"
 
 
@@ -88,8 +90,13 @@ def _report_layer(row):
     print(f"  {row['kind']} {row['op']} {row['shape']}: ratio {row['ratio']:.2f}", file=sys.stderr, flush=True)
 
 
+def _report_sharing(row):
+    print(f"  {row['name']}: pyconvnet {row['pyconvnet_quiet_ms']:.2f} -> {row['pyconvnet_loaded_ms']:.2f} ms, "
+          f"torch {row['torch_quiet_ms']:.2f} -> {row['torch_loaded_ms']:.2f} ms", file=sys.stderr, flush=True)
+
+
 def run(model_names=None, layers=False, quick=False, threads=None, repeats=None, batch=None, json_path=None,
-        device="cpu", profile=False):
+        device="cpu", profile=False, neighbours=None, rounds=None):
     """Runs the suites, prints the tables and writes the JSON record; returns the record.
 
     ``model_names``: cases of pyconvnet.bench.models.MODEL_CASES (default all); ``layers``: also
@@ -100,11 +107,18 @@ def run(model_names=None, layers=False, quick=False, threads=None, repeats=None,
     path (default ``default_json_path``), also written into $OUT when that variable is set;
     ``device``: 'cpu', or 'cuda' / 'cuda:N' for the training-step suite on that GPU (its batches
     and settings: pyconvnet.bench.gpu; ``threads`` then only sets the host's threads); ``profile``:
-    also split each pyconvnet step into kernels and the rest (pyconvnet.bench.profile)."""
+    also split each pyconvnet step into kernels and the rest (pyconvnet.bench.profile);
+    ``neighbours``: instead of the training-step suite, the sharing suite (pyconvnet.bench.sharing)
+    beside that many busy-loop processes, over ``rounds`` alternating rounds (default 5, quick 2)."""
     if repeats is not None and (isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1):
         raise ValueError(f"repeats must be a positive int, got {repeats!r}")
     if (layers or profile) and device != "cpu":
         raise ValueError(f"--layers and --profile time the CPU kernels: leave them out with --device {device}")
+    if neighbours is not None and (layers or profile or device != "cpu"):
+        raise ValueError("--neighbour times CPU training steps beside busy loops: leave out --layers, --profile "
+                         "and --device")
+    if rounds is not None and neighbours is None:
+        raise ValueError("--rounds counts the rounds of --neighbour: give both or neither")
     from ..train import resolve_device
 
     resolved = resolve_device(device)  # ValueError: no device, or a GPU that cannot be used, and why
@@ -116,29 +130,44 @@ def run(model_names=None, layers=False, quick=False, threads=None, repeats=None,
         settings["repeats"] = repeats
     torch = require_torch()
     threads = default_threads() if threads is None else threads
+    previous = backend.get_num_threads(), torch.get_num_threads()
     backend.set_num_threads(threads)
     torch.set_num_threads(threads)
-    peak = backend.fma_peak_gflops()
-    facts = machine_facts(threads, peak, torch)
-    print(f"pyconvnet {facts['pyconvnet']} (isa {facts['isa']}) vs torch {facts['torch']}  |  {facts['cpu']}  |  "
-          f"{threads} threads  |  FMA peak {peak:.1f} GFLOP/s", flush=True)
+    try:  # a library call leaves the caller's thread counts as they were
+        peak = backend.fma_peak_gflops()
+        facts = machine_facts(threads, peak, torch)
+        print(f"pyconvnet {facts['pyconvnet']} (isa {facts['isa']}) vs torch {facts['torch']}  |  {facts['cpu']}  |  "
+              f"{threads} threads  |  FMA peak {peak:.1f} GFLOP/s", flush=True)
 
-    record = {"machine": facts, "settings": {**settings, "quick": quick, "batch": batch}}
-    record["models"] = model_suite.run_model_suite(cases, threads, peak, report=_report_model, **settings)
-    print("\nTraining step (ratio = torch time / pyconvnet time; above 1: pyconvnet is faster)")
-    print(model_table(record["models"]))
-    if layers:
-        layer_settings = {key: settings[key] for key in ("repeats", "warmup")}
-        record["layers"] = layer_suite.run_layer_suite(cases, peak, layer_suite.GEMM_CASES, report=_report_layer,
-                                                       **layer_settings)
-        print("\nLayers (ratio = their time / pyconvnet time; conv GFLOP/s count direct-convolution FLOPs)")
-        print(layer_table(record["layers"]))
-    if profile:
-        record["profile"] = profile_suite.run_profile_suite(cases, threads, steps=5 if quick else 20)
-        print("\nWhere pyconvnet's step goes: inside the kernels and outside them (Python, autograd, dispatch)")
-        print(profile_suite.profile_table(record["profile"]))
-    _write(record, json_path, facts["cpu"])
-    return record
+        record = {"machine": facts, "settings": {**settings, "quick": quick, "batch": batch}}
+        if neighbours is not None:
+            rounds = SHARING_ROUNDS["quick" if quick else "full"] if rounds is None else rounds
+            record["settings"].update(neighbours=neighbours, rounds=rounds)
+            record["sharing"] = sharing.run_sharing_suite(cases, threads, neighbours, rounds, settings["repeats"],
+                                                          settings["warmup"], report=_report_sharing)
+            print(f"\nTraining step in ms: quiet, beside {neighbours} busy-loop process(es), their ratio (x) and quiet "
+                  f"on 1 thread; medians of {rounds} alternating rounds")
+            print(sharing.sharing_table(record["sharing"]))
+            _write(record, json_path, facts["cpu"])
+            return record
+        record["models"] = model_suite.run_model_suite(cases, threads, peak, report=_report_model, **settings)
+        print("\nTraining step (ratio = torch time / pyconvnet time; above 1: pyconvnet is faster)")
+        print(model_table(record["models"]))
+        if layers:
+            layer_settings = {key: settings[key] for key in ("repeats", "warmup")}
+            record["layers"] = layer_suite.run_layer_suite(cases, peak, layer_suite.GEMM_CASES, report=_report_layer,
+                                                           **layer_settings)
+            print("\nLayers (ratio = their time / pyconvnet time; conv GFLOP/s count direct-convolution FLOPs)")
+            print(layer_table(record["layers"]))
+        if profile:
+            record["profile"] = profile_suite.run_profile_suite(cases, threads, steps=5 if quick else 20)
+            print("\nWhere pyconvnet's step goes: inside the kernels and outside them (Python, autograd, dispatch)")
+            print(profile_suite.profile_table(record["profile"]))
+        _write(record, json_path, facts["cpu"])
+        return record
+    finally:
+        backend.set_num_threads(previous[0])
+        torch.set_num_threads(previous[1])
 
 
 def _run_gpu(device, model_names, quick, threads, repeats, batch, json_path):
