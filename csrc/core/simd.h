@@ -32,33 +32,16 @@ typedef int32_t vint __attribute__((vector_size(kVecFloats * sizeof(int32_t))));
 static inline vfloat vload(const float* p) { return *reinterpret_cast<const vfloat_u*>(p); }
 static inline void vstore(float* p, vfloat v) { *reinterpret_cast<vfloat_u*>(p) = v; }
 
-// Masked tails: the first min(n, kVecFloats) lanes of p (zeros in the others), and a store of the
-// first min(n, kVecFloats) lanes of v; neither touches memory past those lanes (n <= 0: nothing).
-// AVX-512 uses mask registers; AVX2's vmaskmovps costs several times a plain access on AMD, so
-// elsewhere a partial vector goes lane by lane (kept a loop: GCC must not make it a memcpy call).
-static inline vfloat vload_first(const float* p, int64_t n) {
 #if defined(PCN_ISA_IS_avx512)
-  const __mmask16 mask = n >= kVecFloats ? __mmask16(0xFFFF) : __mmask16((1u << (n > 0 ? n : 0)) - 1);
-  return reinterpret_cast<vfloat>(_mm512_maskz_loadu_ps(mask, p));
-#else
-  if (n >= kVecFloats) return vload(p);
-  vfloat v = {};
-#pragma GCC unroll 0
-  for (int lane = 0; lane < n; ++lane) v[lane] = p[lane];
-  return v;
-#endif
-}
-
+// A store of the first min(n, 16) lanes of v (n <= 0: nothing), through a mask register: masked
+// tails instead of scalar edges. (AVX2's masked store, vmaskmovps, is slow on AMD: the AVX2 paths
+// keep their own tails.)
 static inline void vstore_first(float* p, vfloat v, int64_t n) {
-#if defined(PCN_ISA_IS_avx512)
   const __mmask16 mask = n >= kVecFloats ? __mmask16(0xFFFF) : __mmask16((1u << (n > 0 ? n : 0)) - 1);
   _mm512_mask_storeu_ps(p, mask, reinterpret_cast<__m512>(v));
-#else
-  if (n >= kVecFloats) return vstore(p, v);
-#pragma GCC unroll 0
-  for (int lane = 0; lane < n; ++lane) p[lane] = v[lane];
-#endif
 }
+#endif
+
 // One broadcast instruction. (vfloat{} + x would keep an add of +0.0, which is not an identity
 // for -0.0, and a lane-by-lane fill is not always recognised.)
 static inline vfloat vbroadcast(float x) {

@@ -141,6 +141,7 @@ struct TileWindow {
   int64_t in_offset, out_offset;
   int8_t row_lo, row_hi, col_lo, col_hi, out_rows, out_cols;
   bool inside;  // the whole window inside the image, and kEdgeRow floats readable from each of its rows
+  uint8_t read;  // the columns of each of its rows inside the image, a bit each (all 8 when inside)
 };
 
 // `count` tile descriptors in the calling thread's scratch (std containers stay out of kernel
@@ -160,7 +161,7 @@ void describe_tiles(TileWindow* windows, int64_t first, int64_t count, int64_t c
   for (int64_t i = 0; i < columns; ++i) {
     TileWindow& w = windows[i];
     if (i >= count) {
-      w = TileWindow{0, 0, 0, 0, 0, 0, 0, 0, false};
+      w = TileWindow{0, 0, 0, 0, 0, 0, 0, 0, false, 0};
       continue;
     }
     const int64_t t = first + i, n = t / grid.per_image, r = t % grid.per_image;
@@ -174,6 +175,7 @@ void describe_tiles(TileWindow* windows, int64_t first, int64_t count, int64_t c
     w.in_offset = n * job.channels * plane + ih * job.in_w + iw;
     w.inside = w.row_lo == 0 && w.row_hi == kAlpha && w.col_lo == 0 && w.col_hi == kAlpha &&
                w.in_offset + (job.channels - 1) * plane + (kAlpha - 1) * job.in_w + kEdgeRow <= in_floats;
+    w.read = static_cast<uint8_t>(w.inside ? 0xFFu : ((1u << w.col_hi) - 1) & ~((1u << w.col_lo) - 1));
     w.out_offset = n * job.out_channels * out_plane + oh * job.out_w + ow;
     w.out_rows = static_cast<int8_t>(min64(kTile, job.out_h - oh));
     w.out_cols = static_cast<int8_t>(min64(kTile, job.out_w - ow));
@@ -206,9 +208,7 @@ void transform_inputs(float* v, const TransformLayout& layout, const TileWindow*
         for (int lane = 0; lane < kVecFloats; ++lane) {
           const bool row_inside = i >= w[lane].row_lo && i < w[lane].row_hi;
           row[lane] = row_inside ? in + w[lane].in_offset + i * job.in_w : in;
-          read[lane] = !row_inside      ? 0u
-                       : w[lane].inside ? 0xFFu
-                                        : ((1u << w[lane].col_hi) - 1) & ~((1u << w[lane].col_lo) - 1);
+          read[lane] = row_inside ? w[lane].read : 0u;
         }
         vfloat columns[8], d[kAlpha];
         load_transposed8(row, read, columns);
