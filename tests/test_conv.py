@@ -331,3 +331,31 @@ def test_sizes_that_overflow_are_rejected_before_allocation():
         _C.conv2d_backward_data(np.zeros((1, 1, 1, 1), np.float32), np.zeros((1, 1, 1, 1), np.float32), huge, (1, 1), (0, 0), (1, 1), 1)
     with pytest.raises(ValueError, match="too large"):
         _C.conv2d_backward_weight(np.zeros((1, 1, 1, 1), np.float32), np.zeros((1, 1, 1, 1), np.float32), [2**62, 1, 1, 1], (1, 1), (0, 0), (1, 1), 1)
+
+
+_EDGE_TILE_STEPS = """
+import pyconvnet as pcn
+from pyconvnet import backend, models, train
+backend.set_autotune(False)
+model = models.get_model("googlenet", **train.model_kwargs("googlenet", "fashion-mnist"))
+x = pcn.randn(32, 1, 28, 28)
+for _ in range(2):
+    model(x).sum().backward()
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("isa_name", [name for name in ("avx512", "avx512bf16") if name in _C.available_isas()])
+def test_winograd_edge_tiles_at_the_end_of_an_output_buffer_do_not_fault(isa_name):
+    """GoogLeNet's 14x14 Winograd layers end their outputs with tiles of two columns; GCC fused
+    their masked stores into vextractf32x4 m128{k}, which Zen 4 faults on past a page's end even for
+    masked-out lanes: two steps of the Fashion-MNIST GoogLeNet crashed the interpreter."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYCONVNET_ISA": isa_name, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-c", _EDGE_TILE_STEPS], capture_output=True, text=True, env=env,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "ok"

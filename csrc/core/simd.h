@@ -152,7 +152,15 @@ static inline void store_groups(float* const (&dst)[kVecGroups], vfloat v, const
   const __m512 x = reinterpret_cast<__m512>(v);
   const __m128 groups[4] = {_mm512_castps512_ps128(x), _mm512_extractf32x4_ps(x, 1), _mm512_extractf32x4_ps(x, 2),
                             _mm512_extractf32x4_ps(x, 3)};
-  for (int g = 0; g < 4; ++g) _mm_mask_storeu_ps(dst[g], __mmask8((1u << n[g]) - 1), groups[g]);
+  for (int g = 0; g < 4; ++g) {
+    // Kept in a register: GCC would fuse the extract and the masked store into vextractf32x4
+    // m128{k}, which on Zen 4 faults on its masked-out lanes (even with an all-zero mask) when they
+    // cross into an unmapped page, as a tile's last row at the end of an output buffer does;
+    // vmovups m128{k} suppresses the fault as the ISA says.
+    __m128 group = groups[g];
+    asm("" : "+v"(group));
+    _mm_mask_storeu_ps(dst[g], __mmask8((1u << n[g]) - 1), group);
+  }
 #else
   const __m256 x = reinterpret_cast<__m256>(v);
   const __m128 groups[2] = {_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1)};
