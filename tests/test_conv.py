@@ -1,6 +1,10 @@
 """conv2d, linear and pad: forward and every backward against a float64 numpy reference and
 against PyTorch, on every ISA; bad arguments raise clear errors."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -350,10 +354,6 @@ def test_winograd_edge_tiles_at_the_end_of_an_output_buffer_do_not_fault(isa_nam
     """GoogLeNet's 14x14 Winograd layers end their outputs with tiles of two columns; GCC fused
     their masked stores into vextractf32x4 m128{k}, which Zen 4 faults on past a page's end even for
     masked-out lanes: two steps of the Fashion-MNIST GoogLeNet crashed the interpreter."""
-    import os
-    import subprocess
-    import sys
-
     env = {**os.environ, "PYCONVNET_ISA": isa_name, "OMP_NUM_THREADS": "1"}
     result = subprocess.run([sys.executable, "-c", _EDGE_TILE_STEPS], capture_output=True, text=True, env=env,
                             timeout=300)
