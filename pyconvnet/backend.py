@@ -4,7 +4,8 @@ The newest instruction set the CPU supports is chosen at import (``avx512bf16`` 
 ``avx2`` > ``generic``; ``avx512bf16`` runs the ``avx512`` float32 kernels and multiplies
 bfloat16 panels with ``vdpbf16ps`` under ``autocast``); ``PYCONVNET_ISA=generic`` in the environment or ``set_isa("generic")`` at run time
 forces a lower one, and ``"reference"`` selects the plain-loop kernels of ``csrc/ref`` (slow; for
-tests and debugging). Threads default to OpenMP's default, which honours ``OMP_NUM_THREADS``.
+tests and debugging). Threads default to OpenMP's default, which honours ``OMP_NUM_THREADS``, and
+adapt to other processes' load (``set_adaptive_threads``).
 Each convolution's ISA and algorithm are chosen by measurement and remembered (``pyconvnet.plans``:
 ``set_autotune``, ``set_conv_algorithm``, ``plan_cache_info``).
 """
@@ -33,6 +34,9 @@ __all__ = [
     "buffer_cache_stats",
     "empty_buffer_cache",
     "set_num_threads",
+    "threads_in_use",
+    "set_adaptive_threads",
+    "adaptive_threads",
     "wait_policy",
     "sgemm",
     "fma_peak_gflops",
@@ -79,9 +83,10 @@ _WAIT_SETTINGS = tuple(f"{name}={os.environ[name]}" for name in ("OMP_WAIT_POLIC
 def wait_policy():
     """How idle OpenMP threads wait, as the environment set it when pyconvnet loaded. Without a
     setting GNU OpenMP spins 300,000 turns (about 8 ms on a Zen 4 core) before it sleeps: fastest on
-    an idle machine, but beside another busy process a step can slow down far more than the share of
-    the CPU it lost; ``GOMP_SPINCOUNT=1000`` or ``OMP_WAIT_POLICY=passive`` in the environment before
-    the first import of pyconvnet or torch (they share one libgomp) trades idle speed for that
+    an idle machine, but beside another busy process a team can slow down far more than the share of
+    the CPU it lost. Adaptive threading (``set_adaptive_threads``, on by default) gives such CPUs up;
+    with it off, ``GOMP_SPINCOUNT=1000`` or ``OMP_WAIT_POLICY=passive`` in the environment before the
+    first import of pyconvnet or torch (they share one libgomp) trades idle speed for that
     (bench/NOTES.md, "Sharing the machine")."""
     if _WAIT_SETTINGS:
         return f"from the environment: {' '.join(_WAIT_SETTINGS)}"
@@ -89,12 +94,14 @@ def wait_policy():
 
 
 def get_num_threads():
-    """Threads every kernel uses."""
+    """The thread count set: what every kernel uses unless other processes keep CPUs busy
+    (``threads_in_use``)."""
     return _C.get_num_threads()
 
 
 def set_num_threads(threads):
-    """Set the threads every kernel uses (>= 1); applies to calls from any Python thread.
+    """Set the threads every kernel uses (>= 1); applies to calls from any Python thread. While
+    adaptive threading is on, kernels run on fewer when other processes keep CPUs busy.
 
     A process forked after kernels ran on several threads (``os.fork``, multiprocessing's
     ``fork`` start method) runs every kernel on one thread whatever is set here: GNU OpenMP's
@@ -105,19 +112,54 @@ def set_num_threads(threads):
     _C.set_num_threads(threads)
 
 
+def threads_in_use():
+    """Threads the next kernel runs on: ``get_num_threads()``, less one for each whole CPU that
+    other processes kept busy over the last 0.3 s while adaptive threading is on."""
+    return _C.threads_in_use()
+
+
+_adaptive_threads = _C.adaptive_threads()  # PYCONVNET_ADAPTIVE_THREADS=0 turns it off
+
+
+def set_adaptive_threads(enabled):
+    """Turn adaptive threading on or off (on by default; ``PYCONVNET_ADAPTIVE_THREADS=0`` in the
+    environment starts with it off). While on, the kernels measure every 0.3 s how much CPU other
+    processes use on this process's CPUs and run on one thread fewer for each CPU they keep busy,
+    back up to ``get_num_threads()`` when they stop: an OpenMP team beside a busy process waits at
+    every barrier for the thread the scheduler set aside. It stays off while deterministic
+    algorithms are on, since a reduction split over fewer threads rounds differently."""
+    global _adaptive_threads
+    if not isinstance(enabled, bool):
+        raise TypeError(f"set_adaptive_threads: enabled must be a bool, got {type(enabled).__name__}")
+    _adaptive_threads = enabled
+    _apply_thread_settings()
+
+
+def adaptive_threads():
+    """Whether adaptive threading is set on (``set_adaptive_threads``); deterministic algorithms
+    suspend it while they are on."""
+    return _adaptive_threads
+
+
 _deterministic_algorithms = False
 
 
 def use_deterministic_algorithms(mode, *, warn_only=False):
     """torch's switch for reproducible results. Every pyconvnet kernel is already deterministic for a
     fixed thread count (no atomics; partial sums reduced in a fixed order); what can change bits
-    between runs is which kernel measured selection picks for a convolution. With ``mode`` True
-    nothing is timed: a convolution with a plan in the cache (``pyconvnet.plans``) runs it, one
-    without runs the fixed heuristic, so the result no longer depends on this run's timings."""
+    between runs is which kernel measured selection picks for a convolution, and the thread count
+    when it adapts to load. With ``mode`` True nothing is timed: a convolution with a plan in the
+    cache (``pyconvnet.plans``) runs it, one without runs the fixed heuristic, so the result no
+    longer depends on this run's timings; and threads stay at ``get_num_threads()``."""
     global _deterministic_algorithms
     if not isinstance(mode, bool):
         raise TypeError(f"use_deterministic_algorithms: mode must be a bool, got {type(mode).__name__}")
     _deterministic_algorithms = mode
+    _apply_thread_settings()
+
+
+def _apply_thread_settings():
+    _C.set_adaptive_threads(_adaptive_threads and not _deterministic_algorithms)
 
 
 def are_deterministic_algorithms_enabled():
@@ -193,6 +235,7 @@ def info():
         "available_isas": available_isas(),
         "isa_flags": {name: _C.isa_flags(name) for name in available_isas()},
         "threads": get_num_threads(),
+        "adaptive_threads": adaptive_threads(),
         "winograd": winograd_enabled(),
         "plans": plan_cache_info(),
         "compiler": build["compiler"],

@@ -18,7 +18,8 @@ def _info(args):
         ("pyconvnet", facts["version"]),
         ("isa", f"{facts['isa']} ({facts['isa_reason']})"),
         ("available isas", ", ".join(facts["available_isas"])),
-        ("threads", str(facts["threads"])),
+        ("threads", f"{facts['threads']}, " + ("fewer while other processes keep CPUs busy (adaptive)"
+                                              if facts["adaptive_threads"] else "fixed")),
         ("winograd", "on" if facts["winograd"] else "off (PYCONVNET_WINOGRAD=0 or set_winograd(False))"),
         ("kernel plans", _plans_line(facts["plans"])),
         ("compiler", facts["compiler"]),

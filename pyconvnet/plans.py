@@ -262,7 +262,7 @@ def plan_of(pass_, input_shape, weight_shape, stride, padding, dilation, groups)
     """The plan this process would use for a conv2d pass of this geometry, as a dict (``isa``,
     ``algorithm``, ``ms`` per candidate, ``heuristic``), or None when there is none."""
     geometry = (tuple(stride), tuple(padding), tuple(dilation), groups)
-    isas, threads, winograd = _isas(), _C.get_num_threads(), _C.winograd_enabled()
+    isas, threads, winograd = _isas(), _C.threads_in_use(), _C.winograd_enabled()
 
     def usable(plan):
         names, _ = _C.conv2d_algorithms(pass_, input_shape, weight_shape, stride, padding, dilation, groups,
@@ -308,7 +308,7 @@ def conv2d(pass_, a, b, c, stride, padding, dilation, groups, bf16=False):
         return function(*args)
     plan, result = _select(candidates, heuristic, lambda isa, name: function(*args, algorithm=name, isa=isa))
     geometry = (tuple(stride), tuple(padding), tuple(dilation), groups)
-    threads = _C.get_num_threads()
+    threads = _C.threads_in_use()
     _remember((pass_, input_shape, weight_shape, geometry, isas, threads, winograd),
               _string_key(pass_, input_shape, weight_shape, geometry, isas, threads, winograd), plan)
     return result
@@ -350,7 +350,7 @@ def sgemm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, bf1
 
 def _sgemm_keys(m, n, k, trans_a, trans_b, isas):
     """The in-memory key and a function making the file's key (built only on a miss)."""
-    threads = _C.get_num_threads()
+    threads = _C.threads_in_use()
     return (("sgemm", m, n, k, trans_a, trans_b, isas, threads),
             lambda: f"{'+'.join(isas)}|threads={threads}|sgemm|m={m}|n={n}|k={k}|trans_a={trans_a}|trans_b={trans_b}")
 
@@ -375,7 +375,7 @@ def _select(candidates, heuristic, call):
 
     # One thread runs the kernel on this one: its CPU time, which a busy machine does not inflate by
     # descheduling it. A team's time is the wall clock's.
-    clock = time.thread_time if _C.get_num_threads() == 1 else time.perf_counter
+    clock = time.thread_time if _C.threads_in_use() == 1 else time.perf_counter
 
     def run(candidate):
         begin = clock()

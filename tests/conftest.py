@@ -22,6 +22,10 @@ ISAS = backend.available_isas()
 # turns selection on with a scratch cache.
 os.environ["PYCONVNET_AUTOTUNE"] = "0"
 backend.set_autotune(False)
+# Tests that set a thread count mean it (they cover each partition of the work): the count does not
+# adapt to the machine's load here (subprocesses included); tests/test_backend.py turns it on.
+os.environ["PYCONVNET_ADAPTIVE_THREADS"] = "0"
+backend.set_adaptive_threads(False)
 
 
 @pytest.fixture(params=ISAS)

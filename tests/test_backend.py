@@ -4,12 +4,14 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
 import pyconvnet as pcn
 from pyconvnet import backend
+from pyconvnet.bench import sharing
 from pyconvnet.cli import _cuda_line
 
 
@@ -83,6 +85,87 @@ def test_threads_default_follows_omp_num_threads_and_can_be_set():
         backend.set_num_threads(1.5)
 
 
+@pytest.mark.parametrize("taken, others, expected", [
+    (0, 0.0, 0), (0, 0.39, 0), (0, 0.4, 1), (0, 0.7, 1), (0, 1.45, 2),  # up from 0.4 of a CPU over the count
+    (1, 1.3, 1), (1, 0.76, 1), (1, 0.74, 0), (1, 0.0, 0), (2, 1.2, 1),  # down below 0.75 under it
+])
+def test_cpus_taken_by_others_rounds_with_a_margin_each_way(taken, others, expected):
+    assert pcn._C._cpus_taken_by_others(taken, others) == expected
+
+
+def test_adaptive_threads_is_a_setting_that_deterministic_mode_suspends():
+    assert pcn._C.adaptive_threads() is False and backend.adaptive_threads() is False  # conftest
+    environment = {k: v for k, v in os.environ.items() if k != "PYCONVNET_ADAPTIVE_THREADS"}
+    code = "from pyconvnet import backend; print(backend.adaptive_threads())"
+    for env, expected in (({}, "True"), ({"PYCONVNET_ADAPTIVE_THREADS": "0"}, "False")):
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                env={**environment, **env}, timeout=120)
+        assert result.returncode == 0 and result.stdout.strip() == expected, result.stderr
+    try:
+        backend.set_adaptive_threads(True)
+        assert backend.adaptive_threads() and pcn._C.adaptive_threads()
+        backend.use_deterministic_algorithms(True)
+        assert backend.adaptive_threads() and not pcn._C.adaptive_threads()
+        assert backend.threads_in_use() == backend.get_num_threads()
+        backend.use_deterministic_algorithms(False)
+        assert pcn._C.adaptive_threads()
+    finally:
+        backend.use_deterministic_algorithms(False)
+        backend.set_adaptive_threads(False)
+    with pytest.raises(TypeError, match="set_adaptive_threads: enabled must be a bool"):
+        backend.set_adaptive_threads(1)
+
+
+def _threads_in_use_when(condition, seconds=10.0):
+    """Polls ``threads_in_use`` (each call may measure the load) until ``condition`` holds or time is up."""
+    deadline = time.monotonic() + seconds
+    while not condition(backend.threads_in_use()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return backend.threads_in_use()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="the load is measured from /proc/stat (Linux)")
+def test_threads_step_aside_for_a_busy_process_and_come_back_when_it_stops():
+    cpus = len(os.sched_getaffinity(0))
+    configured, previous = max(2, cpus), backend.get_num_threads()
+    try:
+        backend.set_num_threads(configured)
+        backend.set_adaptive_threads(True)
+        with sharing.busy_neighbours(1):
+            # A busy loop takes a whole CPU, or two thirds of one beside our team: always counted.
+            lowered = _threads_in_use_when(lambda threads: threads < configured)
+            assert lowered == max(1, min(configured, cpus - 1)), pcn._C.cpu_share()
+        back = _threads_in_use_when(lambda threads: threads == configured)
+        # Unless something else on this machine has kept a CPU busy since, the count is back.
+        assert back == configured or pcn._C.cpu_share()["others_cpus"] >= 0.25
+        backend.set_num_threads(1)
+        assert backend.threads_in_use() == 1
+    finally:
+        backend.set_adaptive_threads(False)
+        backend.set_num_threads(previous)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="the load is measured from /proc/stat (Linux)")
+def test_a_lower_priority_process_is_not_counted():
+    previous = backend.get_num_threads()
+    spinner = subprocess.Popen([sys.executable, "-c", "import os\nos.nice(19)\nwhile True: pass"])
+    try:
+        backend.set_num_threads(2)
+        backend.set_adaptive_threads(True)
+        deadline, lowest = time.monotonic() + 5, float("inf")
+        while lowest >= 0.5 and time.monotonic() < deadline:  # counted, the spinner would read >= 0.67
+            backend.threads_in_use()
+            share = pcn._C.cpu_share()
+            lowest = min(lowest, share["others_cpus"]) if share["cpus"] else lowest
+            time.sleep(0.05)
+        assert lowest < 0.5
+    finally:
+        spinner.kill()
+        spinner.wait()
+        backend.set_adaptive_threads(False)
+        backend.set_num_threads(previous)
+
+
 @pytest.mark.parametrize("env, policy", [
     ({}, "OpenMP's default (GNU: spin about 300,000 turns, then sleep)"),
     ({"OMP_WAIT_POLICY": "passive"}, "from the environment: OMP_WAIT_POLICY=passive"),
@@ -104,7 +187,7 @@ def test_info_command_tells_the_truth():
     assert fields["pyconvnet"] == pcn.__version__
     assert fields["isa"] == f"{backend.isa()} ({backend.isa_choice_reason()})"
     assert fields["available isas"] == ", ".join(backend.available_isas())
-    assert fields["threads"] == str(backend.get_num_threads())
+    assert fields["threads"] == f"{backend.get_num_threads()}, fixed"  # conftest: PYCONVNET_ADAPTIVE_THREADS=0
     assert fields["openmp waiting"] == backend.wait_policy()
     plans_line = fields["kernel plans"]  # the suite runs with selection off
     assert backend.plan_cache_info()["path"] in plans_line and "off: fixed heuristics" in plans_line

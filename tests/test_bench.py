@@ -259,8 +259,11 @@ def test_cli_sharing_mode_reports_quiet_and_loaded_and_leaves_no_process(tmp_pat
     for side in ("pyconvnet", "torch"):
         for column in ("quiet_ms", "loaded_ms", "one_thread_ms", "slowdown"):
             assert row[f"{side}_{column}"] > 0
+    assert row["pyconvnet_loaded_fixed_ms"] > 0 and row["pyconvnet_fixed_slowdown"] > 0
+    assert 1 <= row["pyconvnet_threads_loaded"] <= row["threads"] and "pcn fixed x" in printed
     assert set(_children()) == before
     assert backend.get_num_threads() == threads  # the one-thread rounds, and the suite, put the count back
+    assert backend.adaptive_threads() is False  # as conftest set it
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads process states from /proc")

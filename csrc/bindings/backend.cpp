@@ -18,7 +18,18 @@ void bind_backend(py::module_& m) {
   });
   m.def("isa_choice_reason", &isa_choice_reason);
   m.def("isa_flags", [](const std::string& name) { return isa_flags(isa_from_name(name)); }, py::arg("name"));
-  m.def("get_num_threads", &num_threads);
+  m.def("get_num_threads", &configured_threads);
+  m.def("threads_in_use", &num_threads);
+  m.def("adaptive_threads", &adaptive_threads_enabled);
+  m.def("set_adaptive_threads", &set_adaptive_threads, py::arg("enabled"));
+  m.def("cpu_share", [] {
+    const CpuShare share = last_cpu_share();
+    py::dict out;
+    out["others_cpus"] = share.others_cpus;
+    out["cpus"] = share.cpus;
+    return out;
+  });
+  m.def("_cpus_taken_by_others", &cpus_taken_by_others, py::arg("taken"), py::arg("others_cpus"));
   m.def(
       "set_num_threads",
       [](int threads) {

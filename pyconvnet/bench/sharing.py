@@ -9,17 +9,23 @@ is interrupted, and each exits by itself if this process dies without killing it
 
 Rounds alternate quiet, loaded and one-thread measurements (each a ``timing.compare`` of both
 libraries) so that slow drifts of the machine's load hit all three alike; the row reports each
-column's median over the rounds and the median of the per-round loaded / quiet ratios.
+column's median over the rounds and the median of the per-round loaded / quiet ratios. The loaded
+steps are timed from ``SETTLE_SECONDS`` after the neighbours start (a real neighbour runs for
+minutes; pyconvnet's adaptive thread count needs one 0.3 s measurement to see it), first as a user
+gets them, then with pyconvnet's thread count fixed (``backend.set_adaptive_threads(False)``).
 """
 
 import contextlib
 import statistics
 import subprocess
 import sys
+import time
 
 from .. import backend, tensor
 from .models import build_pair, pyconvnet_step, random_batch, torch_step
 from .timing import compare, format_table, require_torch
+
+SETTLE_SECONDS = 1.0
 
 # The neighbour: says it is running, then spins until killed or orphaned (its parent pid changes).
 _SPINNER = """\
@@ -70,24 +76,36 @@ def time_case(case, threads, neighbours, rounds, repeats, warmup):
     ours = pyconvnet_step(model, tensor(images), tensor(labels))
     theirs = torch_step(mirror, torch.from_numpy(images), torch.from_numpy(labels))
     samples = {"quiet": [], "loaded": [], "one_thread": []}
+    fixed_ms, threads_loaded = [], []  # pyconvnet's loaded step with its thread count fixed; threads it used
+    adaptive = backend.adaptive_threads()
     try:
         for _ in range(rounds):
             samples["quiet"].append(compare(ours, theirs, repeats=repeats, warmup=warmup))
             with busy_neighbours(neighbours):
+                time.sleep(SETTLE_SECONDS)
                 samples["loaded"].append(compare(ours, theirs, repeats=repeats, warmup=warmup))
+                threads_loaded.append(backend.threads_in_use())
+                backend.set_adaptive_threads(False)
+                fixed_ms.append(compare(ours, theirs, repeats=repeats, warmup=warmup).ours_ms)
+                backend.set_adaptive_threads(adaptive)
             _set_threads(torch, 1)
             samples["one_thread"].append(compare(ours, theirs, repeats=repeats, warmup=warmup))
             _set_threads(torch, threads)
     finally:
         _set_threads(torch, threads)
+        backend.set_adaptive_threads(adaptive)
     row = {"name": case.name, "model": case.title, "batch": case.batch, "threads": threads,
-           "neighbours": neighbours, "rounds": rounds}
+           "neighbours": neighbours, "rounds": rounds, "adaptive_threads": adaptive,
+           "pyconvnet_threads_loaded": statistics.median(threads_loaded)}
     for side, field in (("pyconvnet", "ours_ms"), ("torch", "theirs_ms")):
         times = {column: [getattr(timing, field) for timing in timings] for column, timings in samples.items()}
         for column, values in times.items():
             row[f"{side}_{column}_ms"] = statistics.median(values)
         row[f"{side}_slowdown"] = statistics.median(
             loaded / quiet for loaded, quiet in zip(times["loaded"], times["quiet"]))
+    row["pyconvnet_loaded_fixed_ms"] = statistics.median(fixed_ms)
+    row["pyconvnet_fixed_slowdown"] = statistics.median(
+        fixed / timing.ours_ms for fixed, timing in zip(fixed_ms, samples["quiet"]))
     return row
 
 
@@ -103,9 +121,10 @@ def run_sharing_suite(cases, threads, neighbours, rounds=5, repeats=7, warmup=2,
 
 
 def sharing_table(rows):
-    headers = ["model", "batch", "pcn quiet", "pcn loaded", "pcn x", "pcn 1 thr", "torch quiet", "torch loaded",
-               "torch x", "torch 1 thr"]
+    headers = ["model", "batch", "pcn quiet", "pcn loaded", "pcn x", "pcn fixed x", "pcn 1 thr", "torch quiet",
+               "torch loaded", "torch x", "torch 1 thr"]
     return format_table(headers, [
-        (r["name"], r["batch"], *(f"{r[f'{side}_{column}']:.2f}" for side in ("pyconvnet", "torch")
-                                  for column in ("quiet_ms", "loaded_ms", "slowdown", "one_thread_ms")))
+        (r["name"], r["batch"], *(f"{r[f'pyconvnet_{column}']:.2f}" for column in
+                                  ("quiet_ms", "loaded_ms", "slowdown", "fixed_slowdown", "one_thread_ms")),
+         *(f"{r[f'torch_{column}']:.2f}" for column in ("quiet_ms", "loaded_ms", "slowdown", "one_thread_ms")))
         for r in rows])

@@ -91,7 +91,8 @@ def _report_layer(row):
 
 
 def _report_sharing(row):
-    print(f"  {row['name']}: pyconvnet {row['pyconvnet_quiet_ms']:.2f} -> {row['pyconvnet_loaded_ms']:.2f} ms, "
+    print(f"  {row['name']}: pyconvnet {row['pyconvnet_quiet_ms']:.2f} -> {row['pyconvnet_loaded_ms']:.2f} ms "
+          f"({row['pyconvnet_threads_loaded']:g} threads; fixed: {row['pyconvnet_loaded_fixed_ms']:.2f} ms), "
           f"torch {row['torch_quiet_ms']:.2f} -> {row['torch_loaded_ms']:.2f} ms", file=sys.stderr, flush=True)
 
 
@@ -130,9 +131,12 @@ def run(model_names=None, layers=False, quick=False, threads=None, repeats=None,
         settings["repeats"] = repeats
     torch = require_torch()
     threads = default_threads() if threads is None else threads
-    previous = backend.get_num_threads(), torch.get_num_threads()
+    previous = backend.get_num_threads(), torch.get_num_threads(), backend.adaptive_threads()
     backend.set_num_threads(threads)
     torch.set_num_threads(threads)
+    # Side by side, both libraries run on `threads` whatever else the machine does; sharing
+    # measures the library as a user gets it.
+    backend.set_adaptive_threads(previous[2] and neighbours is not None)
     try:  # a library call leaves the caller's thread counts as they were
         peak = backend.fma_peak_gflops()
         facts = machine_facts(threads, peak, torch)
@@ -145,8 +149,8 @@ def run(model_names=None, layers=False, quick=False, threads=None, repeats=None,
             record["settings"].update(neighbours=neighbours, rounds=rounds)
             record["sharing"] = sharing.run_sharing_suite(cases, threads, neighbours, rounds, settings["repeats"],
                                                           settings["warmup"], report=_report_sharing)
-            print(f"\nTraining step in ms: quiet, beside {neighbours} busy-loop process(es), their ratio (x) and quiet "
-                  f"on 1 thread; medians of {rounds} alternating rounds")
+            print(f"\nTraining step in ms: quiet, beside {neighbours} busy-loop process(es), their ratio (x; 'fixed': "
+                  f"pyconvnet's thread count not adapting) and quiet on 1 thread; medians of {rounds} alternating rounds")
             print(sharing.sharing_table(record["sharing"]))
             _write(record, json_path, facts["cpu"])
             return record
@@ -168,6 +172,7 @@ def run(model_names=None, layers=False, quick=False, threads=None, repeats=None,
     finally:
         backend.set_num_threads(previous[0])
         torch.set_num_threads(previous[1])
+        backend.set_adaptive_threads(previous[2])
 
 
 def _run_gpu(device, model_names, quick, threads, repeats, batch, json_path):
