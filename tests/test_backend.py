@@ -134,7 +134,7 @@ def test_threads_step_aside_for_a_busy_process_and_come_back_when_it_stops():
         with sharing.busy_neighbours(1):
             # A busy loop takes a whole CPU, or two thirds of one beside our team: always counted.
             lowered = _threads_in_use_when(lambda threads: threads < configured)
-            assert lowered == max(1, min(configured, cpus - 1)), pcn._C.cpu_share()
+            assert 1 <= lowered <= max(1, cpus - 1), pcn._C.cpu_share()
         back = _threads_in_use_when(lambda threads: threads == configured)
         # Unless something else on this machine has kept a CPU busy since, the count is back.
         assert back == configured or pcn._C.cpu_share()["others_cpus"] >= 0.25
