@@ -203,7 +203,7 @@ def empty_buffer_cache():
 
 
 def fma_peak_gflops(repeats=5, seconds=0.05):
-    """The float32 multiply-add rate the kernels in use reach on ``get_num_threads()`` threads,
+    """The float32 multiply-add rate the kernels in use reach on ``threads_in_use()`` threads,
     in GFLOP/s (a multiply-add counts 2): the best of ``repeats`` runs of independent vector FMA
     chains on every thread, each run lasting at least ``seconds / 2``. The ``reference`` ISA runs
     scalar chains on one thread."""
