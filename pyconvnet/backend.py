@@ -104,8 +104,9 @@ def set_num_threads(threads):
     adaptive threading is on, kernels run on fewer when other processes keep CPUs busy.
 
     A process forked after kernels ran on several threads (``os.fork``, multiprocessing's
-    ``fork`` start method) runs every kernel on one thread whatever is set here: GNU OpenMP's
-    thread pool does not survive fork, and using it in the child would hang.
+    ``fork`` start method) runs every kernel on one thread whatever is set here
+    (``threads_in_use()`` is 1 there): GNU OpenMP's thread pool does not survive fork, and using it
+    in the child would hang.
     """
     if isinstance(threads, bool) or not isinstance(threads, int):
         raise TypeError(f"set_num_threads: threads must be an int, got {type(threads).__name__}")

@@ -232,7 +232,7 @@ FORK_SCRIPT = textwrap.dedent("""
         for threads in (None, 2):  # as inherited, then an explicit request for more threads
             if threads:
                 backend.set_num_threads(threads)
-            if backend.get_num_threads() != 1:
+            if backend.threads_in_use() != 1:
                 code = 4
             if not all(np.allclose(g, e, rtol=1e-4, atol=1e-4) for g, e in zip(conv_and_grads(), expected)):
                 code = 3
