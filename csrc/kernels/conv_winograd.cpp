@@ -375,9 +375,10 @@ void winograd_convolution(const WinogradJob& job) {
 // ---------------------------------------------------------------- backward-weight
 // The forward tile is Y = A^T [sum over c of U_c .* V_c] A with U = G g G^T, so the weight
 // gradient is dg = G^T dU G with dU_(k,c) = sum over tiles of (A dY A^T) .* V_c: 36 GEMMs
-// (out_channels x tiles) x (tiles x channels) that reduce over the tiles. For 32 to 256 channels
-// on each side: 16-channel layers gain nothing at 2 threads (0.9-1.2x the window path: packing the
-// GEMM operands costs as much as the saving), nor do 512-channel ones on 7x7 maps (0.75x).
+// (out_channels x tiles) x (tiles x channels) that reduce over the tiles. As GEMMs for 32 to 256
+// channels on each side (16-channel layers gained nothing: packing the GEMM operands cost as much as
+// the saving; 512-channel ones on 7x7 maps ran at 0.75x the window path), and only where a side
+// has more than kLaneMaxChannels: below that the channels-in-lanes path further down is faster.
 constexpr int64_t kMinWeightGradChannels = 32, kMaxWeightGradChannels = 256;
 
 // The transposes of the 1-D output and weight transforms: A (6 x 4) and G^T (3 x 6).
@@ -548,6 +549,180 @@ void winograd_weight_gradient(float* dw, const float* dy, const WinogradJob& job
   }
 }
 
+// ---------------------------------------------------------------- backward-weight, channels in lanes
+// With few channels the GEMMs above are too narrow for the micro-kernel (16 channels fill half of
+// AVX-512's 32-column panels) and the transforms, one tile per lane, stream V and dM through L3.
+// This path puts channels in the vector lanes instead: the images go to channels-last copies with
+// the zero padding included, so a tile's windows are plain vector loads and its transforms need no
+// transposes, and each point's dU (out_channels x channels) gathers the chunk's tiles as outer
+// products, dM broadcast by rows against vectors of V. A thread takes whole chunks of a few dozen
+// tiles, which stay in L2 from the copies to the products, and sums them into its own dU; the
+// threads' sums are added in thread order (deterministic for a fixed thread count).
+constexpr int64_t kLaneTiles = 64;  // tiles per chunk: about half of L2 at 16 + 16 channels
+constexpr int kLaneRows = kVecFloats == 16 ? 16 : 8;  // dU rows per register tile
+// Layers with up to this many channels on each side take this path: against the GEMMs it measured
+// 1.2-1.5x on 32 to 128 channels and 0.8x on 256 (bench/NOTES.md).
+constexpr int64_t kLaneMaxChannels = 128;
+
+// Rows [row0, row0 + rows) of the channels-last copy of `channels` planes of h x w read with
+// padding pad_h / pad_w: dst[(i * width + j) * lanes + c] = src[c][row0 + i - pad_h][j - pad_w],
+// zeros outside the planes and for channels c >= channels.
+void copy_channels_last(float* dst, const float* src, int64_t channels, int64_t h, int64_t w, int64_t pad_h,
+                        int64_t pad_w, int64_t row0, int64_t rows, int64_t width, int64_t lanes) {
+  const int64_t plane = h * w;
+  const int64_t j0 = min64(width, pad_w), j1 = max64(j0, min64(width, pad_w + w));  // the columns inside
+  for (int64_t i = 0; i < rows; ++i) {
+    float* out = dst + i * width * lanes;
+    std::memset(out, 0, sizeof(float) * width * lanes);
+    const int64_t ih = row0 + i - pad_h;
+    if (ih < 0 || ih >= h) continue;
+    const float* in = src + ih * w + (j0 - pad_w);
+    int64_t c = 0;
+#if defined(__AVX2__)
+    for (; c + 8 <= channels; c += 8) {  // eight channels by eight columns through a register transpose
+      const float* row[8];
+      for (int r = 0; r < 8; ++r) row[r] = in + (c + r) * plane;
+      int64_t j = j0;
+      for (; j + 8 <= j1; j += 8) {
+        store_transposed8x8(out + j * lanes + c, lanes, row);
+        for (int r = 0; r < 8; ++r) row[r] += 8;
+      }
+      for (; j < j1; ++j)
+        for (int r = 0; r < 8; ++r) out[j * lanes + c + r] = *row[r]++;
+    }
+#endif
+    for (; c < channels; ++c)
+      for (int64_t j = j0; j < j1; ++j) out[j * lanes + c] = in[c * plane + j - j0];
+  }
+}
+
+// How the tiles are cut into chunks: `images` whole images (small maps), or bands of `rows` tile
+// rows of one image (large ones).
+struct LaneChunks {
+  int64_t images, rows, bands, count, tiles;
+  LaneChunks(const WinogradJob& job, const TileGrid& grid) {
+    if (grid.per_image >= kLaneTiles) {
+      images = 1;
+      rows = max64(1, kLaneTiles / grid.tiles_w);
+      bands = (grid.tiles_h + rows - 1) / rows;
+      count = job.batch * bands;
+    } else {
+      images = kLaneTiles / grid.per_image;
+      rows = grid.tiles_h;
+      bands = 1;
+      count = (job.batch + images - 1) / images;
+    }
+    tiles = images * rows * grid.tiles_w;
+  }
+};
+
+// dU[p] (rows x lanes, partial[p * point + k * lanes + c]) += sum over the chunk's tiles t of
+// dm[p * dm_point + t * rows + k] * v[p * v_point + t * lanes + c]; rows is a multiple of kLaneRows.
+void lane_products(float* partial, int64_t point, const float* dm, int64_t dm_point, int64_t rows, const float* v,
+                   int64_t v_point, int64_t lanes, int64_t tiles) {
+  for (int p = 0; p < kPoints; ++p) {
+    for (int64_t c = 0; c < lanes; c += kVecFloats) {
+      for (int64_t k0 = 0; k0 < rows; k0 += kLaneRows) {
+        float* sum = partial + p * point + k0 * lanes + c;
+        vfloat acc[kLaneRows];
+        for (int r = 0; r < kLaneRows; ++r) acc[r] = vload(sum + r * lanes);
+        const float* a = dm + p * dm_point + k0;
+        const float* b = v + p * v_point + c;
+        for (int64_t t = 0; t < tiles; ++t) {
+          const vfloat bv = vload(b + t * lanes);
+          for (int r = 0; r < kLaneRows; ++r) acc[r] += vbroadcast(a[t * rows + r]) * bv;
+        }
+        for (int r = 0; r < kLaneRows; ++r) vstore(sum + r * lanes, acc[r]);
+      }
+    }
+  }
+}
+
+void lane_weight_gradient(float* dw, const float* dy, const WinogradJob& job) {
+  const TileGrid grid(job);
+  const LaneChunks chunks(job, grid);
+  const int64_t lanes = round_up(job.channels, kVecFloats), rows = round_up(job.out_channels, kLaneRows);
+  // The copies: the padded input under the chunk's tile rows, and dy over whole tiles.
+  const int64_t x_width = grid.tiles_w * kTile + 2, x_image = (chunks.rows * kTile + 2) * x_width * lanes;
+  const int64_t y_width = grid.tiles_w * kTile, y_image = chunks.rows * kTile * y_width * rows;
+  const int64_t v_point = odd_line_stride(chunks.tiles * lanes), dm_point = odd_line_stride(chunks.tiles * rows);
+  const int64_t point = rows * lanes, pairs = job.out_channels * job.channels;
+  const int64_t per_thread = chunks.images * (x_image + y_image) + kPoints * (v_point + dm_point);
+  const int threads = num_threads();
+  float* buffers = thread_scratch(Scratch::columns, per_thread * threads);
+  float* partials = thread_scratch(Scratch::partial, kPoints * point * threads);
+  float* du = thread_scratch(Scratch::weights, kPoints * pairs);
+  const int64_t in_plane = job.in_h * job.in_w, out_plane = job.out_h * job.out_w;
+#pragma omp parallel num_threads(threads)
+  {
+    const int tid = omp_get_thread_num();
+    float* xl = buffers + tid * per_thread;
+    float* yl = xl + chunks.images * x_image;
+    float* v = yl + chunks.images * y_image;
+    float* dm = v + kPoints * v_point;
+    float* partial = partials + tid * kPoints * point;
+    std::memset(partial, 0, sizeof(float) * kPoints * point);
+    int64_t begin, end;
+    team_range(chunks.count, true, &begin, &end);
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t n0 = item / chunks.bands * chunks.images, row0 = item % chunks.bands * chunks.rows;
+      const int64_t images = min64(chunks.images, job.batch - n0);
+      const int64_t tile_rows = min64(chunks.rows, grid.tiles_h - row0), tiles = images * tile_rows * grid.tiles_w;
+      for (int64_t g = 0; g < images; ++g) {
+        copy_channels_last(xl + g * x_image, job.in + (n0 + g) * job.channels * in_plane, job.channels, job.in_h,
+                           job.in_w, job.pad_h, job.pad_w, row0 * kTile, tile_rows * kTile + 2, x_width, lanes);
+        copy_channels_last(yl + g * y_image, dy + (n0 + g) * job.out_channels * out_plane, job.out_channels,
+                           job.out_h, job.out_w, 0, 0, row0 * kTile, tile_rows * kTile, y_width, rows);
+      }
+      for (int64_t t = 0; t < tiles; ++t) {
+        const int64_t g = t / (tile_rows * grid.tiles_w), r = t % (tile_rows * grid.tiles_w) / grid.tiles_w;
+        const int64_t col = t % grid.tiles_w;
+        // B^T d B of the tile's 6x6 window, channels in lanes.
+        const float* window = xl + g * x_image + (r * kTile * x_width + col * kTile) * lanes;
+        for (int64_t c = 0; c < lanes; c += kVecFloats) {
+          vfloat db[kAlpha][kAlpha];
+          for (int i = 0; i < kAlpha; ++i) {
+            vfloat d[kAlpha];
+            for (int j = 0; j < kAlpha; ++j) d[j] = vload(window + (i * x_width + j) * lanes + c);
+            input_transform_1d(d, db[i]);
+          }
+          for (int s = 0; s < kAlpha; ++s) {
+            vfloat column[kAlpha], out[kAlpha];
+            for (int i = 0; i < kAlpha; ++i) column[i] = db[i][s];
+            input_transform_1d(column, out);
+            for (int i = 0; i < kAlpha; ++i) vstore(v + (i * kAlpha + s) * v_point + t * lanes + c, out[i]);
+          }
+        }
+        // A dY A^T of the tile's 4x4 output gradients, output channels in lanes.
+        const float* grad = yl + g * y_image + (r * kTile * y_width + col * kTile) * rows;
+        for (int64_t k = 0; k < rows; k += kVecFloats) {
+          vfloat ya[kTile][kAlpha];
+          for (int i = 0; i < kTile; ++i) {
+            vfloat y[kTile];
+            for (int j = 0; j < kTile; ++j) y[j] = vload(grad + (i * y_width + j) * rows + k);
+            output_grad_transform_1d(y, ya[i]);
+          }
+          for (int s = 0; s < kAlpha; ++s) {
+            vfloat column[kTile], out[kAlpha];
+            for (int i = 0; i < kTile; ++i) column[i] = ya[i][s];
+            output_grad_transform_1d(column, out);
+            for (int i = 0; i < kAlpha; ++i) vstore(dm + (i * kAlpha + s) * dm_point + t * rows + k, out[i]);
+          }
+        }
+      }
+      lane_products(partial, point, dm, dm_point, rows, v, v_point, lanes, tiles);
+    }
+    reduce_thread_partials(partials, partials, kPoints * point);
+    int64_t lo, hi;  // the real rows and channels, in transform_weight_grads' layout
+    team_range(kPoints * job.out_channels, true, &lo, &hi);
+    for (int64_t i = lo; i < hi; ++i)
+      std::memcpy(du + i * job.channels, partials + i / job.out_channels * point + i % job.out_channels * lanes,
+                  sizeof(float) * job.channels);
+    team_barrier(true);
+    transform_weight_grads(dw, du, job);
+  }
+}
+
 // Whether 4x4 tiles cover an h x w output with at most half of their outputs wasted: on smaller
 // or odd-sized maps (2x2, 5x5) the padding tiles eat the saving.
 bool tiles_fit(int64_t h, int64_t w) {
@@ -560,11 +735,17 @@ bool winograd_shape(const Conv2dDesc& d) {
          d.dilation_w == 1 && d.groups == 1 && d.in_channels >= kMinChannels && d.out_channels >= kMinChannels;
 }
 
+// Whether the weight gradient's point GEMMs take these channel counts.
 bool weight_grad_channels(const Conv2dDesc& d) {
   const auto in_range = [](int64_t channels) {
     return channels >= kMinWeightGradChannels && channels <= kMaxWeightGradChannels;
   };
   return in_range(d.in_channels) && in_range(d.out_channels);
+}
+
+// Whether the weight gradient runs with channels in lanes (lane_weight_gradient) instead.
+bool lane_weight_grad_channels(const Conv2dDesc& d) {
+  return d.in_channels <= kLaneMaxChannels && d.out_channels <= kLaneMaxChannels;
 }
 
 }  // namespace
@@ -575,7 +756,7 @@ bool winograd_possible(ConvPass pass, const Conv2dDesc& d) {
     case ConvPass::forward: return true;
     // dx is the convolution of dy padded by 2 - padding with the flipped weights.
     case ConvPass::backward_data: return d.pad_h <= 2 && d.pad_w <= 2;
-    case ConvPass::backward_weight: return weight_grad_channels(d);
+    case ConvPass::backward_weight: return weight_grad_channels(d) || lane_weight_grad_channels(d);
   }
   return false;
 }
@@ -585,7 +766,7 @@ bool winograd_applies(const Conv2dDesc& d) {
 }
 
 bool winograd_backward_weight_applies(const Conv2dDesc& d) {
-  return winograd_applies(d) && weight_grad_channels(d);
+  return winograd_applies(d) && winograd_possible(ConvPass::backward_weight, d);
 }
 
 bool winograd_backward_data_applies(const Conv2dDesc& d) {
@@ -609,8 +790,12 @@ void winograd_backward_weight(float* dw, const float* dy, const float* x, const 
     for (int64_t i = 0; i < d.out_channels * d.in_channels * 9; ++i) dw[i] = 0.0f;
     return;
   }
-  winograd_weight_gradient(dw, dy, {d.batch, d.in_channels, d.in_h, d.in_w, d.pad_h, d.pad_w, d.out_channels, d.out_h,
-                                    d.out_w, x, nullptr, nullptr, false, nullptr});
+  const WinogradJob job{d.batch, d.in_channels, d.in_h, d.in_w, d.pad_h, d.pad_w, d.out_channels, d.out_h, d.out_w,
+                        x, nullptr, nullptr, false, nullptr};
+  if (lane_weight_grad_channels(d))
+    lane_weight_gradient(dw, dy, job);
+  else
+    winograd_weight_gradient(dw, dy, job);
 }
 
 PCN_ISA_END
