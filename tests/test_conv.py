@@ -120,7 +120,8 @@ def test_conv2d_is_deterministic_for_fixed_threads():
 
 
 # Shapes the Winograd F(4x4, 3x3) path takes (3x3, stride 1, 16+ channels on both sides; the
-# weight gradient 32 to 256 on each side): (batch, in_channels, H, W, out_channels, padding)
+# weight gradient with channels in lanes up to 128 on each side, as GEMMs beyond that up to 256):
+# (batch, in_channels, H, W, out_channels, padding)
 WINOGRAD_CASES = [
     (2, 16, 8, 8, 16, 1),  # whole 4x4 tiles, the smallest channel counts it takes
     (3, 17, 9, 11, 19, 1),  # partial edge tiles, channels not a multiple of the vector or the tile rows
@@ -131,7 +132,10 @@ WINOGRAD_CASES = [
     (2, 24, 5, 5, 18, 3),  # padding 3: forward by Winograd, backward-data by the general path
     (2, 33, 10, 9, 35, 1),  # weight gradient by Winograd, partial edge tiles
     (1, 256, 8, 8, 256, 1),  # the largest weight gradient it takes
-    (2, 32, 64, 64, 32, 1),  # the weight gradient's tiles in two blocks, summed in order
+    (2, 32, 64, 64, 32, 1),  # large maps: the lanes' weight gradient in bands of tile rows
+    (2, 16, 37, 70, 16, 1),  # bands of 3 tile rows of 18 tiles, the last band one row
+    (9, 16, 12, 12, 16, 1),  # small maps: 7 images a chunk, the last chunk 2
+    (2, 136, 36, 36, 32, 1),  # the weight gradient's GEMMs, the tiles in two blocks summed in order
 ]
 
 
@@ -203,20 +207,42 @@ def test_winograd_with_padding_beyond_the_tile_bounds():
     assert_close(wt.grad.numpy(), ref_dw, what="grad_weight")
 
 
-def test_winograd_weight_gradient_does_not_depend_on_the_thread_count():
-    """The team splits the 36 point GEMMs, not the tiles: each sum runs in the same order whatever
-    the number of threads, so the result is bitwise the same."""
+def test_winograd_weight_gradient_gemms_do_not_depend_on_the_thread_count():
+    """The GEMM path's team splits the 36 point GEMMs, not the tiles: each sum runs in the same
+    order whatever the number of threads, so the result is bitwise the same."""
     rng = np.random.default_rng(7)
-    x, gy = random_array(rng, 2, 32, 64, 64), random_array(rng, 2, 48, 64, 64)
+    x, gy = random_array(rng, 2, 144, 20, 20), random_array(rng, 2, 40, 20, 20)
     previous = pcn.backend.get_num_threads()
     try:
         results = []
         for threads in (1, 2, 3):
             pcn.backend.set_num_threads(threads)
-            results.append(_C.conv2d_backward_weight(gy, x, [48, 32, 3, 3], (1, 1), (1, 1), (1, 1), 1))
+            results.append(_C.conv2d_backward_weight(gy, x, [40, 144, 3, 3], (1, 1), (1, 1), (1, 1), 1,
+                                                     algorithm="winograd"))
     finally:
         pcn.backend.set_num_threads(previous)
     assert all(np.array_equal(results[0], other) for other in results[1:])
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_winograd_lane_weight_gradient_is_deterministic_for_fixed_threads(isa, threads):
+    """Channels in lanes: each thread sums whole chunks of tiles, the threads' sums are added in
+    thread order, so a fixed thread count gives the same bits every time (and the reference's sums
+    within the tolerance)."""
+    rng = np.random.default_rng(8)
+    x, gy = random_array(rng, 5, 16, 20, 20), random_array(rng, 5, 24, 20, 20)
+    weight = random_array(rng, 24, 16, 3, 3)
+    _, _, ref_dw, _ = conv2d_reference(x, weight, None, gy, (1, 1), (1, 1), (1, 1), 1)
+    _, heuristic = _C.conv2d_algorithms("backward_weight", x.shape, weight.shape, (1, 1), (1, 1), (1, 1), 1)
+    assert heuristic == ("auto" if isa == "reference" else "winograd")
+    previous = pcn.backend.get_num_threads()
+    try:
+        pcn.backend.set_num_threads(threads)
+        results = [_C.conv2d_backward_weight(gy, x, [24, 16, 3, 3], (1, 1), (1, 1), (1, 1), 1) for _ in range(2)]
+    finally:
+        pcn.backend.set_num_threads(previous)
+    assert np.array_equal(results[0], results[1])
+    assert_close(results[0], ref_dw, what="grad_weight")
 
 
 def test_set_winograd_takes_a_bool():

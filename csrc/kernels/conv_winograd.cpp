@@ -75,6 +75,22 @@ static inline void weight_transform_1d(const T (&g)[3], T (&u)[kAlpha]) {
   u[5] = g[2];
 }
 
+// G g G^T of nine tap vectors (tap r * 3 + s), kVecFloats kernels at a time: point i * kAlpha + j.
+static inline void weight_transform_2d(const vfloat (&taps)[9], vfloat (&u)[kPoints]) {
+  vfloat gg[kAlpha][3];  // G g
+  for (int s = 0; s < 3; ++s) {
+    const vfloat column[3] = {taps[s], taps[3 + s], taps[6 + s]};
+    vfloat t[kAlpha];
+    weight_transform_1d(column, t);
+    for (int i = 0; i < kAlpha; ++i) gg[i][s] = t[i];
+  }
+  for (int i = 0; i < kAlpha; ++i) {
+    vfloat t[kAlpha];
+    weight_transform_1d(gg[i], t);
+    for (int j = 0; j < kAlpha; ++j) u[i * kAlpha + j] = t[j];
+  }
+}
+
 // U = G g G^T for every (out channel k, channel c), written into the packed A layout of each of
 // the 36 GEMMs (a_floats apart; rows k, reduction index c), padding rows zeroed. A thread takes
 // one A panel's rows for kWeightChunk channels at a time, which are one contiguous run per point.
@@ -104,19 +120,11 @@ void transform_weights(float* packed, int64_t a_floats, const WinogradJob& job) 
         for (int tap = 0; tap < 9; ++tap) taps[tap][c] = g[job.transposed_weights ? 8 - tap : tap];
       }
       for (int64_t c = 0; c < kWeightChunk; c += kVecFloats) {
-        vfloat gg[kAlpha][3];  // G g
-        for (int s = 0; s < 3; ++s) {
-          const vfloat column[3] = {vload(taps[s] + c), vload(taps[3 + s] + c), vload(taps[6 + s] + c)};
-          vfloat t[kAlpha];
-          weight_transform_1d(column, t);
-          for (int i = 0; i < kAlpha; ++i) gg[i][s] = t[i];
-        }
-        for (int i = 0; i < kAlpha; ++i) {
-          vfloat t[kAlpha];
-          weight_transform_1d(gg[i], t);
-          for (int j = 0; j < kAlpha; ++j)
-            for (int lane = 0; lane < kVecFloats; ++lane) u[i * kAlpha + j][(c + lane) * kGemmMR + r] = t[j][lane];
-        }
+        vfloat tap_vectors[9], t[kPoints];
+        for (int tap = 0; tap < 9; ++tap) tap_vectors[tap] = vload(taps[tap] + c);
+        weight_transform_2d(tap_vectors, t);
+        for (int point = 0; point < kPoints; ++point)
+          for (int lane = 0; lane < kVecFloats; ++lane) u[point][(c + lane) * kGemmMR + r] = t[point][lane];
       }
     }
     float* dst = packed + pc * m_pad + panel * kGemmMR * kc + (c0 - pc) * kGemmMR;
@@ -375,9 +383,10 @@ void winograd_convolution(const WinogradJob& job) {
 // ---------------------------------------------------------------- backward-weight
 // The forward tile is Y = A^T [sum over c of U_c .* V_c] A with U = G g G^T, so the weight
 // gradient is dg = G^T dU G with dU_(k,c) = sum over tiles of (A dY A^T) .* V_c: 36 GEMMs
-// (out_channels x tiles) x (tiles x channels) that reduce over the tiles. For 32 to 256 channels
-// on each side: 16-channel layers gain nothing at 2 threads (0.9-1.2x the window path: packing the
-// GEMM operands costs as much as the saving), nor do 512-channel ones on 7x7 maps (0.75x).
+// (out_channels x tiles) x (tiles x channels) that reduce over the tiles. As GEMMs for 32 to 256
+// channels on each side (16-channel layers gained nothing: packing the GEMM operands cost as much as
+// the saving; 512-channel ones on 7x7 maps ran at 0.75x the window path), and only where a side
+// has more than kLaneMaxChannels: below that the channels-in-lanes path further down is faster.
 constexpr int64_t kMinWeightGradChannels = 32, kMaxWeightGradChannels = 256;
 
 // The transposes of the 1-D output and weight transforms: A (6 x 4) and G^T (3 x 6).
@@ -548,6 +557,343 @@ void winograd_weight_gradient(float* dw, const float* dy, const WinogradJob& job
   }
 }
 
+// ---------------------------------------------------------------- channels in lanes
+// With few channels the GEMMs above are too narrow for the micro-kernel (16 channels fill half of
+// AVX-512's 32-column panels) and the transforms, one tile per lane, need register transposes and
+// (weight gradient) stream V and dM through L3. These paths put channels in the vector lanes
+// instead: the images go to channels-last copies with the zero padding included, so a tile's
+// windows are plain vector loads and its transforms need no transposes, and each point's GEMM runs
+// as broadcasts against vectors of channels. A thread takes whole chunks of a few dozen tiles,
+// which stay in L2 from the copies to the products.
+constexpr int64_t kLaneTiles = 64;  // tiles per chunk: about half of L2 at 16 + 16 channels
+// Weight gradients with up to this many channels on each side take this path: against the GEMMs
+// it measured 1.2-1.5x on 32 to 128 channels and 0.8x on 256 (bench/NOTES.md).
+constexpr int64_t kLaneMaxChannels = 128;
+
+// Rows [row0, row0 + rows) of the channels-last copy of `channels` planes of h x w read with
+// padding pad_h / pad_w: dst[(i * width + j) * lanes + c] = src[c][row0 + i - pad_h][j - pad_w],
+// zeros outside the planes and for channels c >= channels.
+void copy_channels_last(float* dst, const float* src, int64_t channels, int64_t h, int64_t w, int64_t pad_h,
+                        int64_t pad_w, int64_t row0, int64_t rows, int64_t width, int64_t lanes) {
+  const int64_t plane = h * w;
+  const int64_t j0 = min64(width, pad_w), j1 = max64(j0, min64(width, pad_w + w));  // the columns inside
+  for (int64_t i = 0; i < rows; ++i) {
+    float* out = dst + i * width * lanes;
+    std::memset(out, 0, sizeof(float) * width * lanes);
+    const int64_t ih = row0 + i - pad_h;
+    if (ih < 0 || ih >= h) continue;
+    const float* in = src + ih * w + (j0 - pad_w);
+    int64_t c = 0;
+#if defined(__AVX2__)
+    for (; c + 8 <= channels; c += 8) {  // eight channels by eight columns through a register transpose
+      const float* row[8];
+      for (int r = 0; r < 8; ++r) row[r] = in + (c + r) * plane;
+      int64_t j = j0;
+      for (; j + 8 <= j1; j += 8) {
+        store_transposed8x8(out + j * lanes + c, lanes, row);
+        for (int r = 0; r < 8; ++r) row[r] += 8;
+      }
+      for (; j < j1; ++j)
+        for (int r = 0; r < 8; ++r) out[j * lanes + c + r] = *row[r]++;
+    }
+#endif
+    for (; c < channels; ++c)
+      for (int64_t j = j0; j < j1; ++j) out[j * lanes + c] = in[c * plane + j - j0];
+  }
+}
+
+// The inverse for output planes: dst[k][row0 + i][j] = src[(i * width + j) * lanes + k] for the
+// rows i < rows inside the planes (h x w), j < w and k < channels.
+void copy_planes(float* dst, const float* src, int64_t channels, int64_t h, int64_t w, int64_t row0, int64_t rows,
+                 int64_t width, int64_t lanes) {
+  const int64_t plane = h * w;
+  for (int64_t i = 0; i < rows && row0 + i < h; ++i) {
+    const float* in = src + i * width * lanes;
+    float* out = dst + (row0 + i) * w;
+    int64_t k = 0;
+#if defined(__AVX2__)
+    for (; k + 8 <= channels; k += 8) {  // eight columns by eight channels through a register transpose
+      int64_t j = 0;
+      for (; j + 8 <= w; j += 8) {
+        const float* column[8];
+        for (int r = 0; r < 8; ++r) column[r] = in + (j + r) * lanes + k;
+        store_transposed8x8(out + k * plane + j, plane, column);
+      }
+      for (; j < w; ++j)
+        for (int r = 0; r < 8; ++r) out[(k + r) * plane + j] = in[j * lanes + k + r];
+    }
+#endif
+    for (; k < channels; ++k)
+      for (int64_t j = 0; j < w; ++j) out[k * plane + j] = in[j * lanes + k];
+  }
+}
+
+// How the tiles are cut into chunks: `images` whole images (small maps), or bands of `rows` tile
+// rows of one image (large ones).
+struct LaneChunk {
+  int64_t n0, images, row0, rows, tiles;  // tile rows [row0, row0 + rows) of images [n0, n0 + images)
+  int64_t tiles_w;
+  // Where tile t's window starts in a channels-last copy of the chunk (images `image` floats apart,
+  // rows of `width` pixels of `lanes` floats).
+  int64_t offset(int64_t t, int64_t image, int64_t width, int64_t lanes) const {
+    const int64_t g = t / (rows * tiles_w), r = t % (rows * tiles_w) / tiles_w;
+    return g * image + (r * width + t % tiles_w) * kTile * lanes;
+  }
+};
+
+struct LaneChunks {
+  int64_t images, rows, bands, count, tiles;
+  LaneChunks(const WinogradJob& job, const TileGrid& grid) {
+    if (grid.per_image >= kLaneTiles) {
+      images = 1;
+      rows = max64(1, kLaneTiles / grid.tiles_w);
+      bands = (grid.tiles_h + rows - 1) / rows;
+      count = job.batch * bands;
+    } else {
+      images = kLaneTiles / grid.per_image;
+      rows = grid.tiles_h;
+      bands = 1;
+      count = (job.batch + images - 1) / images;
+    }
+    tiles = images * rows * grid.tiles_w;
+  }
+  LaneChunk at(int64_t item, const WinogradJob& job, const TileGrid& grid) const {
+    LaneChunk c;
+    c.n0 = item / bands * images;
+    c.images = min64(images, job.batch - c.n0);
+    c.row0 = item % bands * rows;
+    c.rows = min64(rows, grid.tiles_h - c.row0);
+    c.tiles = c.images * c.rows * grid.tiles_w;
+    c.tiles_w = grid.tiles_w;
+    return c;
+  }
+};
+
+// The 2-D transform of one tile's kIn x kIn window of vectors (element (i, j) at window[i * row +
+// j * lanes]) by a 1-D transform to kAlpha values, along the rows and then the columns: point (i, s)
+// to out[(i * kAlpha + s) * point].
+template <int kIn, class Transform>
+static inline void lane_tile_transform(float* out, int64_t point, const float* window, int64_t row, int64_t lanes,
+                                       Transform transform) {
+  vfloat along_rows[kIn][kAlpha];
+  for (int i = 0; i < kIn; ++i) {
+    vfloat d[kIn];
+    for (int j = 0; j < kIn; ++j) d[j] = vload(window + i * row + j * lanes);
+    transform(d, along_rows[i]);
+  }
+  for (int s = 0; s < kAlpha; ++s) {
+    vfloat column[kIn], t[kAlpha];
+    for (int i = 0; i < kIn; ++i) column[i] = along_rows[i][s];
+    transform(column, t);
+    for (int i = 0; i < kAlpha; ++i) vstore(out + (i * kAlpha + s) * point, t[i]);
+  }
+}
+
+// The job's input under a chunk, channels-last (image g at xl + g * x_image, rows of x_width
+// pixels of `lanes` floats), then B^T d B of each of its tiles t into v[p * v_point + t * lanes + c].
+void lane_input_transforms(float* v, int64_t v_point, float* xl, int64_t x_image, int64_t x_width, int64_t lanes,
+                           const LaneChunk& chunk, const WinogradJob& job) {
+  const int64_t in_plane = job.in_h * job.in_w;
+  for (int64_t g = 0; g < chunk.images; ++g)
+    copy_channels_last(xl + g * x_image, job.in + (chunk.n0 + g) * job.channels * in_plane, job.channels, job.in_h,
+                       job.in_w, job.pad_h, job.pad_w, chunk.row0 * kTile, chunk.rows * kTile + 2, x_width, lanes);
+  for (int64_t t = 0; t < chunk.tiles; ++t) {
+    const float* window = xl + chunk.offset(t, x_image, x_width, lanes);
+    for (int64_t c = 0; c < lanes; c += kVecFloats)
+      lane_tile_transform<kAlpha>(v + t * lanes + c, v_point, window + c, x_width * lanes, lanes,
+                                  [](const vfloat(&d)[kAlpha], vfloat(&out)[kAlpha]) { input_transform_1d(d, out); });
+  }
+}
+
+// ---- forward and backward-data
+// The same chunks: V as above, each point's products m[p][t][k] = sum over c of V[p][t][c] *
+// U[p][c][k] (V broadcast by tiles against vectors of U), the output tiles A^T M A (+ bias) written
+// channels-last and copied to the output planes. Against the GEMMs, one thread: AVX-512 1.26x on
+// 16 channels, 1.19x on 32, 1.08x on 64, 0.92x on 128; AVX2 1.05-1.1x on 16, 0.93-1.0x on 32 and
+// 64 (bench/NOTES.md).
+constexpr int kLaneTileRows = kVecFloats == 16 ? 16 : 8;  // tiles per register tile of the products
+constexpr int64_t kLaneConvChannels = kVecFloats == 16 ? 64 : 16;
+static_assert(kLaneConvChannels <= kLaneMaxChannels, "the bias vectors are held for kLaneMaxChannels");
+
+// u[p * u_point + c * k_lanes + k] = G g G^T of the job's kernel (out channel k, channel c), zeros
+// for k past out_channels, kVecFloats output channels at a time; the team shares the channels.
+void lane_weights(float* u, int64_t u_point, int64_t k_lanes, const WinogradJob& job) {
+  const int64_t rows = job.out_channels, k_dim = job.channels;
+  int64_t begin, end;
+  team_range(k_dim, true, &begin, &end);
+  for (int64_t c = begin; c < end; ++c) {
+    for (int64_t k0 = 0; k0 < k_lanes; k0 += kVecFloats) {
+      vfloat taps[9] = {};
+      for (int lane = 0; lane < kVecFloats && k0 + lane < rows; ++lane) {
+        // Backward-data's weights are the forward ones transposed and rotated by 180 degrees.
+        const int64_t k = k0 + lane;
+        const float* g = job.transposed_weights ? job.weights + (c * rows + k) * 9 : job.weights + (k * k_dim + c) * 9;
+        for (int tap = 0; tap < 9; ++tap) taps[tap][lane] = g[job.transposed_weights ? 8 - tap : tap];
+      }
+      vfloat t[kPoints];
+      weight_transform_2d(taps, t);
+      for (int point = 0; point < kPoints; ++point) vstore(u + point * u_point + c * k_lanes + k0, t[point]);
+    }
+  }
+  team_barrier(true);
+}
+
+// m[p][t][k] for tiles [0, tiles) (a multiple of kLaneTileRows; v's rows past the chunk are zeros).
+void lane_tile_products(float* m, int64_t m_point, const float* u, int64_t u_point, int64_t k_lanes, const float* v,
+                        int64_t v_point, int64_t lanes, int64_t channels, int64_t tiles) {
+  for (int p = 0; p < kPoints; ++p) {
+    for (int64_t t0 = 0; t0 < tiles; t0 += kLaneTileRows) {
+      for (int64_t k = 0; k < k_lanes; k += kVecFloats) {
+        vfloat acc[kLaneTileRows] = {};
+        const float* a = v + p * v_point + t0 * lanes;
+        const float* b = u + p * u_point + k;
+        for (int64_t c = 0; c < channels; ++c) {
+          const vfloat bv = vload(b + c * k_lanes);
+          for (int r = 0; r < kLaneTileRows; ++r) acc[r] += vbroadcast(a[r * lanes + c]) * bv;
+        }
+        float* out = m + p * m_point + t0 * k_lanes + k;
+        for (int r = 0; r < kLaneTileRows; ++r) vstore(out + r * k_lanes, acc[r]);
+      }
+    }
+  }
+}
+
+void lane_convolution(const WinogradJob& job) {
+  const TileGrid grid(job);
+  const LaneChunks chunks(job, grid);
+  const int64_t lanes = round_up(job.channels, kVecFloats), k_lanes = round_up(job.out_channels, kVecFloats);
+  const int64_t tiles = round_up(chunks.tiles, kLaneTileRows);
+  const int64_t x_width = grid.tiles_w * kTile + 2, x_image = (chunks.rows * kTile + 2) * x_width * lanes;
+  const int64_t y_width = grid.tiles_w * kTile, y_image = chunks.rows * kTile * y_width * k_lanes;
+  const int64_t v_point = odd_line_stride(tiles * lanes), m_point = odd_line_stride(tiles * k_lanes);
+  const int64_t u_point = odd_line_stride(job.channels * k_lanes);
+  const int64_t per_thread = chunks.images * (x_image + y_image) + kPoints * (v_point + m_point);
+  const int threads = num_threads();
+  float* buffers = thread_scratch(Scratch::columns, per_thread * threads);
+  float* u = thread_scratch(Scratch::weights, kPoints * u_point);
+  const int64_t out_plane = job.out_h * job.out_w;
+  alignas(64) float bias[kLaneConvChannels] = {};  // whole vectors of it, zeros past out_channels
+  for (int64_t k = 0; job.bias && k < job.out_channels; ++k) bias[k] = job.bias[k];
+#pragma omp parallel num_threads(threads)
+  {
+    lane_weights(u, u_point, k_lanes, job);
+    float* xl = buffers + omp_get_thread_num() * per_thread;
+    float* yl = xl + chunks.images * x_image;
+    float* v = yl + chunks.images * y_image;
+    float* m = v + kPoints * v_point;
+    int64_t begin, end;
+    team_range(chunks.count, true, &begin, &end);
+    for (int64_t item = begin; item < end; ++item) {
+      const LaneChunk chunk = chunks.at(item, job, grid);
+      lane_input_transforms(v, v_point, xl, x_image, x_width, lanes, chunk, job);
+      for (int p = 0; p < kPoints; ++p)  // the padding tiles' rows
+        std::memset(v + p * v_point + chunk.tiles * lanes, 0, sizeof(float) * (tiles - chunk.tiles) * lanes);
+      lane_tile_products(m, m_point, u, u_point, k_lanes, v, v_point, lanes, job.channels,
+                         round_up(chunk.tiles, kLaneTileRows));
+      for (int64_t t = 0; t < chunk.tiles; ++t) {
+        float* tile = yl + chunk.offset(t, y_image, y_width, k_lanes);
+        for (int64_t k = 0; k < k_lanes; k += kVecFloats) {
+          vfloat am[kTile][kAlpha];  // A^T M
+          for (int s = 0; s < kAlpha; ++s) {
+            vfloat column[kAlpha], o[kTile];
+            for (int i = 0; i < kAlpha; ++i) column[i] = vload(m + (i * kAlpha + s) * m_point + t * k_lanes + k);
+            output_transform_1d(column, o);
+            for (int i = 0; i < kTile; ++i) am[i][s] = o[i];
+          }
+          const vfloat b = vload(bias + k);
+          for (int i = 0; i < kTile; ++i) {
+            vfloat o[kTile];
+            output_transform_1d(am[i], o);
+            for (int j = 0; j < kTile; ++j) vstore(tile + (i * y_width + j) * k_lanes + k, o[j] + b);
+          }
+        }
+      }
+      for (int64_t g = 0; g < chunk.images; ++g)
+        copy_planes(job.out + (chunk.n0 + g) * job.out_channels * out_plane, yl + g * y_image, job.out_channels,
+                    job.out_h, job.out_w, chunk.row0 * kTile, chunk.rows * kTile, y_width, k_lanes);
+    }
+  }
+}
+
+// ---- backward-weight
+// Each point's dU (out_channels x channels) gathers the chunk's tiles as outer products, dM
+// broadcast by rows against vectors of V, into the thread's own sums; the threads' sums are added
+// in thread order (deterministic for a fixed thread count).
+constexpr int kLaneRows = kVecFloats == 16 ? 16 : 8;  // dU rows per register tile
+
+// dU[p] (rows x lanes, partial[p * point + k * lanes + c]) += sum over the chunk's tiles t of
+// dm[p * dm_point + t * rows + k] * v[p * v_point + t * lanes + c]; rows is a multiple of kLaneRows.
+void lane_products(float* partial, int64_t point, const float* dm, int64_t dm_point, int64_t rows, const float* v,
+                   int64_t v_point, int64_t lanes, int64_t tiles) {
+  for (int p = 0; p < kPoints; ++p) {
+    for (int64_t c = 0; c < lanes; c += kVecFloats) {
+      for (int64_t k0 = 0; k0 < rows; k0 += kLaneRows) {
+        float* sum = partial + p * point + k0 * lanes + c;
+        vfloat acc[kLaneRows];
+        for (int r = 0; r < kLaneRows; ++r) acc[r] = vload(sum + r * lanes);
+        const float* a = dm + p * dm_point + k0;
+        const float* b = v + p * v_point + c;
+        for (int64_t t = 0; t < tiles; ++t) {
+          const vfloat bv = vload(b + t * lanes);
+          for (int r = 0; r < kLaneRows; ++r) acc[r] += vbroadcast(a[t * rows + r]) * bv;
+        }
+        for (int r = 0; r < kLaneRows; ++r) vstore(sum + r * lanes, acc[r]);
+      }
+    }
+  }
+}
+
+void lane_weight_gradient(float* dw, const float* dy, const WinogradJob& job) {
+  const TileGrid grid(job);
+  const LaneChunks chunks(job, grid);
+  const int64_t lanes = round_up(job.channels, kVecFloats), rows = round_up(job.out_channels, kLaneRows);
+  // The copies: the padded input under the chunk's tile rows, and dy over whole tiles.
+  const int64_t x_width = grid.tiles_w * kTile + 2, x_image = (chunks.rows * kTile + 2) * x_width * lanes;
+  const int64_t y_width = grid.tiles_w * kTile, y_image = chunks.rows * kTile * y_width * rows;
+  const int64_t v_point = odd_line_stride(chunks.tiles * lanes), dm_point = odd_line_stride(chunks.tiles * rows);
+  const int64_t point = rows * lanes, pairs = job.out_channels * job.channels;
+  const int64_t per_thread = chunks.images * (x_image + y_image) + kPoints * (v_point + dm_point);
+  const int threads = num_threads();
+  float* buffers = thread_scratch(Scratch::columns, per_thread * threads);
+  float* partials = thread_scratch(Scratch::partial, kPoints * point * threads);
+  float* du = thread_scratch(Scratch::weights, kPoints * pairs);
+  const int64_t out_plane = job.out_h * job.out_w;
+#pragma omp parallel num_threads(threads)
+  {
+    const int tid = omp_get_thread_num();
+    float* xl = buffers + tid * per_thread;
+    float* yl = xl + chunks.images * x_image;
+    float* v = yl + chunks.images * y_image;
+    float* dm = v + kPoints * v_point;
+    float* partial = partials + tid * kPoints * point;
+    std::memset(partial, 0, sizeof(float) * kPoints * point);
+    int64_t begin, end;
+    team_range(chunks.count, true, &begin, &end);
+    for (int64_t item = begin; item < end; ++item) {
+      const LaneChunk chunk = chunks.at(item, job, grid);
+      lane_input_transforms(v, v_point, xl, x_image, x_width, lanes, chunk, job);
+      for (int64_t g = 0; g < chunk.images; ++g)
+        copy_channels_last(yl + g * y_image, dy + (chunk.n0 + g) * job.out_channels * out_plane, job.out_channels,
+                           job.out_h, job.out_w, 0, 0, chunk.row0 * kTile, chunk.rows * kTile, y_width, rows);
+      for (int64_t t = 0; t < chunk.tiles; ++t) {  // A dY A^T of the tile, output channels in lanes
+        const float* grad = yl + chunk.offset(t, y_image, y_width, rows);
+        for (int64_t k = 0; k < rows; k += kVecFloats)
+          lane_tile_transform<kTile>(dm + t * rows + k, dm_point, grad + k, y_width * rows, rows,
+                                     [](const vfloat(&y)[kTile], vfloat(&m)[kAlpha]) { output_grad_transform_1d(y, m); });
+      }
+      lane_products(partial, point, dm, dm_point, rows, v, v_point, lanes, chunk.tiles);
+    }
+    reduce_thread_partials(partials, partials, kPoints * point);
+    int64_t lo, hi;  // the real rows and channels, in transform_weight_grads' layout
+    team_range(kPoints * job.out_channels, true, &lo, &hi);
+    for (int64_t i = lo; i < hi; ++i)
+      std::memcpy(du + i * job.channels, partials + i / job.out_channels * point + i % job.out_channels * lanes,
+                  sizeof(float) * job.channels);
+    team_barrier(true);
+    transform_weight_grads(dw, du, job);
+  }
+}
+
 // Whether 4x4 tiles cover an h x w output with at most half of their outputs wasted: on smaller
 // or odd-sized maps (2x2, 5x5) the padding tiles eat the saving.
 bool tiles_fit(int64_t h, int64_t w) {
@@ -560,11 +906,26 @@ bool winograd_shape(const Conv2dDesc& d) {
          d.dilation_w == 1 && d.groups == 1 && d.in_channels >= kMinChannels && d.out_channels >= kMinChannels;
 }
 
+// Whether the weight gradient's point GEMMs take these channel counts.
 bool weight_grad_channels(const Conv2dDesc& d) {
   const auto in_range = [](int64_t channels) {
     return channels >= kMinWeightGradChannels && channels <= kMaxWeightGradChannels;
   };
   return in_range(d.in_channels) && in_range(d.out_channels);
+}
+
+// Whether the weight gradient runs with channels in lanes (lane_weight_gradient) instead.
+bool lane_weight_grad_channels(const Conv2dDesc& d) {
+  return d.in_channels <= kLaneMaxChannels && d.out_channels <= kLaneMaxChannels;
+}
+
+// The forward tiles of forward and backward-data: with channels in lanes up to kLaneConvChannels a
+// side, otherwise as GEMMs.
+void forward_tiles(const WinogradJob& job) {
+  if (job.channels <= kLaneConvChannels && job.out_channels <= kLaneConvChannels)
+    lane_convolution(job);
+  else
+    winograd_convolution(job);
 }
 
 }  // namespace
@@ -575,7 +936,7 @@ bool winograd_possible(ConvPass pass, const Conv2dDesc& d) {
     case ConvPass::forward: return true;
     // dx is the convolution of dy padded by 2 - padding with the flipped weights.
     case ConvPass::backward_data: return d.pad_h <= 2 && d.pad_w <= 2;
-    case ConvPass::backward_weight: return weight_grad_channels(d);
+    case ConvPass::backward_weight: return weight_grad_channels(d) || lane_weight_grad_channels(d);
   }
   return false;
 }
@@ -585,7 +946,7 @@ bool winograd_applies(const Conv2dDesc& d) {
 }
 
 bool winograd_backward_weight_applies(const Conv2dDesc& d) {
-  return winograd_applies(d) && weight_grad_channels(d);
+  return winograd_applies(d) && winograd_possible(ConvPass::backward_weight, d);
 }
 
 bool winograd_backward_data_applies(const Conv2dDesc& d) {
@@ -594,14 +955,14 @@ bool winograd_backward_data_applies(const Conv2dDesc& d) {
 
 void winograd_forward(float* y, const float* x, const float* w, const float* bias, const Conv2dDesc& d) {
   if (d.batch == 0) return;
-  winograd_convolution({d.batch, d.in_channels, d.in_h, d.in_w, d.pad_h, d.pad_w, d.out_channels, d.out_h, d.out_w, x,
-                        y, w, false, bias});
+  forward_tiles({d.batch, d.in_channels, d.in_h, d.in_w, d.pad_h, d.pad_w, d.out_channels, d.out_h, d.out_w, x, y, w,
+                false, bias});
 }
 
 void winograd_backward_data(float* dx, const float* dy, const float* w, const Conv2dDesc& d) {
   if (d.batch == 0) return;
-  winograd_convolution({d.batch, d.out_channels, d.out_h, d.out_w, 2 - d.pad_h, 2 - d.pad_w, d.in_channels, d.in_h,
-                        d.in_w, dy, dx, w, true, nullptr});
+  forward_tiles({d.batch, d.out_channels, d.out_h, d.out_w, 2 - d.pad_h, 2 - d.pad_w, d.in_channels, d.in_h, d.in_w,
+                dy, dx, w, true, nullptr});
 }
 
 void winograd_backward_weight(float* dw, const float* dy, const float* x, const Conv2dDesc& d) {
@@ -609,8 +970,12 @@ void winograd_backward_weight(float* dw, const float* dy, const float* x, const 
     for (int64_t i = 0; i < d.out_channels * d.in_channels * 9; ++i) dw[i] = 0.0f;
     return;
   }
-  winograd_weight_gradient(dw, dy, {d.batch, d.in_channels, d.in_h, d.in_w, d.pad_h, d.pad_w, d.out_channels, d.out_h,
-                                    d.out_w, x, nullptr, nullptr, false, nullptr});
+  const WinogradJob job{d.batch, d.in_channels, d.in_h, d.in_w, d.pad_h, d.pad_w, d.out_channels, d.out_h, d.out_w,
+                        x, nullptr, nullptr, false, nullptr};
+  if (lane_weight_grad_channels(d))
+    lane_weight_gradient(dw, dy, job);
+  else
+    winograd_weight_gradient(dw, dy, job);
 }
 
 PCN_ISA_END
