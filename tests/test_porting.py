@@ -167,14 +167,15 @@ def test_finetune_example_ports(tmp_path, data_root):
     _assert_same_numbers(theirs, ours, r"^parameters (\d+)", rtol=0)
     _assert_same_numbers(theirs, ours, r"lr (\S+)", rtol=1e-6)
     # ResNet-18 on 90 images amplifies float32 rounding from step to step, its gradient norm most
-    # (pyconvnet's own avx2, avx512 and generic kernels drift apart as fast): the first epoch's
-    # losses agree to 1e-3 and the second's to 2 %; the first gradient norm to 1e-4, the first
-    # epoch's to 5 %.
+    # (pyconvnet's own avx2, avx512 and generic kernels drift apart as fast: the first epoch's
+    # validation loss measured 1.066175 / 1.064342 / 1.065051 on the three, torch 1.065111): the
+    # first epoch's losses agree to 3e-3 and the second's to 2 %; the first gradient norm to 1e-4,
+    # the first epoch's to 5 %.
     for pattern in (r"^step loss (\S+)", r"^train Loss: (\S+)", r"^val Loss: (\S+)"):
         expected, actual = _numbers(theirs, pattern), _numbers(ours, pattern)
         assert expected.size and expected.shape == actual.shape, pattern
         first_epoch = expected.size // 2
-        np.testing.assert_allclose(actual[:first_epoch], expected[:first_epoch], rtol=1e-3, err_msg=pattern)
+        np.testing.assert_allclose(actual[:first_epoch], expected[:first_epoch], rtol=3e-3, err_msg=pattern)
         np.testing.assert_allclose(actual, expected, rtol=2e-2, err_msg=pattern)
     expected, actual = _numbers(theirs, r"grad norm (\S+)"), _numbers(ours, r"grad norm (\S+)")
     np.testing.assert_allclose(actual[0], expected[0], rtol=1e-4)
