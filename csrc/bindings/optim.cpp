@@ -87,7 +87,8 @@ void bind_optim(py::module_& m) {
                                           updates[i].shape, kept[i]);
         }
         py::gil_scoped_release nogil;
-        for (size_t i = 0; i < count; ++i) kernels().sgd_update(updates[i].data, buffer_data[i], updates[i].grad.data(), descs[i]);
+        for (size_t i = 0; i < count; ++i)
+          kernels().sgd_update(updates[i].data, buffer_data[i], updates[i].grad.data(), descs[i]);
       },
       py::arg("params"), py::arg("grads"), py::arg("momentum_buffers"), py::arg("first_steps"), py::arg("lr"),
       py::arg("momentum"), py::arg("dampening"), py::arg("weight_decay"), py::arg("nesterov"), py::arg("maximize"));

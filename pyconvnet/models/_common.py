@@ -77,7 +77,7 @@ def run_fused(sequential, x, padding=None):
         while index < len(layers):
             layer, run = layers[index], layers[index:index + 3]
             if _fusable(run, (nn.Conv2d, nn.ReLU, nn.MaxPool2d)) and isinstance(layer.padding, tuple) \
-                    and not run[2].return_indices and (padding is None or len(set(padding)) == 1):
+                    and not run[2].return_indices and x.ndim == 4 and (padding is None or len(set(padding)) == 1):
                 extra = 0 if padding is None else padding[0]
                 pool = run[2]
                 x = F.conv2d_relu_max_pool2d(
