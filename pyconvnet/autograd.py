@@ -618,6 +618,8 @@ def _count_leaf_edge(hooked_leaves, leaf):
 def _leaf_edge_done(hooked_leaves, leaf, accumulated):
     """One edge into ``leaf`` has been handled; after its last one, run its post-accumulate hooks
     (when some gradient reached it in this pass)."""
+    if not hooked_leaves:
+        return
     entry = hooked_leaves.get(id(leaf))
     if entry is None:
         return
@@ -678,6 +680,8 @@ def _read_only(grad):
 def _checked_input_grad(node, index, grad):
     """One gradient from ``node``'s backward, as float32 with exactly the input's shape."""
     expected = node._input_shapes[index]
+    if type(grad) is _NDARRAY and grad.dtype == _FLOAT32 and grad.shape == expected:
+        return grad  # the usual case, taken first: a call of each of the steps below costs more
     grad = _array.asarray(grad, _FLOAT32)
     reduced = sum_to_shape(grad, expected)
     if reduced is None:
@@ -706,8 +710,11 @@ def _owned_by_engine(grad, returned, input_grads):
         return False
     if grad is not returned:
         return not np.may_share_memory(grad, returned)  # np.asarray views an ndarray subclass
-    sharing = [other for other in input_grads if isinstance(other, np.ndarray) and np.may_share_memory(other, grad)]
-    return type(grad.base) is _KERNEL_BUFFER_OWNER and len(sharing) == 1  # only itself
+    if type(grad.base) is not _KERNEL_BUFFER_OWNER:
+        return False
+    sharing = [other for other in input_grads
+               if other is grad or (isinstance(other, np.ndarray) and np.may_share_memory(other, grad))]
+    return len(sharing) == 1  # only itself
 
 
 # The key of a retain_grad hook: sorted after every handle id, so it sees the final gradient.

@@ -245,14 +245,39 @@ def test_small_outputs_bypass_the_cache():
     assert (after["cached_bytes"], after["hits"], after["misses"]) == (0, before["hits"], before["misses"])
 
 
-def test_a_cache_miss_frees_cached_memory_instead_of_adding_to_it():
+def test_a_cache_miss_frees_cached_blocks_past_twice_the_most_in_use():
+    """Heap blocks (under 4 MiB) stay cached while cached and live ones together hold at most twice
+    the most ever live at once; past that a miss frees the oldest."""
     backend.empty_buffer_cache()
-    small = pcn.nn.functional.relu(pcn.ones(2, 4, 128, 128))  # 512 KiB
-    del small
-    assert backend.buffer_cache_stats()["cached_bytes"] == 512 * 1024
-    large = pcn.nn.functional.relu(pcn.ones(4, 4, 128, 128))  # 1 MiB: a miss
-    assert backend.buffer_cache_stats()["cached_bytes"] == 0, "the older, smaller block paid for the new one"
-    np.testing.assert_array_equal(large.numpy(), 1.0)
+    for floats in (MIB_FLOATS, 3 * MIB_FLOATS // 2):  # 1 MiB, then 1.5 MiB: a miss that keeps the first
+        out = _relu_of(floats, 1.0)
+        del out
+    assert backend.buffer_cache_stats()["cached_bytes"] == 5 << 19
+    last = _relu_of(2 * MIB_FLOATS, 2.0)  # 2 MiB live, 4.5 held: the oldest, 1 MiB, goes
+    assert backend.buffer_cache_stats()["cached_bytes"] == 3 << 19
+    np.testing.assert_array_equal(last.numpy(), 2.0)
+    del last
+    backend.empty_buffer_cache()
+    assert backend.buffer_cache_stats()["cached_bytes"] == 0
+
+
+def test_a_training_step_finds_all_its_buffers_cached():
+    pcn.manual_seed(0)
+    model = pcn.models.lenet5()
+    optimizer = pcn.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x, y = pcn.randn(64, 1, 28, 28), pcn.tensor(np.arange(64) % 10)
+
+    def step():
+        optimizer.zero_grad()
+        pcn.nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+
+    backend.empty_buffer_cache()
+    step()
+    before = backend.buffer_cache_stats()
+    step()
+    after = backend.buffer_cache_stats()
+    assert after["misses"] == before["misses"] and after["hits"] > before["hits"]
 
 
 def _relu_of(floats, value):

@@ -192,13 +192,16 @@ def _recorded(output):
 
 @contextlib.contextmanager
 def recording_relu_decisions():
-    """Meanwhile pyconvnet's relu, add_relu and batch_norm_relu (every model's ReLUs run through
-    them) record."""
+    """Meanwhile pyconvnet's relu, add_relu, batch_norm_relu and linear_relu (every model's ReLUs
+    run through them; conv2d_relu_max_pool2d does not run while record_argmax hooks the max-pool
+    layers) record."""
     functional = pcn.nn.functional
     relu, add_relu, batch_norm_relu = functional.relu, functional.add_relu, functional.batch_norm_relu
+    linear_relu = functional.linear_relu
     with mock.patch.object(functional, "relu", lambda x, inplace=False: _recorded(relu(x, inplace=inplace))), \
             mock.patch.object(functional, "add_relu", lambda a, b: _recorded(add_relu(a, b))), \
-            mock.patch.object(functional, "batch_norm_relu", lambda *a, **k: _recorded(batch_norm_relu(*a, **k))):
+            mock.patch.object(functional, "batch_norm_relu", lambda *a, **k: _recorded(batch_norm_relu(*a, **k))), \
+            mock.patch.object(functional, "linear_relu", lambda *a: _recorded(linear_relu(*a))):
         yield
 
 

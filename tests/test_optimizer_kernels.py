@@ -7,7 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from pyconvnet.ops.optimizer import adadelta_update_, adagrad_update_, adam_update_, rmsprop_update_, sgd_update_
+from pyconvnet.ops.optimizer import (adadelta_update_, adagrad_update_, adam_update_, rmsprop_update_, sgd_update_,
+                                     sgd_update_many_)
 from support import assert_close
 
 STEPS = 6
@@ -66,6 +67,36 @@ def test_sgd_update_matches_torch_and_reference(isa, flags, shape):
     assert_param_close(param, tp.detach().numpy(), param0, 1e-6, "param vs torch")
     if buf is not None:
         assert_param_close(buf, opt.state[tp]["momentum_buffer"].numpy(), buf, 1e-6, "momentum_buffer vs torch")
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_sgd_update_many_equals_one_call_per_parameter(isa, momentum):
+    """An optimiser group's parameters in one call, some on their first step: the same bits as
+    sgd_update_ on each."""
+    rng = np.random.default_rng(5)
+    shapes, first_steps = [(37,), (3, 5, 7), (41000,), (0,)], [True, False, True, False]
+    params = [rng.standard_normal(shape).astype(np.float32) for shape in shapes]
+    grads = [rng.standard_normal(shape).astype(np.float32) for shape in shapes]
+    buffers = [rng.standard_normal(shape).astype(np.float32) if momentum else None for shape in shapes]
+    options = dict(lr=0.05, momentum=momentum, weight_decay=0.01, nesterov=momentum != 0.0)
+    expected = [(p.copy(), None if b is None else b.copy()) for p, b in zip(params, buffers)]
+    for (param, buf), grad, first in zip(expected, grads, first_steps):
+        sgd_update_(param, grad, buf, first_step=first, **options)
+    sgd_update_many_(params, grads, buffers, first_steps=first_steps, **options)
+    for param, buf, (param_expected, buf_expected) in zip(params, buffers, expected):
+        assert np.array_equal(param, param_expected)
+        assert buf is None or np.array_equal(buf, buf_expected)
+
+
+def test_sgd_update_many_rejects_bad_lists():
+    one = [np.zeros(4, np.float32)]
+    with pytest.raises(ValueError, match=r"sgd_update_many: params, grads, momentum_buffers and first_steps must "
+                                         r"have the same length, got 1, 2, 1 and 1"):
+        sgd_update_many_(one, one * 2, one, first_steps=[True], lr=0.1)
+    with pytest.raises(ValueError, match=r"sgd_update_many: .*grad"):
+        sgd_update_many_(one, [np.zeros(5, np.float32)], [None], first_steps=[True], lr=0.1)
+    with pytest.raises(ValueError, match=r"sgd_update_many: momentum_buffer"):
+        sgd_update_many_(one, one, [None], first_steps=[True], lr=0.1, momentum=0.9)
 
 
 # ------------------------------------------------------------------ Adam / AdamW

@@ -28,6 +28,10 @@ def _run(fn, x, gy=None, **kwargs):
 # (batch, channels, H, W, kernel, stride, padding, dilation, ceil_mode)
 MAX_CASES = [
     (2, 3, 8, 8, 2, 2, 0, 1, False),  # the common 2x2/s2
+    (3, 6, 28, 28, 2, 2, 0, 1, False),  # LeNet-5's two: a partial vector a row on every ISA
+    (4, 16, 10, 10, 2, 2, 0, 1, False),
+    (2, 3, 4, 70, 2, 2, 0, 1, True),  # 2x2/s2 rows of several vectors; ceil_mode without overhang
+    (2, 3, 5, 9, 2, 2, 0, 1, False),  # odd sizes: the last row and column are dropped
     (2, 5, 13, 13, 3, 2, 1, 1, False),  # ResNet's 3x3/s2 with padding
     (1, 17, 27, 27, 3, 2, 0, 1, True),  # AlexNet-like, ceil_mode, odd channel count
     (3, 2, 9, 10, 3, 2, 1, 1, True),  # ceil_mode: last window starts in the input, overhangs padding

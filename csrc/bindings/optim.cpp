@@ -62,6 +62,37 @@ void bind_optim(py::module_& m) {
       py::arg("param"), py::arg("grad"), py::arg("momentum_buffer"), py::arg("lr"), py::arg("momentum"),
       py::arg("dampening"), py::arg("weight_decay"), py::arg("nesterov"), py::arg("maximize"), py::arg("first_step"));
   m.def(
+      "sgd_update_many",
+      [](const py::list& params, const py::list& grads, const py::list& buffers, const py::list& first_steps, double lr,
+         double momentum, double dampening, double weight_decay, bool nesterov, bool maximize) {
+        // sgd_update over lists of parameters: one call for an optimiser's group, where a call
+        // per parameter cost more in Python and argument conversion than a small layer's update.
+        const char* op = "sgd_update_many";
+        const size_t count = params.size();
+        if (grads.size() != count || buffers.size() != count || first_steps.size() != count)
+          throw py::value_error(std::string(op) + ": params, grads, momentum_buffers and first_steps must have the "
+                                "same length, got " + std::to_string(count) + ", " + std::to_string(grads.size()) +
+                                ", " + std::to_string(buffers.size()) + " and " + std::to_string(first_steps.size()));
+        std::vector<ParamAndGrad> updates;
+        std::vector<FloatArray> kept(count);
+        std::vector<float*> buffer_data(count);
+        std::vector<SgdDesc> descs;
+        updates.reserve(count);
+        descs.reserve(count);
+        for (size_t i = 0; i < count; ++i) {
+          updates.push_back(param_and_grad(params[i], grads[i], op));
+          descs.push_back(sgd_desc(updates[i].param.size(), lr, momentum, dampening, weight_decay, nesterov, maximize,
+                                   first_steps[i].cast<bool>()));
+          buffer_data[i] = optional_state(buffers[i], momentum != 0.0, op, "momentum_buffer", "momentum != 0",
+                                          updates[i].shape, kept[i]);
+        }
+        py::gil_scoped_release nogil;
+        for (size_t i = 0; i < count; ++i)
+          kernels().sgd_update(updates[i].data, buffer_data[i], updates[i].grad.data(), descs[i]);
+      },
+      py::arg("params"), py::arg("grads"), py::arg("momentum_buffers"), py::arg("first_steps"), py::arg("lr"),
+      py::arg("momentum"), py::arg("dampening"), py::arg("weight_decay"), py::arg("nesterov"), py::arg("maximize"));
+  m.def(
       "adam_update",
       [](const py::handle& param_obj, const py::handle& grad_obj, const py::handle& avg_obj, const py::handle& sq_obj,
          const py::handle& max_obj, int64_t step, double lr, double beta1, double beta2, double eps, double weight_decay,

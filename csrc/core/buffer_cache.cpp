@@ -115,6 +115,9 @@ struct Cache {
   std::unordered_map<void*, std::vector<Segment>> live;  // mapped blocks in use, by address
   size_t cached_bytes = 0;
   size_t limit_bytes = 0;
+  // Cacheable heap blocks: bytes cached, bytes handed out, and the most handed out at once since
+  // the cache was last emptied (see heap_miss).
+  size_t heap_cached = 0, heap_live = 0, heap_live_peak = 0;
   int64_t hits = 0, misses = 0, recycled_bytes = 0;
   size_t segment_count = 0;  // in live and cached mapped blocks
 
@@ -135,6 +138,8 @@ struct Cache {
     heap_free.clear();
     mapped_free.clear();
     cached_bytes = 0;
+    heap_cached = 0;
+    heap_live_peak = heap_live;
   }
 
   // Frees the oldest heap blocks until `bytes` have gone back to malloc (or none are left), so
@@ -151,6 +156,22 @@ struct Cache {
     }
     heap_free.resize(kept);
     cached_bytes -= freed;
+    heap_cached -= freed;
+  }
+
+  // A heap request of `capacity` that no cached block fits, counted as handed out: the oldest
+  // blocks are freed only as far as the heap blocks held (cached and handed out) would pass twice
+  // the most ever handed out at once. A training step asks for the same sizes every time, so all
+  // its blocks stay and it finds them again; freeing the request's worth on every miss instead
+  // evicted blocks of sizes still to come in the step, for ever (LeNet-5 missed 4 of its 8
+  // requests a step, each a trip through malloc, which faults pages in again once the heap has
+  // been trimmed, e.g. by another library's frees).
+  void heap_miss(size_t capacity) {  // caller holds the mutex
+    ++misses;
+    heap_live += capacity;
+    heap_live_peak = std::max(heap_live_peak, heap_live);
+    const size_t held = heap_cached + heap_live;
+    if (held > 2 * heap_live_peak) evict_heap(held - 2 * heap_live_peak);
   }
 
   // A new mapped block of `bytes` whose pages come, as far as they reach, from the oldest cached
@@ -228,18 +249,21 @@ void* acquire_buffer(size_t bytes) {
       void* block = nullptr;
       if (take_newest(c.heap_free, capacity, capacity_of, &block)) {
         c.cached_bytes -= capacity;
+        c.heap_cached -= capacity;
+        c.heap_live += capacity;
+        c.heap_live_peak = std::max(c.heap_live_peak, c.heap_live);
         ++c.hits;
         live_bytes.fetch_add(int64_t(capacity), std::memory_order_relaxed);
         return static_cast<char*>(block) + kAlignment;
       }
-      ++c.misses;
-      c.evict_heap(capacity);
+      c.heap_miss(capacity);
     }
     void* block = heap_allocate(capacity);
     if (!block && cacheable) {  // the cache may be what is holding the memory
       std::lock_guard<std::mutex> lock(c.mutex);
       c.free_all();
       block = heap_allocate(capacity);
+      if (!block) c.heap_live -= capacity;
     }
     if (!block) throw std::bad_alloc();
     live_bytes.fetch_add(int64_t(capacity), std::memory_order_relaxed);
@@ -288,9 +312,15 @@ void release_buffer(void* ptr) {
   void* block = static_cast<char*>(ptr) - kAlignment;
   const size_t capacity = capacity_of(block);
   live_bytes.fetch_sub(int64_t(capacity), std::memory_order_relaxed);
-  if (capacity >= kCachedMinBytes && c.cached_bytes + capacity <= c.limit_bytes) {
+  if (capacity < kCachedMinBytes) {  // a small block that happens to start on a page
+    std::free(block);
+    return;
+  }
+  c.heap_live -= capacity;
+  if (c.cached_bytes + capacity <= c.limit_bytes) {
     c.heap_free.push_back(block);
     c.cached_bytes += capacity;
+    c.heap_cached += capacity;
     return;
   }
   std::free(block);

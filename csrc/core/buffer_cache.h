@@ -5,11 +5,12 @@
 // page fault (about 2.8 us on the 2-core VM these were measured on: a ReLU over a fresh 51 MB
 // output spent ~3/4 of its time faulting). Buffers of at least kCachedMinBytes are therefore
 // kept when their array dies and handed out again for a request of the same page-rounded size.
-// A request the cache cannot serve takes memory out of the cache (its blocks of the same kind)
-// rather than adding to it, so reuse does not raise the process's peak: below 4 MiB it frees the
-// oldest cached heap blocks and takes a new one from malloc (whose heap recycles pages itself);
-// from 4 MiB blocks are mappings of their own, and the oldest cached ones' pages are moved into
-// the new block (Linux mremap: page tables change hands, nothing is copied or faulted). Free bytes held are capped (a quarter
+// A request the cache cannot serve takes memory out of the cache (its blocks of the same kind):
+// below 4 MiB it frees the oldest cached heap blocks as far as the heap blocks held would pass
+// twice the most ever handed out at once, and takes a new one from malloc (whose heap recycles
+// pages itself); from 4 MiB blocks are mappings of their own, and the oldest cached ones' pages are
+// moved into the new block, so that reuse does not raise the process's peak (Linux mremap: page
+// tables change hands, nothing is copied or faulted). Free bytes held are capped (a quarter
 // of physical memory); empty_buffer_cache() returns them all to the system. Thread-safe; all
 // memory is 64-byte aligned.
 #pragma once

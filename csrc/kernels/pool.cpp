@@ -100,6 +100,57 @@ static inline vfloat load_columns(const float* src, int64_t stride) {
   }
 }
 
+// Outputs [0, n) of a row's vector (n <= kVecFloats): the maxima, and their plane indices
+// first + offset.
+static inline void store_maxima(float* y, int64_t* idx, vfloat best, vint offset, int64_t first, int64_t n) {
+  if (n == kVecFloats) {
+    vstore(y, best);
+    *reinterpret_cast<vlong_u*>(idx) = __builtin_convertvector(offset, vlong) + first;
+    return;
+  }
+#if defined(PCN_ISA_IS_avx512)
+  vstore_first(y, best, n);
+  const __m512i offsets = reinterpret_cast<__m512i>(offset), base = _mm512_set1_epi64(first);
+  const __m512i low = _mm512_add_epi64(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(offsets)), base);
+  const __m512i high = _mm512_add_epi64(_mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(offsets, 1)), base);
+  _mm512_mask_storeu_epi64(idx, __mmask8((1u << min64(n, 8)) - 1), low);
+  _mm512_mask_storeu_epi64(idx + 8, __mmask8((1u << max64(n - 8, 0)) - 1), high);
+#else
+  for (int64_t lane = 0; lane < n; ++lane) {
+    y[lane] = best[lane];
+    idx[lane] = first + offset[lane];
+  }
+#endif
+}
+
+// 2x2 windows at stride 2 read in place from the plane (the classic CNNs' pooling; see
+// max_plane_from_view): the maximum of each window row, then the larger of the two, so that no
+// compare waits on more than one other. Same result as the scan in window order: the first
+// maximum, or the last NaN. A window of -inf takes its first tap, as torch's.
+void max_plane_2x2(float* y, int64_t* idx, const float* plane, const Pool2dDesc& d) {
+  const int64_t w = d.in_w;
+  vint lane_column;  // 2 (ow - ow0) of each lane
+  for (int lane = 0; lane < kVecFloats; ++lane) lane_column[lane] = 2 * lane;
+  const vint second_row = vint{} + static_cast<int32_t>(w);
+  for (int64_t oh = 0; oh < d.out_h; ++oh) {
+    for (int64_t ow0 = 0; ow0 < d.out_w; ow0 += kVecFloats) {
+      const float* top = plane + 2 * oh * w + 2 * ow0;
+      const vfloat t0 = vload(top), t1 = vload(top + kVecFloats);
+      const vfloat b0 = vload(top + w), b1 = vload(top + w + kVecFloats);
+      const vfloat top_left = every_other_lane<0>(t0, t1), top_right = every_other_lane<1>(t0, t1);
+      const vfloat bottom_left = every_other_lane<0>(b0, b1), bottom_right = every_other_lane<1>(b0, b1);
+      const vint take_top_right = (top_right > top_left) | (top_right != top_right);
+      const vint take_bottom_right = (bottom_right > bottom_left) | (bottom_right != bottom_right);
+      const vfloat upper = take_top_right ? top_right : top_left;
+      const vfloat lower = take_bottom_right ? bottom_right : bottom_left;
+      const vint take_lower = (lower > upper) | (lower != lower);
+      const vint tap = take_lower ? second_row - take_bottom_right : -take_top_right;  // a true lane is -1
+      store_maxima(y + oh * d.out_w + ow0, idx + oh * d.out_w + ow0, take_lower ? lower : upper,
+                   tap + lane_column, 2 * oh * w + 2 * ow0, min64(kVecFloats, d.out_w - ow0));
+    }
+  }
+}
+
 // How max_pool2d_forward reads a plane: through a view of `rows` rows, `pitch` floats apart, with
 // plane element (0, 0) at view row `top`, column `left`. Window (oh, ow) starts at view row
 // oh * stride_h, column ow * stride_w, and every output row's vectors (whole ones, past out_w)
@@ -164,20 +215,11 @@ void max_plane_from_view(float* y, int64_t* idx, const float* view, int64_t pitc
           best = take ? value : best;
           tap = take ? vint{} + static_cast<int32_t>(r * d.dilation_h * d.in_w + s * d.dilation_w) : tap;
         }
-      const vint index = tap + lane_column;
       const int64_t first = row_index + ow0 * sw, outputs = min64(kVecFloats, d.out_w - ow0);
       float* y_out = y + oh * d.out_w + ow0;
       int64_t* i_out = idx + oh * d.out_w + ow0;
       const vint negative_infinity = best == vbroadcast(kNegInf);
-      if (outputs == kVecFloats) {
-        vstore(y_out, best);
-        *reinterpret_cast<vlong_u*>(i_out) = __builtin_convertvector(index, vlong) + first;
-      } else {
-        for (int64_t lane = 0; lane < outputs; ++lane) {
-          y_out[lane] = best[lane];
-          i_out[lane] = first + index[lane];
-        }
-      }
+      store_maxima(y_out, i_out, best, tap + lane_column, first, outputs);
       if (any_lane(negative_infinity)) {
         int64_t r0, r1;
         valid_taps(h0, d.in_h, d.kernel_h, d.dilation_h, &r0, &r1);
@@ -221,6 +263,8 @@ void max_pool2d_forward(float* y, int64_t* indices, const float* x, const Pool2d
   const MaxPoolView view(d);
   const int threads = threads_for(planes, planes * in_plane);
   const bool vectorised = view.fits_int32(d);
+  const bool two_by_two = d.kernel_h == 2 && d.kernel_w == 2 && d.stride_h == 2 && d.stride_w == 2 &&
+                          d.dilation_h == 1 && d.dilation_w == 1;
   const int64_t view_floats = vectorised ? view.rows * view.cols : 0;
   float* views = thread_scratch(Scratch::columns, view_floats * threads);
 #pragma omp parallel for num_threads(threads) schedule(static)
@@ -241,6 +285,10 @@ void max_pool2d_forward(float* y, int64_t* indices, const float* x, const Pool2d
     // In place also needs the last row's vectors to end inside the tensor.
     const bool in_place = view.plane_is_view(d) &&
                           (p * in_plane + (view.rows - 1) * d.in_w + view.cols <= planes * in_plane);
+    if (in_place && two_by_two) {
+      max_plane_2x2(y_plane, i_plane, plane, d);
+      continue;
+    }
     const float* source = plane;
     int64_t pitch = d.in_w;
     if (!in_place) {

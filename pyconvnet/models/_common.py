@@ -1,12 +1,13 @@
 """What every model in ``pyconvnet.models`` shares: the input check, the error that names
-the layer a too-small or wrongly shaped input fails in, and the zero-padding of small images."""
+the layer a too-small or wrongly shaped input fails in, the zero-padding of small images and the
+fused run of a ``Sequential``'s conv -> ReLU -> max-pool and linear -> ReLU layers."""
 
 import functools
 import os
 
 from .. import nn
 from ..nn import functional as F
-from ..nn.modules.module import _prefix_message
+from ..nn.modules.module import _name_failing_layer, _prefix_message
 
 
 class ImageClassifier(nn.Module):
@@ -60,6 +61,51 @@ def pad_to_size(x, size):
     """``x`` zero-padded as ``padding_to_size`` says; ``x`` itself when no padding is needed."""
     amounts = padding_to_size(x.shape, size)
     return x if amounts is None else F.pad(x, amounts)
+
+
+def run_fused(sequential, x, padding=None):
+    """``sequential(F.pad(x, padding))`` (``padding``: F.pad's amounts, or None for none), where
+    each Conv2d -> ReLU -> MaxPool2d and Linear -> ReLU run of the container's layers is one fused
+    op (pyconvnet.ops.fused) and an even padding on all sides goes into the first convolution's
+    own. A hook on the container, or on a layer of a run (``onnx.export`` hooks every module),
+    runs that part layer by layer, so that hooks see what they would in torch."""
+    if sequential._has_forward_hooks():
+        return sequential(x if padding is None else F.pad(x, padding))
+    layers = list(sequential)
+    index = 0
+    try:
+        while index < len(layers):
+            layer, run = layers[index], layers[index:index + 3]
+            if _fusable(run, (nn.Conv2d, nn.ReLU, nn.MaxPool2d)) and isinstance(layer.padding, tuple) \
+                    and not run[2].return_indices and x.ndim == 4 and (padding is None or len(set(padding)) == 1):
+                extra = 0 if padding is None else padding[0]
+                pool = run[2]
+                x = F.conv2d_relu_max_pool2d(
+                    x, layer.weight, layer.bias, layer.stride, (layer.padding[0] + extra, layer.padding[1] + extra),
+                    layer.dilation, layer.groups, kernel_size=pool.kernel_size, pool_stride=pool.stride,
+                    pool_padding=pool.padding, pool_dilation=pool.dilation, ceil_mode=pool.ceil_mode)
+                index, padding = index + 3, None
+                continue
+            if padding is not None:
+                x, padding = F.pad(x, padding), None
+            if _fusable(run[:2], (nn.Linear, nn.ReLU)):
+                x = F.linear_relu(x, layer.weight, layer.bias)
+                index += 2
+            else:
+                x = layer(x)
+                index += 1
+    except ValueError as error:  # named like Module.__call__ names a layer's error
+        if not hasattr(error, "module"):
+            _name_failing_layer(layers[index], error, (x,))
+        raise
+    return x
+
+
+def _fusable(run, types):
+    """Whether ``run`` is layers of exactly ``types`` (a subclass may compute something else) that
+    no hook watches."""
+    return len(run) == len(types) and all(type(layer) is kind and not layer._has_forward_hooks()
+                                          for layer, kind in zip(run, types))
 
 
 def torchvision_builder(builder):

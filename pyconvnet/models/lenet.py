@@ -11,7 +11,7 @@ from .. import nn
 from ..nn import functional as F
 from ..autograd import no_grad
 from ..creation import from_numpy, ones, zeros
-from ._common import ImageClassifier, pad_to_size
+from ._common import ImageClassifier, padding_to_size, run_fused
 
 __all__ = ["LeNet5", "ClassicLeNet5", "lenet5"]
 
@@ -27,11 +27,17 @@ SQUASH_AMPLITUDE = 1.7159
 SQUASH_SLOPE = 2.0 / 3.0
 
 
-def _to_32x32(x, model):
-    """``x`` zero-padded from 28x28 to 32x32; 32x32 passes; any other size is a ValueError."""
+def _padding_to_32x32(x, model):
+    """F.pad's amounts taking a 28x28 ``x`` to 32x32 (None for 32x32); any other size is a ValueError."""
     if tuple(x.shape[2:]) not in ((28, 28), (32, 32)):
         raise ValueError(f"{model}: expected 32x32 or 28x28 images, got input of shape {tuple(x.shape)}")
-    return pad_to_size(x, 32)
+    return padding_to_size(x.shape, 32)
+
+
+def _to_32x32(x, model):
+    """``x`` zero-padded from 28x28 to 32x32; 32x32 passes; any other size is a ValueError."""
+    padding = _padding_to_32x32(x, model)
+    return x if padding is None else F.pad(x, padding)
 
 
 class LeNet5(ImageClassifier):
@@ -53,7 +59,8 @@ class LeNet5(ImageClassifier):
         )
 
     def _forward(self, x):
-        return self.classifier(self.features(_to_32x32(x, "lenet5")).flatten(1))
+        features = run_fused(self.features, x, _padding_to_32x32(x, "lenet5"))
+        return run_fused(self.classifier, features.flatten(1))
 
 
 class Squash(nn.Module):

@@ -70,11 +70,18 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     ``padding`` is an int, a pair, ``'valid'`` (none) or ``'same'`` (output size = input size,
     stride 1 only; an odd total padding puts the extra row/column at the bottom/right, as PyTorch).
     """
-    stride = pair(stride, "stride", "conv2d")
-    dilation = pair(dilation, "dilation", "conv2d")
+    input, stride, padding, dilation, groups = conv2d_arguments(input, weight, stride, padding, dilation, groups)
+    return Conv2dFunction.apply(input, weight, bias, stride, padding, dilation, groups)
+
+
+def conv2d_arguments(input, weight, stride, padding, dilation, groups, op="conv2d"):
+    """conv2d's (input, stride, padding, dilation, groups) as its Function takes them: pairs of
+    ints, and for ``padding='same'`` with an odd total, the input padded by the extra row/column."""
+    stride = pair(stride, "stride", op)
+    dilation = pair(dilation, "dilation", op)
     if isinstance(groups, bool) or not isinstance(groups, int):
-        raise TypeError(f"conv2d: groups must be an int, got {type(groups).__name__}")
-    groups = int64(groups, "groups", "conv2d")
+        raise TypeError(f"{op}: groups must be an int, got {type(groups).__name__}")
+    groups = int64(groups, "groups", op)
     if isinstance(padding, str):
         if padding == "valid":
             padding = (0, 0)
@@ -84,10 +91,10 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
                 input = pad(input, (0, right - left, 0, bottom - top))  # the extra row/column only
             padding = (top, left)
         else:
-            raise ValueError(f"conv2d: padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
+            raise ValueError(f"{op}: padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
     else:
-        padding = pair(padding, "padding", "conv2d")
-    return Conv2dFunction.apply(input, weight, bias, stride, padding, dilation, groups)
+        padding = pair(padding, "padding", op)
+    return input, stride, padding, dilation, groups
 
 
 class ConvTranspose2dFunction(Function):
@@ -201,16 +208,21 @@ def linear(input, weight, bias=None):
     Runs on the library's packed SGEMM (``pyconvnet.backend.sgemm``); in bfloat16 inside a CPU
     ``autocast`` region.
     """
+    check_linear_arguments(input, weight, bias)
+    return LinearFunction.apply(input, weight, bias)
+
+
+def check_linear_arguments(input, weight, bias, op="linear"):
+    """ValueError unless ``weight`` is 2-D, matches ``input``'s last dimension and ``bias`` its rows."""
     if weight.ndim != 2:
-        raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got shape {tuple(weight.shape)}")
+        raise ValueError(f"{op}: weight must be 2-D (out_features, in_features), got shape {tuple(weight.shape)}")
     if input.ndim < 1 or input.shape[-1] != weight.shape[1]:
         raise ValueError(
-            f"linear: input shape {tuple(input.shape)} does not match weight shape {tuple(weight.shape)} "
+            f"{op}: input shape {tuple(input.shape)} does not match weight shape {tuple(weight.shape)} "
             f"(the last dimension of input must be in_features={weight.shape[1]})"
         )
     if bias is not None and tuple(bias.shape) != (weight.shape[0],):
-        raise ValueError(f"linear: bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
-    return LinearFunction.apply(input, weight, bias)
+        raise ValueError(f"{op}: bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}")
 
 
 class ConstantPadFunction(Function):

@@ -1,10 +1,11 @@
 """Fused in-place optimiser updates for ``pyconvnet.optim`` (internal, not part of nn.functional).
 
 Each call updates one float32, C-contiguous numpy parameter and its state arrays in place with
-torch.optim's single-tensor (``foreach=False``) arithmetic, in one pass of a C++ kernel.
+torch.optim's single-tensor (``foreach=False``) arithmetic, in one pass of a C++ kernel
+(``sgd_update_many_``: a list of them in one call).
 """
 
-from .. import kernels
+from .. import _C, _array, kernels
 
 __all__ = []
 
@@ -16,8 +17,23 @@ def sgd_update_(
     """One ``torch.optim.SGD`` step. ``momentum_buffer`` (param-shaped, may be None when
     ``momentum == 0``) is overwritten with the gradient when ``first_step``, otherwise updated
     as ``momentum * buf + (1 - dampening) * grad``."""
-    kernels.sgd_update(param, grad, momentum_buffer, float(lr), float(momentum), float(dampening), float(weight_decay),
-                       bool(nesterov), bool(maximize), bool(first_step))
+    kernels.sgd_update(param, grad, momentum_buffer, *_sgd_options(lr=lr, momentum=momentum, dampening=dampening,
+                                                                  weight_decay=weight_decay, nesterov=nesterov,
+                                                                  maximize=maximize), bool(first_step))
+
+
+def sgd_update_many_(params, grads, momentum_buffers, *, first_steps, **options):
+    """``sgd_update_`` of every (param, grad, momentum_buffer, first_step) of the lists with the
+    same ``options``: one call of the CPU kernels for all of them (GPU arrays: one call each)."""
+    if kernels.gpu_array_type is not None and any(_array.on_gpu(param) for param in params):
+        for update in zip(params, grads, momentum_buffers, first_steps):
+            sgd_update_(*update[:3], first_step=update[3], **options)
+        return
+    _C.sgd_update_many(params, grads, momentum_buffers, first_steps, *_sgd_options(**options))
+
+
+def _sgd_options(*, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False):
+    return float(lr), float(momentum), float(dampening), float(weight_decay), bool(nesterov), bool(maximize)
 
 
 def adam_update_(

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ..ops.optimizer import sgd_update_
+from ..ops.optimizer import sgd_update_many_
 from ..tensor import Tensor
 from .optimizer import Optimizer
 
@@ -18,7 +18,7 @@ class SGD(Optimizer):
         p = p - lr * g
 
     The state ``momentum_buffer`` exists only when ``momentum != 0``. Each update is one fused
-    kernel pass per parameter.
+    kernel pass per parameter, all of a group's in one call.
     """
 
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *, maximize=False):
@@ -42,6 +42,7 @@ class SGD(Optimizer):
             lr=group["lr"], momentum=momentum, dampening=group["dampening"], weight_decay=group["weight_decay"],
             nesterov=group["nesterov"], maximize=group["maximize"],
         )
+        params, grads, buffers, first_steps = [], [], [], []
         for param in group["params"]:
             grad = param._grad
             if grad is None:
@@ -54,4 +55,8 @@ class SGD(Optimizer):
                 if first_step:  # the kernel overwrites it with the gradient
                     buffer = state["momentum_buffer"] = Tensor._wrap(np.empty_like(param._array))
                 buffer = buffer._array
-            sgd_update_(param._array, grad._array, buffer, first_step=first_step, **options)
+            params.append(param._array)
+            grads.append(grad._array)
+            buffers.append(buffer)
+            first_steps.append(first_step)
+        sgd_update_many_(params, grads, buffers, first_steps=first_steps, **options)

@@ -1,0 +1,72 @@
+"""Fused layer sequences (pyconvnet extensions, like ``add_relu``): ``conv2d_relu_max_pool2d`` and
+``linear_relu``, each one autograd node whose results equal the separate ops'.
+
+On a small network every op costs more outside its kernel (``Function.apply``, the backward
+engine, the module calls) than inside it; a fused node pays that once. The ReLU of
+``conv2d_relu_max_pool2d`` runs after the pooling, on the pooled map: max commutes with ReLU
+(both pick the same element, and a non-positive maximum gets no gradient either way), so it
+reads and writes a quarter of the memory for a 2x2 pool, forward and backward.
+"""
+
+import numpy as np
+
+from .. import kernels
+from ..autograd import Function
+from .conv import Conv2dFunction, LinearFunction, check_linear_arguments, conv2d_arguments
+from .pooling import _window_args
+from ._args import pair
+
+__all__ = ["conv2d_relu_max_pool2d", "linear_relu"]
+
+
+class Conv2dReluMaxPool2dFunction(Function):
+    @staticmethod
+    def forward(ctx, input, weight, bias, stride, padding, dilation, groups, pool):
+        conv_output = Conv2dFunction.forward(ctx, input, weight, bias, stride, padding, dilation, groups)
+        ctx.conv_shape, ctx.pool = list(conv_output.shape), pool
+        output, indices = kernels.max_pool2d_forward(conv_output, *pool)
+        kernels.relu_forward(output, out=output)
+        _, _, pool_padding, _, ceil_mode = pool
+        if pool_padding != (0, 0) or ceil_mode:  # a window holding no input stays -inf, as max_pool2d's
+            output[indices < 0] = -np.inf
+        ctx.pooled = output, indices
+        return output
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        output, indices = ctx.pooled
+        grad = kernels.relu_backward(grad_output, output)
+        grad = kernels.max_pool2d_backward(grad, indices, ctx.conv_shape, *ctx.pool)
+        return Conv2dFunction.backward(ctx, grad)
+
+
+def conv2d_relu_max_pool2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, kernel_size,
+                           pool_stride=None, pool_padding=0, pool_dilation=1, ceil_mode=False):
+    """``max_pool2d(relu(conv2d(input, weight, bias, stride, padding, dilation, groups)), kernel_size,
+    pool_stride, pool_padding, pool_dilation, ceil_mode)`` over an (N, C, H, W) input, as one node."""
+    op = "conv2d_relu_max_pool2d"
+    if input.ndim != 4:
+        raise ValueError(f"{op}: input must be 4-D (N, C, H, W), got shape {tuple(input.shape)}")
+    input, stride, padding, dilation, groups = conv2d_arguments(input, weight, stride, padding, dilation, groups, op)
+    kernel, pool_stride, pool_padding = _window_args(op, kernel_size, pool_stride, pool_padding)
+    pool = (kernel, pool_stride, pool_padding, pair(pool_dilation, "pool_dilation", op), bool(ceil_mode))
+    return Conv2dReluMaxPool2dFunction.apply(input, weight, bias, stride, padding, dilation, groups, pool)
+
+
+class LinearReluFunction(Function):
+    @staticmethod
+    def forward(ctx, input, weight, bias):
+        output = LinearFunction.forward(ctx, input, weight, bias)
+        kernels.relu_forward(output, out=output)
+        ctx.output = output
+        return output
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return LinearFunction.backward(ctx, kernels.relu_backward(grad_output, ctx.output))
+
+
+def linear_relu(input, weight, bias=None):
+    """``relu(linear(input, weight, bias))`` as one node."""
+    check_linear_arguments(input, weight, bias, "linear_relu")
+    return LinearReluFunction.apply(input, weight, bias)
