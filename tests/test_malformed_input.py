@@ -75,6 +75,11 @@ OPS = {
         F.sigmoid(x), lib.tensor(PROBABILITIES[: x.shape[0]].copy()), reduction="none"),
     "cat": lambda F, lib, x: lib.cat([x, x], 1),
     "add_relu": lambda F, lib, x: F.add_relu(x, x) if F is pcn.nn.functional else lib.relu(x + x),
+    "conv2d_relu_max_pool2d": lambda F, lib, x: (
+        F.conv2d_relu_max_pool2d(x, lib.tensor(WEIGHT), None, 1, 1, kernel_size=2) if F is pcn.nn.functional
+        else F.max_pool2d(lib.relu(F.conv2d(x, lib.tensor(WEIGHT), None, 1, 1)), 2)),
+    "linear_relu": lambda F, lib, x: (F.linear_relu(x, lib.tensor(LINEAR_WEIGHT)) if F is pcn.nn.functional
+                                      else lib.relu(F.linear(x, lib.tensor(LINEAR_WEIGHT)))),
 }
 
 
@@ -126,6 +131,7 @@ def test_wrong_dtype_of_other_arguments_is_a_type_error(call):
 # ------------------------------------------------------------------ wrong ndim
 WRONG_NDIM = {
     "conv2d": [1, 3, 5],
+    "conv2d_relu_max_pool2d": [1, 3, 5],
     "conv_transpose2d": [1, 2, 5],
     "max_pool2d": [1, 2, 5],
     "avg_pool2d": [1, 2, 5],
