@@ -145,6 +145,7 @@ def _measure_ranks(path, steps):
 def _measure_single(threads, steps):
     """One process: the trainer-batch steps of STEP_MODELS and every bench model's step."""
     backend.set_num_threads(threads)
+    backend.set_adaptive_threads(False)  # the baseline runs on `threads`, whatever else the machine does
     result = {"threads": threads, "trainer_batch_s": {}, "bench": {}}
     for name in STEP_MODELS:
         model, images, labels = _trainer_case(name, TRAINER_BATCH)
