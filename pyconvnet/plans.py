@@ -306,11 +306,12 @@ def conv2d(pass_, a, b, c, stride, padding, dilation, groups, bf16=False):
         candidates += [(isa, name) for name in names if winograd or name != "winograd"]
     if not candidates:  # the reference ISA: one way only
         return function(*args)
-    plan, result = _select(candidates, heuristic, lambda isa, name: function(*args, algorithm=name, isa=isa))
     geometry = (tuple(stride), tuple(padding), tuple(dilation), groups)
     threads = _C.threads_in_use()
-    _remember((pass_, input_shape, weight_shape, geometry, isas, threads, winograd),
-              _string_key(pass_, input_shape, weight_shape, geometry, isas, threads, winograd), plan)
+    plan, result = _select(candidates, heuristic, lambda isa, name: function(*args, algorithm=name, isa=isa))
+    if plan is not None:
+        _remember((pass_, input_shape, weight_shape, geometry, isas, threads, winograd),
+                  _string_key(pass_, input_shape, weight_shape, geometry, isas, threads, winograd), plan)
     return result
 
 
@@ -341,7 +342,8 @@ def sgemm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, bf1
         return _C.sgemm(a, b, **{**options, "out": None if out is None else out.copy()}, isa=isa)
 
     plan, result = _select([(isa, "gemm") for isa in isas], (_C.isa(), "gemm"), call)
-    _remember(key, string_key(), plan)
+    if plan is not None:
+        _remember(key, string_key(), plan)
     if out is None:
         return result
     out[...] = result
@@ -368,14 +370,17 @@ def sgemm_plan_of(m, n, k, trans_a=False, trans_b=False):
 
 def _select(candidates, heuristic, call):
     """Times ``call(isa, algorithm)`` for each (isa, algorithm) candidate (the heuristic's first)
-    and returns the plan and the chosen candidate's result."""
+    and returns the plan and the chosen candidate's result. The plan is None when the threads in
+    use changed meanwhile (adaptive threading): candidates timed on different counts compare
+    nothing, so the next call with the shape measures again."""
+    threads = _C.threads_in_use()
     if heuristic in candidates:  # timed first, as the yardstick
         candidates = [heuristic] + [c for c in candidates if c != heuristic]
     ms, outputs = {}, {}  # fastest run per candidate; the outputs of the heuristic's and the leader's
 
     # One thread runs the kernel on this one: its CPU time, which a busy machine does not inflate by
     # descheduling it. A team's time is the wall clock's.
-    clock = time.thread_time if _C.threads_in_use() == 1 else time.perf_counter
+    clock = time.thread_time if threads == 1 else time.perf_counter
 
     def run(candidate):
         begin = clock()
@@ -402,6 +407,8 @@ def _select(candidates, heuristic, call):
     best = min(ms, key=ms.get)
     if heuristic in ms and ms[best] > (1.0 - _margin) * ms[heuristic]:
         best = heuristic
+    if _C.threads_in_use() != threads:
+        return None, outputs[best]
     plan = {"isa": best[0], "algorithm": best[1], "heuristic": "/".join(heuristic) if heuristic else None,
             "ms": {f"{isa}/{name}": round(t, 4) for (isa, name), t in ms.items()}}
     return plan, outputs[best]

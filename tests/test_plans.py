@@ -253,6 +253,36 @@ def test_a_slower_heuristic_choice_loses_to_the_fastest_candidate(tuning, thread
     assert np.array_equal(y.detach().numpy(), chosen)
 
 
+def test_a_selection_during_which_the_thread_count_moved_is_not_kept(tuning, monkeypatch):
+    """Adaptive threading may lower the count while candidates are timed: such a selection returns
+    its result but keeps no plan, and the next call with the shape measures again."""
+    state = {"threads": 2}
+
+    def forward_then_fewer_threads(*args, **kwargs):
+        state["threads"] = 1  # as if other processes got busy during the first candidate
+        return _C.conv2d_forward(*args, **kwargs)
+
+    class ThreadsMoving:  # _C, with the count in use read from `state`
+        def __getattr__(self, name):
+            return forward_then_fewer_threads if name == "conv2d_forward" else getattr(_C, name)
+
+        @staticmethod
+        def threads_in_use():
+            return state["threads"]
+
+    shape, weight_shape, geometry = (2, 16, 10, 10), (16, 16, 3, 3), ((1, 1), (1, 1), (1, 1), 1)
+    x = random_array(np.random.default_rng(0), *shape)
+    w = random_array(np.random.default_rng(1), *weight_shape)
+    monkeypatch.setattr(plans, "_C", ThreadsMoving())
+    moved = plans.conv2d("forward", x, w, None, *geometry)
+    for threads in (1, 2):
+        state["threads"] = threads
+        assert plans.plan_of("forward", shape, weight_shape, *geometry) is None
+    monkeypatch.setattr(plans, "_C", _C)
+    np.testing.assert_allclose(moved, plans.conv2d("forward", x, w, None, *geometry), rtol=1e-5, atol=1e-5)
+    assert plans.plan_of("forward", shape, weight_shape, *geometry) is not None  # measured again, kept
+
+
 def test_deterministic_mode_times_nothing_and_reuses_plans(tuning):
     shape, weight_shape, geometry = (2, 16, 10, 10), (16, 16, 3, 3), ((1, 1), (1, 1), (1, 1), 1)
     _, heuristic = _C.conv2d_algorithms("forward", shape, weight_shape, *geometry)
