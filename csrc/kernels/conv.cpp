@@ -123,8 +123,9 @@ struct PatchTransposedPackB {
   }
 };
 
-// Images are shared out whole when there are at least as many (image, group) items as threads.
-bool parallel_over_images(const Conv2dDesc& d) { return d.batch * d.groups >= num_threads() && num_threads() > 1; }
+// Images are shared out whole when there are at least as many (image, group) items as threads
+// (the caller's one reading of num_threads()).
+bool parallel_over_images(const Conv2dDesc& d, int threads) { return d.batch * d.groups >= threads && threads > 1; }
 
 // Pointwise convolutions are GEMMs over each image's positions. On maps of fewer than
 // kBundledMapPositions, several images go side by side into one GEMM of about kPointwiseColumns
@@ -299,7 +300,7 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
     default: break;
   }
   const int threads = num_threads();
-  const bool by_image = parallel_over_images(d);
+  const bool by_image = parallel_over_images(d, threads);
   const int64_t a_floats = packed_a_floats(g.cout_g, g.k), b_floats = packed_b_floats(g.p, g.k);
   float* packed_w = thread_scratch(Scratch::pack_a, g.groups * a_floats);
   float* b_bufs = thread_scratch(Scratch::pack_b, b_floats * (by_image ? threads : 1));
@@ -333,7 +334,7 @@ void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv
     default: break;
   }
   const int threads = num_threads();
-  const bool by_image = parallel_over_images(d);
+  const bool by_image = parallel_over_images(d, threads);
   // Column chunks keep the K x chunk buffer near 16 MB whatever the image size.
   const int64_t chunk = max64(kGemmNR, min64(g.p, (int64_t(1) << 22) / g.k));
   const int64_t a_floats = packed_a_floats(g.k, g.cout_g), b_floats = packed_b_floats(chunk, g.cout_g);
@@ -392,7 +393,7 @@ void conv2d_backward_weight(float* dw, const float* dy, const float* x, const Co
   }
   const int64_t w_floats = d.out_channels * g.k;
   const int threads = num_threads();
-  const bool by_image = parallel_over_images(d);
+  const bool by_image = parallel_over_images(d, threads);
   const int slots = by_image ? threads : 1;
   const int64_t a_floats = packed_a_floats(g.cout_g, g.p), b_floats = packed_b_floats(g.k, g.p);
   float* a_bufs = thread_scratch(Scratch::pack_a, a_floats * slots);
