@@ -159,6 +159,11 @@ struct Cache {
     heap_cached -= freed;
   }
 
+  void hand_out_heap(size_t capacity) {  // caller holds the mutex
+    heap_live += capacity;
+    heap_live_peak = std::max(heap_live_peak, heap_live);
+  }
+
   // A heap request of `capacity` that no cached block fits, counted as handed out: the oldest
   // blocks are freed only as far as the heap blocks held (cached and handed out) would pass twice
   // the most ever handed out at once. A training step asks for the same sizes every time, so all
@@ -168,8 +173,7 @@ struct Cache {
   // been trimmed, e.g. by another library's frees).
   void heap_miss(size_t capacity) {  // caller holds the mutex
     ++misses;
-    heap_live += capacity;
-    heap_live_peak = std::max(heap_live_peak, heap_live);
+    hand_out_heap(capacity);
     const size_t held = heap_cached + heap_live;
     if (held > 2 * heap_live_peak) evict_heap(held - 2 * heap_live_peak);
   }
@@ -250,8 +254,7 @@ void* acquire_buffer(size_t bytes) {
       if (take_newest(c.heap_free, capacity, capacity_of, &block)) {
         c.cached_bytes -= capacity;
         c.heap_cached -= capacity;
-        c.heap_live += capacity;
-        c.heap_live_peak = std::max(c.heap_live_peak, c.heap_live);
+        c.hand_out_heap(capacity);
         ++c.hits;
         live_bytes.fetch_add(int64_t(capacity), std::memory_order_relaxed);
         return static_cast<char*>(block) + kAlignment;
