@@ -5,7 +5,8 @@ matrix product of linear layers and matmul (the ops with several implementations
 The first call of a pass (forward, backward_data, backward_weight) with a given geometry times
 every candidate on the call's own arrays and keeps the fastest as that shape's *plan*; the call
 returns the chosen candidate's result. Plans are keyed by the CPU model, the ISAs tried, the
-thread count, the pass and the geometry, and persisted as JSON in
+thread count, the pass, the geometry and the precision (float32, or autocast's bfloat16 operands,
+where the avx512bf16 GEMMs multiply bfloat16 panels and the other paths float32 products), and persisted as JSON in
 ``$XDG_CACHE_HOME/pyconvnet/plans-<cpu>.json`` (default ``~/.cache/pyconvnet``), so later runs
 start with them; a file written by another build of the kernels (another version, or the extension
 rebuilt) is set aside without a warning and its shapes timed again. The ISAs tried are every SIMD ISA the CPU runs, unless ``backend.set_isa`` or
@@ -215,12 +216,12 @@ def _simd_isas():
     return tuple(isa for isa in _C.available_isas() if isa not in ("reference", "generic"))
 
 
-def _string_key(pass_, input_shape, weight_shape, geometry, isas, threads, winograd):
+def _string_key(pass_, input_shape, weight_shape, geometry, isas, threads, winograd, bf16):
     stride, padding, dilation, groups = geometry
     return (f"{'+'.join(isas)}|threads={threads}|{'winograd' if winograd else 'no-winograd'}|{pass_}|"
             f"in={'x'.join(map(str, input_shape))}|w={'x'.join(map(str, weight_shape))}|"
             f"stride={stride[0]}x{stride[1]}|pad={padding[0]}x{padding[1]}|"
-            f"dilation={dilation[0]}x{dilation[1]}|groups={groups}")
+            f"dilation={dilation[0]}x{dilation[1]}|groups={groups}{'|bf16' if bf16 else ''}")
 
 
 def _shapes(pass_, a, b, c):
@@ -258,9 +259,10 @@ def _tuning():
     return not are_deterministic_algorithms_enabled()
 
 
-def plan_of(pass_, input_shape, weight_shape, stride, padding, dilation, groups):
-    """The plan this process would use for a conv2d pass of this geometry, as a dict (``isa``,
-    ``algorithm``, ``ms`` per candidate, ``heuristic``), or None when there is none."""
+def plan_of(pass_, input_shape, weight_shape, stride, padding, dilation, groups, bf16=False):
+    """The plan this process would use for a conv2d pass of this geometry (on bfloat16 operands
+    with ``bf16``), as a dict (``isa``, ``algorithm``, ``ms`` per candidate, ``heuristic``), or None
+    when there is none."""
     geometry = (tuple(stride), tuple(padding), tuple(dilation), groups)
     isas, threads, winograd = _isas(), _C.threads_in_use(), _C.winograd_enabled()
 
@@ -269,21 +271,22 @@ def plan_of(pass_, input_shape, weight_shape, stride, padding, dilation, groups)
                                         isa=plan["isa"])
         return plan["algorithm"] in names
 
-    return _lookup((pass_, tuple(input_shape), tuple(weight_shape), geometry, isas, threads, winograd), isas,
-                   lambda: _string_key(pass_, input_shape, weight_shape, geometry, isas, threads, winograd), usable)
+    return _lookup((pass_, tuple(input_shape), tuple(weight_shape), geometry, isas, threads, winograd, bf16), isas,
+                   lambda: _string_key(pass_, input_shape, weight_shape, geometry, isas, threads, winograd, bf16),
+                   usable)
 
 
 def conv2d(pass_, a, b, c, stride, padding, dilation, groups, bf16=False):
     """``_C.conv2d_<pass_>(a, b, c, stride, padding, dilation, groups)`` with the plan for its
-    geometry (GPU arrays go to the GPU kernels unchanged). ``bf16`` (autocast's bfloat16 operands)
-    takes the fixed heuristic: plans are measured for float32."""
+    geometry (GPU arrays go to the GPU kernels unchanged). ``bf16``: the operands are autocast's
+    bfloat16 values, which have plans of their own."""
     gpu = kernels.gpu_array_type
     if gpu is not None and (isinstance(a, gpu) or isinstance(b, gpu)):
         return getattr(kernels, "conv2d_" + pass_)(a, b, c, stride, padding, dilation, groups)
     function = getattr(_C, "conv2d_" + pass_)
-    args = (a, b, c, stride, padding, dilation, groups)
     if bf16:
-        return function(*args, bf16=True)
+        function = functools.partial(function, bf16=True)
+    args = (a, b, c, stride, padding, dilation, groups)
     if _forced_algorithm is not None:
         input_shape, weight_shape = _shapes(pass_, a, b, c)
         names, _ = _C.conv2d_algorithms(pass_, input_shape, weight_shape, stride, padding, dilation, groups)
@@ -291,7 +294,7 @@ def conv2d(pass_, a, b, c, stride, padding, dilation, groups, bf16=False):
     if not _enabled:
         return function(*args)
     input_shape, weight_shape = _shapes(pass_, a, b, c)
-    plan = plan_of(pass_, input_shape, weight_shape, stride, padding, dilation, groups)
+    plan = plan_of(pass_, input_shape, weight_shape, stride, padding, dilation, groups, bf16)
     if plan is not None:
         return function(*args, algorithm=plan["algorithm"], isa=plan["isa"])
     if not _tuning():
@@ -310,28 +313,27 @@ def conv2d(pass_, a, b, c, stride, padding, dilation, groups, bf16=False):
     threads = _C.threads_in_use()
     plan, result = _select(candidates, heuristic, lambda isa, name: function(*args, algorithm=name, isa=isa))
     if plan is not None:
-        _remember((pass_, input_shape, weight_shape, geometry, isas, threads, winograd),
-                  _string_key(pass_, input_shape, weight_shape, geometry, isas, threads, winograd), plan)
+        _remember((pass_, input_shape, weight_shape, geometry, isas, threads, winograd, bf16),
+                  _string_key(pass_, input_shape, weight_shape, geometry, isas, threads, winograd, bf16), plan)
     return result
 
 
 def sgemm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, bf16=False):
     """``backend.sgemm`` on the ISA measured fastest for its sizes (one plan per m, n, k and
     transposes; GPU arrays go to the GPU kernel unchanged). With ``out`` and ``beta`` != 0 the
-    candidates are timed on copies of ``out``. ``bf16`` (autocast's bfloat16 operands) runs on the
-    ISA in use: plans are measured for float32."""
+    candidates are timed on copies of ``out``. ``bf16``: the operands are autocast's bfloat16
+    values, which have plans of their own."""
     options = {"trans_a": trans_a, "trans_b": trans_b, "alpha": alpha, "beta": beta, "out": out}
     gpu = kernels.gpu_array_type
     if gpu is not None and (isinstance(a, gpu) or isinstance(b, gpu)):
         return kernels.sgemm(a, b, **options)
+    options["bf16"] = bf16
     isas = _isas()
-    if bf16:
-        return _C.sgemm(a, b, **options, bf16=True)
     if not _enabled or len(isas) == 1 or a.ndim != 2 or b.ndim != 2:
         return _C.sgemm(a, b, **options)
     m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
     n = b.shape[0] if trans_b else b.shape[1]
-    key, string_key = _sgemm_keys(m, n, k, trans_a, trans_b, isas)
+    key, string_key = _sgemm_keys(m, n, k, trans_a, trans_b, isas, bf16)
     plan = _lookup(key, isas, string_key, _is_gemm)
     if plan is not None:
         return _C.sgemm(a, b, **options, isa=plan["isa"])
@@ -350,21 +352,23 @@ def sgemm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, bf1
     return out
 
 
-def _sgemm_keys(m, n, k, trans_a, trans_b, isas):
+def _sgemm_keys(m, n, k, trans_a, trans_b, isas, bf16):
     """The in-memory key and a function making the file's key (built only on a miss)."""
     threads = _C.threads_in_use()
-    return (("sgemm", m, n, k, trans_a, trans_b, isas, threads),
-            lambda: f"{'+'.join(isas)}|threads={threads}|sgemm|m={m}|n={n}|k={k}|trans_a={trans_a}|trans_b={trans_b}")
+    return (("sgemm", m, n, k, trans_a, trans_b, isas, threads, bf16),
+            lambda: (f"{'+'.join(isas)}|threads={threads}|sgemm|m={m}|n={n}|k={k}|trans_a={trans_a}|"
+                     f"trans_b={trans_b}{'|bf16' if bf16 else ''}"))
 
 
 def _is_gemm(plan):
     return plan["algorithm"] == "gemm"
 
 
-def sgemm_plan_of(m, n, k, trans_a=False, trans_b=False):
-    """The plan this process would use for an SGEMM of op(a) m x k times op(b) k x n, or None."""
+def sgemm_plan_of(m, n, k, trans_a=False, trans_b=False, bf16=False):
+    """The plan this process would use for an SGEMM of op(a) m x k times op(b) k x n (on bfloat16
+    operands with ``bf16``), or None."""
     isas = _isas()
-    key, string_key = _sgemm_keys(m, n, k, trans_a, trans_b, isas)
+    key, string_key = _sgemm_keys(m, n, k, trans_a, trans_b, isas, bf16)
     return _lookup(key, isas, string_key, _is_gemm)
 
 

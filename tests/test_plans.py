@@ -300,6 +300,31 @@ def test_deterministic_mode_times_nothing_and_reuses_plans(tuning):
         backend.use_deterministic_algorithms(False)
 
 
+def test_bfloat16_operands_have_plans_of_their_own(tuning):
+    """Under autocast the passes are timed again on the bfloat16 operands (the avx512bf16 GEMMs
+    multiply bfloat16 panels there): a slowed heuristic loses as in float32, the plans are kept
+    under their own keys, and the call returns the chosen candidate's bfloat16 result."""
+    shape, weight_shape, geometry = (2, 16, 10, 10), (16, 16, 3, 3), ((1, 1), (1, 1), (1, 1), 1)
+    _, heuristic = _C.conv2d_algorithms("forward", shape, weight_shape, *geometry)
+    plans._test_delay[(backend.isa(), heuristic)] = 0.05
+    rng = np.random.default_rng(4)
+    x, w = _C.round_bf16(random_array(rng, *shape)), _C.round_bf16(random_array(rng, *weight_shape))
+    y = plans.conv2d("forward", x, w, None, *geometry, bf16=True)
+    plan = plans.plan_of("forward", shape, weight_shape, *geometry, bf16=True)
+    assert (plan["isa"], plan["algorithm"]) != (backend.isa(), heuristic)
+    assert plans.plan_of("forward", shape, weight_shape, *geometry) is None  # float32 has none yet
+    assert np.array_equal(y, _C.conv2d_forward(x, w, None, *geometry, algorithm=plan["algorithm"],
+                                               isa=plan["isa"], bf16=True))
+    assert [key.endswith("|bf16") for key in _file_plans(tuning)["plans"]] == [True]
+    with pcn.autocast("cpu", dtype=pcn.bfloat16):  # the layer's passes through autograd
+        _conv_step(shape)
+    assert all(plans.plan_of(pass_, shape, weight_shape, *geometry, bf16=True) for pass_ in plans.PASSES)
+    a, b = _C.round_bf16(random_array(rng, 8, 16)), _C.round_bf16(random_array(rng, 16, 12))
+    np.testing.assert_allclose(plans.sgemm(a, b, bf16=True), a.astype(np.float64) @ b, rtol=1e-5, atol=1e-5)
+    assert (plans.sgemm_plan_of(8, 12, 16, bf16=True) is None) == (len(plans._simd_isas()) < 2)
+    assert plans.sgemm_plan_of(8, 12, 16) is None
+
+
 def test_a_set_isa_limits_the_timing_to_that_isa(tuning):
     backend.set_isa(backend.isa())  # as a user choosing one by hand
     _conv_step()
