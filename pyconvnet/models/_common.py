@@ -75,21 +75,23 @@ def run_fused(sequential, x, padding=None):
     index = 0
     try:
         while index < len(layers):
-            layer, run = layers[index], layers[index:index + 3]
-            if _fusable(run, (nn.Conv2d, nn.ReLU, nn.MaxPool2d)) and isinstance(layer.padding, tuple) \
-                    and not run[2].return_indices and x.ndim == 4 and (padding is None or len(set(padding)) == 1):
+            layer = layers[index]
+            if _fusable(layers, index, _CONV_RELU_POOL) and isinstance(layer.padding, tuple) \
+                    and not layers[index + 2].return_indices and x.ndim == 4 \
+                    and (padding is None or len(set(padding)) == 1):
                 extra = 0 if padding is None else padding[0]
-                pool = run[2]
+                pool = layers[index + 2]
+                weight, bias = _weight_and_bias(layer)
                 x = F.conv2d_relu_max_pool2d(
-                    x, layer.weight, layer.bias, layer.stride, (layer.padding[0] + extra, layer.padding[1] + extra),
+                    x, weight, bias, layer.stride, (layer.padding[0] + extra, layer.padding[1] + extra),
                     layer.dilation, layer.groups, kernel_size=pool.kernel_size, pool_stride=pool.stride,
                     pool_padding=pool.padding, pool_dilation=pool.dilation, ceil_mode=pool.ceil_mode)
                 index, padding = index + 3, None
                 continue
             if padding is not None:
                 x, padding = F.pad(x, padding), None
-            if _fusable(run[:2], (nn.Linear, nn.ReLU)):
-                x = F.linear_relu(x, layer.weight, layer.bias)
+            if _fusable(layers, index, _LINEAR_RELU):
+                x = F.linear_relu(x, *_weight_and_bias(layer))
                 index += 2
             else:
                 x = layer(x)
@@ -101,11 +103,29 @@ def run_fused(sequential, x, padding=None):
     return x
 
 
-def _fusable(run, types):
-    """Whether ``run`` is layers of exactly ``types`` (a subclass may compute something else) that
-    no hook watches."""
-    return len(run) == len(types) and all(type(layer) is kind and not layer._has_forward_hooks()
-                                          for layer, kind in zip(run, types))
+_CONV_RELU_POOL = (nn.Conv2d, nn.ReLU, nn.MaxPool2d)
+_LINEAR_RELU = (nn.Linear, nn.ReLU)
+
+
+def _fusable(layers, start, types):
+    """Whether the layers from ``start`` on are exactly ``types`` (a subclass may compute something
+    else), with their weight and bias registered, and no hook watches them. Asked of every layer of
+    a model on every call: a plain loop (a generator costs more than the checks)."""
+    if start + len(types) > len(layers):
+        return False
+    for offset, kind in enumerate(types):
+        layer = layers[start + offset]
+        if type(layer) is not kind or layer._has_forward_hooks():
+            return False
+    parameters = layers[start]._parameters
+    return "weight" in parameters and "bias" in parameters
+
+
+def _weight_and_bias(layer):
+    """``layer.weight`` and ``layer.bias`` (None without one) from its registry: a Module's
+    ``__getattr__``, reached only after the instance look-up fails, costs ~0.8 us."""
+    parameters = layer._parameters
+    return parameters["weight"], parameters["bias"]
 
 
 def torchvision_builder(builder):
