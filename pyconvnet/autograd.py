@@ -62,13 +62,20 @@ _FREED_GRAPH_MESSAGE = (
 
 
 # ----------------------------------------------------------------------------- grad mode
-# Thread-local like torch: each thread starts with grad mode on.
-_grad_mode = threading.local()
+class _GradMode(threading.local):
+    """Thread-local like torch: each thread starts with grad mode on. A class default, read on every
+    op: a ``getattr`` default would raise and catch an AttributeError each time until a thread
+    first sets the mode (0.35 us)."""
+
+    enabled = True
+
+
+_grad_mode = _GradMode()
 
 
 def is_grad_enabled():
     """True when ops record the graph for backward (the default)."""
-    return getattr(_grad_mode, "enabled", True)
+    return _grad_mode.enabled
 
 
 def _set_grad_mode(enabled):
@@ -698,9 +705,10 @@ def _owned_by_engine(grad, returned, input_grads):
     whole kernel output that the backward returned once (handed over, as ``Function``'s
     contract says). Views, read-only arrays (a passed-on ``grad_output``), plain numpy arrays
     and memory returned for two inputs are not: the caller or another input may hold them."""
-    if _array.on_gpu(grad):  # no buffer owner to ask: only what the engine itself converted or summed
-        return grad is not returned
-    if type(grad) is not np.ndarray or not (grad.flags.c_contiguous and grad.flags.writeable):
+    if type(grad) is not np.ndarray:
+        # A GPU array has no buffer owner to ask: only what the engine itself converted or summed.
+        return _array.on_gpu(grad) and grad is not returned
+    if not (grad.flags.c_contiguous and grad.flags.writeable):
         return False
     if grad is not returned:
         return not np.may_share_memory(grad, returned)  # np.asarray views an ndarray subclass
