@@ -63,20 +63,21 @@ def pad_to_size(x, size):
     return x if amounts is None else F.pad(x, amounts)
 
 
-def run_fused(sequential, x, padding=None):
-    """``sequential(F.pad(x, padding))`` (``padding``: F.pad's amounts, or None for none), where
-    each Conv2d -> ReLU -> MaxPool2d and Linear -> ReLU run of the container's layers is one fused
-    op (pyconvnet.ops.fused) and an even padding on all sides goes into the first convolution's
-    own. A hook on the container, or on a layer of a run (``onnx.export`` hooks every module),
-    runs that part layer by layer, so that hooks see what they would in torch."""
+def run_fused(sequential, x, padding=None, start_dim=None):
+    """``sequential(F.pad(x, padding).flatten(start_dim))`` (``padding``: F.pad's amounts, or None
+    for none; ``start_dim`` None: no flatten), where each Conv2d -> ReLU -> MaxPool2d and
+    Linear -> ReLU run of the container's layers is one fused op (pyconvnet.ops.fused), an even
+    padding on all sides goes into the first convolution's own and the flatten into a first
+    linear run. A hook on the container, or on a layer of a run (``onnx.export`` hooks every
+    module), runs that part layer by layer, so that hooks see what they would in torch."""
     if sequential._has_forward_hooks():
-        return sequential(x if padding is None else F.pad(x, padding))
+        return sequential(_padded_and_flattened(x, padding, start_dim))
     layers = list(sequential)
     index = 0
     try:
         while index < len(layers):
             layer = layers[index]
-            if _fusable(layers, index, _CONV_RELU_POOL) and isinstance(layer.padding, tuple) \
+            if start_dim is None and _fusable(layers, index, _CONV_RELU_POOL) and isinstance(layer.padding, tuple) \
                     and not layers[index + 2].return_indices and x.ndim == 4 \
                     and (padding is None or len(set(padding)) == 1):
                 extra = 0 if padding is None else padding[0]
@@ -88,19 +89,25 @@ def run_fused(sequential, x, padding=None):
                     pool_padding=pool.padding, pool_dilation=pool.dilation, ceil_mode=pool.ceil_mode)
                 index, padding = index + 3, None
                 continue
-            if padding is not None:
-                x, padding = F.pad(x, padding), None
             if _fusable(layers, index, _LINEAR_RELU):
-                x = F.linear_relu(x, *_weight_and_bias(layer))
+                x = F.linear_relu(_padded_and_flattened(x, padding, None), *_weight_and_bias(layer),
+                                  start_dim=start_dim)
                 index += 2
             else:
-                x = layer(x)
+                x = layer(_padded_and_flattened(x, padding, start_dim))
                 index += 1
+            padding = start_dim = None
     except ValueError as error:  # named like Module.__call__ names a layer's error
         if not hasattr(error, "module"):
             _name_failing_layer(layers[index], error, (x,))
         raise
-    return x
+    return _padded_and_flattened(x, padding, start_dim)  # an empty container
+
+
+def _padded_and_flattened(x, padding, start_dim):
+    if padding is not None:
+        x = F.pad(x, padding)
+    return x if start_dim is None else x.flatten(start_dim)
 
 
 _CONV_RELU_POOL = (nn.Conv2d, nn.ReLU, nn.MaxPool2d)
