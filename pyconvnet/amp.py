@@ -36,14 +36,21 @@ class _BFloat16:
 
 bfloat16 = _BFloat16()
 
-# Per thread, as torch's autocast state: whether the CPU region rounds to bfloat16.
-_state = threading.local()
+class _AutocastState(threading.local):
+    """Per thread, as torch's autocast state: whether the CPU region rounds to bfloat16. A class
+    default, read by every convolution and linear layer: a ``getattr`` default would raise and
+    catch an AttributeError each time outside a region."""
+
+    cpu = False
+
+
+_state = _AutocastState()
 
 
 def is_autocast_enabled(device_type="cuda"):
     """Whether an enabled autocast region for ``device_type`` is active in this thread (only the CPU's
     is ever enabled here)."""
-    return devices.device(device_type).type == "cpu" and getattr(_state, "cpu", False)
+    return devices.device(device_type).type == "cpu" and _state.cpu
 
 
 def get_autocast_dtype(device_type):
@@ -53,7 +60,7 @@ def get_autocast_dtype(device_type):
 
 def bf16_active(array):
     """Whether an op on ``array`` runs in bfloat16 here: an enabled CPU region and CPU storage."""
-    return getattr(_state, "cpu", False) and not _array.on_gpu(array)
+    return _state.cpu and not _array.on_gpu(array)
 
 
 def round_bf16(array):
@@ -97,7 +104,7 @@ class autocast:
 
     def __enter__(self):
         if self._on_cpu:
-            self._saved.append(getattr(_state, "cpu", False))
+            self._saved.append(_state.cpu)
             _state.cpu = self.enabled
         return self
 

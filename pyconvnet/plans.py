@@ -216,32 +216,52 @@ def _simd_isas():
     return tuple(isa for isa in _C.available_isas() if isa not in ("reference", "generic"))
 
 
-def _string_key(pass_, input_shape, weight_shape, geometry, isas, threads, winograd, bf16):
-    stride, padding, dilation, groups = geometry
+def _conv_key(pass_, input_shape, weight_shape, stride, padding, dilation, groups, bf16, isas):
+    """A conv2d pass's plan key in memory: the pass, its geometry, the precision, the ISAs timed,
+    the threads in use and whether Winograd is on."""
+    return (pass_, input_shape, weight_shape, tuple(stride), tuple(padding), tuple(dilation), groups, bf16, isas,
+            _C.threads_in_use(), _C.winograd_enabled())
+
+
+def _string_key(key):
+    """A conv2d plan's key in the cache file, from its key in memory."""
+    pass_, input_shape, weight_shape, stride, padding, dilation, groups, bf16, isas, threads, winograd = key
     return (f"{'+'.join(isas)}|threads={threads}|{'winograd' if winograd else 'no-winograd'}|{pass_}|"
             f"in={'x'.join(map(str, input_shape))}|w={'x'.join(map(str, weight_shape))}|"
             f"stride={stride[0]}x{stride[1]}|pad={padding[0]}x{padding[1]}|"
             f"dilation={dilation[0]}x{dilation[1]}|groups={groups}{'|bf16' if bf16 else ''}")
 
 
+def _conv_usable(key, plan):
+    """Whether the plan's algorithm can compute the pass (an edited file may name one that cannot)."""
+    pass_, input_shape, weight_shape, stride, padding, dilation, groups = key[:7]
+    names, _ = _C.conv2d_algorithms(pass_, input_shape, weight_shape, stride, padding, dilation, groups,
+                                    isa=plan["isa"])
+    return plan["algorithm"] in names
+
+
 def _shapes(pass_, a, b, c):
     """(input shape, weight shape) of the convolution from a pass's arguments."""
     if pass_ == "forward":
-        return tuple(a.shape), tuple(b.shape)
+        return a.shape, b.shape
     if pass_ == "backward_data":
-        return tuple(c), tuple(b.shape)
-    return tuple(b.shape), tuple(c)
+        return tuple(c), b.shape
+    return b.shape, tuple(c)
 
 
-def _lookup(key, isas, string_key, usable):
-    """The plan under ``key`` in memory, else the file's under ``string_key()`` when its ISA is one
-    of ``isas`` and ``usable(plan)`` (an edited file may name a path that cannot compute the shape:
-    it is timed again); None when there is none."""
-    from_file = _file_plans()  # first: a new cache folder drops the plans in memory
+def _lookup(key, isas, file_key, usable):
+    """The plan under ``key`` in memory, else the file's under ``file_key(key)`` when its ISA is one
+    of ``isas`` and ``usable(key, plan)``; None when there is none. The cache folder is read from
+    the environment on a miss in memory (a hit costs no look-up of it, as every conv and GEMM call
+    asks): a folder other than the one read last drops the plans in memory."""
+    plan = _plans.get(key)
+    if plan is not None and _file["path"] is not None:
+        return plan
+    from_file = _file_plans()
     plan = _plans.get(key)
     if plan is None:
-        plan = from_file.get(string_key())
-        if plan is None or plan["isa"] not in isas or not usable(plan):
+        plan = from_file.get(file_key(key))
+        if plan is None or plan["isa"] not in isas or not usable(key, plan):
             return None
         _plans[key] = plan
     return plan
@@ -263,17 +283,9 @@ def plan_of(pass_, input_shape, weight_shape, stride, padding, dilation, groups,
     """The plan this process would use for a conv2d pass of this geometry (on bfloat16 operands
     with ``bf16``), as a dict (``isa``, ``algorithm``, ``ms`` per candidate, ``heuristic``), or None
     when there is none."""
-    geometry = (tuple(stride), tuple(padding), tuple(dilation), groups)
-    isas, threads, winograd = _isas(), _C.threads_in_use(), _C.winograd_enabled()
-
-    def usable(plan):
-        names, _ = _C.conv2d_algorithms(pass_, input_shape, weight_shape, stride, padding, dilation, groups,
-                                        isa=plan["isa"])
-        return plan["algorithm"] in names
-
-    return _lookup((pass_, tuple(input_shape), tuple(weight_shape), geometry, isas, threads, winograd, bf16), isas,
-                   lambda: _string_key(pass_, input_shape, weight_shape, geometry, isas, threads, winograd, bf16),
-                   usable)
+    isas = _isas()
+    key = _conv_key(pass_, tuple(input_shape), tuple(weight_shape), stride, padding, dilation, groups, bf16, isas)
+    return _lookup(key, isas, _string_key, _conv_usable)
 
 
 def conv2d(pass_, a, b, c, stride, padding, dilation, groups, bf16=False):
@@ -294,12 +306,14 @@ def conv2d(pass_, a, b, c, stride, padding, dilation, groups, bf16=False):
     if not _enabled:
         return function(*args)
     input_shape, weight_shape = _shapes(pass_, a, b, c)
-    plan = plan_of(pass_, input_shape, weight_shape, stride, padding, dilation, groups, bf16)
+    isas = _isas()
+    key = _conv_key(pass_, input_shape, weight_shape, stride, padding, dilation, groups, bf16, isas)
+    plan = _lookup(key, isas, _string_key, _conv_usable)
     if plan is not None:
         return function(*args, algorithm=plan["algorithm"], isa=plan["isa"])
     if not _tuning():
         return function(*args)
-    isas, winograd = _isas(), _C.winograd_enabled()
+    winograd = key[-1]
     candidates, heuristic = [], None
     for isa in isas:
         names, chosen = _C.conv2d_algorithms(pass_, input_shape, weight_shape, stride, padding, dilation, groups,
@@ -309,12 +323,9 @@ def conv2d(pass_, a, b, c, stride, padding, dilation, groups, bf16=False):
         candidates += [(isa, name) for name in names if winograd or name != "winograd"]
     if not candidates:  # the reference ISA: one way only
         return function(*args)
-    geometry = (tuple(stride), tuple(padding), tuple(dilation), groups)
-    threads = _C.threads_in_use()
     plan, result = _select(candidates, heuristic, lambda isa, name: function(*args, algorithm=name, isa=isa))
     if plan is not None:
-        _remember((pass_, input_shape, weight_shape, geometry, isas, threads, winograd, bf16),
-                  _string_key(pass_, input_shape, weight_shape, geometry, isas, threads, winograd, bf16), plan)
+        _remember(key, _string_key(key), plan)
     return result
 
 
@@ -323,44 +334,46 @@ def sgemm(a, b, trans_a=False, trans_b=False, alpha=1.0, beta=0.0, out=None, bf1
     transposes; GPU arrays go to the GPU kernel unchanged). With ``out`` and ``beta`` != 0 the
     candidates are timed on copies of ``out``. ``bf16``: the operands are autocast's bfloat16
     values, which have plans of their own."""
-    options = {"trans_a": trans_a, "trans_b": trans_b, "alpha": alpha, "beta": beta, "out": out}
     gpu = kernels.gpu_array_type
     if gpu is not None and (isinstance(a, gpu) or isinstance(b, gpu)):
-        return kernels.sgemm(a, b, **options)
-    options["bf16"] = bf16
+        return kernels.sgemm(a, b, trans_a=trans_a, trans_b=trans_b, alpha=alpha, beta=beta, out=out)
     isas = _isas()
     if not _enabled or len(isas) == 1 or a.ndim != 2 or b.ndim != 2:
-        return _C.sgemm(a, b, **options)
+        return _C.sgemm(a, b, trans_a=trans_a, trans_b=trans_b, alpha=alpha, beta=beta, out=out, bf16=bf16)
     m, k = (a.shape[1], a.shape[0]) if trans_a else a.shape
     n = b.shape[0] if trans_b else b.shape[1]
-    key, string_key = _sgemm_keys(m, n, k, trans_a, trans_b, isas, bf16)
-    plan = _lookup(key, isas, string_key, _is_gemm)
+    key = _sgemm_key(m, n, k, trans_a, trans_b, bf16, isas)
+    plan = _lookup(key, isas, _sgemm_string_key, _is_gemm)
     if plan is not None:
-        return _C.sgemm(a, b, **options, isa=plan["isa"])
+        return _C.sgemm(a, b, trans_a=trans_a, trans_b=trans_b, alpha=alpha, beta=beta, out=out, bf16=bf16,
+                        isa=plan["isa"])
     if not _tuning():
-        return _C.sgemm(a, b, **options)
+        return _C.sgemm(a, b, trans_a=trans_a, trans_b=trans_b, alpha=alpha, beta=beta, out=out, bf16=bf16)
 
     def call(isa, _name):
-        return _C.sgemm(a, b, **{**options, "out": None if out is None else out.copy()}, isa=isa)
+        return _C.sgemm(a, b, trans_a=trans_a, trans_b=trans_b, alpha=alpha, beta=beta,
+                        out=None if out is None else out.copy(), bf16=bf16, isa=isa)
 
     plan, result = _select([(isa, "gemm") for isa in isas], (_C.isa(), "gemm"), call)
     if plan is not None:
-        _remember(key, string_key(), plan)
+        _remember(key, _sgemm_string_key(key), plan)
     if out is None:
         return result
     out[...] = result
     return out
 
 
-def _sgemm_keys(m, n, k, trans_a, trans_b, isas, bf16):
-    """The in-memory key and a function making the file's key (built only on a miss)."""
-    threads = _C.threads_in_use()
-    return (("sgemm", m, n, k, trans_a, trans_b, isas, threads, bf16),
-            lambda: (f"{'+'.join(isas)}|threads={threads}|sgemm|m={m}|n={n}|k={k}|trans_a={trans_a}|"
-                     f"trans_b={trans_b}{'|bf16' if bf16 else ''}"))
+def _sgemm_key(m, n, k, trans_a, trans_b, bf16, isas):
+    return ("sgemm", m, n, k, trans_a, trans_b, bf16, isas, _C.threads_in_use())
 
 
-def _is_gemm(plan):
+def _sgemm_string_key(key):
+    _, m, n, k, trans_a, trans_b, bf16, isas, threads = key
+    return (f"{'+'.join(isas)}|threads={threads}|sgemm|m={m}|n={n}|k={k}|trans_a={trans_a}|trans_b={trans_b}"
+            f"{'|bf16' if bf16 else ''}")
+
+
+def _is_gemm(key, plan):
     return plan["algorithm"] == "gemm"
 
 
@@ -368,8 +381,7 @@ def sgemm_plan_of(m, n, k, trans_a=False, trans_b=False, bf16=False):
     """The plan this process would use for an SGEMM of op(a) m x k times op(b) k x n (on bfloat16
     operands with ``bf16``), or None."""
     isas = _isas()
-    key, string_key = _sgemm_keys(m, n, k, trans_a, trans_b, isas, bf16)
-    return _lookup(key, isas, string_key, _is_gemm)
+    return _lookup(_sgemm_key(m, n, k, trans_a, trans_b, bf16, isas), isas, _sgemm_string_key, _is_gemm)
 
 
 def _select(candidates, heuristic, call):

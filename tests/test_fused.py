@@ -91,6 +91,33 @@ def test_linear_relu_equals_the_two_ops_and_torch(isa, shape, with_bias):
         np.testing.assert_allclose(grad, reference.grad.numpy(), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("start_dim, in_features", [(1, 60), (-2, 20)])
+def test_linear_relu_flattening_equals_flatten_then_the_two_ops_and_torch(isa, start_dim, in_features):
+    rng = np.random.default_rng(4)
+    arrays = [random_array(rng, 2, 3, 4, 5), random_array(rng, 6, in_features), random_array(rng, 6)]
+
+    def separate(x, w, b, functional=F):
+        return functional.relu(functional.linear(x.flatten(start_dim), w, b))
+
+    expected = separate(*[pcn.tensor(a) for a in arrays])
+    assert "ReshapeBackward" not in _graph_names(F.linear_relu(*[pcn.tensor(a, requires_grad=True) for a in arrays],
+                                                               start_dim=start_dim))
+    upstream = random_array(rng, *expected.shape)
+    out, grads = _run(lambda x, w, b: F.linear_relu(x, w, b, start_dim=start_dim), arrays, upstream)
+    reference_out, reference_grads = _run(separate, arrays, upstream)
+    assert np.array_equal(out, reference_out)
+    for grad, reference in zip(grads, reference_grads):
+        assert np.array_equal(grad, reference)
+
+    torch = pytest.importorskip("torch")
+    theirs = [torch.tensor(a, requires_grad=True) for a in arrays]
+    torch_out = separate(*theirs, functional=torch.nn.functional)
+    torch_out.backward(torch.tensor(upstream))
+    np.testing.assert_allclose(out, torch_out.detach().numpy(), rtol=1e-5, atol=1e-5)
+    for grad, reference in zip(grads, theirs):
+        np.testing.assert_allclose(grad, reference.grad.numpy(), rtol=1e-4, atol=1e-4)
+
+
 def test_fused_ops_reject_bad_arguments():
     x, w = pcn.zeros(3, 8, 8), pcn.zeros(2, 3, 3, 3)
     with pytest.raises(ValueError, match=r"conv2d_relu_max_pool2d: input must be 4-D"):
@@ -103,6 +130,10 @@ def test_fused_ops_reject_bad_arguments():
         F.linear_relu(pcn.zeros(4, 5), pcn.zeros(6, 7))
     with pytest.raises(ValueError, match=r"linear_relu: bias must have shape \(6,\)"):
         F.linear_relu(pcn.zeros(4, 7), pcn.zeros(6, 7), pcn.zeros(5))
+    with pytest.raises(ValueError, match=r"linear_relu: input shape \(4, 10\) does not match"):  # as flattened
+        F.linear_relu(pcn.zeros(4, 2, 5), pcn.zeros(6, 7), start_dim=1)
+    with pytest.raises(IndexError, match="Dimension out of range"):
+        F.linear_relu(pcn.zeros(4, 7), pcn.zeros(6, 7), start_dim=2)
 
 
 def _lenet_step(model, x, y):
@@ -121,7 +152,8 @@ def test_lenet5_runs_fused_unless_a_hook_watches(size):
     out, grads = _lenet_step(model, x, y)
     names = _graph_names(out)
     assert names.count("Conv2dReluMaxPool2dFunctionBackward") == 2 and names.count("LinearReluFunctionBackward") == 2
-    assert not {"ConstantPadFunctionBackward", "ReluFunctionBackward", "MaxPool2dFunctionBackward"} & set(names)
+    assert not {"ConstantPadFunctionBackward", "ReluFunctionBackward", "MaxPool2dFunctionBackward",
+                "ReshapeBackward"} & set(names)  # the flatten too is inside the first linear node
 
     seen = []
     handle = model.features[1].register_forward_hook(lambda module, args, output: seen.append(tuple(output.shape)))

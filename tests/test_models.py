@@ -201,7 +201,7 @@ def recording_relu_decisions():
     with mock.patch.object(functional, "relu", lambda x, inplace=False: _recorded(relu(x, inplace=inplace))), \
             mock.patch.object(functional, "add_relu", lambda a, b: _recorded(add_relu(a, b))), \
             mock.patch.object(functional, "batch_norm_relu", lambda *a, **k: _recorded(batch_norm_relu(*a, **k))), \
-            mock.patch.object(functional, "linear_relu", lambda *a: _recorded(linear_relu(*a))):
+            mock.patch.object(functional, "linear_relu", lambda *a, **k: _recorded(linear_relu(*a, **k))):
         yield
 
 

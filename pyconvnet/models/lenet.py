@@ -60,7 +60,7 @@ class LeNet5(ImageClassifier):
 
     def _forward(self, x):
         features = run_fused(self.features, x, _padding_to_32x32(x, "lenet5"))
-        return run_fused(self.classifier, features.flatten(1))
+        return run_fused(self.classifier, features, start_dim=1)
 
 
 class Squash(nn.Module):

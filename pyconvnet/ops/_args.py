@@ -32,10 +32,13 @@ def int64(value, name, op):
 
 def pair(value, name, op):
     """``value`` as a (height, width) tuple of ints; TypeError/ValueError name ``op`` and ``name``."""
-    if type(value) is tuple and len(value) == 2 and type(value[0]) is int and type(value[1]) is int:
-        # Every layer's call passes its own pair: the checks below (numbers.Integral is an ABC) cost
-        # several microseconds a call.
-        return (int64(value[0], name, op), int64(value[1], name, op))
+    # Every layer's call passes its own pair or int: the checks below (numbers.Integral is an ABC)
+    # cost several microseconds a call.
+    if type(value) is tuple and len(value) == 2 and type(value[0]) is int and type(value[1]) is int \
+            and _INT64_MIN <= value[0] <= _INT64_MAX and _INT64_MIN <= value[1] <= _INT64_MAX:
+        return value
+    if type(value) is int:
+        return (int64(value, name, op),) * 2
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return (int64(value, name, op),) * 2
     if isinstance(value, (tuple, list)) and len(value) == 2:

@@ -208,17 +208,17 @@ def linear(input, weight, bias=None):
     Runs on the library's packed SGEMM (``pyconvnet.backend.sgemm``); in bfloat16 inside a CPU
     ``autocast`` region.
     """
-    check_linear_arguments(input, weight, bias)
+    check_linear_arguments(tuple(input.shape), weight, bias)
     return LinearFunction.apply(input, weight, bias)
 
 
-def check_linear_arguments(input, weight, bias, op="linear"):
-    """ValueError unless ``weight`` is 2-D, matches ``input``'s last dimension and ``bias`` its rows."""
+def check_linear_arguments(input_shape, weight, bias, op="linear"):
+    """ValueError unless ``weight`` is 2-D, matches the input's last dimension and ``bias`` its rows."""
     if weight.ndim != 2:
         raise ValueError(f"{op}: weight must be 2-D (out_features, in_features), got shape {tuple(weight.shape)}")
-    if input.ndim < 1 or input.shape[-1] != weight.shape[1]:
+    if len(input_shape) < 1 or input_shape[-1] != weight.shape[1]:
         raise ValueError(
-            f"{op}: input shape {tuple(input.shape)} does not match weight shape {tuple(weight.shape)} "
+            f"{op}: input shape {input_shape} does not match weight shape {tuple(weight.shape)} "
             f"(the last dimension of input must be in_features={weight.shape[1]})"
         )
     if bias is not None and tuple(bias.shape) != (weight.shape[0],):

@@ -1,5 +1,6 @@
 """Fused layer sequences (pyconvnet extensions, like ``add_relu``): ``conv2d_relu_max_pool2d`` and
-``linear_relu``, each one autograd node whose results equal the separate ops'.
+``linear_relu`` (optionally flattening its input first), each one autograd node whose results
+equal the separate ops'.
 
 On a small network every op costs more outside its kernel (``Function.apply``, the backward
 engine, the module calls) than inside it; a fused node pays that once. The ReLU of
@@ -8,10 +9,13 @@ engine, the module calls) than inside it; a fused node pays that once. The ReLU 
 reads and writes a quarter of the memory for a 2x2 pool, forward and backward.
 """
 
+import math
+
 import numpy as np
 
 from .. import kernels
 from ..autograd import Function
+from ..tensor import _wrap_dim
 from .conv import Conv2dFunction, LinearFunction, check_linear_arguments, conv2d_arguments
 from .pooling import _window_args
 from ._args import pair
@@ -55,8 +59,9 @@ def conv2d_relu_max_pool2d(input, weight, bias=None, stride=1, padding=0, dilati
 
 class LinearReluFunction(Function):
     @staticmethod
-    def forward(ctx, input, weight, bias):
-        output = LinearFunction.forward(ctx, input, weight, bias)
+    def forward(ctx, input, weight, bias, flat_shape):
+        output = LinearFunction.forward(ctx, input if flat_shape is None else input.reshape(flat_shape), weight, bias)
+        ctx.input_shape = input.shape  # the input gradient takes the unflattened input's shape
         kernels.relu_forward(output, out=output)
         ctx.output = output
         return output
@@ -66,7 +71,13 @@ class LinearReluFunction(Function):
         return LinearFunction.backward(ctx, kernels.relu_backward(grad_output, ctx.output))
 
 
-def linear_relu(input, weight, bias=None):
-    """``relu(linear(input, weight, bias))`` as one node."""
-    check_linear_arguments(input, weight, bias, "linear_relu")
-    return LinearReluFunction.apply(input, weight, bias)
+def linear_relu(input, weight, bias=None, *, start_dim=None):
+    """``relu(linear(input, weight, bias))`` as one node; with ``start_dim``,
+    ``relu(linear(input.flatten(start_dim), weight, bias))``, the flatten inside the node (a
+    classifier head after convolutions: one node fewer)."""
+    shape = tuple(input.shape)
+    if start_dim is not None:
+        start = _wrap_dim(start_dim, len(shape))
+        shape = shape[:start] + (math.prod(shape[start:]),)
+    check_linear_arguments(shape, weight, bias, "linear_relu")
+    return LinearReluFunction.apply(input, weight, bias, None if start_dim is None else shape)
