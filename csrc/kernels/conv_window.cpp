@@ -635,12 +635,12 @@ struct DotBundle {
 
 // Tiles [t_begin, t_end) of kRows output channels x kCols taps (tile t: channels from
 // t / col_tiles * kRows, taps from t % col_tiles * kCols: a row tile's dy rows stay in L1 while
-// its taps' copies stream past) added into the vector sums (vector
+// its taps' copies stream past) stored (`first`) or added into the vector sums (vector
 // (oc, kk) at (oc * k + kk) * kVecFloats). A tile's unused rows and columns repeat its last real
 // one and are not stored. The sums stay vectors until the whole batch is done: summing lanes
 // after every bundle made ResNet-20's 16-channel weight gradient ~15 % slower.
 template <int kRows, int kCols>
-void dot_bundle(float* sums, const DotBundle& bundle, const Window& win, int64_t t_begin, int64_t t_end) {
+void dot_bundle(float* sums, const DotBundle& bundle, const Window& win, int64_t t_begin, int64_t t_end, bool first) {
   const int64_t col_tiles = (win.k + kCols - 1) / kCols, taps = win.kernel_h * win.kernel_w;
   for (int64_t t = t_begin; t < t_end; ++t) {
     const int64_t oc0 = t / col_tiles * kRows, k0 = t % col_tiles * kCols;
@@ -671,7 +671,7 @@ void dot_bundle(float* sums, const DotBundle& bundle, const Window& win, int64_t
     for (int i = 0; i < rows_used; ++i)
       for (int j = 0; j < cols_used; ++j) {
         float* sum = sums + ((oc0 + i) * win.k + k0 + j) * kVecFloats;
-        vstore(sum, vload(sum) + acc[i][j]);
+        vstore(sum, first ? acc[i][j] : vload(sum) + acc[i][j]);
       }
   }
 }
@@ -697,15 +697,15 @@ int64_t dot_tiles(int shape, const Window& win) {
 }
 
 void dot_bundle_shape(int shape, float* sums, const DotBundle& bundle, const Window& win, int64_t t_begin,
-                      int64_t t_end) {
+                      int64_t t_end, bool first) {
   switch (shape) {
 #if defined(PCN_ISA_IS_avx512)
-    case 0: return dot_bundle<kDotShapes[0][0], kDotShapes[0][1]>(sums, bundle, win, t_begin, t_end);
-    case 1: return dot_bundle<kDotShapes[1][0], kDotShapes[1][1]>(sums, bundle, win, t_begin, t_end);
-    default: return dot_bundle<kDotShapes[2][0], kDotShapes[2][1]>(sums, bundle, win, t_begin, t_end);
+    case 0: return dot_bundle<kDotShapes[0][0], kDotShapes[0][1]>(sums, bundle, win, t_begin, t_end, first);
+    case 1: return dot_bundle<kDotShapes[1][0], kDotShapes[1][1]>(sums, bundle, win, t_begin, t_end, first);
+    default: return dot_bundle<kDotShapes[2][0], kDotShapes[2][1]>(sums, bundle, win, t_begin, t_end, first);
 #else
-    case 0: return dot_bundle<kDotShapes[0][0], kDotShapes[0][1]>(sums, bundle, win, t_begin, t_end);
-    default: return dot_bundle<kDotShapes[1][0], kDotShapes[1][1]>(sums, bundle, win, t_begin, t_end);
+    case 0: return dot_bundle<kDotShapes[0][0], kDotShapes[0][1]>(sums, bundle, win, t_begin, t_end, first);
+    default: return dot_bundle<kDotShapes[1][0], kDotShapes[1][1]>(sums, bundle, win, t_begin, t_end, first);
 #endif
   }
 }
@@ -912,9 +912,12 @@ void dot_backward_weight(float* dw, const float* dy, const float* x, const Conv2
     float* copies = copies_bufs + slot * images * image;
     float* dy_rows = dy_bufs + slot * cout_g * row;
     float* out = partials + slot * sum_floats;
-    zero_shared(out, sum_floats, team);
     int64_t begin, end;
     team_range(items, by_bundle, &begin, &end);
+    // A thread's first item of each group stores its sums (no zeroing pass), unless it has fewer
+    // items than groups.
+    const bool store_first = end - begin >= d.groups;
+    if (!store_first) zero_shared(out, sum_floats, team);
     for (int64_t item = begin; item < end; ++item) {
       const int64_t n0 = (item / d.groups) * images, group = item % d.groups;
       const int64_t count = min64(images, d.batch - n0);
@@ -931,7 +934,8 @@ void dot_backward_weight(float* dw, const float* dy, const float* x, const Conv2
       int64_t t_begin, t_end;
       team_range(dot_tiles(shape, win), team, &t_begin, &t_end);
       dot_bundle_shape(shape, out + group * cout_g * win.k * kVecFloats,
-                       DotBundle{dy_rows, row, positions, count, copies, image, &sc, offsets}, win, t_begin, t_end);
+                       DotBundle{dy_rows, row, positions, count, copies, image, &sc, offsets}, win, t_begin, t_end,
+                       store_first && item - begin < d.groups);
       team_barrier(team);  // the buffers are rewritten for the next item
     }
     // Per-thread slots: the team the runtime started, which may be smaller than was asked for.
