@@ -2,6 +2,8 @@
 // conv_window.h).
 #include "kernels/conv_window.h"
 
+#include <vector>
+
 #include "kernels/gemm_driver.h"
 #include "kernels/image_bundle.h"
 
@@ -246,43 +248,48 @@ struct ShiftedCopies {
 };
 
 // Channels [c_begin, c_end) of one image (planes of in_h x in_w) into their shifted copies from
-// dst on, row by row in memory order: a row's whole-vector stores spill only into what is written
-// next, or the copy's slack. Whole-vector loads too, but for the last vector of the image.
+// dst on. Each input row goes once into a zero-bordered line (the padded row), from which every
+// copy's row is a slice; rows are written in memory order, so a row's whole-vector stores spill
+// only into what is written next, or the copy's slack.
 void shift_image(float* dst, const float* src, const Window& win, const ShiftedCopies& sc, int64_t c_begin,
                  int64_t c_end) {
   vfloat zero = vfloat{};
 #if defined(__x86_64__) || defined(__i386__)
   asm("" : "+x"(zero));  // hidden from GCC, which would make each row's zero stores a memset call
 #endif
-  const float* src_end = src + win.channels * win.in_h * win.in_w;
-  for (int64_t c = c_begin; c < c_end; ++c)
-    for (int64_t s = 0; s < win.kernel_w; ++s) {
-      float* copy = dst + (c - c_begin) * sc.channel + s * sc.copy;
-      // Output columns [lo, hi) read input column ow * stride_w + shift inside the image.
-      const int64_t shift = s * win.dilation_w - win.pad_w;
-      const int64_t lo = min64(win.out_w, shift >= 0 ? 0 : (win.stride_w - 1 - shift) / win.stride_w);
-      const int64_t hi =
-          win.in_w - 1 - shift < 0 ? lo : max64(lo, min64(win.out_w, (win.in_w - 1 - shift) / win.stride_w + 1));
-      for (int64_t phase = 0; phase < win.stride_h; ++phase)
-        for (int64_t t = 0; t < win.phase_h; ++t) {
-          float* row = copy + (phase * win.phase_h + t) * win.out_w;
-          const int64_t ih = t * win.stride_h + phase - win.pad_h;
-          if (ih < 0 || ih >= win.in_h) {
-            for (int64_t j = 0; j < win.out_w; j += kVecFloats) vstore(row + j, zero);
-            continue;
-          }
-          const float* in = src + (c * win.in_h + ih) * win.in_w + shift;
-          for (int64_t j = 0; j < lo; j += kVecFloats) vstore(row + j, zero);
-          if (win.stride_w == 1) {
-            for (int64_t j = lo; j < hi; j += kVecFloats)
-              vstore(row + j, in + j + kVecFloats <= src_end ? vload(in + j) : load_lanes(in + j, src_end - (in + j)));
-          } else {
-            for (int64_t j = lo; j < hi; ++j) row[j] = in[j * win.stride_w];
-          }
-          for (int64_t j = hi; j < win.out_w; j += kVecFloats) vstore(row + j, zero);
+  // The padded row, with a vector of zeros past it for the slices' last vectors.
+  static thread_local std::vector<float> line_buffer;
+  const int64_t line_floats = win.padded_w + kVecFloats;
+  if (static_cast<int64_t>(line_buffer.size()) < line_floats) line_buffer.resize(line_floats);
+  float* line = line_buffer.data();
+  for (int64_t j = 0; j < win.pad_w; ++j) line[j] = 0.0f;
+  for (int64_t j = win.pad_w + win.in_w; j < line_floats; ++j) line[j] = 0.0f;
+  for (int64_t c = c_begin; c < c_end; ++c) {
+    float* channel = dst + (c - c_begin) * sc.channel;
+    for (int64_t phase = 0; phase < win.stride_h; ++phase)
+      for (int64_t t = 0; t < win.phase_h; ++t) {
+        const int64_t ih = t * win.stride_h + phase - win.pad_h, row = (phase * win.phase_h + t) * win.out_w;
+        if (ih < 0 || ih >= win.in_h) {
+          for (int64_t s = 0; s < win.kernel_w; ++s)
+            for (int64_t j = 0; j < win.out_w; j += kVecFloats) vstore(channel + s * sc.copy + row + j, zero);
+          continue;
         }
-      vstore(copy + sc.rows * win.out_w, zero);  // read by the weight gradient's last vectors
-    }
+        const float* in = src + (c * win.in_h + ih) * win.in_w;
+        int64_t j = 0;
+        for (; j + kVecFloats <= win.in_w; j += kVecFloats) vstore(line + win.pad_w + j, vload(in + j));
+        store_lanes(line + win.pad_w + j, load_lanes(in + j, win.in_w - j), win.in_w - j);
+        for (int64_t s = 0; s < win.kernel_w; ++s) {
+          float* out = channel + s * sc.copy + row;
+          const float* from = line + s * win.dilation_w;
+          if (win.stride_w == 1)
+            for (int64_t ow = 0; ow < win.out_w; ow += kVecFloats) vstore(out + ow, vload(from + ow));
+          else
+            for (int64_t ow = 0; ow < win.out_w; ++ow) out[ow] = from[ow * win.stride_w];
+        }
+      }
+    for (int64_t s = 0; s < win.kernel_w; ++s)
+      vstore(channel + s * sc.copy + sc.rows * win.out_w, zero);  // read by the weight gradient's last vectors
+  }
 }
 
 // Offset of tap (c, r, s), c * kernel_h * kernel_w + r * kernel_w + s for c < channels, from the
