@@ -609,12 +609,16 @@ void window_convolution(const WindowJob& job) {
 }
 
 // ---------------------------------------------------------------- backward-weight
-// dw[oc][(c, r, s)] = sum over images and output positions p = oh * out_w + ow of dy[oc][p] times
-// element p of copy (c, s) of the image's shifted copies (the forward's, above) past kernel row
-// r's offset: every dot product is of two contiguous runs, with no dropped column. dy rows are
-// gathered per bundle of images, each image's run rounded up to whole vectors with zeros. Tiles
-// of output channels x taps keep their dot products in vector registers across a bundle, in one of
-// a few shapes, the one that wastes least on the layer's channel and tap counts.
+// dw[oc][kk] = sum over images and positions of dy[oc][position] times the input tap kk reads
+// there, as dot products of two contiguous runs in one of two layouts (as the direct tiles'):
+// - shifted copies: positions p = oh * out_w + ow of each image, read from copy (c, s) past kernel
+//   row r's offset; dy rows gathered per bundle of images, each image's run rounded up to whole
+//   vectors with zeros;
+// - rows: positions in phase-width coordinates running across a bundle's padded images
+//   (q = g * plane + oh * phase_w + ow), dy spread to rows of that layout with zeros everywhere
+//   else (the dropped columns and the rows between images cost products, no copies).
+// Tiles of output channels x taps keep their dot products in vector registers, in one of a few
+// shapes, the one that wastes least on the layer's channel and tap counts.
 #if defined(PCN_ISA_IS_avx512)
 constexpr int kDotShapes[][2] = {{4, 4}, {6, 4}, {8, 3}};
 #else
@@ -629,26 +633,27 @@ static inline float lane_sum(vfloat v) {
 }
 
 // One bundle's dot products, as read by dot_bundle: `count` images, dy rows of each output
-// channel `row` floats apart (image g's run at g * positions), the images' shifted copies
-// `image` floats apart.
+// channel `row` floats apart (image g's run of `positions` at g * positions), tap kk's inputs for
+// image g at copies + g * image + offsets[kk].
 struct DotBundle {
   const float* dy_rows;
   int64_t row, positions, count;
   const float* copies;
   int64_t image;
-  const ShiftedCopies* sc;
-  const int64_t* offsets;  // per tap of the first channel, as shifted_offsets
+  const int64_t* offsets;
 };
 
-// Tiles [t_begin, t_end) of kRows output channels x kCols taps (tile t: channels from
+// Positions [q_begin, q_end) of each image, tiles [t_begin, t_end) of kRows output channels x kCols
+// taps (tile t: channels from
 // t / col_tiles * kRows, taps from t % col_tiles * kCols: a row tile's dy rows stay in L1 while
 // its taps' copies stream past) stored (`first`) or added into the vector sums (vector
 // (oc, kk) at (oc * k + kk) * kVecFloats). A tile's unused rows and columns repeat its last real
 // one and are not stored. The sums stay vectors until the whole batch is done: summing lanes
 // after every bundle made ResNet-20's 16-channel weight gradient ~15 % slower.
 template <int kRows, int kCols>
-void dot_bundle(float* sums, const DotBundle& bundle, const Window& win, int64_t t_begin, int64_t t_end, bool first) {
-  const int64_t col_tiles = (win.k + kCols - 1) / kCols, taps = win.kernel_h * win.kernel_w;
+void dot_bundle(float* sums, const DotBundle& bundle, const Window& win, int64_t t_begin, int64_t t_end, int64_t q_begin,
+                int64_t q_end, bool first) {
+  const int64_t col_tiles = (win.k + kCols - 1) / kCols;
   for (int64_t t = t_begin; t < t_end; ++t) {
     const int64_t oc0 = t / col_tiles * kRows, k0 = t % col_tiles * kCols;
     const int rows_used = static_cast<int>(min64(kRows, win.out_channels - oc0));
@@ -656,14 +661,11 @@ void dot_bundle(float* sums, const DotBundle& bundle, const Window& win, int64_t
     const float* rows[kRows];
     const float* cols[kCols];
     for (int i = 0; i < kRows; ++i) rows[i] = bundle.dy_rows + (oc0 + min64(i, rows_used - 1)) * bundle.row;
-    for (int j = 0; j < kCols; ++j) {
-      const int64_t kk = k0 + min64(j, cols_used - 1);
-      cols[j] = bundle.copies + kk / taps * bundle.sc->channel + bundle.offsets[kk % taps];
-    }
+    for (int j = 0; j < kCols; ++j) cols[j] = bundle.copies + bundle.offsets[k0 + min64(j, cols_used - 1)];
     vfloat acc[kRows][kCols] = {};
     for (int64_t g = 0; g < bundle.count; ++g) {
       const int64_t dy_at = g * bundle.positions, x_at = g * bundle.image;
-      for (int64_t q = 0; q < bundle.positions; q += kVecFloats) {
+      for (int64_t q = q_begin; q < q_end; q += kVecFloats) {
         vfloat xv[kCols];
         for (int j = 0; j < kCols; ++j) xv[j] = vload(cols[j] + x_at + q);
         for (int i = 0; i < kRows; ++i) {
@@ -704,15 +706,15 @@ int64_t dot_tiles(int shape, const Window& win) {
 }
 
 void dot_bundle_shape(int shape, float* sums, const DotBundle& bundle, const Window& win, int64_t t_begin,
-                      int64_t t_end, bool first) {
+                      int64_t t_end, int64_t q_begin, int64_t q_end, bool first) {
   switch (shape) {
 #if defined(PCN_ISA_IS_avx512)
-    case 0: return dot_bundle<kDotShapes[0][0], kDotShapes[0][1]>(sums, bundle, win, t_begin, t_end, first);
-    case 1: return dot_bundle<kDotShapes[1][0], kDotShapes[1][1]>(sums, bundle, win, t_begin, t_end, first);
-    default: return dot_bundle<kDotShapes[2][0], kDotShapes[2][1]>(sums, bundle, win, t_begin, t_end, first);
+    case 0: return dot_bundle<kDotShapes[0][0], kDotShapes[0][1]>(sums, bundle, win, t_begin, t_end, q_begin, q_end, first);
+    case 1: return dot_bundle<kDotShapes[1][0], kDotShapes[1][1]>(sums, bundle, win, t_begin, t_end, q_begin, q_end, first);
+    default: return dot_bundle<kDotShapes[2][0], kDotShapes[2][1]>(sums, bundle, win, t_begin, t_end, q_begin, q_end, first);
 #else
-    case 0: return dot_bundle<kDotShapes[0][0], kDotShapes[0][1]>(sums, bundle, win, t_begin, t_end, first);
-    default: return dot_bundle<kDotShapes[1][0], kDotShapes[1][1]>(sums, bundle, win, t_begin, t_end, first);
+    case 0: return dot_bundle<kDotShapes[0][0], kDotShapes[0][1]>(sums, bundle, win, t_begin, t_end, q_begin, q_end, first);
+    default: return dot_bundle<kDotShapes[1][0], kDotShapes[1][1]>(sums, bundle, win, t_begin, t_end, q_begin, q_end, first);
 #endif
   }
 }
@@ -892,31 +894,62 @@ void gather_dy_rows(float* dst, const float* dy, int64_t image_stride, int64_t c
     }
 }
 
-// The weight gradient as dot products over bundles of images' shifted copies.
+// dy rows [oc_begin, oc_end) of `count` images (dy planes image_stride floats apart) in the
+// bundle's phase-width layout, `row` floats apart, zeros everywhere but the positions.
+void spread_dy_rows(float* dst, const float* dy, int64_t image_stride, int64_t count, const Window& win, int64_t row,
+                    int64_t oc_begin, int64_t oc_end) {
+  for (int64_t oc = oc_begin; oc < oc_end; ++oc) {
+    float* out = dst + oc * row;
+    std::memset(out, 0, sizeof(float) * row);
+    for (int64_t g = 0; g < count; ++g) {
+      const float* in = dy + g * image_stride + oc * win.out_plane;
+      for (int64_t oh = 0; oh < win.out_h; ++oh)
+        std::memcpy(out + g * win.plane + oh * win.phase_w, in + oh * win.out_w, sizeof(float) * win.out_w);
+    }
+  }
+}
+
+// Positions per pass of the rows layout: kDotRows dy rows of it fill about L1.
+constexpr int64_t kDotChunk = 2048;
+
+// The weight gradient as dot products over bundles of images. The shifted copies are taken where
+// the rows layout would compute at least a quarter more positions (LeNet-5's 10x10 map in 14x14
+// planes: 96 % more); below that their kernel_w copies cost more than they save (ResNet-20's
+// 32x32 maps in 34x34 planes, 13 % more: 3.6 -> 3.8 ms on the copies).
 void dot_backward_weight(float* dw, const float* dy, const float* x, const Conv2dDesc& d, const Window& win) {
   const int64_t cin_g = win.channels, cout_g = win.out_channels;
   const int64_t in_plane = d.in_h * d.in_w, out_plane = win.out_plane, w_floats = d.out_channels * win.k;
   const int threads = num_threads();
-  const ShiftedCopies sc(win);
-  const int64_t positions = round_up(out_plane, kVecFloats), image = cin_g * sc.channel;
-  // Images per bundle: a tile's dy rows fill about L1.
   const int shape = choose_dot_shape(win);
-  const int64_t images = images_per_bundle(d.batch, threads, kDotShapes[shape][0] * positions, kShiftedFloats);
-  const int64_t items = (d.batch + images - 1) / images * d.groups;
+  const int tile_rows = kDotShapes[shape][0];
+  const ShiftedCopies sc(win);
+  const int64_t compact = round_up(out_plane, kVecFloats);
+  const bool shifted = 4 * win.plane >= 5 * compact;
+  // Shifted copies: images per bundle such that a tile's dy rows fill about L1. Rows: about
+  // kDotChunk positions per bundle, their slack read by the last vector shifted by the farthest tap.
+  const int64_t image = shifted ? cin_g * sc.channel : 0;
+  const Bundle bundle = shifted ? make_bundle(win, d.batch, threads, tile_rows * compact, kShiftedFloats, 0)
+                                : make_bundle(win, d.batch, threads, win.plane, kDotChunk, win.column_overhang() + kVecFloats);
+  const int64_t positions = shifted ? compact : 0;
+  const int64_t row = shifted ? bundle.images * compact : round_up(bundle.phase_stride, kVecFloats);
+  const int64_t image_floats = shifted ? bundle.images * image : bundle.floats;
+  const int64_t items = bundle.count * d.groups;
   const bool by_bundle = items >= threads && threads > 1;
   const int slots = by_bundle ? threads : 1;
-  const int64_t row = images * positions;
-  float* copies_bufs = thread_scratch(Scratch::columns, images * image * slots);
+  float* copies_bufs = thread_scratch(Scratch::columns, image_floats * slots);
   float* dy_bufs = thread_scratch(Scratch::weights, cout_g * row * slots);
   const int64_t sum_floats = w_floats * kVecFloats;
   float* partials = thread_scratch(Scratch::partial, sum_floats * slots);
-  int64_t* offsets = thread_scratch_i64(Scratch::indices, win.kernel_h * win.kernel_w);
-  shifted_offsets(offsets, win, sc, 1);
+  int64_t* offsets = thread_scratch_i64(Scratch::indices, win.k);
+  if (shifted)
+    shifted_offsets(offsets, win, sc, cin_g);
+  else
+    tap_offsets(offsets, win, bundle);
 #pragma omp parallel num_threads(threads)
   {
     const bool team = !by_bundle;
     const int slot = by_bundle ? omp_get_thread_num() : 0;
-    float* copies = copies_bufs + slot * images * image;
+    float* copies = copies_bufs + slot * image_floats;
     float* dy_rows = dy_bufs + slot * cout_g * row;
     float* out = partials + slot * sum_floats;
     int64_t begin, end;
@@ -926,23 +959,36 @@ void dot_backward_weight(float* dw, const float* dy, const float* x, const Conv2
     const bool store_first = end - begin >= d.groups;
     if (!store_first) zero_shared(out, sum_floats, team);
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t n0 = (item / d.groups) * images, group = item % d.groups;
-      const int64_t count = min64(images, d.batch - n0);
+      const int64_t n0 = (item / d.groups) * bundle.images, group = item % d.groups;
+      const int64_t count = min64(bundle.images, d.batch - n0);
+      const float* xg = x + n0 * d.in_channels * in_plane + group * cin_g * in_plane;
+      const float* dyg = dy + n0 * d.out_channels * out_plane + group * cout_g * out_plane;
       int64_t lo, hi;
       team_range(cin_g, team, &lo, &hi);
-      for (int64_t g = 0; g < count; ++g)
-        shift_image(copies + g * image + lo * sc.channel, x + (n0 + g) * d.in_channels * in_plane + group * cin_g * in_plane,
-                    win, sc, lo, hi);
+      if (shifted) {
+        for (int64_t g = 0; g < count; ++g)
+          shift_image(copies + g * image + lo * sc.channel, xg + g * d.in_channels * in_plane, win, sc, lo, hi);
+      } else {
+        pad_bundle(copies, xg, d.in_channels * in_plane, count, win, bundle, lo, hi, !team || omp_get_thread_num() == 0);
+      }
       team_range(cout_g, team, &lo, &hi);
-      gather_dy_rows(dy_rows, dy + n0 * d.out_channels * out_plane + group * cout_g * out_plane,
-                     d.out_channels * out_plane, count, win, positions, row, lo, hi);
+      if (shifted)
+        gather_dy_rows(dy_rows, dyg, d.out_channels * out_plane, count, win, positions, row, lo, hi);
+      else
+        spread_dy_rows(dy_rows, dyg, d.out_channels * out_plane, count, win, row, lo, hi);
       team_barrier(team);
+      // The rows layout's positions run to the last image's last output row (its bottom padding
+      // rows add nothing), in equal chunks of at most kDotChunk, as one "image".
+      const int64_t span = shifted ? positions : round_up((count - 1) * win.plane + win.out_h * win.phase_w, kVecFloats);
+      const int64_t chunks = shifted ? 1 : (span + kDotChunk - 1) / kDotChunk;
+      const int64_t chunk = round_up((span + chunks - 1) / chunks, kVecFloats);
+      const DotBundle dots{dy_rows, row, positions, shifted ? count : 1, copies, image, offsets};
       // In a team each thread owns whole tiles, so no two add into the same sums.
       int64_t t_begin, t_end;
       team_range(dot_tiles(shape, win), team, &t_begin, &t_end);
-      dot_bundle_shape(shape, out + group * cout_g * win.k * kVecFloats,
-                       DotBundle{dy_rows, row, positions, count, copies, image, &sc, offsets}, win, t_begin, t_end,
-                       store_first && item - begin < d.groups);
+      for (int64_t q0 = 0; q0 < span; q0 += chunk)
+        dot_bundle_shape(shape, out + group * cout_g * win.k * kVecFloats, dots, win, t_begin, t_end, q0,
+                         min64(span, q0 + chunk), store_first && item - begin < d.groups && q0 == 0);
       team_barrier(team);  // the buffers are rewritten for the next item
     }
     // Per-thread slots: the team the runtime started, which may be smaller than was asked for.
