@@ -236,8 +236,9 @@ static inline vfloat load_lanes(const float* p, int64_t n) {
 #endif
 }
 
-// Shifted copies of one image: each of `rows` rows of out_w floats, then a vector of slack that
-// whole-vector stores of a row's end spill into and the last tile's vectors read (finite values).
+// Shifted copies of one image: each of `rows` rows of out_w floats, then kDirectMaxVecs vectors of
+// slack, which whole-vector stores of a row's end spill into and the last tiles' vectors read past
+// the rows (the first vector zeros: the weight gradient's products with the zero dy past a run).
 // Channels go in chunks whose copies stay in L1.
 struct ShiftedCopies {
   int64_t rows, copy, channel, chunk;
@@ -640,11 +641,11 @@ static inline float lane_sum(vfloat v) {
 }
 
 // One bundle's dot products, as read by dot_bundle: `count` images, dy rows of each output
-// channel `row` floats apart (image g's run of `positions` at g * positions), tap kk's inputs for
+// channel `row` floats apart (image g's run of `positions` at g * dy_image), tap kk's inputs for
 // image g at copies + g * image + offsets[kk].
 struct DotBundle {
   const float* dy_rows;
-  int64_t row, positions, count;
+  int64_t row, positions, dy_image, count;
   const float* copies;
   int64_t image;
   const int64_t* offsets;
@@ -671,7 +672,7 @@ void dot_bundle(float* sums, const DotBundle& bundle, const Window& win, int64_t
     for (int j = 0; j < kCols; ++j) cols[j] = bundle.copies + bundle.offsets[k0 + min64(j, cols_used - 1)];
     vfloat acc[kRows][kCols] = {};
     for (int64_t g = 0; g < bundle.count; ++g) {
-      const int64_t dy_at = g * bundle.positions, x_at = g * bundle.image;
+      const int64_t dy_at = g * bundle.dy_image, x_at = g * bundle.image;
       for (int64_t q = q_begin; q < q_end; q += kVecFloats) {
         vfloat xv[kCols];
         for (int j = 0; j < kCols; ++j) xv[j] = vload(cols[j] + x_at + q);
@@ -932,6 +933,8 @@ void dot_backward_weight(float* dw, const float* dy, const float* x, const Conv2
   const ShiftedCopies sc(win);
   const int64_t compact = round_up(out_plane, kVecFloats);
   const bool shifted = 4 * win.plane >= 5 * compact;
+  // Shifted copies of whole-vector runs read dy where it is (LeNet-5's conv1: 784 positions).
+  const bool dy_in_place = shifted && out_plane == compact;
   // Shifted copies: images per bundle such that a tile's dy rows fill about L1. Rows: about
   // kDotChunk positions per bundle, their slack read by the last vector shifted by the farthest tap.
   const int64_t image = shifted ? cin_g * sc.channel : 0;
@@ -944,7 +947,7 @@ void dot_backward_weight(float* dw, const float* dy, const float* x, const Conv2
   const bool by_bundle = items >= threads && threads > 1;
   const int slots = by_bundle ? threads : 1;
   float* copies_bufs = thread_scratch(Scratch::columns, image_floats * slots);
-  float* dy_bufs = thread_scratch(Scratch::weights, cout_g * row * slots);
+  float* dy_bufs = thread_scratch(Scratch::weights, dy_in_place ? 0 : cout_g * row * slots);
   const int64_t sum_floats = w_floats * kVecFloats;
   float* partials = thread_scratch(Scratch::partial, sum_floats * slots);
   int64_t* offsets = thread_scratch_i64(Scratch::indices, win.k);
@@ -979,17 +982,20 @@ void dot_backward_weight(float* dw, const float* dy, const float* x, const Conv2
         pad_bundle(copies, xg, d.in_channels * in_plane, count, win, bundle, lo, hi, !team || omp_get_thread_num() == 0);
       }
       team_range(cout_g, team, &lo, &hi);
-      if (shifted)
-        gather_dy_rows(dy_rows, dyg, d.out_channels * out_plane, count, win, positions, row, lo, hi);
-      else
+      if (!shifted)
         spread_dy_rows(dy_rows, dyg, d.out_channels * out_plane, count, win, row, lo, hi);
+      else if (!dy_in_place)
+        gather_dy_rows(dy_rows, dyg, d.out_channels * out_plane, count, win, positions, row, lo, hi);
       team_barrier(team);
       // The rows layout's positions run to the last image's last output row (its bottom padding
       // rows add nothing), in equal chunks of at most kDotChunk, as one "image".
       const int64_t span = shifted ? positions : round_up((count - 1) * win.plane + win.out_h * win.phase_w, kVecFloats);
       const int64_t chunks = shifted ? 1 : (span + kDotChunk - 1) / kDotChunk;
       const int64_t chunk = round_up((span + chunks - 1) / chunks, kVecFloats);
-      const DotBundle dots{dy_rows, row, positions, shifted ? count : 1, copies, image, offsets};
+      const DotBundle dots = dy_in_place ? DotBundle{dyg, out_plane, positions, d.out_channels * out_plane, count,
+                                                    copies, image, offsets}
+                                         : DotBundle{dy_rows, row, positions, positions, shifted ? count : 1, copies,
+                                                     image, offsets};
       // In a team each thread owns whole tiles, so no two add into the same sums.
       int64_t t_begin, t_end;
       team_range(dot_tiles(shape, win), team, &t_begin, &t_end);
