@@ -2,6 +2,8 @@
 // conv_window.h).
 #include "kernels/conv_window.h"
 
+#include <vector>
+
 #include "kernels/gemm_driver.h"
 #include "kernels/image_bundle.h"
 
@@ -179,117 +181,313 @@ struct WindowPackB {
   }
 };
 
-// Few output channels: packing B would cost more than the multiply-adds each packed value
-// feeds, so the tiles read their inputs straight from the padded image instead. Positions then
-// run in phase-width coordinates (q = oh * phase_w + ow), which makes every tap's NR inputs
-// one contiguous run; the columns ow >= out_w are computed and dropped.
+// ---------------------------------------------------------------- few output channels
+// Packing B would cost more than the multiply-adds each packed value feeds, so register tiles
+// (output channels x vectors of positions) read their inputs straight from one image in one of
+// two layouts, whichever the cost estimate prefers for the layer:
+// - rows: the padded image split into stride phases (pad_bundle); each vector holds (part of) one
+//   output row, read from phase-width row oh of its tap, and the lanes past out_w are dropped;
+// - shifted copies: copy (c, s) holds, for every padded row, the out_w inputs that kernel column s
+//   reads for the output columns, rows in phase order (padded row i at (i % stride_h) * phase_h +
+//   i / stride_h), so tap (c, r, s) of output position p = oh * out_w + ow is element p + a
+//   constant of copy (c, s): a tile's vectors are one contiguous run and no lane is dropped, for
+//   the price of kernel_w copies (LeNet-5's 10-wide conv2 would drop 6 of 16 lanes).
+// Either way a tile skips the kernel rows that read only zero padding for its output rows (on
+// LeNet-5's conv2 backward-data, 2 of 7 taps).
 constexpr int64_t kDirectMaxChannels = 16;
 
-// The kRows x (kVecs vectors) tile of output rows [row0, row0 + kRows) at phase-width positions
-// [q0, min(q0 + width, end)), A packed by pack_a_matrix (m_pad rows, k-blocks of KC; row0 starts an
-// MR-row panel), stored into the output planes without the discarded columns, plus bias[i] if
-// given. Only the rows that exist are computed: AVX-512's 12-row panel holds LeNet's 6 output
-// channels (or 1, for its first layer's backward-data) with the rest zero padding.
+// Accumulator registers a tile may hold (the rest: its inputs and a broadcast weight).
+#if defined(PCN_ISA_IS_avx512)
+constexpr int kDirectAccumulators = 24;
+#else
+constexpr int kDirectAccumulators = 12;
+#endif
+constexpr int kDirectMaxVecs = 4;
+// Floats of shifted copies per chunk of input channels: 24 KiB of Zen 4's 32 KiB L1.
+constexpr int64_t kShiftedFloats = 6144;
+
+constexpr int direct_max_rows(int vecs) {
+  return kDirectAccumulators / vecs < kDirectMaxChannels ? kDirectAccumulators / vecs : int(kDirectMaxChannels);
+}
+
+// The first n lanes (0 <= n <= kVecFloats) of v to p, and the inverse (zeros in the other lanes);
+// nothing past them is read or written. AVX-512 masks; elsewhere a loop of fixed length (GCC makes
+// a copy of n floats a library call).
+static inline void store_lanes(float* p, vfloat v, int64_t n) {
+#if defined(PCN_ISA_IS_avx512)
+  vstore_first(p, v, n);
+#else
+  if (n == kVecFloats) return vstore(p, v);
+  alignas(64) float lanes[kVecFloats];
+  vstore(lanes, v);
+  for (int t = 0; t < kVecFloats; ++t)
+    if (t < n) p[t] = lanes[t];
+#endif
+}
+
+static inline vfloat load_lanes(const float* p, int64_t n) {
+#if defined(PCN_ISA_IS_avx512)
+  return reinterpret_cast<vfloat>(_mm512_maskz_loadu_ps(__mmask16((1u << n) - 1), p));
+#else
+  if (n == kVecFloats) return vload(p);
+  alignas(64) float lanes[kVecFloats];
+  for (int t = 0; t < kVecFloats; ++t) lanes[t] = t < n ? p[t] : 0.0f;
+  return vload(lanes);
+#endif
+}
+
+// Shifted copies of one image: each of `rows` rows of out_w floats, then kDirectMaxVecs vectors of
+// slack, which whole-vector stores of a row's end spill into and the last tiles' vectors read past
+// the rows (the first vector zeros: the weight gradient's products with the zero dy past a run).
+// Channels go in chunks whose copies stay in L1.
+struct ShiftedCopies {
+  int64_t rows, copy, channel, chunk;
+  explicit ShiftedCopies(const Window& win)
+      : rows(win.stride_h * win.phase_h), copy(rows * win.out_w + kDirectMaxVecs * kVecFloats),
+        channel(win.kernel_w * copy), chunk(max64(1, min64(win.channels, kShiftedFloats / channel))) {}
+  int64_t floats() const { return chunk * channel; }
+};
+
+// Channels [c_begin, c_end) of one image (planes of in_h x in_w) into their shifted copies from
+// dst on. Each input row goes once into a zero-bordered line (the padded row), from which every
+// copy's row is a slice; rows are written in memory order, so a row's whole-vector stores spill
+// only into what is written next, or the copy's slack.
+void shift_image(float* dst, const float* src, const Window& win, const ShiftedCopies& sc, int64_t c_begin,
+                 int64_t c_end) {
+  vfloat zero = vfloat{};
+#if defined(__x86_64__) || defined(__i386__)
+  asm("" : "+x"(zero));  // hidden from GCC, which would make each row's zero stores a memset call
+#endif
+  // The padded row, with a vector of zeros past it for the slices' last vectors.
+  static thread_local std::vector<float> line_buffer;
+  const int64_t line_floats = win.padded_w + kVecFloats;
+  if (static_cast<int64_t>(line_buffer.size()) < line_floats) line_buffer.resize(line_floats);
+  float* line = line_buffer.data();
+  for (int64_t j = 0; j < win.pad_w; ++j) line[j] = 0.0f;
+  for (int64_t j = win.pad_w + win.in_w; j < line_floats; ++j) line[j] = 0.0f;
+  for (int64_t c = c_begin; c < c_end; ++c) {
+    float* channel = dst + (c - c_begin) * sc.channel;
+    for (int64_t phase = 0; phase < win.stride_h; ++phase)
+      for (int64_t t = 0; t < win.phase_h; ++t) {
+        const int64_t ih = t * win.stride_h + phase - win.pad_h, row = (phase * win.phase_h + t) * win.out_w;
+        if (ih < 0 || ih >= win.in_h) {
+          for (int64_t s = 0; s < win.kernel_w; ++s)
+            for (int64_t j = 0; j < win.out_w; j += kVecFloats) vstore(channel + s * sc.copy + row + j, zero);
+          continue;
+        }
+        const float* in = src + (c * win.in_h + ih) * win.in_w;
+        int64_t j = 0;
+        for (; j + kVecFloats <= win.in_w; j += kVecFloats) vstore(line + win.pad_w + j, vload(in + j));
+        store_lanes(line + win.pad_w + j, load_lanes(in + j, win.in_w - j), win.in_w - j);
+        for (int64_t s = 0; s < win.kernel_w; ++s) {
+          float* out = channel + s * sc.copy + row;
+          const float* from = line + s * win.dilation_w;
+          if (win.stride_w == 1)
+            for (int64_t ow = 0; ow < win.out_w; ow += kVecFloats) vstore(out + ow, vload(from + ow));
+          else
+            for (int64_t ow = 0; ow < win.out_w; ++ow) out[ow] = from[ow * win.stride_w];
+        }
+      }
+    for (int64_t s = 0; s < win.kernel_w; ++s)
+      vstore(channel + s * sc.copy + sc.rows * win.out_w, zero);  // read by the weight gradient's last vectors
+  }
+}
+
+// Offset of tap (c, r, s), c * kernel_h * kernel_w + r * kernel_w + s for c < channels, from the
+// first channel's shifted copies.
+void shifted_offsets(int64_t* offsets, const Window& win, const ShiftedCopies& sc, int64_t channels) {
+  for (int64_t c = 0; c < channels; ++c)
+    for (int64_t r = 0; r < win.kernel_h; ++r)
+      for (int64_t s = 0; s < win.kernel_w; ++s) {
+        const int64_t rows = r * win.dilation_h;
+        offsets[(c * win.kernel_h + r) * win.kernel_w + s] =
+            c * sc.channel + s * sc.copy + ((rows % win.stride_h) * win.phase_h + rows / win.stride_h) * win.out_w;
+      }
+}
+
+// The kernel rows [*r_begin, *r_end) that read some padded row inside the image for output rows
+// [oh_first, oh_last] (the others multiply zeros only).
+void live_kernel_rows(const Window& win, int64_t oh_first, int64_t oh_last, int64_t* r_begin, int64_t* r_end) {
+  int64_t r = 0;
+  while (r < win.kernel_h && oh_last * win.stride_h + r * win.dilation_h < win.pad_h) ++r;
+  *r_begin = r;
+  while (r < win.kernel_h && oh_first * win.stride_h + r * win.dilation_h < win.pad_h + win.in_h) ++r;
+  *r_end = r;
+}
+
+// Where a tile's inputs are: tap kk of input channel c_begin + kk / (kernel_h * kernel_w) at
+// base + offsets[kk].
+struct DirectSource {
+  const float* base;
+  const int64_t* offsets;
+};
+
+// One tile: output channels [row0, row0 + rows), kernel rows [r_begin, r_end) of input channels
+// [c_begin, c_end); its vector j reads from in[j] past each tap's input and goes to out[j] of the
+// output planes, lanes[j] lanes of it (0: a vector computed only to fill the tile's shape).
+struct TileSpan {
+  int64_t row0, rows, r_begin, r_end, c_begin, c_end;
+  int vecs;
+  int64_t in[kDirectMaxVecs], out[kDirectMaxVecs], lanes[kDirectMaxVecs];
+};
+
+// A tile of kRows output channels by kVecs vectors: weights a_t (k x out_channels, tap by tap).
+// The sums go into the output planes, plus bias[channel] if given; or are added to them
+// (`accumulate`: a later chunk of input channels).
 template <int kRows, int kVecs>
-void direct_tile(float* out, const float* packed_a, int64_t m_pad, int64_t row0, int64_t q0, int64_t end,
-                 const float* padded, const int64_t* __restrict offsets, const Window& win, const float* bias) {
-  constexpr int kWidth = kVecs * kVecFloats;
-  vfloat acc[kRows][kVecs] = {};
-  for (int64_t pc = 0; pc < win.k; pc += kGemmKC) {
-    const int64_t kc = min64(kGemmKC, win.k - pc);
-    const float* __restrict a = packed_a + pc * m_pad + row0 * kc;
-    for (int64_t kk = 0; kk < kc; ++kk) {
-      const float* b = padded + q0 + offsets[pc + kk];
+void direct_tile(float* out, const float* a_t, const TileSpan& t, const DirectSource& src, const Window& win,
+                 const float* bias, bool accumulate) {
+  vfloat acc[kRows][kVecs];
+  for (int i = 0; i < kRows; ++i)
+    for (int j = 0; j < kVecs; ++j)
+      acc[i][j] = accumulate ? load_lanes(out + (t.row0 + i) * win.out_plane + t.out[j], t.lanes[j])
+                             : vbroadcast(bias ? bias[t.row0 + i] : 0.0f);
+  int64_t in[kVecs];
+  for (int j = 0; j < kVecs; ++j) in[j] = t.in[j];
+  const int64_t taps = win.kernel_h * win.kernel_w, tap_begin = t.r_begin * win.kernel_w, tap_end = t.r_end * win.kernel_w;
+  const int64_t* __restrict offsets = src.offsets;
+  const float* __restrict a_chunk = a_t + t.c_begin * taps * win.out_channels + t.row0;
+  // Runs of taps, kk counted from the chunk's first: one per channel, or one in all when no kernel
+  // row is skipped.
+  const bool whole = tap_begin == 0 && tap_end == taps;
+  const int64_t runs = whole ? 1 : t.c_end - t.c_begin, run = whole ? (t.c_end - t.c_begin) * taps : tap_end - tap_begin;
+  for (int64_t first = tap_begin; first < runs * taps; first += taps)
+    for (int64_t kk = first; kk < first + run; ++kk) {
+      const float* b = src.base + offsets[kk];
+      const float* __restrict a = a_chunk + kk * win.out_channels;
       vfloat bv[kVecs];
-      for (int j = 0; j < kVecs; ++j) bv[j] = vload(b + j * kVecFloats);
+      for (int j = 0; j < kVecs; ++j) bv[j] = vload(b + in[j]);
       for (int i = 0; i < kRows; ++i) {
-        const vfloat ai = vbroadcast(a[kk * kGemmMR + i]);
+        const vfloat ai = vbroadcast(a[i]);
         for (int j = 0; j < kVecs; ++j) acc[i][j] += ai * bv[j];
       }
     }
-  }
-  // The kept columns come in runs along output rows, at any offset in the tile: through a
-  // spilled copy (one vector of slack past the last row for the runs' last loads).
-  alignas(64) float tile[kRows * kWidth + kVecFloats];
   for (int i = 0; i < kRows; ++i)
-    for (int j = 0; j < kVecs; ++j) vstore(tile + i * kWidth + j * kVecFloats, acc[i][j]);
-  for (int64_t j = 0; j < kWidth && q0 + j < end;) {
-    const int64_t q = q0 + j, oh = q / win.phase_w, ow = q % win.phase_w;
-    const int64_t run = min64(min64(kWidth - j, win.phase_w - ow), end - q);
-    const int64_t kept = min64(run, win.out_w - ow);
-    for (int i = 0; i < kRows; ++i) {
-      float* dst = out + (row0 + i) * win.out_plane + oh * win.out_w + ow;
-      const float* src = tile + i * kWidth + j;
-      const float add = bias ? bias[row0 + i] : 0.0f;
-#if defined(PCN_ISA_IS_avx512)
-      // Masked stores (LeNet-5's first backward-data 0.67 -> 0.57 ms); elsewhere GCC's
-      // vectorisation of the plain loop was faster than whole vectors and a lane-by-lane tail.
-      for (int64_t t = 0; t < kept; t += kVecFloats) vstore_first(dst + t, vload(src + t) + vbroadcast(add), kept - t);
-#else
-      for (int64_t t = 0; t < kept; ++t) dst[t] = src[t] + add;
-#endif
-    }
-    j += run;
-  }
+    for (int j = 0; j < kVecs; ++j)
+      if (t.lanes[j] > 0) store_lanes(out + (t.row0 + i) * win.out_plane + t.out[j], acc[i][j], t.lanes[j]);
 }
 
-// direct_tile for the `rows` (1 to kRows) rows that exist.
+// direct_tile for the t.rows (1 to kRows) channels that exist.
 template <int kRows, int kVecs>
-void direct_tile_rows(int64_t rows, float* out, const float* packed_a, int64_t m_pad, int64_t row0, int64_t q0,
-                      int64_t end, const float* padded, const int64_t* offsets, const Window& win, const float* bias) {
+void direct_tile_rows(float* out, const float* a_t, const TileSpan& t, const DirectSource& src, const Window& win,
+                      const float* bias, bool accumulate) {
   if constexpr (kRows > 1) {
-    if (rows < kRows)
-      return direct_tile_rows<kRows - 1, kVecs>(rows, out, packed_a, m_pad, row0, q0, end, padded, offsets, win, bias);
+    if (t.rows < kRows) return direct_tile_rows<kRows - 1, kVecs>(out, a_t, t, src, win, bias, accumulate);
   }
-  direct_tile<kRows, kVecs>(out, packed_a, m_pad, row0, q0, end, padded, offsets, win, bias);
+  direct_tile<kRows, kVecs>(out, a_t, t, src, win, bias, accumulate);
 }
 
-// How one image's positions split into direct tiles of `width` columns: running on along the
-// phase-width positions, or starting at every output row when that makes fewer of them (LeNet-5's
-// 14-wide rows of 18: 14 tiles of 16 instead of 16).
+// How one image's outputs split into tiles: `rows` output channels (the last tile the rest) by
+// either (layout rows) `out_rows` whole output rows of row_vecs vectors each, or, where a row is
+// wider than a tile, `segments` pieces of one row; or (shifted copies) `span` consecutive
+// positions. A tile computes 1, 2 or kDirectMaxVecs vectors.
 struct DirectTiles {
-  int64_t width, positions, row_tiles, count;
-  bool by_row;
-  DirectTiles(const Window& win, int64_t width_) : width(width_), positions(win.out_h * win.phase_w) {
-    row_tiles = (win.out_w + width - 1) / width;
-    const int64_t running = (positions + width - 1) / width;
-    by_row = row_tiles * win.out_h < running;
-    count = by_row ? row_tiles * win.out_h : running;
+  bool shifted;
+  int64_t rows, row_tiles, row_vecs, out_rows, segment_vecs, segments, span, position_tiles;
+
+  // unit: the tile's vectors (rows) or positions (shifted copies).
+  DirectTiles(const Window& win, bool shifted_, int64_t rows_, int64_t unit)
+      : shifted(shifted_), rows(rows_), row_tiles((win.out_channels + rows_ - 1) / rows_),
+        row_vecs((win.out_w + kVecFloats - 1) / kVecFloats), out_rows(max64(1, unit / row_vecs)),
+        segment_vecs(min64(unit, row_vecs)), segments((row_vecs + segment_vecs - 1) / segment_vecs), span(unit) {
+    position_tiles = shifted ? (win.out_plane + span - 1) / span : (win.out_h + out_rows - 1) / out_rows * segments;
   }
-  int64_t columns() const { return count * width; }
-  // Tile t's first position and the end of the positions it may keep.
-  void range(int64_t tile, const Window& win, int64_t* q0, int64_t* q_end) const {
-    *q0 = tile * width;
-    *q_end = positions;
-    if (by_row) {
-      const int64_t oh = tile / row_tiles;
-      *q0 = oh * win.phase_w + tile % row_tiles * width;
-      *q_end = oh * win.phase_w + win.out_w;
+
+  TileSpan tile(int64_t t, const Window& win) const {
+    TileSpan span_of_t;
+    span_of_t.row0 = t % row_tiles * rows;
+    span_of_t.rows = min64(rows, win.out_channels - span_of_t.row0);
+    span_of_t.c_begin = 0, span_of_t.c_end = win.channels;
+    const int64_t position_tile = t / row_tiles;
+    int64_t oh_first, oh_last, used;
+    if (shifted) {
+      const int64_t p0 = position_tile * span, count = min64(span, win.out_plane - p0);
+      oh_first = p0 / win.out_w, oh_last = (p0 + count - 1) / win.out_w;
+      used = (count + kVecFloats - 1) / kVecFloats;
+      for (int64_t j = 0; j < used; ++j) {
+        span_of_t.in[j] = span_of_t.out[j] = p0 + j * kVecFloats;
+        span_of_t.lanes[j] = min64(kVecFloats, count - j * kVecFloats);
+      }
+    } else {
+      oh_first = position_tile / segments * out_rows, oh_last = min64(win.out_h, oh_first + out_rows) - 1;
+      const int64_t v_begin = position_tile % segments * segment_vecs;
+      const int64_t vecs = min64(row_vecs, v_begin + segment_vecs) - v_begin;
+      used = (oh_last - oh_first + 1) * vecs;
+      for (int64_t j = 0; j < used; ++j) {
+        const int64_t oh = oh_first + j / vecs, column = (v_begin + j % vecs) * kVecFloats;
+        span_of_t.in[j] = oh * win.phase_w + column;
+        span_of_t.out[j] = oh * win.out_w + column;
+        span_of_t.lanes[j] = min64(kVecFloats, win.out_w - column);
+      }
     }
+    span_of_t.vecs = used <= 2 ? static_cast<int>(used) : kDirectMaxVecs;
+    for (int64_t j = used; j < span_of_t.vecs; ++j)
+      span_of_t.in[j] = span_of_t.in[0], span_of_t.out[j] = span_of_t.out[0], span_of_t.lanes[j] = 0;
+    live_kernel_rows(win, oh_first, oh_last, &span_of_t.r_begin, &span_of_t.r_end);
+    return span_of_t;
+  }
+
+  // Estimated cycles of one image: laying out the inputs, then the multiply-adds, the loads
+  // feeding them (a vector of inputs costs about a multiply-add: unaligned, with its address;
+  // AVX-512 folds the weights' broadcasts into the multiply-adds) and the stores (again for every
+  // further chunk of input channels). Fitted on LeNet-5's layers, whose best tiles it picks.
+#if defined(PCN_ISA_IS_avx512)
+  static constexpr double kBroadcastCost = 0.1;
+#else
+  static constexpr double kBroadcastCost = 0.4;
+#endif
+  double cost(const Window& win) const {
+    const int64_t chunks = shifted ? (win.channels + ShiftedCopies(win).chunk - 1) / ShiftedCopies(win).chunk : 1;
+    double total = shifted ? 12.0 * win.channels * win.kernel_w * win.stride_h * win.phase_h
+                           : win.channels * (double(win.phases * win.plane) / kVecFloats + 15.0 * win.in_h);
+    for (int64_t t = 0; t < row_tiles * position_tiles; ++t) {
+      const TileSpan span_of_t = tile(t, win);
+      const double steps = double(win.channels * (span_of_t.r_end - span_of_t.r_begin) * win.kernel_w);
+      const double accumulators = double(span_of_t.rows * span_of_t.vecs);
+      total += steps * (accumulators + kBroadcastCost * span_of_t.rows + span_of_t.vecs) +
+               chunks * (3.0 * accumulators + 20.0);
+    }
+    return total;
   }
 };
 
-// One image's output planes by direct tiles; a team shares the tiles. Tiles of half the width
-// where that computes at least 10 % fewer columns (AVX-512's 32 on LeNet-5's 10- and 14-wide maps).
-void direct_image(float* out, const float* packed_a, const float* padded, const int64_t* offsets, const Window& win,
-                  const float* bias, bool team) {
-  constexpr int kHalfVecs = kGemmNRVecs / 2;
-  static_assert(kHalfVecs * 2 == kGemmNRVecs, "the narrow tile is half the GEMM tile");
-  const DirectTiles wide(win, kGemmNR), narrow(win, kHalfVecs * kVecFloats);
-  const bool use_narrow = 10 * narrow.columns() <= 9 * wide.columns();
-  const DirectTiles& tiles = use_narrow ? narrow : wide;
-  const int64_t m_pad = round_up(win.out_channels, kGemmMR);
+// The cheapest tiling of one image, among: both layouts; tiles of 1, 2 or kDirectMaxVecs
+// vectors, each with the channels split evenly into as few tiles as its registers allow; shifted
+// tiles running across output rows or holding whole rows.
+DirectTiles choose_direct_tiles(const Window& win) {
+  DirectTiles best(win, false, 1, 1);  // replaced by the first candidate
+  double best_cost = -1.0;
+  const auto consider = [&](const DirectTiles& tiles) {
+    const double cost = tiles.cost(win);
+    if (best_cost < 0.0 || cost < best_cost) best = tiles, best_cost = cost;
+  };
+  for (int vecs = 1; vecs <= kDirectMaxVecs; vecs *= 2) {
+    const int64_t row_tiles = (win.out_channels + direct_max_rows(vecs) - 1) / direct_max_rows(vecs);
+    const int64_t rows = (win.out_channels + row_tiles - 1) / row_tiles;
+    const int64_t width = vecs * kVecFloats;
+    consider(DirectTiles(win, true, rows, width));
+    for (int64_t whole_rows = 1; whole_rows * win.out_w <= width; ++whole_rows)
+      consider(DirectTiles(win, true, rows, whole_rows * win.out_w));
+    consider(DirectTiles(win, false, rows, vecs));
+  }
+  return best;
+}
+
+// Input channels [c_begin, c_end) of one image's output planes (the first chunk stores, the
+// others add); a team shares the tiles.
+void direct_image(float* out, const float* a_t, const DirectSource& src, const Window& win, const DirectTiles& tiles,
+                  const float* bias, int64_t c_begin, int64_t c_end, bool team) {
+  const bool accumulate = c_begin > 0;
   int64_t begin, end;
-  team_range(tiles.count, team, &begin, &end);
-  for (int64_t tile = begin; tile < end; ++tile) {
-    int64_t q0, q_end;
-    tiles.range(tile, win, &q0, &q_end);
-    for (int64_t row0 = 0; row0 < win.out_channels; row0 += kGemmMR) {
-      const int64_t rows = min64(kGemmMR, win.out_channels - row0);
-      if (use_narrow)
-        direct_tile_rows<kGemmMR, kHalfVecs>(rows, out, packed_a, m_pad, row0, q0, q_end, padded, offsets, win, bias);
-      else
-        direct_tile_rows<kGemmMR, kGemmNRVecs>(rows, out, packed_a, m_pad, row0, q0, q_end, padded, offsets, win, bias);
+  team_range(tiles.row_tiles * tiles.position_tiles, team, &begin, &end);
+  for (int64_t t = begin; t < end; ++t) {
+    TileSpan span = tiles.tile(t, win);
+    span.c_begin = c_begin, span.c_end = c_end;
+    switch (span.vecs) {
+      case 1: direct_tile_rows<direct_max_rows(1), 1>(out, a_t, span, src, win, bias, accumulate); break;
+      case 2: direct_tile_rows<direct_max_rows(2), 2>(out, a_t, span, src, win, bias, accumulate); break;
+      default:
+        direct_tile_rows<direct_max_rows(kDirectMaxVecs), kDirectMaxVecs>(out, a_t, span, src, win, bias, accumulate);
     }
   }
 }
@@ -309,22 +507,75 @@ struct WindowJob {
   const float* bias;  // per output channel of all groups, or null
 };
 
-// Threads take whole bundles when there are enough of them, otherwise the team shares each
-// bundle's GEMM. A one-image bundle's GEMM writes straight into the output planes.
-void window_convolution(const WindowJob& job) {
+// Few output channels: threads take whole images when there are enough of them, otherwise the
+// team shares each image's tiles.
+void direct_convolution(const WindowJob& job) {
   const Window& win = *job.win;
   const int threads = num_threads();
-  const bool direct = win.out_channels <= kDirectMaxChannels;
-  // Direct tiles work image by image and read up to NR positions past the last output row,
-  // shifted by the farthest tap; a packing run's last vector up to kVecFloats - 1 floats.
-  const Bundle bundle = direct ? make_bundle(win, job.batch, threads, 1, 1, win.column_overhang() + kGemmNR)
-                               : make_bundle(win, job.batch, threads, win.out_plane, kWindowColumns, kVecFloats);
+  const DirectTiles tiles = choose_direct_tiles(win);
+  const ShiftedCopies sc(win);
+  // The rows layout reads up to a tile's vectors past the last output row, shifted by the
+  // farthest tap.
+  const Bundle bundle = make_bundle(win, 1, 1, 1, 1, win.column_overhang() + kDirectMaxVecs * kVecFloats);
+  const int64_t chunk = tiles.shifted ? sc.chunk : win.channels;
+  const int64_t image_floats = tiles.shifted ? sc.floats() : bundle.floats;
+  const int64_t items = job.batch * job.groups;
+  const bool by_image = items >= threads && threads > 1;
+  const int slots = by_image ? threads : 1;
+  const int64_t a_floats = win.k * win.out_channels;
+  float* a_t = thread_scratch(Scratch::pack_a, job.groups * a_floats);
+  float* images = thread_scratch(Scratch::columns, image_floats * slots);
+  int64_t* offsets = thread_scratch_i64(Scratch::indices, win.k);
+  if (tiles.shifted)
+    shifted_offsets(offsets, win, sc, chunk);
+  else
+    tap_offsets(offsets, win, bundle);
+  for (int64_t group = 0; group < job.groups; ++group)
+    for (int64_t row = 0; row < win.out_channels; ++row)
+      for (int64_t kk = 0; kk < win.k; ++kk)
+        a_t[group * a_floats + kk * win.out_channels + row] = job.a[(group * win.out_channels + row) * win.k + kk];
+#pragma omp parallel num_threads(threads)
+  {
+    const bool team = !by_image;
+    float* image = images + (by_image ? omp_get_thread_num() : 0) * image_floats;
+    const DirectSource src{image, offsets};
+    int64_t begin, end;
+    team_range(items, by_image, &begin, &end);
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t n = item / job.groups, group = item % job.groups;
+      const float* in = job.in + n * job.in_batch_stride + group * job.in_group_stride;
+      for (int64_t c0 = 0; c0 < win.channels; c0 += chunk) {
+        const int64_t c1 = min64(win.channels, c0 + chunk);
+        int64_t lo, hi;
+        team_range(c1 - c0, team, &lo, &hi);
+        if (tiles.shifted)
+          shift_image(image + lo * sc.channel, in, win, sc, c0 + lo, c0 + hi);
+        else
+          pad_bundle(image, in, 0, 1, win, bundle, lo, hi, item == begin && (!team || omp_get_thread_num() == 0));
+        team_barrier(team);
+        direct_image(job.out + n * job.out_batch_stride + group * job.out_group_stride, a_t + group * a_floats, src,
+                     win, tiles, job.bias ? job.bias + group * win.out_channels : nullptr, c0, c1, team);
+        team_barrier(team);  // the image is laid out again next
+      }
+    }
+  }
+}
+
+// Many output channels: the GEMM over bundles of images. Threads take whole bundles when there are
+// enough of them, otherwise the team shares each bundle's GEMM. A one-image bundle's GEMM writes
+// straight into the output planes.
+void window_convolution(const WindowJob& job) {
+  const Window& win = *job.win;
+  if (win.out_channels <= kDirectMaxChannels) return direct_convolution(job);
+  const int threads = num_threads();
+  // A packing run's last vector reads up to kVecFloats - 1 floats past the last plane.
+  const Bundle bundle = make_bundle(win, job.batch, threads, win.out_plane, kWindowColumns, kVecFloats);
   const int64_t items = bundle.count * job.groups;
   const bool by_bundle = items >= threads && threads > 1;
   const int slots = by_bundle ? threads : 1;
   const int64_t columns = bundle.images * win.out_plane;
   const int64_t a_floats = packed_a_floats(win.out_channels, win.k);
-  const int64_t b_floats = direct ? 0 : packed_b_floats(columns, win.k);
+  const int64_t b_floats = packed_b_floats(columns, win.k);
   const int64_t c_floats = bundle.images > 1 ? win.out_channels * columns : 0;
   float* packed = thread_scratch(Scratch::pack_a, job.groups * a_floats);
   float* b_bufs = thread_scratch(Scratch::pack_b, b_floats * slots);
@@ -353,11 +604,6 @@ void window_convolution(const WindowJob& job) {
       team_barrier(team);
       float* out = job.out + n0 * job.out_batch_stride + group * job.out_group_stride;
       const float* bias = job.bias ? job.bias + group * win.out_channels : nullptr;
-      if (direct) {
-        direct_image(out, packed + group * a_floats, padded, offsets, win, bias, team);
-        team_barrier(team);  // the padded image is rewritten for the next item
-        continue;
-      }
       gemm_packed(win.out_channels, count * win.out_plane, win.k, packed + group * a_floats,
                   WindowPackB{padded, offsets, &win}, bundle.images > 1 ? c_buf : out,
                   count * win.out_plane, 1.0f, 0.0f, bias, b_bufs + slot * b_floats, team);
@@ -371,31 +617,22 @@ void window_convolution(const WindowJob& job) {
 }
 
 // ---------------------------------------------------------------- backward-weight
-// dw[oc][kk] = sum over images and positions q of dy[oc][q] * padded[q + offset(kk)], with the
-// positions in phase-width coordinates (q = g * plane + oh * phase_w + ow) and dy spread to
-// rows of that layout with zeros everywhere else. Tiles of kDotRows output channels x kDotCols
-// taps keep their dot products in vector registers along q.
+// dw[oc][kk] = sum over images and positions of dy[oc][position] times the input tap kk reads
+// there, as dot products of two contiguous runs in one of two layouts (as the direct tiles'):
+// - shifted copies: positions p = oh * out_w + ow of each image, read from copy (c, s) past kernel
+//   row r's offset; dy rows gathered per bundle of images, each image's run rounded up to whole
+//   vectors with zeros;
+// - rows: positions in phase-width coordinates running across a bundle's padded images
+//   (q = g * plane + oh * phase_w + ow), dy spread to rows of that layout with zeros everywhere
+//   else (the dropped columns and the rows between images cost products, no copies).
+// Tiles of output channels x taps keep their dot products in vector registers, in one of a few
+// shapes, the one that wastes least on the layer's channel and tap counts.
 #if defined(PCN_ISA_IS_avx512)
-constexpr int kDotRows = 4, kDotCols = 4;
+constexpr int kDotShapes[][2] = {{4, 4}, {6, 4}, {8, 3}};
 #else
-constexpr int kDotRows = 4, kDotCols = 3;
+constexpr int kDotShapes[][2] = {{4, 3}, {6, 2}};
 #endif
-constexpr int64_t kDotChunk = 2048;  // positions per pass: kDotRows dy rows of it fill about L1
-
-// dy rows [oc_begin, oc_end) of `count` images (dy planes image_stride floats apart) in the
-// bundle's padded-width layout, row_floats apart, zeros everywhere but the positions.
-void spread_rows(float* dst, const float* dy, int64_t image_stride, int64_t count, const Window& win,
-                 int64_t row_floats, int64_t oc_begin, int64_t oc_end) {
-  for (int64_t oc = oc_begin; oc < oc_end; ++oc) {
-    float* row = dst + oc * row_floats;
-    std::memset(row, 0, sizeof(float) * row_floats);
-    for (int64_t g = 0; g < count; ++g) {
-      const float* in = dy + g * image_stride + oc * win.out_plane;
-      for (int64_t oh = 0; oh < win.out_h; ++oh)
-        std::memcpy(row + g * win.plane + oh * win.phase_w, in + oh * win.out_w, sizeof(float) * win.out_w);
-    }
-  }
-}
+constexpr int kDotShapeCount = sizeof(kDotShapes) / sizeof(kDotShapes[0]);
 
 static inline float lane_sum(vfloat v) {
   float sum = 0.0f;
@@ -403,26 +640,91 @@ static inline float lane_sum(vfloat v) {
   return sum;
 }
 
-// sums[i * ld + j * kVecFloats : +kVecFloats] += the lane-wise products of rows[i][q0:q1] and
-// padded[offsets[j] + q0 : offsets[j] + q1], for i < rows_used, j < cols_used (the unused
-// rows/columns repeat the last real one and are not stored). The sums stay vectors until the
-// whole batch is done: summing lanes after every chunk made ResNet-20's 16-channel weight gradient ~15 % slower.
-static inline void dot_tile(float* sums, int64_t ld, const float* const (&rows)[kDotRows], const float* padded,
-                            const int64_t (&offsets)[kDotCols], int64_t q0, int64_t q1, int rows_used, int cols_used) {
-  vfloat acc[kDotRows][kDotCols] = {};
-  for (int64_t q = q0; q < q1; q += kVecFloats) {
-    vfloat xv[kDotCols];
-    for (int j = 0; j < kDotCols; ++j) xv[j] = vload(padded + offsets[j] + q);
-    for (int i = 0; i < kDotRows; ++i) {
-      const vfloat dv = vload(rows[i] + q);
-      for (int j = 0; j < kDotCols; ++j) acc[i][j] += dv * xv[j];
+// One bundle's dot products, as read by dot_bundle: `count` images, dy rows of each output
+// channel `row` floats apart (image g's run of `positions` at g * dy_image), tap kk's inputs for
+// image g at copies + g * image + offsets[kk].
+struct DotBundle {
+  const float* dy_rows;
+  int64_t row, positions, dy_image, count;
+  const float* copies;
+  int64_t image;
+  const int64_t* offsets;
+};
+
+// Positions [q_begin, q_end) of each image, tiles [t_begin, t_end) of kRows output channels x kCols
+// taps (tile t: channels from
+// t / col_tiles * kRows, taps from t % col_tiles * kCols: a row tile's dy rows stay in L1 while
+// its taps' copies stream past) stored (`first`) or added into the vector sums (vector
+// (oc, kk) at (oc * k + kk) * kVecFloats). A tile's unused rows and columns repeat its last real
+// one and are not stored. The sums stay vectors until the whole batch is done: summing lanes
+// after every bundle made ResNet-20's 16-channel weight gradient ~15 % slower.
+template <int kRows, int kCols>
+void dot_bundle(float* sums, const DotBundle& bundle, const Window& win, int64_t t_begin, int64_t t_end, int64_t q_begin,
+                int64_t q_end, bool first) {
+  const int64_t col_tiles = (win.k + kCols - 1) / kCols;
+  for (int64_t t = t_begin; t < t_end; ++t) {
+    const int64_t oc0 = t / col_tiles * kRows, k0 = t % col_tiles * kCols;
+    const int rows_used = static_cast<int>(min64(kRows, win.out_channels - oc0));
+    const int cols_used = static_cast<int>(min64(kCols, win.k - k0));
+    const float* rows[kRows];
+    const float* cols[kCols];
+    for (int i = 0; i < kRows; ++i) rows[i] = bundle.dy_rows + (oc0 + min64(i, rows_used - 1)) * bundle.row;
+    for (int j = 0; j < kCols; ++j) cols[j] = bundle.copies + bundle.offsets[k0 + min64(j, cols_used - 1)];
+    vfloat acc[kRows][kCols] = {};
+    for (int64_t g = 0; g < bundle.count; ++g) {
+      const int64_t dy_at = g * bundle.dy_image, x_at = g * bundle.image;
+      for (int64_t q = q_begin; q < q_end; q += kVecFloats) {
+        vfloat xv[kCols];
+        for (int j = 0; j < kCols; ++j) xv[j] = vload(cols[j] + x_at + q);
+        for (int i = 0; i < kRows; ++i) {
+          vfloat dv = vload(rows[i] + dy_at + q);
+#if defined(__x86_64__) || defined(__i386__)
+          asm("" : "+x"(dv));  // one load, not one per tap: GCC would load dv again as each FMA's operand
+#endif
+          for (int j = 0; j < kCols; ++j) acc[i][j] += dv * xv[j];
+        }
+      }
     }
+    for (int i = 0; i < rows_used; ++i)
+      for (int j = 0; j < cols_used; ++j) {
+        float* sum = sums + ((oc0 + i) * win.k + k0 + j) * kVecFloats;
+        vstore(sum, first ? acc[i][j] : vload(sum) + acc[i][j]);
+      }
   }
-  for (int i = 0; i < rows_used; ++i)
-    for (int j = 0; j < cols_used; ++j) {
-      float* sum = sums + i * ld + j * kVecFloats;
-      vstore(sum, vload(sum) + acc[i][j]);
-    }
+}
+
+// The tile shape (an index into kDotShapes) that computes the fewest products, counting a
+// tile's loads at half a product each.
+int choose_dot_shape(const Window& win) {
+  int best = 0;
+  double best_cost = -1.0;
+  for (int shape = 0; shape < kDotShapeCount; ++shape) {
+    const int rows = kDotShapes[shape][0], cols = kDotShapes[shape][1];
+    const double tiles = double((win.out_channels + rows - 1) / rows) * double((win.k + cols - 1) / cols);
+    const double cost = tiles * (rows * cols + 0.5 * (rows + cols));
+    if (best_cost < 0.0 || cost < best_cost) best = shape, best_cost = cost;
+  }
+  return best;
+}
+
+// Tiles of one shape in one tiling: row_tiles x col_tiles of them.
+int64_t dot_tiles(int shape, const Window& win) {
+  const int rows = kDotShapes[shape][0], cols = kDotShapes[shape][1];
+  return (win.out_channels + rows - 1) / rows * ((win.k + cols - 1) / cols);
+}
+
+void dot_bundle_shape(int shape, float* sums, const DotBundle& bundle, const Window& win, int64_t t_begin,
+                      int64_t t_end, int64_t q_begin, int64_t q_end, bool first) {
+  switch (shape) {
+#if defined(PCN_ISA_IS_avx512)
+    case 0: return dot_bundle<kDotShapes[0][0], kDotShapes[0][1]>(sums, bundle, win, t_begin, t_end, q_begin, q_end, first);
+    case 1: return dot_bundle<kDotShapes[1][0], kDotShapes[1][1]>(sums, bundle, win, t_begin, t_end, q_begin, q_end, first);
+    default: return dot_bundle<kDotShapes[2][0], kDotShapes[2][1]>(sums, bundle, win, t_begin, t_end, q_begin, q_end, first);
+#else
+    case 0: return dot_bundle<kDotShapes[0][0], kDotShapes[0][1]>(sums, bundle, win, t_begin, t_end, q_begin, q_end, first);
+    default: return dot_bundle<kDotShapes[1][0], kDotShapes[1][1]>(sums, bundle, win, t_begin, t_end, q_begin, q_end, first);
+#endif
+  }
 }
 
 // dst[i] = the lane sums of the first `slots` slots' vector sums (slot s holds vector i at
@@ -534,44 +836,36 @@ void window_backward_data(float* dx, const float* dy, const float* w, const Conv
                       d.in_channels * in_plane, cin_g * in_plane, flipped, nullptr});
 }
 
-void window_backward_weight(float* dw, const float* dy, const float* x, const Conv2dDesc& d) {
-  const int64_t cin_g = d.in_channels / d.groups, cout_g = d.out_channels / d.groups;
-  const Window win(cin_g, d.in_h, d.in_w, d.pad_h, d.pad_w, d.stride_h, d.stride_w, d, cout_g);
-  const int64_t in_plane = d.in_h * d.in_w, out_plane = d.out_h * d.out_w, w_floats = d.out_channels * win.k;
-  if (d.batch == 0) {
-    for (int64_t i = 0; i < w_floats; ++i) dw[i] = 0.0f;
-    return;
-  }
+namespace {
+
+// The weight gradient as a GEMM over bundles of images (many output channels, small maps).
+void gemm_backward_weight(float* dw, const float* dy, const float* x, const Conv2dDesc& d, const Window& win) {
+  const int64_t cin_g = win.channels, cout_g = win.out_channels;
+  const int64_t in_plane = d.in_h * d.in_w, out_plane = win.out_plane, w_floats = d.out_channels * win.k;
   const int threads = num_threads();
-  const bool use_gemm = cout_g > kDirectMaxChannels && out_plane < kDotMinPositions;
-  // Dot products read to the last position rounded up to a vector, shifted by the farthest tap.
-  const int64_t dot_slack = win.column_overhang() + kVecFloats;
-  const Bundle bundle = use_gemm ? make_bundle(win, d.batch, threads, out_plane, kWindowColumns, 0)
-                                 : make_bundle(win, d.batch, threads, win.plane, kDotChunk, dot_slack);
-  const int64_t row_floats = use_gemm ? bundle.images * out_plane : round_up(bundle.phase_stride, kVecFloats);
+  const Bundle bundle = make_bundle(win, d.batch, threads, out_plane, kWindowColumns, 0);
+  const int64_t row_floats = bundle.images * out_plane;
   const int64_t items = bundle.count * d.groups;
   const bool by_bundle = items >= threads && threads > 1;
   const int slots = by_bundle ? threads : 1;
-  const int64_t a_floats = use_gemm ? packed_a_floats(cout_g, row_floats) : 0;
-  const int64_t b_floats = use_gemm ? packed_b_floats(win.k, row_floats) : 0;
+  const int64_t a_floats = packed_a_floats(cout_g, row_floats);
+  const int64_t b_floats = packed_b_floats(win.k, row_floats);
   float* pads = thread_scratch(Scratch::columns, bundle.floats * slots);
   float* dy_bufs = thread_scratch(Scratch::weights, cout_g * row_floats * slots);
   float* a_bufs = thread_scratch(Scratch::pack_a, a_floats * slots);
   float* b_bufs = thread_scratch(Scratch::pack_b, b_floats * slots);
-  // The GEMM adds into dw (or per-thread partials); the dot products into per-slot vector sums.
-  const int64_t sum_floats = use_gemm ? w_floats : w_floats * kVecFloats;
-  float* partials = by_bundle || !use_gemm ? thread_scratch(Scratch::partial, sum_floats * slots) : nullptr;
+  // The GEMM adds into dw, or per-thread partials.
+  float* partials = by_bundle ? thread_scratch(Scratch::partial, w_floats * slots) : nullptr;
   int64_t* offsets = thread_scratch_i64(Scratch::indices, win.k);
   tap_offsets(offsets, win, bundle);
-  const int64_t row_tiles = (cout_g + kDotRows - 1) / kDotRows;
 #pragma omp parallel num_threads(threads)
   {
     const bool team = !by_bundle;
     const int slot = by_bundle ? omp_get_thread_num() : 0;
     float* padded = pads + slot * bundle.floats;
     float* dy_rows = dy_bufs + slot * cout_g * row_floats;
-    float* out = partials ? partials + slot * sum_floats : dw;
-    zero_shared(out, sum_floats, team);
+    float* out = partials ? partials + slot * w_floats : dw;
+    zero_shared(out, w_floats, team);
     int64_t begin, end;
     team_range(items, by_bundle, &begin, &end);
     for (int64_t item = begin; item < end; ++item) {
@@ -583,50 +877,149 @@ void window_backward_weight(float* dw, const float* dy, const float* x, const Co
       pad_bundle(padded, x + n0 * d.in_channels * in_plane + group * cin_g * in_plane, d.in_channels * in_plane, count,
                  win, bundle, lo, hi, !team || omp_get_thread_num() == 0);
       team_range(cout_g, team, &lo, &hi);
-      if (use_gemm) {
-        gather_images(dy_rows, dyg, d.out_channels * out_plane, count, out_plane, lo, hi);
-        team_barrier(team);
-        const int64_t columns = count * out_plane;
-        float* a_buf = a_bufs + slot * a_floats;
-        pack_a_matrix(a_buf, dy_rows, columns, false, cout_g, columns, team);
-        gemm_packed(cout_g, win.k, columns, a_buf, WindowTransposedPackB{padded, offsets, &win}, out + group * cout_g * win.k,
-                    win.k, 1.0f, 1.0f, nullptr, b_bufs + slot * b_floats, team);
-        continue;  // gemm_packed ends with a barrier in a team
-      }
-      spread_rows(dy_rows, dyg, d.out_channels * out_plane, count, win, row_floats, lo, hi);
+      gather_images(dy_rows, dyg, d.out_channels * out_plane, count, out_plane, lo, hi);
       team_barrier(team);
-      // The positions run to the last image's last output row (its bottom padding rows add
-      // nothing), in equal chunks of at most kDotChunk.
-      const int64_t span = round_up((count - 1) * win.plane + win.out_h * win.phase_w, kVecFloats);
-      const int64_t chunks = (span + kDotChunk - 1) / kDotChunk;
-      const int64_t chunk = round_up((span + chunks - 1) / chunks, kVecFloats);
-      float* sums = out + group * cout_g * win.k * kVecFloats;
-      int64_t t_begin, t_end;  // in a team, each thread owns whole tiles of output channels
-      team_range(row_tiles, team, &t_begin, &t_end);
-      for (int64_t q0 = 0; q0 < span; q0 += chunk) {
-        const int64_t q1 = min64(span, q0 + chunk);
-        for (int64_t tile = t_begin; tile < t_end; ++tile) {
-          const int64_t oc0 = tile * kDotRows;
-          const int rows_used = static_cast<int>(min64(kDotRows, cout_g - oc0));
-          const float* rows[kDotRows];
-          for (int i = 0; i < kDotRows; ++i) rows[i] = dy_rows + (oc0 + min64(i, rows_used - 1)) * row_floats;
-          for (int64_t k0 = 0; k0 < win.k; k0 += kDotCols) {
-            const int cols_used = static_cast<int>(min64(kDotCols, win.k - k0));
-            int64_t tap[kDotCols];
-            for (int j = 0; j < kDotCols; ++j) tap[j] = offsets[k0 + min64(j, cols_used - 1)];
-            dot_tile(sums + (oc0 * win.k + k0) * kVecFloats, win.k * kVecFloats, rows, padded, tap, q0, q1, rows_used,
-                     cols_used);
-          }
-        }
+      const int64_t columns = count * out_plane;
+      float* a_buf = a_bufs + slot * a_floats;
+      pack_a_matrix(a_buf, dy_rows, columns, false, cout_g, columns, team);
+      gemm_packed(cout_g, win.k, columns, a_buf, WindowTransposedPackB{padded, offsets, &win}, out + group * cout_g * win.k,
+                  win.k, 1.0f, 1.0f, nullptr, b_bufs + slot * b_floats, team);
+      // gemm_packed ends with a barrier in a team
+    }
+    if (by_bundle) reduce_thread_partials(dw, partials, w_floats);
+  }
+}
+
+// dy rows [oc_begin, oc_end) of `count` images (dy planes image_stride floats apart), image g's
+// run at g * positions of its row (rows `row` floats apart), zeros up to `positions`.
+void gather_dy_rows(float* dst, const float* dy, int64_t image_stride, int64_t count, const Window& win,
+                    int64_t positions, int64_t row, int64_t oc_begin, int64_t oc_end) {
+  for (int64_t oc = oc_begin; oc < oc_end; ++oc)
+    for (int64_t g = 0; g < count; ++g) {
+      const float* in = dy + g * image_stride + oc * win.out_plane;
+      float* out = dst + oc * row + g * positions;
+      for (int64_t q = 0; q < positions; q += kVecFloats) vstore(out + q, load_lanes(in + q, min64(kVecFloats, win.out_plane - q)));
+    }
+}
+
+// dy rows [oc_begin, oc_end) of `count` images (dy planes image_stride floats apart) in the
+// bundle's phase-width layout, `row` floats apart, zeros everywhere but the positions.
+void spread_dy_rows(float* dst, const float* dy, int64_t image_stride, int64_t count, const Window& win, int64_t row,
+                    int64_t oc_begin, int64_t oc_end) {
+  for (int64_t oc = oc_begin; oc < oc_end; ++oc) {
+    float* out = dst + oc * row;
+    std::memset(out, 0, sizeof(float) * row);
+    for (int64_t g = 0; g < count; ++g) {
+      const float* in = dy + g * image_stride + oc * win.out_plane;
+      for (int64_t oh = 0; oh < win.out_h; ++oh)
+        std::memcpy(out + g * win.plane + oh * win.phase_w, in + oh * win.out_w, sizeof(float) * win.out_w);
+    }
+  }
+}
+
+// Positions per pass of the rows layout: kDotRows dy rows of it fill about L1.
+constexpr int64_t kDotChunk = 2048;
+
+// The weight gradient as dot products over bundles of images. The shifted copies are taken where
+// the rows layout would compute at least a quarter more positions (LeNet-5's 10x10 map in 14x14
+// planes: 96 % more); below that their kernel_w copies cost more than they save (ResNet-20's
+// 32x32 maps in 34x34 planes, 13 % more: 3.6 -> 3.8 ms on the copies).
+void dot_backward_weight(float* dw, const float* dy, const float* x, const Conv2dDesc& d, const Window& win) {
+  const int64_t cin_g = win.channels, cout_g = win.out_channels;
+  const int64_t in_plane = d.in_h * d.in_w, out_plane = win.out_plane, w_floats = d.out_channels * win.k;
+  const int threads = num_threads();
+  const int shape = choose_dot_shape(win);
+  const int tile_rows = kDotShapes[shape][0];
+  const ShiftedCopies sc(win);
+  const int64_t compact = round_up(out_plane, kVecFloats);
+  const bool shifted = 4 * win.plane >= 5 * compact;
+  // Shifted copies of whole-vector runs read dy where it is (LeNet-5's conv1: 784 positions).
+  const bool dy_in_place = shifted && out_plane == compact;
+  // Shifted copies: images per bundle such that a tile's dy rows fill about L1. Rows: about
+  // kDotChunk positions per bundle, their slack read by the last vector shifted by the farthest tap.
+  const int64_t image = shifted ? cin_g * sc.channel : 0;
+  const Bundle bundle = shifted ? make_bundle(win, d.batch, threads, tile_rows * compact, kShiftedFloats, 0)
+                                : make_bundle(win, d.batch, threads, win.plane, kDotChunk, win.column_overhang() + kVecFloats);
+  const int64_t positions = shifted ? compact : 0;
+  const int64_t row = shifted ? bundle.images * compact : round_up(bundle.phase_stride, kVecFloats);
+  const int64_t image_floats = shifted ? bundle.images * image : bundle.floats;
+  const int64_t items = bundle.count * d.groups;
+  const bool by_bundle = items >= threads && threads > 1;
+  const int slots = by_bundle ? threads : 1;
+  float* copies_bufs = thread_scratch(Scratch::columns, image_floats * slots);
+  float* dy_bufs = thread_scratch(Scratch::weights, dy_in_place ? 0 : cout_g * row * slots);
+  const int64_t sum_floats = w_floats * kVecFloats;
+  float* partials = thread_scratch(Scratch::partial, sum_floats * slots);
+  int64_t* offsets = thread_scratch_i64(Scratch::indices, win.k);
+  if (shifted)
+    shifted_offsets(offsets, win, sc, cin_g);
+  else
+    tap_offsets(offsets, win, bundle);
+#pragma omp parallel num_threads(threads)
+  {
+    const bool team = !by_bundle;
+    const int slot = by_bundle ? omp_get_thread_num() : 0;
+    float* copies = copies_bufs + slot * image_floats;
+    float* dy_rows = dy_bufs + slot * cout_g * row;
+    float* out = partials + slot * sum_floats;
+    int64_t begin, end;
+    team_range(items, by_bundle, &begin, &end);
+    // A thread's first item of each group stores its sums (no zeroing pass), unless it has fewer
+    // items than groups.
+    const bool store_first = end - begin >= d.groups;
+    if (!store_first) zero_shared(out, sum_floats, team);
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t n0 = (item / d.groups) * bundle.images, group = item % d.groups;
+      const int64_t count = min64(bundle.images, d.batch - n0);
+      const float* xg = x + n0 * d.in_channels * in_plane + group * cin_g * in_plane;
+      const float* dyg = dy + n0 * d.out_channels * out_plane + group * cout_g * out_plane;
+      int64_t lo, hi;
+      team_range(cin_g, team, &lo, &hi);
+      if (shifted) {
+        for (int64_t g = 0; g < count; ++g)
+          shift_image(copies + g * image + lo * sc.channel, xg + g * d.in_channels * in_plane, win, sc, lo, hi);
+      } else {
+        pad_bundle(copies, xg, d.in_channels * in_plane, count, win, bundle, lo, hi, !team || omp_get_thread_num() == 0);
       }
+      team_range(cout_g, team, &lo, &hi);
+      if (!shifted)
+        spread_dy_rows(dy_rows, dyg, d.out_channels * out_plane, count, win, row, lo, hi);
+      else if (!dy_in_place)
+        gather_dy_rows(dy_rows, dyg, d.out_channels * out_plane, count, win, positions, row, lo, hi);
+      team_barrier(team);
+      // The rows layout's positions run to the last image's last output row (its bottom padding
+      // rows add nothing), in equal chunks of at most kDotChunk, as one "image".
+      const int64_t span = shifted ? positions : round_up((count - 1) * win.plane + win.out_h * win.phase_w, kVecFloats);
+      const int64_t chunks = shifted ? 1 : (span + kDotChunk - 1) / kDotChunk;
+      const int64_t chunk = round_up((span + chunks - 1) / chunks, kVecFloats);
+      const DotBundle dots = dy_in_place ? DotBundle{dyg, out_plane, positions, d.out_channels * out_plane, count,
+                                                    copies, image, offsets}
+                                         : DotBundle{dy_rows, row, positions, positions, shifted ? count : 1, copies,
+                                                     image, offsets};
+      // In a team each thread owns whole tiles, so no two add into the same sums.
+      int64_t t_begin, t_end;
+      team_range(dot_tiles(shape, win), team, &t_begin, &t_end);
+      for (int64_t q0 = 0; q0 < span; q0 += chunk)
+        dot_bundle_shape(shape, out + group * cout_g * win.k * kVecFloats, dots, win, t_begin, t_end, q0,
+                         min64(span, q0 + chunk), store_first && item - begin < d.groups && q0 == 0);
       team_barrier(team);  // the buffers are rewritten for the next item
     }
     // Per-thread slots: the team the runtime started, which may be smaller than was asked for.
-    if (!use_gemm)
-      reduce_vector_sums(dw, partials, by_bundle ? omp_get_num_threads() : 1, w_floats);
-    else if (by_bundle)
-      reduce_thread_partials(dw, partials, w_floats);
+    reduce_vector_sums(dw, partials, by_bundle ? omp_get_num_threads() : 1, w_floats);
   }
+}
+
+}  // namespace
+
+void window_backward_weight(float* dw, const float* dy, const float* x, const Conv2dDesc& d) {
+  const int64_t cin_g = d.in_channels / d.groups, cout_g = d.out_channels / d.groups;
+  const Window win(cin_g, d.in_h, d.in_w, d.pad_h, d.pad_w, d.stride_h, d.stride_w, d, cout_g);
+  if (d.batch == 0) {
+    for (int64_t i = 0; i < d.out_channels * win.k; ++i) dw[i] = 0.0f;
+    return;
+  }
+  if (cout_g > kDirectMaxChannels && win.out_plane < kDotMinPositions) return gemm_backward_weight(dw, dy, x, d, win);
+  dot_backward_weight(dw, dy, x, d, win);
 }
 
 PCN_ISA_END

@@ -9,11 +9,12 @@
 // - forward, and (at stride 1) backward-data as the forward convolution of dy with the flipped,
 //   transposed weights: the shared GEMM driver with a B packer that copies those runs (no bounds
 //   logic), several small images side by side in one GEMM;
-// - at most 16 output channels: no packing at all. Register tiles read B straight from the copy,
-//   counting positions in phase-width coordinates (q = oh * phase_w + ow) so that each tile's
-//   inputs are one run; the phase_w - out_w extra columns per row are computed and dropped;
-// - backward-weight: dot products of two contiguous rows (dy spread to phase-width rows) on large
-//   maps, a GEMM with the transposed window matrix on small ones.
+// - at most 16 output channels: no packing at all. Register tiles read B straight from the copy
+//   (each vector one output row, the lanes past out_w dropped) or from kernel_w shifted copies of
+//   it whose rows are out_w wide (each tile one contiguous run of output positions), whichever
+//   costs less for the layer, skipping the kernel rows that read only zero padding;
+// - backward-weight: dot products of dy's rows with the shifted copies on large maps or few output
+//   channels, a GEMM with the transposed window matrix otherwise.
 #pragma once
 #include "kernels/conv.h"
 #include "core/isa_namespace.h"
