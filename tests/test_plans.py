@@ -279,7 +279,8 @@ def test_a_selection_during_which_the_thread_count_moved_is_not_kept(tuning, mon
         state["threads"] = threads
         assert plans.plan_of("forward", shape, weight_shape, *geometry) is None
     monkeypatch.setattr(plans, "_C", _C)
-    np.testing.assert_allclose(moved, plans.conv2d("forward", x, w, None, *geometry), rtol=1e-5, atol=1e-5)
+    # The two calls may run different algorithms (Winograd or not): the test's tolerance on the scale.
+    assert_close(moved, plans.conv2d("forward", x, w, None, *geometry), what="output")
     assert plans.plan_of("forward", shape, weight_shape, *geometry) is not None  # measured again, kept
 
 
