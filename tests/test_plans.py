@@ -407,3 +407,28 @@ def test_sgemm_takes_the_faster_isa_and_bias_is_added_once(tuning):
     assert plan["isa"] != backend.isa() and plan["heuristic"] == f"{backend.isa()}/gemm"
     again = F.linear(pcn.tensor(x), pcn.tensor(weight), pcn.tensor(bias)).numpy()
     assert np.array_equal(again, y)
+
+
+@pytest.mark.parametrize("kernel", [5, 3])  # the heuristic's choice: sparse, dense
+def test_the_pooled_weight_gradient_takes_the_faster_route_and_keeps_it(tuning, kernel):
+    """conv2d -> ReLU -> max-pool's weight gradient: sparse (on each SIMD ISA) or dense; the heuristic's
+    candidate slowed to 50 ms loses, the plan is kept in the file, and the gradients are the chosen
+    route's (and torch's)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(8)
+    x, weight = random_array(rng, 4, 3, 16, 16), random_array(rng, 8, 3, kernel, kernel)
+    heuristic = "dense" if kernel == 3 else "sparse"
+    plans._test_delay[(backend.isa(), heuristic)] = 0.05
+    xt, wt = pcn.tensor(x, requires_grad=True), pcn.tensor(weight, requires_grad=True)
+    out = F.conv2d_relu_max_pool2d(xt, wt, None, 1, 1, kernel_size=2)
+    out.sum().backward()
+    (key, plan), = [(k, p) for k, p in _file_plans(tuning)["plans"].items() if "pooled_backward_weight" in k]
+    pooled = "x".join(map(str, out.shape))
+    assert f"|w=8x3x{kernel}x{kernel}|" in key and f"|pooled={pooled}|" in key and "|dense_ready=True" in key
+    assert plan["heuristic"] == f"{backend.isa()}/{heuristic}"
+    assert (plan["isa"], plan["algorithm"]) != (backend.isa(), heuristic)
+    assert f"{backend.isa()}/dense" in plan["ms"] and all(f"{isa}/sparse" in plan["ms"] for isa in plans._isas())
+    theirs = [torch.tensor(a, requires_grad=True) for a in (x, weight)]
+    torch.nn.functional.max_pool2d(torch.relu(torch.nn.functional.conv2d(*theirs, None, 1, 1)), 2).sum().backward()
+    np.testing.assert_allclose(wt.grad.numpy(), theirs[1].grad.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(xt.grad.numpy(), theirs[0].grad.numpy(), rtol=1e-4, atol=1e-4)

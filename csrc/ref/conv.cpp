@@ -76,6 +76,26 @@ void conv2d_backward_bias(float* db, const float* dy, const Conv2dDesc& d) {
   }
 }
 
+// The dense route: the pooled gradient masked by ReLU and scattered to the argmax positions, then
+// the three passes above.
+void conv2d_relu_max_pool2d_backward_weight(float* dw, float* db, int64_t* first_invalid, const float* gy,
+                                            const float* y, const int64_t* indices, const float* x,
+                                            const Conv2dDesc& d, int64_t pooled_h, int64_t pooled_w) {
+  const int64_t pooled = pooled_h * pooled_w, plane = d.out_h * d.out_w;
+  std::vector<float> dy(d.batch * d.out_channels * plane, 0.0f);
+  *first_invalid = -1;
+  for (int64_t i = 0; i < d.batch * d.out_channels * pooled; ++i) {
+    const int64_t q = indices[i];
+    if (q < -1 || q >= plane) {
+      if (*first_invalid < 0) *first_invalid = i;
+      continue;
+    }
+    if (q >= 0 && y[i] > 0.0f) dy[(i / pooled) * plane + q] += gy[i];
+  }
+  conv2d_backward_weight(dw, dy.data(), x, d);
+  if (db) conv2d_backward_bias(db, dy.data(), d);
+}
+
 // One way only: the loops above, whatever algorithm a descriptor asks for.
 void conv2d_algorithms(uint32_t* candidates, ConvAlgorithm* heuristic, ConvPass, const Conv2dDesc&) {
   *candidates = 0;

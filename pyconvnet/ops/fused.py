@@ -6,14 +6,17 @@ On a small network every op costs more outside its kernel (``Function.apply``, t
 engine, the module calls) than inside it; a fused node pays that once. The ReLU of
 ``conv2d_relu_max_pool2d`` runs after the pooling, on the pooled map: max commutes with ReLU
 (both pick the same element, and a non-positive maximum gets no gradient either way), so it
-reads and writes a quarter of the memory for a 2x2 pool, forward and backward.
+reads and writes a quarter of the memory for a 2x2 pool, forward and backward. Its weight and bias
+gradients can skip the dense output gradient altogether (Note [sparse pooled backward],
+csrc/kernels/conv_pooled.cpp): the plan for each geometry says whether that or the dense passes
+are faster (``plans.pooled_backward_weight``).
 """
 
 import math
 
 import numpy as np
 
-from .. import kernels
+from .. import kernels, plans
 from ..autograd import Function
 from ..tensor import _wrap_dim
 from .conv import Conv2dFunction, LinearFunction, check_linear_arguments, conv2d_arguments
@@ -39,9 +42,31 @@ class Conv2dReluMaxPool2dFunction(Function):
     @staticmethod
     def backward(ctx, grad_output):
         output, indices = ctx.pooled
-        grad = kernels.relu_backward(grad_output, output)
-        grad = kernels.max_pool2d_backward(grad, indices, ctx.conv_shape, *ctx.pool)
-        return Conv2dFunction.backward(ctx, grad)
+        stride, padding, dilation, groups = ctx.geometry
+        needs_input, needs_weight, needs_bias = ctx.needs_input_grad[:3]
+
+        def scattered():  # the convolution's output gradient: through ReLU, back to the argmax positions
+            return kernels.max_pool2d_backward(kernels.relu_backward(grad_output, output), indices, ctx.conv_shape,
+                                               *ctx.pool)
+
+        if (not needs_weight or ctx.bf16 or dilation != (1, 1) or groups != 1
+                or not isinstance(grad_output, np.ndarray)):  # autocast's rounding, GPU arrays: the dense route
+            return Conv2dFunction.backward(ctx, scattered())
+        input, weight = ctx.saved_tensors
+        grad = grad_input = None
+        if needs_input:
+            grad = scattered()
+            grad_input = plans.conv2d("backward_data", grad, weight, list(input.shape), *ctx.geometry)
+
+        def dense():
+            dense_grad = scattered() if grad is None else grad
+            grad_weight = plans.conv2d("backward_weight", dense_grad, input, list(weight.shape), *ctx.geometry)
+            return grad_weight, kernels.conv2d_backward_bias(dense_grad) if needs_bias else None
+
+        grad_weight, grad_bias = plans.pooled_backward_weight(grad_output, output, indices, input, list(weight.shape),
+                                                              stride, padding, needs_bias, dense,
+                                                              dense_ready=needs_input)
+        return grad_input, grad_weight, grad_bias
 
 
 def conv2d_relu_max_pool2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, kernel_size,
