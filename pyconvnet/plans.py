@@ -33,7 +33,7 @@ import warnings
 
 from . import _C, kernels
 
-__all__ = ["ALGORITHMS", "PASSES", "conv2d", "pooled_backward_weight", "sgemm", "sgemm_plan_of", "cache_path", "cache_info", "set_autotune", "autotune_enabled",
+__all__ = ["ALGORITHMS", "PASSES", "conv2d", "pooled_backward", "sgemm", "sgemm_plan_of", "cache_path", "cache_info", "set_autotune", "autotune_enabled",
            "set_conv_algorithm", "conv_algorithm", "plan_of"]
 
 ALGORITHMS = ("gemm", "pointwise", "window", "winograd")
@@ -335,28 +335,26 @@ def conv2d(pass_, a, b, c, stride, padding, dilation, groups, bf16=False):
     return result
 
 
-def pooled_backward_weight(grad, output, indices, input, weight_shape, stride, padding, bias_grad, dense,
-                           dense_ready):
-    """(weight gradient, bias gradient or None) of conv2d (dilation 1, one group) -> ReLU ->
-    max_pool2d from the pooled gradient, by this geometry's plan: ``sparse``, the kernel that takes
-    each non-zero pooled gradient once (Note [sparse pooled backward]), or ``dense``, the zero-argument
-    callable ``dense`` that scatters the gradient back and runs conv2d's weight- and bias-gradient
-    passes. ``dense_ready``: the caller has the scattered gradient anyway (for the input gradient),
-    which makes ``dense`` cheaper and is part of the key. Without a plan or tuning the heuristic
-    takes ``dense`` for 3x3 stride-1 kernels (Winograd's layers, on which it won by 1.4-2.8x) and
-    ``sparse`` for the others (it won by 1.4-2.1x on LeNet-5's and AlexNet's 5x5 and 11x11 layers)."""
+def pooled_backward(grad, output, indices, input, weight, stride, padding, input_grad, bias_grad, dense):
+    """(input gradient or None, weight gradient, bias gradient or None) of conv2d (dilation 1, one
+    group) -> ReLU -> max_pool2d from the pooled gradient, by this geometry's plan: ``sparse``, the
+    kernel that takes each non-zero pooled gradient once (Note [sparse pooled backward]), or
+    ``dense``, the zero-argument callable ``dense`` that scatters the gradient back and runs conv2d's
+    backward passes. Without a plan or tuning the heuristic takes ``dense`` for 3x3 stride-1 kernels
+    (Winograd's layers: AlexNet's last took 2x as long sparse) and ``sparse`` for the others (1.3-1.7x
+    faster on LeNet-5's and AlexNet's 5x5 and 11x11 layers; bench/NOTES.md)."""
     def call(isa, name):
         if name == "dense":
             return dense()
-        return _C.conv2d_relu_max_pool2d_backward_weight(grad, output, indices, input, weight_shape, stride, padding,
-                                                         bias_grad=bias_grad, isa=isa)
+        return _C.conv2d_relu_max_pool2d_backward(grad, output, indices, input, weight, stride, padding,
+                                                  input_grad=input_grad, bias_grad=bias_grad, isa=isa)
 
-    heuristic = (_C.isa(), "dense" if tuple(weight_shape[2:]) == (3, 3) and tuple(stride) == (1, 1) else "sparse")
+    heuristic = (_C.isa(), "dense" if weight.shape[2:] == (3, 3) and tuple(stride) == (1, 1) else "sparse")
     if not _enabled or _forced_algorithm is not None:
         return call(*heuristic)
     isas = _isas()
-    key = ("pooled_backward_weight", tuple(input.shape), tuple(weight_shape), tuple(stride), tuple(padding),
-           tuple(grad.shape), bias_grad, dense_ready, isas, _C.threads_in_use(), _C.winograd_enabled())
+    key = ("pooled_backward", tuple(input.shape), tuple(weight.shape), tuple(stride), tuple(padding),
+           tuple(grad.shape), input_grad, bias_grad, isas, _C.threads_in_use(), _C.winograd_enabled())
     plan = _lookup(key, isas, _pooled_string_key, _is_pooled)
     if plan is not None:
         return call(plan["isa"], plan["algorithm"])
@@ -369,9 +367,9 @@ def pooled_backward_weight(grad, output, indices, input, weight_shape, stride, p
 
 
 def _pooled_string_key(key):
-    _, input_shape, weight_shape, stride, padding, pooled, bias_grad, dense_ready, isas, threads, winograd = key
-    return (_convolution_text(isas, threads, winograd, "pooled_backward_weight", input_shape, weight_shape, stride,
-                              padding) + f"|pooled={'x'.join(map(str, pooled))}|bias={bias_grad}|dense_ready={dense_ready}")
+    _, input_shape, weight_shape, stride, padding, pooled, input_grad, bias_grad, isas, threads, winograd = key
+    return (_convolution_text(isas, threads, winograd, "pooled_backward", input_shape, weight_shape, stride, padding) +
+            f"|pooled={'x'.join(map(str, pooled))}|input_grad={input_grad}|bias_grad={bias_grad}")
 
 
 def _is_pooled(key, plan):

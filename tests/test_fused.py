@@ -58,8 +58,7 @@ def test_conv2d_relu_max_pool2d_equals_the_three_ops_and_torch(isa, case, with_b
     out, grads = _run(fused, arrays, upstream)
     reference_out, reference_grads = _run(separate, arrays, upstream)
     assert np.array_equal(out, reference_out)
-    assert np.array_equal(grads[0], reference_grads[0])  # the input gradient: the same dense passes
-    for grad, reference in zip(grads[1:], reference_grads[1:]):  # may be summed sparsely, in another order
+    for grad, reference in zip(grads, reference_grads):  # may be summed sparsely, in another order
         np.testing.assert_allclose(grad, reference, rtol=1e-5, atol=1e-5)
 
     torch = pytest.importorskip("torch")
@@ -80,8 +79,7 @@ def test_linear_relu_equals_the_two_ops_and_torch(isa, shape, with_bias):
     out, grads = _run(F.linear_relu, arrays, upstream)
     reference_out, reference_grads = _run(lambda x, w, b: F.relu(F.linear(x, w, b)), arrays, upstream)
     assert np.array_equal(out, reference_out)
-    assert np.array_equal(grads[0], reference_grads[0])  # the input gradient: the same dense passes
-    for grad, reference in zip(grads[1:], reference_grads[1:]):  # may be summed sparsely, in another order
+    for grad, reference in zip(grads, reference_grads):  # may be summed sparsely, in another order
         np.testing.assert_allclose(grad, reference, rtol=1e-5, atol=1e-5)
 
     torch = pytest.importorskip("torch")
@@ -108,8 +106,7 @@ def test_linear_relu_flattening_equals_flatten_then_the_two_ops_and_torch(isa, s
     out, grads = _run(lambda x, w, b: F.linear_relu(x, w, b, start_dim=start_dim), arrays, upstream)
     reference_out, reference_grads = _run(separate, arrays, upstream)
     assert np.array_equal(out, reference_out)
-    assert np.array_equal(grads[0], reference_grads[0])  # the input gradient: the same dense passes
-    for grad, reference in zip(grads[1:], reference_grads[1:]):  # may be summed sparsely, in another order
+    for grad, reference in zip(grads, reference_grads):  # may be summed sparsely, in another order
         np.testing.assert_allclose(grad, reference, rtol=1e-5, atol=1e-5)
 
     torch = pytest.importorskip("torch")

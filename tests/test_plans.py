@@ -410,8 +410,8 @@ def test_sgemm_takes_the_faster_isa_and_bias_is_added_once(tuning):
 
 
 @pytest.mark.parametrize("kernel", [5, 3])  # the heuristic's choice: sparse, dense
-def test_the_pooled_weight_gradient_takes_the_faster_route_and_keeps_it(tuning, kernel):
-    """conv2d -> ReLU -> max-pool's weight gradient: sparse (on each SIMD ISA) or dense; the heuristic's
+def test_the_pooled_backward_takes_the_faster_route_and_keeps_it(tuning, kernel):
+    """conv2d -> ReLU -> max-pool's backward: sparse (on each SIMD ISA) or dense; the heuristic's
     candidate slowed to 50 ms loses, the plan is kept in the file, and the gradients are the chosen
     route's (and torch's)."""
     torch = pytest.importorskip("torch")
@@ -422,9 +422,9 @@ def test_the_pooled_weight_gradient_takes_the_faster_route_and_keeps_it(tuning, 
     xt, wt = pcn.tensor(x, requires_grad=True), pcn.tensor(weight, requires_grad=True)
     out = F.conv2d_relu_max_pool2d(xt, wt, None, 1, 1, kernel_size=2)
     out.sum().backward()
-    (key, plan), = [(k, p) for k, p in _file_plans(tuning)["plans"].items() if "pooled_backward_weight" in k]
+    (key, plan), = [(k, p) for k, p in _file_plans(tuning)["plans"].items() if "|pooled_backward|" in k]
     pooled = "x".join(map(str, out.shape))
-    assert f"|w=8x3x{kernel}x{kernel}|" in key and f"|pooled={pooled}|" in key and "|dense_ready=True" in key
+    assert f"|w=8x3x{kernel}x{kernel}|" in key and f"|pooled={pooled}|" in key and "|input_grad=True|bias_grad=False" in key
     assert plan["heuristic"] == f"{backend.isa()}/{heuristic}"
     assert (plan["isa"], plan["algorithm"]) != (backend.isa(), heuristic)
     assert f"{backend.isa()}/dense" in plan["ms"] and all(f"{isa}/sparse" in plan["ms"] for isa in plans._isas())

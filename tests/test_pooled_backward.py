@@ -1,6 +1,6 @@
-"""conv2d -> ReLU -> max-pool's sparse weight and bias gradients
-(``_C.conv2d_relu_max_pool2d_backward_weight``, Note [sparse pooled backward]): PyTorch's values on
-every ISA, over strides, paddings, wide kernels and overlapping pools; bad input is a ValueError."""
+"""conv2d -> ReLU -> max-pool's sparse backward (``_C.conv2d_relu_max_pool2d_backward``, Note [sparse
+pooled backward]): PyTorch's input, weight and bias gradients on every ISA, over strides, paddings,
+wide kernels and overlapping pools; bad input is a ValueError."""
 
 import numpy as np
 import pytest
@@ -34,48 +34,46 @@ def _torch_gradients(case, rng):
     output = torch.relu(pooled)
     gy = random_array(rng, *output.shape)
     output.backward(torch.tensor(gy))
-    return x, gy, output.detach().numpy(), indices.numpy(), wt.grad.numpy(), bt.grad.numpy()
+    return x, weight, gy, output.detach().numpy(), indices.numpy(), (xt.grad.numpy(), wt.grad.numpy(), bt.grad.numpy())
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
-def test_weight_and_bias_gradients_match_torch(isa, case):
+def test_input_weight_and_bias_gradients_match_torch(isa, case):
     rng = np.random.default_rng(4)
-    x, gy, output, indices, torch_dw, torch_db = _torch_gradients(case, rng)
-    weight_shape, stride, padding = (case[4], case[1], *case[5]), case[6], case[7]
-    dw, db = _C.conv2d_relu_max_pool2d_backward_weight(gy, output, indices, x, weight_shape, stride, padding,
-                                                       bias_grad=True)
-    np.testing.assert_allclose(dw, torch_dw, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(db, torch_db, rtol=1e-4, atol=1e-4)
-    dw_only, none = _C.conv2d_relu_max_pool2d_backward_weight(gy, output, indices, x, weight_shape, stride, padding,
-                                                              bias_grad=False)
-    assert none is None and np.array_equal(dw_only, dw)
+    x, weight, gy, output, indices, torch_grads = _torch_gradients(case, rng)
+    stride, padding = case[6], case[7]
+    grads = _C.conv2d_relu_max_pool2d_backward(gy, output, indices, x, weight, stride, padding, input_grad=True,
+                                               bias_grad=True)
+    for grad, reference in zip(grads, torch_grads):
+        np.testing.assert_allclose(grad, reference, rtol=1e-4, atol=1e-4)
+    none, dw, none_too = _C.conv2d_relu_max_pool2d_backward(gy, output, indices, x, weight, stride, padding,
+                                                            input_grad=False, bias_grad=False)
+    assert none is None and none_too is None and np.array_equal(dw, grads[1])
 
 
 def test_gradients_that_relu_or_the_windows_drop_add_nothing(isa):
     rng = np.random.default_rng(5)
     case = CASES[1]
-    x, gy, output, indices, _, _ = _torch_gradients(case, rng)
-    weight_shape = (case[4], case[1], *case[5])
-    zero = _C.conv2d_relu_max_pool2d_backward_weight(np.zeros_like(gy), output, indices, x, weight_shape, (1, 1),
-                                                     (0, 0), bias_grad=True)
-    assert not np.any(zero[0]) and not np.any(zero[1])
-    dead = _C.conv2d_relu_max_pool2d_backward_weight(gy, -np.abs(output), indices, x, weight_shape, (1, 1), (0, 0),
-                                                     bias_grad=True)  # ReLU's zeros: no gradient passes
-    assert not np.any(dead[0]) and not np.any(dead[1])
-    empty = _C.conv2d_relu_max_pool2d_backward_weight(gy, output, np.full_like(indices, -1), x, weight_shape, (1, 1),
-                                                      (0, 0), bias_grad=True)  # -1: a window that held no input
-    assert not np.any(empty[0]) and not np.any(empty[1])
+    x, weight, gy, output, indices, _ = _torch_gradients(case, rng)
+
+    def call(gy, output, indices):
+        return _C.conv2d_relu_max_pool2d_backward(gy, output, indices, x, weight, (1, 1), (0, 0), input_grad=True,
+                                                  bias_grad=True)
+
+    for grads in (call(np.zeros_like(gy), output, indices),
+                  call(gy, -np.abs(output), indices),  # ReLU's zeros: no gradient passes
+                  call(gy, output, np.full_like(indices, -1))):  # -1: a window that held no input
+        assert not any(np.any(grad) for grad in grads)
 
 
 def test_bad_input_is_a_value_error_naming_the_argument():
     rng = np.random.default_rng(6)
     case = CASES[1]
-    x, gy, output, indices, _, _ = _torch_gradients(case, rng)
-    shape = (case[4], case[1], *case[5])
+    x, weight, gy, output, indices, _ = _torch_gradients(case, rng)
 
-    def call(gy=gy, output=output, indices=indices, x=x, weight_shape=shape):
-        return _C.conv2d_relu_max_pool2d_backward_weight(gy, output, indices, x, weight_shape, (1, 1), (0, 0),
-                                                         bias_grad=True)
+    def call(gy=gy, output=output, indices=indices, x=x, weight=weight):
+        return _C.conv2d_relu_max_pool2d_backward(gy, output, indices, x, weight, (1, 1), (0, 0), input_grad=True,
+                                                  bias_grad=True)
 
     bad = indices.copy()
     bad[1, 2, 3, 4] = 100  # past the 10x10 convolution output
@@ -87,8 +85,8 @@ def test_bad_input_is_a_value_error_naming_the_argument():
         call(indices=indices[:2])
     with pytest.raises(ValueError, match=r"grad_output must have shape \(3, 16, H, W\)"):
         call(gy=gy[:, :8])
-    with pytest.raises(ValueError, match="weight_shape must have 4 entries"):
-        call(weight_shape=(16, 6, 5))
+    with pytest.raises(ValueError, match="weight"):
+        call(weight=weight[..., 0])
     with pytest.raises(ValueError, match="input"):
         call(x=x[:, :5])
 

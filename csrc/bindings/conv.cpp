@@ -167,14 +167,13 @@ void bind_conv(py::module_& m) {
       "The algorithms that can compute a conv2d pass (forward, backward_data, backward_weight) of these "
       "shapes with an ISA's kernels, and the one the fixed heuristic takes ('auto' for the reference ISA).");
   m.def(
-      "conv2d_relu_max_pool2d_backward_weight",
+      "conv2d_relu_max_pool2d_backward",
       [](const py::handle& gy_obj, const py::handle& y_obj, const py::handle& i_obj, const py::handle& x_obj,
-         std::vector<int64_t> weight_shape, Pair stride, Pair padding, bool bias_grad,
+         const py::handle& w_obj, Pair stride, Pair padding, bool input_grad, bool bias_grad,
          const std::optional<std::string>& isa) -> py::tuple {
         constexpr const char* op = "conv2d_relu_max_pool2d backward";
-        FloatArray x = conv_input(x_obj, "input");
-        if (weight_shape.size() != 4)
-          throw py::value_error(std::string(op) + ": weight_shape must have 4 entries, got " + shape_str(weight_shape));
+        FloatArray x = conv_input(x_obj, "input"), w = weight_input(w_obj);
+        const std::vector<int64_t> weight_shape = shape_of(w);
         const Conv2dDesc d = conv_desc(shape_of(x), weight_shape, stride, padding, {1, 1}, 1);
         FloatArray gy = float_input(gy_obj, op, "grad_output");
         expect_ndim(gy, 4, op, "grad_output", "(N, C, H, W)");
@@ -182,33 +181,39 @@ void bind_conv(py::module_& m) {
         if (pooled_shape[0] != d.batch || pooled_shape[1] != d.out_channels)
           throw py::value_error(std::string(op) + ": grad_output must have shape (" + std::to_string(d.batch) + ", " +
                                 std::to_string(d.out_channels) + ", H, W) for input " + shape_str(shape_of(x)) +
-                                " and weight_shape " + shape_str(weight_shape) + ", got " + shape_str(pooled_shape));
+                                " and weight " + shape_str(weight_shape) + ", got " + shape_str(pooled_shape));
         FloatArray y = float_input(y_obj, op, "output");
         expect_shape(y, pooled_shape, op, "output");
         IndexArray indices = index_input(i_obj, op, "indices");
         expect_shape(indices, pooled_shape, op, "indices");
         const KernelTable& table = row(isa);
-        FloatArray dw = empty_float(weight_shape), db;
+        FloatArray dx, dw = empty_float(weight_shape), db;
+        if (input_grad) dx = empty_float(shape_of(x));
         if (bias_grad) db = empty_float({d.out_channels});
+        float* dx_data = input_grad ? dx.mutable_data() : nullptr;
         float* dw_data = dw.mutable_data();
         float* db_data = bias_grad ? db.mutable_data() : nullptr;
         int64_t first_invalid;
         {
           py::gil_scoped_release nogil;
-          table.conv2d_relu_max_pool2d_backward_weight(dw_data, db_data, &first_invalid, gy.data(), y.data(),
-                                                       indices.data(), x.data(), d, pooled_shape[2], pooled_shape[3]);
+          table.conv2d_relu_max_pool2d_backward(dx_data, dw_data, db_data, &first_invalid, gy.data(), y.data(),
+                                                indices.data(), x.data(), w.data(), d, pooled_shape[2],
+                                                pooled_shape[3]);
         }
         if (first_invalid >= 0)
           throw py::value_error(std::string(op) + ": indices must lie in [0, " + std::to_string(d.out_h * d.out_w) +
                                 ") (the convolution's output plane; -1 marks an empty window), got " +
                                 std::to_string(indices.data()[first_invalid]) + " at flat position " +
                                 std::to_string(first_invalid));
-        return py::make_tuple(dw, bias_grad ? py::object(db) : py::object(py::none()));
+        return py::make_tuple(input_grad ? py::object(dx) : py::object(py::none()), dw,
+                              bias_grad ? py::object(db) : py::object(py::none()));
       },
-      py::arg("grad_output"), py::arg("output"), py::arg("indices"), py::arg("input"), py::arg("weight_shape"),
-      py::arg("stride"), py::arg("padding"), py::kw_only(), py::arg("bias_grad"), py::arg("isa") = py::none(),
-      "The weight and bias (or None) gradients of conv2d (dilation 1, one group) -> ReLU -> max_pool2d from the "
-      "pooled gradient, the pooled output and the argmax indices, without the dense output gradient.");
+      py::arg("grad_output"), py::arg("output"), py::arg("indices"), py::arg("input"), py::arg("weight"),
+      py::arg("stride"), py::arg("padding"), py::kw_only(), py::arg("input_grad"), py::arg("bias_grad"),
+      py::arg("isa") = py::none(),
+      "The input (or None), weight and bias (or None) gradients of conv2d (dilation 1, one group) -> ReLU -> "
+      "max_pool2d from the pooled gradient, the pooled output and the argmax indices, without the dense output "
+      "gradient.");
   m.def(
       "conv2d_backward_bias",
       [](const py::handle& dy_obj) {

@@ -31,23 +31,23 @@ struct Conv2dDesc {
 // Checks every field against the others and fills out_h/out_w (ValueError naming the argument).
 void validate(Conv2dDesc& desc);
 
-// The weight and bias gradients of conv2d -> ReLU -> max-pool from the pooled gradient (Note [sparse
-// pooled backward] in conv_pooled.cpp), for dilation 1 and one group (any stride and padding):
+// The input, weight and bias gradients of conv2d -> ReLU -> max-pool from the pooled gradient (Note
+// [sparse pooled backward] in conv_pooled.cpp), for dilation 1 and one group (any stride and padding):
 //   gy, y, indices (batch, out_channels, pooled_h, pooled_w): the pooled gradient, the pooled output
 //   after ReLU and max_pool2d_forward's argmax indices into the convolution's output plane.
-// Writes dw and db (may be null): those of the convolution whose output gradient is gy scattered to
+// Writes dw, db (may be null) and dx (may be null; w is read only for it): those of the convolution whose output gradient is gy scattered to
 // the argmax positions where y > 0 (ReLU's mask), as relu_backward, max_pool2d_backward and the
 // conv2d backward kernels give them, summed in another order. Zero gradients are skipped (0 times
-// an infinite input adds nothing here, NaN in the dense pass). Indices outside [-1, out_h * out_w)
+// an infinite input or weight adds nothing here, NaN in the dense passes). Indices outside [-1, out_h * out_w)
 // are skipped and *first_invalid set to the flat position of the first (else -1).
 #define PCN_CONV_KERNELS(X)                                                                            \
   X(conv2d_forward, (float* y, const float* x, const float* w, const float* bias, const Conv2dDesc& d)) \
   X(conv2d_backward_data, (float* dx, const float* dy, const float* w, const Conv2dDesc& d))            \
   X(conv2d_backward_weight, (float* dw, const float* dy, const float* x, const Conv2dDesc& d))          \
   X(conv2d_backward_bias, (float* db, const float* dy, const Conv2dDesc& d))                            \
-  X(conv2d_relu_max_pool2d_backward_weight, (float* dw, float* db, int64_t* first_invalid, const float* gy,     \
-                                              const float* y, const int64_t* indices, const float* x,           \
-                                              const Conv2dDesc& d, int64_t pooled_h, int64_t pooled_w))         \
+  X(conv2d_relu_max_pool2d_backward, (float* dx, float* dw, float* db, int64_t* first_invalid, const float* gy,   \
+                                       const float* y, const int64_t* indices, const float* x, const float* w, \
+                                       const Conv2dDesc& d, int64_t pooled_h, int64_t pooled_w))               \
   X(conv2d_algorithms, (uint32_t* candidates, ConvAlgorithm* heuristic, ConvPass pass, const Conv2dDesc& d))
 
 }  // namespace pcn

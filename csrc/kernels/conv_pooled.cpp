@@ -1,22 +1,25 @@
-// The weight and bias gradients of conv2d -> ReLU -> max-pool (conv.h,
-// conv2d_relu_max_pool2d_backward_weight) from the pooled gradient, without the dense one.
+// The backward pass of conv2d -> ReLU -> max-pool (conv.h, conv2d_relu_max_pool2d_backward) from the
+// pooled gradient, without the dense one.
 //
 // Note [sparse pooled backward]: max-pooling passes each window's gradient to one convolution output,
 // and ReLU drops it where the pooled value is not positive: behind a 2x2 pool at most a quarter of the
 // convolution's output gradient is non-zero. The dense route scatters it into a zeroed map and runs
-// the weight- and bias-gradient passes over every position; here each non-zero gradient g at
-// convolution output position q is taken once: dw[o] += g * (the input patch under q), db[o] += g.
-// A patch row (kernel_w contiguous floats at dilation 1, whatever the stride) is an 8-lane vector,
-// or several for wider kernels, read from a zero-bordered copy of the image so that padding needs no
-// tests. Per image and output channel the non-zero gradients are listed first; the weight's rows are
-// then taken in chunks of up to kMaxRows, each chunk's sums held in registers over the whole list
-// (one load and one multiply-add per row and gradient). Lanes past kernel_w are wasted, and the
-// dense passes run near the FMA peak, so this wins on few input channels and narrow kernels and
-// loses on wide layers: pyconvnet/plans.py times the two. (The input gradient the same way, as
-// read-modify-writes of the patches, ran slower than the dense backward-data pass on LeNet-5's
-// conv2: partially overlapping stores and loads of neighbouring patches stall.) Threads take whole
-// images, with their own partial sums added in thread order afterwards: deterministic for a thread
-// count.
+// the backward passes over every position; here each non-zero gradient g of output channel o at
+// convolution output position q is taken once: dw[o] += g * (the input patch under q), db[o] += g,
+// and the input gradient's patch under q += g * w[o]. A patch row (kernel_w contiguous floats at
+// dilation 1, whatever the stride) is an 8-lane vector, or several for wider kernels, in a
+// zero-bordered copy of the image so that padding needs no tests. The weight's rows are taken in
+// chunks of up to kMaxRows whose sums stay in registers:
+// - weight gradient: per image and output channel, the non-zero gradients are listed, and each
+//   chunk's sums run over the list (one load and one multiply-add per row and gradient);
+// - input gradient: the image's gradients are grouped by output position (a counting sort), each
+//   chunk sums g * w[o] over a position's group, and adds the sums into the bordered input
+//   gradient with one read-modify-write per row. Adding each gradient's rows by itself stalled:
+//   neighbouring patches overlap, and a load that partly overlaps a store still in flight waits for it.
+// Lanes past kernel_w are wasted, and the dense passes run near the FMA peak, so this wins on few
+// input channels and narrow or wide-window kernels and loses on 3x3 layers with many channels
+// (Winograd): pyconvnet/plans.py times the two. Threads take whole images, with their own partial
+// weight and bias gradients added in thread order afterwards: deterministic for a thread count.
 #include <algorithm>
 #include <array>
 #include <utility>
@@ -80,6 +83,25 @@ void weight_rows(float* sums_o, const WeightRow* rows, const float* image, const
   }
 }
 
+// The input gradient under one output position q: for each row j of the chunk, the sum over q's
+// gradients (output channel o, value g) of g * (o's weight row j, zero past the kernel's width) is
+// added to the bordered image's row under the patch (`at` is the patch's origin).
+template <int R>
+void input_rows(float* at, const WeightRow* rows, const float* packed, int64_t channel_stride, const int32_t* channels,
+                const float* values, int64_t count) {
+  v8 sums[R];
+  for (int j = 0; j < R; ++j) sums[j] = v8{};
+  for (int64_t e = 0; e < count; ++e) {
+    const float* weights = packed + channels[e] * channel_stride;
+    const v8 g = broadcast8(values[e]);
+    for (int j = 0; j < R; ++j) sums[j] += g * load8(weights + j * kLanes);
+  }
+  for (int j = 0; j < R; ++j) {
+    float* p = at + rows[j].image_offset;
+    store8(p, load8(p) + sums[j]);
+  }
+}
+
 // The sum of values[0, count), eight partial sums at a time (one running sum would wait for each add).
 float list_sum(const float* values, int64_t count) {
   v8 lanes = v8{};
@@ -97,12 +119,18 @@ constexpr auto weight_row_kernels(std::integer_sequence<int, Rs...>) {
       &weight_rows<Rs + 1>...};
 }
 constexpr auto kWeightRowKernels = weight_row_kernels(std::make_integer_sequence<int, kMaxRows>{});
+template <int... Rs>
+constexpr auto input_row_kernels(std::integer_sequence<int, Rs...>) {
+  return std::array<void (*)(float*, const WeightRow*, const float*, int64_t, const int32_t*, const float*, int64_t),
+                    sizeof...(Rs)>{&input_rows<Rs + 1>...};
+}
+constexpr auto kInputRowKernels = input_row_kernels(std::make_integer_sequence<int, kMaxRows>{});
 
 }  // namespace
 
-void conv2d_relu_max_pool2d_backward_weight(float* dw, float* db, int64_t* first_invalid, const float* gy,
-                                            const float* y, const int64_t* indices, const float* x,
-                                            const Conv2dDesc& d, int64_t pooled_h, int64_t pooled_w) {
+void conv2d_relu_max_pool2d_backward(float* dx, float* dw, float* db, int64_t* first_invalid, const float* gy,
+                                     const float* y, const int64_t* indices, const float* x, const float* w,
+                                     const Conv2dDesc& d, int64_t pooled_h, int64_t pooled_w) {
   const int64_t cin = d.in_channels, cout = d.out_channels, kh = d.kernel_h, kw = d.kernel_w;
   const int64_t pieces = (kw + kLanes - 1) / kLanes;
   // The zero-bordered image: padding on every side, and a vector's slack past each row's end.
@@ -126,7 +154,22 @@ void conv2d_relu_max_pool2d_backward_weight(float* dw, float* db, int64_t* first
   const int64_t sums = cout * row_count * kLanes;
   const int64_t per_thread = bordered + pooled + sums + cout;
   float* scratch = thread_scratch(Scratch::partial, threads * per_thread);
-  int64_t* all_offsets = thread_scratch_i64(Scratch::indices, threads * pooled);
+  // Per thread: the list's patch origins and convolution output positions.
+  int64_t* all_offsets = thread_scratch_i64(Scratch::indices, threads * 2 * pooled);
+  // For the input gradient, per thread: its bordered image; the image's kept gradients (position,
+  // channel, value) in channel order, then sorted by position; each position's first in the sorted
+  // order and a cursor. And each output channel's weight rows as whole vectors, zero past the
+  // kernel's width.
+  const int64_t kept_max = cout * pooled;
+  const int64_t input_per_thread = dx ? bordered + 5 * kept_max + 2 * (out_plane + 1) : 0;
+  float* input_scratch = dx ? thread_scratch(Scratch::pack_a, threads * input_per_thread) : nullptr;
+  float* packed = dx ? thread_scratch(Scratch::weights, sums) : nullptr;
+  if (dx)
+    for (int64_t o = 0; o < cout; ++o)
+      for (int64_t j = 0; j < row_count; ++j)
+        for (int lane = 0; lane < kLanes; ++lane)
+          packed[(o * row_count + j) * kLanes + lane] =
+              lane < rows[j].lanes ? w[o * taps + rows[j].weight_offset + lane] : 0.0f;
   // Each convolution output position's patch origin in the bordered image (a table: a 64-bit
   // division per gradient cost more than the multiply-adds of a one-channel layer).
   int64_t* origins = thread_scratch_i64(Scratch::columns, out_plane);
@@ -141,7 +184,16 @@ void conv2d_relu_max_pool2d_backward_weight(float* dw, float* db, int64_t* first
     float* values = image + bordered;
     float* sums_t = values + pooled;
     float* db_t = sums_t + sums;
-    int64_t* offsets = all_offsets + t * pooled;
+    int64_t* offsets = all_offsets + t * 2 * pooled;
+    int64_t* positions = offsets + pooled;
+    float* dimage = input_scratch + t * input_per_thread;
+    float* kept_values = dimage + bordered;
+    float* sorted_values = kept_values + kept_max;
+    int32_t* kept_positions = reinterpret_cast<int32_t*>(sorted_values + kept_max);
+    int32_t* kept_channels = kept_positions + kept_max;
+    int32_t* sorted_channels = kept_channels + kept_max;
+    int32_t* first = sorted_channels + kept_max;  // out_plane + 1 entries
+    int32_t* cursor = first + out_plane + 1;
     std::fill(image, image + bordered, 0.0f);  // the borders stay zero; each image fills the inside
     std::fill(sums_t, sums_t + sums + cout, 0.0f);
     int64_t my_invalid = -1;
@@ -151,6 +203,7 @@ void conv2d_relu_max_pool2d_backward_weight(float* dw, float* db, int64_t* first
         for (int64_t h = 0; h < d.in_h; ++h)
           std::copy_n(x + ((n * cin + c) * d.in_h + h) * d.in_w, d.in_w,
                       image + (c * bordered_h + h + d.pad_h) * bordered_w + d.pad_w);
+      int64_t kept = 0;
       for (int64_t o = 0; o < cout; ++o) {
         const int64_t base = (n * cout + o) * pooled;
         Gradients list{offsets, values, 0};
@@ -165,16 +218,53 @@ void conv2d_relu_max_pool2d_backward_weight(float* dw, float* db, int64_t* first
           // to mispredict on ReLU's mask.
           const bool keep = (q >= 0) & (g != 0.0f) & (y[base + p] > 0.0f);
           offsets[list.count] = origins[q < 0 ? 0 : q];
+          positions[list.count] = q;
           values[list.count] = g;
           list.count += keep;
         }
         if (list.count == 0) continue;
         db_t[o] += list_sum(values, list.count);
+        if (dx)
+          for (int64_t e = 0; e < list.count; ++e, ++kept) {
+            kept_positions[kept] = static_cast<int32_t>(positions[e]);
+            kept_channels[kept] = static_cast<int32_t>(o);
+            kept_values[kept] = list.values[e];
+          }
         for (int64_t chunk = 0, j0 = 0; chunk < chunks; ++chunk) {
           const int64_t j1 = row_count * (chunk + 1) / chunks;
           kWeightRowKernels[j1 - j0 - 1](sums_t + (o * row_count + j0) * kLanes, rows.data() + j0, image, list);
           j0 = j1;
         }
+      }
+      if (dx) {
+        // The kept gradients grouped by output position (a counting sort), then per position one
+        // pass over its gradients per chunk of rows, and one read-modify-write per row: positions
+        // are far fewer than gradients, and between two neighbours' overlapping rows lie a whole
+        // group's multiply-adds.
+        std::fill(first, first + out_plane + 1, 0);
+        for (int64_t e = 0; e < kept; ++e) ++first[kept_positions[e] + 1];
+        for (int64_t q = 0; q < out_plane; ++q) first[q + 1] += first[q];
+        std::copy_n(first, out_plane, cursor);
+        for (int64_t e = 0; e < kept; ++e) {
+          const int32_t at = cursor[kept_positions[e]]++;
+          sorted_channels[at] = kept_channels[e];
+          sorted_values[at] = kept_values[e];
+        }
+        std::fill(dimage, dimage + bordered, 0.0f);
+        for (int64_t q = 0; q < out_plane; ++q) {
+          const int64_t begin = first[q], count = first[q + 1] - begin;
+          if (count == 0) continue;
+          for (int64_t chunk = 0, j0 = 0; chunk < chunks; ++chunk) {
+            const int64_t j1 = row_count * (chunk + 1) / chunks;
+            kInputRowKernels[j1 - j0 - 1](dimage + origins[q], rows.data() + j0, packed + j0 * kLanes,
+                                          row_count * kLanes, sorted_channels + begin, sorted_values + begin, count);
+            j0 = j1;
+          }
+        }
+        for (int64_t c = 0; c < cin; ++c)
+          for (int64_t h = 0; h < d.in_h; ++h)
+            std::copy_n(dimage + (c * bordered_h + h + d.pad_h) * bordered_w + d.pad_w, d.in_w,
+                        dx + ((n * cin + c) * d.in_h + h) * d.in_w);
       }
     }
     invalid[t] = my_invalid;

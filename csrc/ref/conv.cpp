@@ -78,9 +78,9 @@ void conv2d_backward_bias(float* db, const float* dy, const Conv2dDesc& d) {
 
 // The dense route: the pooled gradient masked by ReLU and scattered to the argmax positions, then
 // the three passes above.
-void conv2d_relu_max_pool2d_backward_weight(float* dw, float* db, int64_t* first_invalid, const float* gy,
-                                            const float* y, const int64_t* indices, const float* x,
-                                            const Conv2dDesc& d, int64_t pooled_h, int64_t pooled_w) {
+void conv2d_relu_max_pool2d_backward(float* dx, float* dw, float* db, int64_t* first_invalid, const float* gy,
+                                     const float* y, const int64_t* indices, const float* x, const float* w,
+                                     const Conv2dDesc& d, int64_t pooled_h, int64_t pooled_w) {
   const int64_t pooled = pooled_h * pooled_w, plane = d.out_h * d.out_w;
   std::vector<float> dy(d.batch * d.out_channels * plane, 0.0f);
   *first_invalid = -1;
@@ -92,6 +92,7 @@ void conv2d_relu_max_pool2d_backward_weight(float* dw, float* db, int64_t* first
     }
     if (q >= 0 && y[i] > 0.0f) dy[(i / pooled) * plane + q] += gy[i];
   }
+  if (dx) conv2d_backward_data(dx, dy.data(), w, d);
   conv2d_backward_weight(dw, dy.data(), x, d);
   if (db) conv2d_backward_bias(db, dy.data(), d);
 }

@@ -6,10 +6,10 @@ On a small network every op costs more outside its kernel (``Function.apply``, t
 engine, the module calls) than inside it; a fused node pays that once. The ReLU of
 ``conv2d_relu_max_pool2d`` runs after the pooling, on the pooled map: max commutes with ReLU
 (both pick the same element, and a non-positive maximum gets no gradient either way), so it
-reads and writes a quarter of the memory for a 2x2 pool, forward and backward. Its weight and bias
-gradients can skip the dense output gradient altogether (Note [sparse pooled backward],
+reads and writes a quarter of the memory for a 2x2 pool, forward and backward. Its backward can
+skip the dense output gradient altogether (Note [sparse pooled backward],
 csrc/kernels/conv_pooled.cpp): the plan for each geometry says whether that or the dense passes
-are faster (``plans.pooled_backward_weight``).
+are faster (``plans.pooled_backward``).
 """
 
 import math
@@ -53,20 +53,16 @@ class Conv2dReluMaxPool2dFunction(Function):
                 or not isinstance(grad_output, np.ndarray)):  # autocast's rounding, GPU arrays: the dense route
             return Conv2dFunction.backward(ctx, scattered())
         input, weight = ctx.saved_tensors
-        grad = grad_input = None
-        if needs_input:
-            grad = scattered()
-            grad_input = plans.conv2d("backward_data", grad, weight, list(input.shape), *ctx.geometry)
 
         def dense():
-            dense_grad = scattered() if grad is None else grad
-            grad_weight = plans.conv2d("backward_weight", dense_grad, input, list(weight.shape), *ctx.geometry)
-            return grad_weight, kernels.conv2d_backward_bias(dense_grad) if needs_bias else None
+            grad = scattered()
+            grad_input = (plans.conv2d("backward_data", grad, weight, list(input.shape), *ctx.geometry)
+                          if needs_input else None)
+            grad_weight = plans.conv2d("backward_weight", grad, input, list(weight.shape), *ctx.geometry)
+            return grad_input, grad_weight, kernels.conv2d_backward_bias(grad) if needs_bias else None
 
-        grad_weight, grad_bias = plans.pooled_backward_weight(grad_output, output, indices, input, list(weight.shape),
-                                                              stride, padding, needs_bias, dense,
-                                                              dense_ready=needs_input)
-        return grad_input, grad_weight, grad_bias
+        return plans.pooled_backward(grad_output, output, indices, input, weight, stride, padding, needs_input,
+                                     needs_bias, dense)
 
 
 def conv2d_relu_max_pool2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, kernel_size,
