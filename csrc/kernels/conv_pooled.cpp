@@ -83,22 +83,29 @@ void weight_rows(float* sums_o, const WeightRow* rows, const float* image, const
   }
 }
 
-// The input gradient under one output position q: for each row j of the chunk, the sum over q's
-// gradients (output channel o, value g) of g * (o's weight row j, zero past the kernel's width) is
-// added to the bordered image's row under the patch (`at` is the patch's origin).
+// The input gradient of one chunk of rows: for each output position q with gradients (output
+// channel, value g; sorted by position, q's from first[q] to first[q + 1]) and each row j of the
+// chunk, the sum of g * (the channel's weight row j, zero past the kernel's width) is added to the
+// bordered image's row under q's patch (at origins[q]). The rows' offsets stay in registers over
+// all positions: a position has a few gradients only.
 template <int R>
-void input_rows(float* at, const WeightRow* rows, const float* packed, int64_t channel_stride, const int32_t* channels,
-                const float* values, int64_t count) {
-  v8 sums[R];
-  for (int j = 0; j < R; ++j) sums[j] = v8{};
-  for (int64_t e = 0; e < count; ++e) {
-    const float* weights = packed + channels[e] * channel_stride;
-    const v8 g = broadcast8(values[e]);
-    for (int j = 0; j < R; ++j) sums[j] += g * load8(weights + j * kLanes);
-  }
-  for (int j = 0; j < R; ++j) {
-    float* p = at + rows[j].image_offset;
-    store8(p, load8(p) + sums[j]);
+void input_rows(float* dimage, const WeightRow* rows, const float* packed, int64_t channel_stride,
+                const int32_t* first, const int64_t* origins, int64_t positions, const int32_t* channels,
+                const float* values) {
+  int64_t offsets[R];
+  for (int j = 0; j < R; ++j) offsets[j] = rows[j].image_offset;
+  for (int64_t q = 0; q < positions; ++q) {
+    const int64_t begin = first[q], end = first[q + 1];
+    if (begin == end) continue;
+    v8 sums[R];
+    for (int j = 0; j < R; ++j) sums[j] = v8{};
+    for (int64_t e = begin; e < end; ++e) {
+      const float* weights = packed + channels[e] * channel_stride;
+      const v8 g = broadcast8(values[e]);
+      for (int j = 0; j < R; ++j) sums[j] += g * load8(weights + j * kLanes);
+    }
+    float* at = dimage + origins[q];
+    for (int j = 0; j < R; ++j) store8(at + offsets[j], load8(at + offsets[j]) + sums[j]);
   }
 }
 
@@ -121,7 +128,8 @@ constexpr auto weight_row_kernels(std::integer_sequence<int, Rs...>) {
 constexpr auto kWeightRowKernels = weight_row_kernels(std::make_integer_sequence<int, kMaxRows>{});
 template <int... Rs>
 constexpr auto input_row_kernels(std::integer_sequence<int, Rs...>) {
-  return std::array<void (*)(float*, const WeightRow*, const float*, int64_t, const int32_t*, const float*, int64_t),
+  return std::array<void (*)(float*, const WeightRow*, const float*, int64_t, const int32_t*, const int64_t*, int64_t,
+                              const int32_t*, const float*),
                     sizeof...(Rs)>{&input_rows<Rs + 1>...};
 }
 constexpr auto kInputRowKernels = input_row_kernels(std::make_integer_sequence<int, kMaxRows>{});
@@ -237,10 +245,10 @@ void conv2d_relu_max_pool2d_backward(float* dx, float* dw, float* db, int64_t* f
         }
       }
       if (dx) {
-        // The kept gradients grouped by output position (a counting sort), then per position one
-        // pass over its gradients per chunk of rows, and one read-modify-write per row: positions
-        // are far fewer than gradients, and between two neighbours' overlapping rows lie a whole
-        // group's multiply-adds.
+        // The kept gradients grouped by output position (a counting sort), then per chunk of rows
+        // and position one pass over its gradients and one read-modify-write per row: positions are
+        // fewer than gradients, and between two neighbours' overlapping rows lie a whole group's
+        // multiply-adds.
         std::fill(first, first + out_plane + 1, 0);
         for (int64_t e = 0; e < kept; ++e) ++first[kept_positions[e] + 1];
         for (int64_t q = 0; q < out_plane; ++q) first[q + 1] += first[q];
@@ -251,15 +259,11 @@ void conv2d_relu_max_pool2d_backward(float* dx, float* dw, float* db, int64_t* f
           sorted_values[at] = kept_values[e];
         }
         std::fill(dimage, dimage + bordered, 0.0f);
-        for (int64_t q = 0; q < out_plane; ++q) {
-          const int64_t begin = first[q], count = first[q + 1] - begin;
-          if (count == 0) continue;
-          for (int64_t chunk = 0, j0 = 0; chunk < chunks; ++chunk) {
-            const int64_t j1 = row_count * (chunk + 1) / chunks;
-            kInputRowKernels[j1 - j0 - 1](dimage + origins[q], rows.data() + j0, packed + j0 * kLanes,
-                                          row_count * kLanes, sorted_channels + begin, sorted_values + begin, count);
-            j0 = j1;
-          }
+        for (int64_t chunk = 0, j0 = 0; chunk < chunks; ++chunk) {
+          const int64_t j1 = row_count * (chunk + 1) / chunks;
+          kInputRowKernels[j1 - j0 - 1](dimage, rows.data() + j0, packed + j0 * kLanes, row_count * kLanes, first,
+                                        origins, out_plane, sorted_channels, sorted_values);
+          j0 = j1;
         }
         for (int64_t c = 0; c < cin; ++c)
           for (int64_t h = 0; h < d.in_h; ++h)
