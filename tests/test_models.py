@@ -422,6 +422,10 @@ def test_too_small_input_names_the_layer():
     model = models.alexnet(num_classes=10)
     with pytest.raises(ValueError, match=r"layer 'features\.\d+'.*\(1, 3, 8, 8\)"):
         model(pcn.zeros(1, 3, 8, 8))
+    # A fused conv -> ReLU -> pool run names the layer that fails, not the run's first.
+    with pytest.raises(ValueError, match=r"AlexNet: layer 'features\.12' \(model input \(1, 3, 40, 40\)\): "
+                                         r"MaxPool2d\(.*\) got input of shape \(1, 256, 1, 1\)"):
+        model(pcn.zeros(1, 3, 40, 40))
 
 
 def test_naming_the_failing_layer_runs_each_layer_once():

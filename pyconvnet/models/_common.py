@@ -83,10 +83,18 @@ def run_fused(sequential, x, padding=None, start_dim=None):
                 extra = 0 if padding is None else padding[0]
                 pool = layers[index + 2]
                 weight, bias = _weight_and_bias(layer)
-                x = F.conv2d_relu_max_pool2d(
-                    x, weight, bias, layer.stride, (layer.padding[0] + extra, layer.padding[1] + extra),
-                    layer.dilation, layer.groups, kernel_size=pool.kernel_size, pool_stride=pool.stride,
-                    pool_padding=pool.padding, pool_dilation=pool.dilation, ceil_mode=pool.ceil_mode)
+                try:
+                    x = F.conv2d_relu_max_pool2d(
+                        x, weight, bias, layer.stride, (layer.padding[0] + extra, layer.padding[1] + extra),
+                        layer.dilation, layer.groups, kernel_size=pool.kernel_size, pool_stride=pool.stride,
+                        pool_padding=pool.padding, pool_dilation=pool.dilation, ceil_mode=pool.ceil_mode)
+                except ValueError:
+                    # Which of the three layers the input does not fit, the fused op cannot say: run one
+                    # by one, they raise as unfused layers do, naming the layer and the shape it got.
+                    x = _padded_and_flattened(x, padding, None)
+                    for unfused in layers[index:index + 3]:
+                        x = unfused(x)
+                    raise
                 index, padding = index + 3, None
                 continue
             if _fusable(layers, index, _LINEAR_RELU):
