@@ -1,6 +1,8 @@
 """Measured kernel selection: which ISA's kernels and which algorithm (``gemm``, ``pointwise``,
-``window``, ``winograd``) compute each pass of each convolution, and which ISA's SGEMM each
-matrix product of linear layers and matmul (the ops with several implementations).
+``window``, ``winograd``) compute each pass of each convolution, which ISA's SGEMM each matrix
+product of linear layers and matmul, and whether the fused conv -> ReLU -> max-pool node's backward
+pass starts from the pooled gradient (``sparse``) or the dense one (the ops with several
+implementations).
 
 The first call of a pass (forward, backward_data, backward_weight) with a given geometry times
 every candidate on the call's own arrays and keeps the fastest as that shape's *plan*; the call
