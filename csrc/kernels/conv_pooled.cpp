@@ -157,19 +157,18 @@ void conv2d_relu_max_pool2d_backward(float* dx, float* dw, float* db, int64_t* f
   const int64_t chunks = (row_count + kMaxRows - 1) / kMaxRows;
 
   const int threads = threads_for(d.batch, d.batch * cout * pooled * row_count * kLanes / 4);
-  // Per thread: the bordered image, the list's values, and the partial weight gradient (whole
-  // vectors per row, as weight_rows adds them) and bias gradient.
-  const int64_t sums = cout * row_count * kLanes;
-  const int64_t per_thread = bordered + pooled + sums + cout;
+  // Per thread: the bordered image; the image's kept gradients (value, convolution output position)
+  // in channel order, each channel's list a run of them; the partial weight gradient (whole vectors
+  // per row, as weight_rows adds them) and bias gradient.
+  const int64_t sums = cout * row_count * kLanes, kept_max = cout * pooled;
+  const int64_t per_thread = bordered + 2 * kept_max + sums + cout;
   float* scratch = thread_scratch(Scratch::partial, threads * per_thread);
-  // Per thread: the list's patch origins and convolution output positions.
-  int64_t* all_offsets = thread_scratch_i64(Scratch::indices, threads * 2 * pooled);
-  // For the input gradient, per thread: its bordered image; the image's kept gradients (position,
-  // channel, value) in channel order, then sorted by position; each position's first in the sorted
-  // order and a cursor. And each output channel's weight rows as whole vectors, zero past the
-  // kernel's width.
-  const int64_t kept_max = cout * pooled;
-  const int64_t input_per_thread = dx ? bordered + 5 * kept_max + 2 * (out_plane + 1) : 0;
+  // Per thread: the current list's patch origins.
+  int64_t* all_offsets = thread_scratch_i64(Scratch::indices, threads * pooled);
+  // For the input gradient, per thread: its bordered image; the kept gradients' channels, and all
+  // three sorted by position; each position's first in the sorted order and a cursor. And each
+  // output channel's weight rows as whole vectors, zero past the kernel's width.
+  const int64_t input_per_thread = dx ? bordered + 3 * kept_max + 2 * (out_plane + 1) : 0;
   float* input_scratch = dx ? thread_scratch(Scratch::pack_a, threads * input_per_thread) : nullptr;
   float* packed = dx ? thread_scratch(Scratch::weights, sums) : nullptr;
   if (dx)
@@ -189,19 +188,21 @@ void conv2d_relu_max_pool2d_backward(float* dx, float* dw, float* db, int64_t* f
   {
     const int t = omp_get_thread_num();
     float* image = scratch + t * per_thread;
-    float* values = image + bordered;
-    float* sums_t = values + pooled;
+    float* kept_values = image + bordered;
+    int32_t* kept_positions = reinterpret_cast<int32_t*>(kept_values + kept_max);
+    float* sums_t = reinterpret_cast<float*>(kept_positions + kept_max);
     float* db_t = sums_t + sums;
-    int64_t* offsets = all_offsets + t * 2 * pooled;
-    int64_t* positions = offsets + pooled;
-    float* dimage = input_scratch + t * input_per_thread;
-    float* kept_values = dimage + bordered;
-    float* sorted_values = kept_values + kept_max;
-    int32_t* kept_positions = reinterpret_cast<int32_t*>(sorted_values + kept_max);
-    int32_t* kept_channels = kept_positions + kept_max;
-    int32_t* sorted_channels = kept_channels + kept_max;
-    int32_t* first = sorted_channels + kept_max;  // out_plane + 1 entries
-    int32_t* cursor = first + out_plane + 1;
+    int64_t* offsets = all_offsets + t * pooled;
+    float *dimage = nullptr, *sorted_values = nullptr;
+    int32_t *kept_channels = nullptr, *sorted_channels = nullptr, *first = nullptr, *cursor = nullptr;
+    if (dx) {
+      dimage = input_scratch + t * input_per_thread;
+      sorted_values = dimage + bordered;
+      kept_channels = reinterpret_cast<int32_t*>(sorted_values + kept_max);
+      sorted_channels = kept_channels + kept_max;
+      first = sorted_channels + kept_max;  // out_plane + 1 entries
+      cursor = first + out_plane + 1;
+    }
     std::fill(image, image + bordered, 0.0f);  // the borders stay zero; each image fills the inside
     std::fill(sums_t, sums_t + sums + cout, 0.0f);
     int64_t my_invalid = -1;
@@ -214,6 +215,8 @@ void conv2d_relu_max_pool2d_backward(float* dx, float* dw, float* db, int64_t* f
       int64_t kept = 0;
       for (int64_t o = 0; o < cout; ++o) {
         const int64_t base = (n * cout + o) * pooled;
+        float* values = kept_values + kept;
+        int32_t* positions = kept_positions + kept;
         Gradients list{offsets, values, 0};
         for (int64_t p = 0; p < pooled; ++p) {
           const float g = gy[base + p];
@@ -226,18 +229,14 @@ void conv2d_relu_max_pool2d_backward(float* dx, float* dw, float* db, int64_t* f
           // to mispredict on ReLU's mask.
           const bool keep = (q >= 0) & (g != 0.0f) & (y[base + p] > 0.0f);
           offsets[list.count] = origins[q < 0 ? 0 : q];
-          positions[list.count] = q;
+          positions[list.count] = static_cast<int32_t>(q);
           values[list.count] = g;
           list.count += keep;
         }
         if (list.count == 0) continue;
         db_t[o] += list_sum(values, list.count);
-        if (dx)
-          for (int64_t e = 0; e < list.count; ++e, ++kept) {
-            kept_positions[kept] = static_cast<int32_t>(positions[e]);
-            kept_channels[kept] = static_cast<int32_t>(o);
-            kept_values[kept] = list.values[e];
-          }
+        if (dx) std::fill_n(kept_channels + kept, list.count, static_cast<int32_t>(o));
+        kept += list.count;
         for (int64_t chunk = 0, j0 = 0; chunk < chunks; ++chunk) {
           const int64_t j1 = row_count * (chunk + 1) / chunks;
           kWeightRowKernels[j1 - j0 - 1](sums_t + (o * row_count + j0) * kLanes, rows.data() + j0, image, list);
@@ -277,7 +276,7 @@ void conv2d_relu_max_pool2d_backward(float* dx, float* dw, float* db, int64_t* f
   std::fill(dw, dw + cout * taps, 0.0f);
   if (db) std::fill(db, db + cout, 0.0f);
   for (int t = 0; t < threads; ++t) {
-    const float* sums_t = scratch + t * per_thread + bordered + pooled;
+    const float* sums_t = scratch + t * per_thread + bordered + 2 * kept_max;
     for (int64_t o = 0; o < cout; ++o)
       for (int64_t j = 0; j < row_count; ++j)
         for (int lane = 0; lane < rows[j].lanes; ++lane)
