@@ -112,4 +112,18 @@ FloatArray inplace_float(const py::handle& obj, const std::vector<int64_t>& shap
   return array;
 }
 
+IndexArray argmax_input(const py::handle& obj, const char* op, const std::vector<int64_t>& out_shape) {
+  IndexArray indices = index_input(obj, op, "indices");
+  expect_shape(indices, out_shape, op, "indices");
+  return indices;
+}
+
+void report_invalid_index(const IndexArray& indices, int64_t first_invalid, const char* op, int64_t plane_size,
+                          const char* plane) {
+  if (first_invalid < 0) return;
+  throw py::value_error(std::string(op) + ": indices must lie in [0, " + std::to_string(plane_size) + ") (" + plane +
+                        "; -1 marks an empty window), got " + std::to_string(indices.data()[first_invalid]) +
+                        " at flat position " + std::to_string(first_invalid));
+}
+
 }  // namespace pcn::bind

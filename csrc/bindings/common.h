@@ -41,6 +41,13 @@ float* writable(FloatArray& array, const char* op, const char* name);
 // An array the kernel writes in place (running statistics, out=): must already be a writable,
 // C-contiguous float32 array of exactly `shape` (no conversion copy that would lose the writes).
 FloatArray inplace_float(const py::handle& obj, const std::vector<int64_t>& shape, const char* op, const char* name);
+// The argmax indices handed back to a backward pass, of the right shape. Their values are checked
+// by the kernel as it scatters (an index outside the plane is skipped, never written through):
+// report_invalid_index turns what it found (first_invalid, -1 for none) into the error, `plane`
+// saying what the `plane_size` indices point into.
+IndexArray argmax_input(const py::handle& obj, const char* op, const std::vector<int64_t>& out_shape);
+void report_invalid_index(const IndexArray& indices, int64_t first_invalid, const char* op, int64_t plane_size,
+                          const char* plane);
 
 void bind_backend(py::module_& m);
 void bind_gemm(py::module_& m);

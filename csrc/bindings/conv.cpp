@@ -184,8 +184,7 @@ void bind_conv(py::module_& m) {
                                 " and weight " + shape_str(weight_shape) + ", got " + shape_str(pooled_shape));
         FloatArray y = float_input(y_obj, op, "output");
         expect_shape(y, pooled_shape, op, "output");
-        IndexArray indices = index_input(i_obj, op, "indices");
-        expect_shape(indices, pooled_shape, op, "indices");
+        IndexArray indices = argmax_input(i_obj, op, pooled_shape);
         const KernelTable& table = row(isa);
         FloatArray dx, dw = empty_float(weight_shape), db;
         if (input_grad) dx = empty_float(shape_of(x));
@@ -200,11 +199,7 @@ void bind_conv(py::module_& m) {
                                                 indices.data(), x.data(), w.data(), d, pooled_shape[2],
                                                 pooled_shape[3]);
         }
-        if (first_invalid >= 0)
-          throw py::value_error(std::string(op) + ": indices must lie in [0, " + std::to_string(d.out_h * d.out_w) +
-                                ") (the convolution's output plane; -1 marks an empty window), got " +
-                                std::to_string(indices.data()[first_invalid]) + " at flat position " +
-                                std::to_string(first_invalid));
+        report_invalid_index(indices, first_invalid, op, d.out_h * d.out_w, "the convolution's output plane");
         return py::make_tuple(input_grad ? py::object(dx) : py::object(py::none()), dw,
                               bias_grad ? py::object(db) : py::object(py::none()));
       },

@@ -12,23 +12,6 @@ FloatArray pool_input(const py::handle& obj, const char* op, const char* name) {
   return a;
 }
 
-// The argmax indices handed back to a backward pass, of the right shape. Their values are checked
-// by the kernel as it scatters (an index outside the plane is skipped, never written through):
-// report_invalid_index turns what it found into the error.
-IndexArray argmax_input(const py::handle& obj, const char* op, const std::vector<int64_t>& out_shape) {
-  IndexArray indices = index_input(obj, op, "indices");
-  expect_shape(indices, out_shape, op, "indices");
-  return indices;
-}
-
-void report_invalid_index(const IndexArray& indices, int64_t first_invalid, const char* op, int64_t in_plane) {
-  if (first_invalid < 0) return;
-  throw py::value_error(std::string(op) + ": indices must lie in [0, " + std::to_string(in_plane) +
-                        ") (the input plane size; -1 marks an empty window), got " +
-                        std::to_string(indices.data()[first_invalid]) + " at flat position " +
-                        std::to_string(first_invalid));
-}
-
 using ResampleKernel = void (*)(float*, const float*, const ResampleDesc&);
 
 ResampleKernel KernelTable::*resample_kernel(const std::string& mode, bool backward) {
@@ -109,7 +92,7 @@ void bind_pool(py::module_& m) {
           py::gil_scoped_release nogil;
           kernels().max_pool2d_backward(dx_data, &first_invalid, dy.data(), indices.data(), d);
         }
-        report_invalid_index(indices, first_invalid, op, d.in_h * d.in_w);
+        report_invalid_index(indices, first_invalid, op, d.in_h * d.in_w, "the input plane size");
         return dx;
       },
       py::arg("grad_output"), py::arg("indices"), py::arg("input_shape"), py::arg("kernel_size"), py::arg("stride"),
@@ -213,7 +196,7 @@ void bind_pool(py::module_& m) {
           py::gil_scoped_release nogil;
           kernels().adaptive_max_pool2d_backward(dx_data, &first_invalid, dy.data(), indices.data(), d);
         }
-        report_invalid_index(indices, first_invalid, op, d.in_h * d.in_w);
+        report_invalid_index(indices, first_invalid, op, d.in_h * d.in_w, "the input plane size");
         return dx;
       },
       py::arg("grad_output"), py::arg("indices"), py::arg("input_shape"));
