@@ -175,6 +175,23 @@ def test_the_gpu_suite_runs_issue_14s_batches():
         ("lenet5", 8), ("resnet18", 8)]
 
 
+def test_samples_against_numpy_wait_for_openblas_to_stop_spinning(monkeypatch):
+    """OpenBLAS's threads spin for ~0.13 s after a call on a 2.1 GHz VM, so each sample of the numpy
+    rows starts after a longer pause than the torch rows' (libgomp only spins for a few ms)."""
+    pytest.importorskip("torch")
+    from pyconvnet.bench import timing
+
+    pauses = []
+    monkeypatch.setattr(timing.time, "sleep", pauses.append)
+    layers.run_layer_suite([], peak_gflops=100.0, gemm_cases=[("tiny gemm", 8, 12, 16)], repeats=2, warmup=0,
+                           report=lambda row: None)
+    assert pauses and set(pauses) == {timing.OPENBLAS_SETTLE_SECONDS}
+    assert timing.OPENBLAS_SETTLE_SECONDS >= 2 ** 28 / 1e9 > timing.SETTLE_SECONDS
+    pauses.clear()
+    compare(lambda: None, lambda: None, repeats=2, warmup=0)
+    assert pauses and set(pauses) == {timing.SETTLE_SECONDS}
+
+
 def test_synchronised_timing_drains_each_queue_around_every_sample():
     """For a GPU each side's wait runs before its sample's clock starts and before it stops."""
     events = []

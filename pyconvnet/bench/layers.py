@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import nn, no_grad, plans, tensor, zeros
 from ..nn import functional
-from .timing import compare, require_torch
+from .timing import OPENBLAS_SETTLE_SECONDS, SETTLE_SECONDS, compare, require_torch
 
 ConvShape = namedtuple("ConvShape", ["input", "out_channels", "kernel", "stride", "padding", "dilation", "groups"])
 PoolShape = namedtuple("PoolShape", ["input", "kernel", "stride", "padding", "dilation", "ceil_mode"])
@@ -154,7 +154,8 @@ def _time_gemm(case, rng, compare_sides):
     plans.sgemm(a, b)  # tunes the size on its first call
     plan = plans.sgemm_plan_of(m, n, k)
     compare_sides("sgemm", name, f"{m}x{n}x{k}", "", 2.0 * m * n * k, lambda: plans.sgemm(a, b), lambda: a @ b,
-                  baseline="numpy", plan="heuristic" if plan is None else f"{plan['isa']}/{plan['algorithm']}")
+                  baseline="numpy", plan="heuristic" if plan is None else f"{plan['isa']}/{plan['algorithm']}",
+                  settle_seconds=OPENBLAS_SETTLE_SECONDS)
 
 
 def run_layer_suite(cases, peak_gflops, gemm_cases=GEMM_CASES, repeats=7, warmup=2, report=print):
@@ -164,8 +165,9 @@ def run_layer_suite(cases, peak_gflops, gemm_cases=GEMM_CASES, repeats=7, warmup
     rng = np.random.default_rng(0)
     rows = []
 
-    def compare_sides(kind, op, shape, used_by, flops, ours, theirs, baseline="torch", plan=None):
-        timing = compare(ours, theirs, repeats=repeats, warmup=warmup)
+    def compare_sides(kind, op, shape, used_by, flops, ours, theirs, baseline="torch", plan=None,
+                      settle_seconds=SETTLE_SECONDS):
+        timing = compare(ours, theirs, repeats=repeats, warmup=warmup, settle_seconds=settle_seconds)
         row = {"kind": kind, "op": op, "shape": shape, "plan": plan, "models": used_by, "baseline": baseline,
                "pyconvnet_ms": timing.ours_ms, "baseline_ms": timing.theirs_ms, "ratio": timing.ratio,
                "gflop": None if flops is None else flops / 1e9}

@@ -3,11 +3,12 @@
 Both contenders run in the same process on the same inputs, alternating, after a warm-up; each
 repeat times one call of each, and the ratio is taken pair by pair before the median so that
 machine noise hits both sides alike. Each sample starts after a short pause and one untimed
-call: thread pools keep their threads spinning for a while after a call (OpenBLAS's for ~0.1 s,
-libgomp's for a few ms), and on a small machine the side timed next would otherwise share its
-cores with the other library's idle spinners (a 256^3 sgemm ran 2.4x slower right after numpy's
-than after a pause); the untimed call wakes the side's own pool, whose threads have gone to sleep
-meanwhile (waking them took 10-15 ms on a 2-core VM: longer than the whole call). On a GPU, where
+call: thread pools keep their threads spinning for a while after a call (libgomp's for a few ms,
+OpenBLAS's for 2^28 time-stamp-counter cycles: 0.13 s at this project's VMs' 2.1 GHz), and on a
+small machine the side timed next would otherwise share its cores with the other library's idle
+spinners (a 256^3 sgemm ran 2.4x slower right after numpy's than after a pause, and 2-60x slower
+after one of 0.1 s: ``OPENBLAS_SETTLE_SECONDS`` is the pause against numpy); the untimed call wakes
+the side's own pool, whose threads have gone to sleep meanwhile (waking them took 10-15 ms on a 2-core VM: longer than the whole call). On a GPU, where
 calls only queue kernels, each side's queue is drained before a sample's clock starts and before
 it stops.
 """
@@ -49,14 +50,16 @@ def thread_environment(threads):
     return {name: str(threads) for name in THREAD_VARIABLES}
 
 
-# Long enough for the pools named above to stop spinning on this project's 2-core VM.
+# Long enough for libgomp's pools (pyconvnet's, torch's) to stop spinning on this project's 2-core VM.
 SETTLE_SECONDS = 0.1
+# Long enough for OpenBLAS's (numpy's matmul) on any CPU whose time-stamp counter runs at >= 1 GHz.
+OPENBLAS_SETTLE_SECONDS = 0.3
 
 
-def compare(ours, theirs, repeats=7, warmup=2, min_seconds=0.02, synchronize=None):
+def compare(ours, theirs, repeats=7, warmup=2, min_seconds=0.02, synchronize=None, settle_seconds=SETTLE_SECONDS):
     """Times two zero-argument callables; returns a ``Timing`` (a ratio above 1 means ours is
     faster). Calls are batched so that each timed sample lasts at least ``min_seconds``; each
-    sample follows a pause of ``SETTLE_SECONDS`` and an untimed call. ``synchronize``: for work
+    sample follows a pause of ``settle_seconds`` and an untimed call. ``synchronize``: for work
     queued on a GPU, a pair of zero-argument callables (ours, theirs) that wait until that side's
     queued work has finished; they run before each sample's clock starts and before it stops."""
     if repeats < 1:
@@ -66,13 +69,13 @@ def compare(ours, theirs, repeats=7, warmup=2, min_seconds=0.02, synchronize=Non
         ours()
         theirs()
     calls = 1
-    elapsed = _seconds_per_call(ours, 1, our_wait)
+    elapsed = _seconds_per_call(ours, 1, our_wait, settle_seconds)
     if elapsed < min_seconds:
         calls = max(1, int(min_seconds / max(elapsed, 1e-7)))
     our_times, their_times, ratios = [], [], []
     for _ in range(repeats):
-        our_times.append(_seconds_per_call(ours, calls, our_wait))
-        their_times.append(_seconds_per_call(theirs, calls, their_wait))
+        our_times.append(_seconds_per_call(ours, calls, our_wait, settle_seconds))
+        their_times.append(_seconds_per_call(theirs, calls, their_wait, settle_seconds))
         ratios.append(their_times[-1] / our_times[-1])
     return Timing(1e3 * statistics.median(our_times), 1e3 * statistics.median(their_times),
                   statistics.median(ratios))
@@ -82,8 +85,8 @@ def _nothing():
     pass
 
 
-def _seconds_per_call(fn, calls, wait):
-    time.sleep(SETTLE_SECONDS)
+def _seconds_per_call(fn, calls, wait, settle_seconds):
+    time.sleep(settle_seconds)
     fn()
     wait()
     start = time.perf_counter()
