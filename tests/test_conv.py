@@ -120,7 +120,7 @@ def test_conv2d_is_deterministic_for_fixed_threads():
 
 
 # Shapes the Winograd F(4x4, 3x3) path takes (3x3, stride 1, 16+ channels on both sides; the
-# weight gradient with channels in lanes up to 128 on each side, as GEMMs beyond that up to 256):
+# weight gradient with channels in lanes up to 128 on each side, as GEMMs beyond that up to 512):
 # (batch, in_channels, H, W, out_channels, padding)
 WINOGRAD_CASES = [
     (2, 16, 8, 8, 16, 1),  # whole 4x4 tiles, the smallest channel counts it takes
@@ -131,7 +131,8 @@ WINOGRAD_CASES = [
     (4, 40, 33, 30, 32, 1),  # many tiles: several blocks per thread, threads split them
     (2, 24, 5, 5, 18, 3),  # padding 3: forward by Winograd, backward-data by the general path
     (2, 33, 10, 9, 35, 1),  # weight gradient by Winograd, partial edge tiles
-    (1, 256, 8, 8, 256, 1),  # the largest weight gradient it takes
+    (1, 256, 8, 8, 256, 1),  # the widest weight gradient the fixed heuristic took before measured plans
+    (1, 512, 6, 6, 384, 1),  # the widest weight gradient it takes: 512 channels, out not a power of two
     (2, 32, 64, 64, 32, 1),  # large maps: the lanes' weight gradient in bands of tile rows
     (2, 16, 37, 70, 16, 1),  # bands of 3 tile rows of 18 tiles, the last band one row
     (9, 16, 12, 12, 16, 1),  # small maps: 7 images a chunk, the last chunk 2
@@ -375,7 +376,7 @@ print("ok")
 """
 
 
-@pytest.mark.parametrize("isa_name", [name for name in ("avx512", "avx512bf16") if name in _C.available_isas()])
+@pytest.mark.parametrize("isa_name", [name for name in ("avx512", "avx512bf16", "amx") if name in _C.available_isas()])
 def test_winograd_edge_tiles_at_the_end_of_an_output_buffer_do_not_fault(isa_name):
     """GoogLeNet's 14x14 Winograd layers end their outputs with tiles of two columns; GCC fused
     their masked stores into vextractf32x4 m128{k}, which Zen 4 faults on past a page's end even for

@@ -383,11 +383,12 @@ void winograd_convolution(const WinogradJob& job) {
 // ---------------------------------------------------------------- backward-weight
 // The forward tile is Y = A^T [sum over c of U_c .* V_c] A with U = G g G^T, so the weight
 // gradient is dg = G^T dU G with dU_(k,c) = sum over tiles of (A dY A^T) .* V_c: 36 GEMMs
-// (out_channels x tiles) x (tiles x channels) that reduce over the tiles. As GEMMs for 32 to 256
+// (out_channels x tiles) x (tiles x channels) that reduce over the tiles. As GEMMs for 32 to 512
 // channels on each side (16-channel layers gained nothing: packing the GEMM operands cost as much as
-// the saving; 512-channel ones on 7x7 maps ran at 0.75x the window path), and only where a side
+// the saving; against the window path, 192 to 512 channels on 4x4 to 13x13 maps took 0.5-0.9x its
+// time, bench/NOTES.md; the bound keeps the 36 partial sums du within 38 MB), and only where a side
 // has more than kLaneMaxChannels: below that the channels-in-lanes path further down is faster.
-constexpr int64_t kMinWeightGradChannels = 32, kMaxWeightGradChannels = 256;
+constexpr int64_t kMinWeightGradChannels = 32, kMaxWeightGradChannels = 512;
 
 // The transposes of the 1-D output and weight transforms: A (6 x 4) and G^T (3 x 6).
 template <class T>
