@@ -5,12 +5,19 @@
 #include <cstdlib>
 #include <stdexcept>
 
+#if defined(__x86_64__) && defined(__linux__)
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 #define PCN_DECLARE(name, params) void name params;
 #define PCN_ROW_reference(name, params) &reference::name,
 #define PCN_ROW_generic(name, params) &generic::name,
 #define PCN_ROW_avx2(name, params) &avx2::name,
 #define PCN_ROW_avx512(name, params) &avx512::name,
 #define PCN_ROW_avx512bf16(name, params) &avx512bf16::name,
+#define PCN_ROW_amx(name, params) &amx::name,
 
 namespace pcn {
 namespace reference { PCN_KERNEL_LIST(PCN_DECLARE) }
@@ -24,10 +31,13 @@ namespace avx512 { PCN_KERNEL_LIST(PCN_DECLARE) }
 #ifdef PCN_HAVE_avx512bf16
 namespace avx512bf16 { PCN_KERNEL_LIST(PCN_DECLARE) }
 #endif
+#ifdef PCN_HAVE_amx
+namespace amx { PCN_KERNEL_LIST(PCN_DECLARE) }
+#endif
 
 namespace {
 
-constexpr Isa kAllIsas[] = {Isa::reference, Isa::generic, Isa::avx2, Isa::avx512, Isa::avx512bf16};
+constexpr Isa kAllIsas[] = {Isa::reference, Isa::generic, Isa::avx2, Isa::avx512, Isa::avx512bf16, Isa::amx};
 
 const KernelTable kReferenceRow = {PCN_KERNEL_LIST(PCN_ROW_reference)};
 const KernelTable kGenericRow = {PCN_KERNEL_LIST(PCN_ROW_generic)};
@@ -39,6 +49,9 @@ const KernelTable kAvx512Row = {PCN_KERNEL_LIST(PCN_ROW_avx512)};
 #endif
 #ifdef PCN_HAVE_avx512bf16
 const KernelTable kAvx512Bf16Row = {PCN_KERNEL_LIST(PCN_ROW_avx512bf16)};
+#endif
+#ifdef PCN_HAVE_amx
+const KernelTable kAmxRow = {PCN_KERNEL_LIST(PCN_ROW_amx)};
 #endif
 
 const KernelTable* row_of(Isa isa) {
@@ -54,8 +67,34 @@ const KernelTable* row_of(Isa isa) {
 #ifdef PCN_HAVE_avx512bf16
     case Isa::avx512bf16: return &kAvx512Bf16Row;
 #endif
+#ifdef PCN_HAVE_amx
+    case Isa::amx: return &kAmxRow;
+#endif
     default: return nullptr;
   }
+}
+
+// AMX-TILE and AMX-BF16 (CPUID leaf 7), tile state saved by the OS (XCR0 bits 17 and 18), and
+// Linux's permission to use the tile data, which a process must ask for once before its first tile
+// instruction (any thread; it then holds for all of them). Asked for once, on the first call; only
+// called where AVX-512 is usable, so XGETBV is.
+bool amx_usable() {
+#if defined(__x86_64__) && defined(__linux__)
+  static const bool usable = [] {
+    unsigned eax, ebx, ecx, edx;
+    if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+    const bool amx_bf16 = (edx >> 22) & 1u, amx_tile = (edx >> 24) & 1u;
+    if (!amx_bf16 || !amx_tile) return false;
+    unsigned xcr0_low, xcr0_high;
+    __asm__ volatile("xgetbv" : "=a"(xcr0_low), "=d"(xcr0_high) : "c"(0));
+    if (((xcr0_low >> 17) & 3u) != 3u) return false;
+    constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+  }();
+  return usable;
+#else
+  return false;
+#endif
 }
 
 // __builtin_cpu_supports also checks (via XGETBV) that the OS saves the YMM/ZMM state.
@@ -69,6 +108,7 @@ bool cpu_supports(Isa isa) {
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
              __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     case Isa::avx512bf16: return cpu_supports(Isa::avx512) && __builtin_cpu_supports("avx512bf16");
+    case Isa::amx: return cpu_supports(Isa::avx512bf16) && amx_usable();
     default: return true;
   }
 #else
@@ -83,13 +123,14 @@ struct Choice {
 
 Choice choose_at_import() {
   Isa best = Isa::generic;
-  for (Isa isa : {Isa::avx512bf16, Isa::avx512, Isa::avx2}) {
+  for (Isa isa : {Isa::amx, Isa::avx512bf16, Isa::avx512, Isa::avx2}) {
     if (isa_available(isa)) {
       best = isa;
       break;
     }
   }
   std::string reason = "newest ISA that is both built and supported by this CPU";
+  if (best == Isa::avx512bf16 && row_of(Isa::amx)) reason += " (CPU or OS lacks AMX-BF16 tiles)";
   if (best == Isa::avx512 && row_of(Isa::avx512bf16)) reason += " (CPU lacks AVX512-BF16)";
   if (best != Isa::avx512 && row_of(Isa::avx512) && !cpu_supports(Isa::avx512))
     reason += " (CPU lacks AVX-512 F/BW/VL/DQ)";
@@ -144,6 +185,7 @@ std::string isa_name(Isa isa) {
     case Isa::avx2: return "avx2";
     case Isa::avx512: return "avx512";
     case Isa::avx512bf16: return "avx512bf16";
+    case Isa::amx: return "amx";
   }
   return "unknown";
 }
@@ -152,7 +194,7 @@ Isa isa_from_name(const std::string& name) {
   for (Isa isa : kAllIsas)
     if (isa_name(isa) == name) return isa;
   throw std::invalid_argument("unknown ISA '" + name +
-                              "' (expected one of: reference, generic, avx2, avx512, avx512bf16)");
+                              "' (expected one of: reference, generic, avx2, avx512, avx512bf16, amx)");
 }
 
 bool isa_available(Isa isa) { return row_of(isa) != nullptr && cpu_supports(isa); }
@@ -201,6 +243,9 @@ std::string isa_flags(Isa isa) {
 #endif
 #ifdef PCN_HAVE_avx512bf16
     case Isa::avx512bf16: return PCN_FLAGS_avx512bf16;
+#endif
+#ifdef PCN_HAVE_amx
+    case Isa::amx: return PCN_FLAGS_amx;
 #endif
     default: return "(not built)";
   }

@@ -16,7 +16,7 @@ struct KernelTable {
 #undef PCN_TABLE_ENTRY
 };
 
-enum class Isa { reference = 0, generic, avx2, avx512, avx512bf16 };
+enum class Isa { reference = 0, generic, avx2, avx512, avx512bf16, amx };
 
 // The row in use. Reading it is lock-free; set_isa() swaps it atomically.
 const KernelTable& kernels();

@@ -1,8 +1,9 @@
 """Control of the compiled backend: which ISA's kernels run, how many threads, build facts.
 
-The newest instruction set the CPU supports is chosen at import (``avx512bf16`` > ``avx512`` >
-``avx2`` > ``generic``; ``avx512bf16`` runs the ``avx512`` float32 kernels and multiplies
-bfloat16 panels with ``vdpbf16ps`` under ``autocast``); ``PYCONVNET_ISA=generic`` in the environment or ``set_isa("generic")`` at run time
+The newest instruction set the CPU supports is chosen at import (``amx`` > ``avx512bf16`` >
+``avx512`` > ``avx2`` > ``generic``; ``avx512bf16`` and ``amx`` run the ``avx512`` float32 kernels
+and multiply bfloat16 panels under ``autocast``, with ``vdpbf16ps`` and with AMX tiles);
+``PYCONVNET_ISA=generic`` in the environment or ``set_isa("generic")`` at run time
 forces a lower one, and ``"reference"`` selects the plain-loop kernels of ``csrc/ref`` (slow; for
 tests and debugging). Threads default to OpenMP's default, which honours ``OMP_NUM_THREADS``, and
 adapt to other processes' load (``set_adaptive_threads``).

@@ -8,7 +8,7 @@ The first call of a pass (forward, backward_data, backward_weight) with a given 
 every candidate on the call's own arrays and keeps the fastest as that shape's *plan*; the call
 returns the chosen candidate's result. Plans are keyed by the CPU model, the ISAs tried, the
 thread count, the pass, the geometry and the precision (float32, or autocast's bfloat16 operands,
-where the avx512bf16 GEMMs multiply bfloat16 panels and the other paths float32 products), and
+where the avx512bf16 and amx GEMMs multiply bfloat16 panels and the other paths float32 products), and
 persisted as JSON in ``$XDG_CACHE_HOME/pyconvnet/plans-<cpu>.json`` (default
 ``~/.cache/pyconvnet``), so later runs start with them; a file written by another build of the
 kernels (another version, or the extension rebuilt) is set aside without a warning and its shapes

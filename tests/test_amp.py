@@ -292,43 +292,45 @@ def test_lenet5_step_matches_the_step_with_operands_rounded_by_hand():
     assert max(np.abs(fp32 - theirs).max() / np.abs(theirs).max() for fp32, theirs in zip(grads_fp32, grads_by_hand)) > 1e-2
 
 
-# --- the vdpbf16ps kernels against the portable path --------------------------------------------------------
+# --- the kernels with bfloat16 products (vdpbf16ps, AMX tiles) against the portable path ---------------------
 
-needs_bf16_isa = pytest.mark.skipif("avx512bf16" not in pcn.backend.available_isas(),
-                                    reason="the CPU lacks AVX512-BF16 (or the build lacks its kernels)")
+BF16_PRODUCT_ISAS = {"avx512bf16": "the CPU lacks AVX512-BF16", "amx": "the CPU or the OS lacks AMX-BF16 tiles"}
 
 
-@pytest.fixture
-def restore_isa():
+@pytest.fixture(params=list(BF16_PRODUCT_ISAS))
+def bf16_isa(request):
+    """Each ISA whose GEMMs multiply bfloat16 panels, skipped (with the reason) where unavailable;
+    restores the ISA in use."""
+    if request.param not in pcn.backend.available_isas():
+        pytest.skip(f"{BF16_PRODUCT_ISAS[request.param]} (or the build lacks its kernels)")
     previous = pcn.backend.isa()
-    yield
+    yield request.param
     pcn.backend.set_isa(previous)
 
 
-@needs_bf16_isa
 @pytest.mark.parametrize("case", GEMM_CASES, ids=lambda c: f"{c[0]}x{c[1]}")
-def test_vdpbf16ps_and_portable_paths_agree(restore_isa, case):
+def test_bf16_product_and_portable_paths_agree(bf16_isa, case):
     x_shape, w_shape, stride, padding, dilation, groups = case
     rng = np.random.default_rng(5)
     x = rng.standard_normal(x_shape).astype(np.float32)
     w = rng.standard_normal(w_shape).astype(np.float32)
     results = {}
-    for name in ("avx512", "avx512bf16"):
+    for name in ("avx512", bf16_isa):
         pcn.backend.set_isa(name)
         xp, wp = pcn.tensor(x, requires_grad=True), pcn.tensor(w, requires_grad=True)
         with _bf16_region():
             y = F.conv2d(xp, wp, stride=stride, padding=padding, dilation=dilation, groups=groups)
         y.backward(pcn.tensor(np.cos(np.arange(y.numel(), dtype=np.float32)).reshape(tuple(y.shape))))
         results[name] = (y.detach().numpy(), xp.grad.numpy(), wp.grad.numpy())
-    for portable, fast in zip(results["avx512"], results["avx512bf16"]):
+    for portable, fast in zip(results["avx512"], results[bf16_isa]):
         scale = np.abs(portable).max()
         np.testing.assert_allclose(fast, portable, rtol=0, atol=2e-6 * scale)
 
 
-@needs_bf16_isa
-def test_vdpbf16ps_kernels_multiply_bfloat16_panels(restore_isa):
-    """Given operands that are not bfloat16 values, the avx512bf16 kernels round their panels (the
-    layers round before calling, so this only shows which kernels ran) and the others do not."""
+def test_bf16_product_kernels_multiply_bfloat16_panels(bf16_isa):
+    """Given operands that are not bfloat16 values, the kernels with bfloat16 products round their
+    panels (the layers round before calling, so this only shows which kernels ran) and the others
+    do not."""
     from pyconvnet import _C
 
     rng = np.random.default_rng(6)
@@ -337,10 +339,36 @@ def test_vdpbf16ps_kernels_multiply_bfloat16_panels(restore_isa):
     rounded_gemm = _torch_bf16(a).astype(np.float64) @ _torch_bf16(b)
     rounded_conv = torch.nn.functional.conv2d(torch.tensor(_torch_bf16(x), dtype=torch.float64),
                                               torch.tensor(_torch_bf16(w), dtype=torch.float64), stride=2).numpy()
-    pcn.backend.set_isa("avx512bf16")
+    pcn.backend.set_isa(bf16_isa)
     np.testing.assert_allclose(_C.sgemm(a, b, bf16=True), rounded_gemm, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(_C.conv2d_forward(x, w, None, (2, 2), (0, 0), (1, 1), 1, bf16=True), rounded_conv,
                                rtol=1e-5, atol=1e-4)
     pcn.backend.set_isa("avx512")
     assert np.abs(_C.sgemm(a, b, bf16=True) - rounded_gemm).max() > 1e-2
     assert np.abs(_C.conv2d_forward(x, w, None, (2, 2), (0, 0), (1, 1), 1, bf16=True) - rounded_conv).max() > 1e-3
+
+
+# Shapes around the AMX micro-kernel's 12 x 32 tile and its steps of 32 k (16 pairs): k blocks with
+# a partial last step, odd k, k shorter than one step, several k blocks (beta = 1 after the first),
+# edge rows and columns, and both ways the driver shares a GEMM out (by columns; one shared B block).
+BF16_GEMM_SHAPES = [(12, 32, 32), (1, 1, 1), (5, 7, 3), (13, 33, 33), (24, 64, 17), (37, 70, 300), (64, 100, 257),
+                    (3, 5000, 40), (300, 40, 600)]
+
+
+@pytest.mark.parametrize("shape", BF16_GEMM_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_bf16_product_gemms_against_float64(bf16_isa, shape):
+    from pyconvnet import _C
+
+    m, n, k = shape
+    rng = np.random.default_rng(m * n + k)
+    a = pcn.amp.round_bf16(rng.standard_normal((m, k), dtype=np.float32))
+    b = pcn.amp.round_bf16(rng.standard_normal((k, n), dtype=np.float32))
+    c = rng.standard_normal((m, n), dtype=np.float32)
+    exact = a.astype(np.float64) @ b.astype(np.float64)
+    scale = np.abs(exact).max()
+    pcn.backend.set_isa(bf16_isa)
+    np.testing.assert_allclose(_C.sgemm(a, b, bf16=True), exact, rtol=0, atol=1e-6 * scale)
+    out = c.copy()
+    _C.sgemm(a.T.copy(), b.T.copy(), trans_a=True, trans_b=True, alpha=0.5, beta=-2.0, out=out, bf16=True)
+    np.testing.assert_allclose(out, 0.5 * exact - 2.0 * c, rtol=0, atol=1e-6 * (scale + np.abs(c).max()))
+

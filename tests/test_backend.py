@@ -57,7 +57,7 @@ def test_set_isa_switches_kernels_and_rejects_unknown_or_unavailable():
         backend.set_isa(previous)
     with pytest.raises(ValueError, match="unknown ISA"):
         backend.set_isa("avx1024")
-    missing = [n for n in ("generic", "avx2", "avx512", "avx512bf16") if n not in backend.available_isas()]
+    missing = [n for n in ("generic", "avx2", "avx512", "avx512bf16", "amx") if n not in backend.available_isas()]
     for name in missing:
         with pytest.raises(ValueError, match="not available"):
             backend.set_isa(name)

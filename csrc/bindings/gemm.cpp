@@ -57,7 +57,7 @@ void bind_gemm(py::module_& m) {
       py::arg("bf16") = false,
       "C = alpha * op(a) @ op(b) + beta * out with the library's packed SGEMM (float32, C-contiguous), on the "
       "kernels of the ISA in use or of the one named by isa. bf16: a and b hold bfloat16 values, multiplied as "
-      "bfloat16 (vdpbf16ps) where the avx512bf16 kernels run.");
+      "bfloat16 where the avx512bf16 (vdpbf16ps) or amx (AMX tiles) kernels run.");
 }
 
 }  // namespace pcn::bind

@@ -1,5 +1,5 @@
 // Note [ISA namespaces]
-// Every file in csrc/kernels/ is compiled once per ISA (generic, avx2, avx512, avx512bf16) with PCN_ISA set to
+// Every file in csrc/kernels/ is compiled once per ISA (generic, avx2, avx512, avx512bf16, amx) with PCN_ISA set to
 // the ISA's name. All of its definitions sit inside PCN_ISA_BEGIN/PCN_ISA_END, i.e. namespace
 // pcn::<isa>, so each ISA gets its own symbols. This matters for anything the compiler may emit
 // out of line as a weak (COMDAT) symbol: inline functions, templates, class member functions.

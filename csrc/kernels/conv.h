@@ -22,7 +22,7 @@ struct Conv2dDesc {
   int64_t out_h = 0, out_w = 0;  // filled by validate()
   ConvAlgorithm algorithm = ConvAlgorithm::automatic;
   // The operands are bfloat16 values (autocast). The algorithm is chosen as for float32: the passes
-  // that run as GEMMs multiply bfloat16 panels with vdpbf16ps in the avx512bf16 build; Winograd
+  // that run as GEMMs multiply bfloat16 panels in the avx512bf16 (vdpbf16ps) and amx builds; Winograd
   // (float32 transforms of the bfloat16 operands) and the window kernels stay float32, being faster
   // on this project's machines than a bfloat16 GEMM in their place (bench/NOTES.md).
   bool bf16 = false;

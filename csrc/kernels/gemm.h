@@ -2,8 +2,8 @@
 // Row-major: C[m x n] = alpha * op(A)[m x k] * op(B)[k x n] + beta * C, where op(A) is A (m x k,
 // row stride lda) or, with trans_a, the transpose of A stored k x m; likewise for B. With beta == 0
 // C is not read (it may hold NaN). Deterministic: each C element is summed in a fixed order.
-// bf16: the caller has rounded A and B to bfloat16 values (autocast); the avx512bf16 build then
-// multiplies bfloat16 panels with vdpbf16ps (float32 sums), the others the float32 values as given.
+// bf16: the caller has rounded A and B to bfloat16 values (autocast); the avx512bf16 and amx builds
+// then multiply bfloat16 panels (vdpbf16ps, AMX tiles; float32 sums), the others the float32 values.
 #pragma once
 #include <cstdint>
 

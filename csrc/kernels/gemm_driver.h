@@ -4,8 +4,8 @@
 // convolution feeds image patches straight into the panel without an im2col buffer.
 //
 // bf16 (the operands are bfloat16 values, see GemmDesc): in the avx512bf16 build every packed panel
-// is rewritten as bfloat16 pairs (pack_bf16_pairs) and multiplied with vdpbf16ps; elsewhere the flag
-// changes nothing.
+// is rewritten as bfloat16 pairs (pack_bf16_pairs) and multiplied with vdpbf16ps, in the amx build
+// with AMX tiles (Note [AMX tiles]); elsewhere the flag changes nothing.
 //
 // "team" mode: called by every thread of an OpenMP team with identical arguments; packing and
 // tiles are shared out and barriers separate the phases. Otherwise the calling thread does all
@@ -113,7 +113,7 @@ static inline void pack_a_matrix(float* dst, const float* a, int64_t lda, bool t
         out[p * kGemmMR + r] = trans_a ? a[(pc + p) * lda + i0 + r] : a[(i0 + r) * lda + pc + p];
       for (int64_t r = rows; r < kGemmMR; ++r) out[p * kGemmMR + r] = 0.0f;
     }
-    if (kGemmBf16Dot && bf16) pack_bf16_pairs(out, kc, kGemmMR);
+    if (kGemmBf16Dot && bf16) pack_bf16_a_panel(out, kc);
   }
   team_barrier(team);
 }
@@ -225,6 +225,7 @@ bool gemm_by_columns(int64_t m, int64_t n, int64_t k, const float* packed_a, con
   if (group < 1 || (!one_row_block && n_panels < kGemmMinPanelsPerThread * threads)) return false;
   const int64_t tid = team ? omp_get_thread_num() : 0;
   float* my_buf = b_buf + tid * min64(kGemmKC, k) * kGemmNR * group;
+  if (kGemmAmx && bf16) amx_configure();
   int64_t begin, end;
   team_range(n_panels, team, &begin, &end);
   for (int64_t g0 = begin; g0 < end; g0 += group) {  // columns [j0, j0 + cols) of this group
@@ -249,6 +250,7 @@ bool gemm_by_columns(int64_t m, int64_t n, int64_t k, const float* packed_a, con
       }
     }
   }
+  if (kGemmAmx && bf16) amx_release();
   team_barrier(team);
   return true;
 }
@@ -271,6 +273,7 @@ void gemm_packed(int64_t m, int64_t n, int64_t k, const float* packed_a, const P
   }
   if (gemm_by_columns(m, n, k, packed_a, pack_b, c, ldc, alpha, beta, row_bias, b_buf, team, bf16)) return;
   // Too few columns to share out: the team packs each B block together and splits its tiles.
+  if (kGemmAmx && bf16) amx_configure();
   for (int64_t jc = 0; jc < n; jc += kGemmNC) {
     const int64_t nc = min64(kGemmNC, n - jc), n_panels = (nc + kGemmNR - 1) / kGemmNR;
     for (int64_t pc = 0; pc < k; pc += kGemmKC) {
@@ -300,6 +303,7 @@ void gemm_packed(int64_t m, int64_t n, int64_t k, const float* packed_a, const P
       team_barrier(team);  // b_buf is overwritten by the next block
     }
   }
+  if (kGemmAmx && bf16) amx_release();
 }
 
 PCN_ISA_END

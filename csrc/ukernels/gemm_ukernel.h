@@ -5,7 +5,8 @@
 // Stores c = alpha * (a * b) + beta * c (+ row_bias[i] on every element of row i when given);
 // beta == 0 means c is not read. One source for every ISA: the vector width and tile come from
 // simd.h, so the SSE, AVX2 and AVX-512 builds share one tested code path. The avx512bf16 build
-// also multiplies bfloat16 panels (pack_bf16_pairs) with vdpbf16ps into the same float32 tile.
+// also multiplies bfloat16 panels (pack_bf16_pairs) with vdpbf16ps into the same float32 tile, and
+// the amx build multiplies them with AMX tiles (gemm_ukernel_amx).
 #pragma once
 #include "core/simd.h"
 
@@ -62,6 +63,65 @@ static inline void pack_bf16_pairs(float* panel, int64_t kc, int64_t width) {
     }
     for (; j < width; ++j)
       out[j] = bf16_upper_half(even[j]) | (has_odd ? bf16_upper_half(even[width + j]) << 16 : 0u);
+  }
+}
+
+#if defined(PCN_ISA_IS_amx)
+constexpr bool kGemmAmx = true;
+// Note [AMX tiles]
+// tdpbf16ps multiplies an A tile (up to 16 rows of 16 bfloat16 pairs along k, 64 bytes a row) by a
+// B tile (16 rows of pairs, each 16 columns of one pair) into a float32 C tile (16 x 16). The B
+// panels of pack_bf16_pairs are already B tiles side by side (row q: pair q of 32 columns, 128
+// bytes), so a 12 x 32 micro-tile is two C tiles fed by one A tile and two B tiles per 16 pairs.
+// A's panel is rewritten row by row (pack_bf16_a_panel). Tiles hold the configuration loaded by
+// amx_configure on the thread that uses them; the driver loads it at the start of each bf16 GEMM
+// and releases it at the end, as other libraries in the process (oneDNN) may configure or
+// release the tiles between calls.
+constexpr int64_t kAmxPairs = 16;  // pairs along k per tile step
+// Tiles 0 and 1: C's two 12 x 16 halves; 2: A (12 rows); 3 and 4: B's two 16-column halves. GCC's
+// tile intrinsics paste their tile operands into the assembly text, so they are written as literals.
+constexpr int kAmxTiles = 5, kAmxFirstBTile = 3;
+
+struct alignas(64) AmxTileConfig {
+  uint8_t palette, start_row, reserved[14];
+  uint16_t bytes_per_row[16];
+  uint8_t rows[16];
+};
+
+// GCC's tile loads and stores pass only an address to their assembly, so the compiler does not see
+// them read or write memory: stores to a buffer a tile then loads must be fenced before the load,
+// and a buffer a tile was stored to must be fenced before it is read.
+static inline void amx_memory_barrier() { __asm__ volatile("" ::: "memory"); }
+
+static inline void amx_configure() {
+  AmxTileConfig config = {};
+  config.palette = 1;
+  for (int tile = 0; tile < kAmxTiles; ++tile) {
+    config.rows[tile] = tile >= kAmxFirstBTile ? kAmxPairs : kGemmMR;
+    config.bytes_per_row[tile] = 64;
+  }
+  amx_memory_barrier();
+  _tile_loadconfig(&config);
+}
+
+static inline void amx_release() { _tile_release(); }
+#else
+constexpr bool kGemmAmx = false;
+static inline void amx_configure() {}
+static inline void amx_release() {}
+#endif
+
+// A packed A panel (kc x MR floats) as the bf16 micro-kernel reads it: bfloat16 pairs, then (amx)
+// rows of pairs: word i * (kc + 1) / 2 + q holds row i's pair q.
+static inline void pack_bf16_a_panel(float* panel, int64_t kc) {
+  pack_bf16_pairs(panel, kc, kGemmMR);
+  if constexpr (kGemmAmx) {
+    const int64_t pairs = (kc + 1) / 2;
+    uint32_t rows[kGemmMR * ((kGemmKC + 1) / 2)];
+    uint_alias* words = reinterpret_cast<uint_alias*>(panel);
+    for (int64_t q = 0; q < pairs; ++q)
+      for (int i = 0; i < kGemmMR; ++i) rows[i * pairs + q] = words[q * kGemmMR + i];
+    for (int64_t w = 0; w < pairs * kGemmMR; ++w) words[w] = rows[w];
   }
 }
 
@@ -148,12 +208,70 @@ static inline void gemm_ukernel_dispatch(int64_t kc, const float* a, const float
   gemm_ukernel_rows<kRows, kBf16>(kc, a, b, c, ldc, nr, alpha, beta, row_bias);
 }
 
-// bf16: a and b are bfloat16 pair panels (pack_bf16_pairs; only where kGemmBf16Dot).
+#if defined(PCN_ISA_IS_amx)
+// The bf16 tile on AMX (Note [AMX tiles]): a from pack_bf16_a_panel, b from pack_bf16_pairs.
+static inline void gemm_ukernel_amx(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int mr, int nr,
+                                    float alpha, float beta, const float* row_bias) {
+  const int64_t pairs = (kc + 1) / 2;
+  const uint_alias* aw = reinterpret_cast<const uint_alias*>(a);
+  const uint_alias* bw = reinterpret_cast<const uint_alias*>(b);
+  amx_memory_barrier();  // the packed panels are written before the tiles load them
+  _tile_zero(0);
+  _tile_zero(1);
+  int64_t q = 0;
+  for (; q + kAmxPairs <= pairs; q += kAmxPairs) {
+    _tile_loadd(2, aw + q, pairs * 4);
+    _tile_loadd(3, bw + q * kGemmNR, kGemmNR * 4);
+    _tile_loadd(4, bw + q * kGemmNR + 16, kGemmNR * 4);
+    _tile_dpbf16ps(0, 2, 3);
+    _tile_dpbf16ps(1, 2, 4);
+  }
+  if (q < pairs) {  // the last pairs through zero-padded copies: the tiles' shapes stay fixed
+    alignas(64) uint32_t a_rest[kGemmMR * kAmxPairs] = {}, b_rest[kAmxPairs * kGemmNR] = {};
+    const int64_t rest = pairs - q;
+    for (int i = 0; i < kGemmMR; ++i)
+      for (int64_t p = 0; p < rest; ++p) a_rest[i * kAmxPairs + p] = aw[i * pairs + q + p];
+    for (int64_t p = 0; p < rest * kGemmNR; ++p) b_rest[p] = bw[q * kGemmNR + p];
+    amx_memory_barrier();
+    _tile_loadd(2, a_rest, kAmxPairs * 4);
+    _tile_loadd(3, b_rest, kGemmNR * 4);
+    _tile_loadd(4, b_rest + 16, kGemmNR * 4);
+    _tile_dpbf16ps(0, 2, 3);
+    _tile_dpbf16ps(1, 2, 4);
+  }
+  alignas(64) float tile[kGemmMR * kGemmNR];
+  _tile_stored(0, tile, kGemmNR * 4);
+  _tile_stored(1, tile + 16, kGemmNR * 4);
+  amx_memory_barrier();
+  for (int i = 0; i < mr; ++i) {
+    const float bias = row_bias ? row_bias[i] : 0.0f;
+    float* dst = c + i * ldc;
+    if (nr == kGemmNR) {
+      for (int j = 0; j < kGemmNRVecs; ++j) {
+        vfloat v = vbroadcast(alpha) * vload(tile + i * kGemmNR + j * kVecFloats) + vbroadcast(bias);
+        if (beta != 0.0f) v += vbroadcast(beta) * vload(dst + j * kVecFloats);
+        vstore(dst + j * kVecFloats, v);
+      }
+      continue;
+    }
+    for (int j = 0; j < nr; ++j) {
+      float v = alpha * tile[i * kGemmNR + j] + bias;
+      if (beta != 0.0f) v += beta * dst[j];
+      dst[j] = v;
+    }
+  }
+}
+#endif
+
+// bf16: a and b are bfloat16 panels (pack_bf16_a_panel, pack_bf16_pairs; only where kGemmBf16Dot).
 static inline void gemm_ukernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* c,
                                 int64_t ldc, int mr, int nr, float alpha, float beta, const float* row_bias,
                                 bool bf16 = false) {
   if constexpr (kGemmBf16Dot) {
     if (bf16) {
+#if defined(PCN_ISA_IS_amx)
+      return gemm_ukernel_amx(kc, a, b, c, ldc, mr, nr, alpha, beta, row_bias);
+#endif
       if (mr == kGemmMR) return gemm_ukernel_rows<kGemmMR, true>(kc, a, b, c, ldc, nr, alpha, beta, row_bias);
       return gemm_ukernel_dispatch<kGemmMR - 1, true>(kc, a, b, c, ldc, mr, nr, alpha, beta, row_bias);
     }
