@@ -122,8 +122,16 @@ def test_mnist_example_ports(tmp_path, data_root):
     theirs, ours = _run_both(tmp_path, "mnist_example.py", [
         "--data", str(data_root), "--epochs", "2", "--batch-size", "64", "--test-batch-size", "100",
         "--log-interval", "1", "--dropout", "0", "0", "--no-shuffle"])
-    _assert_same_numbers(theirs, ours, r"^Train Epoch.*Loss: (\S+)", rtol=2e-4)
-    _assert_same_numbers(theirs, ours, r"Test set: Average loss: ([\d.]+)", rtol=2e-4)
+    # Adadelta at lr 1.0 swings the loss from step to step, which amplifies float32 rounding: the
+    # first epoch's 8 losses agree to 2e-4, the second's to 1e-2. On an Intel Xeon (Emerald Rapids)
+    # torch's second epoch drifted up to 2.7e-3 from pyconvnet's (its test loss 1.8e-3), while
+    # pyconvnet's generic, avx2 and avx512 kernels stayed within 7e-5 of each other; on the Zen 4
+    # VM all of it agreed to 2e-4.
+    expected, actual = (_numbers(output, r"^Train Epoch.*Loss: (\S+)") for output in (theirs, ours))
+    assert expected.shape == actual.shape == (16,), (expected, actual)
+    np.testing.assert_allclose(actual[:8], expected[:8], rtol=2e-4, atol=2e-4)
+    np.testing.assert_allclose(actual[8:], expected[8:], rtol=1e-2, atol=1e-2)
+    _assert_same_numbers(theirs, ours, r"Test set: Average loss: ([\d.]+)", rtol=1e-2)
 
 
 def test_classifier_tutorial_ports(tmp_path, data_root):
