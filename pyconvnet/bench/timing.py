@@ -4,7 +4,7 @@ Both contenders run in the same process on the same inputs, alternating, after a
 repeat times one call of each, and the ratio is taken pair by pair before the median so that
 machine noise hits both sides alike. Each sample starts after a short pause and one untimed
 call: thread pools keep their threads spinning for a while after a call (libgomp's for a few ms,
-OpenBLAS's for 2^28 time-stamp-counter cycles: 0.13 s at this project's VMs' 2.1 GHz), and on a
+OpenBLAS's for 2^28 time-stamp-counter cycles: 0.13 s where the counter runs at 2.1 GHz), and on a
 small machine the side timed next would otherwise share its cores with the other library's idle
 spinners (a 256^3 sgemm ran 2.4x slower right after numpy's than after a pause, and 2-60x slower
 after one of 0.1 s: ``OPENBLAS_SETTLE_SECONDS`` is the pause against numpy); the untimed call wakes
