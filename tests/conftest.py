@@ -1,6 +1,7 @@
 """Shared fixtures and the run's prerequisites.
 
-``isa`` runs a test once per instruction set this machine can run. Before any test runs, the run
+``isa`` runs a test once per instruction set this machine can run, ``bf16_isa`` once per one with
+bfloat16 products (avx512bf16, amx), skipping with the reason where the machine lacks it. Before any test runs, the run
 checks that everything the suite needs is present (the `test` extra's packages, PyTorch as the
 parity oracle, the real Fashion-MNIST files) and stops with what is missing and how to install it,
 so a run never passes by skipping. ``PYCONVNET_TEST_ALLOW_MISSING=1`` opts out: the tests that need
@@ -31,6 +32,22 @@ backend.set_adaptive_threads(False)
 @pytest.fixture(params=ISAS)
 def isa(request):
     """Selects each available ISA's kernels (``reference`` included) for the test, then restores."""
+    previous = backend.isa()
+    backend.set_isa(request.param)
+    yield request.param
+    backend.set_isa(previous)
+
+
+# The ISAs whose GEMMs multiply bfloat16 panels under autocast, and why one may be missing.
+BF16_PRODUCT_ISAS = {"avx512bf16": "the CPU lacks AVX512-BF16", "amx": "the CPU or the OS lacks AMX-BF16 tiles"}
+
+
+@pytest.fixture(params=list(BF16_PRODUCT_ISAS))
+def bf16_isa(request):
+    """Selects each ISA with bfloat16 products (vdpbf16ps, AMX tiles), skipped with the reason where
+    unavailable; restores the ISA in use."""
+    if request.param not in ISAS:
+        pytest.skip(f"{BF16_PRODUCT_ISAS[request.param]} (or the build lacks its kernels)")
     previous = backend.isa()
     backend.set_isa(request.param)
     yield request.param

@@ -294,20 +294,6 @@ def test_lenet5_step_matches_the_step_with_operands_rounded_by_hand():
 
 # --- the kernels with bfloat16 products (vdpbf16ps, AMX tiles) against the portable path ---------------------
 
-BF16_PRODUCT_ISAS = {"avx512bf16": "the CPU lacks AVX512-BF16", "amx": "the CPU or the OS lacks AMX-BF16 tiles"}
-
-
-@pytest.fixture(params=list(BF16_PRODUCT_ISAS))
-def bf16_isa(request):
-    """Each ISA whose GEMMs multiply bfloat16 panels, skipped (with the reason) where unavailable;
-    restores the ISA in use."""
-    if request.param not in pcn.backend.available_isas():
-        pytest.skip(f"{BF16_PRODUCT_ISAS[request.param]} (or the build lacks its kernels)")
-    previous = pcn.backend.isa()
-    yield request.param
-    pcn.backend.set_isa(previous)
-
-
 @pytest.mark.parametrize("case", GEMM_CASES, ids=lambda c: f"{c[0]}x{c[1]}")
 def test_bf16_product_and_portable_paths_agree(bf16_isa, case):
     x_shape, w_shape, stride, padding, dilation, groups = case
@@ -346,29 +332,3 @@ def test_bf16_product_kernels_multiply_bfloat16_panels(bf16_isa):
     pcn.backend.set_isa("avx512")
     assert np.abs(_C.sgemm(a, b, bf16=True) - rounded_gemm).max() > 1e-2
     assert np.abs(_C.conv2d_forward(x, w, None, (2, 2), (0, 0), (1, 1), 1, bf16=True) - rounded_conv).max() > 1e-3
-
-
-# Shapes around the AMX micro-kernel's 12 x 32 tile and its steps of 32 k (16 pairs): k blocks with
-# a partial last step, odd k, k shorter than one step, several k blocks (beta = 1 after the first),
-# edge rows and columns, and both ways the driver shares a GEMM out (by columns; one shared B block).
-BF16_GEMM_SHAPES = [(12, 32, 32), (1, 1, 1), (5, 7, 3), (13, 33, 33), (24, 64, 17), (37, 70, 300), (64, 100, 257),
-                    (3, 5000, 40), (300, 40, 600)]
-
-
-@pytest.mark.parametrize("shape", BF16_GEMM_SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_bf16_product_gemms_against_float64(bf16_isa, shape):
-    from pyconvnet import _C
-
-    m, n, k = shape
-    rng = np.random.default_rng(m * n + k)
-    a = pcn.amp.round_bf16(rng.standard_normal((m, k), dtype=np.float32))
-    b = pcn.amp.round_bf16(rng.standard_normal((k, n), dtype=np.float32))
-    c = rng.standard_normal((m, n), dtype=np.float32)
-    exact = a.astype(np.float64) @ b.astype(np.float64)
-    scale = np.abs(exact).max()
-    pcn.backend.set_isa(bf16_isa)
-    np.testing.assert_allclose(_C.sgemm(a, b, bf16=True), exact, rtol=0, atol=1e-6 * scale)
-    out = c.copy()
-    _C.sgemm(a.T.copy(), b.T.copy(), trans_a=True, trans_b=True, alpha=0.5, beta=-2.0, out=out, bf16=True)
-    np.testing.assert_allclose(out, 0.5 * exact - 2.0 * c, rtol=0, atol=1e-6 * (scale + np.abs(c).max()))
-
