@@ -112,7 +112,7 @@ static inline void amx_release() {}
 #endif
 
 // A packed A panel (kc x MR floats) as the bf16 micro-kernel reads it: bfloat16 pairs, then (amx)
-// rows of pairs: word i * (kc + 1) / 2 + q holds row i's pair q.
+// rows of pairs: with pairs = (kc + 1) / 2, word i * pairs + q holds row i's pair q.
 static inline void pack_bf16_a_panel(float* panel, int64_t kc) {
   pack_bf16_pairs(panel, kc, kGemmMR);
   if constexpr (kGemmAmx) {
