@@ -1,6 +1,7 @@
 """Measured kernel selection: which ISA's kernels and which algorithm (``gemm``, ``pointwise``,
-``window``, ``winograd``) compute each pass of each convolution, which ISA's SGEMM each matrix
-product of linear layers and matmul, and whether the fused conv -> ReLU -> max-pool node's backward
+``window``, ``winograd``, and for autocast's bfloat16 operands in the amx build ``tiles``) compute
+each pass of each convolution, which ISA's SGEMM each matrix product of linear layers and matmul,
+and whether the fused conv -> ReLU -> max-pool node's backward
 pass starts from the pooled gradient (``sparse``) or the dense one (the ops with several
 implementations).
 
@@ -38,7 +39,7 @@ from . import _C, kernels
 __all__ = ["ALGORITHMS", "PASSES", "conv2d", "pooled_backward", "sgemm", "sgemm_plan_of", "cache_path", "cache_info", "set_autotune", "autotune_enabled",
            "set_conv_algorithm", "conv_algorithm", "plan_of"]
 
-ALGORITHMS = ("gemm", "pointwise", "window", "winograd")
+ALGORITHMS = ("gemm", "pointwise", "window", "winograd", "tiles")
 PASSES = ("forward", "backward_data", "backward_weight")
 FORMAT, VERSION = "pyconvnet-plans", 1
 
@@ -242,9 +243,9 @@ def _string_key(key):
 
 def _conv_usable(key, plan):
     """Whether the plan's algorithm can compute the pass (an edited file may name one that cannot)."""
-    pass_, input_shape, weight_shape, stride, padding, dilation, groups = key[:7]
+    pass_, input_shape, weight_shape, stride, padding, dilation, groups, bf16 = key[:8]
     names, _ = _C.conv2d_algorithms(pass_, input_shape, weight_shape, stride, padding, dilation, groups,
-                                    isa=plan["isa"])
+                                    isa=plan["isa"], bf16=bf16)
     return plan["algorithm"] in names
 
 
@@ -309,7 +310,8 @@ def conv2d(pass_, a, b, c, stride, padding, dilation, groups, bf16=False):
     args = (a, b, c, stride, padding, dilation, groups)
     if _forced_algorithm is not None:
         input_shape, weight_shape = _shapes(pass_, a, b, c)
-        names, _ = _C.conv2d_algorithms(pass_, input_shape, weight_shape, stride, padding, dilation, groups)
+        names, _ = _C.conv2d_algorithms(pass_, input_shape, weight_shape, stride, padding, dilation, groups,
+                                        bf16=bf16)
         return function(*args, algorithm=_forced_algorithm if _forced_algorithm in names else "auto")
     if not _enabled:
         return function(*args)
@@ -325,7 +327,7 @@ def conv2d(pass_, a, b, c, stride, padding, dilation, groups, bf16=False):
     candidates, heuristic = [], None
     for isa in isas:
         names, chosen = _C.conv2d_algorithms(pass_, input_shape, weight_shape, stride, padding, dilation, groups,
-                                             isa=isa)
+                                             isa=isa, bf16=bf16)
         if isa == _C.isa():
             heuristic = (isa, chosen)
         candidates += [(isa, name) for name in names if winograd or name != "winograd"]

@@ -8,7 +8,8 @@
 namespace pcn::bind {
 namespace {
 
-constexpr const char* kAlgorithmNames[] = {"auto", "gemm", "pointwise", "window", "winograd"};
+constexpr const char* kAlgorithmNames[] = {"auto", "gemm", "pointwise", "window", "winograd", "tiles"};
+constexpr int kAlgorithmCount = sizeof(kAlgorithmNames) / sizeof(kAlgorithmNames[0]);
 constexpr const char* kPassNames[] = {"forward", "backward_data", "backward_weight"};
 
 // The named ISA's kernels, or those in use.
@@ -18,7 +19,7 @@ const KernelTable& row(const std::optional<std::string>& isa) {
 
 std::vector<std::string> candidate_names(uint32_t mask) {
   std::vector<std::string> names;
-  for (int a = 1; a < 5; ++a)
+  for (int a = 1; a < kAlgorithmCount; ++a)
     if (mask >> a & 1) names.push_back(kAlgorithmNames[a]);
   return names;
 }
@@ -26,10 +27,10 @@ std::vector<std::string> candidate_names(uint32_t mask) {
 // Sets d.algorithm to the named one; ValueError unless it is "auto" or a candidate for the pass.
 void choose_algorithm(Conv2dDesc& d, ConvPass pass, const std::string& name, const KernelTable& table) {
   int index = 0;
-  while (index < 5 && name != kAlgorithmNames[index]) ++index;
-  if (index == 5)
-    throw py::value_error("conv2d: algorithm must be one of auto, gemm, pointwise, window, winograd; got '" + name +
-                          "'");
+  while (index < kAlgorithmCount && name != kAlgorithmNames[index]) ++index;
+  if (index == kAlgorithmCount)
+    throw py::value_error("conv2d: algorithm must be one of auto, gemm, pointwise, window, winograd, tiles; got '" +
+                          name + "'");
   if (index == 0) return;
   uint32_t mask = 0;
   ConvAlgorithm heuristic;
@@ -151,21 +152,23 @@ void bind_conv(py::module_& m) {
   m.def(
       "conv2d_algorithms",
       [](const std::string& pass_name, std::vector<int64_t> input_shape, std::vector<int64_t> weight_shape,
-         Pair stride, Pair padding, Pair dilation, int64_t groups, const std::optional<std::string>& isa) {
+         Pair stride, Pair padding, Pair dilation, int64_t groups, const std::optional<std::string>& isa, bool bf16) {
         const ConvPass pass = pass_from_name(pass_name);
         if (input_shape.size() != 4 || weight_shape.size() != 4)
           throw py::value_error("conv2d_algorithms: input_shape and weight_shape must have 4 entries, got " +
                                 shape_str(input_shape) + " and " + shape_str(weight_shape));
         Conv2dDesc d = conv_desc(input_shape, weight_shape, stride, padding, dilation, groups);
+        d.bf16 = bf16;
         uint32_t mask = 0;
         ConvAlgorithm heuristic;
         row(isa).conv2d_algorithms(&mask, &heuristic, pass, d);
         return py::make_tuple(candidate_names(mask), kAlgorithmNames[static_cast<int>(heuristic)]);
       },
       py::arg("pass_"), py::arg("input_shape"), py::arg("weight_shape"), py::arg("stride"), py::arg("padding"),
-      py::arg("dilation"), py::arg("groups"), py::kw_only(), py::arg("isa") = py::none(),
+      py::arg("dilation"), py::arg("groups"), py::kw_only(), py::arg("isa") = py::none(), py::arg("bf16") = false,
       "The algorithms that can compute a conv2d pass (forward, backward_data, backward_weight) of these "
-      "shapes with an ISA's kernels, and the one the fixed heuristic takes ('auto' for the reference ISA).");
+      "shapes with an ISA's kernels (of bfloat16 operands: bf16=True), and the one the fixed heuristic "
+      "takes ('auto' for the reference ISA).");
   m.def(
       "conv2d_relu_max_pool2d_backward",
       [](const py::handle& gy_obj, const py::handle& y_obj, const py::handle& i_obj, const py::handle& x_obj,

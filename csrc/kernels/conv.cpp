@@ -15,6 +15,7 @@
 // count); otherwise the whole team shares each image's GEMM.
 #include "kernels/conv.h"
 
+#include "kernels/conv_tiles.h"
 #include "kernels/conv_window.h"
 #include "kernels/conv_winograd.h"
 #include "kernels/gemm_driver.h"
@@ -260,6 +261,7 @@ uint32_t candidate_mask(ConvPass pass, const Conv2dDesc& d) {
   if (pass == ConvPass::backward_data ? window_backward_data_applies(d) : window_applies(d))
     mask |= bit(ConvAlgorithm::window);
   if (winograd_possible(pass, d)) mask |= bit(ConvAlgorithm::winograd);
+  if (tiles_possible(pass, d)) mask |= bit(ConvAlgorithm::tiles);
   return mask;
 }
 
@@ -297,6 +299,9 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
     case ConvAlgorithm::winograd: return winograd_forward(y, x, w, bias, d);
     case ConvAlgorithm::window: return window_forward(y, x, w, bias, d);
     case ConvAlgorithm::pointwise: return pointwise_convolution(y, x, w, bias, d, g, false);
+#if defined(PCN_ISA_IS_amx)
+    case ConvAlgorithm::tiles: return tiles_forward(y, x, w, bias, d);
+#endif
     default: break;
   }
   const int threads = num_threads();
@@ -331,6 +336,9 @@ void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv
     case ConvAlgorithm::winograd: return winograd_backward_data(dx, dy, w, d);
     case ConvAlgorithm::window: return window_backward_data(dx, dy, w, d);
     case ConvAlgorithm::pointwise: return pointwise_convolution(dx, dy, w, nullptr, d, g, true);
+#if defined(PCN_ISA_IS_amx)
+    case ConvAlgorithm::tiles: return tiles_backward_data(dx, dy, w, d);
+#endif
     default: break;
   }
   const int threads = num_threads();

@@ -11,8 +11,8 @@ namespace pcn {
 
 // How a convolution pass is computed. `automatic` is the fixed heuristic in conv.cpp; the others
 // force one path (conv2d_algorithms says which can take a given pass). The reference kernels
-// ignore it.
-enum class ConvAlgorithm : int32_t { automatic = 0, gemm, pointwise, window, winograd };
+// ignore it. `tiles` (conv_tiles.h) exists only for bfloat16 operands in the amx build.
+enum class ConvAlgorithm : int32_t { automatic = 0, gemm, pointwise, window, winograd, tiles };
 enum class ConvPass : int32_t { forward = 0, backward_data, backward_weight };
 
 struct Conv2dDesc {
@@ -21,10 +21,10 @@ struct Conv2dDesc {
   int64_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dilation_h = 1, dilation_w = 1, groups = 1;
   int64_t out_h = 0, out_w = 0;  // filled by validate()
   ConvAlgorithm algorithm = ConvAlgorithm::automatic;
-  // The operands are bfloat16 values (autocast). The algorithm is chosen as for float32: the passes
+  // The operands are bfloat16 values (autocast). The heuristic chooses as for float32: the passes
   // that run as GEMMs multiply bfloat16 panels in the avx512bf16 (vdpbf16ps) and amx builds; Winograd
-  // (float32 transforms of the bfloat16 operands) and the window kernels stay float32, being faster
-  // on this project's machines than a bfloat16 GEMM in their place (bench/NOTES.md).
+  // (float32 transforms of the bfloat16 operands) and the window kernels stay float32. In the amx
+  // build the tile convolutions are a further candidate for measured selection (bench/NOTES.md).
   bool bf16 = false;
 };
 

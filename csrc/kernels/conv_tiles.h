@@ -1,0 +1,28 @@
+// Convolutions of autocast's bfloat16 operands on AMX tiles (the amx build only).
+//
+// The forward pass is a GEMM with the output positions as rows: Y (positions x out channels) =
+// patches (positions x k) * W (k x out channels), k running over the taps and, within a tap, over
+// the input channels, so that a position's patch is, tap by tap, the channel vector of one pixel.
+// The input is first copied once to a zero-bordered channels-last bfloat16 image; a block of 32
+// positions' patches is then one copy per kernel row (the kernel_w pixels a row of taps reads are
+// consecutive in that image) and feeds two 16-row A tiles straight from memory. The weights are
+// rounded and laid out as B tiles (16 pairs along k by 16 out channels) once per call. Each block
+// multiplies into four C tiles (32 positions x 32 out channels), which are transposed into the
+// NCHW output. Backward-data at stride 1 is the same computation on dy with the flipped,
+// transposed weights.
+#pragma once
+#include "kernels/conv.h"
+#include "core/isa_namespace.h"
+
+PCN_ISA_BEGIN
+
+// Whether the tile path can compute this pass: bfloat16 operands in the amx build, one group,
+// and for backward-data stride 1, dilation 1 and a padding the flipped convolution can express.
+bool tiles_possible(ConvPass pass, const Conv2dDesc& d);
+
+#if defined(PCN_ISA_IS_amx)
+void tiles_forward(float* y, const float* x, const float* w, const float* bias, const Conv2dDesc& d);
+void tiles_backward_data(float* dx, const float* dy, const float* w, const Conv2dDesc& d);
+#endif
+
+PCN_ISA_END

@@ -1,0 +1,92 @@
+"""The AMX tile convolutions (conv_tiles.h, algorithm "tiles": autocast's bfloat16 operands in the
+amx build) against the float32 reference kernels on the same bfloat16 values, without torch so
+that the sanitizer run (.ci/sanitize) covers them too. A product of two bfloat16 values is exact in
+float32, so the two differ only by the order of the float32 sums."""
+
+import numpy as np
+import pytest
+
+import pyconvnet as pcn
+from pyconvnet import _C
+
+from conftest import BF16_PRODUCT_ISAS, ISAS
+
+# (N, C, H, W), (O, C, kh, kw), stride, padding, dilation: channels and out channels off the 16 and
+# 32 of the tiles, k shorter than one tile step and spanning several, position blocks of 32 that
+# cross images (planes of 49, 81, 100), strides, dilations, paddings up to kernel - 1 and beyond.
+TILE_CASES = [
+    ((2, 3, 12, 12), (8, 3, 3, 3), 1, 1, 1),
+    ((3, 20, 7, 7), (40, 20, 3, 3), 1, 1, 1),
+    ((2, 5, 11, 11), (17, 5, 3, 3), 1, 0, 1),
+    ((1, 6, 14, 14), (16, 6, 5, 5), 1, 2, 1),
+    ((2, 64, 6, 6), (32, 64, 1, 1), 1, 0, 1),
+    ((2, 33, 10, 9), (48, 33, 3, 3), 1, 1, 1),
+    ((2, 16, 9, 9), (32, 16, 3, 3), 2, 1, 1),
+    ((2, 8, 10, 10), (8, 8, 3, 3), 1, 2, 2),
+    ((2, 4, 9, 9), (6, 4, 2, 3), 2, 3, 1),
+]
+BACKWARD_DATA_CASES = [case for case in TILE_CASES
+                       if case[2] == 1 and case[4] == 1 and case[3] <= min(case[1][2:]) - 1]
+
+
+@pytest.fixture
+def amx():
+    if "amx" not in ISAS:
+        pytest.skip(f"{BF16_PRODUCT_ISAS['amx']} (or the build lacks its kernels)")
+    return "amx"
+
+
+def _operands(case, seed):
+    x_shape, w_shape, stride, padding, dilation = case
+    rng = np.random.default_rng(seed)
+    x = pcn.amp.round_bf16(rng.standard_normal(x_shape, dtype=np.float32))
+    w = pcn.amp.round_bf16(rng.standard_normal(w_shape, dtype=np.float32))
+    return x, w, ((stride,) * 2, (padding,) * 2, (dilation,) * 2, 1)
+
+
+def _assert_same_sums(ours, reference):
+    np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-5 * np.abs(reference).max())
+
+
+@pytest.mark.parametrize("case", TILE_CASES, ids=str)
+def test_tile_forward_matches_float32_on_bfloat16_values(amx, case):
+    x, w, geometry = _operands(case, 1)
+    bias = np.linspace(-1, 1, w.shape[0], dtype=np.float32)
+    reference = _C.conv2d_forward(x, w, bias, *geometry, isa="reference")
+    _assert_same_sums(_C.conv2d_forward(x, w, bias, *geometry, algorithm="tiles", isa=amx, bf16=True), reference)
+
+
+@pytest.mark.parametrize("case", BACKWARD_DATA_CASES, ids=str)
+def test_tile_backward_data_matches_float32_on_bfloat16_values(amx, case):
+    x, w, geometry = _operands(case, 2)
+    out_shape = _C.conv2d_forward(x, w, None, *geometry, isa="reference").shape
+    dy = pcn.amp.round_bf16(np.random.default_rng(3).standard_normal(out_shape, dtype=np.float32))
+    reference = _C.conv2d_backward_data(dy, w, list(x.shape), *geometry, isa="reference")
+    ours = _C.conv2d_backward_data(dy, w, list(x.shape), *geometry, algorithm="tiles", isa=amx, bf16=True)
+    _assert_same_sums(ours, reference)
+
+
+def test_tile_operands_are_rounded_to_bfloat16(amx):
+    """Given values that are not bfloat16, the tiles multiply their rounded values."""
+    x, w, geometry = _operands(TILE_CASES[1], 4)
+    noisy_x, noisy_w = x * np.float32(1 + 2**-12), w * np.float32(1 - 2**-12)
+    reference = _C.conv2d_forward(pcn.amp.round_bf16(noisy_x), pcn.amp.round_bf16(noisy_w), None, *geometry,
+                                  isa="reference")
+    _assert_same_sums(_C.conv2d_forward(noisy_x, noisy_w, None, *geometry, algorithm="tiles", isa=amx, bf16=True),
+                      reference)
+
+
+def test_tiles_are_a_candidate_only_for_bfloat16_operands_on_amx():
+    shapes = ((2, 16, 8, 8), (16, 16, 3, 3), (1, 1), (1, 1), (1, 1), 1)
+    for isa in ISAS:
+        for pass_ in ("forward", "backward_data", "backward_weight"):
+            fp32, _ = _C.conv2d_algorithms(pass_, *shapes, isa=isa)
+            bf16, _ = _C.conv2d_algorithms(pass_, *shapes, isa=isa, bf16=True)
+            assert "tiles" not in fp32
+            assert ("tiles" in bf16) == (isa == "amx" and pass_ != "backward_weight")
+    strided = ((2, 16, 8, 8), (16, 16, 3, 3), (2, 2), (1, 1), (1, 1), 1)
+    for isa in ISAS:
+        assert "tiles" not in _C.conv2d_algorithms("backward_data", *strided, isa=isa, bf16=True)[0]
+    x, w = np.ones((1, 2, 5, 5), np.float32), np.ones((3, 2, 3, 3), np.float32)
+    with pytest.raises(ValueError, match="algorithm 'tiles' cannot compute"):
+        _C.conv2d_forward(x, w, None, (1, 1), (0, 0), (1, 1), 1, algorithm="tiles")
