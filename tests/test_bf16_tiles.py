@@ -66,6 +66,26 @@ def test_tile_backward_data_matches_float32_on_bfloat16_values(amx, case):
     _assert_same_sums(ours, reference)
 
 
+@pytest.mark.parametrize("case", TILE_CASES + [((3, 48, 9, 9), (40, 48, 3, 3), 1, 1, 1)], ids=str)
+def test_tile_backward_weight_matches_float32_on_bfloat16_values(amx, case):
+    x, w, geometry = _operands(case, 5)
+    out_shape = _C.conv2d_forward(x, w, None, *geometry, isa="reference").shape
+    dy = pcn.amp.round_bf16(np.random.default_rng(6).standard_normal(out_shape, dtype=np.float32))
+    reference = _C.conv2d_backward_weight(dy, x, list(w.shape), *geometry, isa="reference")
+    ours = _C.conv2d_backward_weight(dy, x, list(w.shape), *geometry, algorithm="tiles", isa=amx, bf16=True)
+    _assert_same_sums(ours, reference)
+
+
+def test_tile_weight_gradient_spans_many_position_blocks(amx):
+    """More positions than one span holds (the sums carried in the float32 tables between spans)."""
+    case = ((9, 256, 12, 12), (32, 256, 3, 3), 1, 1, 1)
+    x, w, geometry = _operands(case, 7)
+    dy = pcn.amp.round_bf16(np.random.default_rng(8).standard_normal((9, 32, 12, 12), dtype=np.float32))
+    reference = _C.conv2d_backward_weight(dy, x, list(w.shape), *geometry, isa="reference")
+    ours = _C.conv2d_backward_weight(dy, x, list(w.shape), *geometry, algorithm="tiles", isa=amx, bf16=True)
+    _assert_same_sums(ours, reference)
+
+
 def test_tile_operands_are_rounded_to_bfloat16(amx):
     """Given values that are not bfloat16, the tiles multiply their rounded values."""
     x, w, geometry = _operands(TILE_CASES[1], 4)
@@ -83,7 +103,7 @@ def test_tiles_are_a_candidate_only_for_bfloat16_operands_on_amx():
             fp32, _ = _C.conv2d_algorithms(pass_, *shapes, isa=isa)
             bf16, _ = _C.conv2d_algorithms(pass_, *shapes, isa=isa, bf16=True)
             assert "tiles" not in fp32
-            assert ("tiles" in bf16) == (isa == "amx" and pass_ != "backward_weight")
+            assert ("tiles" in bf16) == (isa == "amx")
     strided = ((2, 16, 8, 8), (16, 16, 3, 3), (2, 2), (1, 1), (1, 1), 1)
     for isa in ISAS:
         assert "tiles" not in _C.conv2d_algorithms("backward_data", *strided, isa=isa, bf16=True)[0]

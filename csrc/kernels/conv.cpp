@@ -397,6 +397,9 @@ void conv2d_backward_weight(float* dw, const float* dy, const float* x, const Co
     case ConvAlgorithm::winograd: return winograd_backward_weight(dw, dy, x, d);
     case ConvAlgorithm::window: return window_backward_weight(dw, dy, x, d);
     case ConvAlgorithm::pointwise: return pointwise_backward_weight(dw, dy, x, d, g);
+#if defined(PCN_ISA_IS_amx)
+    case ConvAlgorithm::tiles: return tiles_backward_weight(dw, dy, x, d);
+#endif
     default: break;
   }
   const int64_t w_floats = d.out_channels * g.k;

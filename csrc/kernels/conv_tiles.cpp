@@ -17,7 +17,7 @@ bool tiles_possible(ConvPass pass, const Conv2dDesc& d) {
     case ConvPass::backward_data:
       return d.stride_h == 1 && d.stride_w == 1 && d.dilation_h == 1 && d.dilation_w == 1 &&
              d.pad_h <= d.kernel_h - 1 && d.pad_w <= d.kernel_w - 1;
-    case ConvPass::backward_weight: return false;
+    case ConvPass::backward_weight: return true;
   }
   return false;
 }
@@ -196,6 +196,110 @@ void multiply_block(float* y, const uint16_t* a, const uint32_t* bp, const float
   }
 }
 
+// ---------------------------------------------------------------- weight gradient
+// dW_tap (out channels x channels) = dY^T (out channels x positions) * X_tap (positions x channels)
+// for each tap, the positions (the reduction) running through 16 pairs per tile step: A tiles are
+// rows of dy, rounded to bfloat16 for a span of positions (dy_rows); B tiles are the tap's pixel
+// vectors of the channels-last copy, two positions interleaved per row of pairs (tap_pairs). The
+// C tiles (16 out channels x 16 channels) of a (tap, out-channel pair) item stay in tile registers
+// through a span and in a float32 table between spans; threads share out the items, so no
+// partial sums are added across threads.
+
+// dy rows of positions [f0, f0 + span) (flat over images), rounded, as `rows` rows of span values
+// (zeros past the out channels and the positions).
+void dy_rows(uint16_t* out, const float* dy, const Conv2dDesc& d, const TileGeometry& g, int64_t f0, int64_t span,
+             int64_t co_begin, int64_t co_end) {
+  for (int64_t co = co_begin; co < co_end; ++co) {
+    uint16_t* row = out + co * span;
+    int64_t j = 0;
+    if (co < d.out_channels)
+      while (j < span && f0 + j < g.positions) {
+        const int64_t f = f0 + j, n = f / g.plane, p = f % g.plane, run = min64(span - j, g.plane - p);
+        const float* src = dy + (n * d.out_channels + co) * g.plane + p;
+        for (int64_t i = 0; i < run; i += kTile) {
+          const __mmask16 mask = static_cast<__mmask16>((1u << min64(kTile, run - i)) - 1);
+          const __m512 v = _mm512_maskz_loadu_ps(mask, src + i);
+          _mm256_mask_storeu_epi16(row + j + i, mask, reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(v)));
+        }
+        j += run;
+      }
+    std::memset(row + j, 0, sizeof(uint16_t) * (span - j));
+  }
+}
+
+// Tap `tap`'s pixel vectors for positions [f0, f0 + span) as span / 2 rows of channels_padded
+// words, word c of row q pairing channel c of positions 2q and 2q + 1 (zeros past the channels and
+// the positions).
+void tap_pairs(uint32_t* out, const uint16_t* xp, const Conv2dDesc& d, const TileGeometry& g, int64_t channels_padded,
+               int64_t tap, int64_t f0, int64_t span) {
+  const int64_t c = g.channels, r = tap / d.kernel_w, s = tap % d.kernel_w;
+  // Half-word 2i of a row of pairs takes channel i of a, 2i + 1 channel i of b (32 + i in the
+  // permutation's second source).
+  alignas(64) uint16_t interleave[32];
+  for (int i = 0; i < 32; ++i) interleave[i] = static_cast<uint16_t>(i / 2 + (i % 2) * 32);
+  const __m512i low = _mm512_load_si512(interleave);
+  const __m512i high = _mm512_add_epi16(low, _mm512_set1_epi16(16));
+  const auto pixel = [&](int64_t f) -> const uint16_t* {
+    if (f >= g.positions) return nullptr;
+    const int64_t n = f / g.plane, p = f % g.plane, oh = p / d.out_w, ow = p % d.out_w;
+    return xp + ((n * g.padded_h + oh * d.stride_h + r * d.dilation_h) * g.padded_w + ow * d.stride_w +
+                 s * d.dilation_w) * c;
+  };
+  for (int64_t q = 0; q < span / 2; ++q) {
+    const uint16_t* a = pixel(f0 + 2 * q);
+    const uint16_t* b = pixel(f0 + 2 * q + 1);
+    uint32_t* row = out + q * channels_padded;
+    for (int64_t c0 = 0; c0 < channels_padded; c0 += 32) {
+      const int64_t count = max64(0, min64(32, c - c0));
+      const __mmask32 mask = static_cast<__mmask32>(count == 32 ? ~0u : (1u << count) - 1);
+      const __m512i va = a ? _mm512_maskz_loadu_epi16(mask, a + c0) : _mm512_setzero_si512();
+      const __m512i vb = b ? _mm512_maskz_loadu_epi16(mask, b + c0) : _mm512_setzero_si512();
+      _mm512_storeu_si512(row + c0, _mm512_permutex2var_epi16(va, low, vb));
+      if (c0 + kTile < channels_padded) _mm512_storeu_si512(row + c0 + kTile, _mm512_permutex2var_epi16(va, high, vb));
+    }
+  }
+}
+
+// C tiles (out-channel tile pair from ct0, channel tiles from kt0; kRows and kCols of them) of one
+// tap's table (row stride channels_padded floats) += A rows (span wide) * B pairs over a span.
+template <bool kTwoRows, bool kTwoCols>
+void reduce_span(float* table, const uint16_t* a, const uint32_t* b, int64_t span, int64_t channels_padded,
+                 int64_t ct0, int64_t kt0, bool first) {
+  const int64_t c_stride = channels_padded * sizeof(float), a_stride = span * sizeof(uint16_t);
+  float* c00 = table + ct0 * kTile * channels_padded + kt0 * kTile;
+  float* c10 = c00 + kTile * channels_padded;
+  if (first) {
+    _tile_zero(0);
+    if constexpr (kTwoCols) _tile_zero(1);
+    if constexpr (kTwoRows) _tile_zero(2);
+    if constexpr (kTwoRows && kTwoCols) _tile_zero(3);
+  } else {
+    _tile_loadd(0, c00, c_stride);
+    if constexpr (kTwoCols) _tile_loadd(1, c00 + kTile, c_stride);
+    if constexpr (kTwoRows) _tile_loadd(2, c10, c_stride);
+    if constexpr (kTwoRows && kTwoCols) _tile_loadd(3, c10 + kTile, c_stride);
+  }
+  const uint16_t* a0 = a + ct0 * kTile * span;
+  const uint16_t* a1 = a0 + kTile * span;
+  for (int64_t step = 0; step < span; step += kStep) {
+    const uint32_t* b0 = b + step / 2 * channels_padded + kt0 * kTile;
+    _tile_loadd(4, a0 + step, a_stride);
+    _tile_loadd(6, b0, c_stride);
+    if constexpr (kTwoCols) _tile_loadd(7, b0 + kTile, c_stride);
+    _tile_dpbf16ps(0, 4, 6);
+    if constexpr (kTwoCols) _tile_dpbf16ps(1, 4, 7);
+    if constexpr (kTwoRows) {
+      _tile_loadd(5, a1 + step, a_stride);
+      _tile_dpbf16ps(2, 5, 6);
+      if constexpr (kTwoCols) _tile_dpbf16ps(3, 5, 7);
+    }
+  }
+  _tile_stored(0, c00, c_stride);
+  if constexpr (kTwoCols) _tile_stored(1, c00 + kTile, c_stride);
+  if constexpr (kTwoRows) _tile_stored(2, c10, c_stride);
+  if constexpr (kTwoRows && kTwoCols) _tile_stored(3, c10 + kTile, c_stride);
+}
+
 }  // namespace
 
 void tiles_forward(float* y, const float* x, const float* w, const float* bias, const Conv2dDesc& d) {
@@ -241,6 +345,70 @@ void tiles_backward_data(float* dx, const float* dy, const float* w, const Conv2
         flipped[(c * d.out_channels + co) * taps + taps - 1 - tap] = w[(co * d.in_channels + c) * taps + tap];
   tiles_forward(dx, dy, flipped, nullptr, t);
 }
+void tiles_backward_weight(float* dw, const float* dy, const float* x, const Conv2dDesc& d) {
+  const TileGeometry g(d);
+  const int threads = num_threads();
+  const int64_t channels_padded = round_up(g.channels, kTile), k_tiles = channels_padded / kTile;
+  const int64_t co_padded = g.out_tiles * kTile, co_pairs = (g.out_tiles + 1) / 2, items = g.taps * co_pairs;
+  // Positions per span: a multiple of 32 whose interleaved pixel vectors (2 bytes a value) take
+  // at most 512 KiB, so that they stay in L2 while every out-channel pair reads them.
+  const int64_t span =
+      max64(kStep, min64(round_up(g.positions, kStep), (int64_t(1) << 18) / channels_padded / kStep * kStep));
+  const int64_t spans = (g.positions + span - 1) / span, pair_words = span / 2 * channels_padded;
+  uint16_t* xp = reinterpret_cast<uint16_t*>(thread_scratch(Scratch::columns, (g.image_values(d) + 1) / 2));
+  uint16_t* rows = reinterpret_cast<uint16_t*>(thread_scratch(Scratch::pack_a, co_padded * span / 2));
+  uint32_t* pairs = reinterpret_cast<uint32_t*>(thread_scratch(Scratch::pack_b, threads * pair_words));
+  float* tables = thread_scratch(Scratch::partial, g.taps * co_padded * channels_padded);
+#pragma omp parallel num_threads(threads)
+  {
+    int64_t begin, end;
+    team_range(d.batch * g.padded_h, true, &begin, &end);
+    layout_rows(xp, x, d, g, begin, end);
+    configure_tiles();
+    uint32_t* own_pairs = pairs + omp_get_thread_num() * pair_words;
+    int64_t item_begin, item_end;
+    team_range(items, true, &item_begin, &item_end);
+    for (int64_t sp = 0; sp < spans; ++sp) {
+      const int64_t f0 = sp * span;
+      team_range(co_padded, true, &begin, &end);
+      dy_rows(rows, dy, d, g, f0, span, begin, end);
+      team_barrier(true);  // every row, and (first span) the whole channels-last copy, is written
+      amx_memory_barrier();
+      int64_t tap_in_pairs = -1;
+      for (int64_t item = item_begin; item < item_end; ++item) {
+        const int64_t tap = item / co_pairs, ct0 = item % co_pairs * 2;
+        if (tap != tap_in_pairs) {
+          tap_pairs(own_pairs, xp, d, g, channels_padded, tap, f0, span);
+          amx_memory_barrier();
+          tap_in_pairs = tap;
+        }
+        float* table = tables + tap * co_padded * channels_padded;
+        const bool two_rows = ct0 + 1 < g.out_tiles;
+        for (int64_t kt = 0; kt < k_tiles; kt += 2) {
+          const bool two_cols = kt + 1 < k_tiles;
+          if (two_rows && two_cols)
+            reduce_span<true, true>(table, rows, own_pairs, span, channels_padded, ct0, kt, sp == 0);
+          else if (two_rows)
+            reduce_span<true, false>(table, rows, own_pairs, span, channels_padded, ct0, kt, sp == 0);
+          else if (two_cols)
+            reduce_span<false, true>(table, rows, own_pairs, span, channels_padded, ct0, kt, sp == 0);
+          else
+            reduce_span<false, false>(table, rows, own_pairs, span, channels_padded, ct0, kt, sp == 0);
+        }
+      }
+      team_barrier(true);  // the rows are rewritten for the next span
+    }
+    _tile_release();
+    amx_memory_barrier();  // the tables were written by tile stores
+    team_barrier(true);
+    team_range(d.out_channels, true, &begin, &end);
+    for (int64_t co = begin; co < end; ++co)
+      for (int64_t c = 0; c < g.channels; ++c)
+        for (int64_t tap = 0; tap < g.taps; ++tap)
+          dw[(co * g.channels + c) * g.taps + tap] = tables[(tap * co_padded + co) * channels_padded + c];
+  }
+}
 #endif
 
 PCN_ISA_END
+

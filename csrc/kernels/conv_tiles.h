@@ -9,7 +9,9 @@
 // rounded and laid out as B tiles (16 pairs along k by 16 out channels) once per call. Each block
 // multiplies into four C tiles (32 positions x 32 out channels), which are transposed into the
 // NCHW output. Backward-data at stride 1 is the same computation on dy with the flipped,
-// transposed weights.
+// transposed weights. The weight gradient reduces over the positions, tap by tap: A tiles are
+// rows of dy (out channels x 32 positions), B tiles the tap's pixel vectors of the channels-last
+// copy with two positions interleaved per row (conv_tiles.cpp).
 #pragma once
 #include "kernels/conv.h"
 #include "core/isa_namespace.h"
@@ -23,6 +25,7 @@ bool tiles_possible(ConvPass pass, const Conv2dDesc& d);
 #if defined(PCN_ISA_IS_amx)
 void tiles_forward(float* y, const float* x, const float* w, const float* bias, const Conv2dDesc& d);
 void tiles_backward_data(float* dx, const float* dy, const float* w, const Conv2dDesc& d);
+void tiles_backward_weight(float* dw, const float* dy, const float* x, const Conv2dDesc& d);
 #endif
 
 PCN_ISA_END
