@@ -89,21 +89,24 @@ void layout_rows(uint16_t* xp, const float* x, const Conv2dDesc& d, const TileGe
 
 // B tiles of the weights, out-channel tiles [t_begin, t_end): tile (t, s) holds out channels
 // [16t, 16t + 16) and k [32s, 32s + 32) at words (t * k_steps + s) * 256, word r * 16 + j the pair
-// k = 32s + 2r, k + 1 of out channel 16t + j, where k = tap * channels + c reads w[co][c][tap];
-// zeros past k and out_channels. Walks the weights in memory order, each value to its half-word.
-void pack_weight_tiles(uint32_t* bp, const float* w, const Conv2dDesc& d, const TileGeometry& g, int64_t t_begin,
-                       int64_t t_end) {
+// k = 32s + 2r, k + 1 of out channel 16t + j, where k = tap * channels + c reads w[co][c][tap], or
+// (`flipped`: w holds the weights of the convolution whose backward-data this is, out channels
+// and channels swapped) w[c][co][taps - 1 - tap]; zeros past k and out_channels.
+void pack_weight_tiles(uint32_t* bp, const float* w, bool flipped, const Conv2dDesc& d, const TileGeometry& g,
+                       int64_t t_begin, int64_t t_end) {
   std::memset(bp + t_begin * g.k_steps * kBTileWords, 0, sizeof(uint32_t) * (t_end - t_begin) * g.k_steps * kBTileWords);
   uint16_t* halves = reinterpret_cast<uint16_t*>(bp);
   const int64_t co_end = min64(d.out_channels, t_end * kTile);
   for (int64_t co = t_begin * kTile; co < co_end; ++co) {
-    uint16_t* tiles = halves + 2 * (co / kTile * g.k_steps * kBTileWords + co % kTile);
-    const float* weights = w + co * g.k;
-    for (int64_t c = 0; c < g.channels; ++c)
+    uint16_t* column = halves + 2 * (co / kTile * g.k_steps * kBTileWords + co % kTile);
+    for (int64_t c = 0; c < g.channels; ++c) {
+      const float* taps = flipped ? w + (c * d.out_channels + co) * g.taps : w + (co * g.channels + c) * g.taps;
       for (int64_t tap = 0; tap < g.taps; ++tap) {
         const int64_t k = tap * g.channels + c;  // word k / 2 of the column: row k / 2 of the stacked tiles
-        tiles[2 * (k / 2 * kTile) + (k & 1)] = static_cast<uint16_t>(bf16_bits(weights[c * g.taps + tap]));
+        const float value = taps[flipped ? g.taps - 1 - tap : tap];
+        column[2 * (k / 2 * kTile) + (k & 1)] = static_cast<uint16_t>(bf16_bits(value));
       }
+    }
   }
 }
 
@@ -300,9 +303,9 @@ void reduce_span(float* table, const uint16_t* a, const uint32_t* b, int64_t spa
   if constexpr (kTwoRows && kTwoCols) _tile_stored(3, c10 + kTile, c_stride);
 }
 
-}  // namespace
-
-void tiles_forward(float* y, const float* x, const float* w, const float* bias, const Conv2dDesc& d) {
+// y = the convolution of x with w, or with the flipped weights of the convolution whose
+// backward-data this is (pack_weight_tiles).
+void tile_convolution(float* y, const float* x, const float* w, bool flipped, const float* bias, const Conv2dDesc& d) {
   if (d.batch == 0) return;
   const TileGeometry g(d);
   const int threads = num_threads();
@@ -315,7 +318,7 @@ void tiles_forward(float* y, const float* x, const float* w, const float* bias, 
     team_range(d.batch * g.padded_h, true, &begin, &end);
     layout_rows(xp, x, d, g, begin, end);
     team_range(g.out_tiles, true, &begin, &end);
-    pack_weight_tiles(bp, w, d, g, begin, end);
+    pack_weight_tiles(bp, w, flipped, d, g, begin, end);
     team_barrier(true);
     amx_memory_barrier();
     configure_tiles();
@@ -330,6 +333,12 @@ void tiles_forward(float* y, const float* x, const float* w, const float* bias, 
   }
 }
 
+}  // namespace
+
+void tiles_forward(float* y, const float* x, const float* w, const float* bias, const Conv2dDesc& d) {
+  tile_convolution(y, x, w, false, bias, d);
+}
+
 void tiles_backward_data(float* dx, const float* dy, const float* w, const Conv2dDesc& d) {
   // dx is the stride-1 convolution of dy, padded by kernel - 1 - pad, with the weights flipped
   // and transposed.
@@ -337,14 +346,9 @@ void tiles_backward_data(float* dx, const float* dy, const float* w, const Conv2
   t.in_channels = d.out_channels, t.out_channels = d.in_channels;
   t.in_h = d.out_h, t.in_w = d.out_w, t.out_h = d.in_h, t.out_w = d.in_w;
   t.pad_h = d.kernel_h - 1 - d.pad_h, t.pad_w = d.kernel_w - 1 - d.pad_w;
-  const int64_t taps = d.kernel_h * d.kernel_w;
-  float* flipped = thread_scratch(Scratch::weights, d.in_channels * d.out_channels * taps);
-  for (int64_t co = 0; co < d.out_channels; ++co)
-    for (int64_t c = 0; c < d.in_channels; ++c)
-      for (int64_t tap = 0; tap < taps; ++tap)
-        flipped[(c * d.out_channels + co) * taps + taps - 1 - tap] = w[(co * d.in_channels + c) * taps + tap];
-  tiles_forward(dx, dy, flipped, nullptr, t);
+  tile_convolution(dx, dy, w, true, nullptr, t);
 }
+
 void tiles_backward_weight(float* dw, const float* dy, const float* x, const Conv2dDesc& d) {
   const TileGeometry g(d);
   const int threads = num_threads();
