@@ -86,6 +86,20 @@ def test_tile_weight_gradient_spans_many_position_blocks(amx):
     _assert_same_sums(ours, reference)
 
 
+def test_tile_convolution_in_chunks_of_k_and_groups_of_blocks(amx):
+    """B tiles over 512 KiB for all out channels: k goes in chunks of kernel rows, the sums between
+    chunks in float32 for groups of blocks (several groups here), in forward and in backward-data.
+    The float32 avx512 kernels are the oracle (the reference kernels take seconds on these)."""
+    x, w, geometry = _operands(((2, 256, 24, 24), (496, 256, 3, 3), 1, 1, 1), 9)
+    reference = _C.conv2d_forward(x, w, None, *geometry, isa="avx512")
+    _assert_same_sums(_C.conv2d_forward(x, w, None, *geometry, algorithm="tiles", isa=amx, bf16=True), reference)
+    x, w, geometry = _operands(((2, 240, 6, 6), (256, 240, 3, 3), 1, 1, 1), 10)
+    dy = pcn.amp.round_bf16(np.random.default_rng(11).standard_normal((2, 256, 6, 6), dtype=np.float32))
+    reference = _C.conv2d_backward_data(dy, w, list(x.shape), *geometry, isa="avx512")
+    ours = _C.conv2d_backward_data(dy, w, list(x.shape), *geometry, algorithm="tiles", isa=amx, bf16=True)
+    _assert_same_sums(ours, reference)
+
+
 def test_tile_operands_are_rounded_to_bfloat16(amx):
     """Given values that are not bfloat16, the tiles multiply their rounded values."""
     x, w, geometry = _operands(TILE_CASES[1], 4)

@@ -99,14 +99,13 @@ void pack_weight_tiles(uint32_t* bp, const float* w, bool flipped, const Conv2dD
   const int64_t co_end = min64(d.out_channels, t_end * kTile);
   for (int64_t co = t_begin * kTile; co < co_end; ++co) {
     uint16_t* column = halves + 2 * (co / kTile * g.k_steps * kBTileWords + co % kTile);
-    for (int64_t c = 0; c < g.channels; ++c) {
-      const float* taps = flipped ? w + (c * d.out_channels + co) * g.taps : w + (co * g.channels + c) * g.taps;
-      for (int64_t tap = 0; tap < g.taps; ++tap) {
+    for (int64_t tap = 0; tap < g.taps; ++tap)
+      for (int64_t c = 0; c < g.channels; ++c) {
         const int64_t k = tap * g.channels + c;  // word k / 2 of the column: row k / 2 of the stacked tiles
-        const float value = taps[flipped ? g.taps - 1 - tap : tap];
+        const float value = flipped ? w[(c * d.out_channels + co) * g.taps + g.taps - 1 - tap]
+                                    : w[(co * g.channels + c) * g.taps + tap];
         column[2 * (k / 2 * kTile) + (k & 1)] = static_cast<uint16_t>(bf16_bits(value));
       }
-    }
   }
 }
 
@@ -120,29 +119,30 @@ static inline void copy_halves(uint16_t* dst, const uint16_t* src, int64_t n) {
   }
 }
 
-// The patches of positions [f0, f0 + 32) (flat over images, zeros past the last) as rows of
-// k_padded bfloat16 values.
-void build_patches(uint16_t* a, const uint16_t* xp, const Conv2dDesc& d, const TileGeometry& g, int64_t f0) {
-  const int64_t c = g.channels;
+// The patches of positions [f0, f0 + 32) (flat over images, zeros past the last) for kernel rows
+// [r0, r1): rows of `width` bfloat16 values, zeros past the rows' taps.
+void build_patches(uint16_t* a, const uint16_t* xp, const Conv2dDesc& d, const TileGeometry& g, int64_t f0, int64_t r0,
+                   int64_t r1, int64_t width) {
+  const int64_t c = g.channels, filled = (r1 - r0) * d.kernel_w * c;
   for (int64_t i = 0; i < kBlock; ++i) {
-    uint16_t* row = a + i * g.k_padded;
+    uint16_t* row = a + i * width;
     const int64_t f = f0 + i;
     if (f >= g.positions) {
-      std::memset(row, 0, sizeof(uint16_t) * g.k_padded);
+      std::memset(row, 0, sizeof(uint16_t) * width);
       continue;
     }
     const int64_t n = f / g.plane, p = f % g.plane, oh = p / d.out_w, ow = p % d.out_w;
-    for (int64_t r = 0; r < d.kernel_h; ++r) {
+    for (int64_t r = r0; r < r1; ++r) {
       const uint16_t* src =
           xp + ((n * g.padded_h + oh * d.stride_h + r * d.dilation_h) * g.padded_w + ow * d.stride_w) * c;
-      uint16_t* dst = row + r * d.kernel_w * c;
+      uint16_t* dst = row + (r - r0) * d.kernel_w * c;
       if (d.dilation_w == 1) {
         copy_halves(dst, src, d.kernel_w * c);
         continue;
       }
       for (int64_t s = 0; s < d.kernel_w; ++s) copy_halves(dst + s * c, src + s * d.dilation_w * c, c);
     }
-    std::memset(row + g.k, 0, sizeof(uint16_t) * (g.k_padded - g.k));
+    std::memset(row + filled, 0, sizeof(uint16_t) * (width - filled));
   }
 }
 
@@ -176,23 +176,35 @@ void store_transposed(float* y, const float* stage, const float* bias, const Con
   }
 }
 
-// One block of 32 positions against every out channel, two C tiles' columns at a time.
-void multiply_block(float* y, const uint16_t* a, const uint32_t* bp, const float* bias, const Conv2dDesc& d,
-                    const TileGeometry& g, int64_t f0) {
+// Steps [s_begin, s_end) of k (patches a, rows `width` values from step s_begin) of one block of
+// 32 positions against every out channel, two C tiles' columns at a time. The first chunk of k
+// starts from zero, the others from the block's float32 sums in acc (32 x 32 per pair of out
+// tiles); the last stores to the output, the others to acc.
+void multiply_block(float* y, const uint16_t* a, int64_t width, const uint32_t* bp, const float* bias,
+                    const Conv2dDesc& d, const TileGeometry& g, int64_t f0, int64_t s_begin, int64_t s_end, float* acc,
+                    bool first, bool last) {
   alignas(64) float stage[kBlock * kBlock];
-  const int64_t a_stride = g.k_padded * sizeof(uint16_t);
-  const uint16_t* a1 = a + kTile * g.k_padded;
+  const int64_t a_stride = width * sizeof(uint16_t), c_stride = kBlock * sizeof(float);
+  const uint16_t* a1 = a + kTile * width;
   for (int64_t t0 = 0; t0 < g.out_tiles; t0 += 2) {
     const int64_t t1 = min64(t0 + 1, g.out_tiles - 1);  // an odd last tile is multiplied twice
     const uint32_t* b0 = bp + t0 * g.k_steps * kBTileWords;
     const uint32_t* b1 = bp + t1 * g.k_steps * kBTileWords;
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
-    for (int64_t s = 0; s < g.k_steps; ++s) {
-      _tile_loadd(4, a + s * kStep, a_stride);
-      _tile_loadd(5, a1 + s * kStep, a_stride);
+    float* sums = acc + t0 / 2 * kBlock * kBlock;
+    if (first) {
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+    } else {
+      _tile_loadd(0, sums, c_stride);
+      _tile_loadd(1, sums + kTile, c_stride);
+      _tile_loadd(2, sums + kTile * kBlock, c_stride);
+      _tile_loadd(3, sums + kTile * kBlock + kTile, c_stride);
+    }
+    for (int64_t s = s_begin; s < s_end; ++s) {
+      _tile_loadd(4, a + (s - s_begin) * kStep, a_stride);
+      _tile_loadd(5, a1 + (s - s_begin) * kStep, a_stride);
       _tile_loadd(6, b0 + s * kBTileWords, 64);
       _tile_loadd(7, b1 + s * kBTileWords, 64);
       _tile_dpbf16ps(0, 4, 6);
@@ -200,10 +212,12 @@ void multiply_block(float* y, const uint16_t* a, const uint32_t* bp, const float
       _tile_dpbf16ps(2, 5, 6);
       _tile_dpbf16ps(3, 5, 7);
     }
-    _tile_stored(0, stage, kBlock * sizeof(float));
-    _tile_stored(1, stage + kTile, kBlock * sizeof(float));
-    _tile_stored(2, stage + kTile * kBlock, kBlock * sizeof(float));
-    _tile_stored(3, stage + kTile * kBlock + kTile, kBlock * sizeof(float));
+    float* out = last ? stage : sums;
+    _tile_stored(0, out, c_stride);
+    _tile_stored(1, out + kTile, c_stride);
+    _tile_stored(2, out + kTile * kBlock, c_stride);
+    _tile_stored(3, out + kTile * kBlock + kTile, c_stride);
+    if (!last) continue;
     amx_memory_barrier();
     store_transposed(y, stage, bias, d, g, f0, t0 * kTile, min64(kBlock, d.out_channels - t0 * kTile));
   }
@@ -319,9 +333,23 @@ void tile_convolution(float* y, const float* x, const float* w, bool flipped, co
   if (d.batch == 0) return;
   const TileGeometry g(d);
   const int threads = num_threads();
+  // Chunks of k of whole kernel rows whose B tiles, for every out channel, take at most 1 MiB, so
+  // that they stay in L2 while the blocks stream past (VGG's 512-channel layers have 4.5 MiB of
+  // them). A chunk ends on a whole step, which needs rows of kernel_w * channels values a multiple
+  // of 32; otherwise k is one chunk.
+  const int64_t row_values = d.kernel_w * g.channels, out_pairs = (g.out_tiles + 1) / 2;
+  const int64_t rows_per_chunk =
+      row_values % kStep ? d.kernel_h
+                         : max64(1, min64(d.kernel_h, (int64_t(1) << 19) / (row_values * g.out_tiles * kTile)));
+  const int64_t chunks = (d.kernel_h + rows_per_chunk - 1) / rows_per_chunk;
+  const int64_t width = chunks == 1 ? g.k_padded : rows_per_chunk * row_values;  // the widest chunk's patch rows
+  // Blocks taken through all the chunks together: their sums between chunks take at most 1 MiB.
+  const int64_t group = chunks == 1 ? 1 : max64(1, (int64_t(1) << 18) / (out_pairs * kBlock * kBlock));
+  const int64_t acc_floats = chunks == 1 ? 0 : group * out_pairs * kBlock * kBlock;
   uint16_t* xp = reinterpret_cast<uint16_t*>(thread_scratch(Scratch::columns, (g.image_values(d) + 1) / 2));
   uint32_t* bp = reinterpret_cast<uint32_t*>(thread_scratch(Scratch::pack_b, g.out_tiles * g.k_steps * kBTileWords));
-  uint16_t* patches = reinterpret_cast<uint16_t*>(thread_scratch(Scratch::pack_a, threads * kBlock * g.k_padded / 2));
+  uint16_t* patches = reinterpret_cast<uint16_t*>(thread_scratch(Scratch::pack_a, threads * kBlock * width / 2));
+  float* sums = thread_scratch(Scratch::partial, threads * acc_floats);
 #pragma omp parallel num_threads(threads)
   {
     int64_t begin, end;
@@ -332,12 +360,21 @@ void tile_convolution(float* y, const float* x, const float* w, bool flipped, co
     team_barrier(true);
     amx_memory_barrier();
     configure_tiles();
-    uint16_t* a = patches + omp_get_thread_num() * kBlock * g.k_padded;
+    uint16_t* a = patches + omp_get_thread_num() * kBlock * width;
+    float* acc = sums + omp_get_thread_num() * acc_floats;
     team_range(g.blocks, true, &begin, &end);
-    for (int64_t block = begin; block < end; ++block) {
-      build_patches(a, xp, d, g, block * kBlock);
-      amx_memory_barrier();
-      multiply_block(y, a, bp, bias, d, g, block * kBlock);
+    for (int64_t first = begin; first < end; first += group) {
+      const int64_t count = min64(group, end - first);
+      for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+        const int64_t r0 = chunk * rows_per_chunk, r1 = min64(d.kernel_h, r0 + rows_per_chunk);
+        const int64_t s_begin = r0 * row_values / kStep, s_end = r1 == d.kernel_h ? g.k_steps : r1 * row_values / kStep;
+        for (int64_t block = first; block < first + count; ++block) {
+          build_patches(a, xp, d, g, block * kBlock, r0, r1, (s_end - s_begin) * kStep);
+          amx_memory_barrier();
+          multiply_block(y, a, (s_end - s_begin) * kStep, bp, bias, d, g, block * kBlock, s_begin, s_end,
+                         acc + (block - first) * out_pairs * kBlock * kBlock, chunk == 0, chunk == chunks - 1);
+        }
+      }
     }
     _tile_release();
   }
