@@ -76,11 +76,14 @@ def test_tile_backward_weight_matches_float32_on_bfloat16_values(amx, case):
     _assert_same_sums(ours, reference)
 
 
-def test_tile_weight_gradient_spans_many_position_blocks(amx):
+@pytest.mark.parametrize("case", [((9, 256, 12, 12), (32, 256, 3, 3), 1, 1, 1),  # tap by tap
+                                  ((2, 3, 72, 72), (16, 3, 3, 3), 1, 1, 1)],  # whole patches (3 channels)
+                         ids=["taps", "patches"])
+def test_tile_weight_gradient_spans_many_position_blocks(amx, case):
     """More positions than one span holds (the sums carried in the float32 tables between spans)."""
-    case = ((9, 256, 12, 12), (32, 256, 3, 3), 1, 1, 1)
     x, w, geometry = _operands(case, 7)
-    dy = pcn.amp.round_bf16(np.random.default_rng(8).standard_normal((9, 32, 12, 12), dtype=np.float32))
+    out_shape = (case[0][0], case[1][0]) + case[0][2:]
+    dy = pcn.amp.round_bf16(np.random.default_rng(8).standard_normal(out_shape, dtype=np.float32))
     reference = _C.conv2d_backward_weight(dy, x, list(w.shape), *geometry, isa="reference")
     ours = _C.conv2d_backward_weight(dy, x, list(w.shape), *geometry, algorithm="tiles", isa=amx, bf16=True)
     _assert_same_sums(ours, reference)

@@ -227,10 +227,11 @@ void multiply_block(float* y, const uint16_t* a, int64_t width, const uint32_t* 
 // dW_tap (out channels x channels) = dY^T (out channels x positions) * X_tap (positions x channels)
 // for each tap, the positions (the reduction) running through 16 pairs per tile step: A tiles are
 // rows of dy, rounded to bfloat16 for a span of positions (dy_rows); B tiles are the tap's pixel
-// vectors of the channels-last copy, two positions interleaved per row of pairs (tap_pairs). The
-// C tiles (16 out channels x 16 channels) of a (tap, out-channel pair) item stay in tile registers
-// through a span and in a float32 table between spans; threads share out the items, so no
-// partial sums are added across threads.
+// vectors of the channels-last copy, two positions interleaved per row of pairs (tap_pairs), or
+// for few channels the whole patches as one group of taps (patch_pairs). The C tiles (16 out
+// channels x 16 columns) of a (group, out-channel pair) item stay in tile registers through a span
+// and in a float32 table between spans; threads share out the items, so no partial sums are
+// added across threads.
 
 // dy rows of positions [f0, f0 + span) (flat over images), rounded, as `rows` rows of span values
 // (zeros past the out channels and the positions).
@@ -254,47 +255,61 @@ void dy_rows(uint16_t* out, const float* dy, const Conv2dDesc& d, const TileGeom
   }
 }
 
-// Tap `tap`'s pixel vectors for positions [f0, f0 + span) as span / 2 rows of channels_padded
-// words, word c of row q pairing channel c of positions 2q and 2q + 1 (zeros past the channels and
-// the positions).
-void tap_pairs(uint32_t* out, const uint16_t* xp, const Conv2dDesc& d, const TileGeometry& g, int64_t channels_padded,
+// row (width words, width a multiple of 16): word i pairs value i of a and of b, the first
+// `count` values of each (a null a or b: zeros), zeros after.
+static inline void interleave_pair(uint32_t* row, const uint16_t* a, const uint16_t* b, int64_t count, int64_t width) {
+  // Half-word 2i of a row of pairs takes value i of a, 2i + 1 value i of b (32 + i in the
+  // permutation's second source).
+  alignas(64) uint16_t order[32];
+  for (int i = 0; i < 32; ++i) order[i] = static_cast<uint16_t>(i / 2 + (i % 2) * 32);
+  const __m512i low = _mm512_load_si512(order);
+  const __m512i high = _mm512_add_epi16(low, _mm512_set1_epi16(16));
+  for (int64_t c0 = 0; c0 < width; c0 += 32) {
+    const int64_t n = max64(0, min64(32, count - c0));
+    const __mmask32 mask = static_cast<__mmask32>(n == 32 ? ~0u : (1u << n) - 1);
+    const __m512i va = a ? _mm512_maskz_loadu_epi16(mask, a + c0) : _mm512_setzero_si512();
+    const __m512i vb = b ? _mm512_maskz_loadu_epi16(mask, b + c0) : _mm512_setzero_si512();
+    _mm512_storeu_si512(row + c0, _mm512_permutex2var_epi16(va, low, vb));
+    if (c0 + kTile < width) _mm512_storeu_si512(row + c0 + kTile, _mm512_permutex2var_epi16(va, high, vb));
+  }
+}
+
+// Tap `tap`'s pixel vectors for positions [f0, f0 + span) as span / 2 rows of `columns` words,
+// word c of row q pairing channel c of positions 2q and 2q + 1 (zeros past the channels and the
+// positions).
+void tap_pairs(uint32_t* out, const uint16_t* xp, const Conv2dDesc& d, const TileGeometry& g, int64_t columns,
                int64_t tap, int64_t f0, int64_t span) {
   const int64_t c = g.channels, r = tap / d.kernel_w, s = tap % d.kernel_w;
-  // Half-word 2i of a row of pairs takes channel i of a, 2i + 1 channel i of b (32 + i in the
-  // permutation's second source).
-  alignas(64) uint16_t interleave[32];
-  for (int i = 0; i < 32; ++i) interleave[i] = static_cast<uint16_t>(i / 2 + (i % 2) * 32);
-  const __m512i low = _mm512_load_si512(interleave);
-  const __m512i high = _mm512_add_epi16(low, _mm512_set1_epi16(16));
   const auto pixel = [&](int64_t f) -> const uint16_t* {
     if (f >= g.positions) return nullptr;
     const int64_t n = f / g.plane, p = f % g.plane, oh = p / d.out_w, ow = p % d.out_w;
     return xp + ((n * g.padded_h + oh * d.stride_h + r * d.dilation_h) * g.padded_w + ow * d.stride_w +
                  s * d.dilation_w) * c;
   };
-  for (int64_t q = 0; q < span / 2; ++q) {
-    const uint16_t* a = pixel(f0 + 2 * q);
-    const uint16_t* b = pixel(f0 + 2 * q + 1);
-    uint32_t* row = out + q * channels_padded;
-    for (int64_t c0 = 0; c0 < channels_padded; c0 += 32) {
-      const int64_t count = max64(0, min64(32, c - c0));
-      const __mmask32 mask = static_cast<__mmask32>(count == 32 ? ~0u : (1u << count) - 1);
-      const __m512i va = a ? _mm512_maskz_loadu_epi16(mask, a + c0) : _mm512_setzero_si512();
-      const __m512i vb = b ? _mm512_maskz_loadu_epi16(mask, b + c0) : _mm512_setzero_si512();
-      _mm512_storeu_si512(row + c0, _mm512_permutex2var_epi16(va, low, vb));
-      if (c0 + kTile < channels_padded) _mm512_storeu_si512(row + c0 + kTile, _mm512_permutex2var_epi16(va, high, vb));
-    }
+  for (int64_t q = 0; q < span / 2; ++q)
+    interleave_pair(out + q * columns, pixel(f0 + 2 * q), pixel(f0 + 2 * q + 1), c, columns);
+}
+
+// The whole patches (k_padded values) of positions [f0, f0 + span) as span / 2 rows of k_padded
+// words pairing positions 2q and 2q + 1; `block` holds 32 patches on the way.
+void patch_pairs(uint32_t* out, uint16_t* block, const uint16_t* xp, const Conv2dDesc& d, const TileGeometry& g,
+                 int64_t f0, int64_t span) {
+  for (int64_t b = 0; b < span; b += kBlock) {
+    build_patches(block, xp, d, g, f0 + b, 0, d.kernel_h, g.k_padded);
+    for (int64_t q = 0; q < kBlock / 2; ++q)
+      interleave_pair(out + (b / 2 + q) * g.k_padded, block + 2 * q * g.k_padded, block + (2 * q + 1) * g.k_padded,
+                      g.k_padded, g.k_padded);
   }
 }
 
 // C tiles (out-channel tile pair from ct0, channel tiles from kt0; kRows and kCols of them) of one
-// tap's table (row stride channels_padded floats) += A rows (span wide) * B pairs over a span.
+// group's table (row stride `columns` floats) += A rows (span wide) * B pairs over a span.
 template <bool kTwoRows, bool kTwoCols>
-void reduce_span(float* table, const uint16_t* a, const uint32_t* b, int64_t span, int64_t channels_padded,
+void reduce_span(float* table, const uint16_t* a, const uint32_t* b, int64_t span, int64_t columns,
                  int64_t ct0, int64_t kt0, bool first) {
-  const int64_t c_stride = channels_padded * sizeof(float), a_stride = span * sizeof(uint16_t);
-  float* c00 = table + ct0 * kTile * channels_padded + kt0 * kTile;
-  float* c10 = c00 + kTile * channels_padded;
+  const int64_t c_stride = columns * sizeof(float), a_stride = span * sizeof(uint16_t);
+  float* c00 = table + ct0 * kTile * columns + kt0 * kTile;
+  float* c10 = c00 + kTile * columns;
   if (first) {
     _tile_zero(0);
     if constexpr (kTwoCols) _tile_zero(1);
@@ -309,7 +324,7 @@ void reduce_span(float* table, const uint16_t* a, const uint32_t* b, int64_t spa
   const uint16_t* a0 = a + ct0 * kTile * span;
   const uint16_t* a1 = a0 + kTile * span;
   for (int64_t step = 0; step < span; step += kStep) {
-    const uint32_t* b0 = b + step / 2 * channels_padded + kt0 * kTile;
+    const uint32_t* b0 = b + step / 2 * columns + kt0 * kTile;
     _tile_loadd(4, a0 + step, a_stride);
     _tile_loadd(6, b0, c_stride);
     if constexpr (kTwoCols) _tile_loadd(7, b0 + kTile, c_stride);
@@ -399,17 +414,23 @@ void tiles_backward_data(float* dx, const float* dy, const float* w, const Conv2
 void tiles_backward_weight(float* dw, const float* dy, const float* x, const Conv2dDesc& d) {
   const TileGeometry g(d);
   const int threads = num_threads();
-  const int64_t channels_padded = round_up(g.channels, kTile), k_tiles = channels_padded / kTile;
-  const int64_t co_padded = g.out_tiles * kTile, co_pairs = (g.out_tiles + 1) / 2, items = g.taps * co_pairs;
-  // Positions per span: a multiple of 32 whose interleaved pixel vectors (2 bytes a value) take
-  // at most 512 KiB, so that they stay in L2 while every out-channel pair reads them.
-  const int64_t span =
-      max64(kStep, min64(round_up(g.positions, kStep), (int64_t(1) << 18) / channels_padded / kStep * kStep));
-  const int64_t spans = (g.positions + span - 1) / span, pair_words = span / 2 * channels_padded;
+  // B's columns: each tap's channels (padded to a tile's 16), or, where that pads more (few
+  // channels: ResNet's 3-channel first layer, 49 taps of 16 columns for 3 values), whole patches
+  // of taps * channels values as one group.
+  const bool whole = g.k_padded < g.taps * round_up(g.channels, kTile);
+  const int64_t groups = whole ? 1 : g.taps, columns = whole ? g.k_padded : round_up(g.channels, kTile);
+  const int64_t k_tiles = columns / kTile;
+  const int64_t co_padded = g.out_tiles * kTile, co_pairs = (g.out_tiles + 1) / 2, items = groups * co_pairs;
+  // Positions per span: a multiple of 32 whose interleaved columns (2 bytes a value) take at most
+  // 512 KiB, so that they stay in L2 while every out-channel pair reads them.
+  const int64_t span = max64(kStep, min64(round_up(g.positions, kStep), (int64_t(1) << 18) / columns / kStep * kStep));
+  const int64_t spans = (g.positions + span - 1) / span, pair_words = span / 2 * columns;
   uint16_t* xp = reinterpret_cast<uint16_t*>(thread_scratch(Scratch::columns, (g.image_values(d) + 1) / 2));
   uint16_t* rows = reinterpret_cast<uint16_t*>(thread_scratch(Scratch::pack_a, co_padded * span / 2));
   uint32_t* pairs = reinterpret_cast<uint32_t*>(thread_scratch(Scratch::pack_b, threads * pair_words));
-  float* tables = thread_scratch(Scratch::partial, g.taps * co_padded * channels_padded);
+  float* tables = thread_scratch(Scratch::partial, groups * co_padded * columns);
+  uint16_t* blocks =
+      whole ? reinterpret_cast<uint16_t*>(thread_scratch(Scratch::weights, threads * kBlock * g.k_padded / 2)) : nullptr;
 #pragma omp parallel num_threads(threads)
   {
     int64_t begin, end;
@@ -425,26 +446,29 @@ void tiles_backward_weight(float* dw, const float* dy, const float* x, const Con
       dy_rows(rows, dy, d, g, f0, span, begin, end);
       team_barrier(true);  // every row, and (first span) the whole channels-last copy, is written
       amx_memory_barrier();
-      int64_t tap_in_pairs = -1;
+      int64_t group_in_pairs = -1;
       for (int64_t item = item_begin; item < item_end; ++item) {
-        const int64_t tap = item / co_pairs, ct0 = item % co_pairs * 2;
-        if (tap != tap_in_pairs) {
-          tap_pairs(own_pairs, xp, d, g, channels_padded, tap, f0, span);
+        const int64_t group = item / co_pairs, ct0 = item % co_pairs * 2;
+        if (group != group_in_pairs) {
+          if (whole)
+            patch_pairs(own_pairs, blocks + omp_get_thread_num() * kBlock * g.k_padded, xp, d, g, f0, span);
+          else
+            tap_pairs(own_pairs, xp, d, g, columns, group, f0, span);
           amx_memory_barrier();
-          tap_in_pairs = tap;
+          group_in_pairs = group;
         }
-        float* table = tables + tap * co_padded * channels_padded;
+        float* table = tables + group * co_padded * columns;
         const bool two_rows = ct0 + 1 < g.out_tiles;
         for (int64_t kt = 0; kt < k_tiles; kt += 2) {
           const bool two_cols = kt + 1 < k_tiles;
           if (two_rows && two_cols)
-            reduce_span<true, true>(table, rows, own_pairs, span, channels_padded, ct0, kt, sp == 0);
+            reduce_span<true, true>(table, rows, own_pairs, span, columns, ct0, kt, sp == 0);
           else if (two_rows)
-            reduce_span<true, false>(table, rows, own_pairs, span, channels_padded, ct0, kt, sp == 0);
+            reduce_span<true, false>(table, rows, own_pairs, span, columns, ct0, kt, sp == 0);
           else if (two_cols)
-            reduce_span<false, true>(table, rows, own_pairs, span, channels_padded, ct0, kt, sp == 0);
+            reduce_span<false, true>(table, rows, own_pairs, span, columns, ct0, kt, sp == 0);
           else
-            reduce_span<false, false>(table, rows, own_pairs, span, channels_padded, ct0, kt, sp == 0);
+            reduce_span<false, false>(table, rows, own_pairs, span, columns, ct0, kt, sp == 0);
         }
       }
       team_barrier(true);  // the rows are rewritten for the next span
@@ -456,7 +480,8 @@ void tiles_backward_weight(float* dw, const float* dy, const float* x, const Con
     for (int64_t co = begin; co < end; ++co)
       for (int64_t c = 0; c < g.channels; ++c)
         for (int64_t tap = 0; tap < g.taps; ++tap)
-          dw[(co * g.channels + c) * g.taps + tap] = tables[(tap * co_padded + co) * channels_padded + c];
+          dw[(co * g.channels + c) * g.taps + tap] = whole ? tables[co * columns + tap * g.channels + c]
+                                                          : tables[(tap * co_padded + co) * columns + c];
   }
 }
 #endif
