@@ -260,9 +260,13 @@ void dy_rows(uint16_t* out, const float* dy, const Conv2dDesc& d, const TileGeom
 static inline void interleave_pair(uint32_t* row, const uint16_t* a, const uint16_t* b, int64_t count, int64_t width) {
   // Half-word 2i of a row of pairs takes value i of a, 2i + 1 value i of b (32 + i in the
   // permutation's second source).
-  alignas(64) uint16_t order[32];
-  for (int i = 0; i < 32; ++i) order[i] = static_cast<uint16_t>(i / 2 + (i % 2) * 32);
-  const __m512i low = _mm512_load_si512(order);
+  static const struct Order {
+    alignas(64) uint16_t index[32];
+    Order() {
+      for (int i = 0; i < 32; ++i) index[i] = static_cast<uint16_t>(i / 2 + (i % 2) * 32);
+    }
+  } order;
+  const __m512i low = _mm512_load_si512(order.index);
   const __m512i high = _mm512_add_epi16(low, _mm512_set1_epi16(16));
   for (int64_t c0 = 0; c0 < width; c0 += 32) {
     const int64_t n = max64(0, min64(32, count - c0));
@@ -280,14 +284,24 @@ static inline void interleave_pair(uint32_t* row, const uint16_t* a, const uint1
 void tap_pairs(uint32_t* out, const uint16_t* xp, const Conv2dDesc& d, const TileGeometry& g, int64_t columns,
                int64_t tap, int64_t f0, int64_t span) {
   const int64_t c = g.channels, r = tap / d.kernel_w, s = tap % d.kernel_w;
-  const auto pixel = [&](int64_t f) -> const uint16_t* {
+  // Position f0 + i is (n, oh, ow), stepped along rather than divided out for each pixel (the
+  // divisions took longer than the pixel's copy).
+  int64_t n = f0 / g.plane, oh = f0 % g.plane / d.out_w, ow = f0 % d.out_w;
+  const auto next_pixel = [&](int64_t f) -> const uint16_t* {
     if (f >= g.positions) return nullptr;
-    const int64_t n = f / g.plane, p = f % g.plane, oh = p / d.out_w, ow = p % d.out_w;
-    return xp + ((n * g.padded_h + oh * d.stride_h + r * d.dilation_h) * g.padded_w + ow * d.stride_w +
-                 s * d.dilation_w) * c;
+    const uint16_t* pixel = xp + ((n * g.padded_h + oh * d.stride_h + r * d.dilation_h) * g.padded_w +
+                                  ow * d.stride_w + s * d.dilation_w) * c;
+    if (++ow == d.out_w) {
+      ow = 0;
+      if (++oh == d.out_h) oh = 0, ++n;
+    }
+    return pixel;
   };
-  for (int64_t q = 0; q < span / 2; ++q)
-    interleave_pair(out + q * columns, pixel(f0 + 2 * q), pixel(f0 + 2 * q + 1), c, columns);
+  for (int64_t q = 0; q < span / 2; ++q) {
+    const uint16_t* a = next_pixel(f0 + 2 * q);
+    const uint16_t* b = next_pixel(f0 + 2 * q + 1);
+    interleave_pair(out + q * columns, a, b, c, columns);
+  }
 }
 
 // The whole patches (k_padded values) of positions [f0, f0 + span) as span / 2 rows of k_padded
