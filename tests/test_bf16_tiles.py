@@ -90,10 +90,14 @@ def test_tile_weight_gradient_spans_many_position_blocks(amx, case):
 
 
 def test_tile_convolution_in_chunks_of_k_and_groups_of_blocks(amx):
-    """B tiles over 512 KiB for all out channels: k goes in chunks of kernel rows, the sums between
-    chunks in float32 for groups of blocks (several groups here), in forward and in backward-data.
+    """B tiles over 512 KiB for all out channels: k goes in chunks, the sums between chunks in
+    float32 for groups of blocks (several groups here), in forward and in backward-data.
     The float32 avx512 kernels are the oracle (the reference kernels take seconds on these)."""
     x, w, geometry = _operands(((2, 256, 24, 24), (496, 256, 3, 3), 1, 1, 1), 9)
+    reference = _C.conv2d_forward(x, w, None, *geometry, isa="avx512")
+    _assert_same_sums(_C.conv2d_forward(x, w, None, *geometry, algorithm="tiles", isa=amx, bf16=True), reference)
+    # Dilated taps split by a chunk's edge (256 values: 5 taps and a third of 48 channels).
+    x, w, geometry = _operands(((2, 48, 9, 9), (1024, 48, 3, 3), 1, 2, 2), 12)
     reference = _C.conv2d_forward(x, w, None, *geometry, isa="avx512")
     _assert_same_sums(_C.conv2d_forward(x, w, None, *geometry, algorithm="tiles", isa=amx, bf16=True), reference)
     x, w, geometry = _operands(((2, 240, 6, 6), (256, 240, 3, 3), 1, 1, 1), 10)

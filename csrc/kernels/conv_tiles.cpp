@@ -119,11 +119,12 @@ static inline void copy_halves(uint16_t* dst, const uint16_t* src, int64_t n) {
   }
 }
 
-// The patches of positions [f0, f0 + 32) (flat over images, zeros past the last) for kernel rows
-// [r0, r1): rows of `width` bfloat16 values, zeros past the rows' taps.
-void build_patches(uint16_t* a, const uint16_t* xp, const Conv2dDesc& d, const TileGeometry& g, int64_t f0, int64_t r0,
-                   int64_t r1, int64_t width) {
-  const int64_t c = g.channels, filled = (r1 - r0) * d.kernel_w * c;
+// Values [k_begin, k_end) of the patches of positions [f0, f0 + 32) (flat over images, zeros past
+// the last) as rows of `width` bfloat16 values, zeros past k.
+void build_patches(uint16_t* a, const uint16_t* xp, const Conv2dDesc& d, const TileGeometry& g, int64_t f0,
+                   int64_t k_begin, int64_t k_end, int64_t width) {
+  const int64_t c = g.channels, row_values = d.kernel_w * c, last = min64(k_end, g.k);
+  const int64_t filled = max64(0, last - k_begin);
   for (int64_t i = 0; i < kBlock; ++i) {
     uint16_t* row = a + i * width;
     const int64_t f = f0 + i;
@@ -132,15 +133,19 @@ void build_patches(uint16_t* a, const uint16_t* xp, const Conv2dDesc& d, const T
       continue;
     }
     const int64_t n = f / g.plane, p = f % g.plane, oh = p / d.out_w, ow = p % d.out_w;
-    for (int64_t r = r0; r < r1; ++r) {
+    for (int64_t r = k_begin / row_values; r * row_values < last; ++r) {
+      // The kernel row's pixels, then the part of its values in [k_begin, last).
       const uint16_t* src =
           xp + ((n * g.padded_h + oh * d.stride_h + r * d.dilation_h) * g.padded_w + ow * d.stride_w) * c;
-      uint16_t* dst = row + (r - r0) * d.kernel_w * c;
+      const int64_t lo = max64(k_begin, r * row_values), hi = min64(last, (r + 1) * row_values);
       if (d.dilation_w == 1) {
-        copy_halves(dst, src, d.kernel_w * c);
+        copy_halves(row + lo - k_begin, src + lo - r * row_values, hi - lo);
         continue;
       }
-      for (int64_t s = 0; s < d.kernel_w; ++s) copy_halves(dst + s * c, src + s * d.dilation_w * c, c);
+      for (int64_t s = 0; s < d.kernel_w; ++s) {
+        const int64_t tap = r * row_values + s * c, from = max64(lo, tap), to = min64(hi, tap + c);
+        if (from < to) copy_halves(row + from - k_begin, src + s * d.dilation_w * c + from - tap, to - from);
+      }
     }
     std::memset(row + filled, 0, sizeof(uint16_t) * (width - filled));
   }
@@ -309,7 +314,7 @@ void tap_pairs(uint32_t* out, const uint16_t* xp, const Conv2dDesc& d, const Til
 void patch_pairs(uint32_t* out, uint16_t* block, const uint16_t* xp, const Conv2dDesc& d, const TileGeometry& g,
                  int64_t f0, int64_t span) {
   for (int64_t b = 0; b < span; b += kBlock) {
-    build_patches(block, xp, d, g, f0 + b, 0, d.kernel_h, g.k_padded);
+    build_patches(block, xp, d, g, f0 + b, 0, g.k_padded, g.k_padded);
     for (int64_t q = 0; q < kBlock / 2; ++q)
       interleave_pair(out + (b / 2 + q) * g.k_padded, block + 2 * q * g.k_padded, block + (2 * q + 1) * g.k_padded,
                       g.k_padded, g.k_padded);
@@ -362,16 +367,13 @@ void tile_convolution(float* y, const float* x, const float* w, bool flipped, co
   if (d.batch == 0) return;
   const TileGeometry g(d);
   const int threads = num_threads();
-  // Chunks of k of whole kernel rows whose B tiles, for every out channel, take at most 1 MiB, so
-  // that they stay in L2 while the blocks stream past (VGG's 512-channel layers have 4.5 MiB of
-  // them). A chunk ends on a whole step, which needs rows of kernel_w * channels values a multiple
-  // of 32; otherwise k is one chunk.
-  const int64_t row_values = d.kernel_w * g.channels, out_pairs = (g.out_tiles + 1) / 2;
-  const int64_t rows_per_chunk =
-      row_values % kStep ? d.kernel_h
-                         : max64(1, min64(d.kernel_h, (int64_t(1) << 19) / (row_values * g.out_tiles * kTile)));
-  const int64_t chunks = (d.kernel_h + rows_per_chunk - 1) / rows_per_chunk;
-  const int64_t width = chunks == 1 ? g.k_padded : rows_per_chunk * row_values;  // the widest chunk's patch rows
+  // Chunks of k whose B tiles, for every out channel, take at most 512 KiB, so that they stay in
+  // L2 while the blocks stream past (VGG's 512-channel layers have 4.5 MiB of them), and the
+  // block's patches for the chunk (32 rows) stay in L1 with them.
+  const int64_t out_pairs = (g.out_tiles + 1) / 2;
+  const int64_t chunk_values =
+      min64(g.k_padded, max64(kStep, (int64_t(1) << 18) / (g.out_tiles * kTile) / kStep * kStep));
+  const int64_t chunks = (g.k_padded + chunk_values - 1) / chunk_values, width = chunk_values;
   // Blocks taken through all the chunks together: their sums between chunks take at most 1 MiB.
   const int64_t group = chunks == 1 ? 1 : max64(1, (int64_t(1) << 18) / (out_pairs * kBlock * kBlock));
   const int64_t acc_floats = chunks == 1 ? 0 : group * out_pairs * kBlock * kBlock;
@@ -395,10 +397,10 @@ void tile_convolution(float* y, const float* x, const float* w, bool flipped, co
     for (int64_t first = begin; first < end; first += group) {
       const int64_t count = min64(group, end - first);
       for (int64_t chunk = 0; chunk < chunks; ++chunk) {
-        const int64_t r0 = chunk * rows_per_chunk, r1 = min64(d.kernel_h, r0 + rows_per_chunk);
-        const int64_t s_begin = r0 * row_values / kStep, s_end = r1 == d.kernel_h ? g.k_steps : r1 * row_values / kStep;
+        const int64_t k_begin = chunk * chunk_values, k_end = min64(g.k_padded, k_begin + chunk_values);
+        const int64_t s_begin = k_begin / kStep, s_end = k_end / kStep;
         for (int64_t block = first; block < first + count; ++block) {
-          build_patches(a, xp, d, g, block * kBlock, r0, r1, (s_end - s_begin) * kStep);
+          build_patches(a, xp, d, g, block * kBlock, k_begin, k_end, k_end - k_begin);
           amx_memory_barrier();
           multiply_block(y, a, (s_end - s_begin) * kStep, bp, bias, d, g, block * kBlock, s_begin, s_end,
                          acc + (block - first) * out_pairs * kBlock * kBlock, chunk == 0, chunk == chunks - 1);
