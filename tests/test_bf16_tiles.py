@@ -107,6 +107,15 @@ def test_tile_convolution_in_chunks_of_k_and_groups_of_blocks(amx):
     _assert_same_sums(ours, reference)
 
 
+def test_tile_passes_of_an_empty_batch(amx):
+    x, w, geometry = _operands(((0, 8, 6, 6), (16, 8, 3, 3), 1, 1, 1), 13)
+    dy = np.zeros((0, 16, 6, 6), np.float32)
+    assert _C.conv2d_forward(x, w, None, *geometry, algorithm="tiles", isa=amx, bf16=True).shape == (0, 16, 6, 6)
+    assert _C.conv2d_backward_data(dy, w, [0, 8, 6, 6], *geometry, algorithm="tiles", isa=amx, bf16=True).shape == x.shape
+    dw = _C.conv2d_backward_weight(dy, x, [16, 8, 3, 3], *geometry, algorithm="tiles", isa=amx, bf16=True)
+    np.testing.assert_array_equal(dw, np.zeros((16, 8, 3, 3), np.float32))
+
+
 def test_tile_operands_are_rounded_to_bfloat16(amx):
     """Given values that are not bfloat16, the tiles multiply their rounded values."""
     x, w, geometry = _operands(TILE_CASES[1], 4)

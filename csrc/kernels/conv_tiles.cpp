@@ -429,6 +429,10 @@ void tiles_backward_data(float* dx, const float* dy, const float* w, const Conv2
 
 void tiles_backward_weight(float* dw, const float* dy, const float* x, const Conv2dDesc& d) {
   const TileGeometry g(d);
+  if (g.positions == 0) {
+    std::memset(dw, 0, sizeof(float) * d.out_channels * g.k);
+    return;
+  }
   const int threads = num_threads();
   // B's columns: each tap's channels (padded to a tile's 16), or, where that pads more (few
   // channels: ResNet's 3-channel first layer, 49 taps of 16 columns for 3 values), whole patches
