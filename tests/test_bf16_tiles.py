@@ -107,6 +107,27 @@ def test_tile_convolution_in_chunks_of_k_and_groups_of_blocks(amx):
     _assert_same_sums(ours, reference)
 
 
+def test_tile_results_are_the_same_bits_for_any_thread_count(amx):
+    """Each output, and each weight-gradient tile's sum over the positions, is computed by one
+    thread in a fixed order, whatever the team."""
+    x, w, geometry = _operands(((3, 64, 10, 10), (80, 64, 3, 3), 1, 1, 1), 14)
+    dy = pcn.amp.round_bf16(np.random.default_rng(15).standard_normal((3, 80, 10, 10), dtype=np.float32))
+    previous = pcn.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 3):
+            pcn.set_num_threads(threads)
+            results.append((
+                _C.conv2d_forward(x, w, None, *geometry, algorithm="tiles", isa=amx, bf16=True),
+                _C.conv2d_backward_data(dy, w, list(x.shape), *geometry, algorithm="tiles", isa=amx, bf16=True),
+                _C.conv2d_backward_weight(dy, x, list(w.shape), *geometry, algorithm="tiles", isa=amx, bf16=True)))
+    finally:
+        pcn.set_num_threads(previous)
+    for other in results[1:]:
+        for ours, theirs in zip(results[0], other):
+            np.testing.assert_array_equal(ours, theirs)
+
+
 def test_tile_passes_of_an_empty_batch(amx):
     x, w, geometry = _operands(((0, 8, 6, 6), (16, 8, 3, 3), 1, 1, 1), 13)
     dy = np.zeros((0, 16, 6, 6), np.float32)
