@@ -44,6 +44,14 @@ def _operands(case, seed):
     return x, w, ((stride,) * 2, (padding,) * 2, (dilation,) * 2, 1)
 
 
+def _grad_output(case, seed):
+    """A bfloat16-valued gradient of the case's output shape."""
+    (n, _, h, w), (out_channels, _, kh, kw), stride, padding, dilation = case
+    spatial = [(length + 2 * padding - dilation * (k - 1) - 1) // stride + 1 for length, k in ((h, kh), (w, kw))]
+    shape = (n, out_channels, *spatial)
+    return pcn.amp.round_bf16(np.random.default_rng(seed).standard_normal(shape, dtype=np.float32))
+
+
 def _assert_same_sums(ours, reference):
     np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-5 * np.abs(reference).max())
 
@@ -59,8 +67,7 @@ def test_tile_forward_matches_float32_on_bfloat16_values(amx, case):
 @pytest.mark.parametrize("case", BACKWARD_DATA_CASES, ids=str)
 def test_tile_backward_data_matches_float32_on_bfloat16_values(amx, case):
     x, w, geometry = _operands(case, 2)
-    out_shape = _C.conv2d_forward(x, w, None, *geometry, isa="reference").shape
-    dy = pcn.amp.round_bf16(np.random.default_rng(3).standard_normal(out_shape, dtype=np.float32))
+    dy = _grad_output(case, 3)
     reference = _C.conv2d_backward_data(dy, w, list(x.shape), *geometry, isa="reference")
     ours = _C.conv2d_backward_data(dy, w, list(x.shape), *geometry, algorithm="tiles", isa=amx, bf16=True)
     _assert_same_sums(ours, reference)
@@ -69,8 +76,7 @@ def test_tile_backward_data_matches_float32_on_bfloat16_values(amx, case):
 @pytest.mark.parametrize("case", TILE_CASES + [((3, 48, 9, 9), (40, 48, 3, 3), 1, 1, 1)], ids=str)
 def test_tile_backward_weight_matches_float32_on_bfloat16_values(amx, case):
     x, w, geometry = _operands(case, 5)
-    out_shape = _C.conv2d_forward(x, w, None, *geometry, isa="reference").shape
-    dy = pcn.amp.round_bf16(np.random.default_rng(6).standard_normal(out_shape, dtype=np.float32))
+    dy = _grad_output(case, 6)
     reference = _C.conv2d_backward_weight(dy, x, list(w.shape), *geometry, isa="reference")
     ours = _C.conv2d_backward_weight(dy, x, list(w.shape), *geometry, algorithm="tiles", isa=amx, bf16=True)
     _assert_same_sums(ours, reference)
@@ -82,8 +88,7 @@ def test_tile_backward_weight_matches_float32_on_bfloat16_values(amx, case):
 def test_tile_weight_gradient_spans_many_position_blocks(amx, case):
     """More positions than one span holds (the sums carried in the float32 tables between spans)."""
     x, w, geometry = _operands(case, 7)
-    out_shape = (case[0][0], case[1][0]) + case[0][2:]
-    dy = pcn.amp.round_bf16(np.random.default_rng(8).standard_normal(out_shape, dtype=np.float32))
+    dy = _grad_output(case, 8)
     reference = _C.conv2d_backward_weight(dy, x, list(w.shape), *geometry, isa="reference")
     ours = _C.conv2d_backward_weight(dy, x, list(w.shape), *geometry, algorithm="tiles", isa=amx, bf16=True)
     _assert_same_sums(ours, reference)
@@ -100,8 +105,9 @@ def test_tile_convolution_in_chunks_of_k_and_groups_of_blocks(amx):
     x, w, geometry = _operands(((2, 48, 9, 9), (1024, 48, 3, 3), 1, 2, 2), 12)
     reference = _C.conv2d_forward(x, w, None, *geometry, isa="avx512")
     _assert_same_sums(_C.conv2d_forward(x, w, None, *geometry, algorithm="tiles", isa=amx, bf16=True), reference)
-    x, w, geometry = _operands(((2, 240, 6, 6), (256, 240, 3, 3), 1, 1, 1), 10)
-    dy = pcn.amp.round_bf16(np.random.default_rng(11).standard_normal((2, 256, 6, 6), dtype=np.float32))
+    case = ((2, 240, 6, 6), (256, 240, 3, 3), 1, 1, 1)
+    x, w, geometry = _operands(case, 10)
+    dy = _grad_output(case, 11)
     reference = _C.conv2d_backward_data(dy, w, list(x.shape), *geometry, isa="avx512")
     ours = _C.conv2d_backward_data(dy, w, list(x.shape), *geometry, algorithm="tiles", isa=amx, bf16=True)
     _assert_same_sums(ours, reference)
@@ -110,8 +116,9 @@ def test_tile_convolution_in_chunks_of_k_and_groups_of_blocks(amx):
 def test_tile_results_are_the_same_bits_for_any_thread_count(amx):
     """Each output, and each weight-gradient tile's sum over the positions, is computed by one
     thread in a fixed order, whatever the team."""
-    x, w, geometry = _operands(((3, 64, 10, 10), (80, 64, 3, 3), 1, 1, 1), 14)
-    dy = pcn.amp.round_bf16(np.random.default_rng(15).standard_normal((3, 80, 10, 10), dtype=np.float32))
+    case = ((3, 64, 10, 10), (80, 64, 3, 3), 1, 1, 1)
+    x, w, geometry = _operands(case, 14)
+    dy = _grad_output(case, 15)
     previous = pcn.get_num_threads()
     results = []
     try:

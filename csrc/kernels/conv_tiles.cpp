@@ -32,24 +32,24 @@ constexpr int64_t kBTileWords = kTile * kTile;
 
 struct TileGeometry {
   int64_t channels, padded_h, padded_w, taps, k, k_padded, k_steps, out_tiles, plane, positions, blocks;
+  int64_t image_values;  // of the channels-last copy
   explicit TileGeometry(const Conv2dDesc& d)
       : channels(d.in_channels), padded_h(d.in_h + 2 * d.pad_h), padded_w(d.in_w + 2 * d.pad_w),
         taps(d.kernel_h * d.kernel_w), k(taps * channels), k_padded(round_up(k, kStep)), k_steps(k_padded / kStep),
         out_tiles((d.out_channels + kTile - 1) / kTile), plane(d.out_h * d.out_w), positions(d.batch * plane),
-        blocks((positions + kBlock - 1) / kBlock) {}
-  int64_t image_values(const Conv2dDesc& d) const { return d.batch * padded_h * padded_w * channels; }
+        blocks((positions + kBlock - 1) / kBlock), image_values(d.batch * padded_h * padded_w * channels) {}
 };
 
 // Every tile is 16 rows of 64 bytes: C in 0-3, A in 4 and 5, B in 6 and 7.
 void configure_tiles() {
-  AmxTileConfig config = {};
-  config.palette = 1;
-  for (int tile = 0; tile < 8; ++tile) {
-    config.rows[tile] = kTile;
-    config.bytes_per_row[tile] = 64;
-  }
-  amx_memory_barrier();
-  _tile_loadconfig(&config);
+  const uint8_t rows[8] = {kTile, kTile, kTile, kTile, kTile, kTile, kTile, kTile};
+  amx_load_config(rows, 8);
+}
+
+// Lane i holds i * step.
+static inline __m512i lane_multiples(int64_t step) {
+  return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                            _mm512_set1_epi32(static_cast<int>(step)));
 }
 
 static inline uint32_t bf16_bits(float value) {
@@ -63,9 +63,7 @@ static inline uint32_t bf16_bits(float value) {
 void layout_rows(uint16_t* xp, const float* x, const Conv2dDesc& d, const TileGeometry& g, int64_t begin,
                  int64_t end) {
   const int64_t channels = g.channels, plane = d.in_h * d.in_w, row_values = g.padded_w * channels;
-  const __m512i channel_offsets =
-      _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                         _mm512_set1_epi32(static_cast<int>(plane)));
+  const __m512i channel_offsets = lane_multiples(plane);
   for (int64_t row = begin; row < end; ++row) {
     const int64_t n = row / g.padded_h, ih = row % g.padded_h - d.pad_h;
     uint16_t* out = xp + row * row_values;
@@ -155,8 +153,7 @@ void build_patches(uint16_t* a, const uint16_t* xp, const Conv2dDesc& d, const T
 // bias into the NCHW output.
 void store_transposed(float* y, const float* stage, const float* bias, const Conv2dDesc& d, const TileGeometry& g,
                       int64_t f0, int64_t co0, int64_t columns) {
-  const __m512i rows = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                          _mm512_set1_epi32(kBlock));
+  const __m512i rows = lane_multiples(kBlock);
   for (int64_t half = 0; half < kBlock; half += kTile) {
     const int64_t f = f0 + half, count = min64(kTile, g.positions - f);
     if (count <= 0) return;
@@ -377,7 +374,7 @@ void tile_convolution(float* y, const float* x, const float* w, bool flipped, co
   // Blocks taken through all the chunks together: their sums between chunks take at most 1 MiB.
   const int64_t group = chunks == 1 ? 1 : max64(1, (int64_t(1) << 18) / (out_pairs * kBlock * kBlock));
   const int64_t acc_floats = chunks == 1 ? 0 : group * out_pairs * kBlock * kBlock;
-  uint16_t* xp = reinterpret_cast<uint16_t*>(thread_scratch(Scratch::columns, (g.image_values(d) + 1) / 2));
+  uint16_t* xp = reinterpret_cast<uint16_t*>(thread_scratch(Scratch::columns, (g.image_values + 1) / 2));
   uint32_t* bp = reinterpret_cast<uint32_t*>(thread_scratch(Scratch::pack_b, g.out_tiles * g.k_steps * kBTileWords));
   uint16_t* patches = reinterpret_cast<uint16_t*>(thread_scratch(Scratch::pack_a, threads * kBlock * width / 2));
   float* sums = thread_scratch(Scratch::partial, threads * acc_floats);
@@ -407,7 +404,7 @@ void tile_convolution(float* y, const float* x, const float* w, bool flipped, co
         }
       }
     }
-    _tile_release();
+    amx_release();
   }
 }
 
@@ -445,7 +442,7 @@ void tiles_backward_weight(float* dw, const float* dy, const float* x, const Con
   // 512 KiB, so that they stay in L2 while every out-channel pair reads them.
   const int64_t span = max64(kStep, min64(round_up(g.positions, kStep), (int64_t(1) << 18) / columns / kStep * kStep));
   const int64_t spans = (g.positions + span - 1) / span, pair_words = span / 2 * columns;
-  uint16_t* xp = reinterpret_cast<uint16_t*>(thread_scratch(Scratch::columns, (g.image_values(d) + 1) / 2));
+  uint16_t* xp = reinterpret_cast<uint16_t*>(thread_scratch(Scratch::columns, (g.image_values + 1) / 2));
   uint16_t* rows = reinterpret_cast<uint16_t*>(thread_scratch(Scratch::pack_a, co_padded * span / 2));
   uint32_t* pairs = reinterpret_cast<uint32_t*>(thread_scratch(Scratch::pack_b, threads * pair_words));
   float* tables = thread_scratch(Scratch::partial, groups * co_padded * columns);
@@ -493,7 +490,7 @@ void tiles_backward_weight(float* dw, const float* dy, const float* x, const Con
       }
       team_barrier(true);  // the rows are rewritten for the next span
     }
-    _tile_release();
+    amx_release();
     amx_memory_barrier();  // the tables were written by tile stores
     team_barrier(true);
     team_range(d.out_channels, true, &begin, &end);

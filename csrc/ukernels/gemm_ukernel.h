@@ -93,15 +93,22 @@ struct alignas(64) AmxTileConfig {
 // and a buffer a tile was stored to must be fenced before it is read.
 static inline void amx_memory_barrier() { __asm__ volatile("" ::: "memory"); }
 
-static inline void amx_configure() {
+// Loads palette 1 on the calling thread: tiles 0 to count - 1 of rows[t] rows of 64 bytes.
+static inline void amx_load_config(const uint8_t* rows, int count) {
   AmxTileConfig config = {};
   config.palette = 1;
-  for (int tile = 0; tile < kAmxTiles; ++tile) {
-    config.rows[tile] = tile >= kAmxFirstBTile ? kAmxPairs : kGemmMR;
+  for (int tile = 0; tile < count; ++tile) {
+    config.rows[tile] = rows[tile];
     config.bytes_per_row[tile] = 64;
   }
   amx_memory_barrier();
   _tile_loadconfig(&config);
+}
+
+static inline void amx_configure() {
+  uint8_t rows[kAmxTiles];
+  for (int tile = 0; tile < kAmxTiles; ++tile) rows[tile] = tile >= kAmxFirstBTile ? kAmxPairs : kGemmMR;
+  amx_load_config(rows, kAmxTiles);
 }
 
 static inline void amx_release() { _tile_release(); }
