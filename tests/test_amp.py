@@ -313,22 +313,40 @@ def test_bf16_product_and_portable_paths_agree(bf16_isa, case):
         np.testing.assert_allclose(fast, portable, rtol=0, atol=2e-6 * scale)
 
 
-def test_bf16_product_kernels_multiply_bfloat16_panels(bf16_isa):
-    """Given operands that are not bfloat16 values, the kernels with bfloat16 products round their
-    panels (the layers round before calling, so this only shows which kernels ran) and the others
-    do not."""
+CONTRACT_CONVS = [  # (input shape, weight shape, stride, padding, dilation, groups)
+    ((2, 8, 9, 9), (16, 8, 1, 1), (2, 2), (0, 0), (1, 1), 1),  # pointwise, strided
+    ((2, 5, 10, 11), (7, 5, 3, 3), (1, 1), (1, 1), (1, 1), 1),  # Winograd, window, tiles, gemm
+    ((3, 4, 9, 8), (6, 2, 3, 2), (2, 2), (1, 0), (2, 1), 2),  # grouped, strided, dilated
+]
+
+
+@pytest.mark.parametrize("case", CONTRACT_CONVS, ids=["pointwise", "3x3", "grouped"])
+def test_kernels_read_bf16_operands_rounded(isa, case):
+    """bf16=True is a contract of every kernel, not a promise of the caller: given float32 operands
+    that are not bfloat16 values, every ISA's GEMM and every conv2d algorithm of each pass (and the
+    bias gradient) computes with the operands rounded to bfloat16, as torch rounds them."""
     from pyconvnet import _C
 
+    x_shape, w_shape, *geometry = case
     rng = np.random.default_rng(6)
+    x, w = rng.standard_normal(x_shape).astype(np.float32), rng.standard_normal(w_shape).astype(np.float32)
+    xt, wt = (torch.tensor(_torch_bf16(v), dtype=torch.float64, requires_grad=True) for v in (x, w))
+    yt = torch.nn.functional.conv2d(xt, wt, None, *geometry)
+    dy = rng.standard_normal(tuple(yt.shape)).astype(np.float32)
+    yt.backward(torch.tensor(_torch_bf16(dy), dtype=torch.float64))
+    expected = {"forward": yt.detach().numpy(), "backward_data": xt.grad.numpy(), "backward_weight": wt.grad.numpy()}
+    operands = {"forward": (x, w, None), "backward_data": (dy, w, list(x_shape)),
+                "backward_weight": (dy, x, list(w_shape))}
+    for pass_, (a, b, c) in operands.items():
+        names, heuristic = _C.conv2d_algorithms(pass_, x_shape, w_shape, *geometry, bf16=True)
+        for algorithm in ["auto", *names]:
+            got = getattr(_C, "conv2d_" + pass_)(a, b, c, *geometry, algorithm=algorithm, bf16=True)
+            np.testing.assert_allclose(got, expected[pass_], rtol=1e-5, atol=1e-4, err_msg=f"{pass_} {algorithm}")
+    np.testing.assert_allclose(_C.conv2d_backward_bias(dy, bf16=True),
+                               _torch_bf16(dy).astype(np.float64).sum(axis=(0, 2, 3)), rtol=1e-6, atol=1e-5)
     a, b = rng.standard_normal((37, 300)).astype(np.float32), rng.standard_normal((300, 70)).astype(np.float32)
-    x, w = rng.standard_normal((2, 8, 9, 9)).astype(np.float32), rng.standard_normal((16, 8, 1, 1)).astype(np.float32)
     rounded_gemm = _torch_bf16(a).astype(np.float64) @ _torch_bf16(b)
-    rounded_conv = torch.nn.functional.conv2d(torch.tensor(_torch_bf16(x), dtype=torch.float64),
-                                              torch.tensor(_torch_bf16(w), dtype=torch.float64), stride=2).numpy()
-    pcn.backend.set_isa(bf16_isa)
     np.testing.assert_allclose(_C.sgemm(a, b, bf16=True), rounded_gemm, rtol=1e-5, atol=1e-4)
-    np.testing.assert_allclose(_C.conv2d_forward(x, w, None, (2, 2), (0, 0), (1, 1), 1, bf16=True), rounded_conv,
-                               rtol=1e-5, atol=1e-4)
-    pcn.backend.set_isa("avx512")
-    assert np.abs(_C.sgemm(a, b, bf16=True) - rounded_gemm).max() > 1e-2
-    assert np.abs(_C.conv2d_forward(x, w, None, (2, 2), (0, 0), (1, 1), 1, bf16=True) - rounded_conv).max() > 1e-3
+    np.testing.assert_allclose(_C.sgemm(np.ascontiguousarray(a.T), np.ascontiguousarray(b.T), trans_a=True,
+                                        trans_b=True, bf16=True), rounded_gemm, rtol=1e-5, atol=1e-4)
+    assert np.abs(_C.sgemm(a, b) - rounded_gemm).max() > 1e-2  # the operands do need rounding

@@ -214,9 +214,10 @@ void bind_conv(py::module_& m) {
       "gradient.");
   m.def(
       "conv2d_backward_bias",
-      [](const py::handle& dy_obj) {
+      [](const py::handle& dy_obj, bool bf16) {
         FloatArray dy = conv_input(dy_obj, "grad_output");
-        Conv2dDesc d;  // only the output geometry matters for the bias gradient
+        Conv2dDesc d;  // only the output geometry (and autocast's rounding) matters for the bias gradient
+        d.bf16 = bf16;
         d.batch = dy.shape(0);
         d.out_channels = dy.shape(1);
         d.out_h = dy.shape(2);
@@ -229,7 +230,9 @@ void bind_conv(py::module_& m) {
         }
         return db;
       },
-      py::arg("grad_output"));
+      py::arg("grad_output"), py::kw_only(), py::arg("bf16") = false,
+      "The bias gradient: grad_output summed over images and positions (bf16=True: its values rounded to "
+      "bfloat16 first, as autocast's other passes read them).");
 }
 
 }  // namespace pcn::bind

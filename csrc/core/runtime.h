@@ -45,7 +45,9 @@ int64_t physical_memory_bytes();
 // shrink) so hot paths do not allocate; contents are unspecified.
 // Call it only outside OpenMP parallel regions (it may throw std::bad_alloc, which must not cross
 // a region): size it for all threads at once and hand each thread its slice.
-enum class Scratch : int { pack_a = 0, pack_b, columns, partial, indices, weights, count_ };
+// rounded_first/second: autocast's operands rounded to bfloat16 for paths that multiply float32
+// (bf16_rounded in gemm_driver.h); nothing else uses them, so a path may use every other slot.
+enum class Scratch : int { pack_a = 0, pack_b, columns, partial, indices, weights, rounded_first, rounded_second, count_ };
 float* thread_scratch(Scratch slot, int64_t count);
 // The same memory viewed as int64 index tables.
 int64_t* thread_scratch_i64(Scratch slot, int64_t count);

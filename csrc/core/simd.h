@@ -29,8 +29,28 @@ typedef float vfloat_u __attribute__((vector_size(kVecFloats * sizeof(float)), a
 // int32 lanes, one per float lane: what comparing two vfloats yields, and index lanes.
 typedef int32_t vint __attribute__((vector_size(kVecFloats * sizeof(int32_t))));
 
+// uint32 lanes: a vfloat's bits.
+typedef uint32_t vuint __attribute__((vector_size(kVecFloats * sizeof(uint32_t))));
+
+// Float bits rounded to bfloat16 (nearest, ties to even) and held as float32 bits; a NaN stays a
+// quiet NaN and overflow gives inf. Bits is uint32_t or vuint (lanes at once).
+template <class Bits>
+static inline Bits bf16_rounded_bits(Bits bits) {
+  const auto nan = (bits & 0x7FFFFFFFu) > 0x7F800000u;
+  return (nan ? bits | 0x00400000u : bits + 0x7FFFu + ((bits >> 16) & 1u)) & 0xFFFF0000u;
+}
+
+static inline float round_to_bf16(float value) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, 4);
+  bits = bf16_rounded_bits(bits);
+  std::memcpy(&value, &bits, 4);
+  return value;
+}
+
 static inline vfloat vload(const float* p) { return *reinterpret_cast<const vfloat_u*>(p); }
 static inline void vstore(float* p, vfloat v) { *reinterpret_cast<vfloat_u*>(p) = v; }
+static inline vfloat round_to_bf16(vfloat v) { return (vfloat)bf16_rounded_bits((vuint)v); }
 
 #if defined(PCN_ISA_IS_avx512)
 // A store of the first min(n, 16) lanes of v (n <= 0: nothing), through a mask register: masked

@@ -285,6 +285,19 @@ ConvAlgorithm algorithm_for(ConvPass pass, const Conv2dDesc& d) {
   return d.algorithm == ConvAlgorithm::automatic ? heuristic_algorithm(pass, d) : d.algorithm;
 }
 
+// Whether a path rounds autocast's operands (Conv2dDesc::bf16) itself as it packs bfloat16; the
+// others are handed rounded copies.
+bool rounds_as_it_packs(ConvAlgorithm algorithm) {
+  return algorithm == ConvAlgorithm::tiles ||
+         (kGemmBf16Dot && (algorithm == ConvAlgorithm::gemm || algorithm == ConvAlgorithm::pointwise));
+}
+
+int64_t input_values(const Conv2dDesc& d) { return d.batch * d.in_channels * d.in_h * d.in_w; }
+int64_t output_values(const Conv2dDesc& d) { return d.batch * d.out_channels * d.out_h * d.out_w; }
+int64_t weight_values(const Conv2dDesc& d) {
+  return d.out_channels * (d.in_channels / d.groups) * d.kernel_h * d.kernel_w;
+}
+
 }  // namespace
 
 void conv2d_algorithms(uint32_t* candidates, ConvAlgorithm* heuristic, ConvPass pass, const Conv2dDesc& d) {
@@ -295,7 +308,12 @@ void conv2d_algorithms(uint32_t* candidates, ConvAlgorithm* heuristic, ConvPass 
 void conv2d_forward(float* y, const float* x, const float* w, const float* bias, const Conv2dDesc& d) {
   const ConvGeometry g = geometry(d);
   if (d.batch == 0) return;
-  switch (algorithm_for(ConvPass::forward, d)) {
+  const ConvAlgorithm algorithm = algorithm_for(ConvPass::forward, d);
+  if (d.bf16 && !rounds_as_it_packs(algorithm)) {
+    x = bf16_rounded(Scratch::rounded_first, x, input_values(d));
+    w = bf16_rounded(Scratch::rounded_second, w, weight_values(d));
+  }
+  switch (algorithm) {
     case ConvAlgorithm::winograd: return winograd_forward(y, x, w, bias, d);
     case ConvAlgorithm::window: return window_forward(y, x, w, bias, d);
     case ConvAlgorithm::pointwise: return pointwise_convolution(y, x, w, bias, d, g, false);
@@ -332,7 +350,12 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
 void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv2dDesc& d) {
   const ConvGeometry g = geometry(d);
   if (d.batch == 0) return;
-  switch (algorithm_for(ConvPass::backward_data, d)) {
+  const ConvAlgorithm algorithm = algorithm_for(ConvPass::backward_data, d);
+  if (d.bf16 && !rounds_as_it_packs(algorithm)) {
+    dy = bf16_rounded(Scratch::rounded_first, dy, output_values(d));
+    w = bf16_rounded(Scratch::rounded_second, w, weight_values(d));
+  }
+  switch (algorithm) {
     case ConvAlgorithm::winograd: return winograd_backward_data(dx, dy, w, d);
     case ConvAlgorithm::window: return window_backward_data(dx, dy, w, d);
     case ConvAlgorithm::pointwise: return pointwise_convolution(dx, dy, w, nullptr, d, g, true);
@@ -393,7 +416,12 @@ void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv
 
 void conv2d_backward_weight(float* dw, const float* dy, const float* x, const Conv2dDesc& d) {
   const ConvGeometry g = geometry(d);
-  switch (algorithm_for(ConvPass::backward_weight, d)) {
+  const ConvAlgorithm algorithm = algorithm_for(ConvPass::backward_weight, d);
+  if (d.bf16 && !rounds_as_it_packs(algorithm)) {
+    dy = bf16_rounded(Scratch::rounded_first, dy, output_values(d));
+    x = bf16_rounded(Scratch::rounded_second, x, input_values(d));
+  }
+  switch (algorithm) {
     case ConvAlgorithm::winograd: return winograd_backward_weight(dw, dy, x, d);
     case ConvAlgorithm::window: return window_backward_weight(dw, dy, x, d);
     case ConvAlgorithm::pointwise: return pointwise_backward_weight(dw, dy, x, d, g);
@@ -444,10 +472,14 @@ void conv2d_backward_bias(float* db, const float* dy, const Conv2dDesc& d) {
       const float* src = dy + (n * d.out_channels + c) * plane;
       vfloat lanes = vfloat{};
       int64_t i = 0;
-      for (; i + kVecFloats <= plane; i += kVecFloats) lanes += vload(src + i);
+      if (d.bf16) {  // autocast: the rounded dy, as the other passes read it
+        for (; i + kVecFloats <= plane; i += kVecFloats) lanes += round_to_bf16(vload(src + i));
+      } else {
+        for (; i + kVecFloats <= plane; i += kVecFloats) lanes += vload(src + i);
+      }
       float sum = 0.0f;
       for (int lane = 0; lane < kVecFloats; ++lane) sum += lanes[lane];
-      for (; i < plane; ++i) sum += src[i];
+      for (; i < plane; ++i) sum += d.bf16 ? round_to_bf16(src[i]) : src[i];
       total += sum;
     }
     db[c] = static_cast<float>(total);

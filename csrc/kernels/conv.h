@@ -21,10 +21,12 @@ struct Conv2dDesc {
   int64_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dilation_h = 1, dilation_w = 1, groups = 1;
   int64_t out_h = 0, out_w = 0;  // filled by validate()
   ConvAlgorithm algorithm = ConvAlgorithm::automatic;
-  // The operands are bfloat16 values (autocast). The heuristic chooses as for float32: the passes
-  // that run as GEMMs multiply bfloat16 panels in the avx512bf16 (vdpbf16ps) and amx builds; Winograd
-  // (float32 transforms of the bfloat16 operands) and the window kernels stay float32. In the amx
-  // build the tile convolutions are a further candidate for measured selection (bench/NOTES.md).
+  // Autocast: every pass reads its two operands (x, w, dy) rounded to bfloat16 (nearest, ties to
+  // even, as round_bf16) and sums their products in float32; the bias gradient sums the rounded dy.
+  // The heuristic chooses as for float32: the passes that run as GEMMs round as they pack bfloat16
+  // panels in the avx512bf16 (vdpbf16ps) and amx builds; Winograd (float32 transforms) and the
+  // window kernels read rounded float32 copies. In the amx build the tile convolutions, which round
+  // as they copy, are a further candidate for measured selection (bench/NOTES.md).
   bool bf16 = false;
 };
 

@@ -62,13 +62,7 @@ void round_bf16_forward(float* y, const float* x, const EltwiseDesc& d) {
 #pragma omp parallel for num_threads(threads_for(chunks, d.count)) schedule(static)
   for (int64_t chunk = 0; chunk < chunks; ++chunk) {
     const int64_t begin = chunk * kChunk, end = min64(d.count, begin + kChunk);
-    for (int64_t i = begin; i < end; ++i) {
-      uint32_t bits;
-      std::memcpy(&bits, x + i, 4);
-      const bool nan = (bits & 0x7FFFFFFFu) > 0x7F800000u;
-      bits = (nan ? bits | 0x00400000u : bits + 0x7FFFu + ((bits >> 16) & 1u)) & 0xFFFF0000u;
-      std::memcpy(y + i, &bits, 4);
-    }
+    for (int64_t i = begin; i < end; ++i) y[i] = round_to_bf16(x[i]);
   }
 }
 

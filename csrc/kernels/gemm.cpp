@@ -7,6 +7,14 @@ PCN_ISA_BEGIN
 
 void sgemm(float* c, const float* a, const float* b, const GemmDesc& d) {
   if (d.m == 0 || d.n == 0) return;
+  if (d.bf16 && !kGemmBf16Dot && d.k > 0) {  // this build multiplies float32: rounded copies
+    const auto span = [](int64_t rows, int64_t cols, int64_t ld) { return (rows - 1) * ld + cols; };
+    GemmDesc rounded = d;
+    rounded.bf16 = false;
+    return sgemm(c, bf16_rounded(Scratch::rounded_first, a, d.trans_a ? span(d.k, d.m, d.lda) : span(d.m, d.k, d.lda)),
+                 bf16_rounded(Scratch::rounded_second, b, d.trans_b ? span(d.n, d.k, d.ldb) : span(d.k, d.n, d.ldb)),
+                 rounded);
+  }
   float* packed_a = thread_scratch(Scratch::pack_a, packed_a_floats(d.m, d.k));
   float* b_buf = thread_scratch(Scratch::pack_b, packed_b_floats(d.n, d.k));
   const MatrixPackB pack_b{b, d.ldb, d.trans_b};

@@ -2,8 +2,9 @@
 // Row-major: C[m x n] = alpha * op(A)[m x k] * op(B)[k x n] + beta * C, where op(A) is A (m x k,
 // row stride lda) or, with trans_a, the transpose of A stored k x m; likewise for B. With beta == 0
 // C is not read (it may hold NaN). Deterministic: each C element is summed in a fixed order.
-// bf16: the caller has rounded A and B to bfloat16 values (autocast); the avx512bf16 and amx builds
-// then multiply bfloat16 panels (vdpbf16ps, AMX tiles; float32 sums), the others the float32 values.
+// bf16 (autocast): A and B are read rounded to bfloat16 (nearest, ties to even, as round_bf16) and
+// their products summed in float32. The avx512bf16 and amx builds round as they pack bfloat16
+// panels (vdpbf16ps, AMX tiles); the others multiply rounded float32 copies.
 #pragma once
 #include <cstdint>
 

@@ -3,20 +3,34 @@
 // block along k; B is packed one KC x NC block at a time by a caller-supplied packer, which is how
 // convolution feeds image patches straight into the panel without an im2col buffer.
 //
-// bf16 (the operands are bfloat16 values, see GemmDesc): in the avx512bf16 build every packed panel
-// is rewritten as bfloat16 pairs (pack_bf16_pairs) and multiplied with vdpbf16ps, in the amx build
-// with AMX tiles (Note [AMX tiles]); elsewhere the flag changes nothing.
+// bf16 (autocast, see GemmDesc): in the avx512bf16 build every packed panel is rounded to bfloat16
+// pairs (pack_bf16_pairs) and multiplied with vdpbf16ps, in the amx build with AMX tiles (Note [AMX
+// tiles]); elsewhere the flag changes nothing, and callers hand the driver rounded copies
+// (bf16_rounded).
 //
 // "team" mode: called by every thread of an OpenMP team with identical arguments; packing and
 // tiles are shared out and barriers separate the phases. Otherwise the calling thread does all
 // the work alone (used when the caller already parallelises over images).
 #pragma once
 #include "core/simd.h"
+#include "kernels/eltwise.h"
 #include "ukernels/gemm_ukernel.h"
 
 PCN_ISA_BEGIN
 
 static inline int64_t round_up(int64_t value, int64_t multiple) { return (value + multiple - 1) / multiple * multiple; }
+
+void round_bf16_forward(float* y, const float* x, const EltwiseDesc& d);
+
+// An autocast operand for a path that multiplies float32 values: `count` values rounded to bfloat16
+// in the calling thread's scratch `slot` (rounded_first or rounded_second). Outside parallel regions.
+static inline const float* bf16_rounded(Scratch slot, const float* values, int64_t count) {
+  float* rounded = thread_scratch(slot, count);
+  EltwiseDesc desc;
+  desc.count = count;
+  round_bf16_forward(rounded, values, desc);
+  return rounded;
+}
 
 // Floats needed for a fully packed m x k A, and for one packed B block.
 static inline int64_t packed_a_floats(int64_t m, int64_t k) { return round_up(m, kGemmMR) * k; }

@@ -3,6 +3,8 @@
 
 #include <vector>
 
+#include "ref/operand.h"
+
 namespace pcn::reference {
 namespace {
 
@@ -36,10 +38,18 @@ int64_t w_index(const Conv2dDesc& d, int64_t oc, int64_t c, int64_t r, int64_t s
   return ((oc * (d.in_channels / d.groups) + c) * d.kernel_h + r) * d.kernel_w + s;
 }
 
+int64_t input_values(const Conv2dDesc& d) { return d.batch * d.in_channels * d.in_h * d.in_w; }
+int64_t output_values(const Conv2dDesc& d) { return d.batch * d.out_channels * d.out_h * d.out_w; }
+int64_t weight_values(const Conv2dDesc& d) {
+  return d.out_channels * (d.in_channels / d.groups) * d.kernel_h * d.kernel_w;
+}
+
 }  // namespace
 
-void conv2d_forward(float* y, const float* x, const float* w, const float* bias, const Conv2dDesc& d) {
-  const int64_t outputs = d.batch * d.out_channels * d.out_h * d.out_w;
+void conv2d_forward(float* y, const float* x_values, const float* w_values, const float* bias, const Conv2dDesc& d) {
+  const Operand x(x_values, input_values(d), d.bf16);
+  const Operand w(w_values, weight_values(d), d.bf16);
+  const int64_t outputs = output_values(d);
   std::vector<double> acc(outputs);
   for_each_tap(d, [&](int64_t n, int64_t oc, int64_t oh, int64_t ow, int64_t c, int64_t r, int64_t s, int64_t xi) {
     acc[y_index(d, n, oc, oh, ow)] += static_cast<double>(x[xi]) * w[w_index(d, oc, c, r, s)];
@@ -48,8 +58,10 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
   for (int64_t i = 0; i < outputs; ++i) y[i] = static_cast<float>(acc[i] + (bias ? bias[(i / plane) % d.out_channels] : 0.0));
 }
 
-void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv2dDesc& d) {
-  const int64_t inputs = d.batch * d.in_channels * d.in_h * d.in_w;
+void conv2d_backward_data(float* dx, const float* dy_values, const float* w_values, const Conv2dDesc& d) {
+  const Operand dy(dy_values, output_values(d), d.bf16);
+  const Operand w(w_values, weight_values(d), d.bf16);
+  const int64_t inputs = input_values(d);
   std::vector<double> acc(inputs);
   for_each_tap(d, [&](int64_t n, int64_t oc, int64_t oh, int64_t ow, int64_t c, int64_t r, int64_t s, int64_t xi) {
     acc[xi] += static_cast<double>(dy[y_index(d, n, oc, oh, ow)]) * w[w_index(d, oc, c, r, s)];
@@ -57,8 +69,10 @@ void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv
   for (int64_t i = 0; i < inputs; ++i) dx[i] = static_cast<float>(acc[i]);
 }
 
-void conv2d_backward_weight(float* dw, const float* dy, const float* x, const Conv2dDesc& d) {
-  const int64_t weights = d.out_channels * (d.in_channels / d.groups) * d.kernel_h * d.kernel_w;
+void conv2d_backward_weight(float* dw, const float* dy_values, const float* x_values, const Conv2dDesc& d) {
+  const Operand dy(dy_values, output_values(d), d.bf16);
+  const Operand x(x_values, input_values(d), d.bf16);
+  const int64_t weights = weight_values(d);
   std::vector<double> acc(weights);
   for_each_tap(d, [&](int64_t n, int64_t oc, int64_t oh, int64_t ow, int64_t c, int64_t r, int64_t s, int64_t xi) {
     acc[w_index(d, oc, c, r, s)] += static_cast<double>(dy[y_index(d, n, oc, oh, ow)]) * x[xi];
@@ -66,7 +80,8 @@ void conv2d_backward_weight(float* dw, const float* dy, const float* x, const Co
   for (int64_t i = 0; i < weights; ++i) dw[i] = static_cast<float>(acc[i]);
 }
 
-void conv2d_backward_bias(float* db, const float* dy, const Conv2dDesc& d) {
+void conv2d_backward_bias(float* db, const float* dy_values, const Conv2dDesc& d) {
+  const Operand dy(dy_values, output_values(d), d.bf16);
   const int64_t plane = d.out_h * d.out_w;
   for (int64_t oc = 0; oc < d.out_channels; ++oc) {
     double sum = 0.0;

@@ -1,9 +1,14 @@
 // Reference sgemm: the textbook triple loop, accumulating in double. The oracle for tests.
 #include "kernels/gemm.h"
 
+#include "ref/operand.h"
+
 namespace pcn::reference {
 
-void sgemm(float* c, const float* a, const float* b, const GemmDesc& d) {
+void sgemm(float* c, const float* a_values, const float* b_values, const GemmDesc& d) {
+  const auto span = [](int64_t rows, int64_t cols, int64_t ld) { return rows && cols ? (rows - 1) * ld + cols : 0; };
+  const Operand a(a_values, d.trans_a ? span(d.k, d.m, d.lda) : span(d.m, d.k, d.lda), d.bf16);
+  const Operand b(b_values, d.trans_b ? span(d.n, d.k, d.ldb) : span(d.k, d.n, d.ldb), d.bf16);
   for (int64_t i = 0; i < d.m; ++i)
     for (int64_t j = 0; j < d.n; ++j) {
       double sum = 0.0;

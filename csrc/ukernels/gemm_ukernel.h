@@ -43,7 +43,7 @@ typedef uint32_t uint_alias __attribute__((may_alias));
 
 template <class Bits>
 static inline Bits bf16_upper_half(Bits bits) {
-  return (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
+  return bf16_rounded_bits(bits) >> 16;
 }
 
 static inline void pack_bf16_pairs(float* panel, int64_t kc, int64_t width) {

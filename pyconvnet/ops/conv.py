@@ -1,9 +1,10 @@
 """Convolution and fully connected layers: conv2d, conv_transpose2d, linear, and zero padding (pad).
 
-Inside a CPU ``autocast`` region (pyconvnet.amp) the three layers compute in bfloat16: forward
-rounds the input and weight, backward the incoming gradient and the saved (rounded) operands; the
-products are summed in float32. Bias, outputs and gradients stay float32 (torch rounds the bias and
-the output too); the bias gradient sums the rounded incoming gradient, as torch's does."""
+Inside a CPU ``autocast`` region (pyconvnet.amp) the three layers compute in bfloat16: their kernels
+(``bf16=True``) read the input, the weight and the incoming gradient rounded to bfloat16 and sum the
+products in float32, rounding as they pack (no rounded copies are made or saved). Bias, outputs and
+gradients stay float32 (torch rounds the bias and the output too); the bias gradient sums the rounded
+incoming gradient, as torch's does."""
 
 import math
 
@@ -16,26 +17,18 @@ from ._args import check_output_fits, int64, pair
 __all__ = ["conv2d", "conv_transpose2d", "linear", "pad"]
 
 
-def _operands(ctx, input, weight):
-    """The layer's (input, weight), rounded to bfloat16 inside a CPU autocast region. Recorded on ctx
-    for backward: ``ctx.bf16``, and ``ctx.precision``, the kernels' keyword arguments (bf16=True
-    lets the avx512bf16 kernels multiply bfloat16 panels; the GPU kernels never get it)."""
+def _record_precision(ctx, input):
+    """Records on ctx whether the layer computes in bfloat16 (inside a CPU autocast region):
+    ``ctx.bf16``, and ``ctx.precision``, the kernels' keyword arguments for every pass (the GPU
+    kernels never get bf16)."""
     ctx.bf16 = amp.bf16_active(input)
     ctx.precision = {"bf16": True} if ctx.bf16 else {}
-    if ctx.bf16:
-        return amp.round_bf16(input), amp.round_bf16(weight)
-    return input, weight
-
-
-def _grad_operand(ctx, grad_output):
-    """The incoming gradient as the layer's backward products use it."""
-    return amp.round_bf16(grad_output) if ctx.bf16 else grad_output
 
 
 class Conv2dFunction(Function):
     @staticmethod
     def forward(ctx, input, weight, bias, stride, padding, dilation, groups):
-        input, weight = _operands(ctx, input, weight)
+        _record_precision(ctx, input)
         ctx.save_for_backward(input, weight)
         ctx.geometry = (stride, padding, dilation, groups)
         return plans.conv2d("forward", input, weight, bias, stride, padding, dilation, groups, **ctx.precision)
@@ -46,13 +39,14 @@ class Conv2dFunction(Function):
         geometry = ctx.geometry
         needs_input, needs_weight, needs_bias = ctx.needs_input_grad[:3]
         grad_input = grad_weight = grad_bias = None
-        grad = _grad_operand(ctx, grad_output)
         if needs_input:
-            grad_input = plans.conv2d("backward_data", grad, weight, list(input.shape), *geometry, **ctx.precision)
+            grad_input = plans.conv2d("backward_data", grad_output, weight, list(input.shape), *geometry,
+                                      **ctx.precision)
         if needs_weight:
-            grad_weight = plans.conv2d("backward_weight", grad, input, list(weight.shape), *geometry, **ctx.precision)
+            grad_weight = plans.conv2d("backward_weight", grad_output, input, list(weight.shape), *geometry,
+                                       **ctx.precision)
         if needs_bias:
-            grad_bias = kernels.conv2d_backward_bias(grad)
+            grad_bias = kernels.conv2d_backward_bias(grad_output, **ctx.precision)
         return grad_input, grad_weight, grad_bias
 
 
@@ -105,7 +99,7 @@ class ConvTranspose2dFunction(Function):
 
     @staticmethod
     def forward(ctx, input, weight, bias, output_shape, stride, padding, dilation, groups):
-        input, weight = _operands(ctx, input, weight)
+        _record_precision(ctx, input)
         ctx.save_for_backward(input, weight)
         ctx.geometry = (stride, padding, dilation, groups)
         output = plans.conv2d("backward_data", input, weight, list(output_shape), *ctx.geometry, **ctx.precision)
@@ -118,13 +112,13 @@ class ConvTranspose2dFunction(Function):
         input, weight = ctx.saved_tensors
         needs_input, needs_weight, needs_bias = ctx.needs_input_grad[:3]
         grad_input = grad_weight = grad_bias = None
-        grad = _grad_operand(ctx, grad_output)
         if needs_input:
-            grad_input = plans.conv2d("forward", grad, weight, None, *ctx.geometry, **ctx.precision)
+            grad_input = plans.conv2d("forward", grad_output, weight, None, *ctx.geometry, **ctx.precision)
         if needs_weight:
-            grad_weight = plans.conv2d("backward_weight", input, grad, list(weight.shape), *ctx.geometry, **ctx.precision)
+            grad_weight = plans.conv2d("backward_weight", input, grad_output, list(weight.shape), *ctx.geometry,
+                                       **ctx.precision)
         if needs_bias:
-            grad_bias = kernels.conv2d_backward_bias(grad)
+            grad_bias = kernels.conv2d_backward_bias(grad_output, **ctx.precision)
         return grad_input, grad_weight, grad_bias, None, None, None, None, None
 
 
@@ -175,7 +169,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
 class LinearFunction(Function):
     @staticmethod
     def forward(ctx, input, weight, bias):
-        input, weight = _operands(ctx, input, weight)
+        _record_precision(ctx, input)
         rows = input.reshape(math.prod(input.shape[:-1]), input.shape[-1])  # -1 is ambiguous for 0 features
         ctx.save_for_backward(rows, weight)
         ctx.input_shape = input.shape
@@ -192,13 +186,13 @@ class LinearFunction(Function):
         rows, weight = ctx.saved_tensors
         grad_rows = _array.ascontiguous(grad_output, np.float32).reshape(rows.shape[0], weight.shape[0])
         grad_input = grad_weight = grad_bias = None
-        grad = _grad_operand(ctx, grad_rows)
         if ctx.needs_input_grad[0]:
-            grad_input = plans.sgemm(grad, weight, **ctx.precision).reshape(ctx.input_shape)
+            grad_input = plans.sgemm(grad_rows, weight, **ctx.precision).reshape(ctx.input_shape)
         if ctx.needs_input_grad[1]:
-            grad_weight = plans.sgemm(grad, rows, trans_a=True, **ctx.precision)
+            grad_weight = plans.sgemm(grad_rows, rows, trans_a=True, **ctx.precision)
         if ctx.needs_input_grad[2]:
-            grad_bias = grad.sum(axis=0, dtype=np.float64).astype(np.float32)
+            rounded = amp.round_bf16(grad_rows) if ctx.bf16 else grad_rows  # as the products read it
+            grad_bias = rounded.sum(axis=0, dtype=np.float64).astype(np.float32)
         return grad_input, grad_weight, grad_bias
 
 
