@@ -350,3 +350,21 @@ def test_kernels_read_bf16_operands_rounded(isa, case):
     np.testing.assert_allclose(_C.sgemm(np.ascontiguousarray(a.T), np.ascontiguousarray(b.T), trans_a=True,
                                         trans_b=True, bf16=True), rounded_gemm, rtol=1e-5, atol=1e-4)
     assert np.abs(_C.sgemm(a, b) - rounded_gemm).max() > 1e-2  # the operands do need rounding
+
+def test_bf16_operand_rounding_keeps_every_nan(isa):
+    """A NaN whose rounding carry would wrap (all bits set) or reach the exponent (a signalling NaN)
+    stays NaN in the products, on every path (Winograd may spread it further, as in float32)."""
+    from pyconvnet import _C
+
+    nan = np.array([0xFFFFFFFF, 0x7F800001], dtype=np.uint32).view(np.float32)
+    a, b = np.ones((5, 40), np.float32), np.ones((40, 20), np.float32)
+    a[0, 3], a[1, 7] = nan
+    c = _C.sgemm(a, b, bf16=True)
+    assert np.isnan(c[:2]).all() and np.isfinite(c[2:]).all()
+    x, w = np.ones((1, 32, 6, 6), np.float32), np.ones((32, 32, 3, 3), np.float32)
+    x[0, 5, 2, 2], x[0, 9, 4, 4] = nan
+    geometry = ((1, 1), (1, 1), (1, 1), 1)
+    names, _ = _C.conv2d_algorithms("forward", x.shape, w.shape, *geometry, bf16=True)
+    for algorithm in ["auto", *names]:
+        y = _C.conv2d_forward(x, w, None, *geometry, algorithm=algorithm, bf16=True)
+        assert np.isnan(y[0, :, 1:4, 1:4]).all() and np.isnan(y[0, :, 3:6, 3:6]).all(), algorithm
