@@ -24,6 +24,13 @@ TILE_CASES = [
     ((2, 16, 9, 9), (32, 16, 3, 3), 2, 1, 1),
     ((2, 8, 10, 10), (8, 8, 3, 3), 1, 2, 2),
     ((2, 4, 9, 9), (6, 4, 2, 3), 2, 3, 1),
+    # Stride 1, channels a multiple of 32, at most a fifth of the padded images dropped: positions
+    # over the padded images, A tiles read straight from the channels-last copy (Note [grid
+    # positions]); backward-data's channels are the out channels (64 in the fourth).
+    ((3, 32, 20, 20), (40, 32, 3, 3), 1, 1, 1),
+    ((2, 64, 9, 9), (20, 64, 1, 1), 1, 0, 1),
+    ((2, 32, 40, 40), (16, 32, 3, 3), 1, 2, 2),
+    ((2, 24, 20, 20), (64, 24, 3, 3), 1, 1, 1),
 ]
 BACKWARD_DATA_CASES = [case for case in TILE_CASES
                        if case[2] == 1 and case[4] == 1 and case[3] <= min(case[1][2:]) - 1]
@@ -103,6 +110,10 @@ def test_tile_convolution_in_chunks_of_k_and_groups_of_blocks(amx):
     _assert_same_sums(_C.conv2d_forward(x, w, None, *geometry, algorithm="tiles", isa=amx, bf16=True), reference)
     # Dilated taps split by a chunk's edge (256 values: 5 taps and a third of 48 channels).
     x, w, geometry = _operands(((2, 48, 9, 9), (1024, 48, 3, 3), 1, 2, 2), 12)
+    reference = _C.conv2d_forward(x, w, None, *geometry, isa="avx512")
+    _assert_same_sums(_C.conv2d_forward(x, w, None, *geometry, algorithm="tiles", isa=amx, bf16=True), reference)
+    # Grid positions (Note [grid positions]) in five chunks of k.
+    x, w, geometry = _operands(((1, 256, 20, 20), (512, 256, 3, 3), 1, 1, 1), 18)
     reference = _C.conv2d_forward(x, w, None, *geometry, isa="avx512")
     _assert_same_sums(_C.conv2d_forward(x, w, None, *geometry, algorithm="tiles", isa=amx, bf16=True), reference)
     case = ((2, 240, 6, 6), (256, 240, 3, 3), 1, 1, 1)

@@ -10,8 +10,11 @@ PCN_ISA_BEGIN
 
 bool tiles_possible(ConvPass pass, const Conv2dDesc& d) {
   if (!kGemmAmx || !d.bf16 || d.groups != 1) return false;
-  // The channels-last copy is gathered 16 channels at a time with 32-bit offsets.
-  if (16 * d.in_h * d.in_w >= (int64_t(1) << 29) || 16 * d.out_h * d.out_w >= (int64_t(1) << 29)) return false;
+  // The channels-last copy and the weight tiles are gathered 16 values at a time with 32-bit offsets.
+  const int64_t weights = d.in_channels * d.kernel_h * d.kernel_w;
+  if (16 * d.in_h * d.in_w >= (int64_t(1) << 29) || 16 * d.out_h * d.out_w >= (int64_t(1) << 29) ||
+      16 * weights >= (int64_t(1) << 29))
+    return false;
   switch (pass) {
     case ConvPass::forward: return true;
     case ConvPass::backward_data:
@@ -52,12 +55,6 @@ static inline __m512i lane_multiples(int64_t step) {
                             _mm512_set1_epi32(static_cast<int>(step)));
 }
 
-static inline uint32_t bf16_bits(float value) {
-  uint32_t bits;
-  std::memcpy(&bits, &value, sizeof bits);
-  return bf16_upper_half(bits);
-}
-
 // Rows [begin, end) of the zero-bordered channels-last copy: row (n, padded row) holds padded_w
 // pixels of `channels` bfloat16 values, rounded to nearest even as pack_bf16_pairs rounds.
 void layout_rows(uint16_t* xp, const float* x, const Conv2dDesc& d, const TileGeometry& g, int64_t begin,
@@ -92,18 +89,25 @@ void layout_rows(uint16_t* xp, const float* x, const Conv2dDesc& d, const TileGe
 // and channels swapped) w[c][co][taps - 1 - tap]; zeros past k and out_channels.
 void pack_weight_tiles(uint32_t* bp, const float* w, bool flipped, const Conv2dDesc& d, const TileGeometry& g,
                        int64_t t_begin, int64_t t_end) {
-  std::memset(bp + t_begin * g.k_steps * kBTileWords, 0, sizeof(uint32_t) * (t_end - t_begin) * g.k_steps * kBTileWords);
-  uint16_t* halves = reinterpret_cast<uint16_t*>(bp);
-  const int64_t co_end = min64(d.out_channels, t_end * kTile);
-  for (int64_t co = t_begin * kTile; co < co_end; ++co) {
-    uint16_t* column = halves + 2 * (co / kTile * g.k_steps * kBTileWords + co % kTile);
-    for (int64_t tap = 0; tap < g.taps; ++tap)
-      for (int64_t c = 0; c < g.channels; ++c) {
-        const int64_t k = tap * g.channels + c;  // word k / 2 of the column: row k / 2 of the stacked tiles
-        const float value = flipped ? w[(c * d.out_channels + co) * g.taps + g.taps - 1 - tap]
-                                    : w[(co * g.channels + c) * g.taps + tap];
-        column[2 * (k / 2 * kTile) + (k & 1)] = static_cast<uint16_t>(bf16_bits(value));
-      }
+  // Lane j reads out channel 16t + j: a gather of one k for the tile's 16 out channels.
+  const int64_t lane_step = flipped ? g.taps : g.channels * g.taps;
+  const __m512i lanes = lane_multiples(lane_step);
+  const auto column_values = [&](int64_t k, int64_t co0, __mmask16 mask) -> __m512i {
+    if (k >= g.k) return _mm512_setzero_si512();
+    const int64_t tap = k / g.channels, c = k % g.channels;
+    const float* base = flipped ? w + (c * d.out_channels + co0) * g.taps + g.taps - 1 - tap
+                                : w + (co0 * g.channels + c) * g.taps + tap;
+    const __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mask, lanes, base, 4);
+    return _mm512_cvtepu16_epi32(reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(v)));
+  };
+  for (int64_t t = t_begin; t < t_end; ++t) {
+    const int64_t co0 = t * kTile;
+    const __mmask16 mask = static_cast<__mmask16>((1u << min64(kTile, d.out_channels - co0)) - 1);
+    uint32_t* tiles = bp + t * g.k_steps * kBTileWords;
+    for (int64_t pair = 0; pair < g.k_padded / 2; ++pair) {  // row pair % 16 of tile pair / 16
+      const __m512i even = column_values(2 * pair, co0, mask), odd = column_values(2 * pair + 1, co0, mask);
+      _mm512_storeu_si512(tiles + pair * kTile, _mm512_or_si512(even, _mm512_slli_epi32(odd, 16)));
+    }
   }
 }
 
@@ -149,45 +153,116 @@ void build_patches(uint16_t* a, const uint16_t* xp, const Conv2dDesc& d, const T
   }
 }
 
+// Where 16 consecutive positions of a block land in the NCHW output: runs of lanes whose output
+// pixels are consecutive within one image, at `offset` from channel 0 of image 0. Positions are
+// flat over the images' output planes, or (`grid`, Note [grid positions]) over the padded
+// images, where positions outside the output are dropped.
+struct LaneRun {
+  int lane, count;
+  int64_t offset;
+};
+
+int lane_runs(LaneRun* runs, int64_t f, bool grid, const Conv2dDesc& d, const TileGeometry& g) {
+  int count = 0;
+  int64_t previous = -2;
+  for (int lane = 0; lane < kTile; ++lane) {
+    const int64_t q = f + lane;
+    int64_t n, p;
+    if (grid) {
+      const int64_t padded_plane = g.padded_h * g.padded_w, rest = q % padded_plane;
+      const int64_t row = rest / g.padded_w, column = rest % g.padded_w;
+      n = q / padded_plane;
+      if (n >= d.batch) break;
+      if (row >= d.out_h || column >= d.out_w) continue;
+      p = row * d.out_w + column;
+    } else {
+      if (q >= g.positions) break;
+      n = q / g.plane, p = q % g.plane;
+    }
+    const int64_t offset = n * d.out_channels * g.plane + p;
+    if (offset == previous + 1 && runs[count - 1].lane + runs[count - 1].count == lane) {
+      ++runs[count - 1].count;
+    } else {
+      runs[count++] = {lane, 1, offset};
+    }
+    previous = offset;
+  }
+  return count;
+}
+
+// r[i] (row i of a 16 x 16 block) becomes column i.
+static inline void transpose16x16(__m512 (&r)[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  // Rows 4i..4i+3 of column 4L + m now lie in 128-bit lane L of r[4i + m].
+  for (int i = 0; i < 16; i += 4)
+    for (int h = 0; h < 2; ++h) {
+      const __m512d a = _mm512_castps_pd(t[i + h]), b = _mm512_castps_pd(t[i + h + 2]);
+      r[i + 2 * h] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
+      r[i + 2 * h + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
+    }
+  for (int m = 0; m < 4; ++m) {
+    const __m512 even0 = _mm512_shuffle_f32x4(r[m], r[4 + m], 0x88), odd0 = _mm512_shuffle_f32x4(r[m], r[4 + m], 0xDD);
+    const __m512 even1 = _mm512_shuffle_f32x4(r[8 + m], r[12 + m], 0x88);
+    const __m512 odd1 = _mm512_shuffle_f32x4(r[8 + m], r[12 + m], 0xDD);
+    t[m] = _mm512_shuffle_f32x4(even0, even1, 0x88);
+    t[4 + m] = _mm512_shuffle_f32x4(odd0, odd1, 0x88);
+    t[8 + m] = _mm512_shuffle_f32x4(even0, even1, 0xDD);
+    t[12 + m] = _mm512_shuffle_f32x4(odd0, odd1, 0xDD);
+  }
+  for (int i = 0; i < 16; ++i) r[i] = t[i];
+}
+
 // stage (32 positions x 32 out channels, from out channel co0; `columns` of them exist) plus the
-// bias into the NCHW output.
+// bias into the NCHW output, 16 x 16 at a time transposed in registers.
 void store_transposed(float* y, const float* stage, const float* bias, const Conv2dDesc& d, const TileGeometry& g,
-                      int64_t f0, int64_t co0, int64_t columns) {
-  const __m512i rows = lane_multiples(kBlock);
+                      int64_t f0, bool grid, int64_t co0, int64_t columns) {
   for (int64_t half = 0; half < kBlock; half += kTile) {
-    const int64_t f = f0 + half, count = min64(kTile, g.positions - f);
-    if (count <= 0) return;
-    const int64_t n = f / g.plane, p = f % g.plane;
-    const bool one_image = p + count <= g.plane;
-    const __mmask16 mask = static_cast<__mmask16>((1u << count) - 1);
-    for (int64_t j = 0; j < columns; ++j) {
-      const int64_t co = co0 + j;
-      __m512 v = _mm512_i32gather_ps(rows, stage + half * kBlock + j, 4);
-      if (bias) v = _mm512_add_ps(v, _mm512_set1_ps(bias[co]));
-      if (one_image) {
-        _mm512_mask_storeu_ps(y + (n * d.out_channels + co) * g.plane + p, mask, v);
-        continue;
-      }
-      alignas(64) float lanes[kTile];
-      _mm512_store_ps(lanes, v);
-      for (int64_t i = 0; i < count; ++i) {
-        const int64_t fi = f + i;
-        y[(fi / g.plane * d.out_channels + co) * g.plane + fi % g.plane] = lanes[i];
+    LaneRun runs[kTile];
+    const int count = lane_runs(runs, f0 + half, grid, d, g);
+    if (count == 0) continue;
+    for (int64_t j0 = 0; j0 < columns; j0 += kTile) {
+      __m512 v[kTile];
+      for (int64_t i = 0; i < kTile; ++i) v[i] = _mm512_load_ps(stage + (half + i) * kBlock + j0);
+      transpose16x16(v);
+      for (int64_t j = j0; j < min64(columns, j0 + kTile); ++j) {
+        const int64_t co = co0 + j;
+        const __m512 out = bias ? _mm512_add_ps(v[j - j0], _mm512_set1_ps(bias[co])) : v[j - j0];
+        float* channel = y + co * g.plane;
+        for (int r = 0; r < count; ++r) {
+          const __mmask16 mask = static_cast<__mmask16>((1u << runs[r].count) - 1);
+          const __m512 lanes =
+              runs[r].lane == 0 ? out : _mm512_maskz_compress_ps(static_cast<__mmask16>(mask << runs[r].lane), out);
+          _mm512_mask_storeu_ps(channel + runs[r].offset, mask, lanes);
+        }
       }
     }
   }
 }
 
-// Steps [s_begin, s_end) of k (patches a, rows `width` values from step s_begin) of one block of
-// 32 positions against every out channel, two C tiles' columns at a time. The first chunk of k
-// starts from zero, the others from the block's float32 sums in acc (32 x 32 per pair of out
-// tiles); the last stores to the output, the others to acc.
-void multiply_block(float* y, const uint16_t* a, int64_t width, const uint32_t* bp, const float* bias,
-                    const Conv2dDesc& d, const TileGeometry& g, int64_t f0, int64_t s_begin, int64_t s_end, float* acc,
+// The A tiles of one block: step s of k (a step of the chunk from s_begin) starts at
+// a + steps[s - s_begin], the second tile's rows `second` values after the first's, rows a_stride
+// bytes apart.
+struct BlockRows {
+  const uint16_t* a;
+  const int64_t* steps;
+  int64_t second, a_stride;
+};
+
+// Steps [s_begin, s_end) of k of one block of 32 positions against every out channel, two C
+// tiles' columns at a time. The first chunk of k starts from zero, the others from the block's
+// float32 sums in acc (32 x 32 per pair of out tiles); the last stores to the output, the others
+// to acc.
+void multiply_block(float* y, const BlockRows& rows, const uint32_t* bp, const float* bias, const Conv2dDesc& d,
+                    const TileGeometry& g, int64_t f0, bool grid, int64_t s_begin, int64_t s_end, float* acc,
                     bool first, bool last) {
   alignas(64) float stage[kBlock * kBlock];
-  const int64_t a_stride = width * sizeof(uint16_t), c_stride = kBlock * sizeof(float);
-  const uint16_t* a1 = a + kTile * width;
+  const int64_t c_stride = kBlock * sizeof(float);
+  const uint16_t* a = rows.a;
+  const uint16_t* a1 = a + rows.second;
   for (int64_t t0 = 0; t0 < g.out_tiles; t0 += 2) {
     const int64_t t1 = min64(t0 + 1, g.out_tiles - 1);  // an odd last tile is multiplied twice
     const uint32_t* b0 = bp + t0 * g.k_steps * kBTileWords;
@@ -205,8 +280,9 @@ void multiply_block(float* y, const uint16_t* a, int64_t width, const uint32_t* 
       _tile_loadd(3, sums + kTile * kBlock + kTile, c_stride);
     }
     for (int64_t s = s_begin; s < s_end; ++s) {
-      _tile_loadd(4, a + (s - s_begin) * kStep, a_stride);
-      _tile_loadd(5, a1 + (s - s_begin) * kStep, a_stride);
+      const int64_t step = rows.steps[s - s_begin];
+      _tile_loadd(4, a + step, rows.a_stride);
+      _tile_loadd(5, a1 + step, rows.a_stride);
       _tile_loadd(6, b0 + s * kBTileWords, 64);
       _tile_loadd(7, b1 + s * kBTileWords, 64);
       _tile_dpbf16ps(0, 4, 6);
@@ -221,7 +297,7 @@ void multiply_block(float* y, const uint16_t* a, int64_t width, const uint32_t* 
     _tile_stored(3, out + kTile * kBlock + kTile, c_stride);
     if (!last) continue;
     amx_memory_barrier();
-    store_transposed(y, stage, bias, d, g, f0, t0 * kTile, min64(kBlock, d.out_channels - t0 * kTile));
+    store_transposed(y, stage, bias, d, g, f0, grid, t0 * kTile, min64(kBlock, d.out_channels - t0 * kTile));
   }
 }
 
@@ -358,12 +434,26 @@ void reduce_span(float* table, const uint16_t* a, const uint32_t* b, int64_t spa
   if constexpr (kTwoRows && kTwoCols) _tile_stored(3, c10 + kTile, c_stride);
 }
 
+// Note [grid positions]
+// At stride 1, number the positions over the zero-bordered images instead of the output planes:
+// grid position q = (n * padded_h + row) * padded_w + column reads tap (r, s) at pixel
+// q + r * dilation_h * padded_w + s * dilation_w of the channels-last copy. A tile of 16
+// consecutive grid positions then loads straight from that image, one pixel's channels a row,
+// with no patches copied; the grid positions whose window leaves the image (the last rows and
+// columns of each padded image) are computed and dropped. That pays while few are dropped and a
+// step of k is 32 channels of one tap (channels a multiple of 32).
+bool grid_applies(const Conv2dDesc& d, const TileGeometry& g) {
+  if (d.stride_h != 1 || d.stride_w != 1 || g.channels % kStep != 0) return false;
+  return 4 * g.padded_h * g.padded_w <= 5 * g.plane;  // at most a fifth dropped
+}
+
 // y = the convolution of x with w, or with the flipped weights of the convolution whose
 // backward-data this is (pack_weight_tiles).
 void tile_convolution(float* y, const float* x, const float* w, bool flipped, const float* bias, const Conv2dDesc& d) {
   if (d.batch == 0) return;
   const TileGeometry g(d);
   const int threads = num_threads();
+  const bool grid = grid_applies(d, g);
   // Chunks of k whose B tiles, for every out channel, take at most 512 KiB, so that they stay in
   // L2 while the blocks stream past (VGG's 512-channel layers have 4.5 MiB of them), and the
   // block's patches for the chunk (32 rows) stay in L1 with them.
@@ -374,10 +464,25 @@ void tile_convolution(float* y, const float* x, const float* w, bool flipped, co
   // Blocks taken through all the chunks together: their sums between chunks take at most 1 MiB.
   const int64_t group = chunks == 1 ? 1 : max64(1, (int64_t(1) << 18) / (out_pairs * kBlock * kBlock));
   const int64_t acc_floats = chunks == 1 ? 0 : group * out_pairs * kBlock * kBlock;
-  uint16_t* xp = reinterpret_cast<uint16_t*>(thread_scratch(Scratch::columns, (g.image_values + 1) / 2));
+  // The last grid block reads up to a block of pixels past the images.
+  const int64_t slack = grid ? kBlock * g.channels : 0;
+  const int64_t blocks = grid ? ((d.batch - 1) * g.padded_h * g.padded_w + (d.out_h - 1) * g.padded_w + d.out_w +
+                                 kBlock - 1) / kBlock
+                              : g.blocks;
+  uint16_t* xp = reinterpret_cast<uint16_t*>(thread_scratch(Scratch::columns, (g.image_values + slack + 1) / 2));
   uint32_t* bp = reinterpret_cast<uint32_t*>(thread_scratch(Scratch::pack_b, g.out_tiles * g.k_steps * kBTileWords));
-  uint16_t* patches = reinterpret_cast<uint16_t*>(thread_scratch(Scratch::pack_a, threads * kBlock * width / 2));
+  uint16_t* patches =
+      grid ? nullptr : reinterpret_cast<uint16_t*>(thread_scratch(Scratch::pack_a, threads * kBlock * width / 2));
   float* sums = thread_scratch(Scratch::partial, threads * acc_floats);
+  // Where each step of k starts: in the image for grid positions (tap and channel offset), else in
+  // the chunk's patch rows.
+  int64_t* steps = thread_scratch_i64(Scratch::indices, grid ? g.k_steps : width / kStep);
+  for (int64_t s = 0; s < (grid ? g.k_steps : width / kStep); ++s) {
+    const int64_t tap = s * kStep / g.channels, r = tap / d.kernel_w, c = tap % d.kernel_w;
+    steps[s] = grid ? (r * d.dilation_h * g.padded_w + c * d.dilation_w) * g.channels + s * kStep % g.channels
+                    : s * kStep;
+  }
+  std::memset(xp + g.image_values, 0, sizeof(uint16_t) * slack);
 #pragma omp parallel num_threads(threads)
   {
     int64_t begin, end;
@@ -388,18 +493,26 @@ void tile_convolution(float* y, const float* x, const float* w, bool flipped, co
     team_barrier(true);
     amx_memory_barrier();
     configure_tiles();
-    uint16_t* a = patches + omp_get_thread_num() * kBlock * width;
+    uint16_t* a = grid ? nullptr : patches + omp_get_thread_num() * kBlock * width;
     float* acc = sums + omp_get_thread_num() * acc_floats;
-    team_range(g.blocks, true, &begin, &end);
+    team_range(blocks, true, &begin, &end);
     for (int64_t first = begin; first < end; first += group) {
       const int64_t count = min64(group, end - first);
       for (int64_t chunk = 0; chunk < chunks; ++chunk) {
         const int64_t k_begin = chunk * chunk_values, k_end = min64(g.k_padded, k_begin + chunk_values);
         const int64_t s_begin = k_begin / kStep, s_end = k_end / kStep;
         for (int64_t block = first; block < first + count; ++block) {
-          build_patches(a, xp, d, g, block * kBlock, k_begin, k_end, k_end - k_begin);
-          amx_memory_barrier();
-          multiply_block(y, a, (s_end - s_begin) * kStep, bp, bias, d, g, block * kBlock, s_begin, s_end,
+          BlockRows rows;
+          if (grid) {
+            rows = {xp + block * kBlock * g.channels, steps + s_begin, kTile * g.channels,
+                    static_cast<int64_t>(g.channels * sizeof(uint16_t))};
+          } else {
+            build_patches(a, xp, d, g, block * kBlock, k_begin, k_end, k_end - k_begin);
+            amx_memory_barrier();
+            const int64_t row_values = k_end - k_begin;
+            rows = {a, steps, kTile * row_values, static_cast<int64_t>(row_values * sizeof(uint16_t))};
+          }
+          multiply_block(y, rows, bp, bias, d, g, block * kBlock, grid, s_begin, s_end,
                          acc + (block - first) * out_pairs * kBlock * kBlock, chunk == 0, chunk == chunks - 1);
         }
       }

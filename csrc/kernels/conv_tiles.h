@@ -5,10 +5,12 @@
 // the input channels, so that a position's patch is, tap by tap, the channel vector of one pixel.
 // The input is first copied once to a zero-bordered channels-last bfloat16 image; a block of 32
 // positions' patches is then one copy per kernel row (the kernel_w pixels a row of taps reads are
-// consecutive in that image) and feeds two 16-row A tiles straight from memory. The weights are
-// rounded and laid out as B tiles (16 pairs along k by 16 out channels) once per call. Each block
-// multiplies into four C tiles (32 positions x 32 out channels), which are transposed into the
-// NCHW output. Where the B tiles of all the out channels pass 512 KiB (VGG's 512-channel layers:
+// consecutive in that image) and feeds two 16-row A tiles straight from memory. At stride 1 with
+// channels a multiple of 32 and little border, the A tiles load from the image itself, with no
+// patches copied (Note [grid positions] in conv_tiles.cpp). The weights are rounded and laid out
+// as B tiles (16 pairs along k by 16 out channels) once per call. Each block multiplies into four
+// C tiles (32 positions x 32 out channels), which are transposed in registers into the NCHW
+// output. Where the B tiles of all the out channels pass 512 KiB (VGG's 512-channel layers:
 // 4.5 MiB), k goes in chunks whose B tiles stay in L2, the sums carried in float32 between them. Backward-data at stride 1 is the same computation on dy with the flipped,
 // transposed weights. The weight gradient reduces over the positions, tap by tap: A tiles are
 // rows of dy (out channels x 32 positions), B tiles the tap's pixel vectors of the channels-last
