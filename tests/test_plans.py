@@ -53,9 +53,22 @@ def test_winograd_is_a_candidate_where_the_heuristic_declines_it():
     """On a 2x2 map the tiles waste most outputs, so the heuristic takes the window path; Winograd
     can still compute it, and measured selection may time it."""
     names, heuristic = _C.conv2d_algorithms("forward", (2, 32, 2, 2), (32, 32, 3, 3), (1, 1), (1, 1), (1, 1), 1)
-    assert heuristic == "window" and set(names) == {"gemm", "window", "winograd"}
+    assert heuristic == "window" and set(names) == {"gemm", "window", "winograd", "direct"}
     names, heuristic = _C.conv2d_algorithms("forward", (2, 8, 5, 5), (12, 8, 1, 1), (1, 1), (0, 0), (1, 1), 1)
     assert heuristic == "pointwise" and set(names) == {"gemm", "pointwise"}
+
+
+def test_direct_is_a_candidate_where_the_window_path_would_pack():
+    """More than 16 out channels: the window path packs a GEMM (forward) or forms the weight
+    gradient as one (small maps); `direct` offers its register tiles and dot products instead.
+    With 16 or fewer it would run the same kernels as `window`, so it is not offered."""
+    geometry = ((2, 2), (1, 1), (1, 1), 1)
+    candidates = {pass_: _C.conv2d_algorithms(pass_, (4, 16, 16, 16), (32, 16, 3, 3), *geometry)[0]
+                  for pass_ in plans.PASSES}
+    assert "direct" in candidates["forward"] and "direct" in candidates["backward_weight"]
+    assert "direct" not in candidates["backward_data"]  # stride 2: no window path
+    for pass_ in plans.PASSES:
+        assert "direct" not in _C.conv2d_algorithms(pass_, (4, 16, 16, 16), (16, 16, 3, 3), *geometry)[0]
 
 
 def test_a_forced_algorithm_that_cannot_compute_the_pass_is_a_value_error():

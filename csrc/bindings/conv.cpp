@@ -8,7 +8,7 @@
 namespace pcn::bind {
 namespace {
 
-constexpr const char* kAlgorithmNames[] = {"auto", "gemm", "pointwise", "window", "winograd", "tiles"};
+constexpr const char* kAlgorithmNames[] = {"auto", "gemm", "pointwise", "window", "winograd", "tiles", "direct"};
 constexpr int kAlgorithmCount = sizeof(kAlgorithmNames) / sizeof(kAlgorithmNames[0]);
 constexpr const char* kPassNames[] = {"forward", "backward_data", "backward_weight"};
 
@@ -29,7 +29,7 @@ void choose_algorithm(Conv2dDesc& d, ConvPass pass, const std::string& name, con
   int index = 0;
   while (index < kAlgorithmCount && name != kAlgorithmNames[index]) ++index;
   if (index == kAlgorithmCount)
-    throw py::value_error("conv2d: algorithm must be one of auto, gemm, pointwise, window, winograd, tiles; got '" +
+    throw py::value_error("conv2d: algorithm must be one of auto, gemm, pointwise, window, winograd, tiles, direct; got '" +
                           name + "'");
   if (index == 0) return;
   uint32_t mask = 0;

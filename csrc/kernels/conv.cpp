@@ -262,6 +262,7 @@ uint32_t candidate_mask(ConvPass pass, const Conv2dDesc& d) {
     mask |= bit(ConvAlgorithm::window);
   if (winograd_possible(pass, d)) mask |= bit(ConvAlgorithm::winograd);
   if (tiles_possible(pass, d)) mask |= bit(ConvAlgorithm::tiles);
+  if (direct_differs(pass, d)) mask |= bit(ConvAlgorithm::direct);
   return mask;
 }
 
@@ -315,7 +316,8 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
   }
   switch (algorithm) {
     case ConvAlgorithm::winograd: return winograd_forward(y, x, w, bias, d);
-    case ConvAlgorithm::window: return window_forward(y, x, w, bias, d);
+    case ConvAlgorithm::window: return window_forward(y, x, w, bias, d, false);
+    case ConvAlgorithm::direct: return window_forward(y, x, w, bias, d, true);
     case ConvAlgorithm::pointwise: return pointwise_convolution(y, x, w, bias, d, g, false);
 #if defined(PCN_ISA_IS_amx)
     case ConvAlgorithm::tiles: return tiles_forward(y, x, w, bias, d);
@@ -357,7 +359,8 @@ void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv
   }
   switch (algorithm) {
     case ConvAlgorithm::winograd: return winograd_backward_data(dx, dy, w, d);
-    case ConvAlgorithm::window: return window_backward_data(dx, dy, w, d);
+    case ConvAlgorithm::window: return window_backward_data(dx, dy, w, d, false);
+    case ConvAlgorithm::direct: return window_backward_data(dx, dy, w, d, true);
     case ConvAlgorithm::pointwise: return pointwise_convolution(dx, dy, w, nullptr, d, g, true);
 #if defined(PCN_ISA_IS_amx)
     case ConvAlgorithm::tiles: return tiles_backward_data(dx, dy, w, d);
@@ -423,7 +426,8 @@ void conv2d_backward_weight(float* dw, const float* dy, const float* x, const Co
   }
   switch (algorithm) {
     case ConvAlgorithm::winograd: return winograd_backward_weight(dw, dy, x, d);
-    case ConvAlgorithm::window: return window_backward_weight(dw, dy, x, d);
+    case ConvAlgorithm::window: return window_backward_weight(dw, dy, x, d, false);
+    case ConvAlgorithm::direct: return window_backward_weight(dw, dy, x, d, true);
     case ConvAlgorithm::pointwise: return pointwise_backward_weight(dw, dy, x, d, g);
 #if defined(PCN_ISA_IS_amx)
     case ConvAlgorithm::tiles: return tiles_backward_weight(dw, dy, x, d);

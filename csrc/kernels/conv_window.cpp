@@ -564,9 +564,9 @@ void direct_convolution(const WindowJob& job) {
 // Many output channels: the GEMM over bundles of images. Threads take whole bundles when there are
 // enough of them, otherwise the team shares each bundle's GEMM. A one-image bundle's GEMM writes
 // straight into the output planes.
-void window_convolution(const WindowJob& job) {
+void window_convolution(const WindowJob& job, bool direct) {
   const Window& win = *job.win;
-  if (win.out_channels <= kDirectMaxChannels) return direct_convolution(job);
+  if (direct || win.out_channels <= kDirectMaxChannels) return direct_convolution(job);
   const int threads = num_threads();
   // A packing run's last vector reads up to kVecFloats - 1 floats past the last plane.
   const Bundle bundle = make_bundle(win, job.batch, threads, win.out_plane, kWindowColumns, kVecFloats);
@@ -747,6 +747,10 @@ static inline void reduce_vector_sums(float* dst, const float* sums, int slots, 
 // padded-width positions that dominate small maps.
 constexpr int64_t kDotMinPositions = 1024;
 
+bool gemm_forms_weight_gradient(int64_t out_channels, int64_t out_plane) {
+  return out_channels > kDirectMaxChannels && out_plane < kDotMinPositions;
+}
+
 struct WindowTransposedPackB {
   const float* padded;
   const int64_t* offsets;
@@ -806,16 +810,17 @@ bool window_backward_data_applies(const Conv2dDesc& d) {
          d.pad_w <= d.dilation_w * (d.kernel_w - 1);
 }
 
-void window_forward(float* y, const float* x, const float* w, const float* bias, const Conv2dDesc& d) {
+void window_forward(float* y, const float* x, const float* w, const float* bias, const Conv2dDesc& d, bool direct) {
   if (d.batch == 0) return;
   const int64_t cin_g = d.in_channels / d.groups, cout_g = d.out_channels / d.groups;
   const Window win(cin_g, d.in_h, d.in_w, d.pad_h, d.pad_w, d.stride_h, d.stride_w, d, cout_g);
   const int64_t in_plane = d.in_h * d.in_w, out_plane = d.out_h * d.out_w;
   window_convolution({&win, d.batch, d.groups, x, d.in_channels * in_plane, cin_g * in_plane, y,
-                      d.out_channels * out_plane, cout_g * out_plane, w, bias});
+                      d.out_channels * out_plane, cout_g * out_plane, w, bias},
+                     direct);
 }
 
-void window_backward_data(float* dx, const float* dy, const float* w, const Conv2dDesc& d) {
+void window_backward_data(float* dx, const float* dy, const float* w, const Conv2dDesc& d, bool direct) {
   if (d.batch == 0) return;
   const int64_t cin_g = d.in_channels / d.groups, cout_g = d.out_channels / d.groups;
   const int64_t taps = d.kernel_h * d.kernel_w;
@@ -833,7 +838,8 @@ void window_backward_data(float* dx, const float* dy, const float* w, const Conv
       }
   const int64_t in_plane = d.in_h * d.in_w, out_plane = d.out_h * d.out_w;
   window_convolution({&win, d.batch, d.groups, dy, d.out_channels * out_plane, cout_g * out_plane, dx,
-                      d.in_channels * in_plane, cin_g * in_plane, flipped, nullptr});
+                      d.in_channels * in_plane, cin_g * in_plane, flipped, nullptr},
+                     direct);
 }
 
 namespace {
@@ -1011,15 +1017,26 @@ void dot_backward_weight(float* dw, const float* dy, const float* x, const Conv2
 
 }  // namespace
 
-void window_backward_weight(float* dw, const float* dy, const float* x, const Conv2dDesc& d) {
+void window_backward_weight(float* dw, const float* dy, const float* x, const Conv2dDesc& d, bool direct) {
   const int64_t cin_g = d.in_channels / d.groups, cout_g = d.out_channels / d.groups;
   const Window win(cin_g, d.in_h, d.in_w, d.pad_h, d.pad_w, d.stride_h, d.stride_w, d, cout_g);
   if (d.batch == 0) {
     for (int64_t i = 0; i < d.out_channels * win.k; ++i) dw[i] = 0.0f;
     return;
   }
-  if (cout_g > kDirectMaxChannels && win.out_plane < kDotMinPositions) return gemm_backward_weight(dw, dy, x, d, win);
+  if (!direct && gemm_forms_weight_gradient(cout_g, win.out_plane)) return gemm_backward_weight(dw, dy, x, d, win);
   dot_backward_weight(dw, dy, x, d, win);
+}
+
+bool direct_differs(ConvPass pass, const Conv2dDesc& d) {
+  const int64_t cin_g = d.in_channels / d.groups, cout_g = d.out_channels / d.groups;
+  switch (pass) {
+    case ConvPass::forward: return window_applies(d) && cout_g > kDirectMaxChannels;
+    case ConvPass::backward_data: return window_backward_data_applies(d) && cin_g > kDirectMaxChannels;
+    case ConvPass::backward_weight:
+      return window_applies(d) && gemm_forms_weight_gradient(cout_g, d.out_h * d.out_w);
+  }
+  return false;
 }
 
 PCN_ISA_END

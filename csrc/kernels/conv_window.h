@@ -27,8 +27,13 @@ PCN_ISA_BEGIN
 bool window_applies(const Conv2dDesc& d);
 bool window_backward_data_applies(const Conv2dDesc& d);
 
-void window_forward(float* y, const float* x, const float* w, const float* bias, const Conv2dDesc& d);
-void window_backward_data(float* dx, const float* dy, const float* w, const Conv2dDesc& d);
-void window_backward_weight(float* dw, const float* dy, const float* x, const Conv2dDesc& d);
+// direct: the register tiles (forward, backward-data) and dot products (weight gradient) whatever
+// the channel count, where the heuristic would pack a GEMM (ConvAlgorithm::direct, a candidate of
+// measured selection wherever direct_differs).
+bool direct_differs(ConvPass pass, const Conv2dDesc& d);
+
+void window_forward(float* y, const float* x, const float* w, const float* bias, const Conv2dDesc& d, bool direct);
+void window_backward_data(float* dx, const float* dy, const float* w, const Conv2dDesc& d, bool direct);
+void window_backward_weight(float* dw, const float* dy, const float* x, const Conv2dDesc& d, bool direct);
 
 PCN_ISA_END
