@@ -127,6 +127,29 @@ void build_patches(uint16_t* a, const uint16_t* xp, const Conv2dDesc& d, const T
                    int64_t k_begin, int64_t k_end, int64_t width) {
   const int64_t c = g.channels, row_values = d.kernel_w * c, last = min64(k_end, g.k);
   const int64_t filled = max64(0, last - k_begin);
+  if (d.dilation_w == 1 && row_values <= 32 && k_begin == 0 && last == g.k) {
+    // Few channels (ResNet's first layer: 7 rows of 21 values): each kernel row is one masked
+    // copy with a fixed mask, the position stepped along rather than divided out.
+    const __mmask32 mask = static_cast<__mmask32>(row_values == 32 ? ~0u : (1u << row_values) - 1);
+    const int64_t row_step = d.dilation_h * g.padded_w * c;
+    int64_t n = f0 / g.plane, oh = f0 % g.plane / d.out_w, ow = f0 % d.out_w;
+    for (int64_t i = 0; i < kBlock; ++i) {
+      uint16_t* row = a + i * width;
+      if (f0 + i >= g.positions) {
+        std::memset(row, 0, sizeof(uint16_t) * width);
+        continue;
+      }
+      const uint16_t* src = xp + ((n * g.padded_h + oh * d.stride_h) * g.padded_w + ow * d.stride_w) * c;
+      for (int64_t r = 0; r < d.kernel_h; ++r)
+        _mm512_mask_storeu_epi16(row + r * row_values, mask, _mm512_maskz_loadu_epi16(mask, src + r * row_step));
+      std::memset(row + filled, 0, sizeof(uint16_t) * (width - filled));
+      if (++ow == d.out_w) {
+        ow = 0;
+        if (++oh == d.out_h) oh = 0, ++n;
+      }
+    }
+    return;
+  }
   for (int64_t i = 0; i < kBlock; ++i) {
     uint16_t* row = a + i * width;
     const int64_t f = f0 + i;
