@@ -334,12 +334,13 @@ void multiply_block(float* y, const BlockRows& rows, const uint32_t* bp, const f
 // and in a float32 table between spans; threads share out the items, so no partial sums are
 // added across threads.
 
-// dy rows of positions [f0, f0 + span) (flat over images), rounded, as `rows` rows of span values
+// dy rows of positions [f0, f0 + span) (flat over images), rounded, rows of span values `stride` apart
 // (zeros past the out channels and the positions).
 void dy_rows(uint16_t* out, const float* dy, const Conv2dDesc& d, const TileGeometry& g, int64_t f0, int64_t span,
+             int64_t stride,
              int64_t co_begin, int64_t co_end) {
   for (int64_t co = co_begin; co < co_end; ++co) {
-    uint16_t* row = out + co * span;
+    uint16_t* row = out + co * stride;
     int64_t j = 0;
     if (co < d.out_channels)
       while (j < span && f0 + j < g.positions) {
@@ -418,11 +419,11 @@ void patch_pairs(uint32_t* out, uint16_t* block, const uint16_t* xp, const Conv2
 }
 
 // C tiles (out-channel tile pair from ct0, channel tiles from kt0; kRows and kCols of them) of one
-// group's table (row stride `columns` floats) += A rows (span wide) * B pairs over a span.
+// group's table (row stride `columns` floats) += A rows (span wide, a_values apart) * B pairs over a span.
 template <bool kTwoRows, bool kTwoCols>
-void reduce_span(float* table, const uint16_t* a, const uint32_t* b, int64_t span, int64_t columns,
+void reduce_span(float* table, const uint16_t* a, int64_t a_values, const uint32_t* b, int64_t span, int64_t columns,
                  int64_t ct0, int64_t kt0, bool first) {
-  const int64_t c_stride = columns * sizeof(float), a_stride = span * sizeof(uint16_t);
+  const int64_t c_stride = columns * sizeof(float), a_stride = a_values * sizeof(uint16_t);
   float* c00 = table + ct0 * kTile * columns + kt0 * kTile;
   float* c10 = c00 + kTile * columns;
   if (first) {
@@ -436,8 +437,8 @@ void reduce_span(float* table, const uint16_t* a, const uint32_t* b, int64_t spa
     if constexpr (kTwoRows) _tile_loadd(2, c10, c_stride);
     if constexpr (kTwoRows && kTwoCols) _tile_loadd(3, c10 + kTile, c_stride);
   }
-  const uint16_t* a0 = a + ct0 * kTile * span;
-  const uint16_t* a1 = a0 + kTile * span;
+  const uint16_t* a0 = a + ct0 * kTile * a_values;
+  const uint16_t* a1 = a0 + kTile * a_values;
   for (int64_t step = 0; step < span; step += kStep) {
     const uint32_t* b0 = b + step / 2 * columns + kt0 * kTile;
     _tile_loadd(4, a0 + step, a_stride);
@@ -578,8 +579,11 @@ void tiles_backward_weight(float* dw, const float* dy, const float* x, const Con
   // 512 KiB, so that they stay in L2 while every out-channel pair reads them.
   const int64_t span = max64(kStep, min64(round_up(g.positions, kStep), (int64_t(1) << 18) / columns / kStep * kStep));
   const int64_t spans = (g.positions + span - 1) / span, pair_words = span / 2 * columns;
+  // dy rows one cache line longer than the span: at the span's power-of-two length the 16 rows
+  // of an A tile would share one L1 set and evict each other.
+  const int64_t row_values = span + kStep;
   uint16_t* xp = reinterpret_cast<uint16_t*>(thread_scratch(Scratch::columns, (g.image_values + 1) / 2));
-  uint16_t* rows = reinterpret_cast<uint16_t*>(thread_scratch(Scratch::pack_a, co_padded * span / 2));
+  uint16_t* rows = reinterpret_cast<uint16_t*>(thread_scratch(Scratch::pack_a, co_padded * row_values / 2));
   uint32_t* pairs = reinterpret_cast<uint32_t*>(thread_scratch(Scratch::pack_b, threads * pair_words));
   float* tables = thread_scratch(Scratch::partial, groups * co_padded * columns);
   uint16_t* blocks =
@@ -596,7 +600,7 @@ void tiles_backward_weight(float* dw, const float* dy, const float* x, const Con
     for (int64_t sp = 0; sp < spans; ++sp) {
       const int64_t f0 = sp * span;
       team_range(co_padded, true, &begin, &end);
-      dy_rows(rows, dy, d, g, f0, span, begin, end);
+      dy_rows(rows, dy, d, g, f0, span, row_values, begin, end);
       team_barrier(true);  // every row, and (first span) the whole channels-last copy, is written
       amx_memory_barrier();
       int64_t group_in_pairs = -1;
@@ -615,13 +619,13 @@ void tiles_backward_weight(float* dw, const float* dy, const float* x, const Con
         for (int64_t kt = 0; kt < k_tiles; kt += 2) {
           const bool two_cols = kt + 1 < k_tiles;
           if (two_rows && two_cols)
-            reduce_span<true, true>(table, rows, own_pairs, span, columns, ct0, kt, sp == 0);
+            reduce_span<true, true>(table, rows, row_values, own_pairs, span, columns, ct0, kt, sp == 0);
           else if (two_rows)
-            reduce_span<true, false>(table, rows, own_pairs, span, columns, ct0, kt, sp == 0);
+            reduce_span<true, false>(table, rows, row_values, own_pairs, span, columns, ct0, kt, sp == 0);
           else if (two_cols)
-            reduce_span<false, true>(table, rows, own_pairs, span, columns, ct0, kt, sp == 0);
+            reduce_span<false, true>(table, rows, row_values, own_pairs, span, columns, ct0, kt, sp == 0);
           else
-            reduce_span<false, false>(table, rows, own_pairs, span, columns, ct0, kt, sp == 0);
+            reduce_span<false, false>(table, rows, row_values, own_pairs, span, columns, ct0, kt, sp == 0);
         }
       }
       team_barrier(true);  // the rows are rewritten for the next span
