@@ -2,7 +2,7 @@
 
 Inside a CPU ``autocast`` region (pyconvnet.amp) the three layers compute in bfloat16: their kernels
 (``bf16=True``) read the input, the weight and the incoming gradient rounded to bfloat16 and sum the
-products in float32, rounding as they pack (no rounded copies are made or saved). Bias, outputs and
+products in float32 (the layers make and save no rounded arrays). Bias, outputs and
 gradients stay float32 (torch rounds the bias and the output too); the bias gradient sums the rounded
 incoming gradient, as torch's does."""
 
