@@ -63,30 +63,34 @@ def _assert_same_sums(ours, reference):
     np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-5 * np.abs(reference).max())
 
 
+def _assert_tiles_match(pass_, case, seed, oracle="reference", bias=False):
+    """The tiles' pass on the case's bfloat16 operands (seed; its gradient seed + 1) against the
+    oracle ISA's float32 kernels on the same values."""
+    x, w, geometry = _operands(case, seed)
+    if pass_ == "forward":
+        args = (x, w, np.linspace(-1, 1, w.shape[0], dtype=np.float32) if bias else None)
+    elif pass_ == "backward_data":
+        args = (_grad_output(case, seed + 1), w, list(x.shape))
+    else:
+        args = (_grad_output(case, seed + 1), x, list(w.shape))
+    kernel = getattr(_C, "conv2d_" + pass_)
+    _assert_same_sums(kernel(*args, *geometry, algorithm="tiles", isa="amx", bf16=True),
+                      kernel(*args, *geometry, isa=oracle))
+
+
 @pytest.mark.parametrize("case", TILE_CASES, ids=str)
 def test_tile_forward_matches_float32_on_bfloat16_values(amx, case):
-    x, w, geometry = _operands(case, 1)
-    bias = np.linspace(-1, 1, w.shape[0], dtype=np.float32)
-    reference = _C.conv2d_forward(x, w, bias, *geometry, isa="reference")
-    _assert_same_sums(_C.conv2d_forward(x, w, bias, *geometry, algorithm="tiles", isa=amx, bf16=True), reference)
+    _assert_tiles_match("forward", case, 1, bias=True)
 
 
 @pytest.mark.parametrize("case", BACKWARD_DATA_CASES, ids=str)
 def test_tile_backward_data_matches_float32_on_bfloat16_values(amx, case):
-    x, w, geometry = _operands(case, 2)
-    dy = _grad_output(case, 3)
-    reference = _C.conv2d_backward_data(dy, w, list(x.shape), *geometry, isa="reference")
-    ours = _C.conv2d_backward_data(dy, w, list(x.shape), *geometry, algorithm="tiles", isa=amx, bf16=True)
-    _assert_same_sums(ours, reference)
+    _assert_tiles_match("backward_data", case, 2)
 
 
 @pytest.mark.parametrize("case", TILE_CASES + [((3, 48, 9, 9), (40, 48, 3, 3), 1, 1, 1)], ids=str)
 def test_tile_backward_weight_matches_float32_on_bfloat16_values(amx, case):
-    x, w, geometry = _operands(case, 5)
-    dy = _grad_output(case, 6)
-    reference = _C.conv2d_backward_weight(dy, x, list(w.shape), *geometry, isa="reference")
-    ours = _C.conv2d_backward_weight(dy, x, list(w.shape), *geometry, algorithm="tiles", isa=amx, bf16=True)
-    _assert_same_sums(ours, reference)
+    _assert_tiles_match("backward_weight", case, 5)
 
 
 @pytest.mark.parametrize("case", [((9, 256, 12, 12), (32, 256, 3, 3), 1, 1, 1),  # tap by tap
@@ -94,34 +98,19 @@ def test_tile_backward_weight_matches_float32_on_bfloat16_values(amx, case):
                          ids=["taps", "patches"])
 def test_tile_weight_gradient_spans_many_position_blocks(amx, case):
     """More positions than one span holds (the sums carried in the float32 tables between spans)."""
-    x, w, geometry = _operands(case, 7)
-    dy = _grad_output(case, 8)
-    reference = _C.conv2d_backward_weight(dy, x, list(w.shape), *geometry, isa="reference")
-    ours = _C.conv2d_backward_weight(dy, x, list(w.shape), *geometry, algorithm="tiles", isa=amx, bf16=True)
-    _assert_same_sums(ours, reference)
+    _assert_tiles_match("backward_weight", case, 7)
 
 
 def test_tile_convolution_in_chunks_of_k_and_groups_of_blocks(amx):
     """B tiles over 512 KiB for all out channels: k goes in chunks, the sums between chunks in
     float32 for groups of blocks (several groups here), in forward and in backward-data.
     The float32 avx512 kernels are the oracle (the reference kernels take seconds on these)."""
-    x, w, geometry = _operands(((2, 256, 24, 24), (496, 256, 3, 3), 1, 1, 1), 9)
-    reference = _C.conv2d_forward(x, w, None, *geometry, isa="avx512")
-    _assert_same_sums(_C.conv2d_forward(x, w, None, *geometry, algorithm="tiles", isa=amx, bf16=True), reference)
+    _assert_tiles_match("forward", ((2, 256, 24, 24), (496, 256, 3, 3), 1, 1, 1), 9, oracle="avx512")
     # Dilated taps split by a chunk's edge (256 values: 5 taps and a third of 48 channels).
-    x, w, geometry = _operands(((2, 48, 9, 9), (1024, 48, 3, 3), 1, 2, 2), 12)
-    reference = _C.conv2d_forward(x, w, None, *geometry, isa="avx512")
-    _assert_same_sums(_C.conv2d_forward(x, w, None, *geometry, algorithm="tiles", isa=amx, bf16=True), reference)
+    _assert_tiles_match("forward", ((2, 48, 9, 9), (1024, 48, 3, 3), 1, 2, 2), 12, oracle="avx512")
     # Grid positions (Note [grid positions]) in five chunks of k.
-    x, w, geometry = _operands(((1, 256, 20, 20), (512, 256, 3, 3), 1, 1, 1), 18)
-    reference = _C.conv2d_forward(x, w, None, *geometry, isa="avx512")
-    _assert_same_sums(_C.conv2d_forward(x, w, None, *geometry, algorithm="tiles", isa=amx, bf16=True), reference)
-    case = ((2, 240, 6, 6), (256, 240, 3, 3), 1, 1, 1)
-    x, w, geometry = _operands(case, 10)
-    dy = _grad_output(case, 11)
-    reference = _C.conv2d_backward_data(dy, w, list(x.shape), *geometry, isa="avx512")
-    ours = _C.conv2d_backward_data(dy, w, list(x.shape), *geometry, algorithm="tiles", isa=amx, bf16=True)
-    _assert_same_sums(ours, reference)
+    _assert_tiles_match("forward", ((1, 256, 20, 20), (512, 256, 3, 3), 1, 1, 1), 18, oracle="avx512")
+    _assert_tiles_match("backward_data", ((2, 240, 6, 6), (256, 240, 3, 3), 1, 1, 1), 10, oracle="avx512")
 
 
 def test_tile_results_are_the_same_bits_for_any_thread_count(amx):

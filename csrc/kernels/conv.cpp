@@ -293,12 +293,6 @@ bool rounds_as_it_packs(ConvAlgorithm algorithm) {
          (kGemmBf16Dot && (algorithm == ConvAlgorithm::gemm || algorithm == ConvAlgorithm::pointwise));
 }
 
-int64_t input_values(const Conv2dDesc& d) { return d.batch * d.in_channels * d.in_h * d.in_w; }
-int64_t output_values(const Conv2dDesc& d) { return d.batch * d.out_channels * d.out_h * d.out_w; }
-int64_t weight_values(const Conv2dDesc& d) {
-  return d.out_channels * (d.in_channels / d.groups) * d.kernel_h * d.kernel_w;
-}
-
 }  // namespace
 
 void conv2d_algorithms(uint32_t* candidates, ConvAlgorithm* heuristic, ConvPass pass, const Conv2dDesc& d) {
@@ -311,8 +305,8 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
   if (d.batch == 0) return;
   const ConvAlgorithm algorithm = algorithm_for(ConvPass::forward, d);
   if (d.bf16 && !rounds_as_it_packs(algorithm)) {
-    x = bf16_rounded(Scratch::rounded_first, x, input_values(d));
-    w = bf16_rounded(Scratch::rounded_second, w, weight_values(d));
+    x = bf16_rounded(Scratch::rounded_first, x, d.batch * d.in_channels * g.in_plane);
+    w = bf16_rounded(Scratch::rounded_second, w, d.out_channels * g.k);
   }
   switch (algorithm) {
     case ConvAlgorithm::winograd: return winograd_forward(y, x, w, bias, d);
@@ -354,8 +348,8 @@ void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv
   if (d.batch == 0) return;
   const ConvAlgorithm algorithm = algorithm_for(ConvPass::backward_data, d);
   if (d.bf16 && !rounds_as_it_packs(algorithm)) {
-    dy = bf16_rounded(Scratch::rounded_first, dy, output_values(d));
-    w = bf16_rounded(Scratch::rounded_second, w, weight_values(d));
+    dy = bf16_rounded(Scratch::rounded_first, dy, d.batch * d.out_channels * g.out_plane);
+    w = bf16_rounded(Scratch::rounded_second, w, d.out_channels * g.k);
   }
   switch (algorithm) {
     case ConvAlgorithm::winograd: return winograd_backward_data(dx, dy, w, d);
@@ -421,8 +415,8 @@ void conv2d_backward_weight(float* dw, const float* dy, const float* x, const Co
   const ConvGeometry g = geometry(d);
   const ConvAlgorithm algorithm = algorithm_for(ConvPass::backward_weight, d);
   if (d.bf16 && !rounds_as_it_packs(algorithm)) {
-    dy = bf16_rounded(Scratch::rounded_first, dy, output_values(d));
-    x = bf16_rounded(Scratch::rounded_second, x, input_values(d));
+    dy = bf16_rounded(Scratch::rounded_first, dy, d.batch * d.out_channels * g.out_plane);
+    x = bf16_rounded(Scratch::rounded_second, x, d.batch * d.in_channels * g.in_plane);
   }
   switch (algorithm) {
     case ConvAlgorithm::winograd: return winograd_backward_weight(dw, dy, x, d);

@@ -187,7 +187,6 @@ struct LaneRun {
 
 int lane_runs(LaneRun* runs, int64_t f, bool grid, const Conv2dDesc& d, const TileGeometry& g) {
   int count = 0;
-  int64_t previous = -2;
   for (int lane = 0; lane < kTile; ++lane) {
     const int64_t q = f + lane;
     int64_t n, p;
@@ -203,12 +202,11 @@ int lane_runs(LaneRun* runs, int64_t f, bool grid, const Conv2dDesc& d, const Ti
       n = q / g.plane, p = q % g.plane;
     }
     const int64_t offset = n * d.out_channels * g.plane + p;
-    if (offset == previous + 1 && runs[count - 1].lane + runs[count - 1].count == lane) {
-      ++runs[count - 1].count;
-    } else {
+    LaneRun* last = count > 0 ? &runs[count - 1] : nullptr;
+    if (last && last->lane + last->count == lane && last->offset + last->count == offset)
+      ++last->count;
+    else
       runs[count++] = {lane, 1, offset};
-    }
-    previous = offset;
   }
   return count;
 }
@@ -337,8 +335,7 @@ void multiply_block(float* y, const BlockRows& rows, const uint32_t* bp, const f
 // dy rows of positions [f0, f0 + span) (flat over images), rounded, rows of span values `stride` apart
 // (zeros past the out channels and the positions).
 void dy_rows(uint16_t* out, const float* dy, const Conv2dDesc& d, const TileGeometry& g, int64_t f0, int64_t span,
-             int64_t stride,
-             int64_t co_begin, int64_t co_end) {
+             int64_t stride, int64_t co_begin, int64_t co_end) {
   for (int64_t co = co_begin; co < co_end; ++co) {
     uint16_t* row = out + co * stride;
     int64_t j = 0;
