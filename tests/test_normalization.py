@@ -208,7 +208,7 @@ def test_batch_norm_is_deterministic_for_fixed_threads():
         assert np.array_equal(a, b)
 
 
-@pytest.mark.parametrize("shape", [(6, 5, 33, 17), (300, 37)], ids=str)
+@pytest.mark.parametrize("shape", [(6, 5, 33, 17), (16, 6, 40, 40), (300, 37)], ids=str)
 def test_batch_norm_does_not_depend_on_thread_count(shape):
     rng = np.random.default_rng(5)
     x, gy = random_array(rng, *shape), random_array(rng, *shape)
@@ -225,6 +225,31 @@ def test_batch_norm_does_not_depend_on_thread_count(shape):
         assert np.array_equal(results[0][0], other[0])
         for a, b in zip(results[0][1], other[1]):
             assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("relu", [False, True], ids=["plain", "relu"])
+def test_batch_norm_channel_blocks_give_the_plane_parallel_bits(relu):
+    # On two threads one channel of 64 x 32 x 32 is normalised plane by plane in parallel (fewer
+    # channels than threads), two channels by blocks of channels: the shared channel must match.
+    rng = np.random.default_rng(6)
+    x, gy = random_array(rng, 64, 2, 32, 32) + 50.0, random_array(rng, 64, 2, 32, 32)
+    weight, bias = rng.uniform(0.5, 1.5, 2).astype(np.float32), rng.uniform(-0.5, 0.5, 2).astype(np.float32)
+    threads = pcn.backend.get_num_threads()
+    try:
+        pcn.backend.set_num_threads(2)
+        results = []
+        for channels in (slice(0, 1), slice(0, 2)):
+            xs, gys = np.ascontiguousarray(x[:, channels]), np.ascontiguousarray(gy[:, channels])
+            running = [np.zeros(xs.shape[1], np.float32), np.ones(xs.shape[1], np.float32)]
+            y, mean, invstd = _C.batch_norm_forward_train(xs, *running, weight[channels], bias[channels], 0.1, 1e-5,
+                                                          relu=relu)[:3]
+            grads = _C.batch_norm_backward(gys, xs, mean, invstd, weight[channels], True, (True, True, True),
+                                           y if relu else None)
+            results.append([a[:, :1] if a.ndim == 4 else a[:1] for a in (y, mean, invstd, *running, *grads)])
+    finally:
+        pcn.backend.set_num_threads(threads)
+    for one, two in zip(*results):
+        assert np.array_equal(one, two)
 
 
 # (input shape, size): sizes 1, 2, 5, size > channels, 3-D and 4-D inputs, odd sizes

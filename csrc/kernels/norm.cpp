@@ -6,8 +6,11 @@
 // results are the same for any thread count. Statistics take two passes: the plain sum for a
 // first mean, then sum(x - m) and sum((x - m)^2) around that mean, which stays exact for data far
 // from zero (x = 1000 + noise); over the whole of x for (N, C) inputs, per plane while it is in
-// cache for images (the planes' moments then combine exactly). The mean is applied as a float pair
-// (hi + lo) so that x - mean keeps full precision when |mean| >> std.
+// cache for images (the planes' moments then combine exactly). Images with enough channels go by
+// blocks of channels, statistics then the elementwise pass while a block is in cache
+// (channel_blocks); the others plane by plane, each pass over the whole tensor; the sums and their
+// order are the same either way. The mean is applied as a float pair (hi + lo) so that x - mean
+// keeps full precision when |mean| >> std.
 // Group norm gives each (sample, group) row to one thread, sums in double; its weight and bias
 // gradients give each block of channels to one thread, walking the samples in order.
 // LRN keeps, for a chunk of spatial positions, a running double sum along channels: one add
@@ -65,6 +68,29 @@ int64_t partial_doubles(const BatchNormDesc& d) {
   return 2 * d.channels * (d.spatial == 1 ? row_chunks(d) : d.batch);
 }
 
+// The two sums of plane p (image p / channels, channel p % channels) into the partial table, at
+// table[2 * n * channels + c] and channels further on.
+template <class VectorTerms, class ScalarTerms>
+void plane_sums(double* table, int64_t p, const BatchNormDesc& d, VectorTerms vector_terms, ScalarTerms scalar_terms) {
+  const int64_t channels = d.channels, c = p % channels, base = p * d.spatial;
+  double* pair = table + 2 * (p / channels) * channels;
+  plane_sum_pair(
+      d.spatial, [&](int64_t i, vfloat* a, vfloat* b) { vector_terms(base + i, c, a, b); },
+      [&](int64_t i, double* a, double* b) { scalar_terms(base + i, c, a, b); }, pair + c, pair + channels + c);
+}
+
+// total0[c], total1[c]: channel c's partials (the k-th at table[2 * k * channels + c], its second
+// sum channels further on) added in k order.
+void combine_sums(const double* table, int64_t parts, int64_t channels, int64_t c, double* total0, double* total1) {
+  double t0 = 0.0, t1 = 0.0;
+  for (int64_t k = 0; k < parts; ++k) {
+    t0 += table[2 * k * channels + c];
+    t1 += table[(2 * k + 1) * channels + c];
+  }
+  total0[c] = t0;
+  total1[c] = t1;
+}
+
 // total0[c], total1[c]: two per-channel sums over every element of channel c. The terms of
 // element i (flat index into x) of channel c come from vector_terms(i, c, &a, &b) (kVecFloats
 // elements of one plane) or scalar_terms(i, c, &a, &b) (one element, in double).
@@ -90,75 +116,61 @@ void channel_sums(double* table, double* total0, double* total1, const BatchNorm
   } else {
     const int64_t planes = d.batch * channels;
 #pragma omp parallel for num_threads(threads_for(planes, planes * s)) schedule(static)
-    for (int64_t p = 0; p < planes; ++p) {
-      const int64_t c = p % channels, base = p * s;
-      double* pair = table + 2 * (p / channels) * channels;
-      plane_sum_pair(
-          s, [&](int64_t i, vfloat* a, vfloat* b) { vector_terms(base + i, c, a, b); },
-          [&](int64_t i, double* a, double* b) { scalar_terms(base + i, c, a, b); }, pair + c, pair + channels + c);
-    }
+    for (int64_t p = 0; p < planes; ++p) plane_sums(table, p, d, vector_terms, scalar_terms);
   }
-  // Partial k of channel c sits at table[2 * k * channels + c] (second sum: + channels).
-  for (int64_t c = 0; c < channels; ++c) total0[c] = total1[c] = 0.0;
-  for (int64_t k = 0; k < parts; ++k) {
-    const double *s0 = table + 2 * k * channels, *s1 = s0 + channels;
-    for (int64_t c = 0; c < channels; ++c) {
-      total0[c] += s0[c];
-      total1[c] += s1[c];
-    }
-  }
+  for (int64_t c = 0; c < channels; ++c) combine_sums(table, parts, channels, c, total0, total1);
 }
 
-// Mean and sum of squared deviations of channel c in mean[c], m2[c], for spatial > 1: each (n, c)
-// plane takes two passes while it sits in cache (its sum, then the deviations from its mean, with
-// the same correction term as channel_sums' second pass), and the planes of a channel combine in
-// batch order. One pass over x in memory instead of two, as exact as two passes over the whole
-// channel, and the same result for any thread count.
-void channel_moments(double* table, double* mean, double* m2, const float* x, const BatchNormDesc& d) {
-  const int64_t channels = d.channels, s = d.spatial, planes = d.batch * channels;
-#pragma omp parallel for num_threads(threads_for(planes, planes * s)) schedule(static)
-  for (int64_t p = 0; p < planes; ++p) {
-    const float* plane = x + p * s;
-    double sum, unused;
-    plane_sum_pair(
-        s,
-        [=](int64_t i, vfloat* a, vfloat* b) {
-          *a = vload(plane + i);
-          *b = vfloat{};
-        },
-        [=](int64_t i, double* a, double* b) {
-          *a = plane[i];
-          *b = 0.0;
-        },
-        &sum, &unused);
-    const float first_mean = static_cast<float>(sum / s);
-    double dev, sq;
-    plane_sum_pair(
-        s,
-        [=](int64_t i, vfloat* a, vfloat* b) {
-          *a = vload(plane + i) - first_mean;
-          *b = *a * *a;
-        },
-        [=](int64_t i, double* a, double* b) {
-          *a = static_cast<double>(plane[i]) - first_mean;
-          *b = *a * *a;
-        },
-        &dev, &sq);
-    table[2 * p] = first_mean + dev / s;
-    table[2 * p + 1] = std::fmax(sq - dev * dev / s, 0.0);
+// Mean and sum of squared deviations of one (n, c) plane of s elements into pair[0], pair[1]: two
+// passes while it sits in cache (its sum, then the deviations from its mean, with the same
+// correction term as channel_sums' second pass). Its channel's planes then combine in batch order
+// (combine_moments): one pass over x in memory instead of two, as exact as two passes over the
+// whole channel, and the same result for any thread count.
+void plane_moments(double* pair, const float* plane, int64_t s) {
+  double sum, unused;
+  plane_sum_pair(
+      s,
+      [=](int64_t i, vfloat* a, vfloat* b) {
+        *a = vload(plane + i);
+        *b = vfloat{};
+      },
+      [=](int64_t i, double* a, double* b) {
+        *a = plane[i];
+        *b = 0.0;
+      },
+      &sum, &unused);
+  const float first_mean = static_cast<float>(sum / s);
+  double dev, sq;
+  plane_sum_pair(
+      s,
+      [=](int64_t i, vfloat* a, vfloat* b) {
+        *a = vload(plane + i) - first_mean;
+        *b = *a * *a;
+      },
+      [=](int64_t i, double* a, double* b) {
+        *a = static_cast<double>(plane[i]) - first_mean;
+        *b = *a * *a;
+      },
+      &dev, &sq);
+  pair[0] = first_mean + dev / s;
+  pair[1] = std::fmax(sq - dev * dev / s, 0.0);
+}
+
+// Channel c's mean and sum of squared deviations from its planes' pairs (plane p's at
+// table[2 * p]). All planes hold s elements: the channel's mean is the mean of the plane means,
+// and its sum of squared deviations adds each plane's own and s * (plane mean - mean)^2.
+void combine_moments(const double* table, const BatchNormDesc& d, int64_t c, double* mean, double* m2) {
+  const int64_t channels = d.channels, s = d.spatial;
+  double mu = 0.0, sum = 0.0;
+  for (int64_t n = 0; n < d.batch; ++n) mu += table[2 * (n * channels + c)];
+  mu /= d.batch;
+  for (int64_t n = 0; n < d.batch; ++n) {
+    const double* plane = table + 2 * (n * channels + c);
+    const double offset = plane[0] - mu;
+    sum += plane[1] + s * offset * offset;
   }
-  // All planes hold s elements: the channel's mean is the mean of the plane means, and its sum of
-  // squared deviations adds each plane's own and s * (plane mean - mean)^2.
-  for (int64_t c = 0; c < channels; ++c) mean[c] = m2[c] = 0.0;
-  for (int64_t n = 0; n < d.batch; ++n)
-    for (int64_t c = 0; c < channels; ++c) mean[c] += table[2 * (n * channels + c)];
-  for (int64_t c = 0; c < channels; ++c) mean[c] /= d.batch;
-  for (int64_t n = 0; n < d.batch; ++n)
-    for (int64_t c = 0; c < channels; ++c) {
-      const double* plane = table + 2 * (n * channels + c);
-      const double offset = plane[0] - mean[c];
-      m2[c] += plane[1] + s * offset * offset;
-    }
+  mean[c] = mu;
+  m2[c] = sum;
 }
 
 // Per-channel constants of y = ((x - mean_hi) - mean_lo) * scale + shift.
@@ -205,19 +217,62 @@ void for_each_plane(const BatchNormDesc& d, F f) {
   }
 }
 
-// y = ((x - mean_hi) - mean_lo) * scale + shift, through relu when d.relu.
-void apply_affine(float* y, const float* x, const ChannelAffine& a, const BatchNormDesc& d) {
-  for_each_plane(d, [&](int64_t begin, int64_t count, int64_t c) {
-    const float hi = a.mean_hi[c], lo = a.mean_lo[c], scale = a.scale[c], shift = a.shift[c];
-    if (d.relu) {
-      for (int64_t i = begin; i < begin + count; ++i) {
-        const float v = ((x[i] - hi) - lo) * scale + shift;
-        y[i] = v < 0.0f ? 0.0f : v;  // relu_forward's rule: NaN and -0.0 pass
-      }
-    } else {
-      for (int64_t i = begin; i < begin + count; ++i) y[i] = ((x[i] - hi) - lo) * scale + shift;
+// y = ((x - mean_hi) - mean_lo) * scale + shift over `count` elements of channel c from `begin`,
+// through relu when `relu`.
+void affine_run(float* y, const float* x, int64_t begin, int64_t count, const ChannelAffine& a, int64_t c, bool relu) {
+  const float hi = a.mean_hi[c], lo = a.mean_lo[c], scale = a.scale[c], shift = a.shift[c];
+  if (relu) {
+    for (int64_t i = begin; i < begin + count; ++i) {
+      const float v = ((x[i] - hi) - lo) * scale + shift;
+      y[i] = v < 0.0f ? 0.0f : v;  // relu_forward's rule: NaN and -0.0 pass
     }
-  });
+  } else {
+    for (int64_t i = begin; i < begin + count; ++i) y[i] = ((x[i] - hi) - lo) * scale + shift;
+  }
+}
+
+void apply_affine(float* y, const float* x, const ChannelAffine& a, const BatchNormDesc& d) {
+  for_each_plane(d, [&](int64_t begin, int64_t count, int64_t c) { affine_run(y, x, begin, count, a, c, d.relu); });
+}
+
+// The channel-major path for images: every thread owns whole blocks of channels, and a block's
+// statistics and its elementwise pass run back to back while its planes are still in cache, one
+// sweep of the activations from memory each way instead of two. A block is enough channels that
+// each image's slice of it is a contiguous run of about 4 KiB (planes of 8 x 8 one by one, strided
+// by the image size, defeat the prefetchers). The path takes the threads the plane-parallel one
+// would, so it needs as many blocks; otherwise that path runs. Both make the same per-plane sums
+// and combine them in the same order: the same bits.
+constexpr int64_t kBlockRunFloats = 1024;
+
+struct ChannelBlocks {
+  int threads;   // 0: the path does not apply
+  int64_t size;  // channels per block (the last may hold fewer)
+};
+
+ChannelBlocks channel_blocks(const BatchNormDesc& d) {
+  if (d.spatial == 1) return {0, 0};
+  const int64_t elements = d.batch * d.channels * d.spatial;
+  const int threads = threads_for(d.batch * d.channels, elements);
+  const int64_t size = min64(max64(1, kBlockRunFloats / d.spatial), d.channels / threads);
+  if (size == 0 || threads_for((d.channels + size - 1) / size, elements) != threads) return {0, 0};
+  return {threads, size};
+}
+
+// Per block of channels: plane_pass(p, c) on every plane p of each of its channels c, image by
+// image, then finish(c) for each channel, then element_pass(p, c) on each plane again.
+template <class PlanePass, class Finish, class ElementPass>
+void by_channel_blocks(const BatchNormDesc& d, const ChannelBlocks& blocks, PlanePass plane_pass, Finish finish,
+                       ElementPass element_pass) {
+  const int64_t channels = d.channels, count = (channels + blocks.size - 1) / blocks.size;
+#pragma omp parallel for num_threads(blocks.threads) schedule(static)
+  for (int64_t block = 0; block < count; ++block) {
+    const int64_t first = block * blocks.size, last = min64(channels, first + blocks.size);
+    for (int64_t n = 0; n < d.batch; ++n)
+      for (int64_t c = first; c < last; ++c) plane_pass(n * channels + c, c);
+    for (int64_t c = first; c < last; ++c) finish(c);
+    for (int64_t n = 0; n < d.batch; ++n)
+      for (int64_t c = first; c < last; ++c) element_pass(n * channels + c, c);
+  }
 }
 
 // The gradient batch norm's backward works with: dy, or with a fused relu dy where its output
@@ -267,8 +322,35 @@ void batch_norm_forward_train(float* y, float* save_mean, float* save_invstd, fl
   }
   const NormScratch t = norm_scratch(d);
   double *mean = t.total0, *m2 = t.total1;
-  if (d.spatial > 1) {
-    channel_moments(t.table, mean, m2, x, d);
+  const double unbias = count > 1 ? static_cast<double>(count) / (count - 1) : 0.0;
+  const double momentum = d.momentum;
+  // Channel c's saved and running statistics and affine constants, from mean[c] and m2[c].
+  auto finish_channel = [&](int64_t c) {
+    const double var = m2[c] / count;
+    const double invstd = 1.0 / std::sqrt(var + d.eps);
+    save_mean[c] = static_cast<float>(mean[c]);
+    save_invstd[c] = static_cast<float>(invstd);
+    if (running_mean) running_mean[c] = static_cast<float>((1.0 - momentum) * running_mean[c] + momentum * mean[c]);
+    if (running_var) running_var[c] = static_cast<float>((1.0 - momentum) * running_var[c] + momentum * var * unbias);
+    set_affine(t.affine, c, mean[c], invstd, weight, bias);
+  };
+  const int64_t channels = d.channels, s = d.spatial;
+  const ChannelBlocks blocks = channel_blocks(d);
+  if (blocks.threads) {
+    by_channel_blocks(
+        d, blocks, [&](int64_t p, int64_t) { plane_moments(t.table + 2 * p, x + p * s, s); },
+        [&](int64_t c) {
+          combine_moments(t.table, d, c, mean, m2);
+          finish_channel(c);
+        },
+        [&](int64_t p, int64_t c) { affine_run(y, x, p * s, s, t.affine, c, d.relu); });
+    return;
+  }
+  if (s > 1) {
+    const int64_t planes = d.batch * channels;
+#pragma omp parallel for num_threads(threads_for(planes, planes * s)) schedule(static)
+    for (int64_t p = 0; p < planes; ++p) plane_moments(t.table + 2 * p, x + p * s, s);
+    for (int64_t c = 0; c < channels; ++c) combine_moments(t.table, d, c, mean, m2);
   } else {
     channel_sums(
         t.table, t.total0, t.total1, d,
@@ -298,17 +380,7 @@ void batch_norm_forward_train(float* y, float* save_mean, float* save_invstd, fl
       m2[c] = std::fmax(sq - dev * dev / count, 0.0);
     }
   }
-  const double unbias = count > 1 ? static_cast<double>(count) / (count - 1) : 0.0;
-  const double momentum = d.momentum;
-  for (int64_t c = 0; c < d.channels; ++c) {
-    const double var = m2[c] / count;
-    const double invstd = 1.0 / std::sqrt(var + d.eps);
-    save_mean[c] = static_cast<float>(mean[c]);
-    save_invstd[c] = static_cast<float>(invstd);
-    if (running_mean) running_mean[c] = static_cast<float>((1.0 - momentum) * running_mean[c] + momentum * mean[c]);
-    if (running_var) running_var[c] = static_cast<float>((1.0 - momentum) * running_var[c] + momentum * var * unbias);
-    set_affine(t.affine, c, mean[c], invstd, weight, bias);
-  }
+  for (int64_t c = 0; c < channels; ++c) finish_channel(c);
   apply_affine(y, x, t.affine, d);
 }
 
@@ -334,21 +406,18 @@ void batch_norm_backward(float* dx, float* dweight, float* dbias, const float* d
   }
   const NormScratch t = norm_scratch(d);
   const bool need_sums = (d.training && dx) || dweight || dbias, relu = d.relu;
-  if (need_sums)
-    channel_sums(
-        t.table, t.total0, t.total1, d,
-        [=](int64_t i, int64_t c, vfloat* g, vfloat* g_dev) {
-          *g = incoming(dy, y, i, relu);
-          *g_dev = *g * (vload(x + i) - mean[c]);
-        },
-        [=](int64_t i, int64_t c, double* g, double* g_dev) {
-          *g = incoming_scalar(dy, y, i, relu);
-          *g_dev = *g * (static_cast<double>(x[i]) - mean[c]);
-        });
+  auto vector_terms = [=](int64_t i, int64_t c, vfloat* g, vfloat* g_dev) {
+    *g = incoming(dy, y, i, relu);
+    *g_dev = *g * (vload(x + i) - mean[c]);
+  };
+  auto scalar_terms = [=](int64_t i, int64_t c, double* g, double* g_dev) {
+    *g = incoming_scalar(dy, y, i, relu);
+    *g_dev = *g * (static_cast<double>(x[i]) - mean[c]);
+  };
   // dx = ((dy - mean(dy)) - (x - mean) * k) * a, with a = weight * invstd and, in training,
   // k = invstd^2 * mean(dy * (x - mean)); in eval the statistics are constants: dx = dy * a.
   float *dy_mean = t.affine.mean_lo, *k = t.affine.shift, *a = t.affine.scale;
-  for (int64_t c = 0; c < d.channels; ++c) {
+  auto coefficients = [&](int64_t c) {
     const double sum_dy = need_sums ? t.total0[c] : 0.0, sum_dy_dev = need_sums ? t.total1[c] : 0.0;
     const double is = invstd[c];
     if (dweight) dweight[c] = static_cast<float>(sum_dy_dev * is);
@@ -356,9 +425,8 @@ void batch_norm_backward(float* dx, float* dweight, float* dbias, const float* d
     a[c] = static_cast<float>(is * (weight ? weight[c] : 1.0f));
     dy_mean[c] = d.training ? static_cast<float>(sum_dy / count) : 0.0f;
     k[c] = d.training ? static_cast<float>(is * is * sum_dy_dev / count) : 0.0f;
-  }
-  if (!dx) return;
-  for_each_plane(d, [&](int64_t begin, int64_t n, int64_t c) {
+  };
+  auto input_gradient = [&](int64_t begin, int64_t n, int64_t c) {
     const float m = mean[c], gm = dy_mean[c], kc = k[c], ac = a[c];
     // dy is read whatever the mask (a select, not a conditional load, so the loops vectorise).
     if (d.training && relu) {
@@ -376,7 +444,27 @@ void batch_norm_backward(float* dx, float* dweight, float* dbias, const float* d
     } else {
       for (int64_t i = begin; i < begin + n; ++i) dx[i] = dy[i] * ac;
     }
-  });
+  };
+  const int64_t channels = d.channels, s = d.spatial;
+  const ChannelBlocks blocks = channel_blocks(d);
+  if (blocks.threads) {
+    by_channel_blocks(
+        d, blocks,
+        [&](int64_t p, int64_t) {
+          if (need_sums) plane_sums(t.table, p, d, vector_terms, scalar_terms);
+        },
+        [&](int64_t c) {
+          if (need_sums) combine_sums(t.table, d.batch, channels, c, t.total0, t.total1);
+          coefficients(c);
+        },
+        [&](int64_t p, int64_t c) {
+          if (dx) input_gradient(p * s, s, c);
+        });
+    return;
+  }
+  if (need_sums) channel_sums(t.table, t.total0, t.total1, d, vector_terms, scalar_terms);
+  for (int64_t c = 0; c < channels; ++c) coefficients(c);
+  if (dx) for_each_plane(d, input_gradient);
 }
 
 void lrn_forward(float* y, float* scale, const float* x, const LrnDesc& d) {
