@@ -228,11 +228,13 @@ def test_batch_norm_does_not_depend_on_thread_count(shape):
 
 
 @pytest.mark.parametrize("relu", [False, True], ids=["plain", "relu"])
-def test_batch_norm_channel_blocks_give_the_plane_parallel_bits(relu):
-    # On two threads one channel of 64 x 32 x 32 is normalised plane by plane in parallel (fewer
-    # channels than threads), two channels by blocks of channels: the shared channel must match.
+@pytest.mark.parametrize("batch,size", [(64, 32), (1024, 8), (2048, 7)], ids=str)
+def test_batch_norm_channel_blocks_give_the_part_parallel_bits(batch, size, relu):
+    # On two threads one channel is normalised part by part in parallel (fewer channels than
+    # threads), two channels by blocks of channels: the shared channel must match. Planes of
+    # 32 x 32 make parts of one image, 8 x 8 parts of 16, 7 x 7 parts of 20 and a last of 8.
     rng = np.random.default_rng(6)
-    x, gy = random_array(rng, 64, 2, 32, 32) + 50.0, random_array(rng, 64, 2, 32, 32)
+    x, gy = random_array(rng, batch, 2, size, size) + 50.0, random_array(rng, batch, 2, size, size)
     weight, bias = rng.uniform(0.5, 1.5, 2).astype(np.float32), rng.uniform(-0.5, 0.5, 2).astype(np.float32)
     threads = pcn.backend.get_num_threads()
     try:

@@ -1,16 +1,17 @@
 // Batch norm, group / layer norm and LRN kernels (see norm.h).
 // Batch norm reduces per channel into a table of double partials that threads fill without
-// sharing, then adds them in a fixed order: one pair per (n, c) plane (each plane summed in float
-// lanes over short blocks, block totals in double), or, for (N, C) inputs (spatial == 1), one
-// pair of channel rows per chunk of batch rows. The layout and order depend on the shape only, so
-// results are the same for any thread count. Statistics take two passes: the plain sum for a
-// first mean, then sum(x - m) and sum((x - m)^2) around that mean, which stays exact for data far
-// from zero (x = 1000 + noise); over the whole of x for (N, C) inputs, per plane while it is in
-// cache for images (the planes' moments then combine exactly). Images with enough channels go by
-// blocks of channels, statistics then the elementwise pass while a block is in cache
-// (channel_blocks); the others plane by plane, each pass over the whole tensor; the sums and their
-// order are the same either way. The mean is applied as a float pair (hi + lo) so that x - mean
-// keeps full precision when |mean| >> std.
+// sharing, then adds them in a fixed order: one pair per part of a channel of images (the planes of
+// consecutive images holding at least kPartFloats values, summed in float lanes over short blocks,
+// block totals and plane tails in double), or, for (N, C) inputs (spatial == 1), one pair of
+// channel rows per chunk of batch rows. The layout and order depend on the shape only, so results
+// are the same for any thread count. Statistics take two passes: the plain sum for a first mean,
+// then sum(x - m) and sum((x - m)^2) around that mean, which stays exact for data far from zero
+// (x = 1000 + noise); over the whole of x for (N, C) inputs, per part while it is in cache for
+// images (the parts' moments then combine exactly). Images with enough channels go by blocks of
+// channels, statistics then the elementwise pass while a block is in cache (channel_blocks); the
+// others part by part, each pass over the whole tensor; the sums and their order are the same
+// either way. The mean is applied as a float pair (hi + lo) so that x - mean keeps full precision
+// when |mean| >> std.
 // Group norm gives each (sample, group) row to one thread, sums in double; its weight and bias
 // gradients give each block of channels to one thread, walking the samples in order.
 // LRN keeps, for a chunk of spatial positions, a running double sum along channels: one add
@@ -33,50 +34,68 @@ double lane_total(vfloat v) {
   return total;
 }
 
-// Two sums over one plane of n elements: vector_terms(i, &a, &b) gives the terms of elements
-// [i, i + kVecFloats), scalar_terms(i, &a, &b) those of one tail element.
-template <class VectorTerms, class ScalarTerms>
-void plane_sum_pair(int64_t n, VectorTerms vector_terms, ScalarTerms scalar_terms, double* sum0, double* sum1) {
-  double s0 = 0.0, s1 = 0.0;
-  const int64_t vec_end = n - n % kVecFloats;
-  int64_t i = 0;
-  while (i < vec_end) {
-    const int64_t block_end = min64(vec_end, i + kSumBlock);
-    vfloat acc0 = {}, acc1 = {};
-    for (; i < block_end; i += kVecFloats) {
-      vfloat t0, t1;
-      vector_terms(i, &t0, &t1);
-      acc0 += t0;
-      acc1 += t1;
-    }
-    s0 += lane_total(acc0);
-    s1 += lane_total(acc1);
-  }
-  for (; i < n; ++i) {
-    double t0, t1;
-    scalar_terms(i, &t0, &t1);
-    s0 += t0;
-    s1 += t1;
-  }
-  *sum0 = s0;
-  *sum1 = s1;
-}
-
 int64_t row_chunks(const BatchNormDesc& d) { return max64(1, min64(d.batch, kRowChunks)); }
 
-int64_t partial_doubles(const BatchNormDesc& d) {
-  return 2 * d.channels * (d.spatial == 1 ? row_chunks(d) : d.batch);
+// Images take their sums by parts: a part is the planes of one channel in a run of consecutive
+// images holding at least kPartFloats elements (one plane where planes are that large), so that
+// the fixed cost of a sum (its lane totals, its divisions) is not paid for every 7 x 7 plane.
+constexpr int64_t kPartFloats = 1024;
+
+int64_t part_images(const BatchNormDesc& d) { return min64(d.batch, max64(1, kPartFloats / d.spatial)); }
+int64_t part_count(const BatchNormDesc& d) { return (d.batch + part_images(d) - 1) / part_images(d); }
+double part_elements(const BatchNormDesc& d, int64_t k) {
+  return static_cast<double>((min64(d.batch, (k + 1) * part_images(d)) - k * part_images(d)) * d.spatial);
 }
 
-// The two sums of plane p (image p / channels, channel p % channels) into the partial table, at
-// table[2 * n * channels + c] and channels further on.
+// Partial pairs per channel: one per part, or for (N, C) inputs one per chunk of batch rows.
+int64_t partial_doubles(const BatchNormDesc& d) {
+  return 2 * d.channels * (d.spatial == 1 ? row_chunks(d) : part_count(d));
+}
+
+// Two sums over part k of channel c: vector_terms(i, c, &a, &b) gives the terms of elements
+// [i, i + kVecFloats) (flat indices into x), scalar_terms(i, c, &a, &b) those of one element of a
+// plane's tail. Vectors go into float lanes over blocks of kSumBlock floats, block totals and
+// tails into double.
 template <class VectorTerms, class ScalarTerms>
-void plane_sums(double* table, int64_t p, const BatchNormDesc& d, VectorTerms vector_terms, ScalarTerms scalar_terms) {
-  const int64_t channels = d.channels, c = p % channels, base = p * d.spatial;
-  double* pair = table + 2 * (p / channels) * channels;
-  plane_sum_pair(
-      d.spatial, [&](int64_t i, vfloat* a, vfloat* b) { vector_terms(base + i, c, a, b); },
-      [&](int64_t i, double* a, double* b) { scalar_terms(base + i, c, a, b); }, pair + c, pair + channels + c);
+void part_sum_pair(const BatchNormDesc& d, int64_t k, int64_t c, VectorTerms vector_terms, ScalarTerms scalar_terms,
+                   double* sum0, double* sum1) {
+  const int64_t s = d.spatial, vec_end = s - s % kVecFloats, first = k * part_images(d);
+  const int64_t last = min64(d.batch, first + part_images(d));
+  double s0 = 0.0, s1 = 0.0, tail0 = 0.0, tail1 = 0.0;
+  vfloat acc0 = {}, acc1 = {};
+  int64_t in_block = 0;
+  for (int64_t n = first; n < last; ++n) {
+    const int64_t base = (n * d.channels + c) * s;
+    for (int64_t i = 0; i < vec_end; i += kVecFloats) {
+      vfloat t0, t1;
+      vector_terms(base + i, c, &t0, &t1);
+      acc0 += t0;
+      acc1 += t1;
+      if ((in_block += kVecFloats) == kSumBlock) {
+        s0 += lane_total(acc0);
+        s1 += lane_total(acc1);
+        acc0 = acc1 = vfloat{};
+        in_block = 0;
+      }
+    }
+    for (int64_t i = vec_end; i < s; ++i) {
+      double t0, t1;
+      scalar_terms(base + i, c, &t0, &t1);
+      tail0 += t0;
+      tail1 += t1;
+    }
+  }
+  *sum0 = (s0 + lane_total(acc0)) + tail0;
+  *sum1 = (s1 + lane_total(acc1)) + tail1;
+}
+
+// The two sums of part k of channel c into the partial table, at table[2 * k * channels + c] and
+// channels further on.
+template <class VectorTerms, class ScalarTerms>
+void part_sums(double* table, int64_t k, int64_t c, const BatchNormDesc& d, VectorTerms vector_terms,
+               ScalarTerms scalar_terms) {
+  double* pair = table + 2 * k * d.channels + c;
+  part_sum_pair(d, k, c, vector_terms, scalar_terms, pair, pair + d.channels);
 }
 
 // total0[c], total1[c]: channel c's partials (the k-th at table[2 * k * channels + c], its second
@@ -98,7 +117,7 @@ template <class VectorTerms, class ScalarTerms>
 void channel_sums(double* table, double* total0, double* total1, const BatchNormDesc& d, VectorTerms vector_terms,
                   ScalarTerms scalar_terms) {
   const int64_t channels = d.channels, s = d.spatial;
-  const int64_t parts = s == 1 ? row_chunks(d) : d.batch;  // partial pairs per channel
+  const int64_t parts = s == 1 ? row_chunks(d) : part_count(d);  // partial pairs per channel
   if (s == 1) {
     const int64_t rows = (d.batch + parts - 1) / parts;
 #pragma omp parallel for num_threads(threads_for(parts, parts * channels)) schedule(static)
@@ -114,60 +133,62 @@ void channel_sums(double* table, double* total0, double* total1, const BatchNorm
         }
     }
   } else {
-    const int64_t planes = d.batch * channels;
-#pragma omp parallel for num_threads(threads_for(planes, planes * s)) schedule(static)
-    for (int64_t p = 0; p < planes; ++p) plane_sums(table, p, d, vector_terms, scalar_terms);
+    const int64_t items = parts * channels;
+#pragma omp parallel for num_threads(threads_for(items, d.batch * channels * s)) schedule(static)
+    for (int64_t item = 0; item < items; ++item)
+      part_sums(table, item / channels, item % channels, d, vector_terms, scalar_terms);
   }
   for (int64_t c = 0; c < channels; ++c) combine_sums(table, parts, channels, c, total0, total1);
 }
 
-// Mean and sum of squared deviations of one (n, c) plane of s elements into pair[0], pair[1]: two
-// passes while it sits in cache (its sum, then the deviations from its mean, with the same
-// correction term as channel_sums' second pass). Its channel's planes then combine in batch order
+// Mean and sum of squared deviations of part k of channel c into its pair of the partial table:
+// two passes while it sits in cache (its sum, then the deviations from its mean, with the same
+// correction term as channel_sums' second pass). The channel's parts then combine in order
 // (combine_moments): one pass over x in memory instead of two, as exact as two passes over the
 // whole channel, and the same result for any thread count.
-void plane_moments(double* pair, const float* plane, int64_t s) {
+void part_moments(double* table, const float* x, const BatchNormDesc& d, int64_t k, int64_t c) {
   double sum, unused;
-  plane_sum_pair(
-      s,
-      [=](int64_t i, vfloat* a, vfloat* b) {
-        *a = vload(plane + i);
+  part_sum_pair(
+      d, k, c,
+      [=](int64_t i, int64_t, vfloat* a, vfloat* b) {
+        *a = vload(x + i);
         *b = vfloat{};
       },
-      [=](int64_t i, double* a, double* b) {
-        *a = plane[i];
+      [=](int64_t i, int64_t, double* a, double* b) {
+        *a = x[i];
         *b = 0.0;
       },
       &sum, &unused);
-  const float first_mean = static_cast<float>(sum / s);
+  const double n = part_elements(d, k);
+  const float first_mean = static_cast<float>(sum / n);
   double dev, sq;
-  plane_sum_pair(
-      s,
-      [=](int64_t i, vfloat* a, vfloat* b) {
-        *a = vload(plane + i) - first_mean;
+  part_sum_pair(
+      d, k, c,
+      [=](int64_t i, int64_t, vfloat* a, vfloat* b) {
+        *a = vload(x + i) - first_mean;
         *b = *a * *a;
       },
-      [=](int64_t i, double* a, double* b) {
-        *a = static_cast<double>(plane[i]) - first_mean;
+      [=](int64_t i, int64_t, double* a, double* b) {
+        *a = static_cast<double>(x[i]) - first_mean;
         *b = *a * *a;
       },
       &dev, &sq);
-  pair[0] = first_mean + dev / s;
-  pair[1] = std::fmax(sq - dev * dev / s, 0.0);
+  double* pair = table + 2 * k * d.channels + c;
+  pair[0] = first_mean + dev / n;
+  const double m2 = sq - dev * dev / n;
+  pair[d.channels] = m2 > 0.0 ? m2 : 0.0;  // not std::fmax, a library call per part
 }
 
-// Channel c's mean and sum of squared deviations from its planes' pairs (plane p's at
-// table[2 * p]). All planes hold s elements: the channel's mean is the mean of the plane means,
-// and its sum of squared deviations adds each plane's own and s * (plane mean - mean)^2.
+// Channel c's mean and sum of squared deviations from its parts' pairs (Chan et al.): the mean of
+// the part means weighted by their sizes, and each part's own sum plus size * (part mean - mean)^2.
 void combine_moments(const double* table, const BatchNormDesc& d, int64_t c, double* mean, double* m2) {
-  const int64_t channels = d.channels, s = d.spatial;
+  const int64_t channels = d.channels, parts = part_count(d);
   double mu = 0.0, sum = 0.0;
-  for (int64_t n = 0; n < d.batch; ++n) mu += table[2 * (n * channels + c)];
-  mu /= d.batch;
-  for (int64_t n = 0; n < d.batch; ++n) {
-    const double* plane = table + 2 * (n * channels + c);
-    const double offset = plane[0] - mu;
-    sum += plane[1] + s * offset * offset;
+  for (int64_t k = 0; k < parts; ++k) mu += part_elements(d, k) * table[2 * k * channels + c];
+  mu /= static_cast<double>(d.batch * d.spatial);
+  for (int64_t k = 0; k < parts; ++k) {
+    const double offset = table[2 * k * channels + c] - mu;
+    sum += table[(2 * k + 1) * channels + c] + part_elements(d, k) * offset * offset;
   }
   mean[c] = mu;
   m2[c] = sum;
@@ -239,8 +260,8 @@ void apply_affine(float* y, const float* x, const ChannelAffine& a, const BatchN
 // statistics and its elementwise pass run back to back while its planes are still in cache, one
 // sweep of the activations from memory each way instead of two. A block is enough channels that
 // each image's slice of it is a contiguous run of about 4 KiB (planes of 8 x 8 one by one, strided
-// by the image size, defeat the prefetchers). The path takes the threads the plane-parallel one
-// would, so it needs as many blocks; otherwise that path runs. Both make the same per-plane sums
+// by the image size, defeat the prefetchers). The path takes the threads the part-parallel one
+// would, so it needs as many blocks; otherwise that path runs. Both make the same per-part sums
 // and combine them in the same order: the same bits.
 constexpr int64_t kBlockRunFloats = 1024;
 
@@ -252,23 +273,23 @@ struct ChannelBlocks {
 ChannelBlocks channel_blocks(const BatchNormDesc& d) {
   if (d.spatial == 1) return {0, 0};
   const int64_t elements = d.batch * d.channels * d.spatial;
-  const int threads = threads_for(d.batch * d.channels, elements);
+  const int threads = threads_for(part_count(d) * d.channels, elements);
   const int64_t size = min64(max64(1, kBlockRunFloats / d.spatial), d.channels / threads);
   if (size == 0 || threads_for((d.channels + size - 1) / size, elements) != threads) return {0, 0};
   return {threads, size};
 }
 
-// Per block of channels: plane_pass(p, c) on every plane p of each of its channels c, image by
-// image, then finish(c) for each channel, then element_pass(p, c) on each plane again.
-template <class PlanePass, class Finish, class ElementPass>
-void by_channel_blocks(const BatchNormDesc& d, const ChannelBlocks& blocks, PlanePass plane_pass, Finish finish,
+// Per block of channels: part_pass(k, c) on every part k of each of its channels c, part by part,
+// then finish(c) for each channel, then element_pass(p, c) on each of their planes p.
+template <class PartPass, class Finish, class ElementPass>
+void by_channel_blocks(const BatchNormDesc& d, const ChannelBlocks& blocks, PartPass part_pass, Finish finish,
                        ElementPass element_pass) {
-  const int64_t channels = d.channels, count = (channels + blocks.size - 1) / blocks.size;
+  const int64_t channels = d.channels, count = (channels + blocks.size - 1) / blocks.size, parts = part_count(d);
 #pragma omp parallel for num_threads(blocks.threads) schedule(static)
   for (int64_t block = 0; block < count; ++block) {
     const int64_t first = block * blocks.size, last = min64(channels, first + blocks.size);
-    for (int64_t n = 0; n < d.batch; ++n)
-      for (int64_t c = first; c < last; ++c) plane_pass(n * channels + c, c);
+    for (int64_t k = 0; k < parts; ++k)
+      for (int64_t c = first; c < last; ++c) part_pass(k, c);
     for (int64_t c = first; c < last; ++c) finish(c);
     for (int64_t n = 0; n < d.batch; ++n)
       for (int64_t c = first; c < last; ++c) element_pass(n * channels + c, c);
@@ -338,7 +359,7 @@ void batch_norm_forward_train(float* y, float* save_mean, float* save_invstd, fl
   const ChannelBlocks blocks = channel_blocks(d);
   if (blocks.threads) {
     by_channel_blocks(
-        d, blocks, [&](int64_t p, int64_t) { plane_moments(t.table + 2 * p, x + p * s, s); },
+        d, blocks, [&](int64_t k, int64_t c) { part_moments(t.table, x, d, k, c); },
         [&](int64_t c) {
           combine_moments(t.table, d, c, mean, m2);
           finish_channel(c);
@@ -347,9 +368,9 @@ void batch_norm_forward_train(float* y, float* save_mean, float* save_invstd, fl
     return;
   }
   if (s > 1) {
-    const int64_t planes = d.batch * channels;
-#pragma omp parallel for num_threads(threads_for(planes, planes * s)) schedule(static)
-    for (int64_t p = 0; p < planes; ++p) plane_moments(t.table + 2 * p, x + p * s, s);
+    const int64_t items = part_count(d) * channels;
+#pragma omp parallel for num_threads(threads_for(items, d.batch * channels * s)) schedule(static)
+    for (int64_t item = 0; item < items; ++item) part_moments(t.table, x, d, item / channels, item % channels);
     for (int64_t c = 0; c < channels; ++c) combine_moments(t.table, d, c, mean, m2);
   } else {
     channel_sums(
@@ -450,11 +471,11 @@ void batch_norm_backward(float* dx, float* dweight, float* dbias, const float* d
   if (blocks.threads) {
     by_channel_blocks(
         d, blocks,
-        [&](int64_t p, int64_t) {
-          if (need_sums) plane_sums(t.table, p, d, vector_terms, scalar_terms);
+        [&](int64_t k, int64_t c) {
+          if (need_sums) part_sums(t.table, k, c, d, vector_terms, scalar_terms);
         },
         [&](int64_t c) {
-          if (need_sums) combine_sums(t.table, d.batch, channels, c, t.total0, t.total1);
+          if (need_sums) combine_sums(t.table, part_count(d), channels, c, t.total0, t.total1);
           coefficients(c);
         },
         [&](int64_t p, int64_t c) {

@@ -16,8 +16,9 @@
 //   relu    (d.relu) fuses a ReLU after the normalisation: forward writes y = relu(bn(x)) (NaN
 //           kept, as relu), and backward reads that y and takes dy as 0 where y <= 0 (relu's
 //           gradient) in the same passes: one read and one write of the activation fewer each way.
-// Per-channel sums are per-plane float partials (vector lanes over short blocks) added in double,
-// plane by plane in a fixed order: results do not depend on the thread count.
+// Per-channel sums are float partials (vector lanes over short blocks) of parts of a channel (a
+// run of images' planes), added in double in a fixed order: results do not depend on the thread
+// count.
 //
 // Group norm, and layer norm as its one-group case (torch.nn.functional.group_norm / layer_norm):
 //   x is (batch, channels, spatial) cut into `groups` groups of channels/groups whole channels;
