@@ -228,6 +228,18 @@ def test_concat_and_split_match_cpu_exactly(gpu, shapes, dim):
         np.testing.assert_array_equal(actual, expected)
 
 
+@pytest.mark.parametrize("shape,stride,before,after",
+                         [((64, 16, 32, 32), 2, 8, 8), ((3, 5, 7, 9), 2, 1, 4), ((2, 4, 10, 11), 3, 3, 0)], ids=str)
+def test_subsample_pad_channels_matches_cpu_exactly(gpu, shape, stride, before, after):
+    rng = np.random.default_rng(9)
+    x = random_array(rng, *shape)
+    y, y_gpu = both(gpu, "subsample_pad_channels", x, stride, before, after)
+    np.testing.assert_array_equal(y_gpu, y)
+    grad = random_array(rng, *y.shape)
+    dx, dx_gpu = both(gpu, "subsample_pad_channels_backward", grad, list(shape), stride, before, after)
+    np.testing.assert_array_equal(dx_gpu, dx)
+
+
 # ------------------------------------------------------------------ errors
 Z23, Z32 = np.zeros((2, 3), np.float32), np.zeros((3, 2), np.float32)
 
@@ -257,6 +269,8 @@ Z23, Z32 = np.zeros((2, 3), np.float32), np.zeros((3, 2), np.float32)
         ("split", (np.zeros((2, 6), np.float32), [2, 3], 1), {}),
         ("split", (np.zeros((2, 6), np.float32), [7, -1], 1), {}),
         ("split", (np.zeros((2, 6), np.float32), [], 1), {}),
+        ("subsample_pad_channels", (np.zeros((2, 3, 4), np.float32), 2, 1, 1), {}),
+        ("subsample_pad_channels_backward", (np.zeros((2, 5, 2, 2), np.float32), [2, 3, 4, 4], 2, 1, 2), {}),
     ],
 )
 def test_errors_match_cpu(gpu, name, args, kwargs):

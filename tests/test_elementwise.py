@@ -1,5 +1,6 @@
-"""add, mul, add_relu, the deterministic sum and cat/split: forward and backward against a
-float64 numpy reference and against PyTorch, on every ISA; bad arguments raise clear errors."""
+"""add, mul, add_relu, the deterministic sum, cat/split and subsample_pad_channels: forward and
+backward against a float64 numpy reference and against PyTorch, on every ISA; bad arguments raise
+clear errors."""
 
 import numpy as np
 import pytest
@@ -130,6 +131,42 @@ def test_cat_and_split_are_deterministic():
         assert np.array_equal(part, back)
 
 
+# ------------------------------------------------------------------ subsample_pad_channels
+# (input shape, stride, before, after): ResNet-20's two shortcuts, odd sizes, stride 1 and 3, no
+# channels added, an empty batch
+PAD_CASES = [((64, 16, 32, 32), 2, 8, 8), ((64, 32, 16, 16), 2, 16, 16), ((3, 5, 7, 9), 2, 1, 4),
+             ((2, 3, 5, 5), 1, 0, 2), ((2, 4, 10, 11), 3, 3, 0), ((2, 3, 4, 4), 2, 0, 0), ((0, 2, 4, 4), 2, 1, 1)]
+
+
+@pytest.mark.parametrize("shape,stride,before,after", PAD_CASES, ids=str)
+def test_subsample_pad_channels_matches_slicing(isa, shape, stride, before, after):
+    rng = np.random.default_rng(12)
+    x = random_array(rng, *shape)
+    expected = np.zeros((shape[0], before + shape[1] + after, -(-shape[2] // stride), -(-shape[3] // stride)),
+                       np.float32)
+    expected[:, before:before + shape[1]] = x[:, :, ::stride, ::stride]
+    assert np.array_equal(_C.subsample_pad_channels(x, stride, before, after), expected)
+    grad = random_array(rng, *expected.shape)
+    grad_x = np.zeros_like(x)
+    grad_x[:, :, ::stride, ::stride] = grad[:, before:before + shape[1]]
+    assert np.array_equal(_C.subsample_pad_channels_backward(grad, list(shape), stride, before, after), grad_x)
+
+
+def test_option_a_shortcut_gradient_matches_torch():
+    torch = pytest.importorskip("torch")
+    from pyconvnet.models.resnet import ShortcutA
+    rng = np.random.default_rng(13)
+    x, grad = random_array(rng, 4, 6, 9, 9), random_array(rng, 4, 12, 5, 5)
+    xt = pcn.tensor(x, requires_grad=True)
+    y = ShortcutA(2, 6)(xt)
+    (y * pcn.tensor(grad)).sum().backward()
+    tx = torch.tensor(x, requires_grad=True)
+    ty = torch.nn.functional.pad(tx[:, :, ::2, ::2], (0, 0, 0, 0, 3, 3))
+    ty.backward(torch.tensor(grad))
+    assert np.array_equal(y.detach().numpy(), ty.detach().numpy())
+    assert np.array_equal(xt.grad.numpy(), tx.grad.numpy())
+
+
 # ------------------------------------------------------------------ bad input
 @pytest.mark.parametrize(
     "call,error,match",
@@ -148,6 +185,14 @@ def test_cat_and_split_are_deterministic():
         (lambda: _C.mul(np.zeros((2, 3), np.float32), np.zeros((2, 3), np.int64)), TypeError, "mul: other must be a float32"),
         (lambda: elementwise.add_relu(pcn.zeros(4), pcn.zeros(5)), ValueError, r"add_relu: .*\[4\] and \[5\]"),
         (lambda: _C.sum(np.zeros(3)), TypeError, "sum: input must be a float32"),
+        (lambda: _C.subsample_pad_channels(np.zeros((2, 3, 4), np.float32), 2, 1, 1), ValueError,
+         r"subsample_pad_channels: expected a 4-D \(N, C, H, W\) input, got shape \[2, 3, 4\]"),
+        (lambda: _C.subsample_pad_channels(np.zeros((2, 3, 4, 4), np.float32), 0, 1, 1), ValueError,
+         "stride must be at least 1, got 0"),
+        (lambda: _C.subsample_pad_channels(np.zeros((2, 3, 4, 4), np.float32), 2, -1, 1), ValueError,
+         "must be non-negative, got -1 and 1"),
+        (lambda: _C.subsample_pad_channels_backward(np.zeros((2, 5, 2, 2), np.float32), [2, 3, 4, 4], 2, 1, 2),
+         ValueError, r"grad_output must have shape \[2, 6, 2, 2\], got \[2, 5, 2, 2\]"),
     ],
 )
 def test_bad_arguments_raise_clear_errors(call, error, match):

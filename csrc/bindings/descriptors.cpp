@@ -229,6 +229,21 @@ ConcatLayout split_layout(const std::vector<int64_t>& shape, std::vector<int64_t
   return layout;
 }
 
+ChannelPadDesc channel_pad_desc(const std::vector<int64_t>& input_shape, int64_t stride, int64_t before,
+                                int64_t after) {
+  if (input_shape.size() != 4)
+    fail("subsample_pad_channels: expected a 4-D (N, C, H, W) input, got shape " + shape_str(input_shape));
+  ChannelPadDesc d;
+  d.batch = input_shape[0], d.channels = input_shape[1], d.in_h = input_shape[2], d.in_w = input_shape[3];
+  d.stride = stride, d.before = before, d.after = after;
+  validate(d);
+  return d;
+}
+
+std::vector<int64_t> channel_pad_output_shape(const ChannelPadDesc& d) {
+  return {d.batch, d.before + d.channels + d.after, d.out_h, d.out_w};
+}
+
 std::vector<int64_t> with_extent(std::vector<int64_t> shape, int64_t dim, int64_t extent) {
   shape[dim] = extent;
   return shape;

@@ -89,6 +89,10 @@ ConcatLayout concat_layout(const std::vector<std::vector<int64_t>>& shapes, int6
 ConcatLayout split_layout(const std::vector<int64_t>& shape, std::vector<int64_t> extents, int64_t dim);
 // `shape` with its `dim` entry replaced by `extent` (a part's or the result's shape).
 std::vector<int64_t> with_extent(std::vector<int64_t> shape, int64_t dim, int64_t extent);
+// subsample_pad_channels of an (N, C, H, W) input, and the shape of its output.
+ChannelPadDesc channel_pad_desc(const std::vector<int64_t>& input_shape, int64_t stride, int64_t before,
+                                int64_t after);
+std::vector<int64_t> channel_pad_output_shape(const ChannelPadDesc& d);
 
 // ---- optimisers: `count` parameter elements ------------------------------------------------------
 

@@ -1,4 +1,5 @@
-// Bindings for same-shape element-wise ops, the deterministic sum, and concat/split.
+// Bindings for same-shape element-wise ops, the deterministic sum, concat/split and
+// subsample_pad_channels.
 #include "bindings/common.h"
 #include "bindings/descriptors.h"
 #include "dispatch.h"
@@ -115,6 +116,38 @@ void bind_eltwise(py::module_& m) {
         return outputs;
       },
       py::arg("input"), py::arg("sizes"), py::arg("dim"));
+  m.def(
+      "subsample_pad_channels",
+      [](const py::handle& x_obj, int64_t stride, int64_t before, int64_t after) {
+        FloatArray x = float_input(x_obj, "subsample_pad_channels", "input");
+        const ChannelPadDesc d = channel_pad_desc(shape_of(x), stride, before, after);
+        FloatArray y = empty_float(channel_pad_output_shape(d));
+        float* y_data = y.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          kernels().subsample_pad_channels_forward(y_data, x.data(), d);
+        }
+        return y;
+      },
+      py::arg("input"), py::arg("stride"), py::arg("before"), py::arg("after"),
+      "input[:, :, ::stride, ::stride] with `before` zero channels in front and `after` behind.");
+  m.def(
+      "subsample_pad_channels_backward",
+      [](const py::handle& dy_obj, const std::vector<int64_t>& input_shape, int64_t stride, int64_t before,
+         int64_t after) {
+        FloatArray dy = float_input(dy_obj, "subsample_pad_channels backward", "grad_output");
+        const ChannelPadDesc d = channel_pad_desc(input_shape, stride, before, after);
+        expect_shape(dy, channel_pad_output_shape(d), "subsample_pad_channels backward", "grad_output");
+        FloatArray dx = empty_float(input_shape);
+        float* dx_data = dx.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          kernels().subsample_pad_channels_backward(dx_data, dy.data(), d);
+        }
+        return dx;
+      },
+      py::arg("grad_output"), py::arg("input_shape"), py::arg("stride"), py::arg("before"), py::arg("after"),
+      "The gradient of subsample_pad_channels for an input of input_shape.");
 }
 
 }  // namespace pcn::bind

@@ -1,4 +1,4 @@
-// EltwiseDesc and ConcatDesc checks; see kernels/eltwise.h.
+// EltwiseDesc, ConcatDesc and ChannelPadDesc checks; see kernels/eltwise.h.
 #include "core/checks.h"
 #include "kernels/eltwise.h"
 
@@ -21,6 +21,18 @@ void validate(ConcatDesc& d, const int64_t* extents) {
     checked_numel({d.outer, total, d.inner}, "cat: output");
   }
   d.total = total;
+}
+
+void validate(ChannelPadDesc& d) {
+  if (d.batch < 0 || d.channels < 0 || d.in_h < 0 || d.in_w < 0)
+    fail("subsample_pad_channels: input sizes must be non-negative");
+  if (d.stride < 1) fail("subsample_pad_channels: stride must be at least 1, got " + std::to_string(d.stride));
+  if (d.before < 0 || d.after < 0)
+    fail("subsample_pad_channels: the channels added before and after must be non-negative, got " +
+         std::to_string(d.before) + " and " + std::to_string(d.after));
+  d.out_h = (d.in_h + d.stride - 1) / d.stride;
+  d.out_w = (d.in_w + d.stride - 1) / d.stride;
+  checked_numel({d.batch, d.before + d.channels + d.after, d.out_h, d.out_w}, "subsample_pad_channels: output");
 }
 
 }  // namespace pcn

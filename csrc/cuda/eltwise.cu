@@ -197,6 +197,49 @@ void sum_doubles(double* out, const double* values, int64_t count, cudaStream_t 
   reduce(count, LoadDouble{values}, Plus{}, StoreDouble{out}, stream, "sum_doubles");
 }
 
+namespace {
+
+// One thread per output element: the sampled input value, or zero in the added channels.
+__global__ void subsample_pad_channels_kernel(float* y, const float* x, ChannelPadDesc d) {
+  const int64_t out_channels = d.before + d.channels + d.after;
+  const int64_t total = d.batch * out_channels * d.out_h * d.out_w;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t j = i % d.out_w, row = i / d.out_w % d.out_h, k = i / (d.out_w * d.out_h) % out_channels;
+    const int64_t n = i / (d.out_w * d.out_h * out_channels), c = k - d.before;
+    y[i] = c < 0 || c >= d.channels ? 0.0f
+                                    : x[((n * d.channels + c) * d.in_h + row * d.stride) * d.in_w + j * d.stride];
+  }
+}
+
+// One thread per input element: dy's value where the forward sampled it, zero elsewhere.
+__global__ void subsample_pad_channels_backward_kernel(float* dx, const float* dy, ChannelPadDesc d) {
+  const int64_t out_channels = d.before + d.channels + d.after;
+  const int64_t total = d.batch * d.channels * d.in_h * d.in_w;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t j = i % d.in_w, row = i / d.in_w % d.in_h, c = i / (d.in_w * d.in_h) % d.channels;
+    const int64_t n = i / (d.in_w * d.in_h * d.channels);
+    dx[i] = row % d.stride != 0 || j % d.stride != 0
+                ? 0.0f
+                : dy[((n * out_channels + d.before + c) * d.out_h + row / d.stride) * d.out_w + j / d.stride];
+  }
+}
+
+}  // namespace
+
+void subsample_pad_channels_forward(float* y, const float* x, const ChannelPadDesc& d, cudaStream_t stream) {
+  const int64_t total = d.batch * (d.before + d.channels + d.after) * d.out_h * d.out_w;
+  if (total == 0) return;
+  subsample_pad_channels_kernel<<<grid_for(total, kThreads), kThreads, 0, stream>>>(y, x, d);
+  check_launch("subsample_pad_channels_forward");
+}
+
+void subsample_pad_channels_backward(float* dx, const float* dy, const ChannelPadDesc& d, cudaStream_t stream) {
+  const int64_t total = d.batch * d.channels * d.in_h * d.in_w;
+  if (total == 0) return;
+  subsample_pad_channels_backward_kernel<<<grid_for(total, kThreads), kThreads, 0, stream>>>(dx, dy, d);
+  check_launch("subsample_pad_channels_backward");
+}
+
 void concat_forward(float* y, const float* const* inputs, const int64_t* extents, const ConcatDesc& d,
                     cudaStream_t stream) {
   for (int64_t i = 0, start = 0; i < d.inputs; start += extents[i], ++i)

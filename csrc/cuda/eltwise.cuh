@@ -1,4 +1,5 @@
-// Host launchers of the GPU element-wise ops, deterministic sum / p-norm and concat / split
+// Host launchers of the GPU element-wise ops, deterministic sum / p-norm, concat / split and
+// subsample_pad_channels
 // (eltwise.cu): the CPU kernels' signatures (kernels/eltwise.h) plus the stream. Array pointers are
 // device pointers on the current device; concat's `inputs`, split's `outputs` and both `extents` are
 // host arrays (of device pointers), as on the CPU.
@@ -20,6 +21,8 @@ void concat_forward(float* y, const float* const* inputs, const int64_t* extents
                     cudaStream_t stream);
 void split_forward(float* const* outputs, const float* y, const int64_t* extents, const ConcatDesc& d,
                    cudaStream_t stream);
+void subsample_pad_channels_forward(float* y, const float* x, const ChannelPadDesc& d, cudaStream_t stream);
+void subsample_pad_channels_backward(float* dx, const float* dy, const ChannelPadDesc& d, cudaStream_t stream);
 
 // out[0] = the sum of values[0, count) (count >= 0; 0 when empty), in a fixed order that depends
 // only on count: per-block trees, then one tree over the block totals (no atomics).

@@ -6,6 +6,8 @@
 
 #include <math.h>
 
+#include <cstring>
+
 #include "core/simd.h"
 
 PCN_ISA_BEGIN
@@ -153,6 +155,43 @@ void split_forward(float* const* outputs, const float* y, const int64_t* extents
   for (int64_t item = 0; item < items; ++item) {
     const int64_t row = item / d.inputs, i = item % d.inputs, floats = extents[i] * d.inner;
     if (floats > 0) memcpy(outputs[i] + row * floats, y + (row * d.total + starts[i]) * d.inner, floats * sizeof(float));
+  }
+}
+
+// One item per output plane: a copy of every stride-th row and column of its input plane, or zeros.
+void subsample_pad_channels_forward(float* y, const float* x, const ChannelPadDesc& d) {
+  const int64_t out_channels = d.before + d.channels + d.after, planes = d.batch * out_channels;
+  const int64_t out_plane = d.out_h * d.out_w;
+#pragma omp parallel for num_threads(threads_for(planes, planes * out_plane)) schedule(static)
+  for (int64_t p = 0; p < planes; ++p) {
+    float* out = y + p * out_plane;
+    const int64_t c = p % out_channels - d.before;
+    if (c < 0 || c >= d.channels) {
+      std::memset(out, 0, sizeof(float) * out_plane);
+      continue;
+    }
+    const float* in = x + (p / out_channels * d.channels + c) * d.in_h * d.in_w;
+    for (int64_t i = 0; i < d.out_h; ++i)
+      for (int64_t j = 0; j < d.out_w; ++j) out[i * d.out_w + j] = in[i * d.stride * d.in_w + j * d.stride];
+  }
+}
+
+// One item per input plane: the sampled rows get dy's values at the sampled columns and zeros
+// between them, the other rows zeros.
+void subsample_pad_channels_backward(float* dx, const float* dy, const ChannelPadDesc& d) {
+  const int64_t planes = d.batch * d.channels, in_plane = d.in_h * d.in_w;
+  const int64_t out_channels = d.before + d.channels + d.after, out_plane = d.out_h * d.out_w;
+#pragma omp parallel for num_threads(threads_for(planes, planes * in_plane)) schedule(static)
+  for (int64_t p = 0; p < planes; ++p) {
+    float* out = dx + p * in_plane;
+    const float* in = dy + (p / d.channels * out_channels + d.before + p % d.channels) * out_plane;
+    for (int64_t i = 0; i < d.in_h; ++i) {
+      float* row = out + i * d.in_w;
+      std::memset(row, 0, sizeof(float) * d.in_w);
+      if (i % d.stride != 0) continue;
+      const float* sampled = in + i / d.stride * d.out_w;
+      for (int64_t j = 0; j < d.out_w; ++j) row[j * d.stride] = sampled[j];
+    }
   }
 }
 

@@ -75,4 +75,28 @@ void split_forward(float* const* outputs, const float* y, const int64_t* extents
           outputs[i][(n * extents[i] + c) * d.inner + j] = y[(n * d.total + offset + c) * d.inner + j];
 }
 
+void subsample_pad_channels_forward(float* y, const float* x, const ChannelPadDesc& d) {
+  const int64_t out_channels = d.before + d.channels + d.after;
+  for (int64_t n = 0; n < d.batch; ++n)
+    for (int64_t k = 0; k < out_channels; ++k)
+      for (int64_t i = 0; i < d.out_h; ++i)
+        for (int64_t j = 0; j < d.out_w; ++j) {
+          const int64_t c = k - d.before;
+          y[((n * out_channels + k) * d.out_h + i) * d.out_w + j] =
+              c < 0 || c >= d.channels ? 0.0f : x[((n * d.channels + c) * d.in_h + i * d.stride) * d.in_w + j * d.stride];
+        }
+}
+
+void subsample_pad_channels_backward(float* dx, const float* dy, const ChannelPadDesc& d) {
+  const int64_t out_channels = d.before + d.channels + d.after;
+  for (int64_t n = 0; n < d.batch; ++n)
+    for (int64_t c = 0; c < d.channels; ++c)
+      for (int64_t i = 0; i < d.in_h; ++i)
+        for (int64_t j = 0; j < d.in_w; ++j) {
+          const bool sampled = i % d.stride == 0 && j % d.stride == 0;
+          dx[((n * d.channels + c) * d.in_h + i) * d.in_w + j] =
+              sampled ? dy[((n * out_channels + d.before + c) * d.out_h + i / d.stride) * d.out_w + j / d.stride] : 0.0f;
+        }
+}
+
 }  // namespace pcn::reference

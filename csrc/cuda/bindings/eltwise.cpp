@@ -1,4 +1,5 @@
-// GPU bindings for same-shape element-wise ops, the deterministic sum and norm, and concat / split
+// GPU bindings for same-shape element-wise ops, the deterministic sum and norm, concat / split and
+// subsample_pad_channels
 // (cuda/eltwise.cuh), mirroring bindings/eltwise.cpp with DeviceArrays for numpy arrays.
 #include "bindings/descriptors.h"
 #include "cuda/bindings/common.h"
@@ -92,6 +93,38 @@ void bind_eltwise(py::module_& m) {
         return outputs;
       },
       py::arg("input"), py::arg("sizes"), py::arg("dim"));
+  m.def(
+      "subsample_pad_channels",
+      [](const DeviceArray& x, int64_t stride, int64_t before, int64_t after) {
+        float_input(x, "subsample_pad_channels", "input");
+        const ChannelPadDesc d = channel_pad_desc(x.shape, stride, before, after);
+        DeviceArray y = empty(channel_pad_output_shape(d), Dtype::float32, x.device);
+        cudaStream_t stream = launch_on(x);
+        {
+          py::gil_scoped_release nogil;
+          subsample_pad_channels_forward(y.data<float>(), x.data<float>(), d, stream);
+        }
+        return y;
+      },
+      py::arg("input"), py::arg("stride"), py::arg("before"), py::arg("after"),
+      "input[:, :, ::stride, ::stride] with `before` zero channels in front and `after` behind.");
+  m.def(
+      "subsample_pad_channels_backward",
+      [](const DeviceArray& dy, const std::vector<int64_t>& input_shape, int64_t stride, int64_t before,
+         int64_t after) {
+        float_input(dy, "subsample_pad_channels backward", "grad_output");
+        const ChannelPadDesc d = channel_pad_desc(input_shape, stride, before, after);
+        expect_shape(dy, channel_pad_output_shape(d), "subsample_pad_channels backward", "grad_output");
+        DeviceArray dx = empty(input_shape, Dtype::float32, dy.device);
+        cudaStream_t stream = launch_on(dy);
+        {
+          py::gil_scoped_release nogil;
+          subsample_pad_channels_backward(dx.data<float>(), dy.data<float>(), d, stream);
+        }
+        return dx;
+      },
+      py::arg("grad_output"), py::arg("input_shape"), py::arg("stride"), py::arg("before"), py::arg("after"),
+      "The gradient of subsample_pad_channels for an input of input_shape.");
 }
 
 }  // namespace pcn::cuda::bind
