@@ -131,6 +131,7 @@ WINOGRAD_CASES = [
     (4, 40, 33, 30, 32, 1),  # many tiles: several blocks per thread, threads split them
     (2, 24, 5, 5, 18, 3),  # padding 3: forward by Winograd, backward-data by the general path
     (2, 33, 10, 9, 35, 1),  # weight gradient by Winograd, partial edge tiles
+    (3, 50, 9, 10, 56, 1),  # channels in four vectors (AVX-512's widest lane products), out channels padded
     (1, 256, 8, 8, 256, 1),  # the widest weight gradient the fixed heuristic took before measured plans
     (1, 512, 6, 6, 384, 1),  # the widest weight gradient it takes: 512 channels, out not a power of two
     (2, 32, 64, 64, 32, 1),  # large maps: the lanes' weight gradient in bands of tile rows

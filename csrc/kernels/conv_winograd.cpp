@@ -715,6 +715,7 @@ void lane_input_transforms(float* v, int64_t v_point, float* xl, int64_t x_image
 constexpr int kLaneTileRows = kVecFloats == 16 ? 16 : 8;  // tiles per register tile of the products
 constexpr int64_t kLaneConvChannels = kVecFloats == 16 ? 64 : 16;
 static_assert(kLaneConvChannels <= kLaneMaxChannels, "the bias vectors are held for kLaneMaxChannels");
+static_assert(kLaneConvChannels <= 4 * kVecFloats, "lane_convolution's products take up to 4 vectors of channels");
 
 // u[p * u_point + c * k_lanes + k] = G g G^T of the job's kernel (out channel k, channel c), zeros
 // for k past out_channels, kVecFloats output channels at a time; the team shares the channels.
@@ -739,22 +740,43 @@ void lane_weights(float* u, int64_t u_point, int64_t k_lanes, const WinogradJob&
   team_barrier(true);
 }
 
-// m[p][t][k] for tiles [0, tiles) (a multiple of kLaneTileRows; v's rows past the chunk are zeros).
+// kRows tiles' products with kVecs vectors of output channels: out[r][k] = sum over c of
+// a[r * kLanes + c] * b[c * k_lanes + k]. kLanes (a row's length) is a constant so that the
+// broadcasts address their rows by fixed displacements: as a run-time value the rows' offsets took
+// more registers than there are, and reloading them made the loop bound by loads.
+template <int kLanes, int kRows, int kVecs>
+static inline void lane_product_tile(float* out, int64_t k_lanes, const float* a, const float* b, int64_t channels) {
+  vfloat acc[kRows][kVecs] = {};
+  for (int64_t c = 0; c < channels; ++c) {
+    vfloat bv[kVecs];
+    for (int j = 0; j < kVecs; ++j) bv[j] = vload(b + c * k_lanes + j * kVecFloats);
+    for (int r = 0; r < kRows; ++r) {
+      const vfloat ar = vbroadcast(a[r * kLanes + c]);
+      for (int j = 0; j < kVecs; ++j) acc[r][j] += ar * bv[j];
+    }
+  }
+  for (int r = 0; r < kRows; ++r)
+    for (int j = 0; j < kVecs; ++j) vstore(out + r * k_lanes + j * kVecFloats, acc[r][j]);
+}
+
+// m[p][t][k] for tiles [0, tiles) (a multiple of kLaneTileRows; v's rows past the chunk are zeros),
+// v's rows kLanes long. Output channels go two vectors at a time where there are two (half the
+// rows a register tile), so that each broadcast feeds two multiply-adds.
+template <int kLanes>
 void lane_tile_products(float* m, int64_t m_point, const float* u, int64_t u_point, int64_t k_lanes, const float* v,
-                        int64_t v_point, int64_t lanes, int64_t channels, int64_t tiles) {
+                        int64_t v_point, int64_t channels, int64_t tiles) {
+  constexpr int kHalf = kLaneTileRows / 2;
   for (int p = 0; p < kPoints; ++p) {
     for (int64_t t0 = 0; t0 < tiles; t0 += kLaneTileRows) {
-      for (int64_t k = 0; k < k_lanes; k += kVecFloats) {
-        vfloat acc[kLaneTileRows] = {};
-        const float* a = v + p * v_point + t0 * lanes;
-        const float* b = u + p * u_point + k;
-        for (int64_t c = 0; c < channels; ++c) {
-          const vfloat bv = vload(b + c * k_lanes);
-          for (int r = 0; r < kLaneTileRows; ++r) acc[r] += vbroadcast(a[r * lanes + c]) * bv;
-        }
-        float* out = m + p * m_point + t0 * k_lanes + k;
-        for (int r = 0; r < kLaneTileRows; ++r) vstore(out + r * k_lanes, acc[r]);
-      }
+      const float* a = v + p * v_point + t0 * kLanes;
+      float* out = m + p * m_point + t0 * k_lanes;
+      int64_t k = 0;
+      for (; k + 2 * kVecFloats <= k_lanes; k += 2 * kVecFloats)
+        for (int half = 0; half < 2; ++half)
+          lane_product_tile<kLanes, kHalf, 2>(out + half * kHalf * k_lanes + k, k_lanes, a + half * kHalf * kLanes,
+                                              u + p * u_point + k, channels);
+      for (; k < k_lanes; k += kVecFloats)
+        lane_product_tile<kLanes, kLaneTileRows, 1>(out + k, k_lanes, a, u + p * u_point + k, channels);
     }
   }
 }
@@ -789,8 +811,13 @@ void lane_convolution(const WinogradJob& job) {
       lane_input_transforms(v, v_point, xl, x_image, x_width, lanes, chunk, job);
       for (int p = 0; p < kPoints; ++p)  // the padding tiles' rows
         std::memset(v + p * v_point + chunk.tiles * lanes, 0, sizeof(float) * (tiles - chunk.tiles) * lanes);
-      lane_tile_products(m, m_point, u, u_point, k_lanes, v, v_point, lanes, job.channels,
-                         round_up(chunk.tiles, kLaneTileRows));
+      const int64_t tiles_used = round_up(chunk.tiles, kLaneTileRows);
+      switch (lanes / kVecFloats) {  // lanes <= kLaneConvChannels: at most 4 vectors on AVX-512, 2 on AVX2
+        case 1: lane_tile_products<kVecFloats>(m, m_point, u, u_point, k_lanes, v, v_point, job.channels, tiles_used); break;
+        case 2: lane_tile_products<2 * kVecFloats>(m, m_point, u, u_point, k_lanes, v, v_point, job.channels, tiles_used); break;
+        case 3: lane_tile_products<3 * kVecFloats>(m, m_point, u, u_point, k_lanes, v, v_point, job.channels, tiles_used); break;
+        default: lane_tile_products<4 * kVecFloats>(m, m_point, u, u_point, k_lanes, v, v_point, job.channels, tiles_used);
+      }
       for (int64_t t = 0; t < chunk.tiles; ++t) {
         float* tile = yl + chunk.offset(t, y_image, y_width, k_lanes);
         for (int64_t k = 0; k < k_lanes; k += kVecFloats) {
