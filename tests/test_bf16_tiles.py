@@ -26,7 +26,9 @@ TILE_CASES = [
     ((2, 4, 9, 9), (6, 4, 2, 3), 2, 3, 1),
     # Stride 1, channels a multiple of 32, at most a fifth of the padded images dropped: positions
     # over the padded images, A tiles read straight from the channels-last copy (Note [grid
-    # positions]); backward-data's channels are the out channels (64 in the fourth).
+    # positions]); backward-data's channels are the out channels (64 in the fourth). The weight
+    # gradient takes grid positions in the first three and the 1 x 1 case above (Note [grid weight
+    # gradient]), and whole patches in the fourth.
     ((3, 32, 20, 20), (40, 32, 3, 3), 1, 1, 1),
     ((2, 64, 9, 9), (20, 64, 1, 1), 1, 0, 1),
     ((2, 32, 40, 40), (16, 32, 3, 3), 1, 2, 2),
@@ -94,8 +96,12 @@ def test_tile_backward_weight_matches_float32_on_bfloat16_values(amx, case):
 
 
 @pytest.mark.parametrize("case", [((9, 256, 12, 12), (32, 256, 3, 3), 1, 1, 1),  # tap by tap
-                                  ((2, 3, 72, 72), (16, 3, 3, 3), 1, 1, 1)],  # whole patches (3 channels)
-                         ids=["taps", "patches"])
+                                  ((2, 3, 72, 72), (16, 3, 3, 3), 1, 1, 1),  # whole patches (3 channels)
+                                  # Grid positions (Note [grid weight gradient]): 4 spans; 2 spans
+                                  # of a 5 x 5 kernel on odd planes, 31 channels padded to 32 columns.
+                                  ((4, 64, 40, 40), (48, 64, 3, 3), 1, 1, 1),
+                                  ((6, 31, 45, 43), (20, 31, 5, 5), 1, 2, 1)],
+                         ids=["taps", "patches", "grid", "grid-5x5"])
 def test_tile_weight_gradient_spans_many_position_blocks(amx, case):
     """More positions than one span holds (the sums carried in the float32 tables between spans)."""
     _assert_tiles_match("backward_weight", case, 7)

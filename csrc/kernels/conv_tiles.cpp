@@ -332,26 +332,61 @@ void multiply_block(float* y, const BlockRows& rows, const uint32_t* bp, const f
 // and in a float32 table between spans; threads share out the items, so no partial sums are
 // added across threads.
 
-// dy rows of positions [f0, f0 + span) (flat over images), rounded, rows of span values `stride` apart
-// (zeros past the out channels and the positions).
-void dy_rows(uint16_t* out, const float* dy, const Conv2dDesc& d, const TileGeometry& g, int64_t f0, int64_t span,
-             int64_t stride, int64_t co_begin, int64_t co_end) {
-  for (int64_t co = co_begin; co < co_end; ++co) {
-    uint16_t* row = out + co * stride;
-    int64_t j = 0;
-    if (co < d.out_channels)
-      while (j < span && f0 + j < g.positions) {
-        const int64_t f = f0 + j, n = f / g.plane, p = f % g.plane, run = min64(span - j, g.plane - p);
-        const float* src = dy + (n * d.out_channels + co) * g.plane + p;
-        for (int64_t i = 0; i < run; i += kTile) {
-          const __mmask16 mask = static_cast<__mmask16>((1u << min64(kTile, run - i)) - 1);
-          const __m512 v = _mm512_maskz_loadu_ps(mask, src + i);
-          _mm256_mask_storeu_epi16(row + j + i, mask, reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(v)));
+// dy rows of positions [f0, f0 + span), rounded, rows of span values `stride` apart (zeros past the
+// out channels and the positions). Positions are flat over the output planes, or (`grid`, Note
+// [grid weight gradient]) over the padded images, zeros where a grid position is dropped.
+void dy_rows(uint16_t* out, const float* dy, const Conv2dDesc& d, const TileGeometry& g, bool grid, int64_t f0,
+             int64_t span, int64_t stride, int64_t co_begin, int64_t co_end) {
+  const int64_t padded_plane = g.padded_h * g.padded_w;
+  // The run of positions from f, at most `limit` long, that is consecutive in dy: its length, and
+  // its offset in channel 0 of dy or -1 where the run is zeros.
+  const auto run_at = [&](int64_t f, int64_t limit, int64_t* offset) -> int64_t {
+    *offset = -1;
+    if (!grid) {
+      if (f >= g.positions) return limit;
+      const int64_t n = f / g.plane, p = f % g.plane;
+      *offset = n * d.out_channels * g.plane + p;
+      return min64(limit, g.plane - p);
+    }
+    const int64_t n = f / padded_plane, rest = f % padded_plane, row = rest / g.padded_w, column = rest % g.padded_w;
+    if (n >= d.batch) return limit;
+    if (row >= d.out_h) return min64(limit, padded_plane - rest);
+    if (column >= d.out_w) return min64(limit, g.padded_w - column);
+    *offset = n * d.out_channels * g.plane + row * d.out_w + column;
+    return min64(limit, d.out_w - column);
+  };
+  // The runs are found a batch at a time (divisions), then copied for every out channel.
+  constexpr int kRuns = 64;
+  struct Run {
+    int64_t at, length, offset;
+  } runs[kRuns];
+  for (int64_t j = 0; j < span;) {
+    int count = 0;
+    for (; count < kRuns && j < span; ++count) {
+      int64_t offset;
+      const int64_t length = run_at(f0 + j, span - j, &offset);
+      runs[count] = {j, length, offset};
+      j += length;
+    }
+    for (int64_t co = co_begin; co < min64(co_end, d.out_channels); ++co) {
+      uint16_t* row = out + co * stride;
+      for (int r = 0; r < count; ++r) {
+        const Run& run = runs[r];
+        if (run.offset < 0) {
+          std::memset(row + run.at, 0, sizeof(uint16_t) * run.length);
+          continue;
         }
-        j += run;
+        const float* src = dy + run.offset + co * g.plane;
+        for (int64_t i = 0; i < run.length; i += kTile) {
+          const __mmask16 mask = static_cast<__mmask16>((1u << min64(kTile, run.length - i)) - 1);
+          const __m512 v = _mm512_maskz_loadu_ps(mask, src + i);
+          _mm256_mask_storeu_epi16(row + run.at + i, mask, reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(v)));
+        }
       }
-    std::memset(row + j, 0, sizeof(uint16_t) * (span - j));
+    }
   }
+  for (int64_t co = max64(co_begin, d.out_channels); co < co_end; ++co)
+    std::memset(out + co * stride, 0, sizeof(uint16_t) * span);
 }
 
 // row (width words, width a multiple of 16): word i pairs value i of a and of b, the first
@@ -403,6 +438,18 @@ void tap_pairs(uint32_t* out, const uint16_t* xp, const Conv2dDesc& d, const Til
   }
 }
 
+// Rows [begin, end) of a span's pixel pairs (Note [grid weight gradient]): row j, `columns` words,
+// pairs channel c of pixels first + j and first + j + 1 of the channels-last copy (zeros past its
+// `pixels` pixels and past the channels).
+void pixel_pairs(uint32_t* out, const uint16_t* xp, const TileGeometry& g, int64_t columns, int64_t first,
+                 int64_t pixels, int64_t begin, int64_t end) {
+  for (int64_t j = begin; j < end; ++j) {
+    const int64_t p = first + j;
+    interleave_pair(out + j * columns, p < pixels ? xp + p * g.channels : nullptr,
+                    p + 1 < pixels ? xp + (p + 1) * g.channels : nullptr, g.channels, columns);
+  }
+}
+
 // The whole patches (k_padded values) of positions [f0, f0 + span) as span / 2 rows of k_padded
 // words pairing positions 2q and 2q + 1; `block` holds 32 patches on the way.
 void patch_pairs(uint32_t* out, uint16_t* block, const uint16_t* xp, const Conv2dDesc& d, const TileGeometry& g,
@@ -416,11 +463,13 @@ void patch_pairs(uint32_t* out, uint16_t* block, const uint16_t* xp, const Conv2
 }
 
 // C tiles (out-channel tile pair from ct0, channel tiles from kt0; kRows and kCols of them) of one
-// group's table (row stride `columns` floats) += A rows (span wide, a_values apart) * B pairs over a span.
+// group's table (row stride `columns` floats) += A rows (span wide, a_values apart) * B pairs over a span
+// (rows of pairs b_stride words apart).
 template <bool kTwoRows, bool kTwoCols>
-void reduce_span(float* table, const uint16_t* a, int64_t a_values, const uint32_t* b, int64_t span, int64_t columns,
-                 int64_t ct0, int64_t kt0, bool first) {
+void reduce_span(float* table, const uint16_t* a, int64_t a_values, const uint32_t* b, int64_t b_stride, int64_t span,
+                 int64_t columns, int64_t ct0, int64_t kt0, bool first) {
   const int64_t c_stride = columns * sizeof(float), a_stride = a_values * sizeof(uint16_t);
+  const int64_t b_bytes = b_stride * sizeof(uint32_t);
   float* c00 = table + ct0 * kTile * columns + kt0 * kTile;
   float* c10 = c00 + kTile * columns;
   if (first) {
@@ -437,10 +486,10 @@ void reduce_span(float* table, const uint16_t* a, int64_t a_values, const uint32
   const uint16_t* a0 = a + ct0 * kTile * a_values;
   const uint16_t* a1 = a0 + kTile * a_values;
   for (int64_t step = 0; step < span; step += kStep) {
-    const uint32_t* b0 = b + step / 2 * columns + kt0 * kTile;
+    const uint32_t* b0 = b + step / 2 * b_stride + kt0 * kTile;
     _tile_loadd(4, a0 + step, a_stride);
-    _tile_loadd(6, b0, c_stride);
-    if constexpr (kTwoCols) _tile_loadd(7, b0 + kTile, c_stride);
+    _tile_loadd(6, b0, b_bytes);
+    if constexpr (kTwoCols) _tile_loadd(7, b0 + kTile, b_bytes);
     _tile_dpbf16ps(0, 4, 6);
     if constexpr (kTwoCols) _tile_dpbf16ps(1, 4, 7);
     if constexpr (kTwoRows) {
@@ -463,10 +512,20 @@ void reduce_span(float* table, const uint16_t* a, int64_t a_values, const uint32
 // with no patches copied; the grid positions whose window leaves the image (the last rows and
 // columns of each padded image) are computed and dropped. That pays while few are dropped and a
 // step of k is 32 channels of one tap (channels a multiple of 32).
-bool grid_applies(const Conv2dDesc& d, const TileGeometry& g) {
-  if (d.stride_h != 1 || d.stride_w != 1 || g.channels % kStep != 0) return false;
-  return 4 * g.padded_h * g.padded_w <= 5 * g.plane;  // at most a fifth dropped
+bool grid_fits(const Conv2dDesc& d, const TileGeometry& g) {
+  return d.stride_h == 1 && d.stride_w == 1 && 4 * g.padded_h * g.padded_w <= 5 * g.plane;  // a fifth dropped
 }
+
+bool grid_applies(const Conv2dDesc& d, const TileGeometry& g) { return g.channels % kStep == 0 && grid_fits(d, g); }
+
+// Note [grid weight gradient]
+// The weight gradient numbers its positions over the padded images too where they fit (stride 1,
+// little dropped). Tap (r, s) of grid positions q and q + 1 is then the pair of pixels q + o and
+// q + o + 1 of the channels-last copy, o = r * dilation_h * padded_w + s * dilation_w, so one
+// table of pairs for every pixel of a span (both parities: pixel_pairs) serves all the taps: tap
+// o's B tile is its rows o + step, o + step + 2, ..., o + step + 30. The tap-by-tap path instead
+// interleaves a copy of the span's pixels for each tap (tap_pairs), nine copies for a 3 x 3
+// kernel. dy's rows hold zeros at the dropped grid positions, so those add nothing.
 
 // y = the convolution of x with w, or with the flipped weights of the convolution whose
 // backward-data this is (pack_weight_tiles).
@@ -569,19 +628,30 @@ void tiles_backward_weight(float* dw, const float* dy, const float* x, const Con
   // channels: ResNet's 3-channel first layer, 49 taps of 16 columns for 3 values), whole patches
   // of taps * channels values as one group.
   const bool whole = g.k_padded < g.taps * round_up(g.channels, kTile);
+  const bool grid = !whole && grid_fits(d, g);
   const int64_t groups = whole ? 1 : g.taps, columns = whole ? g.k_padded : round_up(g.channels, kTile);
   const int64_t k_tiles = columns / kTile;
   const int64_t co_padded = g.out_tiles * kTile, co_pairs = (g.out_tiles + 1) / 2, items = groups * co_pairs;
-  // Positions per span: a multiple of 32 whose interleaved columns (2 bytes a value) take at most
-  // 512 KiB, so that they stay in L2 while every out-channel pair reads them.
-  const int64_t span = max64(kStep, min64(round_up(g.positions, kStep), (int64_t(1) << 18) / columns / kStep * kStep));
-  const int64_t spans = (g.positions + span - 1) / span, pair_words = span / 2 * columns;
+  // The positions reduced over: the output positions, or the grid positions up to the last
+  // output one (Note [grid weight gradient]). The last tap's B rows start `halo` pixels on from
+  // the positions, so a span reads the pairs of span + halo - 1 pixels.
+  const int64_t pixels = d.batch * g.padded_h * g.padded_w;
+  const int64_t positions = grid ? pixels - (g.padded_h - d.out_h) * g.padded_w - (g.padded_w - d.out_w) : g.positions;
+  const int64_t halo = grid ? (d.kernel_h - 1) * d.dilation_h * g.padded_w + (d.kernel_w - 1) * d.dilation_w : 0;
+  // Positions per span: a multiple of 32 whose B operand takes about 512 KiB, so that it stays in
+  // L2 while every out-channel pair reads it: the interleaved columns of one tap (4 bytes a
+  // channel per two positions), or the grid's pairs (4 bytes a channel per position).
+  const int64_t span_limit = (int64_t(1) << (grid ? 17 : 18)) / columns / kStep * kStep;
+  const int64_t span = max64(kStep, min64(round_up(positions, kStep), span_limit));
+  const int64_t spans = (positions + span - 1) / span;
+  const int64_t pair_words = grid ? (span + halo - 1) * columns : span / 2 * columns;
   // dy rows one cache line longer than the span: at the span's power-of-two length the 16 rows
   // of an A tile would share one L1 set and evict each other.
   const int64_t row_values = span + kStep;
   uint16_t* xp = reinterpret_cast<uint16_t*>(thread_scratch(Scratch::columns, (g.image_values + 1) / 2));
   uint16_t* rows = reinterpret_cast<uint16_t*>(thread_scratch(Scratch::pack_a, co_padded * row_values / 2));
-  uint32_t* pairs = reinterpret_cast<uint32_t*>(thread_scratch(Scratch::pack_b, threads * pair_words));
+  // The grid's pairs are shared by the team; the tap-by-tap ones are each thread's own.
+  uint32_t* pairs = reinterpret_cast<uint32_t*>(thread_scratch(Scratch::pack_b, (grid ? 1 : threads) * pair_words));
   float* tables = thread_scratch(Scratch::partial, groups * co_padded * columns);
   uint16_t* blocks =
       whole ? reinterpret_cast<uint16_t*>(thread_scratch(Scratch::weights, threads * kBlock * g.k_padded / 2)) : nullptr;
@@ -590,20 +660,29 @@ void tiles_backward_weight(float* dw, const float* dy, const float* x, const Con
     int64_t begin, end;
     team_range(d.batch * g.padded_h, true, &begin, &end);
     layout_rows(xp, x, d, g, begin, end);
+    if (grid) team_barrier(true);  // the pairs of a span read pixels other threads wrote
     configure_tiles();
-    uint32_t* own_pairs = pairs + omp_get_thread_num() * pair_words;
+    uint32_t* own_pairs = grid ? pairs : pairs + omp_get_thread_num() * pair_words;
+    const int64_t b_stride = grid ? 2 * columns : columns;
     int64_t item_begin, item_end;
     team_range(items, true, &item_begin, &item_end);
     for (int64_t sp = 0; sp < spans; ++sp) {
       const int64_t f0 = sp * span;
       team_range(co_padded, true, &begin, &end);
-      dy_rows(rows, dy, d, g, f0, span, row_values, begin, end);
-      team_barrier(true);  // every row, and (first span) the whole channels-last copy, is written
+      dy_rows(rows, dy, d, g, grid, f0, span, row_values, begin, end);
+      if (grid) {
+        team_range(span + halo - 1, true, &begin, &end);
+        pixel_pairs(pairs, xp, g, columns, f0, pixels, begin, end);
+      }
+      team_barrier(true);  // every row and pair, and (first span) the whole channels-last copy, is written
       amx_memory_barrier();
       int64_t group_in_pairs = -1;
       for (int64_t item = item_begin; item < item_end; ++item) {
         const int64_t group = item / co_pairs, ct0 = item % co_pairs * 2;
-        if (group != group_in_pairs) {
+        const uint32_t* b = own_pairs;
+        if (grid) {
+          b = pairs + ((group / d.kernel_w) * d.dilation_h * g.padded_w + group % d.kernel_w * d.dilation_w) * columns;
+        } else if (group != group_in_pairs) {
           if (whole)
             patch_pairs(own_pairs, blocks + omp_get_thread_num() * kBlock * g.k_padded, xp, d, g, f0, span);
           else
@@ -616,16 +695,16 @@ void tiles_backward_weight(float* dw, const float* dy, const float* x, const Con
         for (int64_t kt = 0; kt < k_tiles; kt += 2) {
           const bool two_cols = kt + 1 < k_tiles;
           if (two_rows && two_cols)
-            reduce_span<true, true>(table, rows, row_values, own_pairs, span, columns, ct0, kt, sp == 0);
+            reduce_span<true, true>(table, rows, row_values, b, b_stride, span, columns, ct0, kt, sp == 0);
           else if (two_rows)
-            reduce_span<true, false>(table, rows, row_values, own_pairs, span, columns, ct0, kt, sp == 0);
+            reduce_span<true, false>(table, rows, row_values, b, b_stride, span, columns, ct0, kt, sp == 0);
           else if (two_cols)
-            reduce_span<false, true>(table, rows, row_values, own_pairs, span, columns, ct0, kt, sp == 0);
+            reduce_span<false, true>(table, rows, row_values, b, b_stride, span, columns, ct0, kt, sp == 0);
           else
-            reduce_span<false, false>(table, rows, row_values, own_pairs, span, columns, ct0, kt, sp == 0);
+            reduce_span<false, false>(table, rows, row_values, b, b_stride, span, columns, ct0, kt, sp == 0);
         }
       }
-      team_barrier(true);  // the rows are rewritten for the next span
+      team_barrier(true);  // the rows and pairs are rewritten for the next span
     }
     amx_release();
     amx_memory_barrier();  // the tables were written by tile stores
