@@ -100,10 +100,15 @@ def test_tile_backward_weight_matches_float32_on_bfloat16_values(amx, case):
                                   # Grid positions (Note [grid weight gradient]): 4 spans; 2 spans
                                   # of a 5 x 5 kernel on odd planes, 31 channels padded to 32 columns.
                                   ((4, 64, 40, 40), (48, 64, 3, 3), 1, 1, 1),
-                                  ((6, 31, 45, 43), (20, 31, 5, 5), 1, 2, 1)],
-                         ids=["taps", "patches", "grid", "grid-5x5"])
+                                  ((6, 31, 45, 43), (20, 31, 5, 5), 1, 2, 1),
+                                  # Spans in parts, each part's tables added at the end (Note
+                                  # [weight gradient parts]): tap by tap, whole patches.
+                                  ((168, 32, 14, 14), (16, 32, 3, 3), 1, 1, 1),
+                                  ((8, 3, 72, 72), (16, 3, 3, 3), 1, 1, 1)],
+                         ids=["taps", "patches", "grid", "grid-5x5", "taps-parts", "patches-parts"])
 def test_tile_weight_gradient_spans_many_position_blocks(amx, case):
-    """More positions than one span holds (the sums carried in the float32 tables between spans)."""
+    """More positions than one span holds (the sums carried in the float32 tables between spans;
+    the grid cases go in parts too)."""
     _assert_tiles_match("backward_weight", case, 7)
 
 
@@ -119,26 +124,43 @@ def test_tile_convolution_in_chunks_of_k_and_groups_of_blocks(amx):
     _assert_tiles_match("backward_data", ((2, 240, 6, 6), (256, 240, 3, 3), 1, 1, 1), 10, oracle="avx512")
 
 
+def _assert_same_bits_on_1_2_3_threads(passes):
+    """Each of the zero-argument callables gives the same bits on teams of 1, 2 and 3 threads."""
+    previous = pcn.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 3):
+            pcn.set_num_threads(threads)
+            results.append([run() for run in passes])
+    finally:
+        pcn.set_num_threads(previous)
+    for other in results[1:]:
+        for ours, theirs in zip(results[0], other):
+            np.testing.assert_array_equal(ours, theirs)
+
+
 def test_tile_results_are_the_same_bits_for_any_thread_count(amx):
     """Each output, and each weight-gradient tile's sum over the positions, is computed by one
     thread in a fixed order, whatever the team."""
     case = ((3, 64, 10, 10), (80, 64, 3, 3), 1, 1, 1)
     x, w, geometry = _operands(case, 14)
     dy = _grad_output(case, 15)
-    previous = pcn.get_num_threads()
-    results = []
-    try:
-        for threads in (1, 2, 3):
-            pcn.set_num_threads(threads)
-            results.append((
-                _C.conv2d_forward(x, w, None, *geometry, algorithm="tiles", isa=amx, bf16=True),
-                _C.conv2d_backward_data(dy, w, list(x.shape), *geometry, algorithm="tiles", isa=amx, bf16=True),
-                _C.conv2d_backward_weight(dy, x, list(w.shape), *geometry, algorithm="tiles", isa=amx, bf16=True)))
-    finally:
-        pcn.set_num_threads(previous)
-    for other in results[1:]:
-        for ours, theirs in zip(results[0], other):
-            np.testing.assert_array_equal(ours, theirs)
+    _assert_same_bits_on_1_2_3_threads([
+        lambda: _C.conv2d_forward(x, w, None, *geometry, algorithm="tiles", isa=amx, bf16=True),
+        lambda: _C.conv2d_backward_data(dy, w, list(x.shape), *geometry, algorithm="tiles", isa=amx, bf16=True),
+        lambda: _C.conv2d_backward_weight(dy, x, list(w.shape), *geometry, algorithm="tiles", isa=amx, bf16=True)])
+
+
+@pytest.mark.parametrize("case", [((4, 64, 40, 40), (48, 64, 3, 3), 1, 1, 1),
+                                  ((168, 32, 14, 14), (16, 32, 3, 3), 1, 1, 1),
+                                  ((8, 3, 72, 72), (16, 3, 3, 3), 1, 1, 1)],
+                         ids=["grid", "taps", "patches"])
+def test_tile_weight_gradient_parts_are_the_same_bits_for_any_thread_count(amx, case):
+    """The spans' parts (Note [weight gradient parts]) are fixed by the shape, not by the team."""
+    x, w, geometry = _operands(case, 16)
+    dy = _grad_output(case, 17)
+    _assert_same_bits_on_1_2_3_threads([
+        lambda: _C.conv2d_backward_weight(dy, x, list(w.shape), *geometry, algorithm="tiles", isa=amx, bf16=True)])
 
 
 def test_tile_passes_of_an_empty_batch(amx):

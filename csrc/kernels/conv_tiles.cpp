@@ -648,63 +648,87 @@ void tiles_backward_weight(float* dw, const float* dy, const float* x, const Con
   // dy rows one cache line longer than the span: at the span's power-of-two length the 16 rows
   // of an A tile would share one L1 set and evict each other.
   const int64_t row_values = span + kStep;
+  // Note [weight gradient parts]
+  // Where there are many spans, they go in parts (a power of two, up to 16, fixed by the shape):
+  // each part is one thread's, with its own rows, pairs and float32 tables, and the parts' tables
+  // are added in order at the end. A thread then reads only the x and dy of its own positions,
+  // with no barrier between spans. Sharing every span out by items instead made each thread read
+  // all of the span's rows and pairs, half of them written by the other thread; on the 2-core VM
+  // the 56x56 and 28x28 layers ran slower on two threads than on one. Few spans (the small planes
+  // of many channels, whose tables are large) keep the shared spans. The parts do not depend on
+  // the team, so the bits do not either.
+  const int64_t table_floats = groups * co_padded * columns;
+  int64_t parts = 1;
+  while (2 * parts <= min64(16, spans / 2) && 2 * parts * table_floats <= (int64_t(1) << 22)) parts *= 2;
+  const bool shared = parts == 1;  // the team shares each span's rows (and grid pairs)
   uint16_t* xp = reinterpret_cast<uint16_t*>(thread_scratch(Scratch::columns, (g.image_values + 1) / 2));
-  uint16_t* rows = reinterpret_cast<uint16_t*>(thread_scratch(Scratch::pack_a, co_padded * row_values / 2));
-  // The grid's pairs are shared by the team; the tap-by-tap ones are each thread's own.
-  uint32_t* pairs = reinterpret_cast<uint32_t*>(thread_scratch(Scratch::pack_b, (grid ? 1 : threads) * pair_words));
-  float* tables = thread_scratch(Scratch::partial, groups * co_padded * columns);
+  uint16_t* rows = reinterpret_cast<uint16_t*>(
+      thread_scratch(Scratch::pack_a, (shared ? 1 : threads) * co_padded * row_values / 2));
+  // The tap-by-tap pairs are each thread's own; the grid's are shared with the rows.
+  const bool shared_pairs = shared && grid;
+  uint32_t* pairs =
+      reinterpret_cast<uint32_t*>(thread_scratch(Scratch::pack_b, (shared_pairs ? 1 : threads) * pair_words));
+  float* tables = thread_scratch(Scratch::partial, parts * table_floats);
   uint16_t* blocks =
       whole ? reinterpret_cast<uint16_t*>(thread_scratch(Scratch::weights, threads * kBlock * g.k_padded / 2)) : nullptr;
 #pragma omp parallel num_threads(threads)
   {
+    const int tid = omp_get_thread_num();
     int64_t begin, end;
     team_range(d.batch * g.padded_h, true, &begin, &end);
     layout_rows(xp, x, d, g, begin, end);
-    if (grid) team_barrier(true);  // the pairs of a span read pixels other threads wrote
+    team_barrier(true);  // pairs read pixels other threads wrote
     configure_tiles();
-    uint32_t* own_pairs = grid ? pairs : pairs + omp_get_thread_num() * pair_words;
+    uint16_t* own_rows = shared ? rows : rows + tid * co_padded * row_values;
+    uint32_t* own_pairs = shared_pairs ? pairs : pairs + tid * pair_words;
     const int64_t b_stride = grid ? 2 * columns : columns;
-    int64_t item_begin, item_end;
-    team_range(items, true, &item_begin, &item_end);
-    for (int64_t sp = 0; sp < spans; ++sp) {
-      const int64_t f0 = sp * span;
-      team_range(co_padded, true, &begin, &end);
-      dy_rows(rows, dy, d, g, grid, f0, span, row_values, begin, end);
-      if (grid) {
-        team_range(span + halo - 1, true, &begin, &end);
-        pixel_pairs(pairs, xp, g, columns, f0, pixels, begin, end);
-      }
-      team_barrier(true);  // every row and pair, and (first span) the whole channels-last copy, is written
-      amx_memory_barrier();
-      int64_t group_in_pairs = -1;
-      for (int64_t item = item_begin; item < item_end; ++item) {
-        const int64_t group = item / co_pairs, ct0 = item % co_pairs * 2;
-        const uint32_t* b = own_pairs;
+    int64_t part_begin = 0, part_end = 1, item_begin, item_end;
+    if (!shared) team_range(parts, true, &part_begin, &part_end);
+    team_range(items, shared, &item_begin, &item_end);
+    for (int64_t part = part_begin; part < part_end; ++part) {
+      float* part_tables = tables + part * table_floats;
+      const int64_t sp_begin = spans * part / parts, sp_end = spans * (part + 1) / parts;
+      for (int64_t sp = sp_begin; sp < sp_end; ++sp) {
+        const int64_t f0 = sp * span;
+        team_range(co_padded, shared, &begin, &end);
+        dy_rows(own_rows, dy, d, g, grid, f0, span, row_values, begin, end);
         if (grid) {
-          b = pairs + ((group / d.kernel_w) * d.dilation_h * g.padded_w + group % d.kernel_w * d.dilation_w) * columns;
-        } else if (group != group_in_pairs) {
-          if (whole)
-            patch_pairs(own_pairs, blocks + omp_get_thread_num() * kBlock * g.k_padded, xp, d, g, f0, span);
-          else
-            tap_pairs(own_pairs, xp, d, g, columns, group, f0, span);
-          amx_memory_barrier();
-          group_in_pairs = group;
+          team_range(span + halo - 1, shared, &begin, &end);
+          pixel_pairs(own_pairs, xp, g, columns, f0, pixels, begin, end);
         }
-        float* table = tables + group * co_padded * columns;
-        const bool two_rows = ct0 + 1 < g.out_tiles;
-        for (int64_t kt = 0; kt < k_tiles; kt += 2) {
-          const bool two_cols = kt + 1 < k_tiles;
-          if (two_rows && two_cols)
-            reduce_span<true, true>(table, rows, row_values, b, b_stride, span, columns, ct0, kt, sp == 0);
-          else if (two_rows)
-            reduce_span<true, false>(table, rows, row_values, b, b_stride, span, columns, ct0, kt, sp == 0);
-          else if (two_cols)
-            reduce_span<false, true>(table, rows, row_values, b, b_stride, span, columns, ct0, kt, sp == 0);
-          else
-            reduce_span<false, false>(table, rows, row_values, b, b_stride, span, columns, ct0, kt, sp == 0);
+        team_barrier(shared);  // every row and pair is written
+        amx_memory_barrier();
+        int64_t group_in_pairs = -1;
+        for (int64_t item = item_begin; item < item_end; ++item) {
+          const int64_t group = item / co_pairs, ct0 = item % co_pairs * 2;
+          const uint32_t* b = own_pairs;
+          if (grid) {
+            b = own_pairs +
+                ((group / d.kernel_w) * d.dilation_h * g.padded_w + group % d.kernel_w * d.dilation_w) * columns;
+          } else if (group != group_in_pairs) {
+            if (whole)
+              patch_pairs(own_pairs, blocks + tid * kBlock * g.k_padded, xp, d, g, f0, span);
+            else
+              tap_pairs(own_pairs, xp, d, g, columns, group, f0, span);
+            amx_memory_barrier();
+            group_in_pairs = group;
+          }
+          float* table = part_tables + group * co_padded * columns;
+          const bool two_rows = ct0 + 1 < g.out_tiles, first = sp == sp_begin;
+          for (int64_t kt = 0; kt < k_tiles; kt += 2) {
+            const bool two_cols = kt + 1 < k_tiles;
+            if (two_rows && two_cols)
+              reduce_span<true, true>(table, own_rows, row_values, b, b_stride, span, columns, ct0, kt, first);
+            else if (two_rows)
+              reduce_span<true, false>(table, own_rows, row_values, b, b_stride, span, columns, ct0, kt, first);
+            else if (two_cols)
+              reduce_span<false, true>(table, own_rows, row_values, b, b_stride, span, columns, ct0, kt, first);
+            else
+              reduce_span<false, false>(table, own_rows, row_values, b, b_stride, span, columns, ct0, kt, first);
+          }
         }
+        team_barrier(shared);  // the rows and pairs are rewritten for the next span
       }
-      team_barrier(true);  // the rows and pairs are rewritten for the next span
     }
     amx_release();
     amx_memory_barrier();  // the tables were written by tile stores
@@ -712,9 +736,12 @@ void tiles_backward_weight(float* dw, const float* dy, const float* x, const Con
     team_range(d.out_channels, true, &begin, &end);
     for (int64_t co = begin; co < end; ++co)
       for (int64_t c = 0; c < g.channels; ++c)
-        for (int64_t tap = 0; tap < g.taps; ++tap)
-          dw[(co * g.channels + c) * g.taps + tap] = whole ? tables[co * columns + tap * g.channels + c]
-                                                          : tables[(tap * co_padded + co) * columns + c];
+        for (int64_t tap = 0; tap < g.taps; ++tap) {
+          const int64_t at = whole ? co * columns + tap * g.channels + c : (tap * co_padded + co) * columns + c;
+          float sum = tables[at];
+          for (int64_t part = 1; part < parts; ++part) sum += tables[part * table_floats + at];
+          dw[(co * g.channels + c) * g.taps + tap] = sum;
+        }
   }
 }
 #endif

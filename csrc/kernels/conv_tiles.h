@@ -14,7 +14,9 @@
 // 4.5 MiB), k goes in chunks whose B tiles stay in L2, the sums carried in float32 between them. Backward-data at stride 1 is the same computation on dy with the flipped,
 // transposed weights. The weight gradient reduces over the positions, tap by tap: A tiles are
 // rows of dy (out channels x 32 positions), B tiles the tap's pixel vectors of the channels-last
-// copy with two positions interleaved per row (conv_tiles.cpp).
+// copy with two positions interleaved per row, at stride 1 read from one table of pixel pairs
+// that serves every tap; many spans of positions go in parts, one thread each, whose sums are
+// added at the end (conv_tiles.cpp).
 #pragma once
 #include "kernels/conv.h"
 #include "core/isa_namespace.h"
