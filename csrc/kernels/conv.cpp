@@ -253,7 +253,8 @@ void pointwise_backward_weight(float* dw, const float* dy, const float* x, const
 }
 
 // The paths each pass can take (gemm, the patch packer, takes every convolution) and the one the
-// fixed heuristic takes: Winograd where it pays, then the window path, then the pointwise GEMM.
+// fixed heuristic takes: the AMX tiles for autocast's bfloat16 operands where they can, else
+// Winograd where it pays, then the window path, then the pointwise GEMM.
 uint32_t candidate_mask(ConvPass pass, const Conv2dDesc& d) {
   const auto bit = [](ConvAlgorithm a) { return uint32_t(1) << static_cast<int>(a); };
   uint32_t mask = bit(ConvAlgorithm::gemm);
@@ -267,6 +268,7 @@ uint32_t candidate_mask(ConvPass pass, const Conv2dDesc& d) {
 }
 
 ConvAlgorithm heuristic_algorithm(ConvPass pass, const Conv2dDesc& d) {
+  if (tiles_possible(pass, d)) return ConvAlgorithm::tiles;
   bool winograd = false, window = false;
   switch (pass) {
     case ConvPass::forward: winograd = winograd_applies(d), window = window_applies(d); break;
