@@ -71,6 +71,23 @@ void layout_rows(uint16_t* xp, const float* x, const Conv2dDesc& d, const TileGe
     std::memset(out, 0, sizeof(uint16_t) * d.pad_w * channels);
     std::memset(out + (d.pad_w + d.in_w) * channels, 0, sizeof(uint16_t) * (g.padded_w - d.pad_w - d.in_w) * channels);
     const float* in = x + (n * channels * d.in_h + ih) * d.in_w;  // channel c of pixel iw: in[c * plane + iw]
+    if (channels < kTile) {
+      // Few channels (3 in an image's first layer): a gather per pixel would load 3 of its 16
+      // lanes. The channels' rows are rounded a vector at a time, then interleaved value by value.
+      alignas(64) uint16_t rounded[kTile][kTile];
+      for (int64_t iw0 = 0; iw0 < d.in_w; iw0 += kTile) {
+        const int64_t count = min64(kTile, d.in_w - iw0);
+        const __mmask16 mask = static_cast<__mmask16>((1u << count) - 1);
+        for (int64_t c = 0; c < channels; ++c) {
+          const __m512 v = _mm512_maskz_loadu_ps(mask, in + c * plane + iw0);
+          _mm256_store_si256(reinterpret_cast<__m256i*>(rounded[c]), reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(v)));
+        }
+        uint16_t* pixels = out + (d.pad_w + iw0) * channels;
+        for (int64_t i = 0; i < count; ++i)
+          for (int64_t c = 0; c < channels; ++c) pixels[i * channels + c] = rounded[c][i];
+      }
+      continue;
+    }
     for (int64_t iw = 0; iw < d.in_w; ++iw) {
       uint16_t* pixel = out + (d.pad_w + iw) * channels;
       for (int64_t c0 = 0; c0 < channels; c0 += kTile) {
