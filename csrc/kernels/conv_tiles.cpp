@@ -456,14 +456,38 @@ void tap_pairs(uint32_t* out, const uint16_t* xp, const Conv2dDesc& d, const Til
 }
 
 // Rows [begin, end) of a span's pixel pairs (Note [grid weight gradient]): row j, `columns` words,
-// pairs channel c of pixels first + j and first + j + 1 of the channels-last copy (zeros past its
-// `pixels` pixels and past the channels).
-void pixel_pairs(uint32_t* out, const uint16_t* xp, const TileGeometry& g, int64_t columns, int64_t first,
-                 int64_t pixels, int64_t begin, int64_t end) {
-  for (int64_t j = begin; j < end; ++j) {
-    const int64_t p = first + j;
-    interleave_pair(out + j * columns, p < pixels ? xp + p * g.channels : nullptr,
-                    p + 1 < pixels ? xp + (p + 1) * g.channels : nullptr, g.channels, columns);
+// pairs channel c of padded pixels first + j and first + j + 1 (flat over the zero-bordered
+// images, zeros in the border, past the images and past the channels), rounded from x itself.
+void pixel_pairs(uint32_t* out, const float* x, const Conv2dDesc& d, const TileGeometry& g, int64_t columns,
+                 int64_t first, int64_t begin, int64_t end) {
+  const int64_t plane = d.in_h * d.in_w, padded_plane = g.padded_h * g.padded_w;
+  const __m512i channel_offsets = lane_multiples(plane);
+  for (int64_t c0 = 0; c0 < columns; c0 += kTile) {
+    const __mmask16 mask = static_cast<__mmask16>((1u << min64(kTile, g.channels - c0)) - 1);
+    // The pixel's (image, padded row, padded column), stepped along; its 16 channels from c0,
+    // rounded, in the low halves of 32-bit lanes.
+    int64_t n = (first + begin) / padded_plane, row = (first + begin) % padded_plane / g.padded_w,
+            column = (first + begin) % g.padded_w;
+    const auto values = [&]() -> __m512i {
+      const int64_t ih = row - d.pad_h, iw = column - d.pad_w;
+      if (n >= d.batch || ih < 0 || ih >= d.in_h || iw < 0 || iw >= d.in_w) return _mm512_setzero_si512();
+      const float* base = x + ((n * g.channels + c0) * d.in_h + ih) * d.in_w + iw;
+      const __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mask, channel_offsets, base, 4);
+      return _mm512_cvtepu16_epi32(reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(v)));
+    };
+    const auto next_pixel = [&]() {
+      if (++column == g.padded_w) {
+        column = 0;
+        if (++row == g.padded_h) row = 0, ++n;
+      }
+    };
+    __m512i current = values();
+    for (int64_t j = begin; j < end; ++j) {
+      next_pixel();
+      const __m512i following = values();
+      _mm512_storeu_si512(out + j * columns + c0, _mm512_or_si512(current, _mm512_slli_epi32(following, 16)));
+      current = following;
+    }
   }
 }
 
@@ -537,12 +561,13 @@ bool grid_applies(const Conv2dDesc& d, const TileGeometry& g) { return g.channel
 
 // Note [grid weight gradient]
 // The weight gradient numbers its positions over the padded images too where they fit (stride 1,
-// little dropped). Tap (r, s) of grid positions q and q + 1 is then the pair of pixels q + o and
-// q + o + 1 of the channels-last copy, o = r * dilation_h * padded_w + s * dilation_w, so one
-// table of pairs for every pixel of a span (both parities: pixel_pairs) serves all the taps: tap
-// o's B tile is its rows o + step, o + step + 2, ..., o + step + 30. The tap-by-tap path instead
-// interleaves a copy of the span's pixels for each tap (tap_pairs), nine copies for a 3 x 3
-// kernel. dy's rows hold zeros at the dropped grid positions, so those add nothing.
+// little dropped). Tap (r, s) of grid positions q and q + 1 is then the pair of padded pixels
+// q + o and q + o + 1, o = r * dilation_h * padded_w + s * dilation_w, so one table of pairs for
+// every pixel of a span (both parities: pixel_pairs, rounded from x with no channels-last copy)
+// serves all the taps: tap o's B tile is its rows o + step, o + step + 2, ..., o + step + 30. The
+// tap-by-tap path instead interleaves a copy of the span's pixels for each tap (tap_pairs), nine
+// copies for a 3 x 3 kernel. dy's rows hold zeros at the dropped grid positions, so those add
+// nothing.
 
 // y = the convolution of x with w, or with the flipped weights of the convolution whose
 // backward-data this is (pack_weight_tiles).
@@ -678,7 +703,9 @@ void tiles_backward_weight(float* dw, const float* dy, const float* x, const Con
   int64_t parts = 1;
   while (2 * parts <= min64(16, spans / 2) && 2 * parts * table_floats <= (int64_t(1) << 22)) parts *= 2;
   const bool shared = parts == 1;  // the team shares each span's rows (and grid pairs)
-  uint16_t* xp = reinterpret_cast<uint16_t*>(thread_scratch(Scratch::columns, (g.image_values + 1) / 2));
+  // The channels-last copy, for the tap-by-tap pairs and the patches.
+  uint16_t* xp =
+      grid ? nullptr : reinterpret_cast<uint16_t*>(thread_scratch(Scratch::columns, (g.image_values + 1) / 2));
   uint16_t* rows = reinterpret_cast<uint16_t*>(
       thread_scratch(Scratch::pack_a, (shared ? 1 : threads) * co_padded * row_values / 2));
   // The tap-by-tap pairs are each thread's own; the grid's are shared with the rows.
@@ -693,8 +720,10 @@ void tiles_backward_weight(float* dw, const float* dy, const float* x, const Con
     const int tid = omp_get_thread_num();
     int64_t begin, end;
     team_range(d.batch * g.padded_h, true, &begin, &end);
-    layout_rows(xp, x, d, g, begin, end);
-    team_barrier(true);  // pairs read pixels other threads wrote
+    if (!grid) {
+      layout_rows(xp, x, d, g, begin, end);
+      team_barrier(true);  // pairs read pixels other threads wrote
+    }
     configure_tiles();
     uint16_t* own_rows = shared ? rows : rows + tid * co_padded * row_values;
     uint32_t* own_pairs = shared_pairs ? pairs : pairs + tid * pair_words;
@@ -711,7 +740,7 @@ void tiles_backward_weight(float* dw, const float* dy, const float* x, const Con
         dy_rows(own_rows, dy, d, g, grid, f0, span, row_values, begin, end);
         if (grid) {
           team_range(span + halo - 1, shared, &begin, &end);
-          pixel_pairs(own_pairs, xp, g, columns, f0, pixels, begin, end);
+          pixel_pairs(own_pairs, x, d, g, columns, f0, begin, end);
         }
         team_barrier(shared);  // every row and pair is written
         amx_memory_barrier();
