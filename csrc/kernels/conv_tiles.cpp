@@ -779,15 +779,20 @@ void tiles_backward_weight(float* dw, const float* dy, const float* x, const Con
     amx_release();
     amx_memory_barrier();  // the tables were written by tile stores
     team_barrier(true);
+    if (parts > 1) {  // the parts' sums into the first part's tables, in part order
+      team_range(table_floats, true, &begin, &end);
+      for (int64_t part = 1; part < parts; ++part) {
+        const float* add = tables + part * table_floats;
+        for (int64_t i = begin; i < end; ++i) tables[i] += add[i];
+      }
+      team_barrier(true);
+    }
     team_range(d.out_channels, true, &begin, &end);
     for (int64_t co = begin; co < end; ++co)
       for (int64_t c = 0; c < g.channels; ++c)
-        for (int64_t tap = 0; tap < g.taps; ++tap) {
-          const int64_t at = whole ? co * columns + tap * g.channels + c : (tap * co_padded + co) * columns + c;
-          float sum = tables[at];
-          for (int64_t part = 1; part < parts; ++part) sum += tables[part * table_floats + at];
-          dw[(co * g.channels + c) * g.taps + tap] = sum;
-        }
+        for (int64_t tap = 0; tap < g.taps; ++tap)
+          dw[(co * g.channels + c) * g.taps + tap] = whole ? tables[co * columns + tap * g.channels + c]
+                                                          : tables[(tap * co_padded + co) * columns + c];
   }
 }
 #endif
