@@ -33,6 +33,8 @@ TILE_CASES = [
     ((2, 64, 9, 9), (20, 64, 1, 1), 1, 0, 1),
     ((2, 32, 40, 40), (16, 32, 3, 3), 1, 2, 2),
     ((2, 24, 20, 20), (64, 24, 3, 3), 1, 1, 1),
+    # Forward and backward-data lay the copy out in bands, several a thread here.
+    ((2, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1),
 ]
 BACKWARD_DATA_CASES = [case for case in TILE_CASES
                        if case[2] == 1 and case[4] == 1 and case[3] <= min(case[1][2:]) - 1]

@@ -55,16 +55,17 @@ static inline __m512i lane_multiples(int64_t step) {
                             _mm512_set1_epi32(static_cast<int>(step)));
 }
 
-// Rows [begin, end) of the zero-bordered channels-last copy: row (n, padded row) holds padded_w
-// pixels of `channels` bfloat16 values, rounded to nearest even as pack_bf16_pairs rounds.
-void layout_rows(uint16_t* xp, const float* x, const Conv2dDesc& d, const TileGeometry& g, int64_t begin,
-                 int64_t end) {
+// Rows [begin, end) of the zero-bordered channels-last copy, row r at xp + (r - first) rows: row
+// (n, padded row) holds padded_w pixels of `channels` bfloat16 values, rounded to nearest even as
+// pack_bf16_pairs rounds (zeros past the images).
+void layout_rows(uint16_t* xp, const float* x, const Conv2dDesc& d, const TileGeometry& g, int64_t first,
+                 int64_t begin, int64_t end) {
   const int64_t channels = g.channels, plane = d.in_h * d.in_w, row_values = g.padded_w * channels;
   const __m512i channel_offsets = lane_multiples(plane);
   for (int64_t row = begin; row < end; ++row) {
     const int64_t n = row / g.padded_h, ih = row % g.padded_h - d.pad_h;
-    uint16_t* out = xp + row * row_values;
-    if (ih < 0 || ih >= d.in_h) {
+    uint16_t* out = xp + (row - first) * row_values;
+    if (n >= d.batch || ih < 0 || ih >= d.in_h) {
       std::memset(out, 0, sizeof(uint16_t) * row_values);
       continue;
     }
@@ -586,12 +587,22 @@ void tile_convolution(float* y, const float* x, const float* w, bool flipped, co
   // Blocks taken through all the chunks together: their sums between chunks take at most 1 MiB.
   const int64_t group = chunks == 1 ? 1 : max64(1, (int64_t(1) << 18) / (out_pairs * kBlock * kBlock));
   const int64_t acc_floats = chunks == 1 ? 0 : group * out_pairs * kBlock * kBlock;
-  // The last grid block reads up to a block of pixels past the images.
-  const int64_t slack = grid ? kBlock * g.channels : 0;
   const int64_t blocks = grid ? ((d.batch - 1) * g.padded_h * g.padded_w + (d.out_h - 1) * g.padded_w + d.out_w +
                                  kBlock - 1) / kBlock
                               : g.blocks;
-  uint16_t* xp = reinterpret_cast<uint16_t*>(thread_scratch(Scratch::columns, (g.image_values + slack + 1) / 2));
+  // Grid positions with k in one chunk go in bands: each thread lays out the rows of the
+  // channels-last copy its next blocks read (about 256 KiB, plus the `reach` rows one block reads
+  // from its first row) and multiplies them while they are in L2, instead of the team writing the
+  // whole copy to memory and reading it back. Otherwise the whole copy is made first; the last
+  // grid block reads up to a block of pixels past the images.
+  const bool banded = grid && chunks == 1;
+  const int64_t copy_row = g.padded_w * g.channels;  // values of a row of the copy
+  const int64_t last_offset = (d.kernel_h - 1) * d.dilation_h * g.padded_w + (d.kernel_w - 1) * d.dilation_w;
+  const int64_t reach = (g.padded_w + kBlock - 2 + last_offset) / g.padded_w + 1;
+  const int64_t band_rows = reach + max64(1, (int64_t(1) << 17) / copy_row);
+  const int64_t slack = grid && !banded ? kBlock * g.channels : 0;
+  const int64_t copy_values = banded ? threads * band_rows * copy_row : g.image_values + slack;
+  uint16_t* xp = reinterpret_cast<uint16_t*>(thread_scratch(Scratch::columns, (copy_values + 1) / 2));
   uint32_t* bp = reinterpret_cast<uint32_t*>(thread_scratch(Scratch::pack_b, g.out_tiles * g.k_steps * kBTileWords));
   uint16_t* patches =
       grid ? nullptr : reinterpret_cast<uint16_t*>(thread_scratch(Scratch::pack_a, threads * kBlock * width / 2));
@@ -604,12 +615,16 @@ void tile_convolution(float* y, const float* x, const float* w, bool flipped, co
     steps[s] = grid ? (r * d.dilation_h * g.padded_w + c * d.dilation_w) * g.channels + s * kStep % g.channels
                     : s * kStep;
   }
-  std::memset(xp + g.image_values, 0, sizeof(uint16_t) * slack);
+  if (!banded) std::memset(xp + g.image_values, 0, sizeof(uint16_t) * slack);
 #pragma omp parallel num_threads(threads)
   {
     int64_t begin, end;
-    team_range(d.batch * g.padded_h, true, &begin, &end);
-    layout_rows(xp, x, d, g, begin, end);
+    if (!banded) {
+      team_range(d.batch * g.padded_h, true, &begin, &end);
+      layout_rows(xp, x, d, g, 0, begin, end);
+    }
+    uint16_t* band = banded ? xp + omp_get_thread_num() * band_rows * copy_row : nullptr;
+    int64_t band_first = -1;  // the band's first row, -1 before the first
     team_range(g.out_tiles, true, &begin, &end);
     pack_weight_tiles(bp, w, flipped, d, g, begin, end);
     team_barrier(true);
@@ -626,8 +641,17 @@ void tile_convolution(float* y, const float* x, const float* w, bool flipped, co
         for (int64_t block = first; block < first + count; ++block) {
           BlockRows rows;
           if (grid) {
-            rows = {xp + block * kBlock * g.channels, steps + s_begin, kTile * g.channels,
-                    static_cast<int64_t>(g.channels * sizeof(uint16_t))};
+            const uint16_t* a_rows = xp + block * kBlock * g.channels;
+            if (banded) {
+              const int64_t f = block * kBlock, last_row = (f + kBlock - 1 + last_offset) / g.padded_w;
+              if (band_first < 0 || last_row >= band_first + band_rows) {
+                band_first = f / g.padded_w;
+                layout_rows(band, x, d, g, band_first, band_first, band_first + band_rows);
+                amx_memory_barrier();
+              }
+              a_rows = band + (f - band_first * g.padded_w) * g.channels;
+            }
+            rows = {a_rows, steps + s_begin, kTile * g.channels, static_cast<int64_t>(g.channels * sizeof(uint16_t))};
           } else {
             build_patches(a, xp, d, g, block * kBlock, k_begin, k_end, k_end - k_begin);
             amx_memory_barrier();
@@ -721,7 +745,7 @@ void tiles_backward_weight(float* dw, const float* dy, const float* x, const Con
     int64_t begin, end;
     team_range(d.batch * g.padded_h, true, &begin, &end);
     if (!grid) {
-      layout_rows(xp, x, d, g, begin, end);
+      layout_rows(xp, x, d, g, 0, begin, end);
       team_barrier(true);  // pairs read pixels other threads wrote
     }
     configure_tiles();

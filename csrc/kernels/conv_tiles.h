@@ -3,11 +3,12 @@
 // The forward pass is a GEMM with the output positions as rows: Y (positions x out channels) =
 // patches (positions x k) * W (k x out channels), k running over the taps and, within a tap, over
 // the input channels, so that a position's patch is, tap by tap, the channel vector of one pixel.
-// The input is first copied once to a zero-bordered channels-last bfloat16 image; a block of 32
-// positions' patches is then one copy per kernel row (the kernel_w pixels a row of taps reads are
+// The input is copied to a zero-bordered channels-last bfloat16 image; a block of 32 positions'
+// patches is then one copy per kernel row (the kernel_w pixels a row of taps reads are
 // consecutive in that image) and feeds two 16-row A tiles straight from memory. At stride 1 with
 // channels a multiple of 32 and little border, the A tiles load from the image itself, with no
-// patches copied (Note [grid positions] in conv_tiles.cpp). The weights are rounded and laid out
+// patches copied (Note [grid positions] in conv_tiles.cpp), and each thread lays the image out
+// band by band, the rows its next blocks read, while they stay in L2. The weights are rounded and laid out
 // as B tiles (16 pairs along k by 16 out channels) once per call. Each block multiplies into four
 // C tiles (32 positions x 32 out channels), which are transposed in registers into the NCHW
 // output. Where the B tiles of all the out channels pass 512 KiB (VGG's 512-channel layers:
