@@ -141,10 +141,12 @@ def _assert_same_bits_on_1_2_3_threads(passes):
             np.testing.assert_array_equal(ours, theirs)
 
 
-def test_tile_results_are_the_same_bits_for_any_thread_count(amx):
+@pytest.mark.parametrize("case", [((3, 64, 10, 10), (80, 64, 3, 3), 1, 1, 1),
+                                  ((2, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1)],  # grid positions, in bands
+                         ids=["patches", "grid"])
+def test_tile_results_are_the_same_bits_for_any_thread_count(amx, case):
     """Each output, and each weight-gradient tile's sum over the positions, is computed by one
     thread in a fixed order, whatever the team."""
-    case = ((3, 64, 10, 10), (80, 64, 3, 3), 1, 1, 1)
     x, w, geometry = _operands(case, 14)
     dy = _grad_output(case, 15)
     _assert_same_bits_on_1_2_3_threads([
