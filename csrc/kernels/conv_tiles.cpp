@@ -707,13 +707,17 @@ void tiles_backward_weight(float* dw, const float* dy, const float* x, const Con
   // Positions per span: a multiple of 32 whose B operand takes about 512 KiB, so that it stays in
   // L2 while every out-channel pair reads it: the interleaved columns of one tap (4 bytes a
   // channel per two positions), or the grid's pairs (4 bytes a channel per position).
-  const int64_t span_limit = (int64_t(1) << (grid ? 17 : 18)) / columns / kStep * kStep;
-  const int64_t span = max64(kStep, min64(round_up(positions, kStep), span_limit));
+  // The spans are then evened out: a short last span would leave the thread of its part idle
+  // (ResNet-18's 14x14 layers had spans of 1024, 1024, 1024 and 64 positions in two parts).
+  const int64_t span_limit = max64(kStep, (int64_t(1) << (grid ? 17 : 18)) / columns / kStep * kStep);
+  const int64_t span_count = (positions + span_limit - 1) / span_limit;
+  const int64_t span = round_up((positions + span_count - 1) / span_count, kStep);
   const int64_t spans = (positions + span - 1) / span;
   const int64_t pair_words = grid ? (span + halo - 1) * columns : span / 2 * columns;
-  // dy rows one cache line longer than the span: at the span's power-of-two length the 16 rows
-  // of an A tile would share one L1 set and evict each other.
-  const int64_t row_values = span + kStep;
+  // dy rows of an odd number of cache lines (kStep values each), at least one past the span: at
+  // a length of many cache lines times a power of two, the 16 rows of an A tile would share a few
+  // L1 sets and evict each other.
+  const int64_t row_values = ((span / kStep + 1) | 1) * kStep;
   // Note [weight gradient parts]
   // Where there are many spans, they go in parts (a power of two, up to 16, fixed by the shape):
   // each part is one thread's, with its own rows, pairs and float32 tables, and the parts' tables
