@@ -1,6 +1,7 @@
 // Convolutions of bfloat16 operands on AMX tiles (see conv_tiles.h).
 #include "kernels/conv_tiles.h"
 
+#include <atomic>
 #include <cstring>
 
 #include "core/runtime.h"
@@ -27,6 +28,35 @@ bool tiles_possible(ConvPass pass, const Conv2dDesc& d) {
 
 #if defined(PCN_ISA_IS_amx)
 namespace {
+
+// Runs of [0, total) handed out in order as the team's threads ask for them, guided: each run is
+// the remainder over twice the team, at least `least`, so that most items go in a few long runs
+// (each thread's data stay together) and the last ones in short runs that even out the end. For
+// passes whose results do not depend on which thread computes each item: a thread the machine
+// slows (another process, the hypervisor) then takes fewer items instead of keeping the team
+// waiting at the end.
+class RunQueue {
+ public:
+  RunQueue(int64_t total, int64_t least, int threads) : total_(total), least_(max64(1, least)), threads_(threads) {}
+  // The next run [begin, end), or false when none is left.
+  bool next(int64_t* begin, int64_t* end) {
+    int64_t first = next_.load(std::memory_order_relaxed);
+    while (first < total_) {
+      const int64_t size = max64(least_, (total_ - first) / (2 * threads_));
+      if (next_.compare_exchange_weak(first, first + size, std::memory_order_relaxed)) {
+        *begin = first;
+        *end = min64(total_, first + size);
+        return true;
+      }
+    }
+    return false;
+  }
+
+ private:
+  const int64_t total_, least_;
+  const int threads_;
+  std::atomic<int64_t> next_{0};
+};
 
 constexpr int64_t kTile = 16;   // rows and columns of a C tile
 constexpr int64_t kBlock = 32;  // positions per block: two A tiles
@@ -616,6 +646,13 @@ void tile_convolution(float* y, const float* x, const float* w, bool flipped, co
                     : s * kStep;
   }
   if (!banded) std::memset(xp + g.image_values, 0, sizeof(uint16_t) * slack);
+  // Blocks go in guided runs of at least a band's worth (its rows less the reach), or a sixteenth
+  // of a thread's share. With k in chunks a thread takes its whole share in one run: each run
+  // reads every chunk's B tiles again (4.5 MiB for a 512-channel layer).
+  const int64_t least = chunks > 1 ? (blocks + threads - 1) / threads
+                        : banded   ? (band_rows - reach) * g.padded_w / kBlock
+                                   : blocks / (16 * threads);
+  RunQueue queue(blocks, least, threads);
 #pragma omp parallel num_threads(threads)
   {
     int64_t begin, end;
@@ -632,34 +669,35 @@ void tile_convolution(float* y, const float* x, const float* w, bool flipped, co
     configure_tiles();
     uint16_t* a = grid ? nullptr : patches + omp_get_thread_num() * kBlock * width;
     float* acc = sums + omp_get_thread_num() * acc_floats;
-    team_range(blocks, true, &begin, &end);
-    for (int64_t first = begin; first < end; first += group) {
-      const int64_t count = min64(group, end - first);
-      for (int64_t chunk = 0; chunk < chunks; ++chunk) {
-        const int64_t k_begin = chunk * chunk_values, k_end = min64(g.k_padded, k_begin + chunk_values);
-        const int64_t s_begin = k_begin / kStep, s_end = k_end / kStep;
-        for (int64_t block = first; block < first + count; ++block) {
-          BlockRows rows;
-          if (grid) {
-            const uint16_t* a_rows = xp + block * kBlock * g.channels;
-            if (banded) {
-              const int64_t f = block * kBlock, last_row = (f + kBlock - 1 + last_offset) / g.padded_w;
-              if (band_first < 0 || last_row >= band_first + band_rows) {
-                band_first = f / g.padded_w;
-                layout_rows(band, x, d, g, band_first, band_first, band_first + band_rows);
-                amx_memory_barrier();
+    while (queue.next(&begin, &end)) {
+      for (int64_t first = begin; first < end; first += group) {
+        const int64_t count = min64(group, end - first);
+        for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+          const int64_t k_begin = chunk * chunk_values, k_end = min64(g.k_padded, k_begin + chunk_values);
+          const int64_t s_begin = k_begin / kStep, s_end = k_end / kStep;
+          for (int64_t block = first; block < first + count; ++block) {
+            BlockRows rows;
+            if (grid) {
+              const uint16_t* a_rows = xp + block * kBlock * g.channels;
+              if (banded) {
+                const int64_t f = block * kBlock, last_row = (f + kBlock - 1 + last_offset) / g.padded_w;
+                if (band_first < 0 || last_row >= band_first + band_rows) {
+                  band_first = f / g.padded_w;
+                  layout_rows(band, x, d, g, band_first, band_first, band_first + band_rows);
+                  amx_memory_barrier();
+                }
+                a_rows = band + (f - band_first * g.padded_w) * g.channels;
               }
-              a_rows = band + (f - band_first * g.padded_w) * g.channels;
+              rows = {a_rows, steps + s_begin, kTile * g.channels, static_cast<int64_t>(g.channels * sizeof(uint16_t))};
+            } else {
+              build_patches(a, xp, d, g, block * kBlock, k_begin, k_end, k_end - k_begin);
+              amx_memory_barrier();
+              const int64_t row_values = k_end - k_begin;
+              rows = {a, steps, kTile * row_values, static_cast<int64_t>(row_values * sizeof(uint16_t))};
             }
-            rows = {a_rows, steps + s_begin, kTile * g.channels, static_cast<int64_t>(g.channels * sizeof(uint16_t))};
-          } else {
-            build_patches(a, xp, d, g, block * kBlock, k_begin, k_end, k_end - k_begin);
-            amx_memory_barrier();
-            const int64_t row_values = k_end - k_begin;
-            rows = {a, steps, kTile * row_values, static_cast<int64_t>(row_values * sizeof(uint16_t))};
+            multiply_block(y, rows, bp, bias, d, g, block * kBlock, grid, s_begin, s_end,
+                           acc + (block - first) * out_pairs * kBlock * kBlock, chunk == 0, chunk == chunks - 1);
           }
-          multiply_block(y, rows, bp, bias, d, g, block * kBlock, grid, s_begin, s_end,
-                         acc + (block - first) * out_pairs * kBlock * kBlock, chunk == 0, chunk == chunks - 1);
         }
       }
     }
@@ -720,9 +758,9 @@ void tiles_backward_weight(float* dw, const float* dy, const float* x, const Con
   const int64_t row_values = ((span / kStep + 1) | 1) * kStep;
   // Note [weight gradient parts]
   // Where there are many spans, they go in parts (a power of two, up to 16, fixed by the shape):
-  // each part is one thread's, with its own rows, pairs and float32 tables, and the parts' tables
-  // are added in order at the end. A thread then reads only the x and dy of its own positions,
-  // with no barrier between spans. Sharing every span out by items instead made each thread read
+  // threads take parts from a queue, each part with the thread's own rows and pairs and its own
+  // float32 tables, and the parts' tables are added in order at the end. A thread then reads only
+  // the x and dy of its own positions, with no barrier between spans. Sharing every span out by items instead made each thread read
   // all of the span's rows and pairs, half of them written by the other thread; on the 2-core VM
   // the 56x56 and 28x28 layers ran slower on two threads than on one. Few spans (the small planes
   // of many channels, whose tables are large) keep the shared spans. The parts do not depend on
@@ -743,6 +781,7 @@ void tiles_backward_weight(float* dw, const float* dy, const float* x, const Con
   float* tables = thread_scratch(Scratch::partial, parts * table_floats);
   uint16_t* blocks =
       whole ? reinterpret_cast<uint16_t*>(thread_scratch(Scratch::weights, threads * kBlock * g.k_padded / 2)) : nullptr;
+  RunQueue part_queue(parts, 1, threads);
 #pragma omp parallel num_threads(threads)
   {
     const int tid = omp_get_thread_num();
@@ -756,10 +795,9 @@ void tiles_backward_weight(float* dw, const float* dy, const float* x, const Con
     uint16_t* own_rows = shared ? rows : rows + tid * co_padded * row_values;
     uint32_t* own_pairs = shared_pairs ? pairs : pairs + tid * pair_words;
     const int64_t b_stride = grid ? 2 * columns : columns;
-    int64_t part_begin = 0, part_end = 1, item_begin, item_end;
-    if (!shared) team_range(parts, true, &part_begin, &part_end);
+    int64_t item_begin, item_end;
     team_range(items, shared, &item_begin, &item_end);
-    for (int64_t part = part_begin; part < part_end; ++part) {
+    const auto reduce_part = [&](int64_t part) {
       float* part_tables = tables + part * table_floats;
       const int64_t sp_begin = spans * part / parts, sp_end = spans * (part + 1) / parts;
       for (int64_t sp = sp_begin; sp < sp_end; ++sp) {
@@ -803,6 +841,11 @@ void tiles_backward_weight(float* dw, const float* dy, const float* x, const Con
         }
         team_barrier(shared);  // the rows and pairs are rewritten for the next span
       }
+    };
+    if (shared) {
+      reduce_part(0);
+    } else {  // parts are taken from the queue; the results do not depend on which thread takes each
+      for (int64_t part, part_end; part_queue.next(&part, &part_end);) reduce_part(part);
     }
     amx_release();
     amx_memory_barrier();  // the tables were written by tile stores
