@@ -35,9 +35,16 @@ TILE_CASES = [
     ((2, 24, 20, 20), (64, 24, 3, 3), 1, 1, 1),
     # Forward and backward-data lay the copy out in bands, several a thread here.
     ((2, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1),
+    # Strides: backward-data in phases (Note [backward-data phases]). ResNet's 3x3 at stride 2 on
+    # an even plane, where the phases need more padding below than above; stride 3 with a 5x5
+    # kernel on planes that are not multiples of it; padding beyond kernel - 1, at stride 2 and 1.
+    ((2, 32, 16, 16), (48, 32, 3, 3), 2, 1, 1),
+    ((3, 16, 17, 13), (20, 16, 5, 5), 3, 2, 1),
+    ((2, 8, 7, 7), (12, 8, 3, 3), 2, 3, 1),
+    ((2, 16, 6, 6), (8, 16, 3, 3), 1, 3, 1),
 ]
-BACKWARD_DATA_CASES = [case for case in TILE_CASES
-                       if case[2] == 1 and case[4] == 1 and case[3] <= min(case[1][2:]) - 1]
+# Backward-data takes kernels at least as large as the stride, undilated.
+BACKWARD_DATA_CASES = [case for case in TILE_CASES if case[4] == 1 and min(case[1][2:]) >= case[2]]
 
 
 @pytest.fixture
@@ -124,6 +131,8 @@ def test_tile_convolution_in_chunks_of_k_and_groups_of_blocks(amx):
     # Grid positions (Note [grid positions]) in five chunks of k.
     _assert_tiles_match("forward", ((1, 256, 20, 20), (512, 256, 3, 3), 1, 1, 1), 18, oracle="avx512")
     _assert_tiles_match("backward_data", ((2, 240, 6, 6), (256, 240, 3, 3), 1, 1, 1), 10, oracle="avx512")
+    # Four phases in chunks of k (ResNet-18's 256 -> 512 at stride 2).
+    _assert_tiles_match("backward_data", ((2, 256, 14, 14), (512, 256, 3, 3), 2, 1, 1), 19, oracle="avx512")
 
 
 def _assert_same_bits_on_1_2_3_threads(passes):
@@ -142,8 +151,9 @@ def _assert_same_bits_on_1_2_3_threads(passes):
 
 
 @pytest.mark.parametrize("case", [((3, 64, 10, 10), (80, 64, 3, 3), 1, 1, 1),
-                                  ((2, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1)],  # grid positions, in bands
-                         ids=["patches", "grid"])
+                                  ((2, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1),  # grid positions, in bands
+                                  ((4, 64, 28, 28), (128, 64, 3, 3), 2, 1, 1)],  # backward-data phases
+                         ids=["patches", "grid", "strided"])
 def test_tile_results_are_the_same_bits_for_any_thread_count(amx, case):
     """Each output, and each weight-gradient tile's sum over the positions, is computed by one
     thread in a fixed order, whatever the team."""
@@ -196,9 +206,13 @@ def test_tiles_are_a_candidate_and_the_heuristic_only_for_bfloat16_operands_on_a
             assert ("tiles" in bf16) == (isa == "amx")
             # The fixed heuristic (autotuning off, or the yardstick of a measurement) takes them too.
             assert bf16_heuristic == ("tiles" if isa == "amx" else fp32_heuristic)
+    # Backward-data takes strides up to the kernel (in phases), not dilations.
     strided = ((2, 16, 8, 8), (16, 16, 3, 3), (2, 2), (1, 1), (1, 1), 1)
     for isa in ISAS:
-        assert "tiles" not in _C.conv2d_algorithms("backward_data", *strided, isa=isa, bf16=True)[0]
+        assert ("tiles" in _C.conv2d_algorithms("backward_data", *strided, isa=isa, bf16=True)[0]) == (isa == "amx")
+        for beyond in (((2, 16, 8, 8), (16, 16, 1, 1), (2, 2), (0, 0), (1, 1), 1),
+                       ((2, 16, 8, 8), (16, 16, 3, 3), (1, 1), (2, 2), (2, 2), 1)):
+            assert "tiles" not in _C.conv2d_algorithms("backward_data", *beyond, isa=isa, bf16=True)[0]
     x, w = np.ones((1, 2, 5, 5), np.float32), np.ones((3, 2, 3, 3), np.float32)
     with pytest.raises(ValueError, match="algorithm 'tiles' cannot compute"):
         _C.conv2d_forward(x, w, None, (1, 1), (0, 0), (1, 1), 1, algorithm="tiles")

@@ -3,6 +3,8 @@
 
 #include <atomic>
 #include <cstring>
+#include <deque>
+#include <vector>
 
 #include "core/runtime.h"
 #include "kernels/gemm_driver.h"
@@ -18,9 +20,8 @@ bool tiles_possible(ConvPass pass, const Conv2dDesc& d) {
     return false;
   switch (pass) {
     case ConvPass::forward: return true;
-    case ConvPass::backward_data:
-      return d.stride_h == 1 && d.stride_w == 1 && d.dilation_h == 1 && d.dilation_w == 1 &&
-             d.pad_h <= d.kernel_h - 1 && d.pad_w <= d.kernel_w - 1;
+    case ConvPass::backward_data:  // Note [backward-data phases]: every phase has taps
+      return d.dilation_h == 1 && d.dilation_w == 1 && d.kernel_h >= d.stride_h && d.kernel_w >= d.stride_w;
     case ConvPass::backward_weight: return true;
   }
   return false;
@@ -37,7 +38,11 @@ namespace {
 // waiting at the end.
 class RunQueue {
  public:
-  RunQueue(int64_t total, int64_t least, int threads) : total_(total), least_(max64(1, least)), threads_(threads) {}
+  // Before the team takes runs.
+  void reset(int64_t total, int64_t least, int threads) {
+    total_ = total, least_ = max64(1, least), threads_ = threads;
+    next_.store(0, std::memory_order_relaxed);
+  }
   // The next run [begin, end), or false when none is left.
   bool next(int64_t* begin, int64_t* end) {
     int64_t first = next_.load(std::memory_order_relaxed);
@@ -53,8 +58,8 @@ class RunQueue {
   }
 
  private:
-  const int64_t total_, least_;
-  const int threads_;
+  int64_t total_ = 0, least_ = 1;
+  int threads_ = 1;
   std::atomic<int64_t> next_{0};
 };
 
@@ -71,6 +76,20 @@ struct TileGeometry {
         taps(d.kernel_h * d.kernel_w), k(taps * channels), k_padded(round_up(k, kStep)), k_steps(k_padded / kStep),
         out_tiles((d.out_channels + kTile - 1) / kTile), plane(d.out_h * d.out_w), positions(d.batch * plane),
         blocks((positions + kBlock - 1) / kBlock), image_values(d.batch * padded_h * padded_w * channels) {}
+};
+
+// The tap of w that tap (r, s) of a tile convolution multiplies: row r0 + r * r_step and column
+// s0 + s * s_step of w's kernel, which has `kernel_w` columns and `taps` taps.
+struct WeightTaps {
+  int64_t r0, r_step, s0, s_step, kernel_w, taps;
+};
+
+// Where output position (n, oh, ow) of out channel co goes: y + n * image + co * channel +
+// oh * row + ow * column. The NCHW output of the convolution itself, or for a phase of a strided
+// backward-data (Note [backward-data phases]) every stride-th pixel of dx.
+struct OutputLayout {
+  float* y;
+  int64_t image, channel, row, column;
 };
 
 // Every tile is 16 rows of 64 bytes: C in 0-3, A in 4 and 5, B in 6 and 7.
@@ -135,16 +154,17 @@ void layout_rows(uint16_t* xp, const float* x, const Conv2dDesc& d, const TileGe
 // k = 32s + 2r, k + 1 of out channel 16t + j, where k = tap * channels + c reads w[co][c][tap], or
 // (`flipped`: w holds the weights of the convolution whose backward-data this is, out channels
 // and channels swapped) w[c][co][taps - 1 - tap]; zeros past k and out_channels.
-void pack_weight_tiles(uint32_t* bp, const float* w, bool flipped, const Conv2dDesc& d, const TileGeometry& g,
-                       int64_t t_begin, int64_t t_end) {
+void pack_weight_tiles(uint32_t* bp, const float* w, bool flipped, const WeightTaps& taps, const Conv2dDesc& d,
+                       const TileGeometry& g, int64_t t_begin, int64_t t_end) {
   // Lane j reads out channel 16t + j: a gather of one k for the tile's 16 out channels.
-  const int64_t lane_step = flipped ? g.taps : g.channels * g.taps;
+  const int64_t lane_step = flipped ? taps.taps : g.channels * taps.taps;
   const __m512i lanes = lane_multiples(lane_step);
   const auto column_values = [&](int64_t k, int64_t co0, __mmask16 mask) -> __m512i {
     if (k >= g.k) return _mm512_setzero_si512();
-    const int64_t tap = k / g.channels, c = k % g.channels;
-    const float* base = flipped ? w + (c * d.out_channels + co0) * g.taps + g.taps - 1 - tap
-                                : w + (co0 * g.channels + c) * g.taps + tap;
+    const int64_t tap = k / g.channels, c = k % g.channels, r = tap / d.kernel_w, s = tap % d.kernel_w;
+    const int64_t w_tap = (taps.r0 + r * taps.r_step) * taps.kernel_w + taps.s0 + s * taps.s_step;
+    const float* base = flipped ? w + (c * d.out_channels + co0) * taps.taps + w_tap
+                                : w + (co0 * g.channels + c) * taps.taps + w_tap;
     const __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), mask, lanes, base, 4);
     return _mm512_cvtepu16_epi32(reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(v)));
   };
@@ -224,16 +244,18 @@ void build_patches(uint16_t* a, const uint16_t* xp, const Conv2dDesc& d, const T
   }
 }
 
-// Where 16 consecutive positions of a block land in the NCHW output: runs of lanes whose output
-// pixels are consecutive within one image, at `offset` from channel 0 of image 0. Positions are
-// flat over the images' output planes, or (`grid`, Note [grid positions]) over the padded
-// images, where positions outside the output are dropped.
+// Where 16 consecutive positions of a block land in the output: runs of lanes whose output
+// pixels follow each other (`column` apart) within one image, at `offset` from channel 0 of image
+// 0. Positions are flat over the images' output planes, or (`grid`, Note [grid positions]) over
+// the padded images, where positions outside the output are dropped.
 struct LaneRun {
   int lane, count;
   int64_t offset;
 };
 
-int lane_runs(LaneRun* runs, int64_t f, bool grid, const Conv2dDesc& d, const TileGeometry& g) {
+int lane_runs(LaneRun* runs, int64_t f, bool grid, const Conv2dDesc& d, const TileGeometry& g,
+              const OutputLayout& out) {
+  const bool planes = out.column == 1 && out.row == d.out_w;  // each channel's positions are one run
   int count = 0;
   for (int lane = 0; lane < kTile; ++lane) {
     const int64_t q = f + lane;
@@ -249,9 +271,9 @@ int lane_runs(LaneRun* runs, int64_t f, bool grid, const Conv2dDesc& d, const Ti
       if (q >= g.positions) break;
       n = q / g.plane, p = q % g.plane;
     }
-    const int64_t offset = n * d.out_channels * g.plane + p;
+    const int64_t offset = n * out.image + (planes ? p : p / d.out_w * out.row + p % d.out_w * out.column);
     LaneRun* last = count > 0 ? &runs[count - 1] : nullptr;
-    if (last && last->lane + last->count == lane && last->offset + last->count == offset)
+    if (last && last->lane + last->count == lane && last->offset + last->count * out.column == offset)
       ++last->count;
     else
       runs[count++] = {lane, 1, offset};
@@ -286,12 +308,13 @@ static inline void transpose16x16(__m512 (&r)[16]) {
 }
 
 // stage (32 positions x 32 out channels, from out channel co0; `columns` of them exist) plus the
-// bias into the NCHW output, 16 x 16 at a time transposed in registers.
-void store_transposed(float* y, const float* stage, const float* bias, const Conv2dDesc& d, const TileGeometry& g,
-                      int64_t f0, bool grid, int64_t co0, int64_t columns) {
+// bias into the output, 16 x 16 at a time transposed in registers.
+void store_transposed(const OutputLayout& out, const float* stage, const float* bias, const Conv2dDesc& d,
+                      const TileGeometry& g, int64_t f0, bool grid, int64_t co0, int64_t columns) {
+  const __m512i spread = lane_multiples(out.column);  // a phase's pixels, `column` apart
   for (int64_t half = 0; half < kBlock; half += kTile) {
     LaneRun runs[kTile];
-    const int count = lane_runs(runs, f0 + half, grid, d, g);
+    const int count = lane_runs(runs, f0 + half, grid, d, g, out);
     if (count == 0) continue;
     for (int64_t j0 = 0; j0 < columns; j0 += kTile) {
       __m512 v[kTile];
@@ -299,13 +322,26 @@ void store_transposed(float* y, const float* stage, const float* bias, const Con
       transpose16x16(v);
       for (int64_t j = j0; j < min64(columns, j0 + kTile); ++j) {
         const int64_t co = co0 + j;
-        const __m512 out = bias ? _mm512_add_ps(v[j - j0], _mm512_set1_ps(bias[co])) : v[j - j0];
-        float* channel = y + co * g.plane;
+        const __m512 values = bias ? _mm512_add_ps(v[j - j0], _mm512_set1_ps(bias[co])) : v[j - j0];
+        float* channel = out.y + co * out.channel;
         for (int r = 0; r < count; ++r) {
           const __mmask16 mask = static_cast<__mmask16>((1u << runs[r].count) - 1);
-          const __m512 lanes =
-              runs[r].lane == 0 ? out : _mm512_maskz_compress_ps(static_cast<__mmask16>(mask << runs[r].lane), out);
-          _mm512_mask_storeu_ps(channel + runs[r].offset, mask, lanes);
+          const __m512 lanes = runs[r].lane == 0
+                                   ? values
+                                   : _mm512_maskz_compress_ps(static_cast<__mmask16>(mask << runs[r].lane), values);
+          float* to = channel + runs[r].offset;
+          if (out.column == 1) {
+            _mm512_mask_storeu_ps(to, mask, lanes);
+          } else if (out.column == 2) {  // every second float: the lanes spread to even ones, 8 a store
+            const int low = runs[r].count < 8 ? runs[r].count : 8, high = runs[r].count - low;
+            _mm512_mask_storeu_ps(to, static_cast<__mmask16>(0x5555u & ((1u << 2 * low) - 1)),
+                                  _mm512_maskz_expand_ps(0x5555, lanes));
+            if (high > 0)
+              _mm512_mask_storeu_ps(to + 16, static_cast<__mmask16>(0x5555u & ((1u << 2 * high) - 1)),
+                                    _mm512_maskz_expand_ps(0x5555, _mm512_shuffle_f32x4(lanes, lanes, 0xEE)));
+          } else {
+            _mm512_mask_i32scatter_ps(to, mask, spread, lanes, 4);
+          }
         }
       }
     }
@@ -325,9 +361,9 @@ struct BlockRows {
 // tiles' columns at a time. The first chunk of k starts from zero, the others from the block's
 // float32 sums in acc (32 x 32 per pair of out tiles); the last stores to the output, the others
 // to acc.
-void multiply_block(float* y, const BlockRows& rows, const uint32_t* bp, const float* bias, const Conv2dDesc& d,
-                    const TileGeometry& g, int64_t f0, bool grid, int64_t s_begin, int64_t s_end, float* acc,
-                    bool first, bool last) {
+void multiply_block(const OutputLayout& out, const BlockRows& rows, const uint32_t* bp, const float* bias,
+                    const Conv2dDesc& d, const TileGeometry& g, int64_t f0, bool grid, int64_t s_begin, int64_t s_end,
+                    float* acc, bool first, bool last) {
   alignas(64) float stage[kBlock * kBlock];
   const int64_t c_stride = kBlock * sizeof(float);
   const uint16_t* a = rows.a;
@@ -359,14 +395,14 @@ void multiply_block(float* y, const BlockRows& rows, const uint32_t* bp, const f
       _tile_dpbf16ps(2, 5, 6);
       _tile_dpbf16ps(3, 5, 7);
     }
-    float* out = last ? stage : sums;
-    _tile_stored(0, out, c_stride);
-    _tile_stored(1, out + kTile, c_stride);
-    _tile_stored(2, out + kTile * kBlock, c_stride);
-    _tile_stored(3, out + kTile * kBlock + kTile, c_stride);
+    float* c = last ? stage : sums;
+    _tile_stored(0, c, c_stride);
+    _tile_stored(1, c + kTile, c_stride);
+    _tile_stored(2, c + kTile * kBlock, c_stride);
+    _tile_stored(3, c + kTile * kBlock + kTile, c_stride);
     if (!last) continue;
     amx_memory_barrier();
-    store_transposed(y, stage, bias, d, g, f0, grid, t0 * kTile, min64(kBlock, d.out_channels - t0 * kTile));
+    store_transposed(out, stage, bias, d, g, f0, grid, t0 * kTile, min64(kBlock, d.out_channels - t0 * kTile));
   }
 }
 
@@ -600,32 +636,63 @@ bool grid_applies(const Conv2dDesc& d, const TileGeometry& g) { return g.channel
 // copies for a 3 x 3 kernel. dy's rows hold zeros at the dropped grid positions, so those add
 // nothing.
 
-// y = the convolution of x with w, or with the flipped weights of the convolution whose
-// backward-data this is (pack_weight_tiles).
-void tile_convolution(float* y, const float* x, const float* w, bool flipped, const float* bias, const Conv2dDesc& d) {
+// One stride-1 convolution over the channels-last copy of x: the kernel and positions of `d`
+// (whose input, channels and padding are the copy's), the taps of w it multiplies, where its
+// position 0 reads its first tap (`origin_h` rows and `origin_w` pixels into each image's copy)
+// and where its outputs go. A convolution is one phase; a strided backward-data has several (Note
+// [backward-data phases]).
+struct TilePhase {
+  Conv2dDesc d;
+  WeightTaps taps;
+  int64_t origin_h, origin_w;
+  OutputLayout out;
+};
+
+// A phase's share of the work: its geometry, its chunks of k, its B tiles and its queue of blocks.
+struct PhaseWork {
+  TileGeometry g;
+  int64_t chunk_values, chunks, group, blocks;
+  uint32_t* bp;
+  RunQueue queue;
+  explicit PhaseWork(const Conv2dDesc& d) : g(d) {}
+};
+
+// The phases (all of them over one copy of x, so with the same input, channels, padding and out
+// channels) with w, or with the flipped weights of the convolution whose backward-data they are
+// (pack_weight_tiles).
+void tile_convolution(const std::vector<TilePhase>& phases, const float* x, const float* w, bool flipped,
+                      const float* bias) {
+  const Conv2dDesc& d = phases[0].d;
   if (d.batch == 0) return;
-  const TileGeometry g(d);
+  const TileGeometry g(d);  // the copy's
   const int threads = num_threads();
-  const bool grid = grid_applies(d, g);
+  const bool grid = phases.size() == 1 && phases[0].origin_h == 0 && phases[0].origin_w == 0 && grid_applies(d, g);
   // Chunks of k whose B tiles, for every out channel, take at most 512 KiB, so that they stay in
   // L2 while the blocks stream past (VGG's 512-channel layers have 4.5 MiB of them), and the
   // block's patches for the chunk (32 rows) stay in L1 with them.
   const int64_t out_pairs = (g.out_tiles + 1) / 2;
-  const int64_t chunk_values =
-      min64(g.k_padded, max64(kStep, (int64_t(1) << 18) / (g.out_tiles * kTile) / kStep * kStep));
-  const int64_t chunks = (g.k_padded + chunk_values - 1) / chunk_values, width = chunk_values;
-  // Blocks taken through all the chunks together: their sums between chunks take at most 1 MiB.
-  const int64_t group = chunks == 1 ? 1 : max64(1, (int64_t(1) << 18) / (out_pairs * kBlock * kBlock));
-  const int64_t acc_floats = chunks == 1 ? 0 : group * out_pairs * kBlock * kBlock;
-  const int64_t blocks = grid ? ((d.batch - 1) * g.padded_h * g.padded_w + (d.out_h - 1) * g.padded_w + d.out_w +
-                                 kBlock - 1) / kBlock
-                              : g.blocks;
+  const int64_t chunk_limit = max64(kStep, (int64_t(1) << 18) / (g.out_tiles * kTile) / kStep * kStep);
+  std::deque<PhaseWork> work;  // not moved: each holds an atomic
+  int64_t width = kStep, acc_floats = 0, b_words = 0;
+  for (const TilePhase& phase : phases) {
+    PhaseWork& p = work.emplace_back(phase.d);
+    p.chunk_values = min64(p.g.k_padded, chunk_limit);
+    p.chunks = (p.g.k_padded + p.chunk_values - 1) / p.chunk_values;
+    // Blocks taken through all the chunks together: their sums between chunks take at most 1 MiB.
+    p.group = p.chunks == 1 ? 1 : max64(1, (int64_t(1) << 18) / (out_pairs * kBlock * kBlock));
+    p.blocks = grid ? ((d.batch - 1) * g.padded_h * g.padded_w + (d.out_h - 1) * g.padded_w + d.out_w + kBlock - 1) /
+                          kBlock
+                    : p.g.blocks;
+    width = max64(width, p.chunk_values);
+    acc_floats = max64(acc_floats, p.chunks == 1 ? 0 : p.group * out_pairs * kBlock * kBlock);
+    b_words += g.out_tiles * p.g.k_steps * kBTileWords;
+  }
   // Grid positions with k in one chunk go in bands: each thread lays out the rows of the
   // channels-last copy its next blocks read (about 256 KiB, plus the `reach` rows one block reads
   // from its first row) and multiplies them while they are in L2, instead of the team writing the
   // whole copy to memory and reading it back. Otherwise the whole copy is made first; the last
   // grid block reads up to a block of pixels past the images.
-  const bool banded = grid && chunks == 1;
+  const bool banded = grid && work[0].chunks == 1;
   const int64_t copy_row = g.padded_w * g.channels;  // values of a row of the copy
   const int64_t last_offset = (d.kernel_h - 1) * d.dilation_h * g.padded_w + (d.kernel_w - 1) * d.dilation_w;
   const int64_t reach = (g.padded_w + kBlock - 2 + last_offset) / g.padded_w + 1;
@@ -633,7 +700,7 @@ void tile_convolution(float* y, const float* x, const float* w, bool flipped, co
   const int64_t slack = grid && !banded ? kBlock * g.channels : 0;
   const int64_t copy_values = banded ? threads * band_rows * copy_row : g.image_values + slack;
   uint16_t* xp = reinterpret_cast<uint16_t*>(thread_scratch(Scratch::columns, (copy_values + 1) / 2));
-  uint32_t* bp = reinterpret_cast<uint32_t*>(thread_scratch(Scratch::pack_b, g.out_tiles * g.k_steps * kBTileWords));
+  uint32_t* bp = reinterpret_cast<uint32_t*>(thread_scratch(Scratch::pack_b, b_words));
   uint16_t* patches =
       grid ? nullptr : reinterpret_cast<uint16_t*>(thread_scratch(Scratch::pack_a, threads * kBlock * width / 2));
   float* sums = thread_scratch(Scratch::partial, threads * acc_floats);
@@ -646,13 +713,18 @@ void tile_convolution(float* y, const float* x, const float* w, bool flipped, co
                     : s * kStep;
   }
   if (!banded) std::memset(xp + g.image_values, 0, sizeof(uint16_t) * slack);
-  // Blocks go in guided runs of at least a band's worth (its rows less the reach), or a sixteenth
-  // of a thread's share. With k in chunks a thread takes its whole share in one run: each run
-  // reads every chunk's B tiles again (4.5 MiB for a 512-channel layer).
-  const int64_t least = chunks > 1 ? (blocks + threads - 1) / threads
-                        : banded   ? (band_rows - reach) * g.padded_w / kBlock
-                                   : blocks / (16 * threads);
-  RunQueue queue(blocks, least, threads);
+  for (size_t i = 0, offset = 0; i < work.size(); offset += g.out_tiles * work[i].g.k_steps * kBTileWords, ++i) {
+    PhaseWork& p = work[i];
+    p.bp = bp + offset;
+    // Blocks go in guided runs of at least a band's worth (its rows less the reach), or a
+    // sixteenth of a thread's share. With k in chunks a thread takes its whole share in one run:
+    // each run reads every chunk's B tiles again (4.5 MiB for a 512-channel layer).
+    p.queue.reset(p.blocks, p.chunks > 1 ? (p.blocks + threads - 1) / threads
+                            : banded     ? (band_rows - reach) * g.padded_w / kBlock
+                                         : p.blocks / (16 * threads),
+                  threads);
+  }
+  const int64_t pack_items = static_cast<int64_t>(work.size()) * g.out_tiles;
 #pragma omp parallel num_threads(threads)
   {
     int64_t begin, end;
@@ -662,41 +734,50 @@ void tile_convolution(float* y, const float* x, const float* w, bool flipped, co
     }
     uint16_t* band = banded ? xp + omp_get_thread_num() * band_rows * copy_row : nullptr;
     int64_t band_first = -1;  // the band's first row, -1 before the first
-    team_range(g.out_tiles, true, &begin, &end);
-    pack_weight_tiles(bp, w, flipped, d, g, begin, end);
+    team_range(pack_items, true, &begin, &end);
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t i = item / g.out_tiles, t = item % g.out_tiles;
+      pack_weight_tiles(work[i].bp, w, flipped, phases[i].taps, phases[i].d, work[i].g, t, t + 1);
+    }
     team_barrier(true);
     amx_memory_barrier();
     configure_tiles();
     uint16_t* a = grid ? nullptr : patches + omp_get_thread_num() * kBlock * width;
     float* acc = sums + omp_get_thread_num() * acc_floats;
-    while (queue.next(&begin, &end)) {
-      for (int64_t first = begin; first < end; first += group) {
-        const int64_t count = min64(group, end - first);
-        for (int64_t chunk = 0; chunk < chunks; ++chunk) {
-          const int64_t k_begin = chunk * chunk_values, k_end = min64(g.k_padded, k_begin + chunk_values);
-          const int64_t s_begin = k_begin / kStep, s_end = k_end / kStep;
-          for (int64_t block = first; block < first + count; ++block) {
-            BlockRows rows;
-            if (grid) {
-              const uint16_t* a_rows = xp + block * kBlock * g.channels;
-              if (banded) {
-                const int64_t f = block * kBlock, last_row = (f + kBlock - 1 + last_offset) / g.padded_w;
-                if (band_first < 0 || last_row >= band_first + band_rows) {
-                  band_first = f / g.padded_w;
-                  layout_rows(band, x, d, g, band_first, band_first, band_first + band_rows);
-                  amx_memory_barrier();
+    for (size_t i = 0; i < work.size(); ++i) {  // no barrier between phases: their outputs are apart
+      PhaseWork& p = work[i];
+      const TilePhase& phase = phases[i];
+      const uint16_t* origin = xp + (phase.origin_h * g.padded_w + phase.origin_w) * g.channels;
+      while (p.queue.next(&begin, &end)) {
+        for (int64_t first = begin; first < end; first += p.group) {
+          const int64_t count = min64(p.group, end - first);
+          for (int64_t chunk = 0; chunk < p.chunks; ++chunk) {
+            const int64_t k_begin = chunk * p.chunk_values, k_end = min64(p.g.k_padded, k_begin + p.chunk_values);
+            const int64_t s_begin = k_begin / kStep, s_end = k_end / kStep;
+            for (int64_t block = first; block < first + count; ++block) {
+              BlockRows rows;
+              if (grid) {
+                const uint16_t* a_rows = xp + block * kBlock * g.channels;
+                if (banded) {
+                  const int64_t f = block * kBlock, last_row = (f + kBlock - 1 + last_offset) / g.padded_w;
+                  if (band_first < 0 || last_row >= band_first + band_rows) {
+                    band_first = f / g.padded_w;
+                    layout_rows(band, x, d, g, band_first, band_first, band_first + band_rows);
+                    amx_memory_barrier();
+                  }
+                  a_rows = band + (f - band_first * g.padded_w) * g.channels;
                 }
-                a_rows = band + (f - band_first * g.padded_w) * g.channels;
+                rows = {a_rows, steps + s_begin, kTile * g.channels,
+                        static_cast<int64_t>(g.channels * sizeof(uint16_t))};
+              } else {
+                build_patches(a, origin, phase.d, p.g, block * kBlock, k_begin, k_end, k_end - k_begin);
+                amx_memory_barrier();
+                const int64_t row_values = k_end - k_begin;
+                rows = {a, steps, kTile * row_values, static_cast<int64_t>(row_values * sizeof(uint16_t))};
               }
-              rows = {a_rows, steps + s_begin, kTile * g.channels, static_cast<int64_t>(g.channels * sizeof(uint16_t))};
-            } else {
-              build_patches(a, xp, d, g, block * kBlock, k_begin, k_end, k_end - k_begin);
-              amx_memory_barrier();
-              const int64_t row_values = k_end - k_begin;
-              rows = {a, steps, kTile * row_values, static_cast<int64_t>(row_values * sizeof(uint16_t))};
+              multiply_block(phase.out, rows, p.bp, bias, phase.d, p.g, block * kBlock, grid, s_begin, s_end,
+                             acc + (block - first) * out_pairs * kBlock * kBlock, chunk == 0, chunk == p.chunks - 1);
             }
-            multiply_block(y, rows, bp, bias, d, g, block * kBlock, grid, s_begin, s_end,
-                           acc + (block - first) * out_pairs * kBlock * kBlock, chunk == 0, chunk == chunks - 1);
           }
         }
       }
@@ -705,20 +786,71 @@ void tile_convolution(float* y, const float* x, const float* w, bool flipped, co
   }
 }
 
+// The phase of the convolution `d` itself, writing its NCHW output y.
+TilePhase whole_convolution(float* y, const Conv2dDesc& d, const WeightTaps& taps) {
+  return {d, taps, 0, 0, {y, d.out_channels * d.out_h * d.out_w, d.out_h * d.out_w, d.out_w, 1}};
+}
+
 }  // namespace
 
 void tiles_forward(float* y, const float* x, const float* w, const float* bias, const Conv2dDesc& d) {
-  tile_convolution(y, x, w, false, bias, d);
+  const WeightTaps taps{0, 1, 0, 1, d.kernel_w, d.kernel_h * d.kernel_w};
+  tile_convolution({whole_convolution(y, d, taps)}, x, w, false, bias);
 }
 
+// Note [backward-data phases]
+// At stride S, dx pixel (S i + a, S j + b) takes only the taps (r, s) with r = a + pad_h and
+// s = b + pad_w modulo S, each from one dy pixel. Phase (a, b), the pixels of dx with those
+// remainders, is then a stride-1 convolution of dy with those taps, flipped and transposed, onto
+// a grid of its own: one TilePhase each, all over one channels-last copy of dy padded for every
+// phase. Together the phases do the forward pass's multiply-adds (dy dilated by S with zeros
+// would take S^2 times as many); their outputs, S apart in dx, are scattered. Every phase has taps
+// where the kernel is at least the stride (tiles_possible: a 1x1 kernel at stride 2 would leave
+// three phases of zeros, which the GEMM path writes faster). At stride 1 the one phase is the
+// convolution of dy, padded by kernel - 1 - pad, with the flipped, transposed weights.
 void tiles_backward_data(float* dx, const float* dy, const float* w, const Conv2dDesc& d) {
-  // dx is the stride-1 convolution of dy, padded by kernel - 1 - pad, with the weights flipped
-  // and transposed.
-  Conv2dDesc t = d;
-  t.in_channels = d.out_channels, t.out_channels = d.in_channels;
-  t.in_h = d.out_h, t.in_w = d.out_w, t.out_h = d.in_h, t.out_w = d.in_w;
-  t.pad_h = d.kernel_h - 1 - d.pad_h, t.pad_w = d.kernel_w - 1 - d.pad_w;
-  tile_convolution(dx, dy, w, true, nullptr, t);
+  // Along one dimension, for remainder a: the first tap, the number of taps, the dy pixel that
+  // pixel 0 of the phase reads with its first (flipped) tap, relative to 0, and the phase's pixels.
+  struct Axis {
+    int64_t first_tap, taps, offset, pixels;
+  };
+  const auto axis = [](int64_t a, int64_t stride, int64_t pad, int64_t kernel, int64_t in) {
+    const int64_t first_tap = (a + pad) % stride;
+    const int64_t taps = first_tap < kernel ? (kernel - 1 - first_tap) / stride + 1 : 0;
+    return Axis{first_tap, taps, (a + pad - first_tap) / stride - (taps - 1), a < in ? (in - a - 1) / stride + 1 : 0};
+  };
+  // The copy's padding: enough for every phase's first and last reads.
+  const auto padding = [&](int64_t stride, int64_t pad, int64_t kernel, int64_t in, int64_t out) {
+    int64_t padded = 0;
+    for (int64_t a = 0; a < stride; ++a) {
+      const Axis x = axis(a, stride, pad, kernel, in);
+      if (x.pixels > 0) padded = max64(padded, max64(-x.offset, x.offset + x.pixels + x.taps - 1 - out));
+    }
+    return padded;
+  };
+  Conv2dDesc copy = d;  // dy, channels-last and padded
+  copy.in_channels = d.out_channels, copy.out_channels = d.in_channels;
+  copy.in_h = d.out_h, copy.in_w = d.out_w;
+  copy.pad_h = padding(d.stride_h, d.pad_h, d.kernel_h, d.in_h, d.out_h);
+  copy.pad_w = padding(d.stride_w, d.pad_w, d.kernel_w, d.in_w, d.out_w);
+  copy.stride_h = copy.stride_w = 1;
+  std::vector<TilePhase> phases;
+  for (int64_t a = 0; a < d.stride_h; ++a)
+    for (int64_t b = 0; b < d.stride_w; ++b) {
+      const Axis rows = axis(a, d.stride_h, d.pad_h, d.kernel_h, d.in_h);
+      const Axis columns = axis(b, d.stride_w, d.pad_w, d.kernel_w, d.in_w);
+      if (rows.pixels == 0 || columns.pixels == 0) continue;
+      Conv2dDesc phase = copy;
+      phase.kernel_h = rows.taps, phase.kernel_w = columns.taps;
+      phase.out_h = rows.pixels, phase.out_w = columns.pixels;
+      const WeightTaps taps{rows.first_tap + d.stride_h * (rows.taps - 1), -d.stride_h,
+                            columns.first_tap + d.stride_w * (columns.taps - 1), -d.stride_w,
+                            d.kernel_w, d.kernel_h * d.kernel_w};
+      const OutputLayout out{dx + a * d.in_w + b, d.in_channels * d.in_h * d.in_w, d.in_h * d.in_w,
+                             d.stride_h * d.in_w, d.stride_w};
+      phases.push_back({phase, taps, copy.pad_h + rows.offset, copy.pad_w + columns.offset, out});
+    }
+  if (!phases.empty()) tile_convolution(phases, dy, w, true, nullptr);
 }
 
 void tiles_backward_weight(float* dw, const float* dy, const float* x, const Conv2dDesc& d) {
@@ -760,11 +892,11 @@ void tiles_backward_weight(float* dw, const float* dy, const float* x, const Con
   // Where there are many spans, they go in parts (a power of two, up to 16, fixed by the shape):
   // threads take parts from a queue, each part with the thread's own rows and pairs and its own
   // float32 tables, and the parts' tables are added in order at the end. A thread then reads only
-  // the x and dy of its own positions, with no barrier between spans. Sharing every span out by items instead made each thread read
-  // all of the span's rows and pairs, half of them written by the other thread; on the 2-core VM
-  // the 56x56 and 28x28 layers ran slower on two threads than on one. Few spans (the small planes
-  // of many channels, whose tables are large) keep the shared spans. The parts do not depend on
-  // the team, so the bits do not either.
+  // the x and dy of its own positions, with no barrier between spans. Sharing every span out by
+  // items instead made each thread read all of the span's rows and pairs, half of them written by
+  // the other thread; on the 2-core VM the 56x56 and 28x28 layers ran slower on two threads than
+  // on one. Few spans (the small planes of many channels, whose tables are large) keep the shared
+  // spans. The parts do not depend on the team, so the bits do not either.
   const int64_t table_floats = groups * co_padded * columns;
   int64_t parts = 1;
   while (2 * parts <= min64(16, spans / 2) && 2 * parts * table_floats <= (int64_t(1) << 22)) parts *= 2;
@@ -781,7 +913,8 @@ void tiles_backward_weight(float* dw, const float* dy, const float* x, const Con
   float* tables = thread_scratch(Scratch::partial, parts * table_floats);
   uint16_t* blocks =
       whole ? reinterpret_cast<uint16_t*>(thread_scratch(Scratch::weights, threads * kBlock * g.k_padded / 2)) : nullptr;
-  RunQueue part_queue(parts, 1, threads);
+  RunQueue part_queue;
+  part_queue.reset(parts, 1, threads);
 #pragma omp parallel num_threads(threads)
   {
     const int tid = omp_get_thread_num();
