@@ -913,8 +913,11 @@ void tiles_backward_weight(float* dw, const float* dy, const float* x, const Con
   float* tables = thread_scratch(Scratch::partial, parts * table_floats);
   uint16_t* blocks =
       whole ? reinterpret_cast<uint16_t*>(thread_scratch(Scratch::weights, threads * kBlock * g.k_padded / 2)) : nullptr;
-  RunQueue part_queue;
+  // Shared spans hand out their (group, out-channel pair) items in runs of at least a group's,
+  // from two queues in turn: one is reset for the next span while the team uses the other.
+  RunQueue part_queue, item_queues[2];
   part_queue.reset(parts, 1, threads);
+  item_queues[0].reset(items, co_pairs, threads);
 #pragma omp parallel num_threads(threads)
   {
     const int tid = omp_get_thread_num();
@@ -928,8 +931,6 @@ void tiles_backward_weight(float* dw, const float* dy, const float* x, const Con
     uint16_t* own_rows = shared ? rows : rows + tid * co_padded * row_values;
     uint32_t* own_pairs = shared_pairs ? pairs : pairs + tid * pair_words;
     const int64_t b_stride = grid ? 2 * columns : columns;
-    int64_t item_begin, item_end;
-    team_range(items, shared, &item_begin, &item_end);
     const auto reduce_part = [&](int64_t part) {
       float* part_tables = tables + part * table_floats;
       const int64_t sp_begin = spans * part / parts, sp_end = spans * (part + 1) / parts;
@@ -944,7 +945,7 @@ void tiles_backward_weight(float* dw, const float* dy, const float* x, const Con
         team_barrier(shared);  // every row and pair is written
         amx_memory_barrier();
         int64_t group_in_pairs = -1;
-        for (int64_t item = item_begin; item < item_end; ++item) {
+        const auto reduce_item = [&](int64_t item) {
           const int64_t group = item / co_pairs, ct0 = item % co_pairs * 2;
           const uint32_t* b = own_pairs;
           if (grid) {
@@ -971,6 +972,13 @@ void tiles_backward_weight(float* dw, const float* dy, const float* x, const Con
             else
               reduce_span<false, false>(table, own_rows, row_values, b, b_stride, span, columns, ct0, kt, first);
           }
+        };
+        if (shared) {  // the span's items from its queue; the other queue is free for the next span
+          if (tid == 0) item_queues[(sp + 1) % 2].reset(items, co_pairs, threads);
+          for (int64_t item_begin, item_end; item_queues[sp % 2].next(&item_begin, &item_end);)
+            for (int64_t item = item_begin; item < item_end; ++item) reduce_item(item);
+        } else {
+          for (int64_t item = 0; item < items; ++item) reduce_item(item);
         }
         team_barrier(shared);  // the rows and pairs are rewritten for the next span
       }
