@@ -151,9 +151,10 @@ void layout_rows(uint16_t* xp, const float* x, const Conv2dDesc& d, const TileGe
 
 // B tiles of the weights, out-channel tiles [t_begin, t_end): tile (t, s) holds out channels
 // [16t, 16t + 16) and k [32s, 32s + 32) at words (t * k_steps + s) * 256, word r * 16 + j the pair
-// k = 32s + 2r, k + 1 of out channel 16t + j, where k = tap * channels + c reads w[co][c][tap], or
-// (`flipped`: w holds the weights of the convolution whose backward-data this is, out channels
-// and channels swapped) w[c][co][taps - 1 - tap]; zeros past k and out_channels.
+// k = 32s + 2r, k + 1 of out channel 16t + j, where k = tap * channels + c reads w[co][c][w_tap],
+// or (`flipped`: w holds the weights of the convolution whose backward-data this is, out channels
+// and channels swapped) w[c][co][w_tap], w_tap the tap of w that `taps` maps tap to (at stride 1,
+// taps - 1 - tap); zeros past k and out_channels.
 void pack_weight_tiles(uint32_t* bp, const float* w, bool flipped, const WeightTaps& taps, const Conv2dDesc& d,
                        const TileGeometry& g, int64_t t_begin, int64_t t_end) {
   // Lane j reads out channel 16t + j: a gather of one k for the tile's 16 out channels.
@@ -651,7 +652,7 @@ struct TilePhase {
 // A phase's share of the work: its geometry, its chunks of k, its B tiles and its queue of blocks.
 struct PhaseWork {
   TileGeometry g;
-  int64_t chunk_values, chunks, group, blocks;
+  int64_t chunk_values, chunks, group, blocks, b_offset;  // its B tiles at bp + b_offset words
   uint32_t* bp;
   RunQueue queue;
   explicit PhaseWork(const Conv2dDesc& d) : g(d) {}
@@ -685,6 +686,7 @@ void tile_convolution(const std::vector<TilePhase>& phases, const float* x, cons
                     : p.g.blocks;
     width = max64(width, p.chunk_values);
     acc_floats = max64(acc_floats, p.chunks == 1 ? 0 : p.group * out_pairs * kBlock * kBlock);
+    p.b_offset = b_words;
     b_words += g.out_tiles * p.g.k_steps * kBTileWords;
   }
   // Grid positions with k in one chunk go in bands: each thread lays out the rows of the
@@ -713,9 +715,8 @@ void tile_convolution(const std::vector<TilePhase>& phases, const float* x, cons
                     : s * kStep;
   }
   if (!banded) std::memset(xp + g.image_values, 0, sizeof(uint16_t) * slack);
-  for (size_t i = 0, offset = 0; i < work.size(); offset += g.out_tiles * work[i].g.k_steps * kBTileWords, ++i) {
-    PhaseWork& p = work[i];
-    p.bp = bp + offset;
+  for (PhaseWork& p : work) {
+    p.bp = bp + p.b_offset;
     // Blocks go in guided runs of at least a band's worth (its rows less the reach), or a
     // sixteenth of a thread's share. With k in chunks a thread takes its whole share in one run:
     // each run reads every chunk's B tiles again (4.5 MiB for a 512-channel layer).
