@@ -99,6 +99,26 @@ def test_tile_backward_data_matches_float32_on_bfloat16_values(amx, case):
     _assert_tiles_match("backward_data", case, 2)
 
 
+def test_tile_backward_data_phases_over_random_geometries(amx):
+    """Backward-data in phases (Note [backward-data phases]) for kernels, strides and paddings
+    that differ between height and width: strides up to the kernel and 3, paddings up to kernel + 1,
+    planes down to one output pixel."""
+    rng = np.random.default_rng(20)
+    for _ in range(60):
+        kh, kw = rng.integers(1, 6, size=2)
+        sh, sw = rng.integers(1, min(3, kh) + 1), rng.integers(1, min(3, kw) + 1)
+        ph, pw = rng.integers(0, kh + 2), rng.integers(0, kw + 2)
+        h, w = rng.integers(max(1, kh - 2 * ph), 14), rng.integers(max(1, kw - 2 * pw), 14)
+        n, c, o = rng.integers(1, 4), rng.choice([3, 16, 17, 40]), rng.choice([5, 16, 33])
+        x_shape, w_shape = (int(n), int(c), int(h), int(w)), (int(o), int(c), int(kh), int(kw))
+        geometry = ((int(sh), int(sw)), (int(ph), int(pw)), (1, 1), 1)
+        weights = pcn.amp.round_bf16(rng.standard_normal(w_shape, dtype=np.float32))
+        out = [(length + 2 * pad - k) // stride + 1 for length, pad, k, stride in ((h, ph, kh, sh), (w, pw, kw, sw))]
+        dy = pcn.amp.round_bf16(rng.standard_normal((int(n), int(o), *out), dtype=np.float32))
+        ours = _C.conv2d_backward_data(dy, weights, list(x_shape), *geometry, algorithm="tiles", isa=amx, bf16=True)
+        _assert_same_sums(ours, _C.conv2d_backward_data(dy, weights, list(x_shape), *geometry, isa="reference"))
+
+
 @pytest.mark.parametrize("case", TILE_CASES + [((3, 48, 9, 9), (40, 48, 3, 3), 1, 1, 1)], ids=str)
 def test_tile_backward_weight_matches_float32_on_bfloat16_values(amx, case):
     _assert_tiles_match("backward_weight", case, 5)
