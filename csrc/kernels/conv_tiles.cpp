@@ -414,8 +414,9 @@ void multiply_block(const OutputLayout& out, const BlockRows& rows, const uint32
 // vectors of the channels-last copy, two positions interleaved per row of pairs (tap_pairs), or
 // for few channels the whole patches as one group of taps (patch_pairs). The C tiles (16 out
 // channels x 16 columns) of a (group, out-channel pair) item stay in tile registers through a span
-// and in a float32 table between spans; threads share out the items, so no partial sums are
-// added across threads.
+// and in a float32 table between spans. Threads take whole items of a shared span, or whole parts
+// of the spans with tables of their own (Note [weight gradient parts]), so the sums do not depend
+// on the team.
 
 // dy rows of positions [f0, f0 + span), rounded, rows of span values `stride` apart (zeros past the
 // out channels and the positions). Positions are flat over the output planes, or (`grid`, Note
@@ -652,8 +653,7 @@ struct TilePhase {
 // A phase's share of the work: its geometry, its chunks of k, its B tiles and its queue of blocks.
 struct PhaseWork {
   TileGeometry g;
-  int64_t chunk_values, chunks, group, blocks, b_offset;  // its B tiles at bp + b_offset words
-  uint32_t* bp;
+  int64_t chunk_values, chunks, group, blocks, b_offset;  // its B tiles b_offset words into the B buffer
   RunQueue queue;
   explicit PhaseWork(const Conv2dDesc& d) : g(d) {}
 };
@@ -716,7 +716,6 @@ void tile_convolution(const std::vector<TilePhase>& phases, const float* x, cons
   }
   if (!banded) std::memset(xp + g.image_values, 0, sizeof(uint16_t) * slack);
   for (PhaseWork& p : work) {
-    p.bp = bp + p.b_offset;
     // Blocks go in guided runs of at least a band's worth (its rows less the reach), or a
     // sixteenth of a thread's share. With k in chunks a thread takes its whole share in one run:
     // each run reads every chunk's B tiles again (4.5 MiB for a 512-channel layer).
@@ -738,7 +737,7 @@ void tile_convolution(const std::vector<TilePhase>& phases, const float* x, cons
     team_range(pack_items, true, &begin, &end);
     for (int64_t item = begin; item < end; ++item) {
       const int64_t i = item / g.out_tiles, t = item % g.out_tiles;
-      pack_weight_tiles(work[i].bp, w, flipped, phases[i].taps, phases[i].d, work[i].g, t, t + 1);
+      pack_weight_tiles(bp + work[i].b_offset, w, flipped, phases[i].taps, phases[i].d, work[i].g, t, t + 1);
     }
     team_barrier(true);
     amx_memory_barrier();
@@ -776,7 +775,7 @@ void tile_convolution(const std::vector<TilePhase>& phases, const float* x, cons
                 const int64_t row_values = k_end - k_begin;
                 rows = {a, steps, kTile * row_values, static_cast<int64_t>(row_values * sizeof(uint16_t))};
               }
-              multiply_block(phase.out, rows, p.bp, bias, phase.d, p.g, block * kBlock, grid, s_begin, s_end,
+              multiply_block(phase.out, rows, bp + p.b_offset, bias, phase.d, p.g, block * kBlock, grid, s_begin, s_end,
                              acc + (block - first) * out_pairs * kBlock * kBlock, chunk == 0, chunk == p.chunks - 1);
             }
           }
@@ -824,8 +823,9 @@ void tiles_backward_data(float* dx, const float* dy, const float* w, const Conv2
   const auto padding = [&](int64_t stride, int64_t pad, int64_t kernel, int64_t in, int64_t out) {
     int64_t padded = 0;
     for (int64_t a = 0; a < stride; ++a) {
-      const Axis x = axis(a, stride, pad, kernel, in);
-      if (x.pixels > 0) padded = max64(padded, max64(-x.offset, x.offset + x.pixels + x.taps - 1 - out));
+      const Axis phase = axis(a, stride, pad, kernel, in);
+      if (phase.pixels > 0)
+        padded = max64(padded, max64(-phase.offset, phase.offset + phase.pixels + phase.taps - 1 - out));
     }
     return padded;
   };
