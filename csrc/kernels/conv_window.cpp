@@ -66,6 +66,32 @@ Bundle make_bundle(const Window& win, int64_t batch, int threads, int64_t per_im
   return b;
 }
 
+// The first n lanes (0 <= n <= kVecFloats) of v to p, and the inverse (zeros in the other lanes);
+// nothing past them is read or written. AVX-512 masks; elsewhere a loop of fixed length (GCC makes
+// a copy of n floats a library call).
+static inline void store_lanes(float* p, vfloat v, int64_t n) {
+#if defined(PCN_ISA_IS_avx512)
+  vstore_first(p, v, n);
+#else
+  if (n == kVecFloats) return vstore(p, v);
+  alignas(64) float lanes[kVecFloats];
+  vstore(lanes, v);
+  for (int t = 0; t < kVecFloats; ++t)
+    if (t < n) p[t] = lanes[t];
+#endif
+}
+
+static inline vfloat load_lanes(const float* p, int64_t n) {
+#if defined(PCN_ISA_IS_avx512)
+  return reinterpret_cast<vfloat>(_mm512_maskz_loadu_ps(__mmask16((1u << n) - 1), p));
+#else
+  if (n == kVecFloats) return vload(p);
+  alignas(64) float lanes[kVecFloats];
+  for (int t = 0; t < kVecFloats; ++t) lanes[t] = t < n ? p[t] : 0.0f;
+  return vload(lanes);
+#endif
+}
+
 // Channels [c_begin, c_end) of `count` images (src planes of in_h x in_w, channels consecutive,
 // images image_stride floats apart) into the bundle with zero borders; the bundle's missing
 // images and the slack after the last plane become zeros.
@@ -89,21 +115,25 @@ void pad_bundle(float* dst, const float* src, int64_t image_stride, int64_t coun
           continue;
         }
         // Input column iw lands in phase (iw + pad_w) % stride_w at column (iw + pad_w) / stride_w.
-        int64_t done = 0;  // input columns 2t + b for t < done are placed
         if (win.stride_w == 2) {
+          // Columns 2t and 2t + 1 to the two phases, 2 * kVecFloats at a time; a row's end through
+          // masks (a scalar end took a quarter of ResNet-20's 16 x 16 stride-2 forward on AVX-512).
           float* even = phase_row + (win.pad_w % 2) * bundle.phase_stride + win.pad_w / 2;
           float* odd = phase_row + ((win.pad_w + 1) % 2) * bundle.phase_stride + (win.pad_w + 1) / 2;
-          for (; 2 * (done + kVecFloats) <= win.in_w; done += kVecFloats) {
-            const vfloat a = vload(in_row + 2 * done), b = vload(in_row + 2 * done + kVecFloats);
-            vstore(even + done, every_other_lane<0>(a, b));
-            vstore(odd + done, every_other_lane<1>(a, b));
+          for (int64_t t = 0; 2 * t < win.in_w; t += kVecFloats) {
+            const int64_t left = win.in_w - 2 * t;
+            const vfloat a = load_lanes(in_row + 2 * t, min64(left, kVecFloats));
+            const vfloat b = load_lanes(in_row + 2 * t + kVecFloats, max64(0, min64(left - kVecFloats, kVecFloats)));
+            store_lanes(even + t, every_other_lane<0>(a, b), min64((left + 1) / 2, kVecFloats));
+            store_lanes(odd + t, every_other_lane<1>(a, b), min64(left / 2, kVecFloats));
           }
+          continue;
         }
         for (int64_t b = 0; b < win.stride_w && b < win.in_w; ++b) {
           const int64_t column = b + win.pad_w;
           float* out = phase_row + (column % win.stride_w) * bundle.phase_stride + column / win.stride_w;
           const int64_t n = (win.in_w - b + win.stride_w - 1) / win.stride_w;
-          for (int64_t t = done; t < n; ++t) out[t] = in_row[b + t * win.stride_w];
+          for (int64_t t = 0; t < n; ++t) out[t] = in_row[b + t * win.stride_w];
         }
       }
     }
@@ -208,32 +238,6 @@ constexpr int64_t kShiftedFloats = 6144;
 
 constexpr int direct_max_rows(int vecs) {
   return kDirectAccumulators / vecs < kDirectMaxChannels ? kDirectAccumulators / vecs : int(kDirectMaxChannels);
-}
-
-// The first n lanes (0 <= n <= kVecFloats) of v to p, and the inverse (zeros in the other lanes);
-// nothing past them is read or written. AVX-512 masks; elsewhere a loop of fixed length (GCC makes
-// a copy of n floats a library call).
-static inline void store_lanes(float* p, vfloat v, int64_t n) {
-#if defined(PCN_ISA_IS_avx512)
-  vstore_first(p, v, n);
-#else
-  if (n == kVecFloats) return vstore(p, v);
-  alignas(64) float lanes[kVecFloats];
-  vstore(lanes, v);
-  for (int t = 0; t < kVecFloats; ++t)
-    if (t < n) p[t] = lanes[t];
-#endif
-}
-
-static inline vfloat load_lanes(const float* p, int64_t n) {
-#if defined(PCN_ISA_IS_avx512)
-  return reinterpret_cast<vfloat>(_mm512_maskz_loadu_ps(__mmask16((1u << n) - 1), p));
-#else
-  if (n == kVecFloats) return vload(p);
-  alignas(64) float lanes[kVecFloats];
-  for (int t = 0; t < kVecFloats; ++t) lanes[t] = t < n ? p[t] : 0.0f;
-  return vload(lanes);
-#endif
 }
 
 // Shifted copies of one image: each of `rows` rows of out_w floats, then kDirectMaxVecs vectors of
