@@ -69,15 +69,27 @@ static inline void zero_shared(float* out, int64_t count, bool team) {
 // dst[i] = the sum over the team's threads t of partials[t * count + i], added in thread order so
 // the result does not depend on scheduling. Called by the whole team once every partial is
 // written; the team is the one the runtime started, which may be smaller than was asked for.
-// dst may be thread 0's partials (each i reads and writes only index i).
+// dst may be thread 0's partials (each i reads and writes only index i). A vector of indices at a
+// time: GCC left the loop over threads inside scalar, a fifth of a 64-channel 8x8 Winograd weight
+// gradient.
 static inline void reduce_thread_partials(float* dst, const float* partials, int64_t count) {
   const int threads = omp_get_num_threads();
+  const int64_t vectors = (count + kVecFloats - 1) / kVecFloats;
   team_barrier(true);
 #pragma omp for schedule(static) nowait
-  for (int64_t i = 0; i < count; ++i) {
-    float sum = 0.0f;
-    for (int t = 0; t < threads; ++t) sum += partials[t * count + i];
-    dst[i] = sum;
+  for (int64_t v = 0; v < vectors; ++v) {
+    const int64_t i = v * kVecFloats;
+    if (i + kVecFloats <= count) {
+      vfloat sum = {};
+      for (int t = 0; t < threads; ++t) sum += vload(partials + t * count + i);
+      vstore(dst + i, sum);
+      continue;
+    }
+    for (int64_t j = i; j < count; ++j) {
+      float sum = 0.0f;
+      for (int t = 0; t < threads; ++t) sum += partials[t * count + j];
+      dst[j] = sum;
+    }
   }
   team_barrier(true);
 }
