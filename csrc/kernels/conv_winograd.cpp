@@ -476,13 +476,21 @@ void transform_weight_grads(float* dw, const float* du, const WinogradJob& job) 
   for (int64_t k = begin; k < end; ++k) {
     for (int64_t c0 = 0; c0 < channels; c0 += kVecFloats) {
       const int lanes = static_cast<int>(min64(kVecFloats, channels - c0));
-      alignas(64) float stage[kPoints][kVecFloats] = {};
-      for (int p = 0; p < kPoints; ++p)
-        for (int lane = 0; lane < lanes; ++lane) stage[p][lane] = du[p * pairs + k * channels + c0 + lane];
+      // Point p's vector of channels: straight from du, or for the last few channels from a
+      // zero-padded stage (zeroing a stage for every vector cost three quarters of this function).
+      const float* points = du + k * channels + c0;
+      int64_t point_stride = pairs;
+      alignas(64) float stage[kPoints][kVecFloats];
+      if (lanes < kVecFloats) {
+        for (int p = 0; p < kPoints; ++p)
+          for (int lane = 0; lane < kVecFloats; ++lane) stage[p][lane] = lane < lanes ? points[p * pairs + lane] : 0.0f;
+        points = stage[0];
+        point_stride = kVecFloats;
+      }
       vfloat rows[kAlpha][3];  // dU G, row by row
       for (int r = 0; r < kAlpha; ++r) {
         vfloat x[kAlpha];
-        for (int s = 0; s < kAlpha; ++s) x[s] = vload(stage[r * kAlpha + s]);
+        for (int s = 0; s < kAlpha; ++s) x[s] = vload(points + (r * kAlpha + s) * point_stride);
         weight_grad_transform_1d(x, rows[r]);
       }
       for (int j = 0; j < 3; ++j) {
@@ -851,14 +859,15 @@ constexpr int kLaneRows = kVecFloats == 16 ? 16 : 8;  // dU rows per register ti
 
 // dU[p] (rows x lanes, partial[p * point + k * lanes + c]) += sum over the chunk's tiles t of
 // dm[p * dm_point + t * rows + k] * v[p * v_point + t * lanes + c]; rows is a multiple of kLaneRows.
+// The first chunk (accumulate false) stores its sums instead of adding them.
 void lane_products(float* partial, int64_t point, const float* dm, int64_t dm_point, int64_t rows, const float* v,
-                   int64_t v_point, int64_t lanes, int64_t tiles) {
+                   int64_t v_point, int64_t lanes, int64_t tiles, bool accumulate) {
   for (int p = 0; p < kPoints; ++p) {
     for (int64_t c = 0; c < lanes; c += kVecFloats) {
       for (int64_t k0 = 0; k0 < rows; k0 += kLaneRows) {
         float* sum = partial + p * point + k0 * lanes + c;
         vfloat acc[kLaneRows];
-        for (int r = 0; r < kLaneRows; ++r) acc[r] = vload(sum + r * lanes);
+        for (int r = 0; r < kLaneRows; ++r) acc[r] = accumulate ? vload(sum + r * lanes) : vfloat{};
         const float* a = dm + p * dm_point + k0;
         const float* b = v + p * v_point + c;
         for (int64_t t = 0; t < tiles; ++t) {
@@ -894,9 +903,9 @@ void lane_weight_gradient(float* dw, const float* dy, const WinogradJob& job) {
     float* v = yl + chunks.images * y_image;
     float* dm = v + kPoints * v_point;
     float* partial = partials + tid * kPoints * point;
-    std::memset(partial, 0, sizeof(float) * kPoints * point);
     int64_t begin, end;
     team_range(chunks.count, true, &begin, &end);
+    if (begin == end) std::memset(partial, 0, sizeof(float) * kPoints * point);  // otherwise the first chunk stores
     for (int64_t item = begin; item < end; ++item) {
       const LaneChunk chunk = chunks.at(item, job, grid);
       lane_input_transforms(v, v_point, xl, x_image, x_width, lanes, chunk, job);
@@ -909,7 +918,7 @@ void lane_weight_gradient(float* dw, const float* dy, const WinogradJob& job) {
           lane_tile_transform<kTile>(dm + t * rows + k, dm_point, grad + k, y_width * rows, rows,
                                      [](const vfloat(&y)[kTile], vfloat(&m)[kAlpha]) { output_grad_transform_1d(y, m); });
       }
-      lane_products(partial, point, dm, dm_point, rows, v, v_point, lanes, chunk.tiles);
+      lane_products(partial, point, dm, dm_point, rows, v, v_point, lanes, chunk.tiles, item > begin);
     }
     reduce_thread_partials(partials, partials, kPoints * point);
     int64_t lo, hi;  // the real rows and channels, in transform_weight_grads' layout
