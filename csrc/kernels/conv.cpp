@@ -79,6 +79,23 @@ static inline void for_each_patch_run(const Conv2dDesc& d, Tap t, int64_t p0, in
   }
 }
 
+// dst[2 m] += src[m] for m < n: col2im's runs at stride 2. AVX-512 spreads 8 values at a time
+// to the even lanes of a vector (vexpandps) and adds them there under the same mask; the
+// other ISAs add one float at a time. Either way every float gets the same single add.
+static inline void add_to_every_other(float* dst, const float* src, int64_t n) {
+  int64_t m = 0;
+#if defined(PCN_ISA_IS_avx512)
+  for (; m < n; m += 8) {
+    const int64_t count = min64(8, n - m);
+    const __mmask16 even = __mmask16(0x5555u & ((1u << (2 * count - 1)) - 1));
+    const __m512 values = _mm512_maskz_expandloadu_ps(even, src + m);
+    float* p = dst + 2 * m;
+    _mm512_mask_storeu_ps(p, even, _mm512_add_ps(_mm512_maskz_loadu_ps(even, p), values));
+  }
+#endif
+  for (; m < n; ++m) dst[2 * m] += src[m];
+}
+
 // B = patches (K x P) of one image/group, for the forward GEMM.
 struct PatchPackB {
   const float* x;
@@ -404,6 +421,7 @@ void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv
               d, tap_of(d, k), p0, pc, [](int64_t, int64_t) {},
               [&](int64_t i, int64_t index, int64_t n) {
                 float* dst = dxg + index;
+                if (d.stride_w == 2) return add_to_every_other(dst, col + i, n);
                 for (int64_t m = 0; m < n; ++m) dst[m * d.stride_w] += col[i + m];
               });
         }
