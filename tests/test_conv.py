@@ -226,6 +226,31 @@ def test_winograd_weight_gradient_gemms_do_not_depend_on_the_thread_count():
     assert all(np.array_equal(results[0], other) for other in results[1:])
 
 
+def test_winograd_lane_passes_do_not_depend_on_the_thread_count(isa):
+    """Channels in lanes, forward and backward-data: the threads take chunks of tiles from a queue,
+    and each chunk's outputs are computed alike whichever thread takes it, so 1, 2 and 3 threads
+    give the same bits (and the reference's values within the tolerance)."""
+    rng = np.random.default_rng(9)
+    x, weight = random_array(rng, 12, 16, 20, 20), random_array(rng, 24, 16, 3, 3)
+    gy = random_array(rng, 12, 24, 20, 20)
+    ref_y, ref_dx, _, _ = conv2d_reference(x, weight, None, gy, (1, 1), (1, 1), (1, 1), 1)
+    geometry = ((1, 1), (1, 1), (1, 1), 1)
+    algorithm = "auto" if isa == "reference" else "winograd"
+    previous = pcn.backend.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            pcn.backend.set_num_threads(threads)
+            results.append((_C.conv2d_forward(x, weight, None, *geometry, algorithm=algorithm),
+                            _C.conv2d_backward_data(gy, weight, list(x.shape), *geometry, algorithm=algorithm)))
+    finally:
+        pcn.backend.set_num_threads(previous)
+    for y, dx in results[1:]:
+        assert np.array_equal(y, results[0][0]) and np.array_equal(dx, results[0][1])
+    assert_close(results[0][0], ref_y, what="output")
+    assert_close(results[0][1], ref_dx, what="grad_input")
+
+
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_winograd_lane_weight_gradient_is_deterministic_for_fixed_threads(isa, threads):
     """Channels in lanes: each thread sums whole chunks of tiles, the threads' sums are added in

@@ -1,13 +1,13 @@
 // Convolutions of bfloat16 operands on AMX tiles (see conv_tiles.h).
 #include "kernels/conv_tiles.h"
 
-#include <atomic>
 #include <cstring>
 #include <deque>
 #include <vector>
 
 #include "core/runtime.h"
 #include "kernels/gemm_driver.h"
+#include "kernels/run_queue.h"
 
 PCN_ISA_BEGIN
 
@@ -29,39 +29,6 @@ bool tiles_possible(ConvPass pass, const Conv2dDesc& d) {
 
 #if defined(PCN_ISA_IS_amx)
 namespace {
-
-// Runs of [0, total) handed out in order as the team's threads ask for them, guided: each run is
-// the remainder over twice the team, at least `least`, so that most items go in a few long runs
-// (each thread's data stay together) and the last ones in short runs that even out the end. For
-// passes whose results do not depend on which thread computes each item: a thread the machine
-// slows (another process, the hypervisor) then takes fewer items instead of keeping the team
-// waiting at the end.
-class RunQueue {
- public:
-  // Before the team takes runs.
-  void reset(int64_t total, int64_t least, int threads) {
-    total_ = total, least_ = max64(1, least), threads_ = threads;
-    next_.store(0, std::memory_order_relaxed);
-  }
-  // The next run [begin, end), or false when none is left.
-  bool next(int64_t* begin, int64_t* end) {
-    int64_t first = next_.load(std::memory_order_relaxed);
-    while (first < total_) {
-      const int64_t size = max64(least_, (total_ - first) / (2 * threads_));
-      if (next_.compare_exchange_weak(first, first + size, std::memory_order_relaxed)) {
-        *begin = first;
-        *end = min64(total_, first + size);
-        return true;
-      }
-    }
-    return false;
-  }
-
- private:
-  int64_t total_ = 0, least_ = 1;
-  int threads_ = 1;
-  std::atomic<int64_t> next_{0};
-};
 
 constexpr int64_t kTile = 16;   // rows and columns of a C tile
 constexpr int64_t kBlock = 32;  // positions per block: two A tiles

@@ -2,6 +2,7 @@
 #include "kernels/conv_winograd.h"
 
 #include "kernels/gemm_driver.h"
+#include "kernels/run_queue.h"
 
 PCN_ISA_BEGIN
 namespace {
@@ -805,6 +806,10 @@ void lane_convolution(const WinogradJob& job) {
   const int64_t out_plane = job.out_h * job.out_w;
   alignas(64) float bias[kLaneConvChannels] = {};  // whole vectors of it, zeros past out_channels
   for (int64_t k = 0; job.bias && k < job.out_channels; ++k) bias[k] = job.bias[k];
+  // Each chunk's outputs are its own, computed the same way by any thread: the chunks go from a
+  // queue, so that a thread the machine slows does not keep the other waiting.
+  RunQueue queue;
+  queue.reset(chunks.count, 1, threads);
 #pragma omp parallel num_threads(threads)
   {
     lane_weights(u, u_point, k_lanes, job);
@@ -812,8 +817,7 @@ void lane_convolution(const WinogradJob& job) {
     float* yl = xl + chunks.images * x_image;
     float* v = yl + chunks.images * y_image;
     float* m = v + kPoints * v_point;
-    int64_t begin, end;
-    team_range(chunks.count, true, &begin, &end);
+    for (int64_t begin, end; queue.next(&begin, &end);)
     for (int64_t item = begin; item < end; ++item) {
       const LaneChunk chunk = chunks.at(item, job, grid);
       lane_input_transforms(v, v_point, xl, x_image, x_width, lanes, chunk, job);
