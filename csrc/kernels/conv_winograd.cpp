@@ -817,40 +817,41 @@ void lane_convolution(const WinogradJob& job) {
     float* yl = xl + chunks.images * x_image;
     float* v = yl + chunks.images * y_image;
     float* m = v + kPoints * v_point;
-    for (int64_t begin, end; queue.next(&begin, &end);)
-    for (int64_t item = begin; item < end; ++item) {
-      const LaneChunk chunk = chunks.at(item, job, grid);
-      lane_input_transforms(v, v_point, xl, x_image, x_width, lanes, chunk, job);
-      for (int p = 0; p < kPoints; ++p)  // the padding tiles' rows
-        std::memset(v + p * v_point + chunk.tiles * lanes, 0, sizeof(float) * (tiles - chunk.tiles) * lanes);
-      const int64_t tiles_used = round_up(chunk.tiles, kLaneTileRows);
-      switch (lanes / kVecFloats) {  // lanes <= kLaneConvChannels: at most 4 vectors on AVX-512, 2 on AVX2
-        case 1: lane_tile_products<kVecFloats>(m, m_point, u, u_point, k_lanes, v, v_point, job.channels, tiles_used); break;
-        case 2: lane_tile_products<2 * kVecFloats>(m, m_point, u, u_point, k_lanes, v, v_point, job.channels, tiles_used); break;
-        case 3: lane_tile_products<3 * kVecFloats>(m, m_point, u, u_point, k_lanes, v, v_point, job.channels, tiles_used); break;
-        default: lane_tile_products<4 * kVecFloats>(m, m_point, u, u_point, k_lanes, v, v_point, job.channels, tiles_used);
-      }
-      for (int64_t t = 0; t < chunk.tiles; ++t) {
-        float* tile = yl + chunk.offset(t, y_image, y_width, k_lanes);
-        for (int64_t k = 0; k < k_lanes; k += kVecFloats) {
-          vfloat am[kTile][kAlpha];  // A^T M
-          for (int s = 0; s < kAlpha; ++s) {
-            vfloat column[kAlpha], o[kTile];
-            for (int i = 0; i < kAlpha; ++i) column[i] = vload(m + (i * kAlpha + s) * m_point + t * k_lanes + k);
-            output_transform_1d(column, o);
-            for (int i = 0; i < kTile; ++i) am[i][s] = o[i];
-          }
-          const vfloat b = vload(bias + k);
-          for (int i = 0; i < kTile; ++i) {
-            vfloat o[kTile];
-            output_transform_1d(am[i], o);
-            for (int j = 0; j < kTile; ++j) vstore(tile + (i * y_width + j) * k_lanes + k, o[j] + b);
+    for (int64_t begin, end; queue.next(&begin, &end);) {
+      for (int64_t item = begin; item < end; ++item) {
+        const LaneChunk chunk = chunks.at(item, job, grid);
+        lane_input_transforms(v, v_point, xl, x_image, x_width, lanes, chunk, job);
+        for (int p = 0; p < kPoints; ++p)  // the padding tiles' rows
+          std::memset(v + p * v_point + chunk.tiles * lanes, 0, sizeof(float) * (tiles - chunk.tiles) * lanes);
+        const int64_t tiles_used = round_up(chunk.tiles, kLaneTileRows);
+        switch (lanes / kVecFloats) {  // lanes <= kLaneConvChannels: at most 4 vectors on AVX-512, 2 on AVX2
+          case 1: lane_tile_products<kVecFloats>(m, m_point, u, u_point, k_lanes, v, v_point, job.channels, tiles_used); break;
+          case 2: lane_tile_products<2 * kVecFloats>(m, m_point, u, u_point, k_lanes, v, v_point, job.channels, tiles_used); break;
+          case 3: lane_tile_products<3 * kVecFloats>(m, m_point, u, u_point, k_lanes, v, v_point, job.channels, tiles_used); break;
+          default: lane_tile_products<4 * kVecFloats>(m, m_point, u, u_point, k_lanes, v, v_point, job.channels, tiles_used);
+        }
+        for (int64_t t = 0; t < chunk.tiles; ++t) {
+          float* tile = yl + chunk.offset(t, y_image, y_width, k_lanes);
+          for (int64_t k = 0; k < k_lanes; k += kVecFloats) {
+            vfloat am[kTile][kAlpha];  // A^T M
+            for (int s = 0; s < kAlpha; ++s) {
+              vfloat column[kAlpha], o[kTile];
+              for (int i = 0; i < kAlpha; ++i) column[i] = vload(m + (i * kAlpha + s) * m_point + t * k_lanes + k);
+              output_transform_1d(column, o);
+              for (int i = 0; i < kTile; ++i) am[i][s] = o[i];
+            }
+            const vfloat b = vload(bias + k);
+            for (int i = 0; i < kTile; ++i) {
+              vfloat o[kTile];
+              output_transform_1d(am[i], o);
+              for (int j = 0; j < kTile; ++j) vstore(tile + (i * y_width + j) * k_lanes + k, o[j] + b);
+            }
           }
         }
+        for (int64_t g = 0; g < chunk.images; ++g)
+          copy_planes(job.out + (chunk.n0 + g) * job.out_channels * out_plane, yl + g * y_image, job.out_channels,
+                      job.out_h, job.out_w, chunk.row0 * kTile, chunk.rows * kTile, y_width, k_lanes);
       }
-      for (int64_t g = 0; g < chunk.images; ++g)
-        copy_planes(job.out + (chunk.n0 + g) * job.out_channels * out_plane, yl + g * y_image, job.out_channels,
-                    job.out_h, job.out_w, chunk.row0 * kTile, chunk.rows * kTile, y_width, k_lanes);
     }
   }
 }
