@@ -164,3 +164,23 @@ def test_lenet5_runs_fused_unless_a_hook_watches(size):
     np.testing.assert_allclose(out.detach().numpy(), hooked_out.detach().numpy(), rtol=1e-5, atol=1e-6)
     for grad, hooked in zip(grads, hooked_grads):
         np.testing.assert_allclose(grad, hooked, rtol=1e-5, atol=1e-6)
+
+
+def test_vgg_bn_runs_batch_norm_and_relu_as_one_node_unless_a_hook_watches():
+    pcn.manual_seed(0)
+    model = models.vgg11_bn(num_classes=10, cifar=True)
+    rng = np.random.default_rng(4)
+    x, y = pcn.tensor(random_array(rng, 4, 3, 32, 32)), pcn.tensor(np.arange(4))
+    out, grads = _lenet_step(model, x, y)
+    names = _graph_names(out)
+    assert names.count("BatchNormFunctionBackward") == 8 and "ReluFunctionBackward" not in names
+
+    seen = []
+    handle = model.features[2].register_forward_hook(lambda module, args, output: seen.append(tuple(output.shape)))
+    hooked_out, hooked_grads = _lenet_step(model, x, y)
+    handle.remove()
+    assert seen == [(4, 64, 32, 32)]
+    assert _graph_names(hooked_out).count("ReluFunctionBackward") == 1
+    np.testing.assert_allclose(out.detach().numpy(), hooked_out.detach().numpy(), rtol=1e-5, atol=1e-6)
+    for grad, hooked in zip(grads, hooked_grads):
+        np.testing.assert_allclose(grad, hooked, rtol=1e-5, atol=1e-6)

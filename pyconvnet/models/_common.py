@@ -1,6 +1,7 @@
 """What every model in ``pyconvnet.models`` shares: the input check, the error that names
 the layer a too-small or wrongly shaped input fails in, the zero-padding of small images and the
-fused run of a ``Sequential``'s conv -> ReLU -> max-pool and linear -> ReLU layers."""
+fused run of a ``Sequential``'s conv -> ReLU -> max-pool, batch norm -> ReLU and linear -> ReLU
+layers."""
 
 import functools
 import os
@@ -66,7 +67,8 @@ def pad_to_size(x, size):
 def run_fused(sequential, x, padding=None, start_dim=None):
     """``sequential(F.pad(x, padding).flatten(start_dim))`` (``padding``: F.pad's amounts, or None
     for none; ``start_dim`` None: no flatten), where each Conv2d -> ReLU -> MaxPool2d and
-    Linear -> ReLU run of the container's layers is one fused op (pyconvnet.ops.fused), an even
+    Linear -> ReLU run of the container's layers is one fused op (pyconvnet.ops.fused), each
+    BatchNorm2d -> ReLU one kernel each way (``BatchNorm2d.forward_relu``), an even
     padding on all sides goes into the first convolution's own and the flatten into a first
     linear run. A hook on the container, or on a layer of a run (``onnx.export`` hooks every
     module), runs that part layer by layer, so that hooks see what they would in torch."""
@@ -97,7 +99,11 @@ def run_fused(sequential, x, padding=None, start_dim=None):
                     raise
                 index, padding = index + 3, None
                 continue
-            if _fusable(layers, index, _LINEAR_RELU):
+            if type(layer) is nn.BatchNorm2d and index + 1 < len(layers) and type(layers[index + 1]) is nn.ReLU:
+                # forward_relu runs the two one after the other while a hook watches either.
+                x = layer.forward_relu(_padded_and_flattened(x, padding, start_dim), layers[index + 1])
+                index += 2
+            elif _fusable(layers, index, _LINEAR_RELU):
                 x = F.linear_relu(_padded_and_flattened(x, padding, None), *_weight_and_bias(layer),
                                   start_dim=start_dim)
                 index += 2
