@@ -1,6 +1,7 @@
 """Measured kernel selection: which ISA's kernels and which algorithm (``gemm``, ``pointwise``,
-``window``, ``direct`` (the window path's unpacked kernels where it would pack), ``winograd``, and for
-autocast's bfloat16 operands in the amx build ``tiles``) compute
+``window``, ``direct`` (the window path's unpacked kernels where it would pack), ``winograd``,
+``dense`` (the whole of a tiny map as one matrix product), and for autocast's bfloat16 operands in
+the amx build ``tiles``) compute
 each pass of each convolution, which ISA's SGEMM each matrix product of linear layers and matmul,
 and whether the fused conv -> ReLU -> max-pool node's backward
 pass starts from the pooled gradient (``sparse``) or the dense one (the ops with several
@@ -40,7 +41,7 @@ from . import _C, kernels
 __all__ = ["ALGORITHMS", "PASSES", "conv2d", "pooled_backward", "sgemm", "sgemm_plan_of", "cache_path", "cache_info", "set_autotune", "autotune_enabled",
            "set_conv_algorithm", "conv_algorithm", "plan_of"]
 
-ALGORITHMS = ("gemm", "pointwise", "window", "winograd", "tiles", "direct")
+ALGORITHMS = ("gemm", "pointwise", "window", "winograd", "tiles", "direct", "dense")
 PASSES = ("forward", "backward_data", "backward_weight")
 FORMAT, VERSION = "pyconvnet-plans", 1
 

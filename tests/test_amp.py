@@ -324,10 +324,11 @@ CONTRACT_CONVS = [  # (input shape, weight shape, stride, padding, dilation, gro
     ((2, 8, 9, 9), (16, 8, 1, 1), (2, 2), (0, 0), (1, 1), 1),  # pointwise, strided
     ((2, 5, 10, 11), (7, 5, 3, 3), (1, 1), (1, 1), (1, 1), 1),  # Winograd, window, tiles, gemm
     ((3, 4, 9, 8), (6, 2, 3, 2), (2, 2), (1, 0), (2, 1), 2),  # grouped, strided, dilated
+    ((3, 20, 2, 2), (24, 20, 3, 3), (1, 1), (1, 1), (1, 1), 1),  # a 2x2 map: dense, tiles, window
 ]
 
 
-@pytest.mark.parametrize("case", CONTRACT_CONVS, ids=["pointwise", "3x3", "grouped"])
+@pytest.mark.parametrize("case", CONTRACT_CONVS, ids=["pointwise", "3x3", "grouped", "2x2"])
 def test_kernels_read_bf16_operands_rounded(isa, case):
     """bf16=True is a contract of every kernel, not a promise of the caller: given float32 operands
     that are not bfloat16 values, every ISA's GEMM and every conv2d algorithm of each pass (and the

@@ -47,6 +47,11 @@ CONV_CASES = [
     (2, 6, 14, 14, 16, (5, 5), (1, 1), (0, 0), (1, 1), 1),  # LeNet's conv2: backward-data tiles start every row
     (2, 5, 16, 16, 13, (3, 3), (1, 1), (1, 1), (1, 1), 1),  # 13 output channels: direct tiles of a whole panel and of 1 row
     (3, 7, 12, 12, 20, (3, 3), (1, 1), (1, 1), (1, 1), 1),  # 12-wide rows: packed panels of several short runs
+    # The whole map as one matrix product (Note [dense convolution])
+    (5, 19, 2, 2, 21, (3, 3), (1, 1), (1, 1), (1, 1), 1),  # VGG's 2x2 maps: every input meets every output
+    (3, 40, 1, 1, 33, (3, 3), (1, 1), (1, 1), (1, 1), 1),  # one position: the centre tap only
+    (4, 6, 3, 2, 9, (3, 3), (2, 1), (0, 1), (1, 1), 1),  # strided, rectangular map
+    (2, 5, 1, 2, 4, (3, 3), (1, 1), (2, 1), (2, 1), 1),  # dilated rows
 ]
 
 
@@ -412,3 +417,19 @@ def test_winograd_edge_tiles_at_the_end_of_an_output_buffer_do_not_fault(isa_nam
                             timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "ok"
+
+
+def test_dense_products_carry_nan_and_infinity_to_the_outputs_they_reach():
+    """Note [dense convolution]: on a 2x2 map under a 3x3 kernel every input reaches every output of
+    its image, so a NaN or an infinity in one image spoils all of that image's outputs and input
+    gradients, as the window path's, and no other image's."""
+    rng = np.random.default_rng(5)
+    x, weight = random_array(rng, 3, 8, 2, 2), random_array(rng, 6, 8, 3, 3)
+    gy = random_array(rng, 3, 6, 2, 2)
+    x[1, 2, 0, 1], gy[2, 4, 1, 1] = np.nan, np.inf
+    geometry = ((1, 1), (1, 1), (1, 1), 1)
+    for algorithm in ("dense", "window"):
+        y = _C.conv2d_forward(x, weight, None, *geometry, algorithm=algorithm)
+        dx = _C.conv2d_backward_data(gy, weight, list(x.shape), *geometry, algorithm=algorithm)
+        assert np.isnan(y[1]).all() and np.isfinite(y[[0, 2]]).all(), algorithm
+        assert (~np.isfinite(dx[2])).all() and np.isfinite(dx[[0, 1]]).all(), algorithm

@@ -51,12 +51,33 @@ def test_every_algorithm_matches_the_float64_reference(isa_name, case):
 
 
 def test_winograd_is_a_candidate_where_the_heuristic_declines_it():
-    """On a 2x2 map the tiles waste most outputs, so the heuristic takes the window path; Winograd
+    """On a 2x2 map the tiles waste most outputs, so the heuristic takes the dense product; Winograd
     can still compute it, and measured selection may time it."""
     names, heuristic = _C.conv2d_algorithms("forward", (2, 32, 2, 2), (32, 32, 3, 3), (1, 1), (1, 1), (1, 1), 1)
-    assert heuristic == "window" and set(names) == {"gemm", "window", "winograd", "direct"}
+    assert heuristic == "dense" and set(names) == {"gemm", "window", "winograd", "direct", "dense"}
     names, heuristic = _C.conv2d_algorithms("forward", (2, 8, 5, 5), (12, 8, 1, 1), (1, 1), (0, 0), (1, 1), 1)
     assert heuristic == "pointwise" and set(names) == {"gemm", "pointwise"}
+
+
+@pytest.mark.parametrize("input_shape, kernel, stride, padding, dilation, groups, offered", [
+    ((4, 8, 2, 2), (3, 3), 1, 1, 1, 1, True),  # VGG's 2x2 maps: every input meets every output
+    ((4, 8, 1, 1), (3, 3), 1, 1, 1, 1, True),  # one position: the centre tap
+    ((4, 8, 1, 1), (1, 1), 1, 0, 1, 1, True),
+    ((4, 8, 3, 2), (3, 3), (2, 1), (0, 1), 1, 1, True),  # strided, rectangular
+    ((4, 8, 3, 3), (3, 3), 1, 1, 1, 1, False),  # opposite corners do not meet
+    ((4, 8, 2, 2), (2, 2), 1, 2, 2, 1, False),  # dilated: the outer outputs miss input row 0
+    ((4, 8, 2, 2), (3, 3), 1, 1, 1, 2, False),  # grouped
+])
+def test_dense_is_offered_where_every_input_position_meets_every_output(input_shape, kernel, stride, padding,
+                                                                         dilation, groups, offered):
+    """Note [dense convolution]: the whole map as one matrix product, only where its matrix holds
+    no entry that is zero by construction, and then the heuristic's choice."""
+    out_channels = 6 if groups == 1 else 8
+    geometry = tuple(pair if isinstance(pair, tuple) else (pair, pair) for pair in (stride, padding, dilation))
+    weight_shape = (out_channels, input_shape[1] // groups, *kernel)
+    for pass_ in plans.PASSES:
+        names, heuristic = _C.conv2d_algorithms(pass_, input_shape, weight_shape, *geometry, groups)
+        assert ("dense" in names) == offered and (heuristic == "dense") == offered
 
 
 def test_direct_is_a_candidate_where_the_window_path_would_pack():

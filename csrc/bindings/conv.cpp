@@ -8,7 +8,7 @@
 namespace pcn::bind {
 namespace {
 
-constexpr const char* kAlgorithmNames[] = {"auto", "gemm", "pointwise", "window", "winograd", "tiles", "direct"};
+constexpr const char* kAlgorithmNames[] = {"auto", "gemm", "pointwise", "window", "winograd", "tiles", "direct", "dense"};
 constexpr int kAlgorithmCount = sizeof(kAlgorithmNames) / sizeof(kAlgorithmNames[0]);
 constexpr const char* kPassNames[] = {"forward", "backward_data", "backward_weight"};
 

@@ -18,10 +18,14 @@
 #include "kernels/conv_tiles.h"
 #include "kernels/conv_window.h"
 #include "kernels/conv_winograd.h"
+#include "kernels/gemm.h"
 #include "kernels/gemm_driver.h"
 #include "kernels/image_bundle.h"
 
 PCN_ISA_BEGIN
+
+void sgemm(float* c, const float* a, const float* b, const GemmDesc& d);  // gemm.cpp, this ISA's
+
 namespace {
 
 struct ConvGeometry {
@@ -269,9 +273,133 @@ void pointwise_backward_weight(float* dw, const float* dy, const float* x, const
   }
 }
 
+// Note [dense convolution]
+// On a map no larger than the kernel's window (VGG's 2x2 maps under a 3x3 kernel) most taps of
+// most outputs read padding, and every path above either multiplies those zeros or runs GEMMs a
+// few columns wide. Seen whole, such a convolution is a fully connected layer: image n's outputs
+// (O * P of them, NCHW order) from its inputs (C * Q) through a matrix L[O * P x C * Q], laid out
+// as a linear layer's weight, whose entry for output (o, oy, ox) and input (c, iy, ix) is the
+// weight w[o, c, ky, kx] of the tap that joins them. So forward is y = x L^T (+ bias),
+// backward-data dx = dy L and backward-weight dL = dy^T x, folded back onto the taps: three GEMMs
+// over the whole batch. The path is offered where every input position meets every output
+// position under some tap (a 2x2 map under a 3x3 kernel with padding 1; a map of one position): L
+// then has no entry that is zero by construction, and the products are exactly the direct
+// convolution's (a NaN or infinity reaches the same outputs), summed in another order. L is built
+// per call in scratch, output channel by output channel (each reads one filter), up to
+// kDenseMatrixFloats.
+constexpr int64_t kDenseMatrixFloats = int64_t(1) << 23;
+
+// The tap offset (ky or kx) joining input row/column i to output row/column o along one axis, or -1.
+static inline int64_t joining_tap(int64_t i, int64_t o, int64_t stride, int64_t pad, int64_t dilation,
+                                  int64_t kernel) {
+  const int64_t offset = i - (o * stride - pad);
+  return offset >= 0 && offset % dilation == 0 && offset / dilation < kernel ? offset / dilation : -1;
+}
+
+bool dense_possible(const Conv2dDesc& d) {
+  const int64_t rows = d.out_channels * d.out_h * d.out_w, cols = d.in_channels * d.in_h * d.in_w;
+  if (d.groups != 1 || rows == 0 || cols == 0 || rows > kDenseMatrixFloats / cols) return false;
+  for (int64_t i = 0; i < d.in_h; ++i)
+    for (int64_t o = 0; o < d.out_h; ++o)
+      if (joining_tap(i, o, d.stride_h, d.pad_h, d.dilation_h, d.kernel_h) < 0) return false;
+  for (int64_t i = 0; i < d.in_w; ++i)
+    for (int64_t o = 0; o < d.out_w; ++o)
+      if (joining_tap(i, o, d.stride_w, d.pad_w, d.dilation_w, d.kernel_w) < 0) return false;
+  return true;
+}
+
+// tap[p * Q + q]: the kernel tap (ky * kernel_w + kx) joining output position p to input position q.
+int64_t* dense_taps(const Conv2dDesc& d) {
+  const int64_t q_count = d.in_h * d.in_w, p_count = d.out_h * d.out_w;
+  int64_t* tap = thread_scratch_i64(Scratch::indices, p_count * q_count);
+  for (int64_t p = 0; p < p_count; ++p)
+    for (int64_t q = 0; q < q_count; ++q)
+      tap[p * q_count + q] =
+          joining_tap(q / d.in_w, p / d.out_w, d.stride_h, d.pad_h, d.dilation_h, d.kernel_h) * d.kernel_w +
+          joining_tap(q % d.in_w, p % d.out_w, d.stride_w, d.pad_w, d.dilation_w, d.kernel_w);
+  return tap;
+}
+
+// L (O * P x C * Q, row-major) from w, into scratch.
+const float* dense_matrix(const float* w, const Conv2dDesc& d) {
+  const int64_t q_count = d.in_h * d.in_w, p_count = d.out_h * d.out_w, taps = d.kernel_h * d.kernel_w;
+  const int64_t cols = d.in_channels * q_count;
+  const int64_t* tap = dense_taps(d);
+  float* l = thread_scratch(Scratch::weights, d.out_channels * p_count * cols);
+#pragma omp parallel for num_threads(threads_for(d.out_channels, d.out_channels * p_count * cols)) schedule(static)
+  for (int64_t o = 0; o < d.out_channels; ++o)
+    for (int64_t p = 0; p < p_count; ++p) {
+      float* row = l + (o * p_count + p) * cols;
+      const int64_t* row_taps = tap + p * q_count;
+      for (int64_t c = 0; c < d.in_channels; ++c) {
+        const float* filter = w + (o * d.in_channels + c) * taps;
+        for (int64_t q = 0; q < q_count; ++q) row[c * q_count + q] = filter[row_taps[q]];
+      }
+    }
+  return l;
+}
+
+// The GEMMs multiply autocast's bfloat16 operands as they pack where this build has bfloat16 dot
+// products; elsewhere conv2d_* has handed them rounded copies (rounds_as_it_packs).
+GemmDesc dense_gemm(int64_t m, int64_t n, int64_t k, bool bf16) {
+  GemmDesc g;
+  g.m = m, g.n = n, g.k = k;
+  g.bf16 = bf16 && kGemmBf16Dot;
+  return g;
+}
+
+void dense_forward(float* y, const float* x, const float* w, const float* bias, const Conv2dDesc& d) {
+  const int64_t p_count = d.out_h * d.out_w, outputs = d.out_channels * p_count;
+  const int64_t inputs = d.in_channels * d.in_h * d.in_w;
+  const float* l = dense_matrix(w, d);
+  GemmDesc g = dense_gemm(d.batch, outputs, inputs, d.bf16);
+  g.trans_b = true;
+  g.lda = inputs, g.ldb = inputs, g.ldc = outputs;
+  if (bias) {  // y starts as the bias and the products are added to it
+#pragma omp parallel for num_threads(threads_for(d.batch, d.batch * outputs)) schedule(static)
+    for (int64_t n = 0; n < d.batch; ++n)
+      for (int64_t o = 0; o < d.out_channels; ++o)
+        for (int64_t p = 0; p < p_count; ++p) y[n * outputs + o * p_count + p] = bias[o];
+    g.beta = 1.0f;
+  }
+  sgemm(y, x, l, g);
+}
+
+void dense_backward_data(float* dx, const float* dy, const float* w, const Conv2dDesc& d) {
+  const int64_t outputs = d.out_channels * d.out_h * d.out_w, inputs = d.in_channels * d.in_h * d.in_w;
+  const float* l = dense_matrix(w, d);
+  GemmDesc g = dense_gemm(d.batch, inputs, outputs, d.bf16);
+  g.lda = outputs, g.ldb = inputs, g.ldc = inputs;
+  sgemm(dx, dy, l, g);
+}
+
+// dL = dy^T x, then each weight is the sum of its tap's entries of dL, in (p, q) order.
+void dense_backward_weight(float* dw, const float* dy, const float* x, const Conv2dDesc& d) {
+  const int64_t q_count = d.in_h * d.in_w, p_count = d.out_h * d.out_w, taps = d.kernel_h * d.kernel_w;
+  const int64_t outputs = d.out_channels * p_count, inputs = d.in_channels * q_count;
+  float* dl = thread_scratch(Scratch::weights, outputs * inputs);
+  GemmDesc g = dense_gemm(outputs, inputs, d.batch, d.bf16);
+  g.trans_a = true;
+  g.lda = outputs, g.ldb = inputs, g.ldc = inputs;
+  sgemm(dl, dy, x, g);
+  const int64_t* tap = dense_taps(d);
+#pragma omp parallel for num_threads(threads_for(d.out_channels, outputs * inputs)) schedule(static)
+  for (int64_t o = 0; o < d.out_channels; ++o) {
+    float* filters = dw + o * d.in_channels * taps;
+    for (int64_t i = 0; i < d.in_channels * taps; ++i) filters[i] = 0.0f;
+    for (int64_t p = 0; p < p_count; ++p) {
+      const float* row = dl + (o * p_count + p) * inputs;
+      const int64_t* row_taps = tap + p * q_count;
+      for (int64_t c = 0; c < d.in_channels; ++c)
+        for (int64_t q = 0; q < q_count; ++q) filters[c * taps + row_taps[q]] += row[c * q_count + q];
+    }
+  }
+}
+
 // The paths each pass can take (gemm, the patch packer, takes every convolution) and the one the
-// fixed heuristic takes: the AMX tiles for autocast's bfloat16 operands where they can, else
-// Winograd where it pays, then the window path, then the pointwise GEMM.
+// fixed heuristic takes: the AMX tiles for autocast's bfloat16 operands where they can, else the
+// dense product where it applies (1.2-10x the window path on 1x1 and 2x2 maps), else Winograd where
+// it pays, then the window path, then the pointwise GEMM.
 uint32_t candidate_mask(ConvPass pass, const Conv2dDesc& d) {
   const auto bit = [](ConvAlgorithm a) { return uint32_t(1) << static_cast<int>(a); };
   uint32_t mask = bit(ConvAlgorithm::gemm);
@@ -281,11 +409,13 @@ uint32_t candidate_mask(ConvPass pass, const Conv2dDesc& d) {
   if (winograd_possible(pass, d)) mask |= bit(ConvAlgorithm::winograd);
   if (tiles_possible(pass, d)) mask |= bit(ConvAlgorithm::tiles);
   if (direct_differs(pass, d)) mask |= bit(ConvAlgorithm::direct);
+  if (dense_possible(d)) mask |= bit(ConvAlgorithm::dense);
   return mask;
 }
 
 ConvAlgorithm heuristic_algorithm(ConvPass pass, const Conv2dDesc& d) {
   if (tiles_possible(pass, d)) return ConvAlgorithm::tiles;
+  if (dense_possible(d)) return ConvAlgorithm::dense;
   bool winograd = false, window = false;
   switch (pass) {
     case ConvPass::forward: winograd = winograd_applies(d), window = window_applies(d); break;
@@ -309,7 +439,8 @@ ConvAlgorithm algorithm_for(ConvPass pass, const Conv2dDesc& d) {
 // others are handed rounded copies.
 bool rounds_as_it_packs(ConvAlgorithm algorithm) {
   return algorithm == ConvAlgorithm::tiles ||
-         (kGemmBf16Dot && (algorithm == ConvAlgorithm::gemm || algorithm == ConvAlgorithm::pointwise));
+         (kGemmBf16Dot && (algorithm == ConvAlgorithm::gemm || algorithm == ConvAlgorithm::pointwise ||
+                           algorithm == ConvAlgorithm::dense));
 }
 
 }  // namespace
@@ -332,6 +463,7 @@ void conv2d_forward(float* y, const float* x, const float* w, const float* bias,
     case ConvAlgorithm::window: return window_forward(y, x, w, bias, d, false);
     case ConvAlgorithm::direct: return window_forward(y, x, w, bias, d, true);
     case ConvAlgorithm::pointwise: return pointwise_convolution(y, x, w, bias, d, g, false);
+    case ConvAlgorithm::dense: return dense_forward(y, x, w, bias, d);
 #if defined(PCN_ISA_IS_amx)
     case ConvAlgorithm::tiles: return tiles_forward(y, x, w, bias, d);
 #endif
@@ -375,6 +507,7 @@ void conv2d_backward_data(float* dx, const float* dy, const float* w, const Conv
     case ConvAlgorithm::window: return window_backward_data(dx, dy, w, d, false);
     case ConvAlgorithm::direct: return window_backward_data(dx, dy, w, d, true);
     case ConvAlgorithm::pointwise: return pointwise_convolution(dx, dy, w, nullptr, d, g, true);
+    case ConvAlgorithm::dense: return dense_backward_data(dx, dy, w, d);
 #if defined(PCN_ISA_IS_amx)
     case ConvAlgorithm::tiles: return tiles_backward_data(dx, dy, w, d);
 #endif
@@ -443,6 +576,7 @@ void conv2d_backward_weight(float* dw, const float* dy, const float* x, const Co
     case ConvAlgorithm::window: return window_backward_weight(dw, dy, x, d, false);
     case ConvAlgorithm::direct: return window_backward_weight(dw, dy, x, d, true);
     case ConvAlgorithm::pointwise: return pointwise_backward_weight(dw, dy, x, d, g);
+    case ConvAlgorithm::dense: return dense_backward_weight(dw, dy, x, d);
 #if defined(PCN_ISA_IS_amx)
     case ConvAlgorithm::tiles: return tiles_backward_weight(dw, dy, x, d);
 #endif

@@ -12,8 +12,9 @@ namespace pcn {
 // How a convolution pass is computed. `automatic` is the fixed heuristic in conv.cpp; the others
 // force one path (conv2d_algorithms says which can take a given pass). The reference kernels
 // ignore it. `tiles` (conv_tiles.h) exists only for bfloat16 operands in the amx build; `direct`
-// is the window path without packing for layers where it would pack (conv_window.h).
-enum class ConvAlgorithm : int32_t { automatic = 0, gemm, pointwise, window, winograd, tiles, direct };
+// is the window path without packing for layers where it would pack (conv_window.h); `dense` takes
+// maps no larger than the kernel as one matrix product over the batch (Note [dense convolution]).
+enum class ConvAlgorithm : int32_t { automatic = 0, gemm, pointwise, window, winograd, tiles, direct, dense };
 enum class ConvPass : int32_t { forward = 0, backward_data, backward_weight };
 
 struct Conv2dDesc {
