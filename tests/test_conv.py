@@ -52,6 +52,7 @@ CONV_CASES = [
     (3, 40, 1, 1, 33, (3, 3), (1, 1), (1, 1), (1, 1), 1),  # one position: the centre tap only
     (4, 6, 3, 2, 9, (3, 3), (2, 1), (0, 1), (1, 1), 1),  # strided, rectangular map
     (2, 5, 1, 2, 4, (3, 3), (1, 1), (2, 1), (2, 1), 1),  # dilated rows
+    (2, 90, 1, 3, 100, (1, 5), (1, 1), (0, 2), (1, 1), 1),  # 3 positions: GEMM k blocks start mid-channel
 ]
 
 

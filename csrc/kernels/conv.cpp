@@ -18,13 +18,10 @@
 #include "kernels/conv_tiles.h"
 #include "kernels/conv_window.h"
 #include "kernels/conv_winograd.h"
-#include "kernels/gemm.h"
 #include "kernels/gemm_driver.h"
 #include "kernels/image_bundle.h"
 
 PCN_ISA_BEGIN
-
-void sgemm(float* c, const float* a, const float* b, const GemmDesc& d);  // gemm.cpp, this ISA's
 
 namespace {
 
@@ -284,9 +281,9 @@ void pointwise_backward_weight(float* dw, const float* dy, const float* x, const
 // over the whole batch. The path is offered where every input position meets every output
 // position under some tap (a 2x2 map under a 3x3 kernel with padding 1; a map of one position): L
 // then has no entry that is zero by construction, and the products are exactly the direct
-// convolution's (a NaN or infinity reaches the same outputs), summed in another order. L is built
-// per call in scratch, output channel by output channel (each reads one filter), up to
-// kDenseMatrixFloats.
+// convolution's (a NaN or infinity reaches the same outputs), summed in another order. The GEMMs
+// gather L's panels from w as they pack them (DensePackB); backward-weight writes dL out in
+// scratch, up to kDenseMatrixFloats.
 constexpr int64_t kDenseMatrixFloats = int64_t(1) << 23;
 
 // The tap offset (ky or kx) joining input row/column i to output row/column o along one axis, or -1.
@@ -299,6 +296,7 @@ static inline int64_t joining_tap(int64_t i, int64_t o, int64_t stride, int64_t 
 bool dense_possible(const Conv2dDesc& d) {
   const int64_t rows = d.out_channels * d.out_h * d.out_w, cols = d.in_channels * d.in_h * d.in_w;
   if (d.groups != 1 || rows == 0 || cols == 0 || rows > kDenseMatrixFloats / cols) return false;
+  if (d.out_channels * d.in_channels * d.kernel_h * d.kernel_w > INT32_MAX) return false;  // DensePackB's offsets
   for (int64_t i = 0; i < d.in_h; ++i)
     for (int64_t o = 0; o < d.out_h; ++o)
       if (joining_tap(i, o, d.stride_h, d.pad_h, d.dilation_h, d.kernel_h) < 0) return false;
@@ -320,78 +318,93 @@ int64_t* dense_taps(const Conv2dDesc& d) {
   return tap;
 }
 
-// L (O * P x C * Q, row-major) from w, into scratch.
-const float* dense_matrix(const float* w, const Conv2dDesc& d) {
-  const int64_t q_count = d.in_h * d.in_w, p_count = d.out_h * d.out_w, taps = d.kernel_h * d.kernel_w;
-  const int64_t cols = d.in_channels * q_count;
-  const int64_t* tap = dense_taps(d);
-  float* l = thread_scratch(Scratch::weights, d.out_channels * p_count * cols);
-#pragma omp parallel for num_threads(threads_for(d.out_channels, d.out_channels * p_count * cols)) schedule(static)
-  for (int64_t o = 0; o < d.out_channels; ++o)
-    for (int64_t p = 0; p < p_count; ++p) {
-      float* row = l + (o * p_count + p) * cols;
-      const int64_t* row_taps = tap + p * q_count;
-      for (int64_t c = 0; c < d.in_channels; ++c) {
-        const float* filter = w + (o * d.in_channels + c) * taps;
-        for (int64_t q = 0; q < q_count; ++q) row[c * q_count + q] = filter[row_taps[q]];
+// B panels of L^T (forward: rows are inputs (c, q), columns outputs (o, p)) or of L (backward-data:
+// rows outputs (o, p), columns inputs (c, q)), gathered from the weights as the GEMM packs them: L
+// itself is never written out. Rows sharing their position r (q or p) take their weights at the
+// same offsets from their own channel's: one table of offsets per r, then a gather per row.
+struct DensePackB {
+  const float* w;
+  const int64_t* tap;
+  int64_t q_count, p_count, in_channels, taps;
+  bool rows_are_inputs;
+  void operator()(float* out, int64_t k0, int64_t kc, int64_t j0, int64_t cols) const {
+    const int64_t positions = rows_are_inputs ? q_count : p_count;
+    const int64_t channel_floats = rows_are_inputs ? taps : in_channels * taps;  // from one row channel to the next
+    int32_t offset[kGemmNR];
+    for (int64_t r = 0; r < positions; ++r) {
+      for (int64_t j = 0; j < cols; ++j) {
+        const int64_t index = j0 + j;
+        offset[j] = static_cast<int32_t>(
+            rows_are_inputs ? index / p_count * in_channels * taps + tap[index % p_count * q_count + r]
+                            : index / q_count * taps + tap[r * q_count + index % q_count]);
+      }
+      for (int64_t kk = ((r - k0) % positions + positions) % positions; kk < kc; kk += positions) {
+        const float* filters = w + (k0 + kk) / positions * channel_floats;
+        float* row = out + kk * kGemmNR;
+        for (int64_t j = 0; j < cols; ++j) row[j] = filters[offset[j]];
+        for (int64_t j = cols; j < kGemmNR; ++j) row[j] = 0.0f;
       }
     }
-  return l;
+  }
+};
+
+// C (m x n) = op(A) B (+ beta C) with B packed by pack_b, on the whole team as sgemm runs. The
+// GEMMs multiply autocast's bfloat16 operands as they pack where this build has bfloat16 dot
+// products; elsewhere conv2d_* has handed them rounded copies (rounds_as_it_packs).
+template <class PackB>
+void dense_gemm(float* c, const float* a, bool trans_a, const PackB& pack_b, int64_t m, int64_t n, int64_t k,
+                float beta, bool bf16) {
+  const bool bf16_panels = bf16 && kGemmBf16Dot;
+  float* packed_a = thread_scratch(Scratch::pack_a, packed_a_floats(m, k));
+  float* b_buf = thread_scratch(Scratch::pack_b, packed_b_floats(n, k));
+  const int threads = m * n * (k + 1) < (int64_t(1) << 20) ? 1 : num_threads();
+#pragma omp parallel num_threads(threads)
+  {
+    pack_a_matrix(packed_a, a, trans_a ? m : k, trans_a, m, k, true, bf16_panels);
+    gemm_packed(m, n, k, packed_a, pack_b, c, n, 1.0f, beta, nullptr, b_buf, true, bf16_panels);
+  }
 }
 
-// The GEMMs multiply autocast's bfloat16 operands as they pack where this build has bfloat16 dot
-// products; elsewhere conv2d_* has handed them rounded copies (rounds_as_it_packs).
-GemmDesc dense_gemm(int64_t m, int64_t n, int64_t k, bool bf16) {
-  GemmDesc g;
-  g.m = m, g.n = n, g.k = k;
-  g.bf16 = bf16 && kGemmBf16Dot;
-  return g;
+DensePackB dense_pack(const float* w, const Conv2dDesc& d, bool rows_are_inputs) {
+  return {w, dense_taps(d), d.in_h * d.in_w, d.out_h * d.out_w, d.in_channels, d.kernel_h * d.kernel_w,
+          rows_are_inputs};
 }
 
 void dense_forward(float* y, const float* x, const float* w, const float* bias, const Conv2dDesc& d) {
   const int64_t p_count = d.out_h * d.out_w, outputs = d.out_channels * p_count;
-  const int64_t inputs = d.in_channels * d.in_h * d.in_w;
-  const float* l = dense_matrix(w, d);
-  GemmDesc g = dense_gemm(d.batch, outputs, inputs, d.bf16);
-  g.trans_b = true;
-  g.lda = inputs, g.ldb = inputs, g.ldc = outputs;
   if (bias) {  // y starts as the bias and the products are added to it
 #pragma omp parallel for num_threads(threads_for(d.batch, d.batch * outputs)) schedule(static)
     for (int64_t n = 0; n < d.batch; ++n)
       for (int64_t o = 0; o < d.out_channels; ++o)
         for (int64_t p = 0; p < p_count; ++p) y[n * outputs + o * p_count + p] = bias[o];
-    g.beta = 1.0f;
   }
-  sgemm(y, x, l, g);
+  dense_gemm(y, x, false, dense_pack(w, d, true), d.batch, outputs, d.in_channels * d.in_h * d.in_w,
+             bias ? 1.0f : 0.0f, d.bf16);
 }
 
 void dense_backward_data(float* dx, const float* dy, const float* w, const Conv2dDesc& d) {
-  const int64_t outputs = d.out_channels * d.out_h * d.out_w, inputs = d.in_channels * d.in_h * d.in_w;
-  const float* l = dense_matrix(w, d);
-  GemmDesc g = dense_gemm(d.batch, inputs, outputs, d.bf16);
-  g.lda = outputs, g.ldb = inputs, g.ldc = inputs;
-  sgemm(dx, dy, l, g);
+  dense_gemm(dx, dy, false, dense_pack(w, d, false), d.batch, d.in_channels * d.in_h * d.in_w,
+             d.out_channels * d.out_h * d.out_w, 0.0f, d.bf16);
 }
 
-// dL = dy^T x, then each weight is the sum of its tap's entries of dL, in (p, q) order.
+// dL = dy^T x, then each weight is the sum of its tap's entries of dL in p order (one per p), taken
+// one (p, q) pair at a time across the input channels (no two channels share a weight).
 void dense_backward_weight(float* dw, const float* dy, const float* x, const Conv2dDesc& d) {
   const int64_t q_count = d.in_h * d.in_w, p_count = d.out_h * d.out_w, taps = d.kernel_h * d.kernel_w;
-  const int64_t outputs = d.out_channels * p_count, inputs = d.in_channels * q_count;
+  const int64_t outputs = d.out_channels * p_count, inputs = d.in_channels * q_count, channels = d.in_channels;
   float* dl = thread_scratch(Scratch::weights, outputs * inputs);
-  GemmDesc g = dense_gemm(outputs, inputs, d.batch, d.bf16);
-  g.trans_a = true;
-  g.lda = outputs, g.ldb = inputs, g.ldc = inputs;
-  sgemm(dl, dy, x, g);
+  dense_gemm(dl, dy, true, MatrixPackB{x, inputs, false}, outputs, inputs, d.batch, 0.0f, d.bf16);
   const int64_t* tap = dense_taps(d);
 #pragma omp parallel for num_threads(threads_for(d.out_channels, outputs * inputs)) schedule(static)
   for (int64_t o = 0; o < d.out_channels; ++o) {
-    float* filters = dw + o * d.in_channels * taps;
-    for (int64_t i = 0; i < d.in_channels * taps; ++i) filters[i] = 0.0f;
+    float* filters = dw + o * channels * taps;
+    for (int64_t i = 0; i < channels * taps; ++i) filters[i] = 0.0f;
     for (int64_t p = 0; p < p_count; ++p) {
       const float* row = dl + (o * p_count + p) * inputs;
-      const int64_t* row_taps = tap + p * q_count;
-      for (int64_t c = 0; c < d.in_channels; ++c)
-        for (int64_t q = 0; q < q_count; ++q) filters[c * taps + row_taps[q]] += row[c * q_count + q];
+      for (int64_t q = 0; q < q_count; ++q) {
+        float* weights = filters + tap[p * q_count + q];
+        for (int64_t c = 0; c < channels; ++c) weights[c * taps] += row[c * q_count + q];
+      }
     }
   }
 }
