@@ -627,28 +627,33 @@ void conv2d_backward_weight(float* dw, const float* dy, const float* x, const Co
   }
 }
 
+// Each plane (image, channel) is summed in float vector lanes, then its tail, with threads taking
+// runs of planes in memory order (channel by channel, a thread would jump between images every
+// plane); each channel then adds its planes' sums in double, image after image.
 void conv2d_backward_bias(float* db, const float* dy, const Conv2dDesc& d) {
-  const int64_t plane = d.out_h * d.out_w;
-#pragma omp parallel for num_threads(threads_for(d.out_channels, d.batch * d.out_channels * plane)) schedule(static)
-  for (int64_t c = 0; c < d.out_channels; ++c) {
-    double total = 0.0;
-    for (int64_t n = 0; n < d.batch; ++n) {
-      // Per image: vector lanes (a float reduction does not auto-vectorise), then the tail.
-      const float* src = dy + (n * d.out_channels + c) * plane;
-      vfloat lanes = vfloat{};
-      int64_t i = 0;
-      if (d.bf16) {  // autocast: the rounded dy, as the other passes read it
-        for (; i + kVecFloats <= plane; i += kVecFloats) lanes += round_to_bf16(vload(src + i));
-      } else {
-        for (; i + kVecFloats <= plane; i += kVecFloats) lanes += vload(src + i);
-      }
-      float sum = 0.0f;
-      for (int lane = 0; lane < kVecFloats; ++lane) sum += lanes[lane];
-      for (; i < plane; ++i) sum += d.bf16 ? round_to_bf16(src[i]) : src[i];
-      total += sum;
+  const int64_t plane = d.out_h * d.out_w, planes = d.batch * d.out_channels;
+  float* sums = thread_scratch(Scratch::partial, planes);
+#pragma omp parallel for num_threads(threads_for(planes, planes * plane)) schedule(static)
+  for (int64_t k = 0; k < planes; ++k) {
+    const float* src = dy + k * plane;
+    vfloat lanes = vfloat{};  // a float reduction does not auto-vectorise
+    int64_t i = 0;
+    if (d.bf16) {  // autocast: the rounded dy, as the other passes read it
+      for (; i + kVecFloats <= plane; i += kVecFloats) lanes += round_to_bf16(vload(src + i));
+    } else {
+      for (; i + kVecFloats <= plane; i += kVecFloats) lanes += vload(src + i);
     }
-    db[c] = static_cast<float>(total);
+    float sum = 0.0f;
+    if (i > 0)  // planes shorter than a vector skip adding its zeros
+      for (int lane = 0; lane < kVecFloats; ++lane) sum += lanes[lane];
+    for (; i < plane; ++i) sum += d.bf16 ? round_to_bf16(src[i]) : src[i];
+    sums[k] = sum;
   }
+  double* totals = reinterpret_cast<double*>(thread_scratch(Scratch::columns, 2 * d.out_channels));
+  for (int64_t c = 0; c < d.out_channels; ++c) totals[c] = 0.0;
+  for (int64_t n = 0; n < d.batch; ++n)  // across the channels: the loop vectorises
+    for (int64_t c = 0; c < d.out_channels; ++c) totals[c] += sums[n * d.out_channels + c];
+  for (int64_t c = 0; c < d.out_channels; ++c) db[c] = static_cast<float>(totals[c]);
 }
 
 PCN_ISA_END
