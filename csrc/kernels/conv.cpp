@@ -22,7 +22,6 @@
 #include "kernels/image_bundle.h"
 
 PCN_ISA_BEGIN
-
 namespace {
 
 struct ConvGeometry {
@@ -348,21 +347,13 @@ struct DensePackB {
   }
 };
 
-// C (m x n) = op(A) B (+ beta C) with B packed by pack_b, on the whole team as sgemm runs. The
-// GEMMs multiply autocast's bfloat16 operands as they pack where this build has bfloat16 dot
-// products; elsewhere conv2d_* has handed them rounded copies (rounds_as_it_packs).
+// C (m x n) = op(A) B (+ beta C) with B packed by pack_b. The GEMMs multiply autocast's bfloat16
+// operands as they pack where this build has bfloat16 dot products; elsewhere conv2d_* has handed
+// them rounded copies (rounds_as_it_packs).
 template <class PackB>
 void dense_gemm(float* c, const float* a, bool trans_a, const PackB& pack_b, int64_t m, int64_t n, int64_t k,
                 float beta, bool bf16) {
-  const bool bf16_panels = bf16 && kGemmBf16Dot;
-  float* packed_a = thread_scratch(Scratch::pack_a, packed_a_floats(m, k));
-  float* b_buf = thread_scratch(Scratch::pack_b, packed_b_floats(n, k));
-  const int threads = m * n * (k + 1) < (int64_t(1) << 20) ? 1 : num_threads();
-#pragma omp parallel num_threads(threads)
-  {
-    pack_a_matrix(packed_a, a, trans_a ? m : k, trans_a, m, k, true, bf16_panels);
-    gemm_packed(m, n, k, packed_a, pack_b, c, n, 1.0f, beta, nullptr, b_buf, true, bf16_panels);
-  }
+  team_gemm(c, n, a, trans_a ? m : k, trans_a, pack_b, m, n, k, 1.0f, beta, bf16 && kGemmBf16Dot);
 }
 
 DensePackB dense_pack(const float* w, const Conv2dDesc& d, bool rows_are_inputs) {

@@ -1,4 +1,4 @@
-// sgemm entry point: pack A once, then run the blocked driver with the whole thread team.
+// sgemm entry point: the blocked driver on the whole thread team (team_gemm).
 #include "kernels/gemm.h"
 
 #include "kernels/gemm_driver.h"
@@ -15,17 +15,7 @@ void sgemm(float* c, const float* a, const float* b, const GemmDesc& d) {
                  bf16_rounded(Scratch::rounded_second, b, d.trans_b ? span(d.n, d.k, d.ldb) : span(d.k, d.n, d.ldb)),
                  rounded);
   }
-  float* packed_a = thread_scratch(Scratch::pack_a, packed_a_floats(d.m, d.k));
-  float* b_buf = thread_scratch(Scratch::pack_b, packed_b_floats(d.n, d.k));
-  const MatrixPackB pack_b{b, d.ldb, d.trans_b};
-  // Enough work per thread to pay for the team's barriers; small products run single-threaded.
-  const int64_t flops = d.m * d.n * (d.k + 1);
-  const int threads = flops < (int64_t(1) << 20) ? 1 : num_threads();
-#pragma omp parallel num_threads(threads)
-  {
-    pack_a_matrix(packed_a, a, d.lda, d.trans_a, d.m, d.k, true, d.bf16);
-    gemm_packed(d.m, d.n, d.k, packed_a, pack_b, c, d.ldc, d.alpha, d.beta, nullptr, b_buf, true, d.bf16);
-  }
+  team_gemm(c, d.ldc, a, d.lda, d.trans_a, MatrixPackB{b, d.ldb, d.trans_b}, d.m, d.n, d.k, d.alpha, d.beta, d.bf16);
 }
 
 PCN_ISA_END

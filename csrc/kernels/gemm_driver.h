@@ -332,4 +332,22 @@ void gemm_packed(int64_t m, int64_t n, int64_t k, const float* packed_a, const P
   if (kGemmAmx && bf16) amx_release();
 }
 
+// C (m x n, row stride ldc) = alpha * op(A) * B + beta * C on a team of this process's threads (one
+// thread for small products), A packed up front into scratch and B block by block by pack_b:
+// sgemm, and the convolutions whose B operand is gathered as it packs.
+template <class PackB>
+void team_gemm(float* c, int64_t ldc, const float* a, int64_t lda, bool trans_a, const PackB& pack_b, int64_t m,
+               int64_t n, int64_t k, float alpha, float beta, bool bf16) {
+  float* packed_a = thread_scratch(Scratch::pack_a, packed_a_floats(m, k));
+  float* b_buf = thread_scratch(Scratch::pack_b, packed_b_floats(n, k));
+  // Enough work per thread to pay for the team's barriers; small products run single-threaded.
+  const int64_t flops = m * n * (k + 1);
+  const int threads = flops < (int64_t(1) << 20) ? 1 : num_threads();
+#pragma omp parallel num_threads(threads)
+  {
+    pack_a_matrix(packed_a, a, lda, trans_a, m, k, true, bf16);
+    gemm_packed(m, n, k, packed_a, pack_b, c, ldc, alpha, beta, nullptr, b_buf, true, bf16);
+  }
+}
+
 PCN_ISA_END
