@@ -99,8 +99,7 @@ def run_fused(sequential, x, padding=None, start_dim=None):
                     raise
                 index, padding = index + 3, None
                 continue
-            if type(layer) is nn.BatchNorm2d and index + 1 < len(layers) and type(layers[index + 1]) is nn.ReLU:
-                # forward_relu runs the two one after the other while a hook watches either.
+            if _fusable(layers, index, _BATCH_NORM_RELU):
                 x = layer.forward_relu(_padded_and_flattened(x, padding, start_dim), layers[index + 1])
                 index += 2
             elif _fusable(layers, index, _LINEAR_RELU):
@@ -126,6 +125,7 @@ def _padded_and_flattened(x, padding, start_dim):
 
 _CONV_RELU_POOL = (nn.Conv2d, nn.ReLU, nn.MaxPool2d)
 _LINEAR_RELU = (nn.Linear, nn.ReLU)
+_BATCH_NORM_RELU = (nn.BatchNorm2d, nn.ReLU)
 
 
 def _fusable(layers, start, types):
